@@ -1,0 +1,70 @@
+// Helpers shared by every kernel family: special values by bit pattern, and the online
+// (max, sum of exponentials) statistics of a row.
+//
+// WGSL lets an implementation assume that no value is inf or NaN, and some really do fold
+// `x != x` to false or `x - x` to 0. So special values are told apart by their bits,
+// never by comparing floats.
+
+const POSITIVE_INFINITY_BITS: u32 = 0x7f800000u;
+const NEGATIVE_INFINITY_BITS: u32 = 0xff800000u;
+const QUIET_NAN_BITS: u32 = 0x7fc00000u;
+const MAGNITUDE_MASK: u32 = 0x7fffffffu;
+
+// The most negative finite f32: the running max of a row that has seen no finite value.
+const LOWEST_FINITE: f32 = -3.40282347e38;
+
+fn is_negative_infinity(x: f32) -> bool {
+    return bitcast<u32>(x) == NEGATIVE_INFINITY_BITS;
+}
+
+// NaN or +inf: either one leaves the whole row without a defined softmax.
+fn is_nan_or_positive_infinity(x: f32) -> bool {
+    return (bitcast<u32>(x) & MAGNITUDE_MASK) >= POSITIVE_INFINITY_BITS
+        && bitcast<u32>(x) != NEGATIVE_INFINITY_BITS;
+}
+
+fn quiet_nan() -> f32 {
+    return bitcast<f32>(QUIET_NAN_BITS);
+}
+
+fn negative_infinity() -> f32 {
+    return bitcast<f32>(NEGATIVE_INFINITY_BITS);
+}
+
+// Running statistics of a row: m = max over the finite entries seen, s = sum of exp(x - m)
+// over them, and a flag set once a NaN or +inf was seen. `-inf` entries are masks: they
+// add exp(-inf) = 0 and leave the statistics as they are.
+struct RowStats {
+    max: f32,
+    sum: f32,
+    poisoned: u32,
+}
+
+fn row_stats_empty() -> RowStats {
+    return RowStats(LOWEST_FINITE, 0.0, 0u);
+}
+
+// One step of the online normaliser (Milakov and Gimelshein, 2018):
+//   m' = max(m, x),  s' = s * exp(m - m') + exp(x - m').
+fn row_stats_push(stats: RowStats, x: f32) -> RowStats {
+    if (is_nan_or_positive_infinity(x)) {
+        return RowStats(stats.max, stats.sum, 1u);
+    }
+    if (is_negative_infinity(x)) {
+        return stats;
+    }
+    let m = max(stats.max, x);
+    return RowStats(m, stats.sum * exp(stats.max - m) + exp(x - m), stats.poisoned);
+}
+
+// Combines the statistics of two disjoint parts of a row. An empty part has s = 0 and adds
+// nothing, whatever its max.
+fn row_stats_merge(a: RowStats, b: RowStats) -> RowStats {
+    let m = max(a.max, b.max);
+    return RowStats(m, a.sum * exp(a.max - m) + b.sum * exp(b.max - m), a.poisoned | b.poisoned);
+}
+
+// A row has no softmax when it holds a NaN or +inf, or when every entry is -inf (s = 0).
+fn row_is_undefined(stats: RowStats) -> bool {
+    return stats.poisoned != 0u || stats.sum == 0.0;
+}

@@ -1,0 +1,352 @@
+//! [`Context`]: the adapter, device and queue the kernels run on, and their compiled
+//! pipelines.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::plan::DeviceCaps;
+use crate::shaders::Shader;
+
+/// The optional features this crate uses when the adapter has them.
+pub const OPTIONAL_FEATURES: wgpu::Features =
+    wgpu::Features::SUBGROUP.union(wgpu::Features::TIMESTAMP_QUERY).union(wgpu::Features::SHADER_F16);
+
+/// How long a host-API call waits for the GPU by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How [`Context::with_options`] picks and sets up its device. Fields left `None` follow
+/// the `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` environment variables.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ContextOptions {
+    /// Backends to look for adapters on (default: `WGPU_BACKEND`, else all).
+    pub backends: Option<wgpu::Backends>,
+    /// Pick the first adapter whose name contains this, case-insensitively (default:
+    /// `WGPU_ADAPTER_NAME`, else wgpu's choice).
+    pub adapter_name: Option<String>,
+    /// Power preference (default: `WGPU_POWER_PREF`, else none).
+    pub power_preference: Option<wgpu::PowerPreference>,
+    /// Optional features to ask for where the adapter has them (default:
+    /// [`OPTIONAL_FEATURES`]). Leave one out to test the paths that do without it.
+    pub features: wgpu::Features,
+    /// Limits to ask for (default: everything the adapter offers).
+    pub limits: Option<wgpu::Limits>,
+    /// How long host-API calls wait for the GPU (default: [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        Self {
+            backends: None,
+            adapter_name: None,
+            power_preference: None,
+            features: OPTIONAL_FEATURES,
+            limits: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Identifies one compiled pipeline: a module, an entry point and the values of its
+/// overridable constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct KernelKey {
+    pub shader: Shader,
+    pub entry_point: &'static str,
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+struct Shared {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    caps: DeviceCaps,
+    /// Uniform parameters, one read-only storage input, one read-write storage output.
+    unary_layout: wgpu::BindGroupLayout,
+    unary_pipeline_layout: wgpu::PipelineLayout,
+    modules: RwLock<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: RwLock<HashMap<KernelKey, wgpu::ComputePipeline>>,
+}
+
+/// The GPU the kernels run on: device, queue, what the adapter offers, and a cache of
+/// compiled pipelines.
+///
+/// Cheap to clone (clones share the device and the cache), `Send` and `Sync`. Either let
+/// it create a device ([`Context::new`]) or wrap your own ([`Context::from_device`]).
+#[derive(Clone)]
+pub struct Context {
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.shared.info.name)
+            .field("backend", &self.shared.info.backend)
+            .field("caps", &self.shared.caps)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Creates a context on the adapter the `WGPU_*` environment variables select (else
+    /// wgpu's default), with the optional features it has and all its limits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoAdapter`] when no adapter matches (its message says what to install),
+    /// [`Error::DeviceRequest`] when the adapter refuses the device.
+    pub fn new() -> Result<Self> {
+        Self::with_options(ContextOptions::default())
+    }
+
+    /// Creates a context as [`Context::new`] does, with explicit options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::new`].
+    pub fn with_options(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// The async form of [`Context::with_options`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::new`].
+    pub async fn with_options_async(options: ContextOptions) -> Result<Self> {
+        let backends =
+            options.backends.unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()));
+        let mut instance_descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        instance_descriptor.backends = backends;
+        let instance = wgpu::Instance::new(instance_descriptor);
+        let adapter = select_adapter(&instance, backends, &options).await?;
+        let info = adapter.get_info();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("wgpu-softmax"),
+            required_features: options.features & adapter.features(),
+            required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
+            ..Default::default()
+        };
+        let (device, queue) = adapter
+            .request_device(&descriptor)
+            .await
+            .map_err(|e| Error::DeviceRequest { adapter: info.name.clone(), message: e.to_string() })?;
+        Ok(Self::from_parts(device, queue, info, options.timeout))
+    }
+
+    /// Wraps a device and queue the caller already has: the kernels run on them, next to
+    /// the caller's own work. The context uses whatever features and limits the device was
+    /// created with (subgroup kernels only where it has `Features::SUBGROUP`).
+    #[must_use]
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        Self::from_parts(device, queue, info, DEFAULT_TIMEOUT)
+    }
+
+    fn from_parts(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        timeout: Duration,
+    ) -> Self {
+        let limits = device.limits();
+        let caps = DeviceCaps {
+            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
+            is_cpu: info.device_type == wgpu::DeviceType::Cpu,
+            max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
+            max_buffer_bytes: limits.max_buffer_size,
+        };
+        let unary_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-softmax: params, input, output"),
+            entries: &[
+                layout_entry(0, wgpu::BufferBindingType::Uniform),
+                layout_entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
+                layout_entry(2, wgpu::BufferBindingType::Storage { read_only: false }),
+            ],
+        });
+        let unary_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("wgpu-softmax: params, input, output"),
+            bind_group_layouts: &[Some(&unary_layout)],
+            immediate_size: 0,
+        });
+        let shared = Shared {
+            device,
+            queue,
+            info,
+            caps,
+            unary_layout,
+            unary_pipeline_layout,
+            modules: RwLock::default(),
+            pipelines: RwLock::default(),
+        };
+        Self { shared: Arc::new(shared), timeout }
+    }
+
+    /// A clone of this context whose host-API calls wait at most `timeout` for the GPU.
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self { shared: Arc::clone(&self.shared), timeout }
+    }
+
+    /// How long host-API calls wait for the GPU.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The device.
+    #[must_use]
+    pub fn device(&self) -> &wgpu::Device {
+        &self.shared.device
+    }
+
+    /// The queue.
+    #[must_use]
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.shared.queue
+    }
+
+    /// The adapter's name, backend, driver and type.
+    #[must_use]
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.shared.info
+    }
+
+    /// What the planner knows of this device.
+    #[must_use]
+    pub fn caps(&self) -> &DeviceCaps {
+        &self.shared.caps
+    }
+
+    /// One line naming the adapter, its backend and driver, for logs and test output.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let info = &self.shared.info;
+        format!(
+            "{} ({:?}, {:?}, driver {} {}; subgroups: {})",
+            info.name,
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info,
+            if self.shared.caps.subgroups {
+                format!("{}..{} lanes", info.subgroup_min_size, info.subgroup_max_size)
+            } else {
+                "no".to_owned()
+            }
+        )
+    }
+
+    pub(crate) fn unary_layout(&self) -> &wgpu::BindGroupLayout {
+        &self.shared.unary_layout
+    }
+
+    /// The compiled pipeline for `key`, compiling it on first use. Compilation runs
+    /// outside the lock; a racing thread's pipeline is kept and the later one dropped, so
+    /// every caller sees the same pipeline.
+    pub(crate) fn pipeline(&self, key: &KernelKey) -> Result<wgpu::ComputePipeline> {
+        if let Some(found) = read_lock(&self.shared.pipelines).get(key) {
+            return Ok(found.clone());
+        }
+        let module = self.module(key.shader)?;
+        let constants: Vec<(&str, f64)> =
+            key.constants.iter().map(|&(name, value)| (name, f64::from(value))).collect();
+        let device = &self.shared.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key.entry_point),
+            layout: Some(&self.shared.unary_pipeline_layout),
+            module: &module,
+            entry_point: Some(key.entry_point),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                // Every kernel writes its shared memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::from_wgpu(&error));
+        }
+        let mut pipelines = write_lock(&self.shared.pipelines);
+        Ok(pipelines.entry(key.clone()).or_insert(pipeline).clone())
+    }
+
+    fn module(&self, shader: Shader) -> Result<wgpu::ShaderModule> {
+        if let Some(found) = read_lock(&self.shared.modules).get(&shader) {
+            return Ok(found.clone());
+        }
+        let device = &self.shared.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.label()),
+            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::from_wgpu(&error));
+        }
+        let mut modules = write_lock(&self.shared.modules);
+        Ok(modules.entry(shader).or_insert(module).clone())
+    }
+}
+
+async fn select_adapter(
+    instance: &wgpu::Instance,
+    backends: wgpu::Backends,
+    options: &ContextOptions,
+) -> Result<wgpu::Adapter> {
+    let wanted_name = options
+        .adapter_name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .filter(|name| !name.is_empty());
+    if let Some(name) = wanted_name {
+        let adapters = instance.enumerate_adapters(backends).await;
+        let needle = name.to_lowercase();
+        let found: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&needle)).ok_or_else(
+            || Error::NoAdapter {
+                request: format!(
+                    "backends {backends:?}, name containing '{name}'; adapters present: {found:?}"
+                ),
+            },
+        );
+    }
+    let power_preference =
+        options.power_preference.or_else(wgpu::PowerPreference::from_env).unwrap_or_default();
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference,
+            compatible_surface: None,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter { request: format!("backends {backends:?}: {e}") })
+}
+
+const fn layout_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+        count: None,
+    }
+}
+
+// A poisoned lock only means another thread panicked mid-insert into a cache of
+// immutable handles; the map itself is still consistent, so keep using it.
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,135 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in this crate. Each message says what is wrong and what
+/// to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter matched the request (none installed, or the `WGPU_*` variables exclude
+    /// every one there is).
+    #[error(
+        "no GPU adapter found ({request}). Install a GPU driver; on Linux without a GPU, \
+         Mesa's software Vulkan driver gives one: `apt-get install mesa-vulkan-drivers` \
+         (for GL also `libegl-mesa0 libgl1-mesa-dri`). Check WGPU_BACKEND and WGPU_ADAPTER_NAME"
+    )]
+    NoAdapter {
+        /// Which backends and adapter name were asked for.
+        request: String,
+    },
+
+    /// The adapter refused to create a device with the features and limits asked for.
+    #[error("the adapter '{adapter}' could not create a device: {message}")]
+    DeviceRequest {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+
+    /// A slice or buffer length does not match the shape it was given with.
+    #[error("{what} holds {actual} elements but the shape {rows}x{cols} needs {expected}")]
+    ShapeMismatch {
+        /// Which argument.
+        what: &'static str,
+        /// Rows of the shape.
+        rows: usize,
+        /// Columns of the shape.
+        cols: usize,
+        /// Elements the shape needs.
+        expected: usize,
+        /// Elements given.
+        actual: usize,
+    },
+
+    /// `rows * cols` does not fit in memory addressing at all.
+    #[error("the shape {rows}x{cols} overflows the number of addressable elements")]
+    ShapeOverflow {
+        /// Rows of the shape.
+        rows: usize,
+        /// Columns of the shape.
+        cols: usize,
+    },
+
+    /// A caller's buffer is smaller than the shape needs.
+    #[error("the {what} buffer has {actual} bytes but the shape needs {required}; create it larger")]
+    BufferTooSmall {
+        /// Which buffer.
+        what: &'static str,
+        /// Bytes needed.
+        required: u64,
+        /// Bytes it has.
+        actual: u64,
+    },
+
+    /// A caller's buffer lacks a usage flag the operation needs.
+    #[error("the {what} buffer lacks the usage {missing:?}; add it when creating the buffer")]
+    MissingUsage {
+        /// Which buffer.
+        what: &'static str,
+        /// The flags it lacks.
+        missing: wgpu::BufferUsages,
+    },
+
+    /// The same buffer was passed as input and output.
+    #[error("the input and output buffers are the same buffer; pass a separate output buffer")]
+    AliasedBuffers,
+
+    /// A device limit is too small for the work, and this operation cannot split it.
+    #[error("the work needs {required} for the limit `{limit}` but the device allows {available}")]
+    LimitExceeded {
+        /// The limit's name in `wgpu::Limits`.
+        limit: &'static str,
+        /// What the work needs.
+        required: u64,
+        /// What the device allows.
+        available: u64,
+    },
+
+    /// A strategy was forced that this device cannot run.
+    #[error("the strategy {strategy:?} is not available on this device: {reason}")]
+    StrategyUnavailable {
+        /// The strategy asked for.
+        strategy: crate::Strategy,
+        /// Why it is not available.
+        reason: &'static str,
+    },
+
+    /// The GPU did not finish within the context's timeout.
+    #[error(
+        "the GPU did not finish within {0:?}; raise the timeout with Context::with_timeout \
+         or submit smaller work"
+    )]
+    Timeout(Duration),
+
+    /// The device was lost (driver reset, GPU removed, or a fatal error earlier).
+    #[error("the GPU device was lost: {0}; create a new Context")]
+    DeviceLost(String),
+
+    /// The device ran out of memory.
+    #[error("the GPU ran out of memory: {0}; free buffers or submit smaller work")]
+    OutOfMemory(String),
+
+    /// wgpu reported a validation error. This is a bug in this crate (or a caller's buffer
+    /// in a state it cannot be used in, such as mapped); please report it with the message.
+    #[error("wgpu validation error (a bug; please report it): {0}")]
+    Validation(String),
+
+    /// Reading a result back from the GPU failed.
+    #[error("reading the result back from the GPU failed: {0}")]
+    Readback(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Turns a wgpu error caught by an error scope into this crate's error.
+    pub(crate) fn from_wgpu(error: &wgpu::Error) -> Self {
+        match error {
+            wgpu::Error::OutOfMemory { .. } => Self::OutOfMemory(error.to_string()),
+            _ => Self::Validation(error.to_string()),
+        }
+    }
+}

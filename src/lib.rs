@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+pub mod check;
+mod context;
+mod error;
+mod ops;
+mod plan;
+pub mod reference;
+pub mod shaders;
+mod shape;
+mod transfer;
+
+pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
+pub use error::{Error, Result};
+pub use ops::softmax::{Softmax, log_softmax, softmax};
+pub use plan::{DeviceCaps, Plan, Strategy, check_binding_fits, choose_strategy, plan, spread_grid};
+pub use shape::Shape;

@@ -1,0 +1,111 @@
+//! The CPU reference: every op of this crate in f64, with the same names, options and
+//! special-value rules as the GPU kernels. GPU results are checked against it.
+//!
+//! It computes the row max and the sum in two plain passes, not the online recurrence the
+//! kernels use, so that the two agree only if both are right.
+
+use crate::error::Result;
+use crate::shape::Shape;
+
+/// Softmax of each row of `input` (row-major `shape`), in f64.
+///
+/// # Errors
+///
+/// [`crate::Error::ShapeMismatch`] when `input.len()` is not `rows * cols`.
+pub fn softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
+    normalize_rows(input, shape, |x, stats| match stats {
+        None => f64::NAN,
+        Some(_) if x == f64::NEG_INFINITY => 0.0,
+        Some(RowStats { max, sum }) => (x - max).exp() / sum,
+    })
+}
+
+/// Log-softmax of each row of `input` (row-major `shape`), in f64.
+///
+/// # Errors
+///
+/// [`crate::Error::ShapeMismatch`] when `input.len()` is not `rows * cols`.
+pub fn log_softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
+    normalize_rows(input, shape, |x, stats| match stats {
+        None => f64::NAN,
+        Some(_) if x == f64::NEG_INFINITY => f64::NEG_INFINITY,
+        Some(RowStats { max, sum }) => (x - max) - sum.ln(),
+    })
+}
+
+#[derive(Clone, Copy)]
+struct RowStats {
+    max: f64,
+    sum: f64,
+}
+
+/// The row's max over its finite entries and the sum of `exp(x - max)`, or `None` when
+/// the row has no softmax: it holds a NaN or `+inf`, or nothing but `-inf`.
+fn row_stats(row: &[f32]) -> Option<RowStats> {
+    if row.iter().any(|x| x.is_nan() || *x == f32::INFINITY) {
+        return None;
+    }
+    let max = row.iter().filter(|x| x.is_finite()).map(|&x| f64::from(x)).reduce(f64::max)?;
+    let sum = row.iter().filter(|x| x.is_finite()).map(|&x| (f64::from(x) - max).exp()).sum();
+    Some(RowStats { max, sum })
+}
+
+fn normalize_rows(
+    input: &[f32],
+    shape: Shape,
+    entry: impl Fn(f64, Option<RowStats>) -> f64,
+) -> Result<Vec<f64>> {
+    shape.check_len("input", input.len())?;
+    if shape.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(input
+        .chunks_exact(shape.cols)
+        .flat_map(|row| {
+            let stats = row_stats(row);
+            row.iter().map(move |&x| (f64::from(x), stats))
+        })
+        .map(|(x, stats)| entry(x, stats))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn five_scores_from_the_seed_text() {
+        let p = softmax(&[0.0, 10.0, 15.0, 18.0, 20.0], Shape::new(1, 5)).unwrap();
+        let expected =
+            [1.8046755952e-09, 3.9750625269e-05, 5.8995158725e-03, 1.1849494389e-01, 8.7556578781e-01];
+        for (a, b) in p.iter().zip(expected) {
+            assert_relative_eq!(*a, b, max_relative = 1e-9);
+        }
+    }
+
+    #[test]
+    fn special_values() {
+        let inf = f32::INFINITY;
+        let input = [0.0, -inf, 0.0, -inf, -inf, -inf, 1.0, f32::NAN, 2.0, 1.0, inf, 2.0];
+        let p = softmax(&input, Shape::new(4, 3)).unwrap();
+        assert_eq!(&p[..3], &[0.5, 0.0, 0.5]);
+        assert!(p[3..].iter().all(|x| x.is_nan()));
+        let l = log_softmax(&input, Shape::new(4, 3)).unwrap();
+        assert_relative_eq!(l[0], -std::f64::consts::LN_2);
+        assert_eq!(l[1], f64::NEG_INFINITY);
+        assert!(l[3..].iter().all(|x| x.is_nan()));
+    }
+
+    #[test]
+    fn huge_logits_do_not_overflow() {
+        let l = log_softmax(&[0.0, 1000.0], Shape::new(1, 2)).unwrap();
+        assert_eq!(l, vec![-1000.0, 0.0]);
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        assert!(softmax(&[1.0; 5], Shape::new(2, 3)).is_err());
+        assert_eq!(softmax(&[], Shape::new(0, 3)).unwrap(), Vec::<f64>::new());
+    }
+}

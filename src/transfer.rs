@@ -1,0 +1,148 @@
+//! Moving f32 data between the host and GPU buffers, with bounded waits.
+
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+impl Context {
+    /// Creates a storage buffer holding `data`, usable as an input or output of every op
+    /// and as the source of [`Context::download`].
+    #[must_use]
+    pub fn upload(&self, data: &[f32]) -> wgpu::Buffer {
+        self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-softmax: upload"),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Creates an uninitialised (zeroed) storage buffer of `len` f32, usable as an output
+    /// of every op and as the source of [`Context::download`].
+    #[must_use]
+    pub fn storage_buffer(&self, len: usize) -> wgpu::Buffer {
+        self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-softmax: storage"),
+            size: f32_bytes(len),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Submits `encoder` and waits, at most [`Context::timeout`], for the GPU to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the GPU takes longer; [`Error::Validation`] or
+    /// [`Error::OutOfMemory`] when wgpu rejects the commands.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let index = self.queue().submit([encoder.finish()]);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::from_wgpu(&error));
+        }
+        self.wait_for(Some(index))
+    }
+
+    /// Reads the first `len` f32 of `buffer` back to the host: records a copy, submits it,
+    /// and waits at most [`Context::timeout`]. Work recorded into earlier submissions that
+    /// writes `buffer` is finished first, as the queue runs in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingUsage`] when `buffer` lacks `COPY_SRC`, [`Error::BufferTooSmall`]
+    /// when it holds fewer than `len` f32, [`Error::Timeout`] and [`Error::Readback`] when
+    /// the GPU does not deliver.
+    pub fn download(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(Error::MissingUsage {
+                what: "download source",
+                missing: wgpu::BufferUsages::COPY_SRC,
+            });
+        }
+        let size = f32_bytes(len);
+        if buffer.size() < size {
+            return Err(Error::BufferTooSmall {
+                what: "download source",
+                required: size,
+                actual: buffer.size(),
+            });
+        }
+        let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-softmax: readback"),
+        });
+        self.finish_and_read(encoder, buffer, len)
+    }
+
+    /// Appends a copy of the first `len` f32 of `buffer` to `encoder`, submits it, waits,
+    /// and returns the copy. One submission and one wait for work plus read-back.
+    pub(crate) fn finish_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let size = f32_bytes(len);
+        if len == 0 {
+            return self.submit_and_wait(encoder).map(|()| Vec::new());
+        }
+        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-softmax: readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.submit_and_wait(encoder)?;
+
+        let (sender, receiver) = futures_intrusive::channel::shared::channel(1);
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            // The receiver lives until this function returns; a failed send only means it
+            // gave up waiting, and then nobody needs the result.
+            let _ = sender.try_send(result);
+        });
+        self.wait_for(None)?;
+        let mapped = match receiver.try_receive() {
+            Ok(result) => result,
+            Err(_) => return Err(Error::Readback("the map callback did not run after the wait".to_owned())),
+        };
+        mapped.map_err(|e| Error::Readback(e.to_string()))?;
+        let data = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+        };
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Runs `work` inside wgpu error scopes, so that a validation or out-of-memory error it
+    /// causes comes back as this crate's error instead of reaching the device's
+    /// uncaptured-error handler (whose default panics).
+    pub(crate) fn catching<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let out_of_memory = self.device().push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let result = work();
+        let validation = pollster::block_on(validation.pop());
+        let out_of_memory = pollster::block_on(out_of_memory.pop());
+        match (out_of_memory, validation) {
+            (Some(error), _) | (None, Some(error)) => Err(Error::from_wgpu(&error)),
+            (None, None) => result,
+        }
+    }
+
+    /// Waits for a submission (or all of them), bounded by the context's timeout.
+    fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.device()
+            .poll(wgpu::PollType::Wait { submission_index: submission, timeout: Some(self.timeout()) })
+            .map(|_| ())
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => Error::Timeout(self.timeout()),
+                other => Error::Validation(other.to_string()),
+            })
+    }
+}
+
+/// Bytes of `len` f32, saturating: a length that large fails the size checks anyway.
+pub(crate) fn f32_bytes(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX).saturating_mul(4)
+}
