@@ -163,6 +163,7 @@ impl Context {
             max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
             max_buffer_bytes: limits.max_buffer_size,
+            max_loop_iterations: DeviceCaps::loop_limit_of(&info),
         };
         let unary_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wgpu-softmax: params, input, output"),

@@ -13,5 +13,8 @@ mod transfer;
 pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
 pub use error::{Error, Result};
 pub use ops::softmax::{Softmax, log_softmax, softmax};
-pub use plan::{DeviceCaps, Plan, Strategy, check_binding_fits, choose_strategy, plan, spread_grid};
+pub use plan::{
+    DeviceCaps, LLVMPIPE_LOOP_ITERATIONS, Plan, Strategy, check_binding_fits, choose_strategy,
+    loop_iterations, plan, rows_per_group, spread_grid,
+};
 pub use shape::Shape;

@@ -50,6 +50,25 @@ pub struct DeviceCaps {
     pub max_storage_binding_bytes: u64,
     /// `Limits::max_buffer_size`.
     pub max_buffer_bytes: u64,
+    /// Loop iterations one invocation may run in total before the driver silently stops
+    /// its loops, if the driver has such a limit (see [`LLVMPIPE_LOOP_ITERATIONS`]).
+    pub max_loop_iterations: Option<u64>,
+}
+
+/// llvmpipe (Mesa's software rasteriser behind both lavapipe on Vulkan and llvmpipe on GL)
+/// caps the loop iterations of one shader invocation, all loops together, at 65535, and
+/// past that leaves its loops early without any error: a thread-per-row softmax of
+/// 50,000 columns wrote only the first 15,534 outputs of each row (50,000 + 15,534 =
+/// 65,534 iterations). The planner keeps every kernel under it.
+pub const LLVMPIPE_LOOP_ITERATIONS: u64 = 65_535;
+
+impl DeviceCaps {
+    /// The loop-iteration limit of the driver behind `info`, where it has one.
+    #[must_use]
+    pub fn loop_limit_of(info: &wgpu::AdapterInfo) -> Option<u64> {
+        let is_llvmpipe = |text: &str| text.to_lowercase().contains("llvmpipe");
+        (is_llvmpipe(&info.name) || is_llvmpipe(&info.driver)).then_some(LLVMPIPE_LOOP_ITERATIONS)
+    }
 }
 
 /// A strategy and the grid that runs it over a shape.
@@ -74,11 +93,11 @@ const THREAD_PER_ROW_MAX_COLS_CPU: usize = 256;
 const SUBGROUP_PER_ROW_MAX_COLS_GPU: usize = 4096;
 
 /// The strategy this crate picks for a shape on a device, from measurements (see
-/// DESIGN.md and BENCHMARKS.md).
+/// DESIGN.md), among those the device can run for that shape.
 #[must_use]
 pub fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
     let thread_max = if caps.is_cpu { THREAD_PER_ROW_MAX_COLS_CPU } else { THREAD_PER_ROW_MAX_COLS_GPU };
-    if shape.cols <= thread_max {
+    let preferred = if shape.cols <= thread_max {
         Strategy::ThreadPerRow
     } else if caps.subgroups && (caps.is_cpu || shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU) {
         // On a CPU adapter the subgroup path beat the shared-memory tree at every width
@@ -86,6 +105,61 @@ pub fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
         Strategy::SubgroupPerRow
     } else {
         Strategy::WorkgroupPerRow
+    };
+    // Fall back towards more invocations per row, which need fewer loop iterations each.
+    [preferred, Strategy::SubgroupPerRow, Strategy::WorkgroupPerRow]
+        .into_iter()
+        .find(|&s| unavailable_reason(caps, shape, s).is_none())
+        .unwrap_or(Strategy::WorkgroupPerRow)
+}
+
+/// Rows one workgroup of `strategy` handles on this device.
+#[must_use]
+pub fn rows_per_group(caps: &DeviceCaps, strategy: Strategy) -> u32 {
+    match strategy {
+        Strategy::ThreadPerRow => Strategy::ThreadPerRow.workgroup_size(),
+        Strategy::WorkgroupPerRow => 1,
+        // One row per subgroup of the smallest size the adapter may use. A larger
+        // subgroup just takes several of the workgroup's rows in turn.
+        Strategy::SubgroupPerRow => {
+            (Strategy::SubgroupPerRow.workgroup_size() / caps.subgroup_min_size.max(1)).max(1)
+        }
+    }
+}
+
+/// The most loop iterations one invocation of `strategy` runs for rows of `cols`: a
+/// statistics pass and a write pass over its share of the row, plus the fixed loops.
+#[must_use]
+pub fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u64 {
+    let cols = u64::try_from(cols).unwrap_or(u64::MAX);
+    match strategy {
+        Strategy::ThreadPerRow => cols.saturating_mul(2),
+        Strategy::WorkgroupPerRow => {
+            // The tree reduction adds log2(256) = 8 iterations.
+            cols.div_ceil(u64::from(Strategy::WorkgroupPerRow.workgroup_size())).saturating_mul(2) + 8
+        }
+        Strategy::SubgroupPerRow => {
+            let group = Strategy::SubgroupPerRow.workgroup_size();
+            let lanes = caps.subgroup_min_size.clamp(1, group);
+            let subgroups = group / lanes;
+            let rows_each = u64::from(rows_per_group(caps, strategy).div_ceil(subgroups));
+            rows_each.saturating_mul(cols.div_ceil(u64::from(lanes)).saturating_mul(2) + 1)
+        }
+    }
+}
+
+/// Why `strategy` cannot run rows of `shape` on this device, or `None` if it can.
+fn unavailable_reason(caps: &DeviceCaps, shape: Shape, strategy: Strategy) -> Option<&'static str> {
+    if strategy == Strategy::SubgroupPerRow && !caps.subgroups {
+        return Some("the device was created without Features::SUBGROUP");
+    }
+    match caps.max_loop_iterations {
+        Some(limit) if loop_iterations(caps, strategy, shape.cols) >= limit => Some(
+            "rows this wide need more loop iterations per invocation than this driver runs \
+             (llvmpipe stops loops silently after 65535); use a strategy with more \
+             invocations per row",
+        ),
+        _ => None,
     }
 }
 
@@ -95,26 +169,16 @@ pub fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
 /// # Errors
 ///
 /// [`Error::StrategyUnavailable`] when `forced` is [`Strategy::SubgroupPerRow`] on a
-/// device without subgroups; [`Error::LimitExceeded`] when the matrix is larger than one
+/// device without subgroups, or a strategy whose loops would exceed the driver's
+/// loop-iteration limit for rows this wide; [`Error::LimitExceeded`] when the matrix is larger than one
 /// storage binding or buffer, or the grid cannot fit even when spread over two dimensions.
 pub fn plan(caps: &DeviceCaps, shape: Shape, forced: Option<Strategy>) -> Result<Plan> {
     check_binding_fits(caps, shape.byte_len()?)?;
     let strategy = forced.unwrap_or_else(|| choose_strategy(caps, shape));
-    let rows_per_group = match strategy {
-        Strategy::ThreadPerRow => Strategy::ThreadPerRow.workgroup_size(),
-        Strategy::WorkgroupPerRow => 1,
-        Strategy::SubgroupPerRow => {
-            if !caps.subgroups {
-                return Err(Error::StrategyUnavailable {
-                    strategy,
-                    reason: "the device was created without Features::SUBGROUP",
-                });
-            }
-            // One row per subgroup of the smallest size the adapter may use. A larger
-            // subgroup just takes several of the workgroup's rows in turn.
-            (Strategy::SubgroupPerRow.workgroup_size() / caps.subgroup_min_size.max(1)).max(1)
-        }
-    };
+    if let Some(reason) = unavailable_reason(caps, shape, strategy) {
+        return Err(Error::StrategyUnavailable { strategy, reason });
+    }
+    let rows_per_group = rows_per_group(caps, strategy);
     let groups = u64::try_from(shape.rows.div_ceil(rows_per_group as usize)).unwrap_or(u64::MAX);
     let grid = spread_grid(groups, caps.max_workgroups_per_dimension)?;
     Ok(Plan { strategy, rows_per_group, grid })
@@ -166,6 +230,7 @@ pub fn spread_grid(groups: u64, max_per_dimension: u32) -> Result<[u32; 2]> {
 
 #[cfg(test)]
 mod tests {
+    use super::Strategy;
     use super::*;
     use proptest::prelude::*;
 
@@ -177,7 +242,31 @@ mod tests {
             max_workgroups_per_dimension: 65535,
             max_storage_binding_bytes: 128 << 20,
             max_buffer_bytes: 256 << 20,
+            max_loop_iterations: None,
         }
+    }
+
+    fn lavapipe_caps() -> DeviceCaps {
+        DeviceCaps {
+            subgroup_min_size: 8,
+            is_cpu: true,
+            max_loop_iterations: Some(LLVMPIPE_LOOP_ITERATIONS),
+            ..gpu_caps()
+        }
+    }
+
+    #[test]
+    fn the_loop_limit_refuses_long_thread_rows_and_the_choice_avoids_them() {
+        let caps = DeviceCaps { subgroups: false, ..lavapipe_caps() };
+        assert!(plan(&caps, Shape::new(2, 32_767), Some(Strategy::ThreadPerRow)).is_ok());
+        let err = plan(&caps, Shape::new(2, 32_768), Some(Strategy::ThreadPerRow)).unwrap_err();
+        assert!(matches!(err, Error::StrategyUnavailable { strategy: Strategy::ThreadPerRow, .. }));
+        assert_eq!(choose_strategy(&caps, Shape::new(2, 200)), Strategy::ThreadPerRow);
+        assert_eq!(choose_strategy(&caps, Shape::new(2, 50_000)), Strategy::WorkgroupPerRow);
+        // 8 lanes need 2 * 32768 + 1 iterations at 262144 columns: too many.
+        let sg = lavapipe_caps();
+        assert_eq!(choose_strategy(&sg, Shape::new(8, 131_072)), Strategy::SubgroupPerRow);
+        assert_eq!(choose_strategy(&sg, Shape::new(8, 262_144)), Strategy::WorkgroupPerRow);
     }
 
     #[test]
@@ -207,8 +296,7 @@ mod tests {
 
     #[test]
     fn subgroup_rows_per_group_follow_the_smallest_subgroup() {
-        let lavapipe = DeviceCaps { subgroup_min_size: 8, is_cpu: true, ..gpu_caps() };
-        let p = plan(&lavapipe, Shape::new(100, 100), Some(Strategy::SubgroupPerRow)).unwrap();
+        let p = plan(&lavapipe_caps(), Shape::new(100, 100), Some(Strategy::SubgroupPerRow)).unwrap();
         assert_eq!(p.rows_per_group, 8);
         assert_eq!(p.grid, [13, 1]);
         let wide = DeviceCaps { subgroup_min_size: 128, ..gpu_caps() };

@@ -1,0 +1,77 @@
+//! Shared by the GPU test binaries: one context per binary, poisoned outputs, and the
+//! comparison with the reference.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use wgpu_softmax::check::{Comparison, SeededRng, Tolerance, compare};
+use wgpu_softmax::{Context, Error, Shape, Softmax, Strategy, reference};
+
+/// A NaN with a payload no kernel writes: any element still holding it after a run was
+/// never written.
+pub const POISON_BITS: u32 = 0xffba_dbad;
+
+/// The context every test of this binary shares. Without an adapter the test fails with
+/// the message that says what to install; it never passes.
+pub fn ctx() -> &'static Context {
+    static CONTEXT: OnceLock<Context> = OnceLock::new();
+    CONTEXT.get_or_init(|| match Context::new() {
+        Ok(ctx) => {
+            eprintln!("GPU tests run on: {}", ctx.describe());
+            ctx
+        }
+        Err(error) => panic!("GPU tests need an adapter: {error}"),
+    })
+}
+
+/// Whether this run insists that the adapter has subgroups (CI sets it on Vulkan, where
+/// lavapipe has them), so that the subgroup kernel cannot silently go untested.
+pub fn subgroups_required() -> bool {
+    std::env::var("WGPU_SOFTMAX_REQUIRE_SUBGROUPS").is_ok_and(|v| v == "1")
+}
+
+/// A generator seeded from the test's own seed, or from `WGPU_SOFTMAX_SEED` to replay.
+pub fn rng(seed: u64) -> SeededRng {
+    let seed = std::env::var("WGPU_SOFTMAX_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(seed);
+    SeededRng::new(seed)
+}
+
+/// Runs `op` through the GPU-resident API on an output buffer filled with poison, checks
+/// that every element was written, and returns the output.
+pub fn run_poisoned(ctx: &Context, op: Softmax, input: &[f32], shape: Shape) -> Result<Vec<f32>, Error> {
+    let len = input.len();
+    let input_buffer = ctx.upload(input);
+    let output_buffer = ctx.upload(&vec![f32::from_bits(POISON_BITS); len.max(1)]);
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    op.encode(ctx, &mut encoder, &input_buffer, &output_buffer, shape)?;
+    ctx.submit_and_wait(encoder)?;
+    let output = ctx.download(&output_buffer, len)?;
+    if let Some(index) = output.iter().position(|x| x.to_bits() == POISON_BITS) {
+        panic!("{op:?} on {shape}: element {index} was never written");
+    }
+    Ok(output)
+}
+
+/// The reference result and tolerance for `op`.
+pub fn expected(op: Softmax, input: &[f32], shape: Shape) -> (Vec<f64>, Tolerance) {
+    if op.is_log() {
+        (reference::log_softmax(input, shape).unwrap(), Tolerance::LOG_SOFTMAX)
+    } else {
+        (reference::softmax(input, shape).unwrap(), Tolerance::SOFTMAX)
+    }
+}
+
+/// Runs `op` on the GPU (poisoned output) and compares with the reference; panics with
+/// the details on any mismatch.
+pub fn check_against_reference(ctx: &Context, op: Softmax, input: &[f32], shape: Shape) -> Comparison {
+    let gpu = run_poisoned(ctx, op, input, shape).unwrap_or_else(|e| panic!("{op:?} on {shape}: {e}"));
+    let (reference, tolerance) = expected(op, input, shape);
+    let comparison = compare(&gpu, &reference, tolerance);
+    assert!(comparison.passed(), "{op:?} on {shape}: {comparison}");
+    comparison
+}
+
+/// Both ops with a forced strategy.
+pub fn both_ops(strategy: Strategy) -> [Softmax; 2] {
+    [Softmax::new().strategy(strategy), Softmax::log().strategy(strategy)]
+}

@@ -1,0 +1,105 @@
+//! Every strategy, forced explicitly, against the f64 reference over a grid of shapes:
+//! one row to 70,000 (past the 65,535-workgroup grid limit), one column to 50,000 (primes,
+//! not multiples of 4 or of any subgroup size, wider than one workgroup covers).
+
+mod common;
+
+use common::{both_ops, check_against_reference, ctx, rng, subgroups_required};
+use wgpu_softmax::{Error, Shape, Softmax, Strategy, loop_iterations};
+
+const SHAPES: [(usize, usize); 18] = [
+    (1, 1),
+    (1, 2),
+    (3, 1),
+    (2, 5),
+    (7, 13),
+    (64, 64),
+    (65, 97),
+    (33, 255),
+    (5, 256),
+    (5, 257),
+    (300, 31),
+    (1031, 17),
+    (19, 1000),
+    (3, 4099),
+    (1, 32_767),
+    (2, 50_000),
+    (4096, 10),
+    (70_000, 3),
+];
+
+fn check_strategy(strategy: Strategy, seed: u64) {
+    let ctx = ctx();
+    let mut rng = rng(seed);
+    let mut checked = 0;
+    for (rows, cols) in SHAPES {
+        let shape = Shape::new(rows, cols);
+        let input = rng.logits(rows * cols, 12.0);
+        for op in both_ops(strategy) {
+            if refused_for_the_loop_limit(op, strategy, shape) {
+                continue;
+            }
+            let comparison = check_against_reference(ctx, op, &input, shape);
+            eprintln!("{op:?} {shape}: {comparison}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2 * (SHAPES.len() - 2), "only {checked} shape checks ran");
+}
+
+/// On a driver that stops long loops silently, a strategy whose invocations would loop
+/// too long must be refused with a typed error, never run. Returns whether it was.
+fn refused_for_the_loop_limit(op: Softmax, strategy: Strategy, shape: Shape) -> bool {
+    let ctx = ctx();
+    let Some(limit) = ctx.caps().max_loop_iterations else { return false };
+    let Err(error) = op.plan(ctx, shape) else { return false };
+    let needed = loop_iterations(ctx.caps(), strategy, shape.cols);
+    assert!(needed >= limit, "{op:?} on {shape} refused although within the loop limit: {error}");
+    let run = common::run_poisoned(ctx, op, &vec![0.5; shape.rows * shape.cols], shape);
+    assert!(matches!(run, Err(Error::StrategyUnavailable { .. })), "{op:?} on {shape}: {run:?}");
+    eprintln!("{op:?} {shape}: refused, {needed} loop iterations per invocation >= the driver's {limit}");
+    true
+}
+
+#[test]
+fn thread_per_row_matches_reference() {
+    check_strategy(Strategy::ThreadPerRow, 0x5EED_0001);
+}
+
+#[test]
+fn workgroup_per_row_matches_reference() {
+    check_strategy(Strategy::WorkgroupPerRow, 0x5EED_0002);
+}
+
+#[test]
+fn subgroup_per_row_matches_reference_or_is_refused() {
+    let ctx = ctx();
+    if ctx.caps().subgroups {
+        check_strategy(Strategy::SubgroupPerRow, 0x5EED_0003);
+    } else {
+        assert!(
+            !subgroups_required(),
+            "WGPU_SOFTMAX_REQUIRE_SUBGROUPS=1 but {} has no subgroups",
+            ctx.describe()
+        );
+        // Without subgroups the strategy must be refused with a typed error, not run.
+        eprintln!("no subgroups on this adapter: checking that forcing the strategy is refused");
+        for op in both_ops(Strategy::SubgroupPerRow) {
+            let err = common::run_poisoned(ctx, op, &[1.0, 2.0], Shape::new(1, 2)).unwrap_err();
+            assert!(matches!(err, Error::StrategyUnavailable { .. }), "{err}");
+        }
+    }
+}
+
+#[test]
+fn automatic_choice_matches_reference() {
+    let ctx = ctx();
+    let mut rng = rng(0x5EED_0004);
+    for (rows, cols) in [(513, 7), (129, 300), (17, 5000)] {
+        let shape = Shape::new(rows, cols);
+        let input = rng.logits(rows * cols, 5.0);
+        for op in [Softmax::new(), Softmax::log()] {
+            check_against_reference(ctx, op, &input, shape);
+        }
+    }
+}
