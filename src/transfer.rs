@@ -1,5 +1,7 @@
 //! Moving f32 data between the host and GPU buffers, with bounded waits.
 
+use std::time::Instant;
+
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
@@ -101,10 +103,19 @@ impl Context {
             // gave up waiting, and then nobody needs the result.
             let _ = sender.try_send(result);
         });
+        // Another thread polling the same device may be the one that runs the callback,
+        // a moment after our own wait returns; so poll until it arrives, within the timeout.
+        let deadline = Instant::now() + self.timeout();
         self.wait_for(None)?;
-        let mapped = match receiver.try_receive() {
-            Ok(result) => result,
-            Err(_) => return Err(Error::Readback("the map callback did not run after the wait".to_owned())),
+        let mapped = loop {
+            if let Ok(result) = receiver.try_receive() {
+                break result;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(self.timeout()));
+            }
+            self.device().poll(wgpu::PollType::Poll).map_err(|e| Error::Readback(e.to_string()))?;
+            std::thread::yield_now();
         };
         mapped.map_err(|e| Error::Readback(e.to_string()))?;
         let data = {

@@ -1,7 +1,8 @@
 //! Shared by the GPU test binaries: one context per binary, poisoned outputs, and the
 //! comparison with the reference.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
 
+use std::io::Write as _;
 use std::sync::OnceLock;
 
 use wgpu_softmax::check::{Comparison, SeededRng, Tolerance, compare};
@@ -17,7 +18,9 @@ pub fn ctx() -> &'static Context {
     static CONTEXT: OnceLock<Context> = OnceLock::new();
     CONTEXT.get_or_init(|| match Context::new() {
         Ok(ctx) => {
-            eprintln!("GPU tests run on: {}", ctx.describe());
+            // Straight to the stderr handle, past the test harness's capture, so that
+            // every run says which adapter it tested.
+            let _ = writeln!(std::io::stderr(), "GPU tests run on: {}", ctx.describe());
             ctx
         }
         Err(error) => panic!("GPU tests need an adapter: {error}"),
