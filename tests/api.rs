@@ -155,3 +155,22 @@ fn a_too_short_timeout_is_reported_not_hung() {
     // The shared context is unaffected.
     assert!(softmax(ctx(), &[1.0, 1.0], Shape::new(1, 2)).unwrap() == vec![0.5, 0.5]);
 }
+
+#[test]
+fn a_context_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Context>();
+    let x = rng(0xAB_0006).logits(8 * 40, 4.0);
+    let shape = Shape::new(8, 40);
+    let expected = reference::softmax(&x, shape).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let ctx = ctx().clone();
+            let (x, expected) = (&x, &expected);
+            scope.spawn(move || {
+                let c = compare(&softmax(&ctx, x, shape).unwrap(), expected, Tolerance::SOFTMAX);
+                assert!(c.passed(), "{c}");
+            });
+        }
+    });
+}

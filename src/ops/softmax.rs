@@ -115,42 +115,9 @@ impl Softmax {
             return Ok(plan);
         }
         let pipeline = ctx.pipeline(&self.kernel(&plan))?;
-        // Both fit in u32: the matrix fits in one storage binding, so rows and cols do.
-        let params = Params {
-            rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
-            cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
-            groups_x: plan.grid[0],
-            padding: 0,
-        };
-        let params = ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("wgpu-softmax: softmax params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let size = NonZeroU64::new(bytes);
-        let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("wgpu-softmax: softmax"),
-            layout: ctx.unary_layout(),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: input,
-                        offset: 0,
-                        size,
-                    }),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: output,
-                        offset: 0,
-                        size,
-                    }),
-                },
-            ],
-        });
+        // Resource creation runs in error scopes: on a caller's device, wgpu's default
+        // handler would panic on an error this crate's checks missed.
+        let bind_group = ctx.catching(|| Ok(self.bind_group(ctx, input, output, shape, &plan, bytes)))?;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(if self.log { "wgpu-softmax: log_softmax" } else { "wgpu-softmax: softmax" }),
             timestamp_writes: None,
@@ -184,6 +151,53 @@ impl Softmax {
             });
             self.encode(ctx, &mut encoder, &input_buffer, &output_buffer, shape)?;
             ctx.finish_and_read(encoder, &output_buffer, input.len())
+        })
+    }
+
+    fn bind_group(
+        &self,
+        ctx: &Context,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+        shape: Shape,
+        plan: &Plan,
+        bytes: u64,
+    ) -> wgpu::BindGroup {
+        // Both fit in u32: the matrix fits in one storage binding, so rows and cols do.
+        let params = Params {
+            rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
+            cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
+            groups_x: plan.grid[0],
+            padding: 0,
+        };
+        let params = ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-softmax: softmax params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let size = NonZeroU64::new(bytes);
+        ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-softmax: softmax"),
+            layout: ctx.unary_layout(),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: input,
+                        offset: 0,
+                        size,
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: output,
+                        offset: 0,
+                        size,
+                    }),
+                },
+            ],
         })
     }
 
