@@ -20,6 +20,12 @@ impl Tolerance {
     /// absolute one.
     pub const LOG_SOFTMAX: Self = Self { atol: 2e-5, rtol: 1e-5 };
 
+    /// Cross-entropy loss, per row or reduced: f32 sums over classes and rows.
+    pub const CROSS_ENTROPY_LOSS: Self = Self { atol: 1e-5, rtol: 1e-4 };
+    /// Cross-entropy gradient: `q * A - B` cancels near the target, so an absolute part
+    /// of a few f32 ulps of 1 (times the reduction's scale, at most 1 here).
+    pub const CROSS_ENTROPY_GRAD: Self = Self { atol: 1e-6, rtol: 1e-4 };
+
     /// Whether `actual` is close enough to `expected`.
     #[must_use]
     pub fn accepts(&self, actual: f32, expected: f64) -> bool {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::plan::DeviceCaps;
-use crate::shaders::Shader;
+use crate::shaders::{BindingLayout, Shader};
 
 /// The optional features this crate uses when the adapter has them.
 pub const OPTIONAL_FEATURES: wgpu::Features =
@@ -64,12 +64,14 @@ struct Shared {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     caps: DeviceCaps,
-    /// Uniform parameters, one read-only storage input, one read-write storage output.
-    unary_layout: wgpu::BindGroupLayout,
-    unary_pipeline_layout: wgpu::PipelineLayout,
+    layouts: RwLock<HashMap<BindingLayout, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
     modules: RwLock<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: RwLock<HashMap<KernelKey, wgpu::ComputePipeline>>,
+    placeholders: std::sync::OnceLock<Vec<wgpu::Buffer>>,
 }
+
+/// How many distinct placeholder buffers a bind group may need at once.
+const PLACEHOLDERS: usize = 6;
 
 /// The GPU the kernels run on: device, queue, what the adapter offers, and a cache of
 /// compiled pipelines.
@@ -165,28 +167,15 @@ impl Context {
             max_buffer_bytes: limits.max_buffer_size,
             max_loop_iterations: DeviceCaps::loop_limit_of(&info),
         };
-        let unary_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("wgpu-softmax: params, input, output"),
-            entries: &[
-                layout_entry(0, wgpu::BufferBindingType::Uniform),
-                layout_entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
-                layout_entry(2, wgpu::BufferBindingType::Storage { read_only: false }),
-            ],
-        });
-        let unary_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("wgpu-softmax: params, input, output"),
-            bind_group_layouts: &[Some(&unary_layout)],
-            immediate_size: 0,
-        });
         let shared = Shared {
             device,
             queue,
             info,
             caps,
-            unary_layout,
-            unary_pipeline_layout,
+            layouts: RwLock::default(),
             modules: RwLock::default(),
             pipelines: RwLock::default(),
+            placeholders: std::sync::OnceLock::new(),
         };
         Self { shared: Arc::new(shared), timeout }
     }
@@ -246,8 +235,86 @@ impl Context {
         )
     }
 
-    pub(crate) fn unary_layout(&self) -> &wgpu::BindGroupLayout {
-        &self.shared.unary_layout
+    /// The bind group and pipeline layouts of `layout`, created on first use.
+    fn layouts(&self, layout: BindingLayout) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        if let Some(found) = read_lock(&self.shared.layouts).get(&layout) {
+            return found.clone();
+        }
+        let device = &self.shared.device;
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = (0u32..)
+            .zip(layout.bindings())
+            .map(|(binding, &ty)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+                count: None,
+            })
+            .collect();
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-softmax"),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("wgpu-softmax"),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        let mut layouts = write_lock(&self.shared.layouts);
+        layouts.entry(layout).or_insert((bind_group_layout, pipeline_layout)).clone()
+    }
+
+    /// The `index`-th of a few tiny storage buffers that stand in for bindings a kernel
+    /// variant never touches (no weight, no gradient...). Distinct buffers, so that no two
+    /// writable bindings of one bind group alias.
+    pub(crate) fn placeholder(&self, index: usize) -> &wgpu::Buffer {
+        let all = self.shared.placeholders.get_or_init(|| {
+            (0..PLACEHOLDERS)
+                .map(|_| {
+                    self.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("wgpu-softmax: unused binding"),
+                        size: 16,
+                        usage: wgpu::BufferUsages::STORAGE,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect()
+        });
+        &all[index % all.len()]
+    }
+
+    /// Records one compute pass running `pipeline` over `grid` workgroups.
+    pub(crate) fn dispatch(
+        encoder: &mut wgpu::CommandEncoder,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        grid: [u32; 2],
+    ) {
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(grid[0], grid[1], 1);
+    }
+
+    /// A bind group of `layout` over `buffers`, binding 0 first.
+    pub(crate) fn bind_buffers(
+        &self,
+        layout: BindingLayout,
+        buffers: &[wgpu::BufferBinding<'_>],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = (0u32..)
+            .zip(buffers)
+            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(buffer.clone()),
+            })
+            .collect();
+        self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-softmax"),
+            layout: &self.layouts(layout).0,
+            entries: &entries,
+        })
     }
 
     /// The compiled pipeline for `key`, compiling it on first use. Compilation runs
@@ -264,7 +331,7 @@ impl Context {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(key.entry_point),
-            layout: Some(&self.shared.unary_pipeline_layout),
+            layout: Some(&self.layouts(key.shader.layout()).1),
             module: &module,
             entry_point: Some(key.entry_point),
             compilation_options: wgpu::PipelineCompilationOptions {
@@ -331,15 +398,6 @@ async fn select_adapter(
         })
         .await
         .map_err(|e| Error::NoAdapter { request: format!("backends {backends:?}: {e}") })
-}
-
-const fn layout_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
-        count: None,
-    }
 }
 
 // A poisoned lock only means another thread panicked mid-insert into a cache of

@@ -76,6 +76,55 @@ pub enum Error {
     #[error("the input and output buffers are the same buffer; pass a separate output buffer")]
     AliasedBuffers,
 
+    /// An option has a value the op cannot use, or contradicts the buffers given.
+    #[error("invalid {option}: {problem}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// A class-index target is neither `ignore_index` nor a class.
+    #[error(
+        "target {value} in row {row} is out of range: classes are 0..{classes} and the \
+         ignore_index is {ignore_index}; fix the target or mark the row with ignore_index"
+    )]
+    TargetOutOfRange {
+        /// The row.
+        row: usize,
+        /// The target given.
+        value: i64,
+        /// The number of classes.
+        classes: usize,
+        /// The ignore index in force.
+        ignore_index: i64,
+    },
+
+    /// A probability target is negative, NaN or infinite.
+    #[error("target probability {value} at row {row}, class {col} is not a finite non-negative number")]
+    InvalidProbability {
+        /// The row.
+        row: usize,
+        /// The class.
+        col: usize,
+        /// The value given.
+        value: f32,
+    },
+
+    /// The GPU found class-index targets out of range (the GPU-resident API does not
+    /// check targets on the host); their rows have a NaN loss.
+    #[error(
+        "{rows} rows had class targets out of range on the GPU (first: row {first_row}); \
+         their loss is NaN. Check the targets, or mark rows to skip with ignore_index"
+    )]
+    TargetsOutOfRangeOnGpu {
+        /// How many rows.
+        rows: u32,
+        /// The first of them.
+        first_row: u32,
+    },
+
     /// A device limit is too small for the work, and this operation cannot split it.
     #[error("the work needs {required} for the limit `{limit}` but the device allows {available}")]
     LimitExceeded {

@@ -12,6 +12,10 @@ mod transfer;
 
 pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
 pub use error::{Error, Result};
+pub use ops::cross_entropy::{
+    CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
+    Reduction, STATUS_WORDS, TargetBuffer, Targets,
+};
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use plan::{
     DeviceCaps, LLVMPIPE_LOOP_ITERATIONS, Plan, Strategy, check_binding_fits, choose_strategy,

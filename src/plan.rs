@@ -135,8 +135,8 @@ pub fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u6
     match strategy {
         Strategy::ThreadPerRow => cols.saturating_mul(2),
         Strategy::WorkgroupPerRow => {
-            // The tree reduction adds log2(256) = 8 iterations.
-            cols.div_ceil(u64::from(Strategy::WorkgroupPerRow.workgroup_size())).saturating_mul(2) + 8
+            // Each tree reduction adds log2(256) = 8 iterations; the cross-entropy has two.
+            cols.div_ceil(u64::from(Strategy::WorkgroupPerRow.workgroup_size())).saturating_mul(2) + 16
         }
         Strategy::SubgroupPerRow => {
             let group = Strategy::SubgroupPerRow.workgroup_size();

@@ -7,6 +7,36 @@
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
 const SOFTMAX_SUBGROUP: &str = include_str!("../shaders/softmax_subgroup.wgsl");
+const CROSS_ENTROPY_TARGETS: &str = include_str!("../shaders/cross_entropy_targets.wgsl");
+const CROSS_ENTROPY: &str = include_str!("../shaders/cross_entropy.wgsl");
+const CROSS_ENTROPY_SUBGROUP: &str = include_str!("../shaders/cross_entropy_subgroup.wgsl");
+const CROSS_ENTROPY_REDUCE: &str = include_str!("../shaders/cross_entropy_reduce.wgsl");
+
+/// How a module's bindings are laid out (group 0), one entry per binding in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum BindingLayout {
+    /// Uniform parameters, a read-only input, a writable output.
+    Unary,
+    /// Parameters, logits (writable, for the in-place gradient), targets, weight, scale,
+    /// gradient, row losses, argmax, status.
+    CrossEntropy,
+    /// Parameters, targets, weight, row losses, totals, reduced loss.
+    CrossEntropyReduce,
+}
+
+impl BindingLayout {
+    /// The binding types, binding 0 first.
+    pub(crate) fn bindings(self) -> &'static [wgpu::BufferBindingType] {
+        const UNIFORM: wgpu::BufferBindingType = wgpu::BufferBindingType::Uniform;
+        const READ: wgpu::BufferBindingType = wgpu::BufferBindingType::Storage { read_only: true };
+        const WRITE: wgpu::BufferBindingType = wgpu::BufferBindingType::Storage { read_only: false };
+        match self {
+            Self::Unary => &[UNIFORM, READ, WRITE],
+            Self::CrossEntropy => &[UNIFORM, WRITE, READ, READ, WRITE, WRITE, WRITE, WRITE, WRITE],
+            Self::CrossEntropyReduce => &[UNIFORM, READ, READ, READ, WRITE, WRITE],
+        }
+    }
+}
 
 /// One WGSL module of this crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -16,11 +46,23 @@ pub enum Shader {
     /// Softmax and log-softmax: all of the above plus the subgroup-per-row strategy.
     /// Compiles only on devices with `Features::SUBGROUP`.
     SoftmaxSubgroup,
+    /// Fused cross-entropy: the thread-per-row and workgroup-per-row strategies.
+    CrossEntropy,
+    /// Fused cross-entropy: all of the above plus the subgroup-per-row strategy.
+    CrossEntropySubgroup,
+    /// The cross-entropy's reductions over rows: total weight and mean or sum.
+    CrossEntropyReduce,
 }
 
 impl Shader {
     /// Every module, in a fixed order.
-    pub const ALL: [Self; 2] = [Self::Softmax, Self::SoftmaxSubgroup];
+    pub const ALL: [Self; 5] = [
+        Self::Softmax,
+        Self::SoftmaxSubgroup,
+        Self::CrossEntropy,
+        Self::CrossEntropySubgroup,
+        Self::CrossEntropyReduce,
+    ];
 
     /// The module's full WGSL source.
     #[must_use]
@@ -34,13 +76,26 @@ impl Shader {
         match self {
             Self::Softmax => &[COMMON, SOFTMAX],
             Self::SoftmaxSubgroup => &[COMMON, SOFTMAX, SOFTMAX_SUBGROUP],
+            Self::CrossEntropy => &[COMMON, CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
+            Self::CrossEntropySubgroup => {
+                &[COMMON, CROSS_ENTROPY_TARGETS, CROSS_ENTROPY, CROSS_ENTROPY_SUBGROUP]
+            }
+            Self::CrossEntropyReduce => &[COMMON, CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
         }
     }
 
     /// Whether the module uses subgroup operations (`Features::SUBGROUP`).
     #[must_use]
     pub const fn needs_subgroups(self) -> bool {
-        matches!(self, Self::SoftmaxSubgroup)
+        matches!(self, Self::SoftmaxSubgroup | Self::CrossEntropySubgroup)
+    }
+
+    pub(crate) const fn layout(self) -> BindingLayout {
+        match self {
+            Self::Softmax | Self::SoftmaxSubgroup => BindingLayout::Unary,
+            Self::CrossEntropy | Self::CrossEntropySubgroup => BindingLayout::CrossEntropy,
+            Self::CrossEntropyReduce => BindingLayout::CrossEntropyReduce,
+        }
     }
 
     /// The compute entry points the module defines.
@@ -51,6 +106,40 @@ impl Shader {
             Self::SoftmaxSubgroup => {
                 &["softmax_thread_per_row", "softmax_workgroup_per_row", "softmax_subgroup_per_row"]
             }
+            Self::CrossEntropy => &["cross_entropy_thread_per_row", "cross_entropy_workgroup_per_row"],
+            Self::CrossEntropySubgroup => &[
+                "cross_entropy_thread_per_row",
+                "cross_entropy_workgroup_per_row",
+                "cross_entropy_subgroup_per_row",
+            ],
+            Self::CrossEntropyReduce => &["cross_entropy_total_weight", "cross_entropy_reduce"],
+        }
+    }
+
+    /// Every overridable constant the module declares, with the values this crate
+    /// compiles it with (booleans as 0 and 1).
+    #[must_use]
+    pub const fn overrides(self) -> &'static [(&'static str, &'static [u32])] {
+        const LOG: (&str, &[u32]) = ("LOG_SOFTMAX", &[0, 1]);
+        const ROWS: (&str, &[u32]) = ("ROWS_PER_GROUP", &[1, 2, 4, 8, 16]);
+        const TARGETS: [(&str, &[u32]); 3] =
+            [("TARGET_KIND", &[0, 1, 2]), ("HAS_WEIGHT", &[0, 1]), ("REDUCTION", &[0, 1, 2])];
+        const FUSED: [(&str, &[u32]); 6] = [
+            TARGETS[0],
+            TARGETS[1],
+            TARGETS[2],
+            ("HAS_UPSTREAM", &[0, 1]),
+            ("GRADIENT", &[0, 1, 2]),
+            ("ARGMAX", &[0, 1]),
+        ];
+        const FUSED_SUBGROUP: [(&str, &[u32]); 7] =
+            [FUSED[0], FUSED[1], FUSED[2], FUSED[3], FUSED[4], FUSED[5], ROWS];
+        match self {
+            Self::Softmax => &[LOG],
+            Self::SoftmaxSubgroup => &[LOG, ROWS],
+            Self::CrossEntropy => &FUSED,
+            Self::CrossEntropySubgroup => &FUSED_SUBGROUP,
+            Self::CrossEntropyReduce => &TARGETS,
         }
     }
 
@@ -60,6 +149,9 @@ impl Shader {
         match self {
             Self::Softmax => "wgpu-softmax: softmax",
             Self::SoftmaxSubgroup => "wgpu-softmax: softmax (subgroups)",
+            Self::CrossEntropy => "wgpu-softmax: cross-entropy",
+            Self::CrossEntropySubgroup => "wgpu-softmax: cross-entropy (subgroups)",
+            Self::CrossEntropyReduce => "wgpu-softmax: cross-entropy reductions",
         }
     }
 }

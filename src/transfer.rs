@@ -76,25 +76,53 @@ impl Context {
         self.finish_and_read(encoder, buffer, len)
     }
 
+    /// Reads the first `len` u32 of `buffer` back to the host, as [`Context::download`]
+    /// does for f32 (argmax indices, status words).
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download`].
+    pub fn download_u32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<u32>> {
+        let floats = self.download(buffer, len)?;
+        Ok(floats.into_iter().map(f32::to_bits).collect())
+    }
+
     /// Appends a copy of the first `len` f32 of `buffer` to `encoder`, submits it, waits,
     /// and returns the copy. One submission and one wait for work plus read-back.
     pub(crate) fn finish_and_read(
         &self,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         buffer: &wgpu::Buffer,
         len: usize,
     ) -> Result<Vec<f32>> {
-        let size = f32_bytes(len);
-        if len == 0 {
-            return self.submit_and_wait(encoder).map(|()| Vec::new());
+        let mut parts = self.finish_and_read_many(encoder, &[(buffer, f32_bytes(len))])?;
+        Ok(bytemuck::pod_collect_to_vec(&parts.pop().unwrap_or_default()))
+    }
+
+    /// Appends copies of the first `bytes` of each buffer (multiples of 4) into one staging
+    /// buffer, submits once, waits at most the timeout, and returns each part's bytes.
+    pub(crate) fn finish_and_read_many(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        parts: &[(&wgpu::Buffer, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
+        let total: u64 = parts.iter().map(|&(_, bytes)| bytes).sum();
+        if total == 0 {
+            return self.submit_and_wait(encoder).map(|()| vec![Vec::new(); parts.len()]);
         }
         let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-softmax: readback"),
-            size,
+            size: total,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        let mut offset = 0;
+        for &(buffer, bytes) in parts {
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, bytes);
+            }
+            offset += bytes;
+        }
         self.submit_and_wait(encoder)?;
 
         let (sender, receiver) = futures_intrusive::channel::shared::channel(1);
@@ -118,12 +146,19 @@ impl Context {
             std::thread::yield_now();
         };
         mapped.map_err(|e| Error::Readback(e.to_string()))?;
-        let data = {
+        let out = {
             let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+            let mut out = Vec::with_capacity(parts.len());
+            let mut start = 0usize;
+            for &(_, bytes) in parts {
+                let end = start + usize::try_from(bytes).unwrap_or(usize::MAX);
+                out.push(view[start..end].to_vec());
+                start = end;
+            }
+            out
         };
         staging.unmap();
-        Ok(data)
+        Ok(out)
     }
 
     /// Runs `work` inside wgpu error scopes, so that a validation or out-of-memory error it

@@ -1,5 +1,6 @@
 //! The host API, the GPU-resident API's argument checks, and contexts built other ways:
 //! wrapping a caller's device, and a device without the optional features.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Every strategy, forced explicitly, against the f64 reference over a grid of shapes:
 //! one row to 70,000 (past the 65,535-workgroup grid limit), one column to 50,000 (primes,
 //! not multiples of 4 or of any subgroup size, wider than one workgroup covers).
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The operations, one module each: options, validation, encoding and the host API.
 
+pub mod cross_entropy;
 pub mod softmax;
 mod validate;

@@ -21,7 +21,7 @@ use crate::context::{Context, KernelKey};
 use crate::error::Result;
 use crate::ops::validate;
 use crate::plan::{Plan, Strategy, plan};
-use crate::shaders::Shader;
+use crate::shaders::{BindingLayout, Shader};
 use crate::shape::Shape;
 
 /// Softmax or log-softmax, with the strategy to run it by.
@@ -118,13 +118,8 @@ impl Softmax {
         // Resource creation runs in error scopes: on a caller's device, wgpu's default
         // handler would panic on an error this crate's checks missed.
         let bind_group = ctx.catching(|| Ok(self.bind_group(ctx, input, output, shape, &plan, bytes)))?;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(if self.log { "wgpu-softmax: log_softmax" } else { "wgpu-softmax: softmax" }),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(plan.grid[0], plan.grid[1], 1);
+        let label = if self.log { "wgpu-softmax: log_softmax" } else { "wgpu-softmax: softmax" };
+        Context::dispatch(encoder, label, &pipeline, &bind_group, plan.grid);
         Ok(plan)
     }
 
@@ -176,29 +171,14 @@ impl Softmax {
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let size = NonZeroU64::new(bytes);
-        ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("wgpu-softmax: softmax"),
-            layout: ctx.unary_layout(),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: input,
-                        offset: 0,
-                        size,
-                    }),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: output,
-                        offset: 0,
-                        size,
-                    }),
-                },
+        ctx.bind_buffers(
+            BindingLayout::Unary,
+            &[
+                params.as_entire_buffer_binding(),
+                wgpu::BufferBinding { buffer: input, offset: 0, size },
+                wgpu::BufferBinding { buffer: output, offset: 0, size },
             ],
-        })
+        )
     }
 
     fn kernel(&self, plan: &Plan) -> KernelKey {

@@ -4,6 +4,10 @@
 //! It computes the row max and the sum in two plain passes, not the online recurrence the
 //! kernels use, so that the two agree only if both are right.
 
+mod cross_entropy;
+
+pub use cross_entropy::cross_entropy;
+
 use crate::error::Result;
 use crate::shape::Shape;
 
@@ -34,14 +38,14 @@ pub fn log_softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
 }
 
 #[derive(Clone, Copy)]
-struct RowStats {
-    max: f64,
-    sum: f64,
+pub(crate) struct RowStats {
+    pub(crate) max: f64,
+    pub(crate) sum: f64,
 }
 
 /// The row's max over its finite entries and the sum of `exp(x - max)`, or `None` when
 /// the row has no softmax: it holds a NaN or `+inf`, or nothing but `-inf`.
-fn row_stats(row: &[f32]) -> Option<RowStats> {
+pub(crate) fn row_stats(row: &[f32]) -> Option<RowStats> {
     if row.iter().any(|x| x.is_nan() || *x == f32::INFINITY) {
         return None;
     }

@@ -1,0 +1,71 @@
+// The reductions of the cross-entropy over rows, in a fixed order so that the result is
+// the same bits run after run (no float atomics): one workgroup; invocation i sums rows
+// i, i + 256, ... in order, then a tree in shared memory combines the 256 partial sums.
+//
+// Needs common.wgsl and cross_entropy_targets.wgsl in front of it.
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> targets: array<u32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> row_loss: array<f32>;
+// [0]: the sum of w_y over the rows not ignored (mean with class indices).
+@group(0) @binding(4) var<storage, read_write> totals: array<f32>;
+// [0]: the reduced loss.
+@group(0) @binding(5) var<storage, read_write> loss: array<f32>;
+
+const REDUCE_GROUP_SIZE: u32 = 256u;
+
+var<workgroup> partial_sums: array<f32, REDUCE_GROUP_SIZE>;
+
+fn workgroup_sum(local: u32, value: f32) -> f32 {
+    partial_sums[local] = value;
+    workgroupBarrier();
+    for (var width = REDUCE_GROUP_SIZE / 2u; width > 0u; width /= 2u) {
+        if (local < width) {
+            partial_sums[local] += partial_sums[local + width];
+        }
+        workgroupBarrier();
+    }
+    return partial_sums[0];
+}
+
+// The mean's denominator for class-index targets: sum over the rows not ignored of w_y.
+// Runs before the fused kernel, which scales the gradient by its inverse.
+@compute @workgroup_size(REDUCE_GROUP_SIZE)
+fn cross_entropy_total_weight(@builtin(local_invocation_index) local: u32) {
+    var sum = 0.0;
+    for (var row = local; row < params.rows; row += REDUCE_GROUP_SIZE) {
+        let target_class = class_target(row);
+        if (target_class >= 0) {
+            sum += class_weight(u32(target_class));
+        }
+    }
+    let total = workgroup_sum(local, sum);
+    if (local == 0u) {
+        totals[0] = total;
+    }
+}
+
+// The mean or sum of the per-row losses.
+@compute @workgroup_size(REDUCE_GROUP_SIZE)
+fn cross_entropy_reduce(@builtin(local_invocation_index) local: u32) {
+    var sum = 0.0;
+    for (var row = local; row < params.rows; row += REDUCE_GROUP_SIZE) {
+        sum += row_loss[row];
+    }
+    let total = workgroup_sum(local, sum);
+    if (local == 0u) {
+        var reduced = total;
+        if (REDUCTION == REDUCTION_MEAN) {
+            if (TARGET_KIND == TARGETS_PROBABILITIES) {
+                reduced = total / f32(params.rows);
+            } else if (totals[0] == 0.0) {
+                // Every row ignored: the mean of nothing is NaN, as in PyTorch.
+                reduced = quiet_nan();
+            } else {
+                reduced = total / totals[0];
+            }
+        }
+        loss[0] = reduced;
+    }
+}
