@@ -26,6 +26,9 @@ impl Tolerance {
     /// of a few f32 ulps of 1 (times the reduction's scale, at most 1 here).
     pub const CROSS_ENTROPY_GRAD: Self = Self { atol: 1e-6, rtol: 1e-4 };
 
+    /// Softmax and log-softmax backward: one f32 row sum, then one product per entry.
+    pub const BACKWARD: Self = Self { atol: 1e-6, rtol: 1e-4 };
+
     /// Whether `actual` is close enough to `expected`.
     #[must_use]
     pub fn accepts(&self, actual: f32, expected: f64) -> bool {

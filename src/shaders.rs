@@ -7,6 +7,8 @@
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
 const SOFTMAX_SUBGROUP: &str = include_str!("../shaders/softmax_subgroup.wgsl");
+const SOFTMAX_BACKWARD: &str = include_str!("../shaders/softmax_backward.wgsl");
+const SOFTMAX_BACKWARD_SUBGROUP: &str = include_str!("../shaders/softmax_backward_subgroup.wgsl");
 const CROSS_ENTROPY_TARGETS: &str = include_str!("../shaders/cross_entropy_targets.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../shaders/cross_entropy.wgsl");
 const CROSS_ENTROPY_SUBGROUP: &str = include_str!("../shaders/cross_entropy_subgroup.wgsl");
@@ -17,6 +19,8 @@ const CROSS_ENTROPY_REDUCE: &str = include_str!("../shaders/cross_entropy_reduce
 pub(crate) enum BindingLayout {
     /// Uniform parameters, a read-only input, a writable output.
     Unary,
+    /// Uniform parameters, two read-only inputs, a writable output.
+    Binary,
     /// Parameters, logits (writable, for the in-place gradient), targets, weight, scale,
     /// gradient, row losses, argmax, status.
     CrossEntropy,
@@ -32,6 +36,7 @@ impl BindingLayout {
         const WRITE: wgpu::BufferBindingType = wgpu::BufferBindingType::Storage { read_only: false };
         match self {
             Self::Unary => &[UNIFORM, READ, WRITE],
+            Self::Binary => &[UNIFORM, READ, READ, WRITE],
             Self::CrossEntropy => &[UNIFORM, WRITE, READ, READ, WRITE, WRITE, WRITE, WRITE, WRITE],
             Self::CrossEntropyReduce => &[UNIFORM, READ, READ, READ, WRITE, WRITE],
         }
@@ -46,6 +51,10 @@ pub enum Shader {
     /// Softmax and log-softmax: all of the above plus the subgroup-per-row strategy.
     /// Compiles only on devices with `Features::SUBGROUP`.
     SoftmaxSubgroup,
+    /// Backward of softmax and log-softmax: thread-per-row and workgroup-per-row.
+    SoftmaxBackward,
+    /// Backward of softmax and log-softmax, plus the subgroup-per-row strategy.
+    SoftmaxBackwardSubgroup,
     /// Fused cross-entropy: the thread-per-row and workgroup-per-row strategies.
     CrossEntropy,
     /// Fused cross-entropy: all of the above plus the subgroup-per-row strategy.
@@ -56,9 +65,11 @@ pub enum Shader {
 
 impl Shader {
     /// Every module, in a fixed order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::Softmax,
         Self::SoftmaxSubgroup,
+        Self::SoftmaxBackward,
+        Self::SoftmaxBackwardSubgroup,
         Self::CrossEntropy,
         Self::CrossEntropySubgroup,
         Self::CrossEntropyReduce,
@@ -76,6 +87,8 @@ impl Shader {
         match self {
             Self::Softmax => &[COMMON, SOFTMAX],
             Self::SoftmaxSubgroup => &[COMMON, SOFTMAX, SOFTMAX_SUBGROUP],
+            Self::SoftmaxBackward => &[COMMON, SOFTMAX_BACKWARD],
+            Self::SoftmaxBackwardSubgroup => &[COMMON, SOFTMAX_BACKWARD, SOFTMAX_BACKWARD_SUBGROUP],
             Self::CrossEntropy => &[COMMON, CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
             Self::CrossEntropySubgroup => {
                 &[COMMON, CROSS_ENTROPY_TARGETS, CROSS_ENTROPY, CROSS_ENTROPY_SUBGROUP]
@@ -87,12 +100,13 @@ impl Shader {
     /// Whether the module uses subgroup operations (`Features::SUBGROUP`).
     #[must_use]
     pub const fn needs_subgroups(self) -> bool {
-        matches!(self, Self::SoftmaxSubgroup | Self::CrossEntropySubgroup)
+        matches!(self, Self::SoftmaxSubgroup | Self::SoftmaxBackwardSubgroup | Self::CrossEntropySubgroup)
     }
 
     pub(crate) const fn layout(self) -> BindingLayout {
         match self {
             Self::Softmax | Self::SoftmaxSubgroup => BindingLayout::Unary,
+            Self::SoftmaxBackward | Self::SoftmaxBackwardSubgroup => BindingLayout::Binary,
             Self::CrossEntropy | Self::CrossEntropySubgroup => BindingLayout::CrossEntropy,
             Self::CrossEntropyReduce => BindingLayout::CrossEntropyReduce,
         }
@@ -106,6 +120,14 @@ impl Shader {
             Self::SoftmaxSubgroup => {
                 &["softmax_thread_per_row", "softmax_workgroup_per_row", "softmax_subgroup_per_row"]
             }
+            Self::SoftmaxBackward => {
+                &["softmax_backward_thread_per_row", "softmax_backward_workgroup_per_row"]
+            }
+            Self::SoftmaxBackwardSubgroup => &[
+                "softmax_backward_thread_per_row",
+                "softmax_backward_workgroup_per_row",
+                "softmax_backward_subgroup_per_row",
+            ],
             Self::CrossEntropy => &["cross_entropy_thread_per_row", "cross_entropy_workgroup_per_row"],
             Self::CrossEntropySubgroup => &[
                 "cross_entropy_thread_per_row",
@@ -135,8 +157,8 @@ impl Shader {
         const FUSED_SUBGROUP: [(&str, &[u32]); 7] =
             [FUSED[0], FUSED[1], FUSED[2], FUSED[3], FUSED[4], FUSED[5], ROWS];
         match self {
-            Self::Softmax => &[LOG],
-            Self::SoftmaxSubgroup => &[LOG, ROWS],
+            Self::Softmax | Self::SoftmaxBackward => &[LOG],
+            Self::SoftmaxSubgroup | Self::SoftmaxBackwardSubgroup => &[LOG, ROWS],
             Self::CrossEntropy => &FUSED,
             Self::CrossEntropySubgroup => &FUSED_SUBGROUP,
             Self::CrossEntropyReduce => &TARGETS,
@@ -149,6 +171,8 @@ impl Shader {
         match self {
             Self::Softmax => "wgpu-softmax: softmax",
             Self::SoftmaxSubgroup => "wgpu-softmax: softmax (subgroups)",
+            Self::SoftmaxBackward => "wgpu-softmax: softmax backward",
+            Self::SoftmaxBackwardSubgroup => "wgpu-softmax: softmax backward (subgroups)",
             Self::CrossEntropy => "wgpu-softmax: cross-entropy",
             Self::CrossEntropySubgroup => "wgpu-softmax: cross-entropy (subgroups)",
             Self::CrossEntropyReduce => "wgpu-softmax: cross-entropy reductions",

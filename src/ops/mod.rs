@@ -2,4 +2,5 @@
 
 pub mod cross_entropy;
 pub mod softmax;
+pub mod softmax_backward;
 mod validate;

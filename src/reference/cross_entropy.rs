@@ -151,3 +151,61 @@ fn argmax_of(row: &[f32]) -> u32 {
     }
     u32::try_from(best).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape::Shape;
+
+    /// The reference gradient against central differences of the reference loss, for
+    /// each kind of target, reduction, weight and smoothing.
+    #[test]
+    fn gradient_matches_finite_differences_of_the_loss() {
+        let logits = [0.2_f32, -1.0, 1.5, 0.3, 0.9, -0.4, 2.2, 0.0, -2.0, 0.5, 1.0, 0.1];
+        let shape = Shape::new(3, 4);
+        let weight = [0.5_f32, 1.5, 1.0, 2.0];
+        let probabilities = [0.1_f32, 0.2, 0.3, 0.4, 0.0, 0.0, 1.0, 0.0, 0.25, 0.25, 0.25, 0.25];
+        let upstream = [1.0_f32, -0.5, 2.0];
+        let classes = [2_i64, -100, 3];
+        for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
+            for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
+                for (use_weight, smoothing) in [(false, 0.0), (true, 0.0), (true, 0.3)] {
+                    let op = CrossEntropy::new().reduction(reduction).label_smoothing(smoothing);
+                    let with = |x: &[f32]| {
+                        let mut input = CrossEntropyInput::new(x, shape, targets);
+                        if use_weight {
+                            input = input.weight(&weight);
+                        }
+                        if reduction == Reduction::None {
+                            input = input.grad_output(&upstream);
+                        }
+                        cross_entropy(&op, &input).unwrap()
+                    };
+                    // The scalar whose gradient the op returns: the reduced loss, or for
+                    // none the upstream-weighted sum of the row losses.
+                    let scalar = |out: &CrossEntropyOutput<f64>| -> f64 {
+                        match reduction {
+                            Reduction::None => {
+                                out.loss.iter().zip(upstream).map(|(l, u)| l * f64::from(u)).sum()
+                            }
+                            _ => out.loss[0],
+                        }
+                    };
+                    let analytic = with(&logits).grad.unwrap();
+                    for i in 0..logits.len() {
+                        let h = 1e-2_f32;
+                        let (mut up, mut down) = (logits, logits);
+                        up[i] += h;
+                        down[i] -= h;
+                        let numeric = (scalar(&with(&up)) - scalar(&with(&down))) / (2.0 * f64::from(h));
+                        assert!(
+                            (numeric - analytic[i]).abs() < 1e-4,
+                            "{targets:?} {reduction:?} weight {use_weight} e {smoothing} [{i}]: {numeric} vs {}",
+                            analytic[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -37,6 +37,46 @@ pub fn log_softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
     })
 }
 
+/// The gradient of softmax's input from its output `y` and the upstream gradient `dy`,
+/// in f64: `y * (dy - sum(dy * y))` per row.
+///
+/// # Errors
+///
+/// [`crate::Error::ShapeMismatch`] when `y` or `dy` is not `rows * cols` long.
+pub fn softmax_backward(y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f64>> {
+    backward_rows(y, dy, shape, |y, dy| {
+        let r: f64 = y.iter().zip(dy).map(|(&y, &g)| f64::from(y) * f64::from(g)).sum();
+        y.iter().zip(dy).map(|(&y, &g)| f64::from(y) * (f64::from(g) - r)).collect()
+    })
+}
+
+/// The gradient of log-softmax's input from its output `y` and the upstream gradient
+/// `dy`, in f64: `dy - exp(y) * sum(dy)` per row.
+///
+/// # Errors
+///
+/// [`crate::Error::ShapeMismatch`] when `y` or `dy` is not `rows * cols` long.
+pub fn log_softmax_backward(y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f64>> {
+    backward_rows(y, dy, shape, |y, dy| {
+        let r: f64 = dy.iter().map(|&g| f64::from(g)).sum();
+        y.iter().zip(dy).map(|(&y, &g)| f64::from(g) - f64::from(y).exp() * r).collect()
+    })
+}
+
+fn backward_rows(
+    y: &[f32],
+    dy: &[f32],
+    shape: Shape,
+    row: impl Fn(&[f32], &[f32]) -> Vec<f64>,
+) -> Result<Vec<f64>> {
+    shape.check_len("y", y.len())?;
+    shape.check_len("dy", dy.len())?;
+    if shape.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(y.chunks_exact(shape.cols).zip(dy.chunks_exact(shape.cols)).flat_map(|(y, dy)| row(y, dy)).collect())
+}
+
 #[derive(Clone, Copy)]
 pub(crate) struct RowStats {
     pub(crate) max: f64,
@@ -111,5 +151,52 @@ mod tests {
     fn shape_mismatch_is_an_error() {
         assert!(softmax(&[1.0; 5], Shape::new(2, 3)).is_err());
         assert_eq!(softmax(&[], Shape::new(0, 3)).unwrap(), Vec::<f64>::new());
+    }
+}
+
+#[cfg(test)]
+mod backward_tests {
+    use super::*;
+
+    /// The backward references against central differences of the forward references.
+    #[test]
+    #[allow(clippy::cast_possible_truncation)]
+    fn backward_matches_finite_differences() {
+        let x = [0.3_f32, -1.2, 2.0, 0.7, -0.1];
+        let dy = [0.5_f32, -0.25, 1.0, 0.1, -0.7];
+        let shape = Shape::new(1, 5);
+        for log in [false, true] {
+            let forward = |x: &[f64]| -> f64 {
+                let max = x.iter().copied().fold(f64::MIN, f64::max);
+                let sum: f64 = x.iter().map(|v| (v - max).exp()).sum();
+                x.iter()
+                    .zip(&dy)
+                    .map(|(v, &g)| {
+                        f64::from(g) * if log { v - max - sum.ln() } else { (v - max).exp() / sum }
+                    })
+                    .sum()
+            };
+            let y: Vec<f32> = if log { log_softmax(&x, shape) } else { softmax(&x, shape) }
+                .unwrap()
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            let analytic =
+                if log { log_softmax_backward(&y, &dy, shape) } else { softmax_backward(&y, &dy, shape) }
+                    .unwrap();
+            let base: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            for i in 0..5 {
+                let h = 1e-6;
+                let (mut up, mut down) = (base.clone(), base.clone());
+                up[i] += h;
+                down[i] -= h;
+                let numeric = (forward(&up) - forward(&down)) / (2.0 * h);
+                assert!(
+                    (numeric - analytic[i]).abs() < 1e-6,
+                    "log {log} [{i}]: {numeric} vs {}",
+                    analytic[i]
+                );
+            }
+        }
     }
 }

@@ -1,0 +1,187 @@
+//! The backward passes of softmax and log-softmax: given the forward output `y` and the
+//! upstream gradient `dy` (both row-major `[rows, cols]`), the gradient with respect to
+//! the forward input, row by row, without forming the Jacobian:
+//!
+//! - `softmax_backward(y, dy) = y * (dy - sum(dy * y))`
+//! - `log_softmax_backward(y, dy) = dy - exp(y) * sum(dy)`
+//!
+//! A masked entry of log-softmax (`y = -inf`) counts as probability 0.
+
+use std::num::NonZeroU64;
+
+use wgpu::util::DeviceExt;
+
+use crate::context::{Context, KernelKey};
+use crate::error::Result;
+use crate::ops::validate;
+use crate::plan::{Plan, Strategy, plan};
+use crate::shaders::{BindingLayout, Shader};
+use crate::shape::Shape;
+
+/// The backward of softmax or of log-softmax, with the strategy to run it by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SoftmaxBackward {
+    log: bool,
+    strategy: Option<Strategy>,
+}
+
+/// The per-dispatch parameters, laid out as the WGSL `Params` struct.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    groups_x: u32,
+    padding: u32,
+}
+
+impl SoftmaxBackward {
+    /// The backward of softmax: `y` is softmax's output.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { log: false, strategy: None }
+    }
+
+    /// The backward of log-softmax: `y` is log-softmax's output.
+    #[must_use]
+    pub const fn log() -> Self {
+        Self { log: true, strategy: None }
+    }
+
+    /// Forces a strategy instead of letting the planner choose.
+    #[must_use]
+    pub const fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// Whether this is the backward of log-softmax.
+    #[must_use]
+    pub const fn is_log(&self) -> bool {
+        self.log
+    }
+
+    /// Plans the dispatch for `shape` on `ctx`'s device.
+    ///
+    /// # Errors
+    ///
+    /// As [`plan`].
+    pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
+        plan(ctx.caps(), shape, self.strategy)
+    }
+
+    /// Records the op into the caller's `encoder`: reads `y` and `dy`, writes `dx` (all
+    /// row-major `shape`, f32). Submits nothing; returns the plan it used.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::MissingUsage`], [`crate::Error::BufferTooSmall`] and
+    /// [`crate::Error::AliasedBuffers`] for buffers that cannot be bound so, and the
+    /// errors of [`plan`].
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        y: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        dx: &wgpu::Buffer,
+        shape: Shape,
+    ) -> Result<Plan> {
+        let bytes = shape.byte_len()?;
+        validate::storage_buffer("y", y, bytes)?;
+        validate::storage_buffer("dy", dy, bytes)?;
+        validate::storage_buffer("dx", dx, bytes)?;
+        validate::distinct(y, dx)?;
+        validate::distinct(dy, dx)?;
+        let plan = self.plan(ctx, shape)?;
+        if shape.is_empty() {
+            return Ok(plan);
+        }
+        let log = ("LOG_SOFTMAX", u32::from(self.log));
+        let key = match plan.strategy {
+            Strategy::ThreadPerRow => KernelKey {
+                shader: Shader::SoftmaxBackward,
+                entry_point: "softmax_backward_thread_per_row",
+                constants: vec![log],
+            },
+            Strategy::WorkgroupPerRow => KernelKey {
+                shader: Shader::SoftmaxBackward,
+                entry_point: "softmax_backward_workgroup_per_row",
+                constants: vec![log],
+            },
+            Strategy::SubgroupPerRow => KernelKey {
+                shader: Shader::SoftmaxBackwardSubgroup,
+                entry_point: "softmax_backward_subgroup_per_row",
+                constants: vec![log, ("ROWS_PER_GROUP", plan.rows_per_group)],
+            },
+        };
+        let pipeline = ctx.pipeline(&key)?;
+        let bind_group = ctx.catching(|| {
+            let params = Params {
+                rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
+                cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
+                groups_x: plan.grid[0],
+                padding: 0,
+            };
+            let params = ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-softmax: softmax backward params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let size = NonZeroU64::new(bytes);
+            let binding = |buffer| wgpu::BufferBinding { buffer, offset: 0, size };
+            Ok(ctx.bind_buffers(
+                BindingLayout::Binary,
+                &[params.as_entire_buffer_binding(), binding(y), binding(dy), binding(dx)],
+            ))
+        })?;
+        let label =
+            if self.log { "wgpu-softmax: log_softmax_backward" } else { "wgpu-softmax: softmax_backward" };
+        Context::dispatch(encoder, label, &pipeline, &bind_group, plan.grid);
+        Ok(plan)
+    }
+
+    /// Runs the op on host data, waiting at most the context's timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::ShapeMismatch`] when `y` or `dy` is not `rows * cols` long, and
+    /// the errors of [`SoftmaxBackward::encode`].
+    pub fn run(&self, ctx: &Context, y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f32>> {
+        shape.check_len("y", y.len())?;
+        shape.check_len("dy", dy.len())?;
+        self.plan(ctx, shape)?;
+        if shape.is_empty() {
+            return Ok(Vec::new());
+        }
+        ctx.catching(|| {
+            let (y_buffer, dy_buffer) = (ctx.upload(y), ctx.upload(dy));
+            let dx = ctx.storage_buffer(y.len());
+            let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-softmax: softmax backward"),
+            });
+            self.encode(ctx, &mut encoder, &y_buffer, &dy_buffer, &dx, shape)?;
+            ctx.finish_and_read(encoder, &dx, y.len())
+        })
+    }
+}
+
+/// The gradient of softmax's input from its output `y` and the upstream gradient `dy`.
+/// Shorthand for `SoftmaxBackward::new().run(ctx, y, dy, shape)`.
+///
+/// # Errors
+///
+/// As [`SoftmaxBackward::run`].
+pub fn softmax_backward(ctx: &Context, y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f32>> {
+    SoftmaxBackward::new().run(ctx, y, dy, shape)
+}
+
+/// The gradient of log-softmax's input from its output `y` and the upstream gradient
+/// `dy`. Shorthand for `SoftmaxBackward::log().run(ctx, y, dy, shape)`.
+///
+/// # Errors
+///
+/// As [`SoftmaxBackward::run`].
+pub fn log_softmax_backward(ctx: &Context, y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f32>> {
+    SoftmaxBackward::log().run(ctx, y, dy, shape)
+}
