@@ -1,0 +1,208 @@
+//! The host API of the cross-entropy: checks every input before any GPU work, uploads,
+//! records, submits once and reads every result back.
+
+use wgpu::util::DeviceExt;
+
+use super::{
+    CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
+    Reduction, STATUS_WORDS, TargetBuffer, Targets,
+};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+
+impl CrossEntropy {
+    /// Runs the op on host data and reads every result back, waiting at most the
+    /// context's timeout. The targets are checked before any GPU work.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] for a wrong length of logits, targets, weight or upstream
+    /// gradient; [`Error::TargetOutOfRange`] naming the row and value of a bad class index;
+    /// [`Error::InvalidProbability`] for a negative or non-finite target probability;
+    /// [`Error::InvalidOption`] for a bad option or an upstream gradient with a reduction
+    /// other than none; and the errors of [`CrossEntropy::encode`].
+    pub fn run(&self, ctx: &Context, input: &CrossEntropyInput<'_>) -> Result<CrossEntropyOutput<f32>> {
+        self.check_input(input)?;
+        let shape = input.shape;
+        self.plan(ctx, shape)?;
+        let (rows, len) = (shape.rows, shape.len()?);
+        ctx.catching(|| {
+            let storage = |data: &[u8], label: &str| {
+                ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: data,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                })
+            };
+            let logits = storage(bytemuck::cast_slice(nonempty_f32(input.logits)), "wgpu-softmax: logits");
+            let targets =
+                storage(bytemuck::cast_slice(&self.gpu_targets(input.targets)), "wgpu-softmax: targets");
+            let targets = match input.targets {
+                Targets::Probabilities(_) => TargetBuffer::Probabilities(&targets),
+                _ => TargetBuffer::I32(&targets),
+            };
+            let weight =
+                input.weight.map(|w| storage(bytemuck::cast_slice(nonempty_f32(w)), "wgpu-softmax: weight"));
+            let grad_output = input
+                .grad_output
+                .map(|g| storage(bytemuck::cast_slice(nonempty_f32(g)), "wgpu-softmax: grad_output"));
+            let loss_len = if self.reduction == Reduction::None { rows } else { 1 };
+            let loss = ctx.storage_buffer(loss_len.max(1));
+            let grad = (self.gradient == Gradient::Separate).then(|| ctx.storage_buffer(len.max(1)));
+            let argmax = self.argmax.then(|| ctx.storage_buffer(rows.max(1)));
+            let status = ctx.storage_buffer(STATUS_WORDS);
+            let buffers = CrossEntropyBuffers {
+                logits: &logits,
+                targets,
+                weight: weight.as_ref(),
+                grad_output: grad_output.as_ref(),
+                loss: &loss,
+                grad: grad.as_ref(),
+                argmax: argmax.as_ref(),
+                status: Some(&status),
+            };
+            let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-softmax: cross_entropy"),
+            });
+            self.for_host_targets().encode(ctx, &mut encoder, &buffers, shape)?;
+            let f32_bytes = |n: usize| crate::transfer::f32_bytes(n);
+            let grad_source = match self.gradient {
+                Gradient::Separate => grad.as_ref(),
+                Gradient::InPlace => Some(&logits),
+                Gradient::Skip => None,
+            };
+            let mut parts =
+                vec![(&loss, f32_bytes(if shape.is_empty() { 0 } else { loss_len })), (&status, 16)];
+            if let Some(g) = grad_source {
+                parts.push((g, f32_bytes(len)));
+            }
+            if let Some(a) = argmax.as_ref() {
+                parts.push((a, f32_bytes(rows)));
+            }
+            let mut read = ctx.finish_and_read_many(encoder, &parts)?.into_iter();
+            let mut next = || read.next().unwrap_or_default();
+            let loss_bytes = next();
+            let status = CrossEntropyStatus::from_words(&bytemuck::pod_collect_to_vec(&next()));
+            if let Some(row) = status.first_bad_target_row {
+                // The host checks make this unreachable; if the GPU disagrees, say so
+                // in the same terms rather than return NaN silently.
+                return Err(target_error(input.targets, row as usize, shape.cols, self.ignore_index));
+            }
+            let grad = grad_source.map(|_| bytemuck::pod_collect_to_vec(&next()));
+            let argmax: Option<Vec<u32>> = argmax.as_ref().map(|_| bytemuck::pod_collect_to_vec(&next()));
+            let mut loss: Vec<f32> = bytemuck::pod_collect_to_vec(&loss_bytes);
+            if shape.is_empty() {
+                loss = self.empty_loss(rows);
+            }
+            let correct = (self.argmax && !matches!(input.targets, Targets::Probabilities(_)))
+                .then_some(status.correct);
+            Ok(CrossEntropyOutput { loss, grad, argmax, correct })
+        })
+    }
+
+    /// What the loss of an empty batch is: nothing per row, 0 for the sum, NaN for the
+    /// mean (a mean over no rows, as in PyTorch).
+    fn empty_loss(&self, rows: usize) -> Vec<f32> {
+        match self.reduction {
+            Reduction::None => vec![0.0; rows],
+            Reduction::Sum => vec![0.0],
+            Reduction::Mean => vec![f32::NAN],
+        }
+    }
+
+    /// Checks host inputs completely (shapes, targets, options), as [`CrossEntropy::run`]
+    /// does before any GPU work.
+    ///
+    /// # Errors
+    ///
+    /// As [`CrossEntropy::run`]'s input errors.
+    pub fn check_input(&self, input: &CrossEntropyInput<'_>) -> Result<()> {
+        self.check_options()?;
+        let shape = input.shape;
+        shape.check_len("logits", input.logits.len())?;
+        if let Some(w) = input.weight {
+            Shape::new(shape.cols, 1).check_len("weight", w.len())?;
+        }
+        if let Some(g) = input.grad_output {
+            if self.reduction != Reduction::None {
+                return Err(Error::InvalidOption {
+                    option: "grad_output",
+                    problem: "an upstream gradient per row needs reduction none".into(),
+                });
+            }
+            Shape::new(shape.rows, 1).check_len("grad_output", g.len())?;
+        }
+        match input.targets {
+            Targets::Probabilities(p) => {
+                shape.check_len("targets", p.len())?;
+                match p.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+                    Some(index) => Err(Error::InvalidProbability {
+                        row: index / shape.cols.max(1),
+                        col: index % shape.cols.max(1),
+                        value: p[index],
+                    }),
+                    None => Ok(()),
+                }
+            }
+            Targets::U32(t) => check_class_targets(shape, t.iter().map(|&v| i64::from(v)), self.ignore_index),
+            Targets::I32(t) => check_class_targets(shape, t.iter().map(|&v| i64::from(v)), self.ignore_index),
+            Targets::I64(t) => check_class_targets(shape, t.iter().copied(), self.ignore_index),
+        }
+    }
+
+    /// The target words to upload: probabilities as f32 bits, class indices as i32. After
+    /// the host checks, every class target is `ignore_index` or in range; ignored rows
+    /// become the i32 `ignore_index` the GPU is told about (-1 where it does not fit).
+    fn gpu_targets(&self, targets: Targets<'_>) -> Vec<u32> {
+        let stand_in = i32::try_from(self.ignore_index).unwrap_or(-1);
+        let to_word = |v: i64| {
+            let class = if v == self.ignore_index { stand_in } else { i32::try_from(v).unwrap_or(stand_in) };
+            class.cast_unsigned()
+        };
+        let words: Vec<u32> = match targets {
+            Targets::Probabilities(p) => p.iter().map(|v| v.to_bits()).collect(),
+            Targets::U32(t) => t.iter().map(|&v| to_word(i64::from(v))).collect(),
+            Targets::I32(t) => t.iter().map(|&v| to_word(i64::from(v))).collect(),
+            Targets::I64(t) => t.iter().map(|&v| to_word(v)).collect(),
+        };
+        if words.is_empty() { vec![0] } else { words }
+    }
+
+    /// The ignore index the GPU sees for host targets (see [`CrossEntropy::gpu_targets`]).
+    fn for_host_targets(self) -> Self {
+        Self { ignore_index: i64::from(i32::try_from(self.ignore_index).unwrap_or(-1)), ..self }
+    }
+}
+
+/// wgpu cannot create or bind an empty buffer: empty host data uploads one zero instead
+/// (never read, as an empty shape dispatches nothing).
+fn nonempty_f32(data: &[f32]) -> &[f32] {
+    if data.is_empty() { &[0.0] } else { data }
+}
+
+fn check_class_targets(
+    shape: Shape,
+    targets: impl ExactSizeIterator<Item = i64>,
+    ignore_index: i64,
+) -> Result<()> {
+    Shape::new(shape.rows, 1).check_len("targets", targets.len())?;
+    let classes = i64::try_from(shape.cols).unwrap_or(i64::MAX);
+    for (row, value) in targets.enumerate() {
+        if value != ignore_index && !(0..classes).contains(&value) {
+            return Err(Error::TargetOutOfRange { row, value, classes: shape.cols, ignore_index });
+        }
+    }
+    Ok(())
+}
+
+/// The host's typed error for a row the GPU reported as a bad target.
+fn target_error(targets: Targets<'_>, row: usize, classes: usize, ignore_index: i64) -> Error {
+    let value = match targets {
+        Targets::U32(t) => t.get(row).map(|&v| i64::from(v)),
+        Targets::I32(t) => t.get(row).map(|&v| i64::from(v)),
+        Targets::I64(t) => t.get(row).copied(),
+        Targets::Probabilities(_) => None,
+    };
+    Error::TargetOutOfRange { row, value: value.unwrap_or(i64::MIN), classes, ignore_index }
+}
