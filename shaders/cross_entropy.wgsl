@@ -38,7 +38,8 @@ const STATUS_FIRST_BAD_ROW: u32 = 2u;
 @group(0) @binding(1) var<storage, read_write> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;
-// Reduction none: the upstream gradient per row. Mean with class indices: [total weight].
+// Reduction none: the upstream gradient per row. Mean with class indices: the totals of
+// cross_entropy_reduce.wgsl, [0] being the total weight.
 @group(0) @binding(4) var<storage, read_write> scale: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(6) var<storage, read_write> row_loss: array<f32>;
@@ -134,7 +135,7 @@ fn row_scale(row: u32) -> f32 {
     }
     if (REDUCTION == REDUCTION_MEAN) {
         if (TARGET_KIND == TARGETS_PROBABILITIES) {
-            return 1.0 / f32(params.rows);
+            return 1.0 / f32(params.total_rows);
         }
         // An all-ignored batch has total 0: every row is ignored and gets gradient 0, so
         // this value is never used.
@@ -245,7 +246,7 @@ fn finish_row(ctx: RowContext, loss_sum: f32, best: Best) {
     } else if (ctx.target_class == TARGET_INVALID) {
         loss = quiet_nan();
         atomicAdd(&status[STATUS_BAD_ROWS], 1u);
-        atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - ctx.row);
+        atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - (params.first_row + ctx.row));
     } else if (ctx.target_class != TARGET_IGNORED) {
         if (ctx.undefined) {
             loss = quiet_nan();

@@ -16,15 +16,21 @@ const TARGETS_PROBABILITIES: u32 = 2u;
 const REDUCTION_NONE: u32 = 0u;
 const REDUCTION_MEAN: u32 = 1u;
 
+// A matrix larger than one storage binding runs in chunks of rows: each dispatch sees
+// its chunk's rows from row 0, bound at an offset.
 struct Params {
+    // Rows of this chunk.
     rows: u32,
     cols: u32,
     groups_x: u32,
     ignore_index: i32,
     label_smoothing: f32,
-    _padding0: u32,
-    _padding1: u32,
-    _padding2: u32,
+    // Rows of the whole matrix (the mean over probability targets divides by it).
+    total_rows: u32,
+    // The chunk's first row in the whole matrix (for the status words).
+    first_row: u32,
+    // The chunk's index; for the combining passes, the number of chunks.
+    chunk: u32,
 }
 
 fn class_weight(c: u32) -> f32 {

@@ -165,6 +165,7 @@ impl Context {
             max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
             max_buffer_bytes: limits.max_buffer_size,
+            storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
             max_loop_iterations: DeviceCaps::loop_limit_of(&info),
         };
         let shared = Shared {

@@ -50,6 +50,8 @@ pub struct DeviceCaps {
     pub max_storage_binding_bytes: u64,
     /// `Limits::max_buffer_size`.
     pub max_buffer_bytes: u64,
+    /// `Limits::min_storage_buffer_offset_alignment`: where a split may bind from.
+    pub storage_offset_alignment: u32,
     /// Loop iterations one invocation may run in total before the driver silently stops
     /// its loops, if the driver has such a limit (see [`LLVMPIPE_LOOP_ITERATIONS`]).
     pub max_loop_iterations: Option<u64>,
@@ -71,13 +73,26 @@ impl DeviceCaps {
     }
 }
 
-/// A strategy and the grid that runs it over a shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A strategy, and the dispatches that run it over a shape: one per chunk of rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// The strategy.
     pub strategy: Strategy,
     /// Rows each workgroup handles.
     pub rows_per_group: u32,
+    /// The dispatches, in row order; empty for an empty shape. More than one when the
+    /// matrix is larger than one storage binding.
+    pub chunks: Vec<Chunk>,
+}
+
+/// One dispatch of a plan: a run of rows whose arrays are bound from an aligned offset,
+/// each within one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// The first row.
+    pub first_row: usize,
+    /// How many rows.
+    pub rows: usize,
     /// Workgroups along x and y; `x * y` covers every row, the surplus returns at once.
     pub grid: [u32; 2],
 }
@@ -163,25 +178,92 @@ fn unavailable_reason(caps: &DeviceCaps, shape: Shape, strategy: Strategy) -> Op
     }
 }
 
-/// Plans a dispatch: the forced strategy or the chosen one, and a grid within the
-/// device's limits.
+/// Plans the dispatches: the forced strategy or the chosen one, rows split into chunks
+/// whose arrays fit one storage binding each from an aligned offset (`row_bytes` holds the
+/// bytes per row of each array bound per chunk), and a grid per chunk within the device's
+/// limits.
 ///
 /// # Errors
 ///
 /// [`Error::StrategyUnavailable`] when `forced` is [`Strategy::SubgroupPerRow`] on a
 /// device without subgroups, or a strategy whose loops would exceed the driver's
-/// loop-iteration limit for rows this wide; [`Error::LimitExceeded`] when the matrix is larger than one
-/// storage binding or buffer, or the grid cannot fit even when spread over two dimensions.
-pub fn plan(caps: &DeviceCaps, shape: Shape, forced: Option<Strategy>) -> Result<Plan> {
-    check_binding_fits(caps, shape.byte_len()?)?;
+/// loop-iteration limit for rows this wide; [`Error::LimitExceeded`] when a row is too
+/// wide for one storage binding, or a grid cannot fit even when spread over two dimensions.
+pub fn plan(caps: &DeviceCaps, shape: Shape, forced: Option<Strategy>, row_bytes: &[u64]) -> Result<Plan> {
+    shape.len()?;
     let strategy = forced.unwrap_or_else(|| choose_strategy(caps, shape));
     if let Some(reason) = unavailable_reason(caps, shape, strategy) {
         return Err(Error::StrategyUnavailable { strategy, reason });
     }
     let rows_per_group = rows_per_group(caps, strategy);
-    let groups = u64::try_from(shape.rows.div_ceil(rows_per_group as usize)).unwrap_or(u64::MAX);
-    let grid = spread_grid(groups, caps.max_workgroups_per_dimension)?;
-    Ok(Plan { strategy, rows_per_group, grid })
+    let mut chunks = Vec::new();
+    if !shape.is_empty() {
+        // A chunk is also at most one grid: max_dim x max_dim workgroups.
+        let max_dim = u64::from(caps.max_workgroups_per_dimension.max(1));
+        let grid_rows = max_dim * max_dim * u64::from(rows_per_group);
+        let rows_per_chunk = rows_per_chunk(shape.rows, row_bytes, caps, grid_rows)?;
+        for first_row in (0..shape.rows).step_by(rows_per_chunk) {
+            let rows = rows_per_chunk.min(shape.rows - first_row);
+            let groups = u64::try_from(rows.div_ceil(rows_per_group as usize)).unwrap_or(u64::MAX);
+            let grid = spread_grid(groups, caps.max_workgroups_per_dimension)?;
+            chunks.push(Chunk { first_row, rows, grid });
+        }
+    }
+    Ok(Plan { strategy, rows_per_group, chunks })
+}
+
+/// The most rows one chunk may hold: at most `max_rows` (what one grid covers), every
+/// array's chunk fits one storage binding, and every chunk starts at an offset that is a
+/// multiple of the storage offset alignment in every array. All of `rows` when they fit
+/// at once.
+///
+/// # Errors
+///
+/// [`Error::LimitExceeded`] when even the smallest aligned run of rows of some array is
+/// larger than one binding, or than one grid.
+pub fn rows_per_chunk(rows: usize, row_bytes: &[u64], caps: &DeviceCaps, max_rows: u64) -> Result<usize> {
+    let rows_u64 = u64::try_from(rows).unwrap_or(u64::MAX);
+    let max_binding = caps.max_storage_binding_bytes;
+    if rows_u64 <= max_rows && row_bytes.iter().all(|&b| b.saturating_mul(rows_u64) <= max_binding) {
+        return Ok(rows.max(1));
+    }
+    let alignment = u64::from(caps.storage_offset_alignment.max(4));
+    // Chunk starts are multiples of the chunk size, so the size itself must keep each
+    // array's offset aligned: a multiple of alignment / gcd(bytes per row, alignment).
+    let step =
+        row_bytes.iter().filter(|&&b| b > 0).fold(1u64, |acc, &b| lcm(acc, alignment / gcd(b, alignment)));
+    let fit = row_bytes.iter().filter(|&&b| b > 0).map(|&b| max_binding / b).min().unwrap_or(rows_u64);
+    if fit < step {
+        let widest = row_bytes.iter().copied().max().unwrap_or(0);
+        return Err(Error::LimitExceeded {
+            limit: "max_storage_buffer_binding_size",
+            required: widest.saturating_mul(step),
+            available: max_binding,
+        });
+    }
+    let chunk = fit.min(max_rows) / step * step;
+    if chunk == 0 {
+        return Err(Error::LimitExceeded {
+            limit: "max_compute_workgroups_per_dimension",
+            required: step,
+            available: max_rows,
+        });
+    }
+    Ok(usize::try_from(chunk.min(rows_u64)).unwrap_or(rows).max(1))
+}
+
+const fn gcd(a: u64, b: u64) -> u64 {
+    let (mut a, mut b) = (a, b);
+    while b != 0 {
+        let t = a % b;
+        a = b;
+        b = t;
+    }
+    a
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
 }
 
 /// Checks that a matrix of `bytes` fits in one storage binding and one buffer.
@@ -242,6 +324,7 @@ mod tests {
             max_workgroups_per_dimension: 65535,
             max_storage_binding_bytes: 128 << 20,
             max_buffer_bytes: 256 << 20,
+            storage_offset_alignment: 256,
             max_loop_iterations: None,
         }
     }
@@ -258,8 +341,9 @@ mod tests {
     #[test]
     fn the_loop_limit_refuses_long_thread_rows_and_the_choice_avoids_them() {
         let caps = DeviceCaps { subgroups: false, ..lavapipe_caps() };
-        assert!(plan(&caps, Shape::new(2, 32_767), Some(Strategy::ThreadPerRow)).is_ok());
-        let err = plan(&caps, Shape::new(2, 32_768), Some(Strategy::ThreadPerRow)).unwrap_err();
+        assert!(plan(&caps, Shape::new(2, 32_767), Some(Strategy::ThreadPerRow), &[4 * 32_767]).is_ok());
+        let err =
+            plan(&caps, Shape::new(2, 32_768), Some(Strategy::ThreadPerRow), &[4 * 32_768]).unwrap_err();
         assert!(matches!(err, Error::StrategyUnavailable { strategy: Strategy::ThreadPerRow, .. }));
         assert_eq!(choose_strategy(&caps, Shape::new(2, 200)), Strategy::ThreadPerRow);
         assert_eq!(choose_strategy(&caps, Shape::new(2, 50_000)), Strategy::WorkgroupPerRow);
@@ -290,31 +374,53 @@ mod tests {
     #[test]
     fn forcing_subgroups_without_them_is_a_typed_error() {
         let caps = DeviceCaps { subgroups: false, ..gpu_caps() };
-        let err = plan(&caps, Shape::new(4, 4), Some(Strategy::SubgroupPerRow)).unwrap_err();
+        let err = plan(&caps, Shape::new(4, 4), Some(Strategy::SubgroupPerRow), &[16]).unwrap_err();
         assert!(matches!(err, Error::StrategyUnavailable { strategy: Strategy::SubgroupPerRow, .. }));
     }
 
     #[test]
     fn subgroup_rows_per_group_follow_the_smallest_subgroup() {
-        let p = plan(&lavapipe_caps(), Shape::new(100, 100), Some(Strategy::SubgroupPerRow)).unwrap();
+        let p = plan(&lavapipe_caps(), Shape::new(100, 100), Some(Strategy::SubgroupPerRow), &[400]).unwrap();
         assert_eq!(p.rows_per_group, 8);
-        assert_eq!(p.grid, [13, 1]);
+        assert_eq!(p.chunks, vec![Chunk { first_row: 0, rows: 100, grid: [13, 1] }]);
         let wide = DeviceCaps { subgroup_min_size: 128, ..gpu_caps() };
-        let p = plan(&wide, Shape::new(100, 100), Some(Strategy::SubgroupPerRow)).unwrap();
+        let p = plan(&wide, Shape::new(100, 100), Some(Strategy::SubgroupPerRow), &[400]).unwrap();
         assert_eq!(p.rows_per_group, 1);
     }
 
     #[test]
     fn grids_past_the_dimension_limit_spread_over_y() {
-        let p = plan(&gpu_caps(), Shape::new(70_000, 3), Some(Strategy::WorkgroupPerRow)).unwrap();
-        assert_eq!(p.grid, [65535, 2]);
+        let p = plan(&gpu_caps(), Shape::new(70_000, 3), Some(Strategy::WorkgroupPerRow), &[12]).unwrap();
+        assert_eq!(p.chunks[0].grid, [65535, 2]);
     }
 
     #[test]
-    fn a_matrix_larger_than_a_binding_is_refused() {
+    fn a_matrix_larger_than_a_binding_is_split_at_aligned_rows() {
         let caps = gpu_caps();
-        let err = plan(&caps, Shape::new(1 << 20, 64), None).unwrap_err();
-        assert!(matches!(err, Error::LimitExceeded { limit: "max_storage_buffer_binding_size", .. }));
+        // 1M rows of 64 floats: 256 MiB, two bindings of 128 MiB.
+        let p = plan(&caps, Shape::new(1 << 20, 64), None, &[256, 256]).unwrap();
+        assert_eq!(p.chunks.len(), 2);
+        assert_eq!(p.chunks[1].first_row, 1 << 19);
+        // 400 and 4 bytes a row with 256-byte alignment: chunks of a multiple of 64 rows
+        // (a 4-byte array needs 64 rows to reach the next aligned offset).
+        let small = DeviceCaps { max_storage_binding_bytes: 40_000, ..caps };
+        let p = plan(&small, Shape::new(1000, 100), None, &[400, 4]).unwrap();
+        assert_eq!(p.chunks.len(), 16);
+        assert!(p.chunks.iter().all(|c| (c.first_row * 400) % 256 == 0 && (c.first_row * 4) % 256 == 0));
+        assert!(p.chunks.iter().all(|c| c.rows * 400 <= 40_000));
+        // And 10,000 bytes cannot hold 64 such rows: refused, not misaligned.
+        let tiny = DeviceCaps { max_storage_binding_bytes: 10_000, ..caps };
+        assert!(plan(&tiny, Shape::new(1000, 100), None, &[400, 4]).is_err());
+    }
+
+    #[test]
+    fn a_row_wider_than_a_binding_is_refused() {
+        let small = DeviceCaps { max_storage_binding_bytes: 1000, ..gpu_caps() };
+        let err = plan(&small, Shape::new(10, 300), None, &[1200]).unwrap_err();
+        assert!(
+            matches!(err, Error::LimitExceeded { limit: "max_storage_buffer_binding_size", .. }),
+            "{err}"
+        );
     }
 
     proptest! {
@@ -335,19 +441,42 @@ mod tests {
         }
 
         #[test]
-        fn every_plan_covers_every_row(rows in 1usize..5_000_000, cols in 1usize..5000, min_sg in prop::sample::select(vec![4u32, 8, 16, 32, 64, 128]), max_dim in 1u32..65536) {
+        fn every_plan_covers_every_row_once_within_limits(
+            rows in 1usize..5_000_000,
+            cols in 1usize..5000,
+            min_sg in prop::sample::select(vec![4u32, 8, 16, 32, 64, 128]),
+            max_dim in 1u32..65536,
+            max_binding in 16u64..(1 << 30),
+            alignment in prop::sample::select(vec![4u32, 16, 32, 64, 256]),
+            extra_per_row in prop::sample::select(vec![0u64, 4, 8]),
+        ) {
             let caps = DeviceCaps {
                 subgroup_min_size: min_sg,
                 max_workgroups_per_dimension: max_dim,
-                max_storage_binding_bytes: u64::MAX,
-                max_buffer_bytes: u64::MAX,
+                max_storage_binding_bytes: max_binding,
+                storage_offset_alignment: alignment,
                 ..gpu_caps()
             };
+            let row_bytes = [4 * cols as u64, extra_per_row];
             for strategy in Strategy::ALL {
-                if let Ok(p) = plan(&caps, Shape::new(rows, cols), Some(strategy)) {
-                    let covered = u64::from(p.grid[0]) * u64::from(p.grid[1]) * u64::from(p.rows_per_group);
-                    prop_assert!(covered >= rows as u64);
-                    prop_assert!(p.grid[0] <= max_dim && p.grid[1] <= max_dim);
+                match plan(&caps, Shape::new(rows, cols), Some(strategy), &row_bytes) {
+                    Ok(p) => {
+                        let mut next = 0;
+                        for chunk in &p.chunks {
+                            prop_assert_eq!(chunk.first_row, next);
+                            next += chunk.rows;
+                            let covered = u64::from(chunk.grid[0]) * u64::from(chunk.grid[1]) * u64::from(p.rows_per_group);
+                            prop_assert!(covered >= chunk.rows as u64);
+                            prop_assert!(chunk.grid[0] <= max_dim && chunk.grid[1] <= max_dim);
+                            for &b in &row_bytes {
+                                prop_assert!(b * chunk.rows as u64 <= max_binding || p.chunks.len() == 1 && b * rows as u64 <= max_binding);
+                                prop_assert_eq!((b * chunk.first_row as u64) % u64::from(alignment), 0);
+                            }
+                        }
+                        prop_assert_eq!(next, rows);
+                    }
+                    Err(Error::LimitExceeded { .. } | Error::StrategyUnavailable { .. }) => {}
+                    Err(other) => prop_assert!(false, "unexpected error {}", other),
                 }
             }
         }

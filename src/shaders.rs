@@ -134,7 +134,12 @@ impl Shader {
                 "cross_entropy_workgroup_per_row",
                 "cross_entropy_subgroup_per_row",
             ],
-            Self::CrossEntropyReduce => &["cross_entropy_total_weight", "cross_entropy_reduce"],
+            Self::CrossEntropyReduce => &[
+                "cross_entropy_total_weight",
+                "cross_entropy_combine_total_weight",
+                "cross_entropy_reduce",
+                "cross_entropy_finish",
+            ],
         }
     }
 

@@ -99,66 +99,70 @@ impl Context {
         Ok(bytemuck::pod_collect_to_vec(&parts.pop().unwrap_or_default()))
     }
 
-    /// Appends copies of the first `bytes` of each buffer (multiples of 4) into one staging
-    /// buffer, submits once, waits at most the timeout, and returns each part's bytes.
+    /// Appends copies of the first `bytes` of each buffer (multiples of 4) into staging
+    /// buffers, submits once, waits at most the timeout, and returns each part's bytes.
     pub(crate) fn finish_and_read_many(
         &self,
         mut encoder: wgpu::CommandEncoder,
         parts: &[(&wgpu::Buffer, u64)],
     ) -> Result<Vec<Vec<u8>>> {
-        let total: u64 = parts.iter().map(|&(_, bytes)| bytes).sum();
-        if total == 0 {
-            return self.submit_and_wait(encoder).map(|()| vec![Vec::new(); parts.len()]);
-        }
-        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgpu-softmax: readback"),
-            size: total,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut offset = 0;
-        for &(buffer, bytes) in parts {
-            if bytes > 0 {
-                encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, bytes);
-            }
-            offset += bytes;
-        }
+        // One staging buffer per part: each is no larger than its source, so within
+        // max_buffer_size whatever their total.
+        let staging: Vec<Option<wgpu::Buffer>> = parts
+            .iter()
+            .map(|&(buffer, bytes)| {
+                (bytes > 0).then(|| {
+                    let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("wgpu-softmax: readback"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+                    staging
+                })
+            })
+            .collect();
         self.submit_and_wait(encoder)?;
 
-        let (sender, receiver) = futures_intrusive::channel::shared::channel(1);
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            // The receiver lives until this function returns; a failed send only means it
-            // gave up waiting, and then nobody needs the result.
-            let _ = sender.try_send(result);
-        });
-        // Another thread polling the same device may be the one that runs the callback,
-        // a moment after our own wait returns; so poll until it arrives, within the timeout.
+        let (sender, receiver) = futures_intrusive::channel::shared::channel(parts.len().max(1));
+        for buffer in staging.iter().flatten() {
+            let sender = sender.clone();
+            buffer.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+                // The receiver lives until this function returns; a failed send only
+                // means it gave up waiting, and then nobody needs the result.
+                let _ = sender.try_send(result);
+            });
+        }
+        let expected = staging.iter().flatten().count();
+        // Another thread polling the same device may be the one that runs the callbacks,
+        // a moment after our own wait returns; so poll until they arrive, within the
+        // timeout.
         let deadline = Instant::now() + self.timeout();
         self.wait_for(None)?;
-        let mapped = loop {
+        let mut arrived = 0;
+        while arrived < expected {
             if let Ok(result) = receiver.try_receive() {
-                break result;
+                result.map_err(|e| Error::Readback(e.to_string()))?;
+                arrived += 1;
+                continue;
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout(self.timeout()));
             }
             self.device().poll(wgpu::PollType::Poll).map_err(|e| Error::Readback(e.to_string()))?;
             std::thread::yield_now();
-        };
-        mapped.map_err(|e| Error::Readback(e.to_string()))?;
-        let out = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?;
-            let mut out = Vec::with_capacity(parts.len());
-            let mut start = 0usize;
-            for &(_, bytes) in parts {
-                let end = start + usize::try_from(bytes).unwrap_or(usize::MAX);
-                out.push(view[start..end].to_vec());
-                start = end;
-            }
-            out
-        };
-        staging.unmap();
-        Ok(out)
+        }
+        staging
+            .iter()
+            .map(|buffer| {
+                let Some(buffer) = buffer else { return Ok(Vec::new()) };
+                let bytes =
+                    buffer.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?.to_vec();
+                buffer.unmap();
+                Ok(bytes)
+            })
+            .collect()
     }
 
     /// Runs `work` inside wgpu error scopes, so that a validation or out-of-memory error it

@@ -13,15 +13,11 @@
 //! - a row of only `-inf` gives NaN in every entry;
 //! - a row holding a NaN or `+inf` gives NaN in every entry.
 
-use std::num::NonZeroU64;
-
-use wgpu::util::DeviceExt;
-
 use crate::context::{Context, KernelKey};
 use crate::error::Result;
-use crate::ops::validate;
+use crate::ops::{rows, validate};
 use crate::plan::{Plan, Strategy, plan};
-use crate::shaders::{BindingLayout, Shader};
+use crate::shaders::Shader;
 use crate::shape::Shape;
 
 /// Softmax or log-softmax, with the strategy to run it by.
@@ -40,16 +36,6 @@ use crate::shape::Shape;
 pub struct Softmax {
     log: bool,
     strategy: Option<Strategy>,
-}
-
-/// The per-dispatch parameters, laid out as the WGSL `Params` struct.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    groups_x: u32,
-    padding: u32,
 }
 
 impl Softmax {
@@ -82,14 +68,16 @@ impl Softmax {
     ///
     /// # Errors
     ///
-    /// As [`plan`]: a forced strategy the device lacks, or a matrix too large for one
-    /// storage binding.
+    /// As [`plan`]: a forced strategy the device lacks, or a row too wide for one storage
+    /// binding.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        plan(ctx.caps(), shape, self.strategy)
+        plan(ctx.caps(), shape, self.strategy, &[Shape::new(shape.cols, 1).byte_len()?])
     }
 
     /// Records the op into the caller's `encoder`: reads `input`, writes `output` (both
     /// row-major `shape`, f32, from offset 0). Submits nothing; returns the plan it used.
+    /// A matrix larger than one storage binding is split into chunks of rows, bound at
+    /// aligned offsets, one dispatch each.
     ///
     /// # Errors
     ///
@@ -114,12 +102,8 @@ impl Softmax {
         if shape.is_empty() {
             return Ok(plan);
         }
-        let pipeline = ctx.pipeline(&self.kernel(&plan))?;
-        // Resource creation runs in error scopes: on a caller's device, wgpu's default
-        // handler would panic on an error this crate's checks missed.
-        let bind_group = ctx.catching(|| Ok(self.bind_group(ctx, input, output, shape, &plan, bytes)))?;
         let label = if self.log { "wgpu-softmax: log_softmax" } else { "wgpu-softmax: softmax" };
-        Context::dispatch(encoder, label, &pipeline, &bind_group, plan.grid);
+        rows::encode_chunks(ctx, encoder, &self.kernel(&plan), label, &[input, output], shape, &plan)?;
         Ok(plan)
     }
 
@@ -135,50 +119,9 @@ impl Softmax {
         shape.check_len("input", input.len())?;
         // Refuse what cannot run before allocating anything on the device.
         self.plan(ctx, shape)?;
-        if shape.is_empty() {
-            return Ok(Vec::new());
-        }
-        ctx.catching(|| {
-            let input_buffer = ctx.upload(input);
-            let output_buffer = ctx.storage_buffer(input.len());
-            let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgpu-softmax: softmax"),
-            });
-            self.encode(ctx, &mut encoder, &input_buffer, &output_buffer, shape)?;
-            ctx.finish_and_read(encoder, &output_buffer, input.len())
+        rows::run_on_host(ctx, &[input], shape, |encoder, inputs, output, piece| {
+            self.encode(ctx, encoder, inputs[0], output, piece)
         })
-    }
-
-    fn bind_group(
-        &self,
-        ctx: &Context,
-        input: &wgpu::Buffer,
-        output: &wgpu::Buffer,
-        shape: Shape,
-        plan: &Plan,
-        bytes: u64,
-    ) -> wgpu::BindGroup {
-        // Both fit in u32: the matrix fits in one storage binding, so rows and cols do.
-        let params = Params {
-            rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
-            cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
-            groups_x: plan.grid[0],
-            padding: 0,
-        };
-        let params = ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("wgpu-softmax: softmax params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let size = NonZeroU64::new(bytes);
-        ctx.bind_buffers(
-            BindingLayout::Unary,
-            &[
-                params.as_entire_buffer_binding(),
-                wgpu::BufferBinding { buffer: input, offset: 0, size },
-                wgpu::BufferBinding { buffer: output, offset: 0, size },
-            ],
-        )
     }
 
     fn kernel(&self, plan: &Plan) -> KernelKey {

@@ -7,15 +7,11 @@
 //!
 //! A masked entry of log-softmax (`y = -inf`) counts as probability 0.
 
-use std::num::NonZeroU64;
-
-use wgpu::util::DeviceExt;
-
 use crate::context::{Context, KernelKey};
 use crate::error::Result;
-use crate::ops::validate;
+use crate::ops::{rows, validate};
 use crate::plan::{Plan, Strategy, plan};
-use crate::shaders::{BindingLayout, Shader};
+use crate::shaders::Shader;
 use crate::shape::Shape;
 
 /// The backward of softmax or of log-softmax, with the strategy to run it by.
@@ -23,16 +19,6 @@ use crate::shape::Shape;
 pub struct SoftmaxBackward {
     log: bool,
     strategy: Option<Strategy>,
-}
-
-/// The per-dispatch parameters, laid out as the WGSL `Params` struct.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    groups_x: u32,
-    padding: u32,
 }
 
 impl SoftmaxBackward {
@@ -67,11 +53,12 @@ impl SoftmaxBackward {
     ///
     /// As [`plan`].
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        plan(ctx.caps(), shape, self.strategy)
+        plan(ctx.caps(), shape, self.strategy, &[Shape::new(shape.cols, 1).byte_len()?])
     }
 
     /// Records the op into the caller's `encoder`: reads `y` and `dy`, writes `dx` (all
-    /// row-major `shape`, f32). Submits nothing; returns the plan it used.
+    /// row-major `shape`, f32). Submits nothing; returns the plan it used. Split into
+    /// chunks of rows where the matrices are larger than one storage binding.
     ///
     /// # Errors
     ///
@@ -115,29 +102,9 @@ impl SoftmaxBackward {
                 constants: vec![log, ("ROWS_PER_GROUP", plan.rows_per_group)],
             },
         };
-        let pipeline = ctx.pipeline(&key)?;
-        let bind_group = ctx.catching(|| {
-            let params = Params {
-                rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
-                cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
-                groups_x: plan.grid[0],
-                padding: 0,
-            };
-            let params = ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-softmax: softmax backward params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let size = NonZeroU64::new(bytes);
-            let binding = |buffer| wgpu::BufferBinding { buffer, offset: 0, size };
-            Ok(ctx.bind_buffers(
-                BindingLayout::Binary,
-                &[params.as_entire_buffer_binding(), binding(y), binding(dy), binding(dx)],
-            ))
-        })?;
         let label =
             if self.log { "wgpu-softmax: log_softmax_backward" } else { "wgpu-softmax: softmax_backward" };
-        Context::dispatch(encoder, label, &pipeline, &bind_group, plan.grid);
+        rows::encode_chunks(ctx, encoder, &key, label, &[y, dy, dx], shape, &plan)?;
         Ok(plan)
     }
 
@@ -151,17 +118,8 @@ impl SoftmaxBackward {
         shape.check_len("y", y.len())?;
         shape.check_len("dy", dy.len())?;
         self.plan(ctx, shape)?;
-        if shape.is_empty() {
-            return Ok(Vec::new());
-        }
-        ctx.catching(|| {
-            let (y_buffer, dy_buffer) = (ctx.upload(y), ctx.upload(dy));
-            let dx = ctx.storage_buffer(y.len());
-            let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgpu-softmax: softmax backward"),
-            });
-            self.encode(ctx, &mut encoder, &y_buffer, &dy_buffer, &dx, shape)?;
-            ctx.finish_and_read(encoder, &dx, y.len())
+        rows::run_on_host(ctx, &[y, dy], shape, |encoder, inputs, dx, piece| {
+            self.encode(ctx, encoder, inputs[0], inputs[1], dx, piece)
         })
     }
 }

@@ -9,7 +9,7 @@ use super::{CrossEntropy, CrossEntropyBuffers, Gradient, Reduction, TargetBuffer
 use crate::context::{Context, KernelKey};
 use crate::error::{Error, Result};
 use crate::ops::validate;
-use crate::plan::{Plan, Strategy};
+use crate::plan::{Chunk, Plan, Strategy};
 use crate::shaders::{BindingLayout, Shader};
 use crate::shape::Shape;
 
@@ -22,7 +22,9 @@ struct Params {
     groups_x: u32,
     ignore_index: i32,
     label_smoothing: f32,
-    padding: [u32; 3],
+    total_rows: u32,
+    first_row: u32,
+    chunk: u32,
 }
 
 impl CrossEntropy {
@@ -63,14 +65,6 @@ impl CrossEntropy {
             TargetBuffer::Probabilities(b) => (2, b),
         };
         let class_targets = target_kind != 2;
-        let params = Params {
-            rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
-            cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
-            groups_x: plan.grid[0],
-            ignore_index,
-            label_smoothing: self.label_smoothing,
-            padding: [0; 3],
-        };
         let reduction = match self.reduction {
             Reduction::None => 0u32,
             Reduction::Mean => 1,
@@ -81,10 +75,9 @@ impl CrossEntropy {
             Gradient::Separate => 1,
             Gradient::InPlace => 2,
         };
-        let has_weight = buffers.weight.is_some();
         let shared_constants = vec![
             ("TARGET_KIND", target_kind),
-            ("HAS_WEIGHT", u32::from(has_weight)),
+            ("HAS_WEIGHT", u32::from(buffers.weight.is_some())),
             ("REDUCTION", reduction),
         ];
         let mut main_constants = shared_constants.clone();
@@ -102,30 +95,52 @@ impl CrossEntropy {
             }
         };
         let main = ctx.pipeline(&KernelKey { shader, entry_point, constants: main_constants })?;
-        let reduce_key = |entry_point| KernelKey {
-            shader: Shader::CrossEntropyReduce,
-            entry_point,
-            constants: shared_constants.clone(),
+        let reduce_pipeline = |entry_point| {
+            ctx.pipeline(&KernelKey {
+                shader: Shader::CrossEntropyReduce,
+                entry_point,
+                constants: shared_constants.clone(),
+            })
         };
-        let mean_divisor_pass = self.reduction == Reduction::Mean && class_targets;
-        let total_weight = if mean_divisor_pass {
-            Some(ctx.pipeline(&reduce_key("cross_entropy_total_weight"))?)
+        let divisor_pass = self.reduction == Reduction::Mean && class_targets;
+        let reduce_pass = self.reduction != Reduction::None;
+        let divisor_pipelines = if divisor_pass {
+            Some((
+                reduce_pipeline("cross_entropy_total_weight")?,
+                reduce_pipeline("cross_entropy_combine_total_weight")?,
+            ))
         } else {
             None
         };
-        let reduce = if self.reduction == Reduction::None {
-            None
+        let reduce_pipelines = if reduce_pass {
+            Some((reduce_pipeline("cross_entropy_reduce")?, reduce_pipeline("cross_entropy_finish")?))
         } else {
-            Some(ctx.pipeline(&reduce_key("cross_entropy_reduce"))?)
+            None
+        };
+        let chunk_count = u32::try_from(plan.chunks.len()).unwrap_or(u32::MAX);
+        let sizes = &checked;
+        let params_for = |rows: usize, first_row: usize, groups_x: u32, chunk: u32| Params {
+            // All fit in u32: each chunk fits in a storage binding, so its rows do, and
+            // the whole has fewer rows than the targets buffer has bytes.
+            rows: u32::try_from(rows).unwrap_or(u32::MAX),
+            cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
+            groups_x,
+            ignore_index,
+            label_smoothing: self.label_smoothing,
+            total_rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
+            first_row: u32::try_from(first_row).unwrap_or(u32::MAX),
+            chunk,
         };
 
         ctx.catching(|| {
             let device = ctx.device();
-            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-softmax: cross_entropy params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let uniform = |params: &Params| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("wgpu-softmax: cross_entropy params"),
+                    contents: bytemuck::bytes_of(params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+            };
             let scratch = |bytes: u64, label| {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(label),
@@ -143,90 +158,107 @@ impl CrossEntropy {
                 }
             };
             encoder.clear_buffer(status, 0, Some(16));
-            let totals = mean_divisor_pass.then(|| scratch(4, "wgpu-softmax: total weight"));
-            let row_losses = (self.reduction != Reduction::None)
-                .then(|| scratch(checked.rows_bytes, "wgpu-softmax: row losses"));
+            // [0] total weight, then per chunk its weight part and its loss sum.
+            let totals_bytes = 4 * (2 + 2 * u64::from(chunk_count));
+            let totals = (divisor_pass || reduce_pass).then(|| scratch(totals_bytes, "wgpu-softmax: totals"));
+            let row_losses = reduce_pass.then(|| scratch(sizes.rows_bytes, "wgpu-softmax: row losses"));
             let argmax_scratch = (self.argmax && buffers.argmax.is_none())
-                .then(|| scratch(checked.rows_bytes, "wgpu-softmax: argmax"));
-
+                .then(|| scratch(sizes.rows_bytes, "wgpu-softmax: argmax"));
             let placeholder = |i: usize| whole(ctx.placeholder(i), 16);
-            let targets_binding = whole(target_buffer, checked.targets_bytes);
             let weight_binding =
-                buffers.weight.map_or_else(|| placeholder(0), |w| whole(w, checked.cols_bytes));
+                buffers.weight.map_or_else(|| placeholder(0), |w| whole(w, sizes.cols_bytes));
+            let totals_binding =
+                || totals.as_ref().map_or_else(|| placeholder(1), |t| whole(t, totals_bytes));
+            let row_bytes = u64::try_from(shape.cols).unwrap_or(u64::MAX) * 4;
+            let target_row_bytes = if class_targets { 4 } else { row_bytes };
+            let reduce_group =
+                |params: &wgpu::Buffer, chunk: Option<&Chunk>, row_loss: Option<&wgpu::Buffer>| {
+                    let targets =
+                        chunk.map_or_else(|| placeholder(3), |c| rows_of(target_buffer, target_row_bytes, c));
+                    let row_loss = match (chunk, row_loss) {
+                        (Some(c), Some(r)) => rows_of(r, 4, c),
+                        _ => placeholder(4),
+                    };
+                    let loss =
+                        if chunk.is_none() && reduce_pass { whole(buffers.loss, 4) } else { placeholder(2) };
+                    ctx.bind_buffers(
+                        BindingLayout::CrossEntropyReduce,
+                        &[
+                            params.as_entire_buffer_binding(),
+                            targets,
+                            weight_binding.clone(),
+                            row_loss,
+                            totals_binding(),
+                            loss,
+                        ],
+                    )
+                };
 
-            if let (Some(pipeline), Some(totals)) = (&total_weight, &totals) {
-                let bind_group = ctx.bind_buffers(
-                    BindingLayout::CrossEntropyReduce,
-                    &[
-                        params.as_entire_buffer_binding(),
-                        targets_binding.clone(),
-                        weight_binding.clone(),
-                        placeholder(1),
-                        whole(totals, 4),
-                        placeholder(2),
-                    ],
-                );
+            if let Some((partial, combine)) = &divisor_pipelines {
+                for (k, chunk) in (0u32..).zip(&plan.chunks) {
+                    let params = uniform(&params_for(chunk.rows, chunk.first_row, 1, k));
+                    let group = reduce_group(&params, Some(chunk), None);
+                    Context::dispatch(
+                        encoder,
+                        "wgpu-softmax: cross_entropy total weight",
+                        partial,
+                        &group,
+                        [1, 1],
+                    );
+                }
+                let params = uniform(&params_for(shape.rows, 0, 1, chunk_count));
+                let group = reduce_group(&params, None, None);
                 Context::dispatch(
                     encoder,
                     "wgpu-softmax: cross_entropy total weight",
-                    pipeline,
-                    &bind_group,
+                    combine,
+                    &group,
                     [1, 1],
                 );
             }
 
-            let scale_binding = match (buffers.grad_output, &totals) {
-                (Some(g), _) => whole(g, checked.rows_bytes),
-                (None, Some(t)) => whole(t, 4),
-                (None, None) => placeholder(1),
-            };
-            let grad_binding = match (self.gradient, buffers.grad) {
-                (Gradient::Separate, Some(g)) => whole(g, checked.matrix_bytes),
-                _ => placeholder(2),
-            };
-            let row_loss_binding = row_losses
-                .as_ref()
-                .map_or_else(|| whole(buffers.loss, checked.rows_bytes), |r| whole(r, checked.rows_bytes));
-            let argmax_binding = match (buffers.argmax, &argmax_scratch) {
-                (Some(a), _) | (None, Some(a)) => whole(a, checked.rows_bytes),
-                (None, None) => placeholder(3),
-            };
-            let bind_group = ctx.bind_buffers(
-                BindingLayout::CrossEntropy,
-                &[
-                    params.as_entire_buffer_binding(),
-                    whole(buffers.logits, checked.matrix_bytes),
-                    targets_binding.clone(),
-                    weight_binding.clone(),
-                    scale_binding,
-                    grad_binding,
-                    row_loss_binding,
-                    argmax_binding,
-                    whole(status, 16),
-                ],
-            );
-            Context::dispatch(encoder, "wgpu-softmax: cross_entropy", &main, &bind_group, plan.grid);
-
-            if let (Some(pipeline), Some(row_losses)) = (&reduce, &row_losses) {
-                let totals_binding = totals.as_ref().map_or_else(|| placeholder(1), |t| whole(t, 4));
-                let bind_group = ctx.bind_buffers(
-                    BindingLayout::CrossEntropyReduce,
+            for (k, chunk) in (0u32..).zip(&plan.chunks) {
+                let params = uniform(&params_for(chunk.rows, chunk.first_row, chunk.grid[0], k));
+                let scale = match (buffers.grad_output, &totals) {
+                    (Some(g), _) => rows_of(g, 4, chunk),
+                    (None, Some(t)) if divisor_pass => whole(t, totals_bytes),
+                    _ => placeholder(1),
+                };
+                let grad = match (self.gradient, buffers.grad) {
+                    (Gradient::Separate, Some(g)) => rows_of(g, row_bytes, chunk),
+                    _ => placeholder(2),
+                };
+                let row_loss = rows_of(row_losses.as_ref().unwrap_or(buffers.loss), 4, chunk);
+                let argmax = match (buffers.argmax, &argmax_scratch) {
+                    (Some(a), _) | (None, Some(a)) => rows_of(a, 4, chunk),
+                    (None, None) => placeholder(3),
+                };
+                let group = ctx.bind_buffers(
+                    BindingLayout::CrossEntropy,
                     &[
                         params.as_entire_buffer_binding(),
-                        targets_binding,
-                        weight_binding,
-                        whole(row_losses, checked.rows_bytes),
-                        totals_binding,
-                        whole(buffers.loss, 4),
+                        rows_of(buffers.logits, row_bytes, chunk),
+                        rows_of(target_buffer, target_row_bytes, chunk),
+                        weight_binding.clone(),
+                        scale,
+                        grad,
+                        row_loss,
+                        argmax,
+                        whole(status, 16),
                     ],
                 );
-                Context::dispatch(
-                    encoder,
-                    "wgpu-softmax: cross_entropy reduce",
-                    pipeline,
-                    &bind_group,
-                    [1, 1],
-                );
+                Context::dispatch(encoder, "wgpu-softmax: cross_entropy", &main, &group, chunk.grid);
+            }
+
+            if let (Some((partial, finish)), Some(row_losses)) = (&reduce_pipelines, &row_losses) {
+                for (k, chunk) in (0u32..).zip(&plan.chunks) {
+                    let params = uniform(&params_for(chunk.rows, chunk.first_row, 1, k));
+                    let group = reduce_group(&params, Some(chunk), Some(row_losses));
+                    Context::dispatch(encoder, "wgpu-softmax: cross_entropy reduce", partial, &group, [1, 1]);
+                }
+                let params = uniform(&params_for(shape.rows, 0, 1, chunk_count));
+                let group = reduce_group(&params, None, None);
+                Context::dispatch(encoder, "wgpu-softmax: cross_entropy reduce", finish, &group, [1, 1]);
             }
             Ok(())
         })?;
@@ -288,16 +320,23 @@ impl CrossEntropy {
                 validate::distinct(other, output)?;
             }
         }
-        Ok(BindingSizes { matrix_bytes, rows_bytes, cols_bytes, targets_bytes })
+        Ok(BindingSizes { rows_bytes, cols_bytes })
     }
 }
 
-/// Sizes in bytes of the bindings, once checked.
+/// Sizes in bytes of the per-row arrays and of the weights, once checked.
 struct BindingSizes {
-    matrix_bytes: u64,
     rows_bytes: u64,
     cols_bytes: u64,
-    targets_bytes: u64,
+}
+
+/// Binds a chunk's rows of an array with `bytes` per row.
+fn rows_of<'a>(buffer: &'a wgpu::Buffer, bytes: u64, chunk: &Chunk) -> wgpu::BufferBinding<'a> {
+    wgpu::BufferBinding {
+        buffer,
+        offset: bytes * chunk.first_row as u64,
+        size: NonZeroU64::new(bytes * chunk.rows as u64),
+    }
 }
 
 /// Binds the first `bytes` of `buffer`.

@@ -26,6 +26,98 @@ impl CrossEntropy {
         self.check_input(input)?;
         let shape = input.shape;
         self.plan(ctx, shape)?;
+        let rows_per_piece = crate::ops::rows::rows_per_buffer(ctx, shape)?;
+        if rows_per_piece < shape.rows {
+            return self.run_in_pieces(ctx, input, rows_per_piece);
+        }
+        self.run_whole(ctx, input)
+    }
+
+    /// Data larger than one buffer may be: runs pieces of whole rows with reduction none,
+    /// each row's gradient scaled as the reduction wants through the upstream gradient,
+    /// and reduces the row losses here, in f64 and in row order.
+    fn run_in_pieces(
+        &self,
+        ctx: &Context,
+        input: &CrossEntropyInput<'_>,
+        rows_per_piece: usize,
+    ) -> Result<CrossEntropyOutput<f32>> {
+        let shape = input.shape;
+        let weight = |class: usize| input.weight.map_or(1.0, |w| f64::from(w[class]));
+        // The mean's divisor, as the GPU path computes it: the summed weights of the class
+        // targets not ignored, or the number of rows for probabilities.
+        let divisor: f64 = match input.targets {
+            Targets::Probabilities(_) => shape.rows as f64,
+            Targets::U32(t) => self.divisor(t.iter().map(|&v| i64::from(v)), weight),
+            Targets::I32(t) => self.divisor(t.iter().map(|&v| i64::from(v)), weight),
+            Targets::I64(t) => self.divisor(t.iter().copied(), weight),
+        };
+        #[allow(clippy::cast_possible_truncation)] // the scale is an f32 on the GPU too
+        let scale = match self.reduction {
+            Reduction::Mean if divisor == 0.0 => 0.0,
+            Reduction::Mean => (1.0 / divisor) as f32,
+            Reduction::Sum | Reduction::None => 1.0,
+        };
+        let piece_op = self.reduction(Reduction::None);
+        let mut out = CrossEntropyOutput::<f32> {
+            loss: Vec::new(),
+            grad: (self.gradient != Gradient::Skip).then(Vec::new),
+            argmax: self.argmax.then(Vec::new),
+            correct: (self.argmax && !matches!(input.targets, Targets::Probabilities(_))).then_some(0),
+        };
+        for first_row in (0..shape.rows).step_by(rows_per_piece) {
+            let rows = rows_per_piece.min(shape.rows - first_row);
+            let (cells, row_range) =
+                (first_row * shape.cols..(first_row + rows) * shape.cols, first_row..first_row + rows);
+            let targets = match input.targets {
+                Targets::U32(t) => Targets::U32(&t[row_range.clone()]),
+                Targets::I32(t) => Targets::I32(&t[row_range.clone()]),
+                Targets::I64(t) => Targets::I64(&t[row_range.clone()]),
+                Targets::Probabilities(p) => Targets::Probabilities(&p[cells.clone()]),
+            };
+            let constant_scale = vec![scale; rows];
+            let upstream = input.grad_output.map_or(constant_scale.as_slice(), |g| &g[row_range]);
+            let mut piece =
+                CrossEntropyInput::new(&input.logits[cells], Shape::new(rows, shape.cols), targets)
+                    .grad_output(upstream);
+            piece.weight = input.weight;
+            let result = piece_op.run_whole(ctx, &piece).map_err(|e| match e {
+                Error::TargetOutOfRange { row, value, classes, ignore_index } => {
+                    Error::TargetOutOfRange { row: row + first_row, value, classes, ignore_index }
+                }
+                other => other,
+            })?;
+            out.loss.extend(result.loss);
+            if let (Some(all), Some(part)) = (out.grad.as_mut(), result.grad) {
+                all.extend(part);
+            }
+            if let (Some(all), Some(part)) = (out.argmax.as_mut(), result.argmax) {
+                all.extend(part);
+            }
+            if let (Some(all), Some(part)) = (out.correct.as_mut(), result.correct) {
+                *all += part;
+            }
+        }
+        #[allow(clippy::cast_possible_truncation)] // the loss is reported in f32
+        let reduce =
+            |divide_by: f64| (out.loss.iter().map(|&l| f64::from(l)).sum::<f64>() / divide_by) as f32;
+        out.loss = match self.reduction {
+            Reduction::None => out.loss,
+            Reduction::Sum => vec![reduce(1.0)],
+            Reduction::Mean if divisor == 0.0 => vec![f32::NAN],
+            Reduction::Mean => vec![reduce(divisor)],
+        };
+        Ok(out)
+    }
+
+    /// The summed weights of the class targets that are not ignored.
+    fn divisor(&self, targets: impl Iterator<Item = i64>, weight: impl Fn(usize) -> f64) -> f64 {
+        targets.filter(|&t| t != self.ignore_index).map(|t| weight(usize::try_from(t).unwrap_or(0))).sum()
+    }
+
+    /// All rows at once: one set of buffers, one submission.
+    fn run_whole(&self, ctx: &Context, input: &CrossEntropyInput<'_>) -> Result<CrossEntropyOutput<f32>> {
+        let shape = input.shape;
         let (rows, len) = (shape.rows, shape.len()?);
         ctx.catching(|| {
             let storage = |data: &[u8], label: &str| {

@@ -341,7 +341,9 @@ impl CrossEntropy {
     /// As [`plan`], and [`Error::LimitExceeded`] when the row reduction of the mean or sum
     /// would run longer than the driver lets one invocation loop.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        let planned = plan(ctx.caps(), shape, self.strategy)?;
+        // Per row: the logits (and gradient, probability targets) and one word each of the
+        // class targets, losses, argmax and upstream gradient.
+        let planned = plan(ctx.caps(), shape, self.strategy, &[Shape::new(shape.cols, 1).byte_len()?, 4])?;
         if let Some(limit) = ctx.caps().max_loop_iterations {
             // One invocation of the reduction kernels walks rows / 256 rows.
             let iterations = u64::try_from(shape.rows.div_ceil(256)).unwrap_or(u64::MAX) + 8;

@@ -1,0 +1,208 @@
+//! Inputs larger than the device's limits: split by rows at aligned offsets, on devices
+//! created with deliberately small limits (cheap on a software adapter), and once for real
+//! with an input over 128 MiB on the default device.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{POISON_BITS, ctx, rng};
+use wgpu_softmax::check::{Tolerance, compare};
+use wgpu_softmax::{
+    Context, ContextOptions, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Gradient, Reduction,
+    Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, reference,
+};
+
+/// Bindings of 16 KiB at 256-byte offsets, buffers of 64 KiB, grids of 9 x 9 (a one-word
+/// array at 256-byte offsets moves in steps of 64 rows: a grid must cover that many).
+const SMALL_BINDING: u32 = 16 << 10;
+const SMALL_BUFFER: u64 = 64 << 10;
+
+fn small() -> &'static Context {
+    static SMALL: OnceLock<Context> = OnceLock::new();
+    SMALL.get_or_init(|| {
+        let mut options = ContextOptions::default();
+        let mut limits = ctx().device().limits();
+        limits.max_storage_buffer_binding_size = u64::from(SMALL_BINDING);
+        limits.max_buffer_size = SMALL_BUFFER;
+        limits.min_storage_buffer_offset_alignment = 256;
+        limits.max_compute_workgroups_per_dimension = 9;
+        options.limits = Some(limits);
+        Context::with_options(options).unwrap()
+    })
+}
+
+fn strategies(ctx: &Context) -> Vec<Strategy> {
+    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx.caps().subgroups).collect()
+}
+
+#[test]
+fn the_small_device_has_the_small_limits() {
+    let caps = small().caps();
+    assert_eq!(caps.max_storage_binding_bytes, u64::from(SMALL_BINDING));
+    assert_eq!(caps.max_buffer_bytes, SMALL_BUFFER);
+    assert_eq!(caps.storage_offset_alignment, 256);
+    assert_eq!(caps.max_workgroups_per_dimension, 9);
+}
+
+#[test]
+fn softmax_and_backward_split_over_bindings_and_buffers() {
+    let ctx = small();
+    let mut rng = rng(0x11_0001);
+    // 400 x 33: 52.8 KB, one buffer but four bindings; 1000 x 33: 132 KB, three buffers.
+    for (rows, cols) in [(400, 33), (1000, 33), (70, 100)] {
+        let shape = Shape::new(rows, cols);
+        let x = rng.logits(rows * cols, 5.0);
+        let dy = rng.logits(rows * cols, 1.0);
+        for strategy in strategies(ctx) {
+            let plan = Softmax::new().strategy(strategy).plan(ctx, shape).unwrap();
+            assert!(plan.chunks.len() > 1, "{shape} should need several bindings");
+            for op in [Softmax::new().strategy(strategy), Softmax::log().strategy(strategy)] {
+                let got = op.run(ctx, &x, shape).unwrap();
+                let (want, tolerance) = common::expected(op, &x, shape);
+                let c = compare(&got, &want, tolerance);
+                assert!(c.passed(), "{op:?} {shape}: {c}");
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            let y: Vec<f32> = reference::softmax(&x, shape).unwrap().iter().map(|&v| v as f32).collect();
+            let got = SoftmaxBackward::new().strategy(strategy).run(ctx, &y, &dy, shape).unwrap();
+            let c = compare(&got, &reference::softmax_backward(&y, &dy, shape).unwrap(), Tolerance::BACKWARD);
+            assert!(c.passed(), "backward {strategy:?} {shape}: {c}");
+        }
+    }
+}
+
+#[test]
+fn the_gpu_resident_api_binds_chunks_of_the_callers_buffers() {
+    let ctx = small();
+    let shape = Shape::new(450, 30);
+    let x = rng(0x11_0002).logits(450 * 30, 4.0);
+    let input = ctx.upload(&x);
+    let output = ctx.upload(&vec![f32::from_bits(POISON_BITS); x.len()]);
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    let plan = Softmax::log()
+        .strategy(Strategy::WorkgroupPerRow)
+        .encode(ctx, &mut encoder, &input, &output, shape)
+        .unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    assert!(plan.chunks.len() >= 4);
+    assert!(plan.chunks.iter().all(|c| c.grid[0] <= 9
+        && c.grid[1] <= 9
+        && u64::from(c.grid[0]) * u64::from(c.grid[1]) >= u64::try_from(c.rows).unwrap()));
+    let got = ctx.download(&output, x.len()).unwrap();
+    assert!(got.iter().all(|v| v.to_bits() != POISON_BITS));
+    let c = compare(&got, &reference::log_softmax(&x, shape).unwrap(), Tolerance::LOG_SOFTMAX);
+    assert!(c.passed(), "{c}");
+}
+
+#[test]
+fn cross_entropy_combines_the_mean_exactly_across_chunks_and_buffers() {
+    let ctx = small();
+    let mut rng = rng(0x11_0003);
+    for (rows, cols) in [(300, 20), (900, 20)] {
+        let shape = Shape::new(rows, cols);
+        let logits = rng.logits(rows * cols, 5.0);
+        let classes: Vec<i64> = (0..rows)
+            .map(|i| if i % 9 == 4 { -100 } else { i64::try_from(rng.below(cols as u64)).unwrap() })
+            .collect();
+        let weight: Vec<f32> = (0..cols).map(|_| rng.uniform(0.5, 2.0)).collect();
+        let probabilities: Vec<f32> = {
+            let mut p: Vec<f32> = (0..rows * cols).map(|_| rng.uniform(0.0, 1.0)).collect();
+            for row in p.chunks_mut(cols) {
+                let sum: f32 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= sum);
+            }
+            p
+        };
+        for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
+            let input = CrossEntropyInput::new(&logits, shape, targets).weight(&weight);
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+                for strategy in strategies(ctx) {
+                    let op = CrossEntropy::new()
+                        .reduction(reduction)
+                        .label_smoothing(0.1)
+                        .argmax(true)
+                        .strategy(strategy);
+                    let got = op.run(ctx, &input).unwrap();
+                    let want = reference::cross_entropy(&op, &input).unwrap();
+                    let what = format!("{shape} {reduction:?} {strategy:?} {targets:?}");
+                    let c = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+                    assert!(c.passed(), "{what}: loss {c}");
+                    let c = compare(
+                        got.grad.as_ref().unwrap(),
+                        want.grad.as_ref().unwrap(),
+                        Tolerance::CROSS_ENTROPY_GRAD,
+                    );
+                    assert!(c.passed(), "{what}: grad {c}");
+                    assert_eq!(got.argmax, want.argmax, "{what}");
+                    assert_eq!(got.correct, want.correct, "{what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_gpu_resident_over_chunks_reports_bad_rows_by_their_global_index() {
+    let ctx = small();
+    let shape = Shape::new(400, 16);
+    let logits = ctx.upload(&rng(0x11_0004).logits(400 * 16, 3.0));
+    let mut targets = vec![1i32; 400];
+    targets[333] = 99;
+    targets[350] = -7;
+    let target_words: Vec<f32> = targets.iter().map(|&t| f32::from_bits(t.cast_unsigned())).collect();
+    let targets = ctx.upload(&target_words);
+    let loss = ctx.storage_buffer(1);
+    let status = ctx.storage_buffer(4);
+    let buffers = CrossEntropyBuffers {
+        logits: &logits,
+        targets: TargetBuffer::I32(&targets),
+        weight: None,
+        grad_output: None,
+        loss: &loss,
+        grad: None,
+        argmax: None,
+        status: Some(&status),
+    };
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    let plan =
+        CrossEntropy::new().gradient(Gradient::Skip).encode(ctx, &mut encoder, &buffers, shape).unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    assert!(plan.chunks.len() > 1);
+    let status = wgpu_softmax::CrossEntropyStatus::read(ctx, &status).unwrap();
+    assert_eq!((status.bad_target_rows, status.first_bad_target_row), (2, Some(333)));
+    assert!(ctx.download(&loss, 1).unwrap()[0].is_nan());
+}
+
+#[test]
+fn an_input_over_128_mib_runs_on_the_default_device() {
+    // 34 MiB floats: 136 MiB, more than lavapipe's 128 MiB storage binding.
+    let ctx = ctx();
+    let shape = Shape::new(34 * 1024, 1024);
+    let bytes = shape.byte_len().unwrap();
+    let binding = ctx.caps().max_storage_binding_bytes;
+    assert!(bytes > 128 << 20);
+    let x = rng(0x11_0005).logits(shape.len().unwrap(), 6.0);
+    let plan = Softmax::new().plan(ctx, shape).unwrap();
+    if bytes > binding {
+        assert!(
+            plan.chunks.len() >= 2,
+            "{bytes} bytes over a {binding}-byte binding in {} chunk(s)",
+            plan.chunks.len()
+        );
+    }
+    let got = Softmax::new().run(ctx, &x, shape).unwrap();
+    let c = compare(&got, &reference::softmax(&x, shape).unwrap(), Tolerance::SOFTMAX);
+    assert!(c.passed(), "{c}");
+    // The mean cross-entropy over the same rows, with the gradient in place.
+    let classes: Vec<i64> = (0..shape.rows as i64).map(|i| i % 1000).collect();
+    let input = CrossEntropyInput::new(&x, shape, Targets::I64(&classes));
+    let op = CrossEntropy::new().gradient(Gradient::InPlace);
+    let got = op.run(ctx, &input).unwrap();
+    let want = reference::cross_entropy(&op, &input).unwrap();
+    let c = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+    assert!(c.passed(), "{c}");
+    let c = compare(got.grad.as_ref().unwrap(), want.grad.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_GRAD);
+    assert!(c.passed(), "{c}");
+}
