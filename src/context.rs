@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::plan::DeviceCaps;
 use crate::shaders::{BindingLayout, Shader};
 
@@ -68,6 +69,7 @@ struct Shared {
     modules: RwLock<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: RwLock<HashMap<KernelKey, wgpu::ComputePipeline>>,
     placeholders: std::sync::OnceLock<Vec<wgpu::Buffer>>,
+    health: Arc<Health>,
 }
 
 /// How many distinct placeholder buffers a bind group may need at once.
@@ -139,12 +141,25 @@ impl Context {
             .request_device(&descriptor)
             .await
             .map_err(|e| Error::DeviceRequest { adapter: info.name.clone(), message: e.to_string() })?;
-        Ok(Self::from_parts(device, queue, info, options.timeout))
+        let context = Self::from_parts(device, queue, info, options.timeout);
+        // This device is ours: its faults mark the context, instead of wgpu's default
+        // handler panicking or later calls waiting on a dead device.
+        let health = Arc::clone(&context.shared.health);
+        context.device().on_uncaptured_error(Arc::new(move |error| health.uncaptured(error.to_string())));
+        let health = Arc::clone(&context.shared.health);
+        context.device().set_device_lost_callback(move |reason, message| {
+            health.device_lost(format!("{reason:?}: {message}"))
+        });
+        Ok(context)
     }
 
     /// Wraps a device and queue the caller already has: the kernels run on them, next to
     /// the caller's own work. The context uses whatever features and limits the device was
     /// created with (subgroup kernels only where it has `Features::SUBGROUP`).
+    ///
+    /// The device's uncaptured-error handler and device-lost callback stay the caller's:
+    /// call [`Context::report_device_lost`] or [`Context::report_fault`] from them so that
+    /// this context stops taking work too.
     #[must_use]
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
@@ -177,8 +192,31 @@ impl Context {
             modules: RwLock::default(),
             pipelines: RwLock::default(),
             placeholders: std::sync::OnceLock::new(),
+            health: Arc::default(),
         };
         Self { shared: Arc::new(shared), timeout }
+    }
+
+    /// Marks the device lost: every later call on this context (and its clones) returns
+    /// [`Error::DeviceLost`]. For embedders' own device-lost callbacks.
+    pub fn report_device_lost(&self, message: impl Into<String>) {
+        self.shared.health.device_lost(message.into());
+    }
+
+    /// Marks the device faulty: every later call returns [`Error::Unhealthy`]. For
+    /// embedders' own uncaptured-error handlers.
+    pub fn report_fault(&self, message: impl Into<String>) {
+        self.shared.health.uncaptured(message.into());
+    }
+
+    /// `Ok` while the device has reported no fault.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DeviceLost`] after the device was lost, [`Error::Unhealthy`] after an
+    /// error outside any error scope.
+    pub fn check_health(&self) -> Result<()> {
+        self.shared.health.check()
     }
 
     /// A clone of this context whose host-API calls wait at most `timeout` for the GPU.
@@ -322,6 +360,7 @@ impl Context {
     /// outside the lock; a racing thread's pipeline is kept and the later one dropped, so
     /// every caller sees the same pipeline.
     pub(crate) fn pipeline(&self, key: &KernelKey) -> Result<wgpu::ComputePipeline> {
+        self.check_health()?;
         if let Some(found) = read_lock(&self.shared.pipelines).get(key) {
             return Ok(found.clone());
         }

@@ -156,6 +156,13 @@ pub enum Error {
     #[error("the GPU device was lost: {0}; create a new Context")]
     DeviceLost(String),
 
+    /// The device reported an error outside any error scope (for example from other code
+    /// sharing it), after which this context takes no more work.
+    #[error(
+        "the GPU device reported an error and this context takes no more work: {0}; create a new Context"
+    )]
+    Unhealthy(String),
+
     /// The device ran out of memory.
     #[error("the GPU ran out of memory: {0}; free buffers or submit smaller work")]
     OutOfMemory(String),

@@ -3,6 +3,7 @@
 pub mod check;
 mod context;
 mod error;
+mod health;
 mod ops;
 mod plan;
 pub mod reference;

@@ -2,33 +2,75 @@
 
 use std::time::Instant;
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::error::{Error, Result};
 
 impl Context {
     /// Creates a storage buffer holding `data`, usable as an input or output of every op
     /// and as the source of [`Context::download`].
-    #[must_use]
-    pub fn upload(&self, data: &[f32]) -> wgpu::Buffer {
-        self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("wgpu-softmax: upload"),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfMemory`], [`Error::LimitExceeded`] past `max_buffer_size`, and the
+    /// context's fault if the device was lost or is unhealthy.
+    pub fn upload(&self, data: &[f32]) -> Result<wgpu::Buffer> {
+        let bytes = f32_bytes(data.len());
+        self.check_buffer_size(bytes)?;
+        self.catching(|| self.buffer_with("wgpu-softmax: upload", bytemuck::cast_slice(data), STORAGE_USAGE))
+    }
+
+    /// Creates a zeroed storage buffer of `len` f32, usable as an output of every op and
+    /// as the source of [`Context::download`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::upload`].
+    pub fn storage_buffer(&self, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = f32_bytes(len);
+        self.check_buffer_size(bytes)?;
+        self.catching(|| {
+            Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-softmax: storage"),
+                size: bytes.max(4),
+                usage: STORAGE_USAGE,
+                mapped_at_creation: false,
+            }))
         })
     }
 
-    /// Creates an uninitialised (zeroed) storage buffer of `len` f32, usable as an output
-    /// of every op and as the source of [`Context::download`].
-    #[must_use]
-    pub fn storage_buffer(&self, len: usize) -> wgpu::Buffer {
-        self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgpu-softmax: storage"),
-            size: f32_bytes(len),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })
+    fn check_buffer_size(&self, bytes: u64) -> Result<()> {
+        let available = self.caps().max_buffer_bytes;
+        if bytes > available {
+            return Err(Error::LimitExceeded { limit: "max_buffer_size", required: bytes, available });
+        }
+        Ok(())
+    }
+
+    /// Creates a buffer holding `contents` (padded to at least 4 bytes), as wgpu's
+    /// `create_buffer_init` does, but with an error where that panics (a lost device).
+    pub(crate) fn buffer_with(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let size = u64::try_from(contents.len()).unwrap_or(u64::MAX).next_multiple_of(4).max(4);
+        let buffer = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = buffer.slice(..).get_mapped_range_mut().map_err(|e| {
+                self.check_health()
+                    .err()
+                    .unwrap_or_else(|| Error::Validation(format!("mapping a new buffer: {e}")))
+            })?;
+            view.slice(..contents.len()).copy_from_slice(contents);
+        }
+        buffer.unmap();
+        Ok(buffer)
     }
 
     /// Submits `encoder` and waits, at most [`Context::timeout`], for the GPU to finish.
@@ -38,6 +80,7 @@ impl Context {
     /// [`Error::Timeout`] when the GPU takes longer; [`Error::Validation`] or
     /// [`Error::OutOfMemory`] when wgpu rejects the commands.
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.check_health()?;
         let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let index = self.queue().submit([encoder.finish()]);
         if let Some(error) = pollster::block_on(scope.pop()) {
@@ -56,6 +99,7 @@ impl Context {
     /// when it holds fewer than `len` f32, [`Error::Timeout`] and [`Error::Readback`] when
     /// the GPU does not deliver.
     pub fn download(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.check_health()?;
         if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
             return Err(Error::MissingUsage {
                 what: "download source",
@@ -169,28 +213,44 @@ impl Context {
     /// causes comes back as this crate's error instead of reaching the device's
     /// uncaptured-error handler (whose default panics).
     pub(crate) fn catching<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.check_health()?;
         let out_of_memory = self.device().push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let result = work();
         let validation = pollster::block_on(validation.pop());
         let out_of_memory = pollster::block_on(out_of_memory.pop());
-        match (out_of_memory, validation) {
+        let outcome = match (out_of_memory, validation) {
             (Some(error), _) | (None, Some(error)) => Err(Error::from_wgpu(&error)),
             (None, None) => result,
+        };
+        if outcome.is_err() {
+            // A lost device shows first as failures like these; a poll lets its callback
+            // run, and then the loss is the error worth reporting.
+            let _ = self.device().poll(wgpu::PollType::Poll);
+            self.check_health()?;
         }
+        outcome
     }
 
     /// Waits for a submission (or all of them), bounded by the context's timeout.
     fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
-        self.device()
+        let waited = self
+            .device()
             .poll(wgpu::PollType::Wait { submission_index: submission, timeout: Some(self.timeout()) })
             .map(|_| ())
             .map_err(|e| match e {
                 wgpu::PollError::Timeout => Error::Timeout(self.timeout()),
                 other => Error::Validation(other.to_string()),
-            })
+            });
+        // A device lost while we waited is the better explanation of whatever happened.
+        self.check_health()?;
+        waited
     }
 }
+
+/// Storage buffers this crate makes: bound by the ops, copied to and from.
+const STORAGE_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 /// Bytes of `len` f32, saturating: a length that large fails the size checks anyway.
 pub(crate) fn f32_bytes(len: usize) -> u64 {

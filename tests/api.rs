@@ -47,10 +47,10 @@ fn encode_into(input: &wgpu::Buffer, output: &wgpu::Buffer, shape: Shape) -> Res
 #[test]
 fn caller_buffers_are_checked_before_anything_is_recorded() {
     let shape = Shape::new(4, 8);
-    let input = ctx().upload(&[0.5; 32]);
-    let output = ctx().storage_buffer(32);
+    let input = ctx().upload(&[0.5; 32]).unwrap();
+    let output = ctx().storage_buffer(32).unwrap();
 
-    let small = ctx().storage_buffer(31);
+    let small = ctx().storage_buffer(31).unwrap();
     let err = encode_into(&input, &small, shape).unwrap_err();
     assert!(matches!(err, Error::BufferTooSmall { what: "output", required: 128, actual: 124 }), "{err}");
     let err = encode_into(&small, &output, shape).unwrap_err();
@@ -79,9 +79,9 @@ fn the_caller_encoder_is_only_recorded_into() {
     // the first wrote.
     let shape = Shape::new(16, 33);
     let x = rng(0xAB_0002).logits(16 * 33, 3.0);
-    let input = ctx().upload(&x);
-    let probabilities = ctx().storage_buffer(x.len());
-    let twice = ctx().storage_buffer(x.len());
+    let input = ctx().upload(&x).unwrap();
+    let probabilities = ctx().storage_buffer(x.len()).unwrap();
+    let twice = ctx().storage_buffer(x.len()).unwrap();
     let mut encoder = ctx().device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     Softmax::new().encode(ctx(), &mut encoder, &input, &probabilities, shape).unwrap();
     Softmax::new().encode(ctx(), &mut encoder, &probabilities, &twice, shape).unwrap();

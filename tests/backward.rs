@@ -14,8 +14,8 @@ fn strategies() -> Vec<Strategy> {
 
 fn run_poisoned(op: SoftmaxBackward, y: &[f32], dy: &[f32], shape: Shape) -> Vec<f32> {
     let ctx = ctx();
-    let (y_buffer, dy_buffer) = (ctx.upload(y), ctx.upload(dy));
-    let dx = ctx.upload(&vec![f32::from_bits(POISON_BITS); y.len().max(1)]);
+    let (y_buffer, dy_buffer) = (ctx.upload(y).unwrap(), ctx.upload(dy).unwrap());
+    let dx = ctx.upload(&vec![f32::from_bits(POISON_BITS); y.len().max(1)]).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     op.encode(ctx, &mut encoder, &y_buffer, &dy_buffer, &dx, shape).unwrap();
     ctx.submit_and_wait(encoder).unwrap();

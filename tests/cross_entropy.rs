@@ -18,11 +18,11 @@ fn strategies() -> Vec<Strategy> {
 }
 
 fn poisoned(ctx: &Context, len: usize) -> wgpu::Buffer {
-    ctx.upload(&vec![f32::from_bits(POISON_BITS); len.max(1)])
+    ctx.upload(&vec![f32::from_bits(POISON_BITS); len.max(1)]).unwrap()
 }
 
 fn status_buffer(ctx: &Context) -> wgpu::Buffer {
-    ctx.upload(&[f32::from_bits(POISON_BITS); STATUS_WORDS])
+    ctx.upload(&[f32::from_bits(POISON_BITS); STATUS_WORDS]).unwrap()
 }
 
 /// Runs `op` through the GPU-resident API: outputs poisoned, targets uploaded as given
@@ -33,7 +33,7 @@ fn run_resident(
 ) -> (CrossEntropyOutput<f32>, CrossEntropyStatus) {
     let ctx = ctx();
     let shape = input.shape;
-    let logits = ctx.upload(input.logits);
+    let logits = ctx.upload(input.logits).unwrap();
     let target_words: Vec<f32> = match input.targets {
         Targets::U32(t) => t.iter().map(|&v| f32::from_bits(v)).collect(),
         Targets::I32(t) => t.iter().map(|&v| f32::from_bits(v.cast_unsigned())).collect(),
@@ -42,14 +42,14 @@ fn run_resident(
         }
         Targets::Probabilities(p) => p.to_vec(),
     };
-    let target_buffer = ctx.upload(&target_words);
+    let target_buffer = ctx.upload(&target_words).unwrap();
     let targets = match input.targets {
         Targets::U32(_) => TargetBuffer::U32(&target_buffer),
         Targets::I32(_) | Targets::I64(_) => TargetBuffer::I32(&target_buffer),
         Targets::Probabilities(_) => TargetBuffer::Probabilities(&target_buffer),
     };
-    let weight = input.weight.map(|w| ctx.upload(w));
-    let grad_output = input.grad_output.map(|g| ctx.upload(g));
+    let weight = input.weight.map(|w| ctx.upload(w).unwrap());
+    let grad_output = input.grad_output.map(|g| ctx.upload(g).unwrap());
     let loss_len = if op.get_reduction() == Reduction::None { shape.rows } else { 1 };
     let loss = poisoned(ctx, loss_len);
     let grad = (op.get_gradient() == Gradient::Separate).then(|| poisoned(ctx, input.logits.len()));
@@ -439,9 +439,9 @@ fn bad_targets_on_the_gpu_give_nan_rows_and_a_status() {
 fn gpu_resident_arguments_are_checked() {
     let ctx = ctx();
     let shape = Shape::new(4, 3);
-    let logits = ctx.upload(&[0.5; 12]);
-    let targets = ctx.upload(&[0.0; 4]);
-    let loss = ctx.storage_buffer(1);
+    let logits = ctx.upload(&[0.5; 12]).unwrap();
+    let targets = ctx.upload(&[0.0; 4]).unwrap();
+    let loss = ctx.storage_buffer(1).unwrap();
     let buffers = CrossEntropyBuffers {
         logits: &logits,
         targets: TargetBuffer::I32(&targets),
@@ -459,7 +459,7 @@ fn gpu_resident_arguments_are_checked() {
     let err =
         CrossEntropy::new().gradient(Gradient::Skip).encode(ctx, &mut encoder, &aliased, shape).unwrap_err();
     assert!(matches!(err, Error::AliasedBuffers), "{err}");
-    let small = ctx.storage_buffer(11);
+    let small = ctx.storage_buffer(11).unwrap();
     let too_small = CrossEntropyBuffers { grad: Some(&small), ..buffers };
     let err = CrossEntropy::new().encode(ctx, &mut encoder, &too_small, shape).unwrap_err();
     assert!(matches!(err, Error::BufferTooSmall { what: "grad", .. }), "{err}");

@@ -78,8 +78,8 @@ fn the_gpu_resident_api_binds_chunks_of_the_callers_buffers() {
     let ctx = small();
     let shape = Shape::new(450, 30);
     let x = rng(0x11_0002).logits(450 * 30, 4.0);
-    let input = ctx.upload(&x);
-    let output = ctx.upload(&vec![f32::from_bits(POISON_BITS); x.len()]);
+    let input = ctx.upload(&x).unwrap();
+    let output = ctx.upload(&vec![f32::from_bits(POISON_BITS); x.len()]).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     let plan = Softmax::log()
         .strategy(Strategy::WorkgroupPerRow)
@@ -147,14 +147,14 @@ fn cross_entropy_combines_the_mean_exactly_across_chunks_and_buffers() {
 fn cross_entropy_gpu_resident_over_chunks_reports_bad_rows_by_their_global_index() {
     let ctx = small();
     let shape = Shape::new(400, 16);
-    let logits = ctx.upload(&rng(0x11_0004).logits(400 * 16, 3.0));
+    let logits = ctx.upload(&rng(0x11_0004).logits(400 * 16, 3.0)).unwrap();
     let mut targets = vec![1i32; 400];
     targets[333] = 99;
     targets[350] = -7;
     let target_words: Vec<f32> = targets.iter().map(|&t| f32::from_bits(t.cast_unsigned())).collect();
-    let targets = ctx.upload(&target_words);
-    let loss = ctx.storage_buffer(1);
-    let status = ctx.storage_buffer(4);
+    let targets = ctx.upload(&target_words).unwrap();
+    let loss = ctx.storage_buffer(1).unwrap();
+    let status = ctx.storage_buffer(4).unwrap();
     let buffers = CrossEntropyBuffers {
         logits: &logits,
         targets: TargetBuffer::I32(&targets),

@@ -4,8 +4,6 @@
 
 use std::num::NonZeroU64;
 
-use wgpu::util::DeviceExt;
-
 use crate::context::{Context, KernelKey};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
@@ -50,11 +48,7 @@ pub(crate) fn encode_chunks(
                 groups_x: chunk.grid[0],
                 padding: 0,
             };
-            let params = ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let params = ctx.buffer_with(label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
             let offset = row_bytes * chunk.first_row as u64;
             let size = NonZeroU64::new(row_bytes * chunk.rows as u64);
             let mut bindings = vec![params.as_entire_buffer_binding()];
@@ -84,10 +78,10 @@ pub(crate) fn run_on_host(
         let piece = Shape::new(rows_per_piece.min(shape.rows - first_row), shape.cols);
         let range = first_row * shape.cols..(first_row + piece.rows) * shape.cols;
         output.extend(ctx.catching(|| {
-            let uploaded: Vec<wgpu::Buffer> =
-                inputs.iter().map(|data| ctx.upload(&data[range.clone()])).collect();
+            let uploaded =
+                inputs.iter().map(|data| ctx.upload(&data[range.clone()])).collect::<Result<Vec<_>>>()?;
             let uploaded: Vec<&wgpu::Buffer> = uploaded.iter().collect();
-            let result = ctx.storage_buffer(range.len());
+            let result = ctx.storage_buffer(range.len())?;
             let mut encoder = ctx
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-softmax") });

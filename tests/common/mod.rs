@@ -43,8 +43,8 @@ pub fn rng(seed: u64) -> SeededRng {
 /// that every element was written, and returns the output.
 pub fn run_poisoned(ctx: &Context, op: Softmax, input: &[f32], shape: Shape) -> Result<Vec<f32>, Error> {
     let len = input.len();
-    let input_buffer = ctx.upload(input);
-    let output_buffer = ctx.upload(&vec![f32::from_bits(POISON_BITS); len.max(1)]);
+    let input_buffer = ctx.upload(input)?;
+    let output_buffer = ctx.upload(&vec![f32::from_bits(POISON_BITS); len.max(1)])?;
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     op.encode(ctx, &mut encoder, &input_buffer, &output_buffer, shape)?;
     ctx.submit_and_wait(encoder)?;

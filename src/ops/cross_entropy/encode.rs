@@ -3,8 +3,6 @@
 
 use std::num::NonZeroU64;
 
-use wgpu::util::DeviceExt;
-
 use super::{CrossEntropy, CrossEntropyBuffers, Gradient, Reduction, TargetBuffer};
 use crate::context::{Context, KernelKey};
 use crate::error::{Error, Result};
@@ -135,11 +133,11 @@ impl CrossEntropy {
         ctx.catching(|| {
             let device = ctx.device();
             let uniform = |params: &Params| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("wgpu-softmax: cross_entropy params"),
-                    contents: bytemuck::bytes_of(params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
+                ctx.buffer_with(
+                    "wgpu-softmax: cross_entropy params",
+                    bytemuck::bytes_of(params),
+                    wgpu::BufferUsages::UNIFORM,
+                )
             };
             let scratch = |bytes: u64, label| {
                 device.create_buffer(&wgpu::BufferDescriptor {
@@ -196,7 +194,7 @@ impl CrossEntropy {
 
             if let Some((partial, combine)) = &divisor_pipelines {
                 for (k, chunk) in (0u32..).zip(&plan.chunks) {
-                    let params = uniform(&params_for(chunk.rows, chunk.first_row, 1, k));
+                    let params = uniform(&params_for(chunk.rows, chunk.first_row, 1, k))?;
                     let group = reduce_group(&params, Some(chunk), None);
                     Context::dispatch(
                         encoder,
@@ -206,7 +204,7 @@ impl CrossEntropy {
                         [1, 1],
                     );
                 }
-                let params = uniform(&params_for(shape.rows, 0, 1, chunk_count));
+                let params = uniform(&params_for(shape.rows, 0, 1, chunk_count))?;
                 let group = reduce_group(&params, None, None);
                 Context::dispatch(
                     encoder,
@@ -218,7 +216,7 @@ impl CrossEntropy {
             }
 
             for (k, chunk) in (0u32..).zip(&plan.chunks) {
-                let params = uniform(&params_for(chunk.rows, chunk.first_row, chunk.grid[0], k));
+                let params = uniform(&params_for(chunk.rows, chunk.first_row, chunk.grid[0], k))?;
                 let scale = match (buffers.grad_output, &totals) {
                     (Some(g), _) => rows_of(g, 4, chunk),
                     (None, Some(t)) if divisor_pass => whole(t, totals_bytes),
@@ -252,11 +250,11 @@ impl CrossEntropy {
 
             if let (Some((partial, finish)), Some(row_losses)) = (&reduce_pipelines, &row_losses) {
                 for (k, chunk) in (0u32..).zip(&plan.chunks) {
-                    let params = uniform(&params_for(chunk.rows, chunk.first_row, 1, k));
+                    let params = uniform(&params_for(chunk.rows, chunk.first_row, 1, k))?;
                     let group = reduce_group(&params, Some(chunk), Some(row_losses));
                     Context::dispatch(encoder, "wgpu-softmax: cross_entropy reduce", partial, &group, [1, 1]);
                 }
-                let params = uniform(&params_for(shape.rows, 0, 1, chunk_count));
+                let params = uniform(&params_for(shape.rows, 0, 1, chunk_count))?;
                 let group = reduce_group(&params, None, None);
                 Context::dispatch(encoder, "wgpu-softmax: cross_entropy reduce", finish, &group, [1, 1]);
             }

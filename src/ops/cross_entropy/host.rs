@@ -1,8 +1,6 @@
 //! The host API of the cross-entropy: checks every input before any GPU work, uploads,
 //! records, submits once and reads every result back.
 
-use wgpu::util::DeviceExt;
-
 use super::{
     CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
     Reduction, STATUS_WORDS, TargetBuffer, Targets,
@@ -121,29 +119,26 @@ impl CrossEntropy {
         let (rows, len) = (shape.rows, shape.len()?);
         ctx.catching(|| {
             let storage = |data: &[u8], label: &str| {
-                ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: data,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                })
+                ctx.buffer_with(label, data, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)
             };
-            let logits = storage(bytemuck::cast_slice(nonempty_f32(input.logits)), "wgpu-softmax: logits");
+            let logits = storage(bytemuck::cast_slice(input.logits), "wgpu-softmax: logits")?;
             let targets =
-                storage(bytemuck::cast_slice(&self.gpu_targets(input.targets)), "wgpu-softmax: targets");
+                storage(bytemuck::cast_slice(&self.gpu_targets(input.targets)), "wgpu-softmax: targets")?;
             let targets = match input.targets {
                 Targets::Probabilities(_) => TargetBuffer::Probabilities(&targets),
                 _ => TargetBuffer::I32(&targets),
             };
             let weight =
-                input.weight.map(|w| storage(bytemuck::cast_slice(nonempty_f32(w)), "wgpu-softmax: weight"));
+                input.weight.map(|w| storage(bytemuck::cast_slice(w), "wgpu-softmax: weight")).transpose()?;
             let grad_output = input
                 .grad_output
-                .map(|g| storage(bytemuck::cast_slice(nonempty_f32(g)), "wgpu-softmax: grad_output"));
+                .map(|g| storage(bytemuck::cast_slice(g), "wgpu-softmax: grad_output"))
+                .transpose()?;
             let loss_len = if self.reduction == Reduction::None { rows } else { 1 };
-            let loss = ctx.storage_buffer(loss_len.max(1));
-            let grad = (self.gradient == Gradient::Separate).then(|| ctx.storage_buffer(len.max(1)));
-            let argmax = self.argmax.then(|| ctx.storage_buffer(rows.max(1)));
-            let status = ctx.storage_buffer(STATUS_WORDS);
+            let loss = ctx.storage_buffer(loss_len)?;
+            let grad = (self.gradient == Gradient::Separate).then(|| ctx.storage_buffer(len)).transpose()?;
+            let argmax = self.argmax.then(|| ctx.storage_buffer(rows)).transpose()?;
+            let status = ctx.storage_buffer(STATUS_WORDS)?;
             let buffers = CrossEntropyBuffers {
                 logits: &logits,
                 targets,
@@ -258,19 +253,13 @@ impl CrossEntropy {
             Targets::I32(t) => t.iter().map(|&v| to_word(i64::from(v))).collect(),
             Targets::I64(t) => t.iter().map(|&v| to_word(v)).collect(),
         };
-        if words.is_empty() { vec![0] } else { words }
+        words
     }
 
     /// The ignore index the GPU sees for host targets (see [`CrossEntropy::gpu_targets`]).
     fn for_host_targets(self) -> Self {
         Self { ignore_index: i64::from(i32::try_from(self.ignore_index).unwrap_or(-1)), ..self }
     }
-}
-
-/// wgpu cannot create or bind an empty buffer: empty host data uploads one zero instead
-/// (never read, as an empty shape dispatches nothing).
-fn nonempty_f32(data: &[f32]) -> &[f32] {
-    if data.is_empty() { &[0.0] } else { data }
 }
 
 fn check_class_targets(
