@@ -12,7 +12,7 @@
 //   dloss/dx_c = q_c * sum_k w_k * p'_k - w_c * p'_c.
 // The gradient is then scaled for the reduction: by the upstream gradient of the row
 // (none), 1 (sum), 1 / sum of w_y over the rows not ignored (mean, class indices) or
-// 1 / rows (mean, probabilities). -logp_c is computed as (m + ln(s)) - x_c: never the
+// 1 / rows (mean, probabilities). -logp_c is computed as (m - x_c) + ln(s): never the
 // log of a probability, so logits [0, 1000] with target 0 give a loss of exactly 1000.
 //
 // Needs common.wgsl and cross_entropy_targets.wgsl in front of it.
@@ -116,8 +116,9 @@ fn first_pass(row: u32, first: u32, stride: u32) -> LaneStats {
 struct RowContext {
     row: u32,
     target_class: i32,
-    // m + ln(s): -logp_c = log_normalizer - x_c.
-    log_normalizer: f32,
+    // ln(s): -logp_c = (m - x_c) + ln(s), the difference first, so that logits near
+    // 1e4 (f32 spacing 1e-3) lose nothing to rounding m + ln(s).
+    log_sum: f32,
     row_max: f32,
     sum: f32,
     // The gradient is scale * (q_c * q_coefficient - target term).
@@ -161,7 +162,7 @@ fn row_context(row: u32, lane: LaneStats) -> RowContext {
     return RowContext(
         row,
         target_class,
-        lane.stats.max + log(lane.stats.sum),
+        log(lane.stats.sum),
         lane.stats.max,
         lane.stats.sum,
         q_coefficient,
@@ -211,7 +212,7 @@ fn second_pass(ctx: RowContext, first: u32, stride: u32) -> f32 {
             if (masked) {
                 hit_mask = true;
             } else {
-                loss_sum += coefficient * (ctx.log_normalizer - x);
+                loss_sum += coefficient * ((ctx.row_max - x) + ctx.log_sum);
             }
         }
         if (GRADIENT != GRADIENT_NONE) {
@@ -255,7 +256,7 @@ fn finish_row(ctx: RowContext, loss_sum: f32, best: Best) {
             // -logp_y, +inf when the target's logit is masked.
             var distance = positive_infinity();
             if (!is_negative_infinity(saved_target_logit)) {
-                distance = ctx.log_normalizer - saved_target_logit;
+                distance = (ctx.row_max - saved_target_logit) + ctx.log_sum;
             }
             loss = (1.0 - e) * (class_weight(u32(ctx.target_class)) * distance);
             if (e > 0.0) {

@@ -148,7 +148,7 @@ impl Context {
         context.device().on_uncaptured_error(Arc::new(move |error| health.uncaptured(error.to_string())));
         let health = Arc::clone(&context.shared.health);
         context.device().set_device_lost_callback(move |reason, message| {
-            health.device_lost(format!("{reason:?}: {message}"))
+            health.device_lost(format!("{reason:?}: {message}"));
         });
         Ok(context)
     }

@@ -1,6 +1,7 @@
 //! The host API, the GPU-resident API's argument checks, and contexts built other ways:
 //! wrapping a caller's device, and a device without the optional features.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 mod common;
 

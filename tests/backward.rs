@@ -1,6 +1,7 @@
 //! The backward kernels of softmax and log-softmax against the f64 reference, on every
 //! strategy the adapter has, through the GPU-resident API with poisoned outputs.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! host API, the seed vectors, the extremes, bad targets, the in-place gradient and
 //! determinism.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! and every later call returns the error, without hanging or panicking. Each test makes
 //! its own device, so that the faults stay there.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! created with deliberately small limits (cheap on a software adapter), and once for real
 //! with an input over 128 MiB on the default device.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 mod common;
 

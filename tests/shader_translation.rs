@@ -3,6 +3,7 @@
 //! value of its overridable constants. Needs no GPU: this is how the Metal and DX12 paths
 //! are checked on a machine that has neither.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};

@@ -2,6 +2,7 @@
 //! one row to 70,000 (past the 65,535-workgroup grid limit), one column to 50,000 (primes,
 //! not multiples of 4 or of any subgroup size, wider than one workgroup covers).
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 mod common;
 

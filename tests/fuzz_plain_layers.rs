@@ -1,0 +1,201 @@
+//! Fuzzing the plain-Rust layers (no GPU): input validation, planning and chunking, with
+//! proptest and many cases. Every input gets an answer, never a panic, and the answer is
+//! right: an error exactly when the input is invalid, and plans that cover every row once
+//! within every limit. `WGPU_SOFTMAX_FUZZ_CASES` sets the case count (default 20,000).
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
+
+use proptest::prelude::*;
+use proptest::strategy::Strategy as _;
+use proptest::test_runner::{Config, TestRunner};
+use wgpu_softmax::{
+    CrossEntropy, CrossEntropyInput, DeviceCaps, Error, Reduction, Shape, Strategy, Targets, plan, reference,
+};
+
+fn cases() -> u32 {
+    std::env::var("WGPU_SOFTMAX_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
+}
+
+fn runner() -> TestRunner {
+    TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() })
+}
+
+#[derive(Clone, Debug)]
+struct CrossEntropyCase {
+    rows: usize,
+    cols: usize,
+    logits_len: usize,
+    targets: Vec<i64>,
+    probabilities: Option<Vec<f32>>,
+    ignore_index: i64,
+    smoothing: f32,
+    weight_len: Option<usize>,
+    grad_output_len: Option<usize>,
+    reduction: Reduction,
+}
+
+fn cross_entropy_case() -> impl proptest::strategy::Strategy<Value = CrossEntropyCase> {
+    (0usize..6, 0usize..6).prop_flat_map(|(rows, cols)| {
+        let len = rows * cols;
+        (
+            Just(rows),
+            Just(cols),
+            prop_oneof![Just(len), 0usize..40],
+            prop::collection::vec(-110i64..10, 0..8),
+            prop::option::of(prop::collection::vec(
+                prop_oneof![-1.0f32..2.0, Just(f32::NAN), Just(f32::INFINITY), Just(0.0)],
+                0..40,
+            )),
+            prop_oneof![Just(-100i64), -3i64..8, Just(i64::MIN), Just(1i64 << 40)],
+            prop_oneof![0.0f32..=1.0, -1.0f32..2.0, Just(f32::NAN)],
+            prop::option::of(0usize..8),
+            prop::option::of(0usize..8),
+            prop_oneof![Just(Reduction::None), Just(Reduction::Mean), Just(Reduction::Sum)],
+        )
+            .prop_map(
+                |(
+                    rows,
+                    cols,
+                    logits_len,
+                    targets,
+                    probabilities,
+                    ignore_index,
+                    smoothing,
+                    weight_len,
+                    grad_output_len,
+                    reduction,
+                )| {
+                    CrossEntropyCase {
+                        rows,
+                        cols,
+                        logits_len,
+                        targets,
+                        probabilities,
+                        ignore_index,
+                        smoothing,
+                        weight_len,
+                        grad_output_len,
+                        reduction,
+                    }
+                },
+            )
+    })
+}
+
+/// Whether the case is valid, decided independently of the crate's checks.
+fn valid(case: &CrossEntropyCase) -> bool {
+    let shape_ok = case.logits_len == case.rows * case.cols;
+    let options_ok = (0.0..=1.0).contains(&case.smoothing);
+    let weight_ok = case.weight_len.is_none_or(|n| n == case.cols);
+    let upstream_ok =
+        case.grad_output_len.is_none_or(|n| n == case.rows && case.reduction == Reduction::None);
+    let targets_ok = match &case.probabilities {
+        Some(p) => p.len() == case.rows * case.cols && p.iter().all(|v| v.is_finite() && *v >= 0.0),
+        None => {
+            case.targets.len() == case.rows
+                && case.targets.iter().all(|&t| t == case.ignore_index || (0..case.cols as i64).contains(&t))
+        }
+    };
+    shape_ok && options_ok && weight_ok && upstream_ok && targets_ok
+}
+
+#[test]
+fn cross_entropy_input_checks_answer_every_input_correctly() {
+    let started = std::time::Instant::now();
+    runner()
+        .run(&cross_entropy_case(), |case| {
+            let logits = vec![0.5f32; case.logits_len];
+            let weight = case.weight_len.map(|n| vec![1.0f32; n]);
+            let upstream = case.grad_output_len.map(|n| vec![1.0f32; n]);
+            let targets = match &case.probabilities {
+                Some(p) => Targets::Probabilities(p),
+                None => Targets::I64(&case.targets),
+            };
+            let mut input = CrossEntropyInput::new(&logits, Shape::new(case.rows, case.cols), targets);
+            input.weight = weight.as_deref();
+            input.grad_output = upstream.as_deref();
+            let op = CrossEntropy::new()
+                .reduction(case.reduction)
+                .ignore_index(case.ignore_index)
+                .label_smoothing(case.smoothing);
+            let checked = op.check_input(&input);
+            prop_assert_eq!(checked.is_ok(), valid(&case), "{:?}: {:?}", case, checked);
+            // The reference takes the same inputs and must agree, and compute where valid.
+            let computed = reference::cross_entropy(&op, &input);
+            prop_assert_eq!(computed.is_ok(), checked.is_ok());
+            if let Err(error) = checked {
+                // Every message names what is wrong.
+                prop_assert!(!error.to_string().is_empty());
+            }
+            Ok(())
+        })
+        .unwrap();
+    eprintln!("{} cross-entropy input cases in {:.2?}", cases(), started.elapsed());
+}
+
+#[test]
+fn plans_cover_every_row_once_within_every_limit() {
+    let started = std::time::Instant::now();
+    let caps = (
+        any::<bool>(),
+        prop::sample::select(vec![4u32, 8, 16, 32, 64, 128]),
+        any::<bool>(),
+        1u32..70_000,
+        4u64..(1 << 32),
+        prop::sample::select(vec![4u32, 16, 32, 64, 256]),
+        prop::option::of(Just(65_535u64)),
+    )
+        .prop_map(|(subgroups, subgroup_min_size, is_cpu, dim, binding, alignment, loops)| DeviceCaps {
+            subgroups,
+            subgroup_min_size,
+            is_cpu,
+            max_workgroups_per_dimension: dim,
+            max_storage_binding_bytes: binding,
+            max_buffer_bytes: binding.saturating_mul(4),
+            storage_offset_alignment: alignment,
+            max_loop_iterations: loops,
+        });
+    let strategy = prop::option::of(prop::sample::select(Strategy::ALL.to_vec()));
+    runner()
+        .run(
+            &(caps, 0usize..3_000_000, 0usize..300_000, strategy, any::<bool>()),
+            |(caps, rows, cols, forced, extra)| {
+                let row_bytes = if extra { vec![4 * cols as u64, 4] } else { vec![4 * cols as u64] };
+                match plan(&caps, Shape::new(rows, cols), forced, &row_bytes) {
+                    Ok(p) => {
+                        if let Some(s) = forced {
+                            prop_assert_eq!(p.strategy, s);
+                        }
+                        prop_assert!(p.strategy != Strategy::SubgroupPerRow || caps.subgroups);
+                        let mut next = 0;
+                        for c in &p.chunks {
+                            prop_assert_eq!(c.first_row, next);
+                            next += c.rows;
+                            prop_assert!(c.grid[0] <= caps.max_workgroups_per_dimension);
+                            prop_assert!(c.grid[1] <= caps.max_workgroups_per_dimension);
+                            let covered =
+                                u64::from(c.grid[0]) * u64::from(c.grid[1]) * u64::from(p.rows_per_group);
+                            prop_assert!(covered >= c.rows as u64);
+                            for &b in &row_bytes {
+                                prop_assert!(b * c.rows as u64 <= caps.max_storage_binding_bytes);
+                                prop_assert_eq!(
+                                    b * c.first_row as u64 % u64::from(caps.storage_offset_alignment),
+                                    0
+                                );
+                            }
+                        }
+                        prop_assert_eq!(next, if rows == 0 || cols == 0 { 0 } else { rows });
+                    }
+                    Err(
+                        Error::LimitExceeded { .. }
+                        | Error::StrategyUnavailable { .. }
+                        | Error::ShapeOverflow { .. },
+                    ) => {}
+                    Err(other) => prop_assert!(false, "unexpected error {other}"),
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    eprintln!("{} planning cases in {:.2?}", cases(), started.elapsed());
+}
