@@ -1,0 +1,115 @@
+//! Output files that appear whole or not at all: each is written to a temporary file in
+//! the same directory, and renamed over its path only when every output of the command is
+//! ready. A temporary file is removed when its output is dropped uncommitted, so an error
+//! (or a panic, which unwinds) leaves nothing behind.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::CliError;
+use crate::npy;
+
+/// One output file, reserved before any work is done so that an unwritable path fails
+/// early.
+#[derive(Debug)]
+pub struct PendingOutput {
+    path: PathBuf,
+    temporary: PathBuf,
+    file: Option<File>,
+    /// Whether the temporary file has been renamed into place.
+    committed: bool,
+}
+
+impl PendingOutput {
+    /// Creates the temporary file beside `path`.
+    ///
+    /// # Errors
+    ///
+    /// When `path` names a directory, or its directory does not exist or is not writable.
+    pub fn create(path: &Path) -> Result<Self, CliError> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let Some(name) = path.file_name() else {
+            return Err(CliError::file(path, "not a file name to write to"));
+        };
+        if path.is_dir() {
+            return Err(CliError::file(path, "is a directory; name a file to write"));
+        }
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut temporary_name = std::ffi::OsString::from(".");
+        temporary_name.push(name);
+        temporary_name.push(format!(
+            ".{}-{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let temporary = directory.join(temporary_name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)
+            .map_err(|e| CliError::file(path, format!("cannot create a file there: {e}")))?;
+        Ok(Self { path: path.to_path_buf(), temporary, file: Some(file), committed: false })
+    }
+
+    /// Writes `data` of `shape` as a float32 `.npy` into the temporary file and flushes it
+    /// to disk; the output is not yet in place.
+    ///
+    /// # Errors
+    ///
+    /// When writing fails (disk full...).
+    pub fn write_f32(&mut self, shape: &[usize], data: &[f32]) -> Result<(), CliError> {
+        let bytes = npy::encode_f32(shape, data).map_err(|e| CliError::file(&self.path, e))?;
+        let Some(file) = self.file.as_mut() else {
+            return Err(CliError::file(&self.path, "internal error: written twice"));
+        };
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| CliError::file(&self.path, format!("cannot write: {e}")))
+    }
+
+    /// Moves the temporary file into place.
+    fn rename_into_place(&mut self) -> Result<(), CliError> {
+        // Close before renaming (some platforms refuse to rename an open file).
+        self.file = None;
+        std::fs::rename(&self.temporary, &self.path)
+            .map_err(|e| CliError::file(&self.path, format!("cannot move the output into place: {e}")))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingOutput {
+    fn drop(&mut self) {
+        // An output not committed takes its temporary file with it. A failure here has
+        // nowhere better to go than being ignored.
+        self.file = None;
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// Puts every written output in place. If one cannot be moved, the outputs already moved
+/// are removed again, so that a command either writes all its outputs or none.
+///
+/// # Errors
+///
+/// The first output that could not be moved into place.
+pub fn commit_all(outputs: Vec<PendingOutput>) -> Result<(), CliError> {
+    let mut placed: Vec<PathBuf> = Vec::new();
+    for mut output in outputs {
+        if let Err(error) = output.rename_into_place() {
+            for path in &placed {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(error);
+        }
+        placed.push(output.path.clone());
+    }
+    Ok(())
+}
