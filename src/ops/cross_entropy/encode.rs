@@ -31,7 +31,7 @@ impl CrossEntropy {
     /// after it (the mean or sum over rows). Submits nothing; returns the plan.
     ///
     /// Class-index targets out of range are not checked on the host here: their rows get
-    /// a NaN loss and are counted in the status words ([`CrossEntropyStatus`]).
+    /// a NaN loss and are counted in the status words ([`super::CrossEntropyStatus`]).
     ///
     /// # Errors
     ///
