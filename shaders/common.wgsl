@@ -46,6 +46,10 @@ fn row_stats_empty() -> RowStats {
 
 // One step of the online normaliser (Milakov and Gimelshein, 2018):
 //   m' = max(m, x),  s' = s * exp(m - m') + exp(x - m').
+// One of the two exponentials is always exp(0) = 1, and the other is exp(-|x - m|):
+//   x > m:  s' = s * exp(m - x) + 1
+//   else:   s' = s + exp(x - m)
+// so one exponential per element does, which matters where exp is the bottleneck.
 fn row_stats_push(stats: RowStats, x: f32) -> RowStats {
     if (is_nan_or_positive_infinity(x)) {
         return RowStats(stats.max, stats.sum, 1u);
@@ -53,8 +57,10 @@ fn row_stats_push(stats: RowStats, x: f32) -> RowStats {
     if (is_negative_infinity(x)) {
         return stats;
     }
-    let m = max(stats.max, x);
-    return RowStats(m, stats.sum * exp(stats.max - m) + exp(x - m), stats.poisoned);
+    let d = x - stats.max;
+    let e = exp(-abs(d));
+    let rising = d > 0.0;
+    return RowStats(max(stats.max, x), select(stats.sum + e, stats.sum * e + 1.0, rising), stats.poisoned);
 }
 
 // Combines the statistics of two disjoint parts of a row. An empty part has s = 0 and adds

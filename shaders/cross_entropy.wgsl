@@ -188,6 +188,11 @@ fn second_pass(ctx: RowContext, first: u32, stride: u32) -> f32 {
     let e = params.label_smoothing;
     let smoothing_share = e / f32(params.cols);
     let needs_sum = TARGET_KIND == TARGETS_PROBABILITIES || params.label_smoothing > 0.0;
+    if (GRADIENT == GRADIENT_NONE && !needs_sum) {
+        // The loss alone, over class targets without smoothing: the first pass saw all
+        // this needs.
+        return 0.0;
+    }
     let ignored = TARGET_KIND != TARGETS_PROBABILITIES && ctx.target_class == TARGET_IGNORED;
     var loss_sum = 0.0;
     var hit_mask = false;

@@ -11,8 +11,11 @@ use crate::plan::DeviceCaps;
 use crate::shaders::{BindingLayout, Shader};
 
 /// The optional features this crate uses when the adapter has them.
-pub const OPTIONAL_FEATURES: wgpu::Features =
-    wgpu::Features::SUBGROUP.union(wgpu::Features::TIMESTAMP_QUERY).union(wgpu::Features::SHADER_F16);
+/// (Timestamps inside encoders let the benchmark time exactly the passes of one op.)
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SHADER_F16);
 
 /// How long a host-API call waits for the GPU by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

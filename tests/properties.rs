@@ -14,6 +14,14 @@ use wgpu_softmax::{
     CrossEntropy, CrossEntropyInput, Reduction, Shape, Softmax, Strategy, Targets, reference,
 };
 
+/// The seed of proptest's own generator: fixed, so that every CI run draws the same cases
+/// (`WGPU_SOFTMAX_SEED` picks others, to explore).
+fn fixed_seed() -> proptest::test_runner::RngSeed {
+    proptest::test_runner::RngSeed::Fixed(
+        std::env::var("WGPU_SOFTMAX_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x50F7_3A11),
+    )
+}
+
 fn strategy_for(index: usize) -> Option<Strategy> {
     let strategy = Strategy::ALL[index % Strategy::ALL.len()];
     (strategy != Strategy::SubgroupPerRow || ctx().caps().subgroups).then_some(strategy)
@@ -34,7 +42,7 @@ fn shape_and_logits() -> impl proptest::strategy::Strategy<Value = (Shape, Vec<f
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, rng_seed: fixed_seed(), ..ProptestConfig::default() })]
 
     #[test]
     fn rows_sum_to_one((shape, logits) in shape_and_logits(), which in 0usize..3) {
@@ -95,7 +103,7 @@ fn extreme_logits(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, rng_seed: fixed_seed(), ..ProptestConfig::default() })]
 
     /// A seeded differential test: random shapes, options and extreme values, the fused
     /// cross-entropy against the reference.
@@ -115,7 +123,12 @@ proptest! {
         let logits = extreme_logits(rows, cols, seed);
         let mut rng = common::rng(seed ^ 0x5A5A);
         let classes: Vec<i64> = (0..rows).map(|_| if rng.below(6) == 0 { -100 } else { rng.below(cols as u64) as i64 }).collect();
-        let dense: Vec<f32> = (0..rows * cols).map(|_| rng.uniform(0.0, 1.0)).collect();
+        // Target distributions: rows of random non-negative values normalised to sum to 1.
+        let mut dense: Vec<f32> = (0..rows * cols).map(|_| rng.uniform(0.0, 1.0)).collect();
+        for row in dense.chunks_mut(cols) {
+            let total: f32 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= total);
+        }
         let weight: Vec<f32> = (0..cols).map(|_| rng.uniform(0.1, 3.0)).collect();
         let targets = if probabilities { Targets::Probabilities(&dense) } else { Targets::I64(&classes) };
         let mut input = CrossEntropyInput::new(&logits, shape, targets);

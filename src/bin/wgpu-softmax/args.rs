@@ -41,6 +41,23 @@ pub enum Command {
     /// Softmax cross-entropy of logits (N, C) with class-index or probability targets, as
     /// PyTorch's cross_entropy.
     CrossEntropy(CrossEntropyArgs),
+    /// Time every op on the benchmark shapes against a vec4 copy (the roofline), the
+    /// unfused WGSL baseline and the CPU; print a table, optionally write JSON and SVG.
+    Bench(BenchArgs),
+}
+
+/// `bench`'s arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Fewer runs per measurement (under two minutes on a software adapter).
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the records as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw the roofline chart as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// `check`'s arguments.

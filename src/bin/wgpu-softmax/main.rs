@@ -72,6 +72,7 @@ fn run(cli: &Cli) -> Result<ExitCode, CliError> {
         Command::Check(args) => commands::check::run(cli, args),
         Command::Softmax(args) => commands::softmax::run(cli, args).map(|()| ExitCode::SUCCESS),
         Command::CrossEntropy(args) => commands::cross_entropy::run(cli, args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => commands::bench::run(cli, args).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -64,10 +64,20 @@ impl PendingOutput {
     /// When writing fails (disk full...).
     pub fn write_f32(&mut self, shape: &[usize], data: &[f32]) -> Result<(), CliError> {
         let bytes = npy::encode_f32(shape, data).map_err(|e| CliError::file(&self.path, e))?;
+        self.write_bytes(&bytes)
+    }
+
+    /// Writes `bytes` into the temporary file and flushes it to disk; the output is not
+    /// yet in place.
+    ///
+    /// # Errors
+    ///
+    /// When writing fails (disk full...).
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), CliError> {
         let Some(file) = self.file.as_mut() else {
             return Err(CliError::file(&self.path, "internal error: written twice"));
         };
-        file.write_all(&bytes)
+        file.write_all(bytes)
             .and_then(|()| file.sync_all())
             .map_err(|e| CliError::file(&self.path, format!("cannot write: {e}")))
     }

@@ -1,6 +1,7 @@
 //! The subcommands, and what they share: reading `.npy` inputs with errors that name the
 //! file.
 
+pub mod bench;
 pub mod check;
 pub mod cross_entropy;
 pub mod info;
