@@ -231,6 +231,17 @@ fn backward_elementwise(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_
     y[i] = x[i] * (other[i] - row_in[i / params.cols]);
 }
 
+// How fast this adapter computes exponentials while streaming: a vec4 copy that applies
+// exp. Where it is much slower than the copy, exp and not memory bounds the softmax.
+@compute @workgroup_size(GROUP)
+fn exp_vec4(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    let i = element(group, local);
+    if (i >= params.count) {
+        return;
+    }
+    copy_out[i] = exp(copy_in[i]);
+}
+
 // The roofline: a plain vec4 copy.
 @compute @workgroup_size(GROUP)
 fn copy_vec4(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) local: u32) {

@@ -327,25 +327,33 @@ impl Workload {
         }
     }
 
-    /// Runs a CPU kernel once and returns its time in milliseconds.
-    fn run_cpu(&self, kernel: KernelKind) -> Result<f64> {
-        let started = std::time::Instant::now();
+    /// What a CPU kernel computes: the output matrix (empty for the loss alone) and the
+    /// mean loss of the cross-entropy ops.
+    fn cpu_output(&self, kernel: KernelKind) -> Result<(Vec<f32>, Option<f32>)> {
         let shape = self.shape;
-        let checksum = match (kernel, self.op) {
+        #[allow(clippy::cast_possible_truncation)] // the reference's f64 reported as f32
+        let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        Ok(match (kernel, self.op) {
             (KernelKind::Cpu, BenchOp::Softmax | BenchOp::LogSoftmax) => {
-                cpu::softmax(&self.logits, shape, self.op == BenchOp::LogSoftmax).len()
+                (cpu::softmax(&self.logits, shape, self.op == BenchOp::LogSoftmax), None)
             }
             (KernelKind::Cpu, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss) => {
-                cpu::cross_entropy(&self.logits, &self.targets, shape, self.op == BenchOp::CrossEntropyGrad)
-                    .1
-                    .len()
+                let (loss, grad) = cpu::cross_entropy(
+                    &self.logits,
+                    &self.targets,
+                    shape,
+                    self.op == BenchOp::CrossEntropyGrad,
+                );
+                (grad, Some(loss))
             }
             (KernelKind::Cpu, BenchOp::SoftmaxBackward) => {
-                cpu::softmax_backward(&self.y, &self.dy, shape).len()
+                (cpu::softmax_backward(&self.y, &self.dy, shape), None)
             }
-            (KernelKind::CpuReference, BenchOp::Softmax) => reference::softmax(&self.logits, shape)?.len(),
+            (KernelKind::CpuReference, BenchOp::Softmax) => {
+                (narrow(reference::softmax(&self.logits, shape)?), None)
+            }
             (KernelKind::CpuReference, BenchOp::LogSoftmax) => {
-                reference::log_softmax(&self.logits, shape)?.len()
+                (narrow(reference::log_softmax(&self.logits, shape)?), None)
             }
             (KernelKind::CpuReference, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss) => {
                 let gradient =
@@ -355,16 +363,24 @@ impl Workload {
                     shape,
                     crate::ops::cross_entropy::Targets::I32(&self.targets),
                 );
-                reference::cross_entropy(&CrossEntropy::new().gradient(gradient), &input)?.loss.len()
+                let out = reference::cross_entropy(&CrossEntropy::new().gradient(gradient), &input)?;
+                #[allow(clippy::cast_possible_truncation)]
+                let loss = out.loss[0] as f32;
+                (out.grad.map(narrow).unwrap_or_default(), Some(loss))
             }
             (KernelKind::CpuReference, BenchOp::SoftmaxBackward) => {
-                reference::softmax_backward(&self.y, &self.dy, shape)?.len()
+                (narrow(reference::softmax_backward(&self.y, &self.dy, shape)?), None)
             }
             (KernelKind::Fused | KernelKind::Unfused, _) => {
                 return Err(Error::InvalidOption { option: "kernel", problem: "not a CPU kernel".into() });
             }
-        };
-        std::hint::black_box(checksum);
+        })
+    }
+
+    /// Runs a CPU kernel once and returns its time in milliseconds.
+    fn run_cpu(&self, kernel: KernelKind) -> Result<f64> {
+        let started = std::time::Instant::now();
+        std::hint::black_box(self.cpu_output(kernel)?);
         Ok(started.elapsed().as_secs_f64() * 1e3)
     }
 }
@@ -390,6 +406,36 @@ impl<'a> Bench<'a> {
     #[must_use]
     pub fn clock(&self) -> Clock {
         self.timer.clock()
+    }
+
+    /// Runs `kernel` once on `workload` and returns what it computed: the output matrix
+    /// (the gradient for the cross-entropy; empty for the loss alone) and, for the
+    /// cross-entropy ops, the mean loss. For checking the baselines against the reference.
+    ///
+    /// # Errors
+    ///
+    /// The op's errors.
+    pub fn outputs(&self, workload: &mut Workload, kernel: KernelKind) -> Result<(Vec<f32>, Option<f32>)> {
+        if !kernel.on_gpu() {
+            return workload.cpu_output(kernel);
+        }
+        workload.upload(self.ctx)?;
+        let mut encoder =
+            self.ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        workload.record(self.ctx, &self.baseline, kernel, &mut encoder)?;
+        self.ctx.submit_and_wait(encoder)?;
+        let gpu =
+            workload.gpu.as_ref().ok_or_else(|| Error::Validation("the workload was not uploaded".into()))?;
+        let len = workload.shape.rows * workload.shape.cols;
+        let matrix = if workload.op == BenchOp::CrossEntropyLoss {
+            Vec::new()
+        } else {
+            self.ctx.download(&gpu.output, len)?
+        };
+        let loss = matches!(workload.op, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss)
+            .then(|| self.ctx.download(&gpu.loss, 1).map(|l| l[0]))
+            .transpose()?;
+        Ok((matrix, loss))
     }
 
     /// Times `runs` runs of `kernel` on `workload` after `warmup` untimed ones; returns
@@ -420,19 +466,21 @@ impl<'a> Bench<'a> {
     }
 
     /// The bandwidth of a plain vec4 copy of `bytes` (read plus write, GB/s), the median
-    /// of `runs` runs: the roofline.
+    /// of `runs` runs: the roofline. With `exp`, of the same copy applying `exp` to every
+    /// element: where that is much slower, exponentials bound the softmax, not memory.
     ///
     /// # Errors
     ///
     /// Buffer creation errors and timeouts.
-    pub fn copy_gbps(&self, bytes: u64, warmup: usize, runs: usize) -> Result<f64> {
+    pub fn copy_gbps(&self, bytes: u64, warmup: usize, runs: usize, exp: bool) -> Result<f64> {
         let ctx = self.ctx;
         let bytes = bytes.min(ctx.caps().max_storage_binding_bytes) / 16 * 16;
         let len = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
         let source = ctx.upload(&vec![1.0; len])?;
         let target = ctx.storage_buffer(len)?;
-        let mut record =
-            |encoder: &mut wgpu::CommandEncoder| self.baseline.copy(ctx, encoder, &source, &target, bytes);
+        let mut record = |encoder: &mut wgpu::CommandEncoder| {
+            self.baseline.copy(ctx, encoder, (&source, &target), bytes, exp)
+        };
         for _ in 0..warmup {
             self.timer.time(ctx, &mut record)?;
         }
@@ -454,7 +502,8 @@ pub fn run_suite(
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<Report> {
     let bench = Bench::new(ctx)?;
-    let copy_gbps = bench.copy_gbps(config.copy_bytes, config.warmup, config.gpu_runs.max(3))?;
+    let copy_gbps = bench.copy_gbps(config.copy_bytes, config.warmup, config.gpu_runs.max(3), false)?;
+    let exp_copy_gbps = bench.copy_gbps(config.copy_bytes, config.warmup, config.gpu_runs.max(3), true)?;
     let info = ctx.adapter_info();
     let mut report = Report {
         adapter: info.name.clone(),
@@ -462,6 +511,7 @@ pub fn run_suite(
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_owned(),
         clock: bench.clock().name().to_owned(),
         copy_gbps,
+        exp_copy_gbps,
         records: Vec::new(),
     };
     let total = config.measurements();

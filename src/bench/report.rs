@@ -55,6 +55,8 @@ pub struct Report {
     pub clock: String,
     /// The vec4 copy kernel's bandwidth, GB/s (read plus write): the roofline.
     pub copy_gbps: f64,
+    /// The same copy applying `exp` to each element, GB/s: how fast exponentials stream.
+    pub exp_copy_gbps: f64,
     /// Every measurement.
     pub records: Vec<Record>,
 }
@@ -78,8 +80,8 @@ impl Report {
     #[must_use]
     pub fn table(&self) -> String {
         let mut out = format!(
-            "adapter: {} ({}, {}); times: {}; copy kernel: {:.2} GB/s\n\n",
-            self.adapter, self.backend, self.driver, self.clock, self.copy_gbps
+            "adapter: {} ({}, {}); times: {}; copy kernel: {:.2} GB/s; copy applying exp: {:.2} GB/s\n\n",
+            self.adapter, self.backend, self.driver, self.clock, self.copy_gbps, self.exp_copy_gbps
         );
         out.push_str("| op | shape | kernel | median ms | GB/s | % of copy | fused is x faster |\n");
         out.push_str("|---|---|---|---:|---:|---:|---:|\n");
@@ -115,7 +117,7 @@ impl Report {
             let _ = write!(
                 out,
                 "  {{\"op\": \"{}\", \"kernel\": \"{}\", \"rows\": {}, \"cols\": {}, \"median_ms\": {}, \"gbps\": {}, \
-                 \"roofline_pct\": {}, \"adapter\": {}, \"backend\": {}, \"driver\": {}, \"clock\": {}, \"copy_gbps\": {}}}",
+                 \"roofline_pct\": {}, \"adapter\": {}, \"backend\": {}, \"driver\": {}, \"clock\": {}, \"copy_gbps\": {}, \"exp_copy_gbps\": {}}}",
                 r.op.name(),
                 r.kernel.name(),
                 r.rows,
@@ -128,6 +130,7 @@ impl Report {
                 json_string(&self.driver),
                 json_string(&self.clock),
                 json_number(self.copy_gbps),
+                json_number(self.exp_copy_gbps),
             );
             out.push_str(if i + 1 < self.records.len() { ",\n" } else { "\n" });
         }

@@ -40,7 +40,7 @@ pub(crate) struct UnfusedBuffers<'a> {
     pub loss: &'a wgpu::Buffer,
 }
 
-const ENTRY_POINTS: [&str; 13] = [
+const ENTRY_POINTS: [&str; 14] = [
     "row_max_thread",
     "row_max_group",
     "exp_sum_thread",
@@ -54,6 +54,7 @@ const ENTRY_POINTS: [&str; 13] = [
     "cross_entropy_gradient",
     "backward_elementwise",
     "copy_vec4",
+    "exp_vec4",
 ];
 
 impl Unfused {
@@ -235,20 +236,21 @@ impl Unfused {
         }
     }
 
-    /// A vec4 copy of `source` into `target` (both `bytes` long, a multiple of 16).
+    /// A vec4 copy of `source` into `target` (both `bytes` long, a multiple of 16), with
+    /// `exp` applied when asked.
     pub(crate) fn copy(
         &self,
         ctx: &Context,
         encoder: &mut wgpu::CommandEncoder,
-        source: &wgpu::Buffer,
-        target: &wgpu::Buffer,
+        (source, target): (&wgpu::Buffer, &wgpu::Buffer),
         bytes: u64,
+        exp: bool,
     ) -> Result<()> {
         let count = usize::try_from(bytes / 16).unwrap_or(usize::MAX);
         self.pass(
             ctx,
             encoder,
-            ("copy_vec4", true),
+            (if exp { "exp_vec4" } else { "copy_vec4" }, true),
             (Shape::new(1, count), count, count.div_ceil(GROUP)),
             &[(9, source), (8, target)],
         )

@@ -1,0 +1,43 @@
+//! The benchmark's baselines compute the same thing as the fused kernels: each kernel kind
+//! (fused, unfused WGSL, plain CPU f32) against the f64 reference on small shapes, so that
+//! a speedup is never measured against a baseline that computes something else.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+
+mod common;
+
+use wgpu_softmax::Shape;
+use wgpu_softmax::bench::{Bench, BenchOp, KernelKind, Workload};
+use wgpu_softmax::check::{Tolerance, compare};
+
+#[test]
+fn every_kernel_kind_computes_what_the_reference_does() {
+    let ctx = common::ctx();
+    let bench = Bench::new(ctx).unwrap();
+    for (rows, cols) in [(300, 7), (37, 300), (3, 2000)] {
+        let shape = Shape::new(rows, cols);
+        for op in BenchOp::ALL {
+            let mut workload = Workload::new(op, shape, 0xBA5E);
+            let (want, want_loss) = bench.outputs(&mut workload, KernelKind::CpuReference).unwrap();
+            let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
+            let tolerance = match op {
+                BenchOp::Softmax => Tolerance::SOFTMAX,
+                BenchOp::LogSoftmax => Tolerance::LOG_SOFTMAX,
+                BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss => Tolerance::CROSS_ENTROPY_GRAD,
+                BenchOp::SoftmaxBackward => Tolerance::BACKWARD,
+            };
+            for kernel in [KernelKind::Fused, KernelKind::Unfused, KernelKind::Cpu] {
+                let (got, loss) = bench.outputs(&mut workload, kernel).unwrap();
+                let what = format!("{} {shape} {}", op.name(), kernel.name());
+                let c = compare(&got, &want, tolerance);
+                assert!(c.passed(), "{what}: {c}");
+                match (loss, want_loss) {
+                    (Some(l), Some(w)) => {
+                        assert!((l - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{what}: loss {l} vs {w}");
+                    }
+                    (None, None) => {}
+                    _ => panic!("{what}: a loss where none was expected, or none where one was"),
+                }
+            }
+        }
+    }
+}
