@@ -73,6 +73,7 @@ struct Shared {
     pipelines: RwLock<HashMap<KernelKey, wgpu::ComputePipeline>>,
     placeholders: std::sync::OnceLock<Vec<wgpu::Buffer>>,
     health: Arc<Health>,
+    tune_cache: crate::tune::TuneCache,
 }
 
 /// How many distinct placeholder buffers a bind group may need at once.
@@ -87,6 +88,7 @@ const PLACEHOLDERS: usize = 6;
 pub struct Context {
     shared: Arc<Shared>,
     timeout: Duration,
+    autotune: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -96,6 +98,7 @@ impl std::fmt::Debug for Context {
             .field("backend", &self.shared.info.backend)
             .field("caps", &self.shared.caps)
             .field("timeout", &self.timeout)
+            .field("autotune", &self.autotune)
             .finish_non_exhaustive()
     }
 }
@@ -196,8 +199,9 @@ impl Context {
             pipelines: RwLock::default(),
             placeholders: std::sync::OnceLock::new(),
             health: Arc::default(),
+            tune_cache: crate::tune::TuneCache::default(),
         };
-        Self { shared: Arc::new(shared), timeout }
+        Self { shared: Arc::new(shared), timeout, autotune: false }
     }
 
     /// Marks the device lost: every later call on this context (and its clones) returns
@@ -225,7 +229,27 @@ impl Context {
     /// A clone of this context whose host-API calls wait at most `timeout` for the GPU.
     #[must_use]
     pub fn with_timeout(&self, timeout: Duration) -> Self {
-        Self { shared: Arc::clone(&self.shared), timeout }
+        Self { timeout, ..self.clone() }
+    }
+
+    /// A clone of this context that autotunes: where an op's strategy is not forced, it
+    /// times every strategy the device can run on a sample of the shape's bucket (once
+    /// per op family and bucket, cached on the device) and uses the fastest, instead of
+    /// the planner's heuristics. Tuning costs a few dispatches the first time a bucket is
+    /// seen, synchronously, so it suits programs that run the same shapes many times.
+    #[must_use]
+    pub fn with_autotune(&self, autotune: bool) -> Self {
+        Self { autotune, ..self.clone() }
+    }
+
+    /// Whether this context autotunes.
+    #[must_use]
+    pub fn autotune(&self) -> bool {
+        self.autotune
+    }
+
+    pub(crate) fn tune_cache(&self) -> &crate::tune::TuneCache {
+        &self.shared.tune_cache
     }
 
     /// How long host-API calls wait for the GPU.

@@ -10,7 +10,9 @@ mod plan;
 pub mod reference;
 pub mod shaders;
 mod shape;
+mod timer;
 mod transfer;
+mod tune;
 
 pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
 pub use error::{Error, Result};
@@ -25,3 +27,4 @@ pub use plan::{
     loop_iterations, plan, rows_per_chunk, rows_per_group, spread_grid,
 };
 pub use shape::Shape;
+pub use tune::{OpFamily, TuneKey};

@@ -2,6 +2,7 @@
 //! (fused, unfused WGSL, plain CPU f32) against the f64 reference on small shapes, so that
 //! a speedup is never measured against a baseline that computes something else.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
 mod common;
 

@@ -5,7 +5,6 @@
 
 mod cpu;
 pub mod report;
-mod timer;
 mod unfused;
 
 use crate::check::SeededRng;
@@ -17,9 +16,9 @@ use crate::ops::softmax_backward::SoftmaxBackward;
 use crate::reference;
 use crate::shape::Shape;
 
+use crate::timer::Timer;
+pub use crate::timer::{Clock, median};
 pub use report::{Record, Report};
-use timer::Timer;
-pub use timer::{Clock, median};
 use unfused::{Unfused, UnfusedBuffers};
 
 /// The ops measured.

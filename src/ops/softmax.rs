@@ -13,12 +13,14 @@
 //! - a row of only `-inf` gives NaN in every entry;
 //! - a row holding a NaN or `+inf` gives NaN in every entry.
 
+use crate::check::SeededRng;
 use crate::context::{Context, KernelKey};
 use crate::error::Result;
 use crate::ops::{rows, validate};
 use crate::plan::{Plan, Strategy, plan};
 use crate::shaders::Shader;
 use crate::shape::Shape;
+use crate::tune::{self, OpFamily, TuneKey};
 
 /// Softmax or log-softmax, with the strategy to run it by.
 ///
@@ -71,7 +73,25 @@ impl Softmax {
     /// As [`plan`]: a forced strategy the device lacks, or a row too wide for one storage
     /// binding.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        plan(ctx.caps(), shape, self.strategy, &[Shape::new(shape.cols, 1).byte_len()?])
+        let row_bytes = [Shape::new(shape.cols, 1).byte_len()?];
+        let strategy = match self.strategy {
+            None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
+            forced => forced,
+        };
+        plan(ctx.caps(), shape, strategy, &row_bytes)
+    }
+
+    /// The autotuned strategy for `shape`'s bucket: each strategy the device can run,
+    /// timed on a sample of random rows.
+    fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
+        let sample = tune::sample_shape(shape);
+        let candidates = tune::candidates(ctx, shape, row_bytes);
+        let input = ctx.upload(&SeededRng::new(0x7E57).logits(sample.len()?, 8.0))?;
+        let output = ctx.storage_buffer(sample.len()?)?;
+        let key = TuneKey::new(OpFamily::Softmax, shape);
+        ctx.tuned(key, &candidates, &|encoder, strategy| {
+            self.strategy(strategy).encode(ctx, encoder, &input, &output, sample).map(|_| ())
+        })
     }
 
     /// Records the op into the caller's `encoder`: reads `input`, writes `output` (both

@@ -7,12 +7,14 @@
 //!
 //! A masked entry of log-softmax (`y = -inf`) counts as probability 0.
 
+use crate::check::SeededRng;
 use crate::context::{Context, KernelKey};
 use crate::error::Result;
 use crate::ops::{rows, validate};
 use crate::plan::{Plan, Strategy, plan};
 use crate::shaders::Shader;
 use crate::shape::Shape;
+use crate::tune::{self, OpFamily, TuneKey};
 
 /// The backward of softmax or of log-softmax, with the strategy to run it by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -53,7 +55,26 @@ impl SoftmaxBackward {
     ///
     /// As [`plan`].
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        plan(ctx.caps(), shape, self.strategy, &[Shape::new(shape.cols, 1).byte_len()?])
+        let row_bytes = [Shape::new(shape.cols, 1).byte_len()?];
+        let strategy = match self.strategy {
+            None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
+            forced => forced,
+        };
+        plan(ctx.caps(), shape, strategy, &row_bytes)
+    }
+
+    /// The autotuned strategy for `shape`'s bucket (see [`Context::with_autotune`]).
+    fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
+        let sample = tune::sample_shape(shape);
+        let candidates = tune::candidates(ctx, shape, row_bytes);
+        let mut rng = SeededRng::new(0x7E57);
+        let y = ctx.upload(&rng.logits(sample.len()?, 1.0))?;
+        let dy = ctx.upload(&rng.logits(sample.len()?, 1.0))?;
+        let dx = ctx.storage_buffer(sample.len()?)?;
+        let key = TuneKey::new(OpFamily::SoftmaxBackward, shape);
+        ctx.tuned(key, &candidates, &|encoder, strategy| {
+            self.strategy(strategy).encode(ctx, encoder, &y, &dy, &dx, sample).map(|_| ())
+        })
     }
 
     /// Records the op into the caller's `encoder`: reads `y` and `dy`, writes `dx` (all

@@ -334,6 +334,33 @@ impl CrossEntropy {
         Ok(())
     }
 
+    /// The autotuned strategy for `shape`'s bucket (see [`Context::with_autotune`]),
+    /// timed with this op's options on random logits and class 0 targets.
+    fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
+        let sample = crate::tune::sample_shape(shape);
+        let candidates = crate::tune::candidates(ctx, shape, row_bytes);
+        let logits = ctx.upload(&crate::check::SeededRng::new(0x7E57).logits(sample.len()?, 8.0))?;
+        let targets = ctx.storage_buffer(sample.rows)?;
+        let loss = ctx.storage_buffer(sample.rows)?;
+        let grad = ctx.storage_buffer(sample.len()?)?;
+        // In place would overwrite the sample: time the separate gradient instead.
+        let gradient = if self.gradient == Gradient::InPlace { Gradient::Separate } else { self.gradient };
+        let key = crate::tune::TuneKey::new(crate::tune::OpFamily::CrossEntropy, shape);
+        ctx.tuned(key, &candidates, &|encoder, strategy| {
+            let buffers = CrossEntropyBuffers {
+                logits: &logits,
+                targets: TargetBuffer::I32(&targets),
+                weight: None,
+                grad_output: None,
+                loss: &loss,
+                grad: (gradient == Gradient::Separate).then_some(&grad),
+                argmax: None,
+                status: None,
+            };
+            self.gradient(gradient).strategy(strategy).encode(ctx, encoder, &buffers, sample).map(|_| ())
+        })
+    }
+
     /// Plans the fused dispatch for `shape` on `ctx`'s device.
     ///
     /// # Errors
@@ -343,7 +370,12 @@ impl CrossEntropy {
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
         // Per row: the logits (and gradient, probability targets) and one word each of the
         // class targets, losses, argmax and upstream gradient.
-        let planned = plan(ctx.caps(), shape, self.strategy, &[Shape::new(shape.cols, 1).byte_len()?, 4])?;
+        let row_bytes = [Shape::new(shape.cols, 1).byte_len()?, 4];
+        let strategy = match self.strategy {
+            None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
+            forced => forced,
+        };
+        let planned = plan(ctx.caps(), shape, strategy, &row_bytes)?;
         if let Some(limit) = ctx.caps().max_loop_iterations {
             // One invocation of the reduction kernels walks rows / 256 rows.
             let iterations = u64::try_from(shape.rows.div_ceil(256)).unwrap_or(u64::MAX) + 8;

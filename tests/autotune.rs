@@ -1,0 +1,61 @@
+//! Autotuning: a context that times the strategies once per (op family, shape bucket),
+//! keeps the fastest, and still computes the right results.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
+
+mod common;
+
+use wgpu_softmax::check::{Tolerance, compare};
+use wgpu_softmax::{
+    CrossEntropy, CrossEntropyInput, OpFamily, Shape, Softmax, SoftmaxBackward, Strategy, Targets, TuneKey,
+    reference,
+};
+
+#[test]
+fn tuned_choices_are_cached_per_bucket_and_give_right_results() {
+    let plain = common::ctx();
+    let ctx = plain.with_autotune(true);
+    assert!(ctx.autotune() && !plain.autotune());
+    let mut rng = common::rng(0x7A_0001);
+    for (rows, cols) in [(300, 10), (40, 1000)] {
+        let shape = Shape::new(rows, cols);
+        let x = rng.logits(rows * cols, 6.0);
+        let got = Softmax::new().run(&ctx, &x, shape).unwrap();
+        let c = compare(&got, &reference::softmax(&x, shape).unwrap(), Tolerance::SOFTMAX);
+        assert!(c.passed(), "{shape}: {c}");
+        let key = TuneKey::new(OpFamily::Softmax, shape);
+        let chosen = ctx.tuned_strategies().into_iter().find(|&(k, _)| k == key).map(|(_, s)| s);
+        let chosen = chosen.unwrap_or_else(|| panic!("{shape}: no tuned choice for {key:?}"));
+        // The plan follows the tuned choice, and a second run adds no new choice.
+        assert_eq!(Softmax::new().plan(&ctx, shape).unwrap().strategy, chosen);
+        let before = ctx.tuned_strategies().len();
+        Softmax::log().run(&ctx, &x, shape).unwrap();
+        assert_eq!(ctx.tuned_strategies().len(), before, "log-softmax shares the softmax bucket");
+        assert!(chosen != Strategy::SubgroupPerRow || ctx.caps().subgroups);
+        eprintln!(
+            "{shape}: tuned {chosen:?}, heuristic {:?}",
+            Softmax::new().plan(plain, shape).unwrap().strategy
+        );
+
+        let targets: Vec<i64> = (0..rows as i64).map(|r| r % cols as i64).collect();
+        let input = CrossEntropyInput::new(&x, shape, Targets::I64(&targets));
+        let got = CrossEntropy::new().run(&ctx, &input).unwrap();
+        let want = reference::cross_entropy(&CrossEntropy::new(), &input).unwrap();
+        let c =
+            compare(got.grad.as_ref().unwrap(), want.grad.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_GRAD);
+        assert!(c.passed(), "{shape}: {c}");
+        assert!(
+            ctx.tuned_strategies().iter().any(|(k, _)| *k == TuneKey::new(OpFamily::CrossEntropy, shape))
+        );
+
+        let y: Vec<f32> = reference::softmax(&x, shape).unwrap().iter().map(|&v| v as f32).collect();
+        let dy = rng.logits(rows * cols, 1.0);
+        let got = SoftmaxBackward::new().run(&ctx, &y, &dy, shape).unwrap();
+        let c = compare(&got, &reference::softmax_backward(&y, &dy, shape).unwrap(), Tolerance::BACKWARD);
+        assert!(c.passed(), "{shape}: {c}");
+    }
+    // Same buckets again: nothing new is tuned.
+    let count = ctx.tuned_strategies().len();
+    Softmax::new().run(&ctx, &rng.logits(290 * 9, 1.0), Shape::new(290, 9)).unwrap();
+    assert_eq!(ctx.tuned_strategies().len(), count);
+}
