@@ -120,7 +120,6 @@ struct RowContext {
     // 1e4 (f32 spacing 1e-3) lose nothing to rounding m + ln(s).
     log_sum: f32,
     row_max: f32,
-    sum: f32,
     // The gradient is scale * (q_c * q_coefficient - target term).
     q_coefficient: f32,
     scale: f32,
@@ -164,7 +163,6 @@ fn row_context(row: u32, lane: LaneStats) -> RowContext {
         target_class,
         log(lane.stats.sum),
         lane.stats.max,
-        lane.stats.sum,
         q_coefficient,
         row_scale(row),
         undefined,
@@ -227,7 +225,8 @@ fn second_pass(ctx: RowContext, first: u32, stride: u32) -> f32 {
             } else if (!ignored) {
                 var q = 0.0;
                 if (!masked) {
-                    q = exp(x - ctx.row_max) / ctx.sum;
+                    // exp(x - m) / s as one exponential, without a division.
+                    q = exp((x - ctx.row_max) - ctx.log_sum);
                 }
                 g = ctx.scale * (q * ctx.q_coefficient - target_term);
             }

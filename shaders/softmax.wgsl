@@ -41,7 +41,9 @@ fn normalized(x: f32, stats: RowStats) -> f32 {
     if (is_negative_infinity(x)) {
         return 0.0;
     }
-    return exp(x - stats.max) / stats.sum;
+    // exp(x - m) / s as one exponential, without a division (ln(s) is the same for the
+    // whole row, and compilers hoist it out of the loop).
+    return exp((x - stats.max) - log(stats.sum));
 }
 
 fn row_stats_strided(row_start: u32, first: u32, stride: u32) -> RowStats {

@@ -3,6 +3,8 @@
 //! as a percentage of a plain vec4 copy's bandwidth on the same adapter in the same run
 //! (the roofline), beside an unfused WGSL baseline and CPU baselines.
 
+#[cfg(feature = "burn")]
+mod burn;
 mod cpu;
 pub mod report;
 mod unfused;
@@ -15,10 +17,11 @@ use crate::ops::softmax::Softmax;
 use crate::ops::softmax_backward::SoftmaxBackward;
 use crate::reference;
 use crate::shape::Shape;
+use crate::tune::OpFamily;
 
 use crate::timer::Timer;
 pub use crate::timer::{Clock, median};
-pub use report::{Record, Report};
+pub use report::{Record, Report, StrategyChoice};
 use unfused::{Unfused, UnfusedBuffers};
 
 /// The ops measured.
@@ -97,10 +100,13 @@ pub enum KernelKind {
     Cpu,
     /// This crate's f64 reference on the CPU.
     CpuReference,
+    /// Burn's wgpu backend (with the `burn` feature; not for softmax backward).
+    Burn,
 }
 
 impl KernelKind {
-    /// Every kind, in report order.
+    /// Every kind this crate always has, in report order ([`KernelKind::Burn`] joins with the
+    /// `burn` feature).
     pub const ALL: [Self; 4] = [Self::Fused, Self::Unfused, Self::Cpu, Self::CpuReference];
 
     /// The kind's name in reports and JSON.
@@ -111,13 +117,23 @@ impl KernelKind {
             Self::Unfused => "unfused",
             Self::Cpu => "cpu",
             Self::CpuReference => "cpu_reference",
+            Self::Burn => "burn",
         }
     }
 
-    /// Whether it runs on the GPU.
+    /// Whether it runs on this crate's GPU device.
     #[must_use]
     pub const fn on_gpu(self) -> bool {
         matches!(self, Self::Fused | Self::Unfused)
+    }
+
+    /// Whether it can measure `op` in this build.
+    #[must_use]
+    pub const fn measures(self, op: BenchOp) -> bool {
+        match self {
+            Self::Burn => cfg!(feature = "burn") && !matches!(op, BenchOp::SoftmaxBackward),
+            _ => true,
+        }
     }
 }
 
@@ -150,10 +166,14 @@ impl SuiteConfig {
     /// Every shape, op and kernel, 10 timed GPU runs after 3 warm-ups.
     #[must_use]
     pub fn full() -> Self {
+        let mut kernels = KernelKind::ALL.to_vec();
+        if cfg!(feature = "burn") {
+            kernels.push(KernelKind::Burn);
+        }
         Self {
             shapes: SHAPES.iter().map(|&(r, c)| Shape::new(r, c)).collect(),
             ops: BenchOp::ALL.to_vec(),
-            kernels: KernelKind::ALL.to_vec(),
+            kernels,
             warmup: 3,
             gpu_runs: 10,
             cpu_runs: 3,
@@ -171,7 +191,9 @@ impl SuiteConfig {
     /// How many (op, shape, kernel) measurements the suite takes.
     #[must_use]
     pub fn measurements(&self) -> usize {
-        self.shapes.len() * self.ops.len() * self.kernels.len()
+        let per_shape: usize =
+            self.ops.iter().map(|&op| self.kernels.iter().filter(|k| k.measures(op)).count()).sum();
+        self.shapes.len() * per_shape
     }
 }
 
@@ -319,9 +341,9 @@ impl Workload {
                 };
                 baseline.record(ctx, encoder, self.op, shape, &buffers)
             }
-            KernelKind::Cpu | KernelKind::CpuReference => Err(Error::InvalidOption {
+            KernelKind::Cpu | KernelKind::CpuReference | KernelKind::Burn => Err(Error::InvalidOption {
                 option: "kernel",
-                problem: "a CPU kernel has nothing to record".into(),
+                problem: "only this crate's GPU kernels record into an encoder".into(),
             }),
         }
     }
@@ -370,7 +392,7 @@ impl Workload {
             (KernelKind::CpuReference, BenchOp::SoftmaxBackward) => {
                 (narrow(reference::softmax_backward(&self.y, &self.dy, shape)?), None)
             }
-            (KernelKind::Fused | KernelKind::Unfused, _) => {
+            (KernelKind::Fused | KernelKind::Unfused | KernelKind::Burn, _) => {
                 return Err(Error::InvalidOption { option: "kernel", problem: "not a CPU kernel".into() });
             }
         })
@@ -450,6 +472,15 @@ impl<'a> Bench<'a> {
         warmup: usize,
         runs: usize,
     ) -> Result<Vec<f64>> {
+        if kernel == KernelKind::Burn {
+            #[cfg(feature = "burn")]
+            return burn::time(workload, warmup, runs);
+            #[cfg(not(feature = "burn"))]
+            return Err(Error::InvalidOption {
+                option: "kernel",
+                problem: "this build has no Burn baseline; build with --features burn".into(),
+            });
+        }
         if !kernel.on_gpu() {
             return (0..runs).map(|_| workload.run_cpu(kernel)).collect();
         }
@@ -512,13 +543,39 @@ pub fn run_suite(
         copy_gbps,
         exp_copy_gbps,
         records: Vec::new(),
+        strategies: Vec::new(),
     };
+    let tuning = ctx.with_autotune(true);
+    for &shape in &config.shapes {
+        let choices = [
+            (OpFamily::Softmax, Softmax::new().plan(ctx, shape)?, Softmax::new().plan(&tuning, shape)?),
+            (
+                OpFamily::CrossEntropy,
+                CrossEntropy::new().plan(ctx, shape)?,
+                CrossEntropy::new().plan(&tuning, shape)?,
+            ),
+            (
+                OpFamily::SoftmaxBackward,
+                SoftmaxBackward::new().plan(ctx, shape)?,
+                SoftmaxBackward::new().plan(&tuning, shape)?,
+            ),
+        ];
+        for (family, heuristic, tuned) in choices {
+            report.strategies.push(StrategyChoice {
+                family,
+                rows: shape.rows,
+                cols: shape.cols,
+                heuristic: heuristic.strategy,
+                tuned: tuned.strategy,
+            });
+        }
+    }
     let total = config.measurements();
     let mut done = 0;
     for &shape in &config.shapes {
         for &op in &config.ops {
             let mut workload = Workload::new(op, shape, config.seed);
-            for &kernel in &config.kernels {
+            for &kernel in config.kernels.iter().filter(|k| k.measures(op)) {
                 let runs = if kernel.on_gpu() { config.gpu_runs } else { config.cpu_runs };
                 let times = bench.time(&mut workload, kernel, config.warmup, runs)?;
                 report.records.push(Record::new(op, kernel, shape, median(&times), copy_gbps));

@@ -42,6 +42,21 @@ impl Record {
     }
 }
 
+/// The strategy the planner's heuristics pick for a shape, and the one autotuning picks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrategyChoice {
+    /// The kernel family.
+    pub family: crate::tune::OpFamily,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// The heuristics' choice.
+    pub heuristic: crate::plan::Strategy,
+    /// Autotuning's choice.
+    pub tuned: crate::plan::Strategy,
+}
+
 /// A suite's results on one adapter.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
@@ -59,6 +74,8 @@ pub struct Report {
     pub exp_copy_gbps: f64,
     /// Every measurement.
     pub records: Vec<Record>,
+    /// The strategy choices per shape and kernel family.
+    pub strategies: Vec<StrategyChoice>,
 }
 
 impl Report {
@@ -83,6 +100,17 @@ impl Report {
             "adapter: {} ({}, {}); times: {}; copy kernel: {:.2} GB/s; copy applying exp: {:.2} GB/s\n\n",
             self.adapter, self.backend, self.driver, self.clock, self.copy_gbps, self.exp_copy_gbps
         );
+        if !self.strategies.is_empty() {
+            out.push_str("| family | shape | heuristic strategy | autotuned strategy |\n|---|---|---|---|\n");
+            for c in &self.strategies {
+                let _ = writeln!(
+                    out,
+                    "| {:?} | {}x{} | {:?} | {:?} |",
+                    c.family, c.rows, c.cols, c.heuristic, c.tuned
+                );
+            }
+            out.push('\n');
+        }
         out.push_str("| op | shape | kernel | median ms | GB/s | % of copy | fused is x faster |\n");
         out.push_str("|---|---|---|---:|---:|---:|---:|\n");
         for r in &self.records {
