@@ -46,18 +46,27 @@ fn normalized(x: f32, stats: RowStats) -> f32 {
     return exp((x - stats.max) - log(stats.sum));
 }
 
-fn row_stats_strided(row_start: u32, first: u32, stride: u32) -> RowStats {
+// Statistics of columns first, first + stride, ... below end of the row at row_start.
+fn row_stats_range(row_start: u32, first: u32, end: u32, stride: u32) -> RowStats {
     var stats = row_stats_empty();
-    for (var c = first; c < params.cols; c += stride) {
+    for (var c = first; c < end; c += stride) {
         stats = row_stats_push(stats, input[row_start + c]);
     }
     return stats;
 }
 
-fn write_row_strided(row_start: u32, first: u32, stride: u32, stats: RowStats) {
-    for (var c = first; c < params.cols; c += stride) {
+fn row_stats_strided(row_start: u32, first: u32, stride: u32) -> RowStats {
+    return row_stats_range(row_start, first, params.cols, stride);
+}
+
+fn write_row_range(row_start: u32, first: u32, end: u32, stride: u32, stats: RowStats) {
+    for (var c = first; c < end; c += stride) {
         output[row_start + c] = normalized(input[row_start + c], stats);
     }
+}
+
+fn write_row_strided(row_start: u32, first: u32, stride: u32, stats: RowStats) {
+    write_row_range(row_start, first, params.cols, stride, stats);
 }
 
 // Strategy: one invocation per row. Best for narrow rows, where a row is a few loads.
@@ -95,7 +104,14 @@ fn softmax_workgroup_per_row(
         return;
     }
     let row_start = row * params.cols;
-    partial_stats[local] = row_stats_strided(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE);
+    let stats = workgroup_stats(local, row_stats_strided(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE));
+    write_row_strided(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE, stats);
+}
+
+// The whole workgroup's statistics from each invocation's: a tree in shared memory. Call
+// in uniform control flow.
+fn workgroup_stats(local: u32, own: RowStats) -> RowStats {
+    partial_stats[local] = own;
     workgroupBarrier();
     for (var width = WORKGROUP_PER_ROW_GROUP_SIZE / 2u; width > 0u; width /= 2u) {
         if (local < width) {
@@ -103,6 +119,8 @@ fn softmax_workgroup_per_row(
         }
         workgroupBarrier();
     }
-    let stats = partial_stats[0];
-    write_row_strided(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE, stats);
+    let total = partial_stats[0];
+    // Nobody overwrites the tree's root before everyone has read it.
+    workgroupBarrier();
+    return total;
 }

@@ -23,8 +23,9 @@ pub use ops::cross_entropy::{
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
 pub use plan::{
-    Chunk, DeviceCaps, LLVMPIPE_LOOP_ITERATIONS, Plan, Strategy, check_binding_fits, choose_strategy,
-    loop_iterations, plan, rows_per_chunk, rows_per_group, spread_grid,
+    Chunk, DeviceCaps, LLVMPIPE_LOOP_ITERATIONS, Plan, SPLIT_SEGMENT_COLS, Strategy, check_binding_fits,
+    choose_strategy, loop_iterations, plan, prefers_split_rows, rows_per_chunk, rows_per_group,
+    split_segments, spread_grid,
 };
 pub use shape::Shape;
 pub use tune::{OpFamily, TuneKey};

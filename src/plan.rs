@@ -17,10 +17,25 @@ pub enum Strategy {
     /// One workgroup of 256 invocations per row, reduced in shared memory. Runs on every
     /// adapter; best for wide rows.
     WorkgroupPerRow,
+    /// Each row split across workgroups of 256 invocations, one per segment of
+    /// [`SPLIT_SEGMENT_COLS`] columns: a statistics pass, then a write pass. For a few rows
+    /// so wide that one workgroup per row would leave a GPU idle. Softmax and log-softmax
+    /// only; not in [`Strategy::ALL`].
+    SplitRow,
+}
+
+/// Columns per segment of [`Strategy::SplitRow`] (as `SEGMENT_COLS` in the WGSL).
+pub const SPLIT_SEGMENT_COLS: usize = 4096;
+
+/// How many segments [`Strategy::SplitRow`] cuts a row of `cols` into.
+#[must_use]
+pub const fn split_segments(cols: usize) -> usize {
+    cols.div_ceil(SPLIT_SEGMENT_COLS)
 }
 
 impl Strategy {
-    /// Every strategy, in a fixed order.
+    /// Every strategy that every op has, in a fixed order ([`Strategy::SplitRow`] is the
+    /// softmax's alone).
     pub const ALL: [Self; 3] = [Self::ThreadPerRow, Self::SubgroupPerRow, Self::WorkgroupPerRow];
 
     /// Invocations in one workgroup of this strategy's kernel (fixed in the WGSL).
@@ -28,7 +43,7 @@ impl Strategy {
     pub const fn workgroup_size(self) -> u32 {
         match self {
             Self::ThreadPerRow | Self::SubgroupPerRow => 64,
-            Self::WorkgroupPerRow => 256,
+            Self::WorkgroupPerRow | Self::SplitRow => 256,
         }
     }
 }
@@ -133,7 +148,7 @@ pub fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
 pub fn rows_per_group(caps: &DeviceCaps, strategy: Strategy) -> u32 {
     match strategy {
         Strategy::ThreadPerRow => Strategy::ThreadPerRow.workgroup_size(),
-        Strategy::WorkgroupPerRow => 1,
+        Strategy::WorkgroupPerRow | Strategy::SplitRow => 1,
         // One row per subgroup of the smallest size the adapter may use. A larger
         // subgroup just takes several of the workgroup's rows in turn.
         Strategy::SubgroupPerRow => {
@@ -153,6 +168,12 @@ pub fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u6
             // Each tree reduction adds log2(256) = 8 iterations; the cross-entropy has two.
             cols.div_ceil(u64::from(Strategy::WorkgroupPerRow.workgroup_size())).saturating_mul(2) + 16
         }
+        Strategy::SplitRow => {
+            // A segment's share and a tree; then a share of the row's segment statistics,
+            // a tree, and the segment's share again.
+            let segment = (SPLIT_SEGMENT_COLS as u64).div_ceil(256) + 8;
+            segment + cols.div_ceil(SPLIT_SEGMENT_COLS as u64).div_ceil(256) + 8
+        }
         Strategy::SubgroupPerRow => {
             let group = Strategy::SubgroupPerRow.workgroup_size();
             let lanes = caps.subgroup_min_size.clamp(1, group);
@@ -161,6 +182,14 @@ pub fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u6
             rows_each.saturating_mul(cols.div_ceil(u64::from(lanes)).saturating_mul(2) + 1)
         }
     }
+}
+
+/// Whether a softmax of `shape` should split its rows across workgroups: on a GPU, when
+/// the rows are too few to occupy it and each is many segments wide. (On a CPU adapter
+/// the few rows already occupy its cores.)
+#[must_use]
+pub fn prefers_split_rows(caps: &DeviceCaps, shape: Shape) -> bool {
+    !caps.is_cpu && shape.rows < 256 && split_segments(shape.cols) >= 8
 }
 
 /// Why `strategy` cannot run rows of `shape` on this device, or `None` if it can.
@@ -200,11 +229,13 @@ pub fn plan(caps: &DeviceCaps, shape: Shape, forced: Option<Strategy>, row_bytes
     if !shape.is_empty() {
         // A chunk is also at most one grid: max_dim x max_dim workgroups.
         let max_dim = u64::from(caps.max_workgroups_per_dimension.max(1));
-        let grid_rows = max_dim * max_dim * u64::from(rows_per_group);
+        // Workgroups a row takes: a fraction of one, or a split row's segments.
+        let segments = if strategy == Strategy::SplitRow { split_segments(shape.cols) as u64 } else { 1 };
+        let grid_rows = max_dim * max_dim * u64::from(rows_per_group) / segments;
         let rows_per_chunk = rows_per_chunk(shape.rows, row_bytes, caps, grid_rows)?;
         for first_row in (0..shape.rows).step_by(rows_per_chunk) {
             let rows = rows_per_chunk.min(shape.rows - first_row);
-            let groups = u64::try_from(rows.div_ceil(rows_per_group as usize)).unwrap_or(u64::MAX);
+            let groups = u64::try_from(rows.div_ceil(rows_per_group as usize)).unwrap_or(u64::MAX) * segments;
             let grid = spread_grid(groups, caps.max_workgroups_per_dimension)?;
             chunks.push(Chunk { first_row, rows, grid });
         }
@@ -411,6 +442,18 @@ mod tests {
         // And 10,000 bytes cannot hold 64 such rows: refused, not misaligned.
         let tiny = DeviceCaps { max_storage_binding_bytes: 10_000, ..caps };
         assert!(plan(&tiny, Shape::new(1000, 100), None, &[400, 4]).is_err());
+    }
+
+    #[test]
+    fn split_rows_take_one_workgroup_per_segment_and_only_few_wide_rows_on_a_gpu() {
+        let p = plan(&gpu_caps(), Shape::new(8, 262_144), Some(Strategy::SplitRow), &[4 * 262_144]).unwrap();
+        assert_eq!(p.chunks[0].grid, [8 * 64, 1]);
+        assert!(prefers_split_rows(&gpu_caps(), Shape::new(8, 262_144)));
+        assert!(!prefers_split_rows(&gpu_caps(), Shape::new(4096, 262_144)));
+        assert!(!prefers_split_rows(&gpu_caps(), Shape::new(8, 1000)));
+        assert!(!prefers_split_rows(&lavapipe_caps(), Shape::new(8, 262_144)));
+        // A split row needs few loop iterations, whatever the width.
+        assert!(loop_iterations(&lavapipe_caps(), Strategy::SplitRow, 1 << 24) < LLVMPIPE_LOOP_ITERATIONS);
     }
 
     #[test]

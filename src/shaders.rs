@@ -7,6 +7,7 @@
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
 const SOFTMAX_SUBGROUP: &str = include_str!("../shaders/softmax_subgroup.wgsl");
+const SOFTMAX_SPLIT: &str = include_str!("../shaders/softmax_split.wgsl");
 const SOFTMAX_BACKWARD: &str = include_str!("../shaders/softmax_backward.wgsl");
 const SOFTMAX_BACKWARD_SUBGROUP: &str = include_str!("../shaders/softmax_backward_subgroup.wgsl");
 const CROSS_ENTROPY_TARGETS: &str = include_str!("../shaders/cross_entropy_targets.wgsl");
@@ -21,6 +22,8 @@ pub(crate) enum BindingLayout {
     Unary,
     /// Uniform parameters, two read-only inputs, a writable output.
     Binary,
+    /// Uniform parameters, a read-only input, a writable output, writable scratch.
+    UnaryWithScratch,
     /// Parameters, logits (writable, for the in-place gradient), targets, weight, scale,
     /// gradient, row losses, argmax, status.
     CrossEntropy,
@@ -37,6 +40,7 @@ impl BindingLayout {
         match self {
             Self::Unary => &[UNIFORM, READ, WRITE],
             Self::Binary => &[UNIFORM, READ, READ, WRITE],
+            Self::UnaryWithScratch => &[UNIFORM, READ, WRITE, WRITE],
             Self::CrossEntropy => &[UNIFORM, WRITE, READ, READ, WRITE, WRITE, WRITE, WRITE, WRITE],
             Self::CrossEntropyReduce => &[UNIFORM, READ, READ, READ, WRITE, WRITE],
         }
@@ -51,6 +55,8 @@ pub enum Shader {
     /// Softmax and log-softmax: all of the above plus the subgroup-per-row strategy.
     /// Compiles only on devices with `Features::SUBGROUP`.
     SoftmaxSubgroup,
+    /// Softmax and log-softmax with each row split across workgroups.
+    SoftmaxSplit,
     /// Backward of softmax and log-softmax: thread-per-row and workgroup-per-row.
     SoftmaxBackward,
     /// Backward of softmax and log-softmax, plus the subgroup-per-row strategy.
@@ -65,9 +71,10 @@ pub enum Shader {
 
 impl Shader {
     /// Every module, in a fixed order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Softmax,
         Self::SoftmaxSubgroup,
+        Self::SoftmaxSplit,
         Self::SoftmaxBackward,
         Self::SoftmaxBackwardSubgroup,
         Self::CrossEntropy,
@@ -87,6 +94,7 @@ impl Shader {
         match self {
             Self::Softmax => &[COMMON, SOFTMAX],
             Self::SoftmaxSubgroup => &[COMMON, SOFTMAX, SOFTMAX_SUBGROUP],
+            Self::SoftmaxSplit => &[COMMON, SOFTMAX, SOFTMAX_SPLIT],
             Self::SoftmaxBackward => &[COMMON, SOFTMAX_BACKWARD],
             Self::SoftmaxBackwardSubgroup => &[COMMON, SOFTMAX_BACKWARD, SOFTMAX_BACKWARD_SUBGROUP],
             Self::CrossEntropy => &[COMMON, CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
@@ -106,6 +114,7 @@ impl Shader {
     pub(crate) const fn layout(self) -> BindingLayout {
         match self {
             Self::Softmax | Self::SoftmaxSubgroup => BindingLayout::Unary,
+            Self::SoftmaxSplit => BindingLayout::UnaryWithScratch,
             Self::SoftmaxBackward | Self::SoftmaxBackwardSubgroup => BindingLayout::Binary,
             Self::CrossEntropy | Self::CrossEntropySubgroup => BindingLayout::CrossEntropy,
             Self::CrossEntropyReduce => BindingLayout::CrossEntropyReduce,
@@ -120,6 +129,12 @@ impl Shader {
             Self::SoftmaxSubgroup => {
                 &["softmax_thread_per_row", "softmax_workgroup_per_row", "softmax_subgroup_per_row"]
             }
+            Self::SoftmaxSplit => &[
+                "softmax_thread_per_row",
+                "softmax_workgroup_per_row",
+                "softmax_split_stats",
+                "softmax_split_write",
+            ],
             Self::SoftmaxBackward => {
                 &["softmax_backward_thread_per_row", "softmax_backward_workgroup_per_row"]
             }
@@ -162,7 +177,7 @@ impl Shader {
         const FUSED_SUBGROUP: [(&str, &[u32]); 7] =
             [FUSED[0], FUSED[1], FUSED[2], FUSED[3], FUSED[4], FUSED[5], ROWS];
         match self {
-            Self::Softmax | Self::SoftmaxBackward => &[LOG],
+            Self::Softmax | Self::SoftmaxSplit | Self::SoftmaxBackward => &[LOG],
             Self::SoftmaxSubgroup | Self::SoftmaxBackwardSubgroup => &[LOG, ROWS],
             Self::CrossEntropy => &FUSED,
             Self::CrossEntropySubgroup => &FUSED_SUBGROUP,
@@ -176,6 +191,7 @@ impl Shader {
         match self {
             Self::Softmax => "wgpu-softmax: softmax",
             Self::SoftmaxSubgroup => "wgpu-softmax: softmax (subgroups)",
+            Self::SoftmaxSplit => "wgpu-softmax: softmax (rows split)",
             Self::SoftmaxBackward => "wgpu-softmax: softmax backward",
             Self::SoftmaxBackwardSubgroup => "wgpu-softmax: softmax backward (subgroups)",
             Self::CrossEntropy => "wgpu-softmax: cross-entropy",

@@ -56,6 +56,12 @@ fn softmax_and_backward_split_over_bindings_and_buffers() {
         let shape = Shape::new(rows, cols);
         let x = rng.logits(rows * cols, 5.0);
         let dy = rng.logits(rows * cols, 1.0);
+        for op in [Softmax::new().strategy(Strategy::SplitRow), Softmax::log().strategy(Strategy::SplitRow)] {
+            let got = op.run(ctx, &x, shape).unwrap();
+            let (want, tolerance) = common::expected(op, &x, shape);
+            let c = compare(&got, &want, tolerance);
+            assert!(c.passed(), "{op:?} {shape}: {c}");
+        }
         for strategy in strategies(ctx) {
             let plan = Softmax::new().strategy(strategy).plan(ctx, shape).unwrap();
             assert!(plan.chunks.len() > 1, "{shape} should need several bindings");

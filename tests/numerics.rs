@@ -10,9 +10,14 @@ use wgpu_softmax::{Shape, Softmax, Strategy};
 
 const INF: f32 = f32::INFINITY;
 
-/// The strategies this adapter runs (the subgroup one only where it has subgroups).
+/// The softmax strategies this adapter runs (the subgroup one only where it has
+/// subgroups; the row split everywhere).
 fn strategies() -> Vec<Strategy> {
-    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx().caps().subgroups).collect()
+    Strategy::ALL
+        .into_iter()
+        .filter(|&s| s != Strategy::SubgroupPerRow || ctx().caps().subgroups)
+        .chain([Strategy::SplitRow])
+        .collect()
 }
 
 fn gpu(op: Softmax, input: &[f32], shape: Shape) -> Vec<f32> {

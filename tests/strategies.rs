@@ -74,6 +74,21 @@ fn workgroup_per_row_matches_reference() {
 }
 
 #[test]
+fn split_row_matches_reference() {
+    check_strategy(Strategy::SplitRow, 0x5EED_0005);
+}
+
+#[test]
+fn the_split_row_is_refused_by_the_ops_without_it() {
+    let shape = Shape::new(2, 8);
+    let err =
+        wgpu_softmax::SoftmaxBackward::new().strategy(Strategy::SplitRow).plan(ctx(), shape).unwrap_err();
+    assert!(matches!(err, Error::StrategyUnavailable { strategy: Strategy::SplitRow, .. }), "{err}");
+    let err = wgpu_softmax::CrossEntropy::new().strategy(Strategy::SplitRow).plan(ctx(), shape).unwrap_err();
+    assert!(matches!(err, Error::StrategyUnavailable { strategy: Strategy::SplitRow, .. }), "{err}");
+}
+
+#[test]
 fn subgroup_per_row_matches_reference_or_is_refused() {
     let ctx = ctx();
     if ctx.caps().subgroups {

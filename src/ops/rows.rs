@@ -19,22 +19,23 @@ struct RowParams {
     padding: u32,
 }
 
-/// Records `kernel` over every chunk of `plan`: binding 0 the chunk's parameters, then
-/// each of `buffers` (row-major `shape` f32 matrices: the inputs, then the output) bound
-/// at the chunk's rows.
+/// Records `kernels`, one dispatch each in order, over every chunk of `plan`: binding 0
+/// the chunk's parameters, then each of `buffers` (row-major `shape` f32 matrices: the
+/// inputs, then the output) bound at the chunk's rows, then `scratch` whole if given.
 pub(crate) fn encode_chunks(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    kernel: &KernelKey,
+    kernels: &[KernelKey],
     label: &str,
-    buffers: &[&wgpu::Buffer],
+    (buffers, scratch): (&[&wgpu::Buffer], Option<&wgpu::Buffer>),
     shape: Shape,
     plan: &Plan,
 ) -> Result<()> {
+    let Some(first) = kernels.first() else { return Ok(()) };
     if plan.chunks.is_empty() {
         return Ok(());
     }
-    let pipeline = ctx.pipeline(kernel)?;
+    let pipelines = kernels.iter().map(|k| ctx.pipeline(k)).collect::<Result<Vec<_>>>()?;
     let row_bytes = Shape::new(shape.cols, 1).byte_len()?;
     for chunk in &plan.chunks {
         // Resource creation runs in error scopes: on a caller's device, wgpu's default
@@ -53,9 +54,12 @@ pub(crate) fn encode_chunks(
             let size = NonZeroU64::new(row_bytes * chunk.rows as u64);
             let mut bindings = vec![params.as_entire_buffer_binding()];
             bindings.extend(buffers.iter().map(|&buffer| wgpu::BufferBinding { buffer, offset, size }));
-            Ok(ctx.bind_buffers(kernel.shader.layout(), &bindings))
+            bindings.extend(scratch.map(wgpu::Buffer::as_entire_buffer_binding));
+            Ok(ctx.bind_buffers(first.shader.layout(), &bindings))
         })?;
-        Context::dispatch(encoder, label, &pipeline, &bind_group, chunk.grid);
+        for pipeline in &pipelines {
+            Context::dispatch(encoder, label, pipeline, &bind_group, chunk.grid);
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::check::SeededRng;
 use crate::context::{Context, KernelKey};
 use crate::error::Result;
 use crate::ops::{rows, validate};
-use crate::plan::{Plan, Strategy, plan};
+use crate::plan::{Plan, Strategy, plan, prefers_split_rows, split_segments};
 use crate::shaders::Shader;
 use crate::shape::Shape;
 use crate::tune::{self, OpFamily, TuneKey};
@@ -76,16 +76,26 @@ impl Softmax {
         let row_bytes = [Shape::new(shape.cols, 1).byte_len()?];
         let strategy = match self.strategy {
             None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
+            None if prefers_split_rows(ctx.caps(), shape) => Some(Strategy::SplitRow),
             forced => forced,
         };
-        plan(ctx.caps(), shape, strategy, &row_bytes)
+        match (strategy, plan(ctx.caps(), shape, strategy, &row_bytes)) {
+            // Rows too wide for any per-row strategy on this driver still split.
+            (None, Err(crate::Error::StrategyUnavailable { .. })) => {
+                plan(ctx.caps(), shape, Some(Strategy::SplitRow), &row_bytes)
+            }
+            (_, planned) => planned,
+        }
     }
 
     /// The autotuned strategy for `shape`'s bucket: each strategy the device can run,
     /// timed on a sample of random rows.
     fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
         let sample = tune::sample_shape(shape);
-        let candidates = tune::candidates(ctx, shape, row_bytes);
+        let mut candidates = tune::candidates(ctx, shape, row_bytes);
+        if plan(ctx.caps(), shape, Some(Strategy::SplitRow), row_bytes).is_ok() {
+            candidates.push(Strategy::SplitRow);
+        }
         let input = ctx.upload(&SeededRng::new(0x7E57).logits(sample.len()?, 8.0))?;
         let output = ctx.storage_buffer(sample.len()?)?;
         let key = TuneKey::new(OpFamily::Softmax, shape);
@@ -123,7 +133,21 @@ impl Softmax {
             return Ok(plan);
         }
         let label = if self.log { "wgpu-softmax: log_softmax" } else { "wgpu-softmax: softmax" };
-        rows::encode_chunks(ctx, encoder, &self.kernel(&plan), label, &[input, output], shape, &plan)?;
+        // A split row keeps each segment's statistics between its two passes.
+        let largest_chunk = plan.chunks.iter().map(|c| c.rows).max().unwrap_or(0);
+        let segment_stats = (plan.strategy == Strategy::SplitRow)
+            .then(|| ctx.storage_buffer(3 * largest_chunk * split_segments(shape.cols)))
+            .transpose()?;
+        let kernels = self.kernels(&plan);
+        rows::encode_chunks(
+            ctx,
+            encoder,
+            &kernels,
+            label,
+            (&[input, output], segment_stats.as_ref()),
+            shape,
+            &plan,
+        )?;
         Ok(plan)
     }
 
@@ -144,9 +168,12 @@ impl Softmax {
         })
     }
 
-    fn kernel(&self, plan: &Plan) -> KernelKey {
+    fn kernels(&self, plan: &Plan) -> Vec<KernelKey> {
         let log = ("LOG_SOFTMAX", u32::from(self.log));
-        match plan.strategy {
+        let split =
+            |entry_point| KernelKey { shader: Shader::SoftmaxSplit, entry_point, constants: vec![log] };
+        vec![match plan.strategy {
+            Strategy::SplitRow => return vec![split("softmax_split_stats"), split("softmax_split_write")],
             Strategy::ThreadPerRow => KernelKey {
                 shader: Shader::Softmax,
                 entry_point: "softmax_thread_per_row",
@@ -162,7 +189,7 @@ impl Softmax {
                 entry_point: "softmax_subgroup_per_row",
                 constants: vec![log, ("ROWS_PER_GROUP", plan.rows_per_group)],
             },
-        }
+        }]
     }
 }
 

@@ -55,6 +55,12 @@ impl SoftmaxBackward {
     ///
     /// As [`plan`].
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
+        if self.strategy == Some(Strategy::SplitRow) {
+            return Err(crate::error::Error::StrategyUnavailable {
+                strategy: Strategy::SplitRow,
+                reason: "the row split is implemented for softmax and log-softmax only",
+            });
+        }
         let row_bytes = [Shape::new(shape.cols, 1).byte_len()?];
         let strategy = match self.strategy {
             None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
@@ -117,6 +123,12 @@ impl SoftmaxBackward {
                 entry_point: "softmax_backward_workgroup_per_row",
                 constants: vec![log],
             },
+            Strategy::SplitRow => {
+                return Err(crate::error::Error::StrategyUnavailable {
+                    strategy: Strategy::SplitRow,
+                    reason: "the row split is implemented for softmax and log-softmax only",
+                });
+            }
             Strategy::SubgroupPerRow => KernelKey {
                 shader: Shader::SoftmaxBackwardSubgroup,
                 entry_point: "softmax_backward_subgroup_per_row",
@@ -125,7 +137,7 @@ impl SoftmaxBackward {
         };
         let label =
             if self.log { "wgpu-softmax: log_softmax_backward" } else { "wgpu-softmax: softmax_backward" };
-        rows::encode_chunks(ctx, encoder, &key, label, &[y, dy, dx], shape, &plan)?;
+        rows::encode_chunks(ctx, encoder, &[key], label, (&[y, dy, dx], None), shape, &plan)?;
         Ok(plan)
     }
 

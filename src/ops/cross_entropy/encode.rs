@@ -87,6 +87,12 @@ impl CrossEntropy {
         let (shader, entry_point) = match plan.strategy {
             Strategy::ThreadPerRow => (Shader::CrossEntropy, "cross_entropy_thread_per_row"),
             Strategy::WorkgroupPerRow => (Shader::CrossEntropy, "cross_entropy_workgroup_per_row"),
+            Strategy::SplitRow => {
+                return Err(Error::StrategyUnavailable {
+                    strategy: Strategy::SplitRow,
+                    reason: "the row split is implemented for softmax and log-softmax only",
+                });
+            }
             Strategy::SubgroupPerRow => {
                 main_constants.push(("ROWS_PER_GROUP", plan.rows_per_group));
                 (Shader::CrossEntropySubgroup, "cross_entropy_subgroup_per_row")

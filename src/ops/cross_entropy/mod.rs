@@ -370,6 +370,12 @@ impl CrossEntropy {
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
         // Per row: the logits (and gradient, probability targets) and one word each of the
         // class targets, losses, argmax and upstream gradient.
+        if self.strategy == Some(Strategy::SplitRow) {
+            return Err(Error::StrategyUnavailable {
+                strategy: Strategy::SplitRow,
+                reason: "the row split is implemented for softmax and log-softmax only",
+            });
+        }
         let row_bytes = [Shape::new(shape.cols, 1).byte_len()?, 4];
         let strategy = match self.strategy {
             None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
