@@ -31,10 +31,14 @@ const SHAPES: [(usize, usize); 18] = [
 ];
 
 fn check_strategy(strategy: Strategy, seed: u64) {
+    check_shapes(strategy, seed, &SHAPES);
+}
+
+fn check_shapes(strategy: Strategy, seed: u64, shapes: &[(usize, usize)]) {
     let ctx = ctx();
     let mut rng = rng(seed);
     let mut checked = 0;
-    for (rows, cols) in SHAPES {
+    for &(rows, cols) in shapes {
         let shape = Shape::new(rows, cols);
         let input = rng.logits(rows * cols, 12.0);
         for op in both_ops(strategy) {
@@ -46,7 +50,7 @@ fn check_strategy(strategy: Strategy, seed: u64) {
             checked += 1;
         }
     }
-    assert!(checked >= 2 * (SHAPES.len() - 2), "only {checked} shape checks ran");
+    assert!(checked >= 2 * (shapes.len() - 2), "only {checked} shape checks ran");
 }
 
 /// On a driver that stops long loops silently, a strategy whose invocations would loop
@@ -75,7 +79,12 @@ fn workgroup_per_row_matches_reference() {
 
 #[test]
 fn split_row_matches_reference() {
-    check_strategy(Strategy::SplitRow, 0x5EED_0005);
+    // All but the 70,000-row shape: 140,000 workgroups of 256 in one submission hold
+    // wgpu's GL context for longer than the 6 s after which other threads' wgpu calls
+    // panic. Grids past 65,535 workgroups are covered for this strategy by the
+    // small-limits device in tests/limits.rs.
+    let shapes: Vec<(usize, usize)> = SHAPES.into_iter().filter(|&(rows, _)| rows < 65_536).collect();
+    check_shapes(Strategy::SplitRow, 0x5EED_0005, &shapes);
 }
 
 #[test]
