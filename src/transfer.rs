@@ -86,7 +86,7 @@ impl Context {
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::from_wgpu(&error));
         }
-        self.wait_for(Some(index))
+        self.wait_for(Some(&index))
     }
 
     /// Reads the first `len` f32 of `buffer` back to the host: records a copy, submits it,
@@ -233,7 +233,7 @@ impl Context {
     }
 
     /// Waits for a submission (or all of them), bounded by the context's timeout.
-    fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+    fn wait_for(&self, submission: Option<&wgpu::SubmissionIndex>) -> Result<()> {
         // Wait in short slices up to the timeout: on GL, a wait holds the one context lock,
         // and wgpu panics in any other thread that cannot take it within a few seconds.
         let deadline = Instant::now() + self.timeout();
@@ -241,7 +241,7 @@ impl Context {
             let slice = deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE);
             match self
                 .device()
-                .poll(wgpu::PollType::Wait { submission_index: submission.clone(), timeout: Some(slice) })
+                .poll(wgpu::PollType::Wait { submission_index: submission.cloned(), timeout: Some(slice) })
             {
                 Ok(_) => break Ok(()),
                 Err(wgpu::PollError::Timeout) if Instant::now() < deadline => {}
