@@ -7,6 +7,8 @@
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
 const SOFTMAX_SUBGROUP: &str = include_str!("../shaders/softmax_subgroup.wgsl");
+const SOFTMAX_VEC4: &str = include_str!("../shaders/softmax_vec4.wgsl");
+const SOFTMAX_SUBGROUP_VEC4: &str = include_str!("../shaders/softmax_subgroup_vec4.wgsl");
 const SOFTMAX_SPLIT: &str = include_str!("../shaders/softmax_split.wgsl");
 const SOFTMAX_BACKWARD: &str = include_str!("../shaders/softmax_backward.wgsl");
 const SOFTMAX_BACKWARD_SUBGROUP: &str = include_str!("../shaders/softmax_backward_subgroup.wgsl");
@@ -55,6 +57,11 @@ pub enum Shader {
     /// Softmax and log-softmax: all of the above plus the subgroup-per-row strategy.
     /// Compiles only on devices with `Features::SUBGROUP`.
     SoftmaxSubgroup,
+    /// Softmax and log-softmax with vec4 loads (rows a multiple of 4 long): thread per
+    /// row and workgroup per row.
+    SoftmaxVec4,
+    /// The same plus subgroup per row. Compiles only with `Features::SUBGROUP`.
+    SoftmaxVec4Subgroup,
     /// Softmax and log-softmax with each row split across workgroups.
     SoftmaxSplit,
     /// Backward of softmax and log-softmax: thread-per-row and workgroup-per-row.
@@ -71,9 +78,11 @@ pub enum Shader {
 
 impl Shader {
     /// Every module, in a fixed order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::Softmax,
         Self::SoftmaxSubgroup,
+        Self::SoftmaxVec4,
+        Self::SoftmaxVec4Subgroup,
         Self::SoftmaxSplit,
         Self::SoftmaxBackward,
         Self::SoftmaxBackwardSubgroup,
@@ -94,6 +103,8 @@ impl Shader {
         match self {
             Self::Softmax => &[COMMON, SOFTMAX],
             Self::SoftmaxSubgroup => &[COMMON, SOFTMAX, SOFTMAX_SUBGROUP],
+            Self::SoftmaxVec4 => &[COMMON, SOFTMAX_VEC4],
+            Self::SoftmaxVec4Subgroup => &[COMMON, SOFTMAX_VEC4, SOFTMAX_SUBGROUP_VEC4],
             Self::SoftmaxSplit => &[COMMON, SOFTMAX, SOFTMAX_SPLIT],
             Self::SoftmaxBackward => &[COMMON, SOFTMAX_BACKWARD],
             Self::SoftmaxBackwardSubgroup => &[COMMON, SOFTMAX_BACKWARD, SOFTMAX_BACKWARD_SUBGROUP],
@@ -108,12 +119,20 @@ impl Shader {
     /// Whether the module uses subgroup operations (`Features::SUBGROUP`).
     #[must_use]
     pub const fn needs_subgroups(self) -> bool {
-        matches!(self, Self::SoftmaxSubgroup | Self::SoftmaxBackwardSubgroup | Self::CrossEntropySubgroup)
+        matches!(
+            self,
+            Self::SoftmaxSubgroup
+                | Self::SoftmaxVec4Subgroup
+                | Self::SoftmaxBackwardSubgroup
+                | Self::CrossEntropySubgroup
+        )
     }
 
     pub(crate) const fn layout(self) -> BindingLayout {
         match self {
-            Self::Softmax | Self::SoftmaxSubgroup => BindingLayout::Unary,
+            Self::Softmax | Self::SoftmaxSubgroup | Self::SoftmaxVec4 | Self::SoftmaxVec4Subgroup => {
+                BindingLayout::Unary
+            }
             Self::SoftmaxSplit => BindingLayout::UnaryWithScratch,
             Self::SoftmaxBackward | Self::SoftmaxBackwardSubgroup => BindingLayout::Binary,
             Self::CrossEntropy | Self::CrossEntropySubgroup => BindingLayout::CrossEntropy,
@@ -129,6 +148,12 @@ impl Shader {
             Self::SoftmaxSubgroup => {
                 &["softmax_thread_per_row", "softmax_workgroup_per_row", "softmax_subgroup_per_row"]
             }
+            Self::SoftmaxVec4 => &["softmax_vec4_thread_per_row", "softmax_vec4_workgroup_per_row"],
+            Self::SoftmaxVec4Subgroup => &[
+                "softmax_vec4_thread_per_row",
+                "softmax_vec4_workgroup_per_row",
+                "softmax_vec4_subgroup_per_row",
+            ],
             Self::SoftmaxSplit => &[
                 "softmax_thread_per_row",
                 "softmax_workgroup_per_row",
@@ -177,8 +202,8 @@ impl Shader {
         const FUSED_SUBGROUP: [(&str, &[u32]); 7] =
             [FUSED[0], FUSED[1], FUSED[2], FUSED[3], FUSED[4], FUSED[5], ROWS];
         match self {
-            Self::Softmax | Self::SoftmaxSplit | Self::SoftmaxBackward => &[LOG],
-            Self::SoftmaxSubgroup | Self::SoftmaxBackwardSubgroup => &[LOG, ROWS],
+            Self::Softmax | Self::SoftmaxVec4 | Self::SoftmaxSplit | Self::SoftmaxBackward => &[LOG],
+            Self::SoftmaxSubgroup | Self::SoftmaxVec4Subgroup | Self::SoftmaxBackwardSubgroup => &[LOG, ROWS],
             Self::CrossEntropy => &FUSED,
             Self::CrossEntropySubgroup => &FUSED_SUBGROUP,
             Self::CrossEntropyReduce => &TARGETS,
@@ -191,6 +216,8 @@ impl Shader {
         match self {
             Self::Softmax => "wgpu-softmax: softmax",
             Self::SoftmaxSubgroup => "wgpu-softmax: softmax (subgroups)",
+            Self::SoftmaxVec4 => "wgpu-softmax: softmax (vec4)",
+            Self::SoftmaxVec4Subgroup => "wgpu-softmax: softmax (vec4, subgroups)",
             Self::SoftmaxSplit => "wgpu-softmax: softmax (rows split)",
             Self::SoftmaxBackward => "wgpu-softmax: softmax backward",
             Self::SoftmaxBackwardSubgroup => "wgpu-softmax: softmax backward (subgroups)",

@@ -138,7 +138,7 @@ impl Softmax {
         let segment_stats = (plan.strategy == Strategy::SplitRow)
             .then(|| ctx.storage_buffer(3 * largest_chunk * split_segments(shape.cols)))
             .transpose()?;
-        let kernels = self.kernels(&plan);
+        let kernels = self.kernels(&plan, shape.cols);
         rows::encode_chunks(
             ctx,
             encoder,
@@ -168,28 +168,40 @@ impl Softmax {
         })
     }
 
-    fn kernels(&self, plan: &Plan) -> Vec<KernelKey> {
+    /// The kernels of `plan`'s strategy: vec4 loads and stores where rows are a multiple
+    /// of 4 long (their chunks then start on 16-byte boundaries too).
+    fn kernels(&self, plan: &Plan, cols: usize) -> Vec<KernelKey> {
         let log = ("LOG_SOFTMAX", u32::from(self.log));
-        let split =
-            |entry_point| KernelKey { shader: Shader::SoftmaxSplit, entry_point, constants: vec![log] };
-        vec![match plan.strategy {
-            Strategy::SplitRow => return vec![split("softmax_split_stats"), split("softmax_split_write")],
-            Strategy::ThreadPerRow => KernelKey {
-                shader: Shader::Softmax,
-                entry_point: "softmax_thread_per_row",
-                constants: vec![log],
-            },
-            Strategy::WorkgroupPerRow => KernelKey {
-                shader: Shader::Softmax,
-                entry_point: "softmax_workgroup_per_row",
-                constants: vec![log],
-            },
-            Strategy::SubgroupPerRow => KernelKey {
-                shader: Shader::SoftmaxSubgroup,
-                entry_point: "softmax_subgroup_per_row",
-                constants: vec![log, ("ROWS_PER_GROUP", plan.rows_per_group)],
-            },
-        }]
+        let vec4 = cols.is_multiple_of(4);
+        let key = |shader, entry_point, constants| KernelKey { shader, entry_point, constants };
+        match (plan.strategy, vec4) {
+            (Strategy::SplitRow, _) => vec![
+                key(Shader::SoftmaxSplit, "softmax_split_stats", vec![log]),
+                key(Shader::SoftmaxSplit, "softmax_split_write", vec![log]),
+            ],
+            (Strategy::ThreadPerRow, false) => {
+                vec![key(Shader::Softmax, "softmax_thread_per_row", vec![log])]
+            }
+            (Strategy::ThreadPerRow, true) => {
+                vec![key(Shader::SoftmaxVec4, "softmax_vec4_thread_per_row", vec![log])]
+            }
+            (Strategy::WorkgroupPerRow, false) => {
+                vec![key(Shader::Softmax, "softmax_workgroup_per_row", vec![log])]
+            }
+            (Strategy::WorkgroupPerRow, true) => {
+                vec![key(Shader::SoftmaxVec4, "softmax_vec4_workgroup_per_row", vec![log])]
+            }
+            (Strategy::SubgroupPerRow, false) => vec![key(
+                Shader::SoftmaxSubgroup,
+                "softmax_subgroup_per_row",
+                vec![log, ("ROWS_PER_GROUP", plan.rows_per_group)],
+            )],
+            (Strategy::SubgroupPerRow, true) => vec![key(
+                Shader::SoftmaxVec4Subgroup,
+                "softmax_vec4_subgroup_per_row",
+                vec![log, ("ROWS_PER_GROUP", plan.rows_per_group)],
+            )],
+        }
     }
 }
 
