@@ -74,3 +74,32 @@ fn row_stats_merge(a: RowStats, b: RowStats) -> RowStats {
 fn row_is_undefined(stats: RowStats) -> bool {
     return stats.poisoned != 0u || stats.sum == 0.0;
 }
+
+// What the strategies share: the workgroup sizes they run with (the host's
+// Strategy::workgroup_size says the same), and the flat index of a workgroup in a grid
+// spread over y past the per-dimension limit (each module's `params` has `groups_x`).
+const THREAD_PER_ROW_GROUP_SIZE: u32 = 64u;
+const WORKGROUP_PER_ROW_GROUP_SIZE: u32 = 256u;
+
+fn flat_group_index(group: vec3<u32>) -> u32 {
+    return group.y * params.groups_x + group.x;
+}
+
+var<workgroup> partial_stats: array<RowStats, WORKGROUP_PER_ROW_GROUP_SIZE>;
+
+// The whole workgroup's row statistics from each invocation's: a tree in shared memory.
+// Call in uniform control flow.
+fn workgroup_stats(local: u32, own: RowStats) -> RowStats {
+    partial_stats[local] = own;
+    workgroupBarrier();
+    for (var width = WORKGROUP_PER_ROW_GROUP_SIZE / 2u; width > 0u; width /= 2u) {
+        if (local < width) {
+            partial_stats[local] = row_stats_merge(partial_stats[local], partial_stats[local + width]);
+        }
+        workgroupBarrier();
+    }
+    let total = partial_stats[0];
+    // Nobody overwrites the tree's root before everyone has read it.
+    workgroupBarrier();
+    return total;
+}

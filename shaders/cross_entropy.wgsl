@@ -46,10 +46,6 @@ const STATUS_FIRST_BAD_ROW: u32 = 2u;
 @group(0) @binding(7) var<storage, read_write> argmax: array<u32>;
 @group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>>;
 
-fn flat_group_index(group: vec3<u32>) -> u32 {
-    return group.y * params.groups_x + group.x;
-}
-
 fn positive_infinity() -> f32 {
     return bitcast<f32>(POSITIVE_INFINITY_BITS);
 }
@@ -291,8 +287,6 @@ fn save_target_logit(row: u32) {
 }
 
 // Strategy: one invocation per row.
-const THREAD_PER_ROW_GROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(THREAD_PER_ROW_GROUP_SIZE)
 fn cross_entropy_thread_per_row(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -310,8 +304,6 @@ fn cross_entropy_thread_per_row(
 }
 
 // Strategy: one workgroup per row, shared-memory trees for both passes.
-const WORKGROUP_PER_ROW_GROUP_SIZE: u32 = 256u;
-
 var<workgroup> partial_lanes: array<LaneStats, WORKGROUP_PER_ROW_GROUP_SIZE>;
 var<workgroup> partial_losses: array<f32, WORKGROUP_PER_ROW_GROUP_SIZE>;
 

@@ -24,10 +24,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> output: array<f32>;
 
-fn flat_group_index(group: vec3<u32>) -> u32 {
-    return group.y * params.groups_x + group.x;
-}
-
 fn normalized(x: f32, stats: RowStats) -> f32 {
     if (row_is_undefined(stats)) {
         return quiet_nan();
@@ -70,8 +66,6 @@ fn write_row_strided(row_start: u32, first: u32, stride: u32, stats: RowStats) {
 }
 
 // Strategy: one invocation per row. Best for narrow rows, where a row is a few loads.
-const THREAD_PER_ROW_GROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(THREAD_PER_ROW_GROUP_SIZE)
 fn softmax_thread_per_row(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -88,10 +82,6 @@ fn softmax_thread_per_row(
 
 // Strategy: one workgroup per row, partial statistics combined by a tree in shared memory.
 // Needs no subgroup support.
-const WORKGROUP_PER_ROW_GROUP_SIZE: u32 = 256u;
-
-var<workgroup> partial_stats: array<RowStats, WORKGROUP_PER_ROW_GROUP_SIZE>;
-
 @compute @workgroup_size(WORKGROUP_PER_ROW_GROUP_SIZE)
 fn softmax_workgroup_per_row(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -106,21 +96,4 @@ fn softmax_workgroup_per_row(
     let row_start = row * params.cols;
     let stats = workgroup_stats(local, row_stats_strided(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE));
     write_row_strided(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE, stats);
-}
-
-// The whole workgroup's statistics from each invocation's: a tree in shared memory. Call
-// in uniform control flow.
-fn workgroup_stats(local: u32, own: RowStats) -> RowStats {
-    partial_stats[local] = own;
-    workgroupBarrier();
-    for (var width = WORKGROUP_PER_ROW_GROUP_SIZE / 2u; width > 0u; width /= 2u) {
-        if (local < width) {
-            partial_stats[local] = row_stats_merge(partial_stats[local], partial_stats[local + width]);
-        }
-        workgroupBarrier();
-    }
-    let total = partial_stats[0];
-    // Nobody overwrites the tree's root before everyone has read it.
-    workgroupBarrier();
-    return total;
 }

@@ -21,10 +21,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-fn flat_group_index(group: vec3<u32>) -> u32 {
-    return group.y * params.groups_x + group.x;
-}
-
 fn reduced_term(index: u32) -> f32 {
     if (LOG_SOFTMAX) {
         return dy[index];
@@ -58,8 +54,6 @@ fn write_row(row_start: u32, first: u32, stride: u32, r: f32) {
 }
 
 // Strategy: one invocation per row.
-const THREAD_PER_ROW_GROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(THREAD_PER_ROW_GROUP_SIZE)
 fn softmax_backward_thread_per_row(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -74,8 +68,6 @@ fn softmax_backward_thread_per_row(
 }
 
 // Strategy: one workgroup per row, partial sums combined by a tree in shared memory.
-const WORKGROUP_PER_ROW_GROUP_SIZE: u32 = 256u;
-
 var<workgroup> partial_sums: array<f32, WORKGROUP_PER_ROW_GROUP_SIZE>;
 
 @compute @workgroup_size(WORKGROUP_PER_ROW_GROUP_SIZE)

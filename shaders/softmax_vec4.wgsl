@@ -17,10 +17,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> output: array<vec4<f32>>;
 
-fn flat_group_index(group: vec3<u32>) -> u32 {
-    return group.y * params.groups_x + group.x;
-}
-
 // vec4s per row.
 fn quads() -> u32 {
     return params.cols / 4u;
@@ -64,8 +60,6 @@ fn write_quads(row_start: u32, first: u32, stride: u32, stats: RowStats) {
     }
 }
 
-const THREAD_PER_ROW_GROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(THREAD_PER_ROW_GROUP_SIZE)
 fn softmax_vec4_thread_per_row(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -79,10 +73,6 @@ fn softmax_vec4_thread_per_row(
     write_quads(row_start, 0u, 1u, row_stats_quads(row_start, 0u, 1u));
 }
 
-const WORKGROUP_PER_ROW_GROUP_SIZE: u32 = 256u;
-
-var<workgroup> partial_stats: array<RowStats, WORKGROUP_PER_ROW_GROUP_SIZE>;
-
 @compute @workgroup_size(WORKGROUP_PER_ROW_GROUP_SIZE)
 fn softmax_vec4_workgroup_per_row(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -94,14 +84,6 @@ fn softmax_vec4_workgroup_per_row(
         return;
     }
     let row_start = row * quads();
-    partial_stats[local] = row_stats_quads(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE);
-    workgroupBarrier();
-    for (var width = WORKGROUP_PER_ROW_GROUP_SIZE / 2u; width > 0u; width /= 2u) {
-        if (local < width) {
-            partial_stats[local] = row_stats_merge(partial_stats[local], partial_stats[local + width]);
-        }
-        workgroupBarrier();
-    }
-    let stats = partial_stats[0];
+    let stats = workgroup_stats(local, row_stats_quads(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE));
     write_quads(row_start, local, WORKGROUP_PER_ROW_GROUP_SIZE, stats);
 }

@@ -234,31 +234,22 @@ impl Context {
 
     /// Waits for a submission (or all of them), bounded by the context's timeout.
     fn wait_for(&self, submission: Option<&wgpu::SubmissionIndex>) -> Result<()> {
-        // Wait in short slices up to the timeout: on GL, a wait holds the one context lock,
-        // and wgpu panics in any other thread that cannot take it within a few seconds.
-        let deadline = Instant::now() + self.timeout();
-        let waited = loop {
-            let slice = deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE);
-            match self
-                .device()
-                .poll(wgpu::PollType::Wait { submission_index: submission.cloned(), timeout: Some(slice) })
-            {
-                Ok(_) => break Ok(()),
-                Err(wgpu::PollError::Timeout) if Instant::now() < deadline => {}
-                Err(wgpu::PollError::Timeout) => break Err(Error::Timeout(self.timeout())),
-                Err(other) => break Err(Error::Validation(other.to_string())),
-            }
-            // A device lost meanwhile ends the wait.
-            self.check_health()?;
-        };
+        let waited = self
+            .device()
+            .poll(wgpu::PollType::Wait {
+                submission_index: submission.cloned(),
+                timeout: Some(self.timeout()),
+            })
+            .map(|_| ())
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => Error::Timeout(self.timeout()),
+                other => Error::Validation(other.to_string()),
+            });
         // A device lost while we waited is the better explanation of whatever happened.
         self.check_health()?;
         waited
     }
 }
-
-/// The longest single wait on the device (see [`Context::wait_for`]).
-const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Storage buffers this crate makes: bound by the ops, copied to and from.
 const STORAGE_USAGE: wgpu::BufferUsages =
