@@ -10,7 +10,7 @@ use wgpu_softmax::check::{Tolerance, compare};
 use wgpu_softmax::{Shape, SoftmaxBackward, Strategy, log_softmax_backward, reference, softmax_backward};
 
 fn strategies() -> Vec<Strategy> {
-    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx().caps().subgroups).collect()
+    common::strategies_of(ctx())
 }
 
 fn run_poisoned(op: SoftmaxBackward, y: &[f32], dy: &[f32], shape: Shape) -> Vec<f32> {

@@ -15,7 +15,7 @@ use wgpu_softmax::{
 };
 
 fn strategies() -> Vec<Strategy> {
-    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx().caps().subgroups).collect()
+    common::strategies_of(ctx())
 }
 
 fn poisoned(ctx: &Context, len: usize) -> wgpu::Buffer {

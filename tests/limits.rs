@@ -35,7 +35,7 @@ fn small() -> &'static Context {
 }
 
 fn strategies(ctx: &Context) -> Vec<Strategy> {
-    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx.caps().subgroups).collect()
+    common::strategies_of(ctx)
 }
 
 #[test]

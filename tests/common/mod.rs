@@ -74,6 +74,11 @@ pub fn check_against_reference(ctx: &Context, op: Softmax, input: &[f32], shape:
     comparison
 }
 
+/// The strategies every op has that `ctx`'s device runs (subgroups only where it has them).
+pub fn strategies_of(ctx: &Context) -> Vec<Strategy> {
+    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx.caps().subgroups).collect()
+}
+
 /// Both ops with a forced strategy.
 pub fn both_ops(strategy: Strategy) -> [Softmax; 2] {
     [Softmax::new().strategy(strategy), Softmax::log().strategy(strategy)]
