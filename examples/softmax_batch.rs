@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wgpu_softmax::check::{SeededRng, Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{Context, Shape, Softmax, reference};
 
 fn main() -> ExitCode {
@@ -42,7 +43,7 @@ fn run() -> Result<bool, wgpu_softmax::Error> {
         let comparison = compare(&gpu, &expected, tolerance);
         println!(
             "{name:<12} {shape} via {:?}: {} in {:.1} ms (host round trip): {comparison}",
-            plan.strategy,
+            plan.strategy(),
             if comparison.passed() { "PASS" } else { "FAIL" },
             elapsed.as_secs_f64() * 1e3,
         );

@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgpu::util::DeviceExt;
-use wgpu_softmax::check::{SeededRng, Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, Gradient, Reduction,
     Shape, TargetBuffer, Targets, reference,

@@ -277,9 +277,24 @@ impl Context {
     }
 
     /// What the planner knows of this device.
-    #[must_use]
-    pub fn caps(&self) -> &DeviceCaps {
+    pub(crate) fn caps(&self) -> &DeviceCaps {
         &self.shared.caps
+    }
+
+    /// Whether the device has subgroup operations (`Features::SUBGROUP`), which
+    /// [`crate::Strategy::SubgroupPerRow`] needs.
+    #[must_use]
+    pub fn has_subgroups(&self) -> bool {
+        self.shared.caps.subgroups
+    }
+
+    /// The loop iterations one shader invocation may run in total before this driver
+    /// silently stops its loops, where it has such a limit: Mesa's llvmpipe (lavapipe on
+    /// Vulkan, llvmpipe on GL) stops them after 65,535. The planner keeps every kernel
+    /// under it and refuses a forced strategy that would exceed it.
+    #[must_use]
+    pub fn loop_iteration_limit(&self) -> Option<u64> {
+        self.shared.caps.max_loop_iterations
     }
 
     /// One line naming the adapter, its backend and driver, for logs and test output.

@@ -140,7 +140,7 @@ pub enum Error {
     #[error("the strategy {strategy:?} is not available on this device: {reason}")]
     StrategyUnavailable {
         /// The strategy asked for.
-        strategy: crate::Strategy,
+        strategy: crate::strategy::Strategy,
         /// Why it is not available.
         reason: &'static str,
     },

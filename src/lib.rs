@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
-pub mod bench;
+// The wgpu this crate is built on, so that an embedder uses the same version without
+// pinning it: `wgpu_softmax::wgpu::Device`.
+pub use wgpu;
+
 pub mod check;
 mod context;
 mod error;
@@ -8,12 +11,19 @@ mod health;
 mod ops;
 mod plan;
 pub mod reference;
-pub mod shaders;
+// The autotuner's samples always; the tests' random inputs with `testing`.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+mod rng;
+mod shaders;
 mod shape;
-mod timer;
+mod strategy;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod timing;
 mod transfer;
 mod tune;
 
+pub use check::Tolerance;
 pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
 pub use error::{Error, Result};
 pub use ops::cross_entropy::{
@@ -22,10 +32,6 @@ pub use ops::cross_entropy::{
 };
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
-pub use plan::{
-    Chunk, DeviceCaps, LLVMPIPE_LOOP_ITERATIONS, Plan, SPLIT_SEGMENT_COLS, Strategy, check_binding_fits,
-    choose_strategy, loop_iterations, plan, prefers_split_rows, rows_per_chunk, rows_per_group,
-    split_segments, spread_grid,
-};
+pub use plan::{Chunk, Plan};
 pub use shape::Shape;
-pub use tune::{OpFamily, TuneKey};
+pub use strategy::Strategy;

@@ -51,7 +51,7 @@ impl BindingLayout {
 
 /// One WGSL module of this crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Shader {
+pub(crate) enum Shader {
     /// Softmax and log-softmax: the thread-per-row and workgroup-per-row strategies.
     Softmax,
     /// Softmax and log-softmax: all of the above plus the subgroup-per-row strategy.
@@ -76,9 +76,11 @@ pub enum Shader {
     CrossEntropyReduce,
 }
 
+// What the naga test needs to know of each module is not used at run time.
+#[cfg_attr(not(test), allow(dead_code))]
 impl Shader {
     /// Every module, in a fixed order.
-    pub const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::Softmax,
         Self::SoftmaxSubgroup,
         Self::SoftmaxVec4,
@@ -93,13 +95,13 @@ impl Shader {
 
     /// The module's full WGSL source.
     #[must_use]
-    pub fn source(self) -> String {
+    pub(crate) fn source(self) -> String {
         self.files().concat()
     }
 
     /// The files the source is made of, in order.
     #[must_use]
-    pub fn files(self) -> &'static [&'static str] {
+    pub(crate) fn files(self) -> &'static [&'static str] {
         match self {
             Self::Softmax => &[COMMON, SOFTMAX],
             Self::SoftmaxSubgroup => &[COMMON, SOFTMAX, SOFTMAX_SUBGROUP],
@@ -118,7 +120,7 @@ impl Shader {
 
     /// Whether the module uses subgroup operations (`Features::SUBGROUP`).
     #[must_use]
-    pub const fn needs_subgroups(self) -> bool {
+    pub(crate) const fn needs_subgroups(self) -> bool {
         matches!(
             self,
             Self::SoftmaxSubgroup
@@ -142,7 +144,7 @@ impl Shader {
 
     /// The compute entry points the module defines.
     #[must_use]
-    pub const fn entry_points(self) -> &'static [&'static str] {
+    pub(crate) const fn entry_points(self) -> &'static [&'static str] {
         match self {
             Self::Softmax => &["softmax_thread_per_row", "softmax_workgroup_per_row"],
             Self::SoftmaxSubgroup => {
@@ -186,7 +188,7 @@ impl Shader {
     /// Every overridable constant the module declares, with the values this crate
     /// compiles it with (booleans as 0 and 1).
     #[must_use]
-    pub const fn overrides(self) -> &'static [(&'static str, &'static [u32])] {
+    pub(crate) const fn overrides(self) -> &'static [(&'static str, &'static [u32])] {
         const LOG: (&str, &[u32]) = ("LOG_SOFTMAX", &[0, 1]);
         const ROWS: (&str, &[u32]) = ("ROWS_PER_GROUP", &[1, 2, 4, 8, 16]);
         const TARGETS: [(&str, &[u32]); 3] =
@@ -212,7 +214,7 @@ impl Shader {
 
     /// A label for wgpu objects and messages.
     #[must_use]
-    pub const fn label(self) -> &'static str {
+    pub(crate) const fn label(self) -> &'static str {
         match self {
             Self::Softmax => "wgpu-softmax: softmax",
             Self::SoftmaxSubgroup => "wgpu-softmax: softmax (subgroups)",
@@ -227,3 +229,6 @@ impl Shader {
         }
     }
 }
+
+#[cfg(test)]
+mod translation_tests;

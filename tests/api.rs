@@ -6,7 +6,8 @@
 mod common;
 
 use common::{ctx, rng};
-use wgpu_softmax::check::{Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::compare;
 use wgpu_softmax::{
     Context, ContextOptions, Error, Shape, Softmax, Strategy, log_softmax, reference, softmax,
 };
@@ -100,7 +101,8 @@ fn a_context_wraps_the_callers_own_device() {
     let (device, queue) = (ctx().device().clone(), ctx().queue().clone());
     let embedded = Context::from_device(device, queue);
     assert_eq!(embedded.adapter_info().name, ctx().adapter_info().name);
-    assert_eq!(embedded.caps(), ctx().caps());
+    assert_eq!(embedded.has_subgroups(), ctx().has_subgroups());
+    assert_eq!(embedded.loop_iteration_limit(), ctx().loop_iteration_limit());
     let x = rng(0xAB_0003).logits(5 * 50, 4.0);
     let shape = Shape::new(5, 50);
     let c = compare(
@@ -116,7 +118,7 @@ fn without_subgroups_the_subgroup_strategy_is_refused_and_the_rest_run() {
     let mut options = ContextOptions::default();
     options.features = wgpu::Features::empty();
     let plain = Context::with_options(options).unwrap();
-    assert!(!plain.caps().subgroups);
+    assert!(!plain.has_subgroups());
     let err = Softmax::new()
         .strategy(Strategy::SubgroupPerRow)
         .run(&plain, &[1.0, 2.0], Shape::new(1, 2))
@@ -125,7 +127,7 @@ fn without_subgroups_the_subgroup_strategy_is_refused_and_the_rest_run() {
     assert!(err.to_string().contains("SUBGROUP"), "{err}");
     let x = rng(0xAB_0004).logits(20 * 3000, 4.0);
     let shape = Shape::new(20, 3000);
-    assert_eq!(Softmax::new().plan(&plain, shape).unwrap().strategy, Strategy::WorkgroupPerRow);
+    assert_eq!(Softmax::new().plan(&plain, shape).unwrap().strategy(), Strategy::WorkgroupPerRow);
     let c = compare(
         &softmax(&plain, &x, shape).unwrap(),
         &reference::softmax(&x, shape).unwrap(),

@@ -5,10 +5,10 @@
 
 mod common;
 
-use wgpu_softmax::check::{Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{OpFamily, TuneKey, compare, tuned_strategies};
 use wgpu_softmax::{
-    CrossEntropy, CrossEntropyInput, OpFamily, Shape, Softmax, SoftmaxBackward, Strategy, Targets, TuneKey,
-    reference,
+    CrossEntropy, CrossEntropyInput, Shape, Softmax, SoftmaxBackward, Strategy, Targets, reference,
 };
 
 #[test]
@@ -24,17 +24,17 @@ fn tuned_choices_are_cached_per_bucket_and_give_right_results() {
         let c = compare(&got, &reference::softmax(&x, shape).unwrap(), Tolerance::SOFTMAX);
         assert!(c.passed(), "{shape}: {c}");
         let key = TuneKey::new(OpFamily::Softmax, shape);
-        let chosen = ctx.tuned_strategies().into_iter().find(|&(k, _)| k == key).map(|(_, s)| s);
+        let chosen = tuned_strategies(&ctx).into_iter().find(|&(k, _)| k == key).map(|(_, s)| s);
         let chosen = chosen.unwrap_or_else(|| panic!("{shape}: no tuned choice for {key:?}"));
         // The plan follows the tuned choice, and a second run adds no new choice.
-        assert_eq!(Softmax::new().plan(&ctx, shape).unwrap().strategy, chosen);
-        let before = ctx.tuned_strategies().len();
+        assert_eq!(Softmax::new().plan(&ctx, shape).unwrap().strategy(), chosen);
+        let before = tuned_strategies(&ctx).len();
         Softmax::log().run(&ctx, &x, shape).unwrap();
-        assert_eq!(ctx.tuned_strategies().len(), before, "log-softmax shares the softmax bucket");
-        assert!(chosen != Strategy::SubgroupPerRow || ctx.caps().subgroups);
+        assert_eq!(tuned_strategies(&ctx).len(), before, "log-softmax shares the softmax bucket");
+        assert!(chosen != Strategy::SubgroupPerRow || ctx.has_subgroups());
         eprintln!(
             "{shape}: tuned {chosen:?}, heuristic {:?}",
-            Softmax::new().plan(plain, shape).unwrap().strategy
+            Softmax::new().plan(plain, shape).unwrap().strategy()
         );
 
         let targets: Vec<i64> = (0..rows as i64).map(|r| r % cols as i64).collect();
@@ -45,7 +45,7 @@ fn tuned_choices_are_cached_per_bucket_and_give_right_results() {
             compare(got.grad.as_ref().unwrap(), want.grad.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_GRAD);
         assert!(c.passed(), "{shape}: {c}");
         assert!(
-            ctx.tuned_strategies().iter().any(|(k, _)| *k == TuneKey::new(OpFamily::CrossEntropy, shape))
+            tuned_strategies(&ctx).iter().any(|(k, _)| *k == TuneKey::new(OpFamily::CrossEntropy, shape))
         );
 
         let y: Vec<f32> = reference::softmax(&x, shape).unwrap().iter().map(|&v| v as f32).collect();
@@ -55,7 +55,7 @@ fn tuned_choices_are_cached_per_bucket_and_give_right_results() {
         assert!(c.passed(), "{shape}: {c}");
     }
     // Same buckets again: nothing new is tuned.
-    let count = ctx.tuned_strategies().len();
+    let count = tuned_strategies(&ctx).len();
     Softmax::new().run(&ctx, &rng.logits(290 * 9, 1.0), Shape::new(290, 9)).unwrap();
-    assert_eq!(ctx.tuned_strategies().len(), count);
+    assert_eq!(tuned_strategies(&ctx).len(), count);
 }

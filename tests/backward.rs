@@ -6,7 +6,8 @@
 mod common;
 
 use common::{POISON_BITS, ctx, rng};
-use wgpu_softmax::check::{Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::compare;
 use wgpu_softmax::{Shape, SoftmaxBackward, Strategy, log_softmax_backward, reference, softmax_backward};
 
 fn strategies() -> Vec<Strategy> {

@@ -9,7 +9,8 @@ mod common;
 use std::sync::OnceLock;
 
 use common::rng;
-use wgpu_softmax::check::{SeededRng, Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyInput, Gradient, Reduction, Shape, Softmax, SoftmaxBackward, Strategy,
     Targets, reference,
@@ -28,10 +29,8 @@ fn fresh() -> &'static Context {
 }
 
 fn any_strategy(ctx: &Context, rng: &mut SeededRng) -> Strategy {
-    let available: Vec<Strategy> = Strategy::ALL
-        .into_iter()
-        .filter(|&s| s != Strategy::SubgroupPerRow || ctx.caps().subgroups)
-        .collect();
+    let available: Vec<Strategy> =
+        Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx.has_subgroups()).collect();
     available[rng.below(available.len() as u64) as usize]
 }
 

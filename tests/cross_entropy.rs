@@ -8,7 +8,8 @@
 mod common;
 
 use common::{POISON_BITS, ctx, rng};
-use wgpu_softmax::check::{SeededRng, Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus,
     Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, reference,

@@ -9,7 +9,8 @@ mod common;
 use std::sync::OnceLock;
 
 use common::{POISON_BITS, ctx, rng};
-use wgpu_softmax::check::{Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::compare;
 use wgpu_softmax::{
     Context, ContextOptions, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Gradient, Reduction,
     Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, reference,
@@ -40,11 +41,11 @@ fn strategies(ctx: &Context) -> Vec<Strategy> {
 
 #[test]
 fn the_small_device_has_the_small_limits() {
-    let caps = small().caps();
-    assert_eq!(caps.max_storage_binding_bytes, u64::from(SMALL_BINDING));
-    assert_eq!(caps.max_buffer_bytes, SMALL_BUFFER);
-    assert_eq!(caps.storage_offset_alignment, 256);
-    assert_eq!(caps.max_workgroups_per_dimension, 9);
+    let limits = small().device().limits();
+    assert_eq!(limits.max_storage_buffer_binding_size, u64::from(SMALL_BINDING));
+    assert_eq!(limits.max_buffer_size, SMALL_BUFFER);
+    assert_eq!(limits.min_storage_buffer_offset_alignment, 256);
+    assert_eq!(limits.max_compute_workgroups_per_dimension, 9);
 }
 
 #[test]
@@ -64,7 +65,7 @@ fn softmax_and_backward_split_over_bindings_and_buffers() {
         }
         for strategy in strategies(ctx) {
             let plan = Softmax::new().strategy(strategy).plan(ctx, shape).unwrap();
-            assert!(plan.chunks.len() > 1, "{shape} should need several bindings");
+            assert!(plan.chunks().len() > 1, "{shape} should need several bindings");
             for op in [Softmax::new().strategy(strategy), Softmax::log().strategy(strategy)] {
                 let got = op.run(ctx, &x, shape).unwrap();
                 let (want, tolerance) = common::expected(op, &x, shape);
@@ -93,10 +94,10 @@ fn the_gpu_resident_api_binds_chunks_of_the_callers_buffers() {
         .encode(ctx, &mut encoder, &input, &output, shape)
         .unwrap();
     ctx.submit_and_wait(encoder).unwrap();
-    assert!(plan.chunks.len() >= 4);
-    assert!(plan.chunks.iter().all(|c| c.grid[0] <= 9
-        && c.grid[1] <= 9
-        && u64::from(c.grid[0]) * u64::from(c.grid[1]) >= u64::try_from(c.rows).unwrap()));
+    assert!(plan.chunks().len() >= 4);
+    assert!(plan.chunks().iter().all(|c| c.grid()[0] <= 9
+        && c.grid()[1] <= 9
+        && u64::from(c.grid()[0]) * u64::from(c.grid()[1]) >= u64::try_from(c.rows()).unwrap()));
     let got = ctx.download(&output, x.len()).unwrap();
     assert!(got.iter().all(|v| v.to_bits() != POISON_BITS));
     let c = compare(&got, &reference::log_softmax(&x, shape).unwrap(), Tolerance::LOG_SOFTMAX);
@@ -176,7 +177,7 @@ fn cross_entropy_gpu_resident_over_chunks_reports_bad_rows_by_their_global_index
     let plan =
         CrossEntropy::new().gradient(Gradient::Skip).encode(ctx, &mut encoder, &buffers, shape).unwrap();
     ctx.submit_and_wait(encoder).unwrap();
-    assert!(plan.chunks.len() > 1);
+    assert!(plan.chunks().len() > 1);
     let status = wgpu_softmax::CrossEntropyStatus::read(ctx, &status).unwrap();
     assert_eq!((status.bad_target_rows, status.first_bad_target_row), (2, Some(333)));
     assert!(ctx.download(&loss, 1).unwrap()[0].is_nan());
@@ -188,15 +189,15 @@ fn an_input_over_128_mib_runs_on_the_default_device() {
     let ctx = ctx();
     let shape = Shape::new(34 * 1024, 1024);
     let bytes = shape.byte_len().unwrap();
-    let binding = ctx.caps().max_storage_binding_bytes;
+    let binding = ctx.device().limits().max_storage_buffer_binding_size;
     assert!(bytes > 128 << 20);
     let x = rng(0x11_0005).logits(shape.len().unwrap(), 6.0);
     let plan = Softmax::new().plan(ctx, shape).unwrap();
     if bytes > binding {
         assert!(
-            plan.chunks.len() >= 2,
+            plan.chunks().len() >= 2,
             "{bytes} bytes over a {binding}-byte binding in {} chunk(s)",
-            plan.chunks.len()
+            plan.chunks().len()
         );
     }
     let got = Softmax::new().run(ctx, &x, shape).unwrap();

@@ -9,7 +9,8 @@ mod common;
 use common::{ctx, run_poisoned};
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
-use wgpu_softmax::check::{Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::compare;
 use wgpu_softmax::{
     CrossEntropy, CrossEntropyInput, Reduction, Shape, Softmax, Strategy, Targets, reference,
 };
@@ -24,7 +25,7 @@ fn fixed_seed() -> proptest::test_runner::RngSeed {
 
 fn strategy_for(index: usize) -> Option<Strategy> {
     let strategy = Strategy::ALL[index % Strategy::ALL.len()];
-    (strategy != Strategy::SubgroupPerRow || ctx().caps().subgroups).then_some(strategy)
+    (strategy != Strategy::SubgroupPerRow || ctx().has_subgroups()).then_some(strategy)
 }
 
 /// Logits on a 1/64 grid in [-16, 16]: adding an integer of magnitude up to 1e4 to them is

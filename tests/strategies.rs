@@ -7,7 +7,8 @@
 mod common;
 
 use common::{both_ops, check_against_reference, ctx, rng, subgroups_required};
-use wgpu_softmax::{Error, Shape, Softmax, Strategy, loop_iterations};
+use wgpu_softmax::testing::loop_iterations;
+use wgpu_softmax::{Error, Shape, Softmax, Strategy};
 
 const SHAPES: [(usize, usize); 18] = [
     (1, 1),
@@ -57,9 +58,9 @@ fn check_shapes(strategy: Strategy, seed: u64, shapes: &[(usize, usize)]) {
 /// too long must be refused with a typed error, never run. Returns whether it was.
 fn refused_for_the_loop_limit(op: Softmax, strategy: Strategy, shape: Shape) -> bool {
     let ctx = ctx();
-    let Some(limit) = ctx.caps().max_loop_iterations else { return false };
+    let Some(limit) = ctx.loop_iteration_limit() else { return false };
     let Err(error) = op.plan(ctx, shape) else { return false };
-    let needed = loop_iterations(ctx.caps(), strategy, shape.cols);
+    let needed = loop_iterations(ctx, strategy, shape.cols);
     assert!(needed >= limit, "{op:?} on {shape} refused although within the loop limit: {error}");
     let run = common::run_poisoned(ctx, op, &vec![0.5; shape.rows * shape.cols], shape);
     assert!(matches!(run, Err(Error::StrategyUnavailable { .. })), "{op:?} on {shape}: {run:?}");
@@ -100,7 +101,7 @@ fn the_split_row_is_refused_by_the_ops_without_it() {
 #[test]
 fn subgroup_per_row_matches_reference_or_is_refused() {
     let ctx = ctx();
-    if ctx.caps().subgroups {
+    if ctx.has_subgroups() {
         check_strategy(Strategy::SubgroupPerRow, 0x5EED_0003);
     } else {
         assert!(

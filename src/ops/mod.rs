@@ -1,5 +1,6 @@
 //! The operations, one module each: options, validation, encoding and the host API.
 
+mod autotune;
 pub mod cross_entropy;
 mod rows;
 pub mod softmax;

@@ -13,13 +13,15 @@
 //! - a row of only `-inf` gives NaN in every entry;
 //! - a row holding a NaN or `+inf` gives NaN in every entry.
 
-use crate::check::SeededRng;
 use crate::context::{Context, KernelKey};
 use crate::error::Result;
+use crate::ops::autotune;
 use crate::ops::{rows, validate};
-use crate::plan::{Plan, Strategy, plan, prefers_split_rows, split_segments};
+use crate::plan::{Plan, plan, prefers_split_rows, split_segments};
+use crate::rng::SeededRng;
 use crate::shaders::Shader;
 use crate::shape::Shape;
+use crate::strategy::Strategy;
 use crate::tune::{self, OpFamily, TuneKey};
 
 /// Softmax or log-softmax, with the strategy to run it by.
@@ -70,8 +72,9 @@ impl Softmax {
     ///
     /// # Errors
     ///
-    /// As [`plan`]: a forced strategy the device lacks, or a row too wide for one storage
-    /// binding.
+    /// [`crate::Error::StrategyUnavailable`] for a forced strategy this device cannot run for
+    /// this shape, [`crate::Error::LimitExceeded`] when a row is too wide for one storage
+    /// binding or a grid cannot fit.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
         let row_bytes = [Shape::new(shape.cols, 1).byte_len()?];
         let strategy = match self.strategy {
@@ -92,14 +95,17 @@ impl Softmax {
     /// timed on a sample of random rows.
     fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
         let sample = tune::sample_shape(shape);
-        let mut candidates = tune::candidates(ctx, shape, row_bytes);
-        if plan(ctx.caps(), shape, Some(Strategy::SplitRow), row_bytes).is_ok() {
+        let mut candidates = autotune::candidates(ctx, shape, row_bytes);
+        // A row of one segment is a workgroup per row with an extra pass.
+        if split_segments(shape.cols) >= 2
+            && plan(ctx.caps(), shape, Some(Strategy::SplitRow), row_bytes).is_ok()
+        {
             candidates.push(Strategy::SplitRow);
         }
         let input = ctx.upload(&SeededRng::new(0x7E57).logits(sample.len()?, 8.0))?;
         let output = ctx.storage_buffer(sample.len()?)?;
         let key = TuneKey::new(OpFamily::Softmax, shape);
-        ctx.tuned(key, &candidates, &|encoder, strategy| {
+        autotune::tuned(ctx, key, &candidates, &|encoder, strategy| {
             self.strategy(strategy).encode(ctx, encoder, &input, &output, sample).map(|_| ())
         })
     }
@@ -114,8 +120,8 @@ impl Softmax {
     /// [`crate::Error::MissingUsage`] when a buffer lacks `STORAGE`,
     /// [`crate::Error::BufferTooSmall`] when one is smaller than the shape,
     /// [`crate::Error::AliasedBuffers`] when they are the same buffer,
-    /// [`crate::Error::StrategyUnavailable`] and [`crate::Error::LimitExceeded`] as
-    /// [`plan`], and [`crate::Error::Validation`] if a pipeline fails to compile.
+    /// the errors of [`Softmax::plan`], and [`crate::Error::Validation`] if a pipeline fails
+    /// to compile.
     pub fn encode(
         &self,
         ctx: &Context,

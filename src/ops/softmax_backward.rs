@@ -7,13 +7,15 @@
 //!
 //! A masked entry of log-softmax (`y = -inf`) counts as probability 0.
 
-use crate::check::SeededRng;
 use crate::context::{Context, KernelKey};
 use crate::error::Result;
+use crate::ops::autotune;
 use crate::ops::{rows, validate};
-use crate::plan::{Plan, Strategy, plan};
+use crate::plan::{Plan, plan};
+use crate::rng::SeededRng;
 use crate::shaders::Shader;
 use crate::shape::Shape;
+use crate::strategy::Strategy;
 use crate::tune::{self, OpFamily, TuneKey};
 
 /// The backward of softmax or of log-softmax, with the strategy to run it by.
@@ -53,7 +55,9 @@ impl SoftmaxBackward {
     ///
     /// # Errors
     ///
-    /// As [`plan`].
+    /// [`crate::Error::StrategyUnavailable`] for a forced strategy this device cannot run for
+    /// this shape, [`crate::Error::LimitExceeded`] when a row is too wide for one storage
+    /// binding or a grid cannot fit (the row split is the softmax's alone).
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
         if self.strategy == Some(Strategy::SplitRow) {
             return Err(crate::error::Error::StrategyUnavailable {
@@ -72,13 +76,13 @@ impl SoftmaxBackward {
     /// The autotuned strategy for `shape`'s bucket (see [`Context::with_autotune`]).
     fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
         let sample = tune::sample_shape(shape);
-        let candidates = tune::candidates(ctx, shape, row_bytes);
+        let candidates = autotune::candidates(ctx, shape, row_bytes);
         let mut rng = SeededRng::new(0x7E57);
         let y = ctx.upload(&rng.logits(sample.len()?, 1.0))?;
         let dy = ctx.upload(&rng.logits(sample.len()?, 1.0))?;
         let dx = ctx.storage_buffer(sample.len()?)?;
         let key = TuneKey::new(OpFamily::SoftmaxBackward, shape);
-        ctx.tuned(key, &candidates, &|encoder, strategy| {
+        autotune::tuned(ctx, key, &candidates, &|encoder, strategy| {
             self.strategy(strategy).encode(ctx, encoder, &y, &dy, &dx, sample).map(|_| ())
         })
     }
@@ -91,7 +95,7 @@ impl SoftmaxBackward {
     ///
     /// [`crate::Error::MissingUsage`], [`crate::Error::BufferTooSmall`] and
     /// [`crate::Error::AliasedBuffers`] for buffers that cannot be bound so, and the
-    /// errors of [`plan`].
+    /// errors of [`SoftmaxBackward::plan`].
     pub fn encode(
         &self,
         ctx: &Context,

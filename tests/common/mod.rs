@@ -5,7 +5,8 @@
 use std::io::Write as _;
 use std::sync::OnceLock;
 
-use wgpu_softmax::check::{Comparison, SeededRng, Tolerance, compare};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{Comparison, SeededRng, compare};
 use wgpu_softmax::{Context, Error, Shape, Softmax, Strategy, reference};
 
 /// A NaN with a payload no kernel writes: any element still holding it after a run was
@@ -76,7 +77,7 @@ pub fn check_against_reference(ctx: &Context, op: Softmax, input: &[f32], shape:
 
 /// The strategies every op has that `ctx`'s device runs (subgroups only where it has them).
 pub fn strategies_of(ctx: &Context) -> Vec<Strategy> {
-    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx.caps().subgroups).collect()
+    Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx.has_subgroups()).collect()
 }
 
 /// Both ops with a forced strategy.

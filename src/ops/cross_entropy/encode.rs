@@ -7,9 +7,10 @@ use super::{CrossEntropy, CrossEntropyBuffers, Gradient, Reduction, TargetBuffer
 use crate::context::{Context, KernelKey};
 use crate::error::{Error, Result};
 use crate::ops::validate;
-use crate::plan::{Chunk, Plan, Strategy};
+use crate::plan::{Chunk, Plan};
 use crate::shaders::{BindingLayout, Shader};
 use crate::shape::Shape;
+use crate::strategy::Strategy;
 
 /// The per-dispatch parameters, laid out as the WGSL `Params` struct.
 #[repr(C)]

@@ -25,8 +25,9 @@ mod host;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::plan::{LLVMPIPE_LOOP_ITERATIONS, Plan, Strategy, plan};
+use crate::plan::{LLVMPIPE_LOOP_ITERATIONS, Plan, plan};
 use crate::shape::Shape;
+use crate::strategy::Strategy;
 
 /// How the per-row losses are reduced, as in PyTorch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -338,15 +339,15 @@ impl CrossEntropy {
     /// timed with this op's options on random logits and class 0 targets.
     fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
         let sample = crate::tune::sample_shape(shape);
-        let candidates = crate::tune::candidates(ctx, shape, row_bytes);
-        let logits = ctx.upload(&crate::check::SeededRng::new(0x7E57).logits(sample.len()?, 8.0))?;
+        let candidates = crate::ops::autotune::candidates(ctx, shape, row_bytes);
+        let logits = ctx.upload(&crate::rng::SeededRng::new(0x7E57).logits(sample.len()?, 8.0))?;
         let targets = ctx.storage_buffer(sample.rows)?;
         let loss = ctx.storage_buffer(sample.rows)?;
         let grad = ctx.storage_buffer(sample.len()?)?;
         // In place would overwrite the sample: time the separate gradient instead.
         let gradient = if self.gradient == Gradient::InPlace { Gradient::Separate } else { self.gradient };
         let key = crate::tune::TuneKey::new(crate::tune::OpFamily::CrossEntropy, shape);
-        ctx.tuned(key, &candidates, &|encoder, strategy| {
+        crate::ops::autotune::tuned(ctx, key, &candidates, &|encoder, strategy| {
             let buffers = CrossEntropyBuffers {
                 logits: &logits,
                 targets: TargetBuffer::I32(&targets),
@@ -365,8 +366,10 @@ impl CrossEntropy {
     ///
     /// # Errors
     ///
-    /// As [`plan`], and [`Error::LimitExceeded`] when the row reduction of the mean or sum
-    /// would run longer than the driver lets one invocation loop.
+    /// [`crate::Error::StrategyUnavailable`] for a forced strategy this device cannot run for
+    /// this shape, [`crate::Error::LimitExceeded`] when a row is too wide for one storage
+    /// binding or a grid cannot fit, or the row reduction of the mean or sum would run longer than the
+    /// driver lets one invocation loop.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
         // Per row: the logits (and gradient, probability targets) and one word each of the
         // class targets, losses, argmax and upstream gradient.

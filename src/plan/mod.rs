@@ -1,0 +1,344 @@
+//! Choosing a kernel strategy and a dispatch grid for a shape, under a device's limits.
+//!
+//! Plain Rust with no GPU, so it can be unit- and property-tested anywhere.
+
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+use crate::strategy::Strategy;
+
+/// Columns per segment of [`Strategy::SplitRow`] (as `SEGMENT_COLS` in the WGSL).
+pub(crate) const SPLIT_SEGMENT_COLS: usize = 4096;
+
+/// How many segments [`Strategy::SplitRow`] cuts a row of `cols` into.
+#[must_use]
+pub(crate) const fn split_segments(cols: usize) -> usize {
+    cols.div_ceil(SPLIT_SEGMENT_COLS)
+}
+
+/// What the planner needs to know about a device: a plain-data copy of its features and
+/// limits, so that planning needs no GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceCaps {
+    /// Whether the device was created with `Features::SUBGROUP`.
+    pub(crate) subgroups: bool,
+    /// Smallest subgroup size the adapter may use.
+    pub(crate) subgroup_min_size: u32,
+    /// Whether the adapter is a CPU (a software rasteriser such as lavapipe or llvmpipe),
+    /// where per-invocation loops are cheap and barriers are dear.
+    pub(crate) is_cpu: bool,
+    /// `Limits::max_compute_workgroups_per_dimension`.
+    pub(crate) max_workgroups_per_dimension: u32,
+    /// `Limits::max_storage_buffer_binding_size`.
+    pub(crate) max_storage_binding_bytes: u64,
+    /// `Limits::max_buffer_size`.
+    pub(crate) max_buffer_bytes: u64,
+    /// `Limits::min_storage_buffer_offset_alignment`: where a split may bind from.
+    pub(crate) storage_offset_alignment: u32,
+    /// Loop iterations one invocation may run in total before the driver silently stops
+    /// its loops, if the driver has such a limit (see [`LLVMPIPE_LOOP_ITERATIONS`]).
+    pub(crate) max_loop_iterations: Option<u64>,
+}
+
+/// llvmpipe (Mesa's software rasteriser behind both lavapipe on Vulkan and llvmpipe on GL)
+/// caps the loop iterations of one shader invocation, all loops together, at 65535, and
+/// past that leaves its loops early without any error: a thread-per-row softmax of
+/// 50,000 columns wrote only the first 15,534 outputs of each row (50,000 + 15,534 =
+/// 65,534 iterations). The planner keeps every kernel under it.
+pub(crate) const LLVMPIPE_LOOP_ITERATIONS: u64 = 65_535;
+
+impl DeviceCaps {
+    /// The loop-iteration limit of the driver behind `info`, where it has one.
+    #[must_use]
+    pub(crate) fn loop_limit_of(info: &wgpu::AdapterInfo) -> Option<u64> {
+        let is_llvmpipe = |text: &str| text.to_lowercase().contains("llvmpipe");
+        (is_llvmpipe(&info.name) || is_llvmpipe(&info.driver)).then_some(LLVMPIPE_LOOP_ITERATIONS)
+    }
+}
+
+/// What an op will dispatch for a shape: a strategy, and one dispatch per chunk of rows.
+/// Returned by the ops' `plan` and `encode`, to tell what ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub(crate) strategy: Strategy,
+    pub(crate) rows_per_group: u32,
+    pub(crate) chunks: Vec<Chunk>,
+}
+
+impl Plan {
+    /// The strategy.
+    #[must_use]
+    pub const fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// Rows each workgroup handles.
+    #[must_use]
+    pub const fn rows_per_group(&self) -> u32 {
+        self.rows_per_group
+    }
+
+    /// The dispatches, in row order; empty for an empty shape. More than one when the
+    /// matrix is larger than one storage binding or one grid.
+    #[must_use]
+    pub fn chunks(&self) -> &[Chunk] {
+        &self.chunks
+    }
+}
+
+/// One dispatch of a [`Plan`]: a run of rows whose arrays are bound from an aligned
+/// offset, each within one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub(crate) first_row: usize,
+    pub(crate) rows: usize,
+    pub(crate) grid: [u32; 2],
+}
+
+impl Chunk {
+    /// The first row.
+    #[must_use]
+    pub const fn first_row(&self) -> usize {
+        self.first_row
+    }
+
+    /// How many rows.
+    #[must_use]
+    pub const fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Workgroups along x and y; `x * y` covers every row, the surplus returns at once.
+    #[must_use]
+    pub const fn grid(&self) -> [u32; 2] {
+        self.grid
+    }
+}
+
+/// Rows at most this wide go to [`Strategy::ThreadPerRow`] on a discrete or integrated
+/// GPU, where a lone invocation walking a long row leaves memory loads uncoalesced.
+const THREAD_PER_ROW_MAX_COLS_GPU: usize = 32;
+/// The same bound on a CPU adapter, where one invocation per row was fastest up to a few
+/// hundred classes (DESIGN.md's lavapipe table: 3.4 ms against 16.6 ms at 10 classes).
+const THREAD_PER_ROW_MAX_COLS_CPU: usize = 256;
+/// Rows wider than this use a whole workgroup on a GPU: a single subgroup would loop too
+/// long while most of the device idles.
+const SUBGROUP_PER_ROW_MAX_COLS_GPU: usize = 4096;
+
+/// The strategy this crate picks for a shape on a device, from measurements (see
+/// DESIGN.md), among those the device can run for that shape.
+#[must_use]
+pub(crate) fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
+    let thread_max = if caps.is_cpu { THREAD_PER_ROW_MAX_COLS_CPU } else { THREAD_PER_ROW_MAX_COLS_GPU };
+    let preferred = if shape.cols <= thread_max {
+        Strategy::ThreadPerRow
+    } else if caps.subgroups && (caps.is_cpu || shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU) {
+        // On a CPU adapter the subgroup path beat the shared-memory tree at every width
+        // measured (35 ms against 186 ms at 64x131072 on lavapipe).
+        Strategy::SubgroupPerRow
+    } else {
+        Strategy::WorkgroupPerRow
+    };
+    // Fall back towards more invocations per row, which need fewer loop iterations each.
+    [preferred, Strategy::SubgroupPerRow, Strategy::WorkgroupPerRow]
+        .into_iter()
+        .find(|&s| unavailable_reason(caps, shape, s).is_none())
+        .unwrap_or(Strategy::WorkgroupPerRow)
+}
+
+/// Rows one workgroup of `strategy` handles on this device.
+#[must_use]
+pub(crate) fn rows_per_group(caps: &DeviceCaps, strategy: Strategy) -> u32 {
+    match strategy {
+        Strategy::ThreadPerRow => Strategy::ThreadPerRow.workgroup_size(),
+        Strategy::WorkgroupPerRow | Strategy::SplitRow => 1,
+        // One row per subgroup of the smallest size the adapter may use. A larger
+        // subgroup just takes several of the workgroup's rows in turn.
+        Strategy::SubgroupPerRow => {
+            (Strategy::SubgroupPerRow.workgroup_size() / caps.subgroup_min_size.max(1)).max(1)
+        }
+    }
+}
+
+/// Invocations that share one row in `strategy` (for subgroups, the smallest size the
+/// adapter may use).
+pub(crate) fn lanes_per_row(caps: &DeviceCaps, strategy: Strategy) -> u32 {
+    match strategy {
+        Strategy::ThreadPerRow => 1,
+        Strategy::SubgroupPerRow => caps.subgroup_min_size.max(1),
+        Strategy::WorkgroupPerRow | Strategy::SplitRow => strategy.workgroup_size(),
+    }
+}
+
+/// The most loop iterations one invocation of `strategy` runs for rows of `cols`: a
+/// statistics pass and a write pass over its share of the row, plus the fixed loops.
+#[must_use]
+pub(crate) fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u64 {
+    let cols = u64::try_from(cols).unwrap_or(u64::MAX);
+    match strategy {
+        Strategy::ThreadPerRow => cols.saturating_mul(2),
+        Strategy::WorkgroupPerRow => {
+            // Each tree reduction adds log2(256) = 8 iterations; the cross-entropy has two.
+            cols.div_ceil(u64::from(Strategy::WorkgroupPerRow.workgroup_size())).saturating_mul(2) + 16
+        }
+        Strategy::SplitRow => {
+            // A segment's share and a tree; then a share of the row's segment statistics,
+            // a tree, and the segment's share again.
+            let segment = (SPLIT_SEGMENT_COLS as u64).div_ceil(256) + 8;
+            segment + cols.div_ceil(SPLIT_SEGMENT_COLS as u64).div_ceil(256) + 8
+        }
+        Strategy::SubgroupPerRow => {
+            let group = Strategy::SubgroupPerRow.workgroup_size();
+            let lanes = caps.subgroup_min_size.clamp(1, group);
+            let subgroups = group / lanes;
+            let rows_each = u64::from(rows_per_group(caps, strategy).div_ceil(subgroups));
+            rows_each.saturating_mul(cols.div_ceil(u64::from(lanes)).saturating_mul(2) + 1)
+        }
+    }
+}
+
+/// Whether a softmax of `shape` should split its rows across workgroups: on a GPU, when
+/// the rows are too few to occupy it and each is many segments wide. (On a CPU adapter
+/// the few rows already occupy its cores.)
+#[must_use]
+pub(crate) fn prefers_split_rows(caps: &DeviceCaps, shape: Shape) -> bool {
+    !caps.is_cpu && shape.rows < 256 && split_segments(shape.cols) >= 8
+}
+
+/// Why `strategy` cannot run rows of `shape` on this device, or `None` if it can.
+fn unavailable_reason(caps: &DeviceCaps, shape: Shape, strategy: Strategy) -> Option<&'static str> {
+    if strategy == Strategy::SubgroupPerRow && !caps.subgroups {
+        return Some("the device was created without Features::SUBGROUP");
+    }
+    match caps.max_loop_iterations {
+        Some(limit) if loop_iterations(caps, strategy, shape.cols) >= limit => Some(
+            "rows this wide need more loop iterations per invocation than this driver runs \
+             (llvmpipe stops loops silently after 65535); use a strategy with more \
+             invocations per row",
+        ),
+        _ => None,
+    }
+}
+
+/// Plans the dispatches: the forced strategy or the chosen one, rows split into chunks
+/// whose arrays fit one storage binding each from an aligned offset (`row_bytes` holds the
+/// bytes per row of each array bound per chunk), and a grid per chunk within the device's
+/// limits.
+///
+/// # Errors
+///
+/// [`Error::StrategyUnavailable`] when `forced` is [`Strategy::SubgroupPerRow`] on a
+/// device without subgroups, or a strategy whose loops would exceed the driver's
+/// loop-iteration limit for rows this wide; [`Error::LimitExceeded`] when a row is too
+/// wide for one storage binding, or a grid cannot fit even when spread over two dimensions.
+pub(crate) fn plan(
+    caps: &DeviceCaps,
+    shape: Shape,
+    forced: Option<Strategy>,
+    row_bytes: &[u64],
+) -> Result<Plan> {
+    shape.len()?;
+    let strategy = forced.unwrap_or_else(|| choose_strategy(caps, shape));
+    if let Some(reason) = unavailable_reason(caps, shape, strategy) {
+        return Err(Error::StrategyUnavailable { strategy, reason });
+    }
+    let rows_per_group = rows_per_group(caps, strategy);
+    let mut chunks = Vec::new();
+    if !shape.is_empty() {
+        // A chunk is also at most one grid: max_dim x max_dim workgroups.
+        let max_dim = u64::from(caps.max_workgroups_per_dimension.max(1));
+        // Workgroups a row takes: a fraction of one, or a split row's segments.
+        let segments = if strategy == Strategy::SplitRow { split_segments(shape.cols) as u64 } else { 1 };
+        let grid_rows = max_dim * max_dim * u64::from(rows_per_group) / segments;
+        let rows_per_chunk = rows_per_chunk(shape.rows, row_bytes, caps, grid_rows)?;
+        for first_row in (0..shape.rows).step_by(rows_per_chunk) {
+            let rows = rows_per_chunk.min(shape.rows - first_row);
+            let groups = u64::try_from(rows.div_ceil(rows_per_group as usize)).unwrap_or(u64::MAX) * segments;
+            let grid = spread_grid(groups, caps.max_workgroups_per_dimension)?;
+            chunks.push(Chunk { first_row, rows, grid });
+        }
+    }
+    Ok(Plan { strategy, rows_per_group, chunks })
+}
+
+/// The most rows one chunk may hold: at most `max_rows` (what one grid covers), every
+/// array's chunk fits one storage binding, and every chunk starts at an offset that is a
+/// multiple of the storage offset alignment in every array. All of `rows` when they fit
+/// at once.
+///
+/// # Errors
+///
+/// [`Error::LimitExceeded`] when even the smallest aligned run of rows of some array is
+/// larger than one binding, or than one grid.
+pub(crate) fn rows_per_chunk(
+    rows: usize,
+    row_bytes: &[u64],
+    caps: &DeviceCaps,
+    max_rows: u64,
+) -> Result<usize> {
+    let rows_u64 = u64::try_from(rows).unwrap_or(u64::MAX);
+    let max_binding = caps.max_storage_binding_bytes;
+    if rows_u64 <= max_rows && row_bytes.iter().all(|&b| b.saturating_mul(rows_u64) <= max_binding) {
+        return Ok(rows.max(1));
+    }
+    let alignment = u64::from(caps.storage_offset_alignment.max(4));
+    // Chunk starts are multiples of the chunk size, so the size itself must keep each
+    // array's offset aligned: a multiple of alignment / gcd(bytes per row, alignment).
+    let step =
+        row_bytes.iter().filter(|&&b| b > 0).fold(1u64, |acc, &b| lcm(acc, alignment / gcd(b, alignment)));
+    let fit = row_bytes.iter().filter(|&&b| b > 0).map(|&b| max_binding / b).min().unwrap_or(rows_u64);
+    if fit < step {
+        let widest = row_bytes.iter().copied().max().unwrap_or(0);
+        return Err(Error::LimitExceeded {
+            limit: "max_storage_buffer_binding_size",
+            required: widest.saturating_mul(step),
+            available: max_binding,
+        });
+    }
+    let chunk = fit.min(max_rows) / step * step;
+    if chunk == 0 {
+        return Err(Error::LimitExceeded {
+            limit: "max_compute_workgroups_per_dimension",
+            required: step,
+            available: max_rows,
+        });
+    }
+    Ok(usize::try_from(chunk.min(rows_u64)).unwrap_or(rows).max(1))
+}
+
+const fn gcd(a: u64, b: u64) -> u64 {
+    let (mut a, mut b) = (a, b);
+    while b != 0 {
+        let t = a % b;
+        a = b;
+        b = t;
+    }
+    a
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
+}
+
+/// Lays `groups` workgroups out as an `[x, y]` grid with both sides within
+/// `max_per_dimension`: a row of at most `max_per_dimension`, then as many rows as needed.
+///
+/// # Errors
+///
+/// [`Error::LimitExceeded`] when even a square grid of the largest side is too small.
+pub(crate) fn spread_grid(groups: u64, max_per_dimension: u32) -> Result<[u32; 2]> {
+    let max = u64::from(max_per_dimension.max(1));
+    let x = groups.clamp(1, max);
+    let y = groups.div_ceil(x).max(1);
+    if y > max {
+        return Err(Error::LimitExceeded {
+            limit: "max_compute_workgroups_per_dimension",
+            required: groups,
+            available: max * max,
+        });
+    }
+    // Both fit in u32: each is at most `max`, which came from a u32.
+    Ok([u32::try_from(x).unwrap_or(u32::MAX), u32::try_from(y).unwrap_or(u32::MAX)])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,35 @@
+//! [`Strategy`]: how the rows of a matrix are spread over GPU invocations.
+
+/// How the rows of a matrix are spread over GPU invocations. Every strategy computes the
+/// same function; they differ in speed by shape and adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// One invocation per row: best for narrow rows (a few to a few dozen classes).
+    ThreadPerRow,
+    /// One subgroup per row, reduced with subgroup operations. Needs
+    /// `wgpu::Features::SUBGROUP`.
+    SubgroupPerRow,
+    /// One workgroup of 256 invocations per row, reduced in shared memory. Runs on every
+    /// adapter; best for wide rows.
+    WorkgroupPerRow,
+    /// Each row split across workgroups of 256 invocations, one per segment of
+    /// 4096 columns: a statistics pass, then a write pass. For a few rows
+    /// so wide that one workgroup per row would leave a GPU idle. Softmax and log-softmax
+    /// only; not in [`Strategy::ALL`].
+    SplitRow,
+}
+
+impl Strategy {
+    /// Every strategy that every op has, in a fixed order ([`Strategy::SplitRow`] is the
+    /// softmax's alone).
+    pub const ALL: [Self; 3] = [Self::ThreadPerRow, Self::SubgroupPerRow, Self::WorkgroupPerRow];
+
+    /// Invocations in one workgroup of this strategy's kernel (fixed in the WGSL).
+    #[must_use]
+    pub const fn workgroup_size(self) -> u32 {
+        match self {
+            Self::ThreadPerRow | Self::SubgroupPerRow => 64,
+            Self::WorkgroupPerRow | Self::SplitRow => 256,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Burn's wgpu backend as a baseline (behind the `burn` feature): softmax, log-softmax and
+//! cross-entropy the way a framework composes them from its generic ops, the gradient
+//! through its autodiff backend. Burn runs on its own device (its own wgpu); times are
+//! wall time from launching the op to the end of `sync`.
+
+use std::time::Instant;
+
+use burn::backend::wgpu::WgpuDevice;
+use burn::backend::{Autodiff, Wgpu};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData, activation};
+
+use crate::error::{BenchError, Result};
+use crate::{BenchOp, Workload};
+
+type Plain = Wgpu;
+type Differentiable = Autodiff<Wgpu>;
+
+fn synced<B: Backend>(device: &B::Device) -> Result<()> {
+    B::sync(device).map_err(|e| BenchError::Burn(format!("{e:?}")))
+}
+
+fn timed(warmup: usize, runs: usize, mut run: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        run()?;
+    }
+    (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            run()?;
+            Ok(started.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+/// Times `runs` runs of the workload's op in Burn after `warmup` untimed ones.
+///
+/// # Errors
+///
+/// [`BenchError::Unsupported`] for softmax backward (Burn has it only inside autodiff),
+/// and Burn's execution errors.
+pub(crate) fn time(workload: &Workload, warmup: usize, runs: usize) -> Result<Vec<f64>> {
+    let device = WgpuDevice::default();
+    let shape = workload.shape();
+    let dims = [shape.rows, shape.cols];
+    let logits = TensorData::new(workload.logits.clone(), dims);
+    let targets: Vec<i64> = workload.targets.iter().map(|&t| i64::from(t)).collect();
+    let targets = TensorData::new(targets, [shape.rows]);
+    match workload.op() {
+        BenchOp::Softmax | BenchOp::LogSoftmax => {
+            let x = Tensor::<Plain, 2>::from_data(logits, &device);
+            let log = workload.op() == BenchOp::LogSoftmax;
+            timed(warmup, runs, || {
+                let y = if log {
+                    activation::log_softmax(x.clone(), 1)
+                } else {
+                    activation::softmax(x.clone(), 1)
+                };
+                synced::<Plain>(&device)?;
+                drop(y);
+                Ok(())
+            })
+        }
+        BenchOp::CrossEntropyLoss => {
+            let x = Tensor::<Plain, 2>::from_data(logits, &device);
+            let t = Tensor::<Plain, 1, Int>::from_data(targets, &device);
+            let loss = CrossEntropyLossConfig::new().init(&device);
+            timed(warmup, runs, || {
+                let l = loss.forward(x.clone(), t.clone());
+                synced::<Plain>(&device)?;
+                drop(l);
+                Ok(())
+            })
+        }
+        BenchOp::CrossEntropyGrad => {
+            let x = Tensor::<Differentiable, 2>::from_data(logits, &device).require_grad();
+            let t = Tensor::<Differentiable, 1, Int>::from_data(targets, &device);
+            let loss = CrossEntropyLossConfig::new().init(&device);
+            timed(warmup, runs, || {
+                let l = loss.forward(x.clone(), t.clone());
+                let gradients = l.backward();
+                let grad = x.grad(&gradients);
+                synced::<Differentiable>(&device)?;
+                drop(grad);
+                Ok(())
+            })
+        }
+        BenchOp::SoftmaxBackward => {
+            Err(BenchError::Unsupported("Burn has softmax backward only inside autodiff; not measured"))
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! The benchmark harness of wgpu-softmax, shared by `cargo bench` and `wgpu-softmax bench`:
+//! GPU time per op and shape, the effective bandwidth from the fewest bytes the op must
+//! move, and that as a percentage of a plain vec4 copy's bandwidth on the same adapter in
+//! the same run (the roofline), beside an unfused WGSL baseline and CPU baselines (and Burn
+//! with the `burn` feature).
+
+#[cfg(feature = "burn")]
+mod burn;
+mod chart;
+mod cpu;
+mod error;
+pub mod report;
+mod unfused;
+
+use wgpu_softmax::testing::SeededRng;
+use wgpu_softmax::timing::Timer;
+use wgpu_softmax::wgpu;
+use wgpu_softmax::{
+    Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Gradient, Shape, Softmax, SoftmaxBackward,
+    TargetBuffer, Targets, reference,
+};
+
+pub use error::{BenchError, Result};
+pub use report::{Record, Report, StrategyChoice};
+use unfused::{Unfused, UnfusedBuffers};
+pub use wgpu_softmax::timing::{Clock, median};
+
+/// The ops measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BenchOp {
+    /// Softmax.
+    Softmax,
+    /// Log-softmax.
+    LogSoftmax,
+    /// Cross-entropy, class-index targets, mean, loss and gradient.
+    CrossEntropyGrad,
+    /// Cross-entropy, class-index targets, mean, loss only.
+    CrossEntropyLoss,
+    /// Softmax backward.
+    SoftmaxBackward,
+}
+
+impl BenchOp {
+    /// Every op, in report order.
+    pub const ALL: [Self; 5] = [
+        Self::Softmax,
+        Self::LogSoftmax,
+        Self::CrossEntropyGrad,
+        Self::CrossEntropyLoss,
+        Self::SoftmaxBackward,
+    ];
+
+    /// The op called `name` in reports and JSON.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// The op's name in reports and JSON.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Softmax => "softmax",
+            Self::LogSoftmax => "log_softmax",
+            Self::CrossEntropyGrad => "cross_entropy_grad",
+            Self::CrossEntropyLoss => "cross_entropy_loss",
+            Self::SoftmaxBackward => "softmax_backward",
+        }
+    }
+
+    /// The fewest bytes the op must move: each input read once, each output written
+    /// once, f32 and 4-byte targets (see [`BenchOp::bytes_formula`]).
+    #[must_use]
+    pub fn min_bytes(self, shape: Shape) -> u64 {
+        let elements = (shape.rows * shape.cols) as u64;
+        let rows = shape.rows as u64;
+        match self {
+            Self::Softmax | Self::LogSoftmax => 8 * elements,
+            Self::CrossEntropyGrad => 8 * elements + 8 * rows,
+            Self::CrossEntropyLoss => 4 * elements + 8 * rows,
+            Self::SoftmaxBackward => 12 * elements,
+        }
+    }
+
+    /// How [`BenchOp::min_bytes`] counts, for reports.
+    #[must_use]
+    pub const fn bytes_formula(self) -> &'static str {
+        match self {
+            Self::Softmax | Self::LogSoftmax => "8 B/element (read x, write y)",
+            Self::CrossEntropyGrad => {
+                "8 B/element + 8 B/row (read logits, write grad; read target, write loss)"
+            }
+            Self::CrossEntropyLoss => "4 B/element + 8 B/row (read logits; read target, write loss)",
+            Self::SoftmaxBackward => "12 B/element (read y and dy, write dx)",
+        }
+    }
+}
+
+/// What computes an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelKind {
+    /// This crate's kernels.
+    Fused,
+    /// The unfused WGSL baseline: one pass per framework op.
+    Unfused,
+    /// Single-threaded f32 on the CPU.
+    Cpu,
+    /// This crate's f64 reference on the CPU.
+    CpuReference,
+    /// Burn's wgpu backend (with the `burn` feature; not for softmax backward).
+    Burn,
+}
+
+impl KernelKind {
+    /// Every kind this crate always has, in report order ([`KernelKind::Burn`] joins with the
+    /// `burn` feature).
+    pub const ALL: [Self; 4] = [Self::Fused, Self::Unfused, Self::Cpu, Self::CpuReference];
+
+    /// The kind called `name` in reports and JSON.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().chain([Self::Burn]).find(|kind| kind.name() == name)
+    }
+
+    /// The kind's name in reports and JSON.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Fused => "fused",
+            Self::Unfused => "unfused",
+            Self::Cpu => "cpu",
+            Self::CpuReference => "cpu_reference",
+            Self::Burn => "burn",
+        }
+    }
+
+    /// Whether it runs on this crate's GPU device.
+    #[must_use]
+    pub const fn on_gpu(self) -> bool {
+        matches!(self, Self::Fused | Self::Unfused)
+    }
+
+    /// Whether it can measure `op` in this build.
+    #[must_use]
+    pub const fn measures(self, op: BenchOp) -> bool {
+        match self {
+            Self::Burn => cfg!(feature = "burn") && !matches!(op, BenchOp::SoftmaxBackward),
+            _ => true,
+        }
+    }
+}
+
+/// The shapes of the benchmark suite (rows x cols).
+pub const SHAPES: [(usize, usize); 7] =
+    [(65536, 10), (16384, 128), (4096, 1024), (4096, 4000), (1024, 32768), (64, 262_144), (8, 262_144)];
+
+/// What a suite measures and how often.
+#[derive(Clone, Debug)]
+pub struct SuiteConfig {
+    /// Shapes, rows x cols.
+    pub shapes: Vec<Shape>,
+    /// Ops.
+    pub ops: Vec<BenchOp>,
+    /// Kernels.
+    pub kernels: Vec<KernelKind>,
+    /// Untimed runs before the GPU measurements.
+    pub warmup: usize,
+    /// Timed GPU runs per (op, shape, kernel); the median is reported.
+    pub gpu_runs: usize,
+    /// Timed CPU runs.
+    pub cpu_runs: usize,
+    /// Bytes the copy kernel moves each way, for the roofline.
+    pub copy_bytes: u64,
+    /// Seed of the input data.
+    pub seed: u64,
+}
+
+impl SuiteConfig {
+    /// Every shape, op and kernel, 10 timed GPU runs after 3 warm-ups.
+    #[must_use]
+    pub fn full() -> Self {
+        let mut kernels = KernelKind::ALL.to_vec();
+        if cfg!(feature = "burn") {
+            kernels.push(KernelKind::Burn);
+        }
+        Self {
+            shapes: SHAPES.iter().map(|&(r, c)| Shape::new(r, c)).collect(),
+            ops: BenchOp::ALL.to_vec(),
+            kernels,
+            warmup: 3,
+            gpu_runs: 10,
+            cpu_runs: 3,
+            copy_bytes: 128 << 20,
+            seed: 0x00BE_4C11,
+        }
+    }
+
+    /// The same shapes, ops and kernels with fewer runs: under two minutes on lavapipe.
+    #[must_use]
+    pub fn quick() -> Self {
+        Self { warmup: 1, gpu_runs: 3, cpu_runs: 1, copy_bytes: 64 << 20, ..Self::full() }
+    }
+
+    /// How many (op, shape, kernel) measurements the suite takes.
+    #[must_use]
+    pub fn measurements(&self) -> usize {
+        let per_shape: usize =
+            self.ops.iter().map(|&op| self.kernels.iter().filter(|k| k.measures(op)).count()).sum();
+        self.shapes.len() * per_shape
+    }
+
+    /// How many steps [`run_suite`] reports progress for: compiling the baselines, the
+    /// two copy kernels, the strategy choices per shape, and the measurements.
+    #[must_use]
+    pub fn steps(&self) -> usize {
+        3 + self.shapes.len() + self.measurements()
+    }
+}
+
+/// The data and buffers of one op on one shape, ready to time any kernel on.
+pub struct Workload {
+    op: BenchOp,
+    shape: Shape,
+    logits: Vec<f32>,
+    targets: Vec<i32>,
+    y: Vec<f32>,
+    dy: Vec<f32>,
+    gpu: Option<GpuBuffers>,
+}
+
+struct GpuBuffers {
+    /// Copies of the input, used in turn so that no run finds the last one's in cache.
+    inputs: Vec<wgpu::Buffer>,
+    dy: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    output: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    rows: [wgpu::Buffer; 3],
+    loss: wgpu::Buffer,
+    next: std::cell::Cell<usize>,
+}
+
+/// Input copies are rotated until together they exceed this (last-level caches are
+/// smaller).
+const ROTATION_BYTES: u64 = 256 << 20;
+
+impl Workload {
+    /// Random data for `op` on `shape` (logits in [-8, 8), random class targets, and for
+    /// the backward a softmax output and an upstream gradient).
+    #[must_use]
+    pub fn new(op: BenchOp, shape: Shape, seed: u64) -> Self {
+        let mut rng = SeededRng::new(seed);
+        let len = shape.rows * shape.cols;
+        let logits = rng.logits(len, 8.0);
+        let targets =
+            (0..shape.rows).map(|_| i32::try_from(rng.below(shape.cols as u64)).unwrap_or(0)).collect();
+        let (y, dy) = if op == BenchOp::SoftmaxBackward {
+            (cpu::softmax(&logits, shape, false), rng.logits(len, 1.0))
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Self { op, shape, logits, targets, y, dy, gpu: None }
+    }
+
+    /// The op.
+    #[must_use]
+    pub const fn op(&self) -> BenchOp {
+        self.op
+    }
+
+    /// The shape.
+    #[must_use]
+    pub const fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The matrix the op reads first: the logits, or for the backward the softmax output.
+    fn input(&self) -> &[f32] {
+        if self.op == BenchOp::SoftmaxBackward { &self.y } else { &self.logits }
+    }
+
+    /// Uploads the data, once.
+    ///
+    /// # Errors
+    ///
+    /// Buffer creation errors.
+    pub fn upload(&mut self, ctx: &Context) -> Result<()> {
+        if self.gpu.is_some() {
+            return Ok(());
+        }
+        let len = self.shape.rows * self.shape.cols;
+        let bytes = self.shape.byte_len()?.max(4);
+        let copies = usize::try_from((ROTATION_BYTES / bytes).clamp(1, 4)).unwrap_or(1);
+        let inputs = (0..copies).map(|_| ctx.upload(self.input())).collect::<Result<Vec<_>, _>>()?;
+        let words: Vec<f32> = self.targets.iter().map(|&t| f32::from_bits(t.cast_unsigned())).collect();
+        self.gpu = Some(GpuBuffers {
+            inputs,
+            dy: ctx.upload(if self.dy.is_empty() { &[0.0] } else { &self.dy })?,
+            targets: ctx.upload(&words)?,
+            output: ctx.storage_buffer(len)?,
+            scratch: ctx.storage_buffer(len)?,
+            rows: [
+                ctx.storage_buffer(self.shape.rows)?,
+                ctx.storage_buffer(self.shape.rows)?,
+                ctx.storage_buffer(self.shape.rows)?,
+            ],
+            loss: ctx.storage_buffer(4)?,
+            next: std::cell::Cell::new(0),
+        });
+        Ok(())
+    }
+
+    /// Records one run of `kernel` (fused or unfused) into `encoder`.
+    fn record(
+        &self,
+        ctx: &Context,
+        baseline: &Unfused,
+        kernel: KernelKind,
+        encoder: &mut wgpu::CommandEncoder,
+    ) -> Result<()> {
+        let gpu = self.gpu.as_ref().ok_or(BenchError::NotUploaded)?;
+        let input = &gpu.inputs[gpu.next.get() % gpu.inputs.len()];
+        gpu.next.set(gpu.next.get() + 1);
+        let shape = self.shape;
+        match kernel {
+            KernelKind::Fused => {
+                match self.op {
+                    BenchOp::Softmax => Softmax::new().encode(ctx, encoder, input, &gpu.output, shape)?,
+                    BenchOp::LogSoftmax => Softmax::log().encode(ctx, encoder, input, &gpu.output, shape)?,
+                    BenchOp::SoftmaxBackward => {
+                        SoftmaxBackward::new().encode(ctx, encoder, input, &gpu.dy, &gpu.output, shape)?
+                    }
+                    BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss => {
+                        let with_grad = self.op == BenchOp::CrossEntropyGrad;
+                        let buffers = CrossEntropyBuffers {
+                            logits: input,
+                            targets: TargetBuffer::I32(&gpu.targets),
+                            weight: None,
+                            grad_output: None,
+                            loss: &gpu.loss,
+                            grad: with_grad.then_some(&gpu.output),
+                            argmax: None,
+                            status: None,
+                        };
+                        let gradient = if with_grad { Gradient::Separate } else { Gradient::Skip };
+                        CrossEntropy::new().gradient(gradient).encode(ctx, encoder, &buffers, shape)?
+                    }
+                };
+                Ok(())
+            }
+            KernelKind::Unfused => {
+                let buffers = UnfusedBuffers {
+                    input,
+                    other: &gpu.dy,
+                    targets: &gpu.targets,
+                    output: &gpu.output,
+                    scratch: &gpu.scratch,
+                    rows: [&gpu.rows[0], &gpu.rows[1], &gpu.rows[2]],
+                    loss: &gpu.loss,
+                };
+                baseline.record(ctx, encoder, self.op, shape, &buffers)
+            }
+            KernelKind::Cpu | KernelKind::CpuReference | KernelKind::Burn => {
+                Err(BenchError::Unsupported("only wgpu-softmax's GPU kernels record into an encoder"))
+            }
+        }
+    }
+
+    /// What a CPU kernel computes: the output matrix (empty for the loss alone) and the
+    /// mean loss of the cross-entropy ops.
+    fn cpu_output(&self, kernel: KernelKind) -> Result<(Vec<f32>, Option<f32>)> {
+        let shape = self.shape;
+        #[allow(clippy::cast_possible_truncation)] // the reference's f64 reported as f32
+        let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        Ok(match (kernel, self.op) {
+            (KernelKind::Cpu, BenchOp::Softmax | BenchOp::LogSoftmax) => {
+                (cpu::softmax(&self.logits, shape, self.op == BenchOp::LogSoftmax), None)
+            }
+            (KernelKind::Cpu, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss) => {
+                let (loss, grad) = cpu::cross_entropy(
+                    &self.logits,
+                    &self.targets,
+                    shape,
+                    self.op == BenchOp::CrossEntropyGrad,
+                );
+                (grad, Some(loss))
+            }
+            (KernelKind::Cpu, BenchOp::SoftmaxBackward) => {
+                (cpu::softmax_backward(&self.y, &self.dy, shape), None)
+            }
+            (KernelKind::CpuReference, BenchOp::Softmax) => {
+                (narrow(reference::softmax(&self.logits, shape)?), None)
+            }
+            (KernelKind::CpuReference, BenchOp::LogSoftmax) => {
+                (narrow(reference::log_softmax(&self.logits, shape)?), None)
+            }
+            (KernelKind::CpuReference, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss) => {
+                let gradient =
+                    if self.op == BenchOp::CrossEntropyGrad { Gradient::Separate } else { Gradient::Skip };
+                let input = CrossEntropyInput::new(&self.logits, shape, Targets::I32(&self.targets));
+                let out = reference::cross_entropy(&CrossEntropy::new().gradient(gradient), &input)?;
+                #[allow(clippy::cast_possible_truncation)]
+                let loss = out.loss[0] as f32;
+                (out.grad.map(narrow).unwrap_or_default(), Some(loss))
+            }
+            (KernelKind::CpuReference, BenchOp::SoftmaxBackward) => {
+                (narrow(reference::softmax_backward(&self.y, &self.dy, shape)?), None)
+            }
+            (KernelKind::Fused | KernelKind::Unfused | KernelKind::Burn, _) => {
+                return Err(BenchError::Unsupported("not a CPU kernel"));
+            }
+        })
+    }
+
+    /// Runs a CPU kernel once and returns its time in milliseconds.
+    fn run_cpu(&self, kernel: KernelKind) -> Result<f64> {
+        let started = std::time::Instant::now();
+        std::hint::black_box(self.cpu_output(kernel)?);
+        Ok(started.elapsed().as_secs_f64() * 1e3)
+    }
+}
+
+/// Measures runs of workloads: holds the timer and the baseline's pipelines.
+pub struct Bench<'a> {
+    ctx: &'a Context,
+    timer: Timer,
+    baseline: Unfused,
+}
+
+impl<'a> Bench<'a> {
+    /// Prepares to measure on `ctx`'s device.
+    ///
+    /// # Errors
+    ///
+    /// When the baseline's pipelines fail to compile.
+    pub fn new(ctx: &'a Context) -> Result<Self> {
+        Ok(Self { ctx, timer: Timer::new(ctx), baseline: Unfused::new(ctx)? })
+    }
+
+    /// How this device's times are taken.
+    #[must_use]
+    pub fn clock(&self) -> Clock {
+        self.timer.clock()
+    }
+
+    /// Runs `kernel` once on `workload` and returns what it computed: the output matrix
+    /// (the gradient for the cross-entropy; empty for the loss alone) and, for the
+    /// cross-entropy ops, the mean loss. For checking the baselines against the reference.
+    ///
+    /// # Errors
+    ///
+    /// The op's errors.
+    pub fn outputs(&self, workload: &mut Workload, kernel: KernelKind) -> Result<(Vec<f32>, Option<f32>)> {
+        if !kernel.on_gpu() {
+            return workload.cpu_output(kernel);
+        }
+        workload.upload(self.ctx)?;
+        let mut encoder =
+            self.ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        workload.record(self.ctx, &self.baseline, kernel, &mut encoder)?;
+        self.ctx.submit_and_wait(encoder)?;
+        let gpu = workload.gpu.as_ref().ok_or(BenchError::NotUploaded)?;
+        let len = workload.shape.rows * workload.shape.cols;
+        let matrix = if workload.op == BenchOp::CrossEntropyLoss {
+            Vec::new()
+        } else {
+            self.ctx.download(&gpu.output, len)?
+        };
+        let loss = matches!(workload.op, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss)
+            .then(|| self.ctx.download(&gpu.loss, 1).map(|l| l[0]))
+            .transpose()?;
+        Ok((matrix, loss))
+    }
+
+    /// Times `runs` runs of `kernel` on `workload` after `warmup` untimed ones; returns
+    /// each run's milliseconds.
+    ///
+    /// # Errors
+    ///
+    /// The op's errors, and timeouts.
+    pub fn time(
+        &self,
+        workload: &mut Workload,
+        kernel: KernelKind,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Vec<f64>> {
+        if kernel == KernelKind::Burn {
+            #[cfg(feature = "burn")]
+            return burn::time(workload, warmup, runs);
+            #[cfg(not(feature = "burn"))]
+            return Err(BenchError::Unsupported(
+                "this build has no Burn baseline; build with --features burn",
+            ));
+        }
+        if !kernel.on_gpu() {
+            return (0..runs).map(|_| workload.run_cpu(kernel)).collect();
+        }
+        workload.upload(self.ctx)?;
+        let ctx = self.ctx;
+        let baseline = &self.baseline;
+        let workload: &Workload = workload;
+        let mut record = |encoder: &mut wgpu::CommandEncoder| workload.record(ctx, baseline, kernel, encoder);
+        for _ in 0..warmup {
+            self.timer.time(ctx, &mut record)?;
+        }
+        (0..runs).map(|_| self.timer.time(ctx, &mut record)).collect()
+    }
+
+    /// The bandwidth of a plain vec4 copy of `bytes` (read plus write, GB/s), the median
+    /// of `runs` runs: the roofline. With `exp`, of the same copy applying `exp` to every
+    /// element: where that is much slower, exponentials bound the softmax, not memory.
+    ///
+    /// # Errors
+    ///
+    /// Buffer creation errors and timeouts.
+    pub fn copy_gbps(&self, bytes: u64, warmup: usize, runs: usize, exp: bool) -> Result<f64> {
+        let ctx = self.ctx;
+        let bytes = bytes.min(ctx.device().limits().max_storage_buffer_binding_size) / 16 * 16;
+        let len = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
+        let source = ctx.upload(&vec![1.0; len])?;
+        let target = ctx.storage_buffer(len)?;
+        let mut record = |encoder: &mut wgpu::CommandEncoder| {
+            self.baseline.copy(ctx, encoder, (&source, &target), bytes, exp)
+        };
+        for _ in 0..warmup {
+            self.timer.time(ctx, &mut record)?;
+        }
+        let times = (0..runs).map(|_| self.timer.time(ctx, &mut record)).collect::<Result<Vec<_>>>()?;
+        #[allow(clippy::cast_precision_loss)] // bytes of one buffer
+        Ok(2.0 * bytes as f64 / (median(&times) * 1e-3) / 1e9)
+    }
+}
+
+/// Runs a whole suite: the copy roofline first, then the strategy choices per shape (the
+/// heuristics' and autotuning's), then every (shape, op, kernel). Calls
+/// `progress(done, total, what)` before each step with what it is about to do, and once at
+/// the end with `done == total`, so that a caller can show progress from the first second.
+///
+/// # Errors
+///
+/// The first op or device error.
+pub fn run_suite(
+    ctx: &Context,
+    config: &SuiteConfig,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Report> {
+    let total = config.steps();
+    let mut done = 0;
+    let mut step = |what: &str| {
+        progress(done, total, what);
+        done += 1;
+    };
+    step("compiling the baselines");
+    let bench = Bench::new(ctx)?;
+    let copy_runs = config.gpu_runs.max(3);
+    step("measuring the copy kernel (the roofline)");
+    let copy_gbps = bench.copy_gbps(config.copy_bytes, config.warmup, copy_runs, false)?;
+    step("measuring the copy kernel applying exp");
+    let exp_copy_gbps = bench.copy_gbps(config.copy_bytes, config.warmup, copy_runs, true)?;
+    let info = ctx.adapter_info();
+    let mut report = Report {
+        adapter: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_owned(),
+        clock: bench.clock().name().to_owned(),
+        copy_gbps,
+        exp_copy_gbps,
+        records: Vec::new(),
+        strategies: Vec::new(),
+    };
+    let tuning = ctx.with_autotune(true);
+    for &shape in &config.shapes {
+        step(&format!("autotuning the strategies for {shape}"));
+        let choices = [
+            ("softmax", Softmax::new().plan(ctx, shape)?, Softmax::new().plan(&tuning, shape)?),
+            (
+                "cross_entropy",
+                CrossEntropy::new().plan(ctx, shape)?,
+                CrossEntropy::new().plan(&tuning, shape)?,
+            ),
+            (
+                "softmax_backward",
+                SoftmaxBackward::new().plan(ctx, shape)?,
+                SoftmaxBackward::new().plan(&tuning, shape)?,
+            ),
+        ];
+        for (family, heuristic, tuned) in choices {
+            report.strategies.push(StrategyChoice {
+                family,
+                rows: shape.rows,
+                cols: shape.cols,
+                heuristic: heuristic.strategy(),
+                tuned: tuned.strategy(),
+            });
+        }
+    }
+    for &shape in &config.shapes {
+        for &op in &config.ops {
+            let mut workload = Workload::new(op, shape, config.seed);
+            for &kernel in config.kernels.iter().filter(|k| k.measures(op)) {
+                step(&format!("{} {shape} {}", op.name(), kernel.name()));
+                let runs = if kernel.on_gpu() { config.gpu_runs } else { config.cpu_runs };
+                let times = bench.time(&mut workload, kernel, config.warmup, runs)?;
+                report.records.push(Record::new(op, kernel, shape, median(&times), copy_gbps));
+            }
+        }
+    }
+    progress(total, total, "done");
+    Ok(report)
+}

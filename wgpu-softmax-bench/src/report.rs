@@ -1,0 +1,238 @@
+//! A suite's results: the table, JSON records and an SVG chart of roofline percentage.
+
+use std::fmt::Write as _;
+
+use wgpu_softmax::{Shape, Strategy};
+
+use crate::{BenchOp, KernelKind};
+
+/// One measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The op.
+    pub op: BenchOp,
+    /// What computed it.
+    pub kernel: KernelKind,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Median time of one run, milliseconds.
+    pub median_ms: f64,
+    /// Effective bandwidth: the op's fewest bytes over the median time, GB/s.
+    pub gbps: f64,
+    /// `gbps` as a percentage of the copy kernel's bandwidth.
+    pub roofline_pct: f64,
+}
+
+impl Record {
+    /// A record from a median time, against the copy kernel's `copy_gbps`.
+    #[must_use]
+    pub fn new(op: BenchOp, kernel: KernelKind, shape: Shape, median_ms: f64, copy_gbps: f64) -> Self {
+        #[allow(clippy::cast_precision_loss)] // byte counts of one matrix
+        let gbps = op.min_bytes(shape) as f64 / (median_ms * 1e-3) / 1e9;
+        Self {
+            op,
+            kernel,
+            rows: shape.rows,
+            cols: shape.cols,
+            median_ms,
+            gbps,
+            roofline_pct: 100.0 * gbps / copy_gbps,
+        }
+    }
+}
+
+/// The strategy the planner's heuristics pick for a shape, and the one autotuning picks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrategyChoice {
+    /// The kernel family: `softmax` (and log-softmax), `cross_entropy`,
+    /// `softmax_backward`.
+    pub family: &'static str,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// The heuristics' choice.
+    pub heuristic: Strategy,
+    /// Autotuning's choice.
+    pub tuned: Strategy,
+}
+
+/// A suite's results on one adapter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The adapter's name.
+    pub adapter: String,
+    /// Its backend.
+    pub backend: String,
+    /// Its driver.
+    pub driver: String,
+    /// How times were taken.
+    pub clock: String,
+    /// The vec4 copy kernel's bandwidth, GB/s (read plus write): the roofline.
+    pub copy_gbps: f64,
+    /// The same copy applying `exp` to each element, GB/s: how fast exponentials stream.
+    pub exp_copy_gbps: f64,
+    /// Every measurement.
+    pub records: Vec<Record>,
+    /// The strategy choices per shape and kernel family.
+    pub strategies: Vec<StrategyChoice>,
+}
+
+impl Report {
+    /// The record of `kernel` for `op` on `rows x cols`, if measured.
+    #[must_use]
+    pub fn find(&self, op: BenchOp, kernel: KernelKind, rows: usize, cols: usize) -> Option<&Record> {
+        self.records.iter().find(|r| r.op == op && r.kernel == kernel && r.rows == rows && r.cols == cols)
+    }
+
+    /// How many times faster the fused kernel is than `kernel` for one op and shape.
+    #[must_use]
+    pub fn speedup(&self, op: BenchOp, kernel: KernelKind, rows: usize, cols: usize) -> Option<f64> {
+        let fused = self.find(op, KernelKind::Fused, rows, cols)?;
+        let other = self.find(op, kernel, rows, cols)?;
+        Some(other.median_ms / fused.median_ms)
+    }
+
+    /// A Markdown table: one line per measurement, with the speedup of the fused kernel.
+    #[must_use]
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "adapter: {} ({}, {}); times: {}; copy kernel: {:.2} GB/s; copy applying exp: {:.2} GB/s\n\n",
+            self.adapter, self.backend, self.driver, self.clock, self.copy_gbps, self.exp_copy_gbps
+        );
+        if !self.strategies.is_empty() {
+            out.push_str("| family | shape | heuristic strategy | autotuned strategy |\n|---|---|---|---|\n");
+            for c in &self.strategies {
+                let _ = writeln!(
+                    out,
+                    "| {} | {}x{} | {:?} | {:?} |",
+                    c.family, c.rows, c.cols, c.heuristic, c.tuned
+                );
+            }
+            out.push('\n');
+        }
+        out.push_str("| op | shape | kernel | median ms | GB/s | % of copy | fused is x faster |\n");
+        out.push_str("|---|---|---|---:|---:|---:|---:|\n");
+        for r in &self.records {
+            let speedup = match r.kernel {
+                KernelKind::Fused => String::new(),
+                other => {
+                    self.speedup(r.op, other, r.rows, r.cols).map_or_else(String::new, |s| format!("{s:.2}"))
+                }
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {}x{} | {} | {:.3} | {:.2} | {:.1} | {} |",
+                r.op.name(),
+                r.rows,
+                r.cols,
+                r.kernel.name(),
+                r.median_ms,
+                r.gbps,
+                r.roofline_pct,
+                speedup
+            );
+        }
+        out
+    }
+
+    /// The records as a JSON list, each with the adapter's name and the copy kernel's
+    /// bandwidth (non-finite numbers as `null`).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let records: Vec<JsonRecord> = self
+            .records
+            .iter()
+            .map(|r| JsonRecord {
+                op: r.op.name().to_owned(),
+                kernel: r.kernel.name().to_owned(),
+                rows: r.rows,
+                cols: r.cols,
+                median_ms: finite(r.median_ms),
+                gbps: finite(r.gbps),
+                roofline_pct: finite(r.roofline_pct),
+                adapter: self.adapter.clone(),
+                backend: self.backend.clone(),
+                driver: self.driver.clone(),
+                clock: self.clock.clone(),
+                copy_gbps: finite(self.copy_gbps),
+                exp_copy_gbps: finite(self.exp_copy_gbps),
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&records).unwrap_or_else(|_| "[]".to_owned());
+        text.push('\n');
+        text
+    }
+
+    /// A report read back from [`Report::to_json`]'s output (the adapter and copy
+    /// figures from its first record; no strategy choices), to redraw its chart.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::BenchError::Json`] for text that is not such a list, or that names an
+    /// unknown op or kernel.
+    pub fn from_json(text: &str) -> crate::Result<Self> {
+        let json_error = |problem: String| crate::BenchError::Json(problem);
+        let records: Vec<JsonRecord> = serde_json::from_str(text).map_err(|e| json_error(e.to_string()))?;
+        let first = records.first().ok_or_else(|| json_error("no records".to_owned()))?;
+        let mut report = Self {
+            adapter: first.adapter.clone(),
+            backend: first.backend.clone(),
+            driver: first.driver.clone(),
+            clock: first.clock.clone(),
+            copy_gbps: first.copy_gbps.unwrap_or(f64::NAN),
+            exp_copy_gbps: first.exp_copy_gbps.unwrap_or(f64::NAN),
+            records: Vec::new(),
+            strategies: Vec::new(),
+        };
+        for r in &records {
+            let op = BenchOp::from_name(&r.op).ok_or_else(|| json_error(format!("unknown op '{}'", r.op)))?;
+            let kernel = KernelKind::from_name(&r.kernel)
+                .ok_or_else(|| json_error(format!("unknown kernel '{}'", r.kernel)))?;
+            report.records.push(Record {
+                op,
+                kernel,
+                rows: r.rows,
+                cols: r.cols,
+                median_ms: r.median_ms.unwrap_or(f64::NAN),
+                gbps: r.gbps.unwrap_or(f64::NAN),
+                roofline_pct: r.roofline_pct.unwrap_or(f64::NAN),
+            });
+        }
+        Ok(report)
+    }
+
+    /// The roofline chart as SVG: one panel per op, the roofline percentage of each GPU
+    /// kernel per shape, with the 100% line (the copy kernel).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::BenchError::Chart`] when plotters fails to draw it.
+    pub fn to_svg(&self) -> crate::Result<String> {
+        crate::chart::roofline_svg(self)
+    }
+}
+
+/// One record as the JSON holds it: flat, with the run's adapter and copy figures.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JsonRecord {
+    op: String,
+    kernel: String,
+    rows: usize,
+    cols: usize,
+    median_ms: Option<f64>,
+    gbps: Option<f64>,
+    roofline_pct: Option<f64>,
+    adapter: String,
+    backend: String,
+    driver: String,
+    clock: String,
+    copy_gbps: Option<f64>,
+    exp_copy_gbps: Option<f64>,
+}
+
+fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
+}

@@ -1,0 +1,199 @@
+//! The command line.
+// The doc comments below are the tool's --help text, which shows backticks literally.
+#![allow(clippy::doc_markdown)]
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wgpu_softmax::wgpu;
+use wgpu_softmax::{Context, ContextOptions, Reduction};
+
+use crate::error::CliError;
+
+/// Softmax, log-softmax and softmax cross-entropy of `.npy` arrays on the GPU (wgpu), and
+/// checks of the adapter's kernels against an f64 reference.
+#[derive(Debug, Parser)]
+#[command(name = "wgpu-softmax", version)]
+pub struct Cli {
+    /// The backend to look for adapters on (default: WGPU_BACKEND, else all).
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<Backend>,
+
+    /// Use the first adapter whose name contains NAME, case-insensitively (default:
+    /// WGPU_ADAPTER_NAME, else wgpu's choice).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub adapter: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the adapters found, their features and limits, and the kernel strategy each
+    /// would pick for a few shapes.
+    Info,
+    /// Run every op and every kernel strategy of the adapter on random data and compare
+    /// with the f64 reference; exits non-zero on any failure.
+    Check(CheckArgs),
+    /// Softmax (or log-softmax) over the last axis of an array.
+    Softmax(SoftmaxArgs),
+    /// Softmax cross-entropy of logits (N, C) with class-index or probability targets, as
+    /// PyTorch's cross_entropy.
+    CrossEntropy(CrossEntropyArgs),
+    /// Time every op on the benchmark shapes against a vec4 copy (the roofline), the
+    /// unfused WGSL baseline and the CPU; print a table, optionally write JSON and SVG.
+    Bench(BenchArgs),
+}
+
+/// `bench`'s arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Fewer runs per measurement: about 70 s on lavapipe (2 cores), a few seconds on a GPU.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the records as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw the roofline chart as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Measure nothing: read the records of an earlier run's --json FILE, print its table
+    /// and (with --svg) redraw its chart.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["quick", "json"])]
+    pub from_json: Option<PathBuf>,
+}
+
+/// `check`'s arguments.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Seed of the random inputs (default: from the clock; printed, to replay a run).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `softmax`'s arguments.
+#[derive(Debug, Args)]
+pub struct SoftmaxArgs {
+    /// Input array, float32 or float64, of any shape but 0-d.
+    #[arg(long, value_name = "X.npy")]
+    pub input: PathBuf,
+    /// Output array: float32, the input's shape.
+    #[arg(long, value_name = "Y.npy")]
+    pub output: PathBuf,
+    /// Log-softmax instead of softmax.
+    #[arg(long)]
+    pub log: bool,
+}
+
+/// `cross-entropy`'s arguments.
+#[derive(Debug, Args)]
+pub struct CrossEntropyArgs {
+    /// Logits (N, C), float32 or float64.
+    #[arg(long, value_name = "X.npy")]
+    pub logits: PathBuf,
+    /// Class indices (N,) as int64, int32 or uint32; or probabilities (N, C) as float32
+    /// or float64.
+    #[arg(long, value_name = "T.npy")]
+    pub targets: PathBuf,
+    /// Output: the loss, float32, 0-d for mean and sum, (N,) for none.
+    #[arg(long, value_name = "L.npy")]
+    pub loss: PathBuf,
+    /// Output: the gradient of the reduced loss with respect to the logits, float32
+    /// (N, C); for none, of the sum of the losses.
+    #[arg(long, value_name = "G.npy")]
+    pub grad: Option<PathBuf>,
+    /// How the losses of the rows are reduced.
+    #[arg(long, value_enum, default_value_t = ReductionArg::Mean)]
+    pub reduction: ReductionArg,
+    /// Rows whose class target is this are ignored.
+    #[arg(long, value_name = "I", default_value_t = -100, allow_negative_numbers = true)]
+    pub ignore_index: i64,
+    /// Label smoothing, in [0, 1].
+    #[arg(
+        long,
+        value_name = "E",
+        default_value_t = 0.0,
+        value_parser = parse_label_smoothing,
+        allow_negative_numbers = true
+    )]
+    pub label_smoothing: f32,
+    /// Class weights (C,), float32 or float64.
+    #[arg(long, value_name = "W.npy")]
+    pub weight: Option<PathBuf>,
+}
+
+/// `--reduction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReductionArg {
+    /// The weighted mean over the rows.
+    Mean,
+    /// The sum over the rows.
+    Sum,
+    /// One loss per row.
+    None,
+}
+
+impl ReductionArg {
+    /// The library's reduction.
+    pub const fn to_reduction(self) -> Reduction {
+        match self {
+            Self::Mean => Reduction::Mean,
+            Self::Sum => Reduction::Sum,
+            Self::None => Reduction::None,
+        }
+    }
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Vulkan.
+    Vulkan,
+    /// Metal.
+    Metal,
+    /// DirectX 12.
+    Dx12,
+    /// OpenGL (ES) through EGL, WGL or WebGL.
+    Gl,
+}
+
+impl Backend {
+    /// The wgpu backend set.
+    pub const fn backends(self) -> wgpu::Backends {
+        match self {
+            Self::Vulkan => wgpu::Backends::VULKAN,
+            Self::Metal => wgpu::Backends::METAL,
+            Self::Dx12 => wgpu::Backends::DX12,
+            Self::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+fn parse_label_smoothing(text: &str) -> Result<f32, String> {
+    let value: f32 = text.trim().parse().map_err(|_| "not a number".to_owned())?;
+    if (0.0..=1.0).contains(&value) { Ok(value) } else { Err("label smoothing must be in [0, 1]".to_owned()) }
+}
+
+impl Cli {
+    /// The context options the global flags ask for; fields left `None` follow the
+    /// `WGPU_*` environment variables.
+    pub fn context_options(&self) -> ContextOptions {
+        let mut options = ContextOptions::default();
+        options.backends = self.backend.map(Backend::backends);
+        options.adapter_name.clone_from(&self.adapter);
+        options
+    }
+
+    /// The backends to look for adapters on: `--backend`, else `WGPU_BACKEND`, else all.
+    pub fn backends(&self) -> wgpu::Backends {
+        self.backend.map(Backend::backends).or_else(wgpu::Backends::from_env).unwrap_or(wgpu::Backends::all())
+    }
+
+    /// Creates the context the global flags select; `what` names the command, for the
+    /// error message.
+    pub fn context(&self, what: &str) -> Result<Context, CliError> {
+        Context::with_options(self.context_options()).map_err(|e| CliError::library(what, &e))
+    }
+}

@@ -1,0 +1,88 @@
+//! `wgpu-softmax bench`: the benchmark suite on the selected adapter, or the table and
+//! chart of an earlier run's records.
+#![allow(clippy::print_stdout)] // printing the table is its job
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use wgpu_softmax_bench::{BenchOp, Report, SuiteConfig, run_suite};
+
+use crate::args::{BenchArgs, Cli};
+use crate::error::CliError;
+use crate::output::{PendingOutput, commit_all, same_file};
+
+/// Runs the suite (or reads `--from-json`), prints the table, and writes the JSON and SVG.
+///
+/// # Errors
+///
+/// An unwritable output path or one that is also the input (before any measurement), an
+/// unreadable `--from-json` file, or a library error.
+pub fn run(cli: &Cli, args: &BenchArgs) -> Result<(), CliError> {
+    if let (Some(json), Some(svg)) = (&args.json, &args.svg) {
+        if same_file(json, svg) {
+            return Err(CliError::file(svg, "--json and --svg name the same file"));
+        }
+    }
+    let inputs: Vec<&Path> = args.from_json.as_deref().into_iter().collect();
+    let mut json = args.json.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
+    let mut svg = args.svg.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
+    let started = Instant::now();
+    let report = match &args.from_json {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::file(path, format!("cannot read: {e}")))?;
+            Report::from_json(&text).map_err(|e| CliError::file(path, e))?
+        }
+        None => measure(cli, args)?,
+    };
+    println!("{}", report.table());
+    for op in BenchOp::ALL {
+        println!("bytes counted for {}: {}", op.name(), op.bytes_formula());
+    }
+    println!("GB/s = those bytes / the median time; % of copy = GB/s / the copy kernel's GB/s.");
+    if args.from_json.is_none() {
+        println!("suite took {:.1} s", started.elapsed().as_secs_f64());
+    }
+    let mut outputs = Vec::new();
+    let mut written = Vec::new();
+    if let (Some(mut file), Some(path)) = (json.take(), args.json.as_deref()) {
+        file.write_bytes(report.to_json().as_bytes())?;
+        outputs.push(file);
+        written.push(path.display().to_string());
+    }
+    if let (Some(mut file), Some(path)) = (svg.take(), args.svg.as_deref()) {
+        let chart = report.to_svg().map_err(|e| CliError::file(path, e))?;
+        file.write_bytes(chart.as_bytes())?;
+        outputs.push(file);
+        written.push(path.display().to_string());
+    }
+    commit_all(outputs)?;
+    if !written.is_empty() {
+        println!("bench: wrote {}", written.join(" and "));
+    }
+    Ok(())
+}
+
+/// Runs the suite on the selected adapter, with a progress bar that says from the first
+/// second which step runs.
+fn measure(cli: &Cli, args: &BenchArgs) -> Result<Report, CliError> {
+    let config = if args.quick { SuiteConfig::quick() } else { SuiteConfig::full() };
+    let bar = ProgressBar::new(config.steps() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+            .map_err(|e| CliError::new(e.to_string()))?,
+    );
+    bar.set_message("creating the device");
+    // Redrawn every 100 ms, so that a long step (the copy kernels, autotuning) still shows
+    // the time going by.
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let ctx = cli.context("bench")?;
+    let report = run_suite(&ctx, &config, &mut |done, _, what| {
+        bar.set_position(done as u64);
+        bar.set_message(what.to_owned());
+    })
+    .map_err(|e| CliError::new(format!("bench: {e}")))?;
+    bar.finish_and_clear();
+    Ok(report)
+}

@@ -1,0 +1,797 @@
+//! The `wgpu-softmax` command-line tool, run as a process on the adapter that
+//! `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` select: its outputs against the f64 reference, and
+//! every kind of bad input refused with one line on stderr and no file left behind.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{SeededRng, compare};
+use wgpu_softmax::{CrossEntropy, CrossEntropyInput, Gradient, Reduction, Shape, Targets, reference};
+
+// ---------------------------------------------------------------------------------------
+// A scratch directory per test, and the tool run in it.
+
+/// A fresh directory under the system's temporary directory, removed when the test
+/// passes (kept for inspection when it fails).
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(test: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wgpu-softmax-cli-{}-{}-{test}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The file names in the directory.
+    fn files(&self) -> BTreeSet<String> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs the tool with `args` in `dir`.
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wgpu-softmax"));
+    command.args(args).current_dir(dir).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+    // Mesa's EGL (the GL backend) warns on stderr without a runtime directory.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let runtime = std::env::temp_dir().join(format!("wgpu-softmax-cli-xdg-{}", std::process::id()));
+        std::fs::create_dir_all(&runtime).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        command.env("XDG_RUNTIME_DIR", runtime);
+    }
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs the tool and asserts that it succeeded; returns its stdout.
+fn run_ok(scratch: &Scratch, args: &[&str]) -> String {
+    let output = run_in(&scratch.dir, args);
+    assert!(
+        output.status.success(),
+        "{args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Runs the tool on bad input and asserts that it failed cleanly: a non-zero exit,
+/// exactly one line on stderr holding every one of `expected` (the file and the
+/// problem), no panic or backtrace, and no file in the directory but the inputs.
+fn assert_refused(scratch: &Scratch, args: &[&str], expected: &[&str]) -> String {
+    let before = scratch.files();
+    let output = run_in(&scratch.dir, args);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{args:?} succeeded but should have failed; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: stderr is not one line: {stderr:?}");
+    assert!(stderr.ends_with('\n'), "{args:?}: {stderr:?}");
+    for word in expected {
+        assert!(stderr.contains(word), "{args:?}: stderr {stderr:?} does not mention {word:?}");
+    }
+    let lower = stderr.to_lowercase();
+    assert!(!lower.contains("panicked") && !lower.contains("backtrace"), "{args:?}: {stderr:?}");
+    assert_eq!(scratch.files(), before, "{args:?} left files behind");
+    stderr
+}
+
+// ---------------------------------------------------------------------------------------
+// .npy files, written and read here independently of the tool's own module.
+
+fn npy_bytes(descr: &str, fortran_order: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    npy_bytes_version(1, descr, fortran_order, shape, data)
+}
+
+/// A `.npy` file as NumPy's format describes it, in header version 1, 2 or 3 (3: the
+/// header may hold UTF-8; it is padded to 64 bytes as `np.save` pads it).
+fn npy_bytes_version(version: u8, descr: &str, fortran_order: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let shape_text = match shape {
+        [] => "()".to_owned(),
+        [one] => format!("({one},)"),
+        _ => format!("({})", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+    };
+    let fortran = if fortran_order { "True" } else { "False" };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape_text}, }}");
+    let prefix = if version == 1 { 10 } else { 12 };
+    while (prefix + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = vec![0x93, b'N', b'U', b'M', b'P', b'Y', version, 0];
+    if version == 1 {
+        out.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
+    } else {
+        out.extend_from_slice(&u32::try_from(header.len()).unwrap().to_le_bytes());
+    }
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn write_file(scratch: &Scratch, name: &str, bytes: &[u8]) -> String {
+    std::fs::write(scratch.path(name), bytes).unwrap();
+    name.to_owned()
+}
+
+fn write_f32(scratch: &Scratch, name: &str, shape: &[usize], data: &[f32]) -> String {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(scratch, name, &npy_bytes("<f4", false, shape, &bytes))
+}
+
+fn write_f64(scratch: &Scratch, name: &str, shape: &[usize], data: &[f64]) -> String {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(scratch, name, &npy_bytes("<f8", false, shape, &bytes))
+}
+
+fn write_i64(scratch: &Scratch, name: &str, data: &[i64]) -> String {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(scratch, name, &npy_bytes("<i8", false, &[data.len()], &bytes))
+}
+
+fn write_i32(scratch: &Scratch, name: &str, data: &[i32]) -> String {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(scratch, name, &npy_bytes("<i4", false, &[data.len()], &bytes))
+}
+
+fn write_u32(scratch: &Scratch, name: &str, data: &[u32]) -> String {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(scratch, name, &npy_bytes("<u4", false, &[data.len()], &bytes))
+}
+
+/// Reads a float32 C-order `.npy` the tool wrote: its shape and data.
+fn read_f32(scratch: &Scratch, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(scratch.path(name)).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{name}");
+    let (header_len, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+    };
+    assert_eq!((start + header_len) % 16, 0, "{name}: data not 16-byte aligned");
+    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
+    assert!(header.ends_with('\n'), "{header:?}");
+    assert!(header.contains("'descr': '<f4'"), "{header:?}");
+    assert!(header.contains("'fortran_order': False"), "{header:?}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> =
+        shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let data: Vec<f32> = bytes[start + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(data.len() * 4, bytes.len() - start - header_len, "{name}: trailing bytes");
+    assert_eq!(data.len(), shape.iter().product::<usize>(), "{name}: {shape:?}");
+    (shape, data)
+}
+
+fn assert_close(what: &str, actual: &[f32], expected: &[f64], tolerance: Tolerance) {
+    let comparison = compare(actual, expected, tolerance);
+    assert!(comparison.passed(), "{what}: {comparison}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Good inputs.
+
+#[test]
+fn softmax_of_a_float32_matrix_matches_the_reference() {
+    let s = Scratch::new("softmax_f32");
+    let x = SeededRng::new(1).logits(7 * 33, 6.0);
+    write_f32(&s, "x.npy", &[7, 33], &x);
+    run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy"]);
+    let (shape, y) = read_f32(&s, "y.npy");
+    assert_eq!(shape, [7, 33]);
+    assert_close("softmax", &y, &reference::softmax(&x, Shape::new(7, 33)).unwrap(), Tolerance::SOFTMAX);
+    assert_eq!(s.files(), BTreeSet::from(["x.npy".to_owned(), "y.npy".to_owned()]));
+}
+
+#[test]
+fn softmax_of_a_float64_3d_array_is_over_the_last_axis() {
+    let s = Scratch::new("softmax_f64_3d");
+    let x64: Vec<f64> =
+        SeededRng::new(2).logits(2 * 3 * 300, 10.0).iter().map(|&v| f64::from(v) * 1.1).collect();
+    write_f64(&s, "x.npy", &[2, 3, 300], &x64);
+    run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy"]);
+    let (shape, y) = read_f32(&s, "y.npy");
+    assert_eq!(shape, [2, 3, 300]);
+    #[allow(clippy::cast_possible_truncation)]
+    let x: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+    assert_close("softmax 3-D", &y, &reference::softmax(&x, Shape::new(6, 300)).unwrap(), Tolerance::SOFTMAX);
+}
+
+#[test]
+fn softmax_of_a_1d_array_is_one_row() {
+    let s = Scratch::new("softmax_1d");
+    let x = [0.0, 10.0, 15.0, 18.0, 20.0];
+    write_f32(&s, "x.npy", &[5], &x);
+    run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy"]);
+    let (shape, y) = read_f32(&s, "y.npy");
+    assert_eq!(shape, [5]);
+    assert_close("softmax 1-D", &y, &reference::softmax(&x, Shape::new(1, 5)).unwrap(), Tolerance::SOFTMAX);
+    assert!((y[4] - 0.875_565_8).abs() < 1e-6);
+}
+
+#[test]
+fn log_softmax_matches_the_reference_and_keeps_the_shape() {
+    let s = Scratch::new("log_softmax");
+    let x = SeededRng::new(3).logits(4 * 2 * 50, 20.0);
+    write_f32(&s, "x.npy", &[4, 2, 50], &x);
+    run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy", "--log"]);
+    let (shape, y) = read_f32(&s, "y.npy");
+    assert_eq!(shape, [4, 2, 50]);
+    let expected = reference::log_softmax(&x, Shape::new(8, 50)).unwrap();
+    assert_close("log-softmax", &y, &expected, Tolerance::LOG_SOFTMAX);
+}
+
+#[test]
+fn softmax_of_an_empty_array_writes_an_empty_array() {
+    let s = Scratch::new("softmax_empty");
+    write_f32(&s, "x.npy", &[0, 4], &[]);
+    run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy"]);
+    assert_eq!(read_f32(&s, "y.npy"), (vec![0, 4], vec![]));
+}
+
+#[test]
+fn softmax_replaces_an_existing_output_file() {
+    let s = Scratch::new("softmax_replace");
+    write_f32(&s, "x.npy", &[2], &[1.0, 1.0]);
+    std::fs::write(s.path("y.npy"), b"old contents").unwrap();
+    run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy"]);
+    assert_eq!(read_f32(&s, "y.npy"), (vec![2], vec![0.5, 0.5]));
+    assert_eq!(s.files().len(), 2, "{:?}", s.files());
+}
+
+/// Runs cross-entropy with `options` on the written inputs, and checks the loss (and the
+/// gradient, when asked for) against the reference of `op` on `input`.
+fn check_cross_entropy(
+    s: &Scratch,
+    files: &[&str],
+    options: &[&str],
+    op: CrossEntropy,
+    input: &CrossEntropyInput<'_>,
+    with_grad: bool,
+) {
+    let mut args = vec!["cross-entropy", "--logits", files[0], "--targets", files[1], "--loss", "loss.npy"];
+    if with_grad {
+        args.extend(["--grad", "grad.npy"]);
+    }
+    args.extend(options);
+    for output in ["loss.npy", "grad.npy"] {
+        let _ = std::fs::remove_file(s.path(output));
+    }
+    run_ok(s, &args);
+    let op = op.gradient(if with_grad { Gradient::Separate } else { Gradient::Skip });
+    let expected = reference::cross_entropy(&op, input).unwrap();
+    let (loss_shape, loss) = read_f32(s, "loss.npy");
+    let wanted_shape = if op.get_reduction() == Reduction::None { vec![input.shape.rows] } else { vec![] };
+    assert_eq!(loss_shape, wanted_shape, "{options:?}");
+    assert_close(&format!("loss {options:?}"), &loss, &expected.loss, Tolerance::CROSS_ENTROPY_LOSS);
+    if with_grad {
+        let (grad_shape, grad) = read_f32(s, "grad.npy");
+        assert_eq!(grad_shape, [input.shape.rows, input.shape.cols]);
+        assert_close(
+            &format!("grad {options:?}"),
+            &grad,
+            &expected.grad.unwrap(),
+            Tolerance::CROSS_ENTROPY_GRAD,
+        );
+    } else {
+        assert!(!s.path("grad.npy").exists());
+    }
+}
+
+#[test]
+fn cross_entropy_with_int64_targets_every_reduction() {
+    let s = Scratch::new("ce_i64");
+    let shape = Shape::new(9, 6);
+    let mut rng = SeededRng::new(4);
+    let logits = rng.logits(54, 5.0);
+    let targets: Vec<i64> = (0..9).map(|_| i64::try_from(rng.below(6)).unwrap()).collect();
+    write_f32(&s, "x.npy", &[9, 6], &logits);
+    write_i64(&s, "t.npy", &targets);
+    let input = CrossEntropyInput::new(&logits, shape, Targets::I64(&targets));
+    for (flag, reduction) in [("mean", Reduction::Mean), ("sum", Reduction::Sum), ("none", Reduction::None)] {
+        let op = CrossEntropy::new().reduction(reduction);
+        check_cross_entropy(&s, &["x.npy", "t.npy"], &["--reduction", flag], op, &input, true);
+    }
+    // The default is the mean.
+    check_cross_entropy(&s, &["x.npy", "t.npy"], &[], CrossEntropy::new(), &input, true);
+}
+
+#[test]
+fn cross_entropy_with_int32_targets_ignore_index_and_weight() {
+    let s = Scratch::new("ce_i32");
+    let shape = Shape::new(8, 5);
+    let mut rng = SeededRng::new(5);
+    let logits = rng.logits(40, 5.0);
+    let targets: Vec<i32> =
+        (0..8).map(|row| if row % 3 == 0 { -1 } else { i32::try_from(rng.below(5)).unwrap() }).collect();
+    let weight: Vec<f32> = (0..5).map(|_| rng.uniform(0.5, 2.0)).collect();
+    write_f32(&s, "x.npy", &[8, 5], &logits);
+    write_i32(&s, "t.npy", &targets);
+    write_f32(&s, "w.npy", &[5], &weight);
+    let input = CrossEntropyInput::new(&logits, shape, Targets::I32(&targets)).weight(&weight);
+    for (flag, reduction) in [("mean", Reduction::Mean), ("sum", Reduction::Sum), ("none", Reduction::None)] {
+        let op = CrossEntropy::new().reduction(reduction).ignore_index(-1);
+        let options = ["--reduction", flag, "--ignore-index", "-1", "--weight", "w.npy"];
+        check_cross_entropy(&s, &["x.npy", "t.npy"], &options, op, &input, true);
+    }
+}
+
+#[test]
+fn cross_entropy_with_uint32_targets_and_label_smoothing() {
+    let s = Scratch::new("ce_u32");
+    let shape = Shape::new(7, 300);
+    let mut rng = SeededRng::new(6);
+    let logits = rng.logits(7 * 300, 8.0);
+    let targets: Vec<u32> = (0..7).map(|_| u32::try_from(rng.below(300)).unwrap()).collect();
+    write_f32(&s, "x.npy", &[7, 300], &logits);
+    write_u32(&s, "t.npy", &targets);
+    let input = CrossEntropyInput::new(&logits, shape, Targets::U32(&targets));
+    let op = CrossEntropy::new().reduction(Reduction::None).label_smoothing(0.1);
+    let options = ["--reduction", "none", "--label-smoothing", "0.1"];
+    check_cross_entropy(&s, &["x.npy", "t.npy"], &options, op, &input, true);
+    // The loss alone: no gradient file.
+    check_cross_entropy(&s, &["x.npy", "t.npy"], &options, op, &input, false);
+}
+
+#[test]
+fn cross_entropy_with_float64_probability_targets_weight_and_smoothing() {
+    let s = Scratch::new("ce_probabilities");
+    let shape = Shape::new(6, 4);
+    let mut rng = SeededRng::new(7);
+    let logits64: Vec<f64> = rng.logits(24, 4.0).iter().map(|&v| f64::from(v)).collect();
+    let mut probabilities64: Vec<f64> = (0..24).map(|_| rng.next_unit()).collect();
+    for row in probabilities64.chunks_mut(4) {
+        let sum: f64 = row.iter().sum();
+        row.iter_mut().for_each(|p| *p /= sum);
+    }
+    let weight64 = [0.5, 1.0, 1.5, 2.0];
+    write_f64(&s, "x.npy", &[6, 4], &logits64);
+    write_f64(&s, "p.npy", &[6, 4], &probabilities64);
+    write_f64(&s, "w.npy", &[4], &weight64);
+    #[allow(clippy::cast_possible_truncation)]
+    let to_f32 = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
+    let (logits, probabilities, weight) = (to_f32(&logits64), to_f32(&probabilities64), to_f32(&weight64));
+    let input =
+        CrossEntropyInput::new(&logits, shape, Targets::Probabilities(&probabilities)).weight(&weight);
+    for (flag, reduction) in [("mean", Reduction::Mean), ("sum", Reduction::Sum), ("none", Reduction::None)] {
+        let op = CrossEntropy::new().reduction(reduction).label_smoothing(0.2);
+        let options = ["--reduction", flag, "--label-smoothing", "0.2", "--weight", "w.npy"];
+        check_cross_entropy(&s, &["x.npy", "p.npy"], &options, op, &input, true);
+    }
+}
+
+/// The (3, 5) matrix `values` as NumPy stores it in every layout `np.save` writes: C and
+/// Fortran order, little- and big-endian, header versions 1 to 3, float16/32/64, and with
+/// bytes after the data (which NumPy ignores).
+fn every_layout_of(values: &[f32]) -> Vec<(String, Vec<u8>)> {
+    let (rows, cols) = (3, 5);
+    let c_order = values.to_vec();
+    let fortran: Vec<f32> =
+        (0..cols).flat_map(|c| (0..rows).map(move |r| (r, c))).map(|(r, c)| values[r * cols + c]).collect();
+    let mut layouts = Vec::new();
+    for (order_name, data, fortran_order) in [("c", &c_order, false), ("f", &fortran, true)] {
+        let le4: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let be4: Vec<u8> = data.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let be8: Vec<u8> = data.iter().flat_map(|v| f64::from(*v).to_be_bytes()).collect();
+        let le8: Vec<u8> = data.iter().flat_map(|v| f64::from(*v).to_le_bytes()).collect();
+        let le2: Vec<u8> = data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        let be2: Vec<u8> = data.iter().flat_map(|v| half::f16::from_f32(*v).to_be_bytes()).collect();
+        for (version, descr, bytes) in [
+            (1, "<f4", &le4),
+            (1, ">f4", &be4),
+            (2, "<f8", &le8),
+            (3, ">f8", &be8),
+            (1, "<f2", &le2),
+            (3, ">f2", &be2),
+        ] {
+            let name = format!("{order_name}-v{version}-{}.npy", descr.replace('<', "le").replace('>', "be"));
+            layouts.push((name, npy_bytes_version(version, descr, fortran_order, &[rows, cols], bytes)));
+        }
+        let mut trailing = npy_bytes("<f4", fortran_order, &[rows, cols], &le4);
+        trailing.extend_from_slice(b"bytes NumPy ignores");
+        layouts.push((format!("{order_name}-trailing.npy"), trailing));
+    }
+    layouts
+}
+
+#[test]
+fn every_layout_numpy_writes_gives_the_same_answer() {
+    let s = Scratch::new("layouts");
+    // Values exact in float16, so that every dtype holds the same matrix.
+    let values: Vec<f32> =
+        (0..15).map(|i| f32::from(i16::try_from(i * 7 % 11).unwrap()) * 0.25 - 1.0).collect();
+    let expected = reference::softmax(&values, Shape::new(3, 5)).unwrap();
+    let mut first: Option<Vec<f32>> = None;
+    for (name, bytes) in every_layout_of(&values) {
+        write_file(&s, &name, &bytes);
+        let stdout = run_ok(&s, &["softmax", "--input", &name, "--output", "y.npy"]);
+        assert!(stdout.contains("wrote y.npy"), "{name}: {stdout}");
+        let (shape, y) = read_f32(&s, "y.npy");
+        assert_eq!(shape, [3, 5], "{name}");
+        assert_close(&name, &y, &expected, Tolerance::SOFTMAX);
+        // Every layout gives the same bits, not merely close ones.
+        match &first {
+            None => first = Some(y),
+            Some(f) => assert_eq!(f, &y, "{name} differs from the plain layout"),
+        }
+    }
+}
+
+#[test]
+fn integer_targets_of_every_width_are_read() {
+    let s = Scratch::new("target_widths");
+    let mut rng = SeededRng::new(8);
+    let logits = rng.logits(6 * 4, 3.0);
+    let targets: Vec<i64> = (0..6).map(|_| i64::try_from(rng.below(4)).unwrap()).collect();
+    write_f32(&s, "x.npy", &[6, 4], &logits);
+    let input = CrossEntropyInput::new(&logits, Shape::new(6, 4), Targets::I64(&targets));
+    for (descr, width) in [("|i1", 1), ("|u1", 1), ("<i2", 2), (">u2", 2), (">i4", 4), ("<u8", 8), (">i8", 8)]
+    {
+        let bytes: Vec<u8> = targets
+            .iter()
+            .flat_map(|&t| {
+                let le = t.to_le_bytes();
+                let mut word = le[..width].to_vec();
+                if descr.starts_with('>') {
+                    word.reverse();
+                }
+                word
+            })
+            .collect();
+        let name = format!("t-{}.npy", descr.replace(['<', '>', '|'], ""));
+        write_file(&s, &name, &npy_bytes(descr, false, &[6], &bytes));
+        check_cross_entropy(&s, &["x.npy", &name], &[], CrossEntropy::new(), &input, true);
+    }
+    // A uint64 past int64's range is named, not wrapped.
+    let mut big: Vec<u8> = [0u64, 1, 2, 3, 0, u64::MAX].iter().flat_map(|t| t.to_le_bytes()).collect();
+    big.truncate(48);
+    write_file(&s, "t-big.npy", &npy_bytes("<u8", false, &[6], &big));
+    assert_refused(&s, &cross_entropy_args_for("t-big.npy"), &["t-big.npy", "index 5", "does not fit"]);
+}
+
+fn cross_entropy_args_for(targets: &str) -> Vec<&str> {
+    vec!["cross-entropy", "--logits", "x.npy", "--targets", targets, "--loss", "l.npy"]
+}
+
+#[test]
+fn successful_commands_say_what_they_wrote() {
+    let s = cross_entropy_inputs("written");
+    let stdout = run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy"]);
+    assert_eq!(stdout, "softmax: wrote y.npy (float32, shape (4, 3))\n");
+    let stdout = run_ok(&s, &cross_entropy_args("t.npy", &[]));
+    assert_eq!(stdout, "cross-entropy: wrote l.npy (float32, shape ()) and g.npy (float32, shape (4, 3))\n");
+}
+
+#[test]
+fn info_lists_the_adapter_and_the_strategies() {
+    let s = Scratch::new("info");
+    let stdout = run_ok(&s, &["info"]);
+    assert!(stdout.contains("adapter 0:"), "{stdout}");
+    assert!(stdout.contains("[selected]"), "{stdout}");
+    assert!(stdout.contains("selected: "), "{stdout}");
+    for word in ["SUBGROUP", "max_storage_buffer_binding_size", "65536x10", "8x262144", "PerRow"] {
+        assert!(stdout.contains(word), "{word} missing from {stdout}");
+    }
+}
+
+#[test]
+fn check_passes_every_op_and_prints_the_adapter() {
+    let s = Scratch::new("check");
+    let stdout = run_ok(&s, &["check", "--seed", "12345"]);
+    assert!(stdout.contains("adapter: "), "{stdout}");
+    assert!(stdout.contains("seed: 12345"), "{stdout}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    for op in ["softmax ", "log-softmax ", "cross-entropy", "softmax backward", "log-softmax backward"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(op) && l.contains(" pass ")),
+            "{op} missing from {stdout}"
+        );
+    }
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn the_backend_flag_selects_the_backend() {
+    let Some(backend) = std::env::var("WGPU_BACKEND").ok().filter(|b| ["vulkan", "gl"].contains(&b.as_str()))
+    else {
+        return; // only where the test run names a backend this test knows
+    };
+    let s = Scratch::new("backend_flag");
+    let stdout = run_ok(&s, &["info", "--backend", &backend]);
+    let expected = if backend == "gl" { "backend:      Gl" } else { "backend:      Vulkan" };
+    assert!(stdout.contains(expected), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input: one line on stderr naming the file and the problem, nothing left behind.
+
+#[test]
+fn a_missing_or_unreadable_input_is_refused() {
+    let s = Scratch::new("missing");
+    assert_refused(
+        &s,
+        &["softmax", "--input", "nope.npy", "--output", "y.npy"],
+        &["nope.npy", "cannot read"],
+    );
+    std::fs::create_dir(s.path("adir.npy")).unwrap();
+    assert_refused(
+        &s,
+        &["softmax", "--input", "adir.npy", "--output", "y.npy"],
+        &["adir.npy", "cannot read"],
+    );
+}
+
+#[test]
+fn malformed_npy_files_are_refused() {
+    let s = Scratch::new("malformed");
+    let good = npy_bytes("<f4", false, &[2, 3], &[0; 24]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage.npy", b"this is not an npy file at all".to_vec(), "magic"),
+        ("empty.npy", Vec::new(), "magic"),
+        ("short-header.npy", good[..40].to_vec(), "truncated"),
+        ("short-data.npy", good[..good.len() - 5].to_vec(), "truncated"),
+        ("claims-more.npy", npy_bytes("<f4", false, &[1000, 1000], &[0; 64]), "claims shape (1000, 1000)"),
+        ("huge-shape.npy", npy_bytes("<f4", false, &[1 << 40, 1 << 40, 1 << 40], &[]), "memory"),
+        (
+            "bad-key.npy",
+            replace_bytes(npy_bytes("<f4", false, &[2], &[0; 8]), b"'shape'", b"'shap3'"),
+            "missing key 'shape'",
+        ),
+        (
+            "bad-dict.npy",
+            replace_bytes(npy_bytes("<f4", false, &[2], &[0; 8]), b"}", b")"),
+            "not a valid .npy",
+        ),
+        ("version.npy", [&b"\x93NUMPY\x07\x00"[..], &good[8..]].concat(), "unsupported version: (7, 0)"),
+    ];
+    for (name, bytes, problem) in cases {
+        write_file(&s, name, &bytes);
+        assert_refused(&s, &["softmax", "--input", name, "--output", "y.npy"], &[name, problem]);
+    }
+}
+
+/// `bytes` with the first `from` replaced by `to`, of the same length (the header's length
+/// field stays right).
+fn replace_bytes(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    bytes[at..at + from.len()].copy_from_slice(to);
+    bytes
+}
+
+#[test]
+fn unsupported_dtypes_and_layouts_are_refused() {
+    let s = Scratch::new("dtypes");
+    let cases = [
+        ("complex.npy", npy_bytes("<c8", false, &[2], &[0; 16]), "complex"),
+        ("bool.npy", npy_bytes("|b1", false, &[2], &[0; 2]), "booleans"),
+        ("text.npy", npy_bytes("<U3", false, &[2], &[0; 24]), "only floats and integers"),
+        (
+            "ints.npy",
+            npy_bytes("<i8", false, &[2], &[0; 16]),
+            "must be float16, float32 or float64, not int64",
+        ),
+        (
+            "huge.npy",
+            npy_bytes(
+                "<f8",
+                false,
+                &[3],
+                &[&1f64.to_le_bytes()[..], &(-1e300f64).to_le_bytes(), &[0; 8]].concat(),
+            ),
+            "-1e300 at index 1 does not fit in float32",
+        ),
+    ];
+    for (name, bytes, problem) in cases {
+        write_file(&s, name, &bytes);
+        assert_refused(&s, &["softmax", "--input", name, "--output", "y.npy"], &[name, problem]);
+    }
+}
+
+#[test]
+fn an_output_that_is_also_an_input_is_refused_and_the_input_kept() {
+    let s = cross_entropy_inputs("same_file");
+    let before = std::fs::read(s.path("x.npy")).unwrap();
+    assert_refused(
+        &s,
+        &["softmax", "--input", "x.npy", "--output", "x.npy"],
+        &["x.npy", "is also the input"],
+    );
+    assert_refused(
+        &s,
+        &["softmax", "--input", "x.npy", "--output", "./x.npy"],
+        &["x.npy", "is also the input"],
+    );
+    std::fs::create_dir(s.path("sub")).unwrap();
+    assert_refused(&s, &["softmax", "--input", "x.npy", "--output", "sub/../x.npy"], &["is also the input"]);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(s.path("x.npy"), s.path("link.npy")).unwrap();
+        assert_refused(
+            &s,
+            &["softmax", "--input", "x.npy", "--output", "link.npy"],
+            &["link.npy", "is also"],
+        );
+        std::fs::hard_link(s.path("x.npy"), s.path("hard.npy")).unwrap();
+        assert_refused(
+            &s,
+            &["softmax", "--input", "x.npy", "--output", "hard.npy"],
+            &["hard.npy", "is also"],
+        );
+    }
+    assert_eq!(std::fs::read(s.path("x.npy")).unwrap(), before, "the input was changed");
+    let targets = std::fs::read(s.path("t.npy")).unwrap();
+    let mut args = cross_entropy_args("t.npy", &["--weight", "w.npy"]);
+    args[6] = "t.npy";
+    assert_refused(&s, &args, &["t.npy", "is also the input"]);
+    args[6] = "l.npy";
+    args[8] = "w.npy";
+    assert_refused(&s, &args, &["w.npy", "is also the input"]);
+    args[8] = "x.npy";
+    assert_refused(&s, &args, &["x.npy", "is also the input"]);
+    assert_eq!(std::fs::read(s.path("t.npy")).unwrap(), targets, "the targets were changed");
+}
+
+#[test]
+fn a_0d_softmax_input_is_refused() {
+    let s = Scratch::new("zero_d");
+    write_f32(&s, "scalar.npy", &[], &[1.0]);
+    assert_refused(&s, &["softmax", "--input", "scalar.npy", "--output", "y.npy"], &["scalar.npy", "0-d"]);
+}
+
+/// Logits (4, 3), int64 targets, and a weight of 3, for the cross-entropy refusals.
+fn cross_entropy_inputs(test: &str) -> Scratch {
+    let s = Scratch::new(test);
+    write_f32(&s, "x.npy", &[4, 3], &[0.5; 12]);
+    write_i64(&s, "t.npy", &[0, 1, 2, 0]);
+    write_f32(&s, "w.npy", &[3], &[1.0, 2.0, 3.0]);
+    s
+}
+
+fn cross_entropy_args<'a>(targets: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["cross-entropy", "--logits", "x.npy", "--targets", targets, "--loss", "l.npy"];
+    args.extend(["--grad", "g.npy"]);
+    args.extend(extra);
+    args
+}
+
+#[test]
+fn mismatched_cross_entropy_shapes_are_refused() {
+    let s = cross_entropy_inputs("ce_shapes");
+    write_i64(&s, "t5.npy", &[0, 1, 2, 0, 1]);
+    assert_refused(&s, &cross_entropy_args("t5.npy", &[]), &["t5.npy", "(5,)", "(4,)"]);
+    write_f32(&s, "p.npy", &[4, 2], &[0.5; 8]);
+    assert_refused(&s, &cross_entropy_args("p.npy", &[]), &["p.npy", "(4, 2)", "(4, 3)"]);
+    write_f32(&s, "p1.npy", &[4], &[0.5; 4]);
+    assert_refused(&s, &cross_entropy_args("p1.npy", &[]), &["p1.npy", "probability", "(4, 3)"]);
+    write_f32(&s, "w4.npy", &[4], &[1.0; 4]);
+    assert_refused(&s, &cross_entropy_args("t.npy", &["--weight", "w4.npy"]), &["w4.npy", "(4,)", "(3,)"]);
+    write_i64(&s, "wi.npy", &[1, 1, 1]);
+    assert_refused(&s, &cross_entropy_args("t.npy", &["--weight", "wi.npy"]), &["wi.npy", "int64"]);
+    write_f32(&s, "x1.npy", &[12], &[0.5; 12]);
+    let mut args = cross_entropy_args("t.npy", &[]);
+    args[2] = "x1.npy";
+    assert_refused(&s, &args, &["x1.npy", "2-D"]);
+}
+
+#[test]
+fn out_of_range_targets_are_refused() {
+    let s = cross_entropy_inputs("ce_targets");
+    write_i64(&s, "t7.npy", &[0, 7, 2, 0]);
+    assert_refused(&s, &cross_entropy_args("t7.npy", &[]), &["t7.npy", "target 7 in row 1"]);
+    write_i32(&s, "tneg.npy", &[0, 1, -3, 0]);
+    assert_refused(&s, &cross_entropy_args("tneg.npy", &[]), &["tneg.npy", "target -3 in row 2"]);
+    // -1 is a class error unless it is the ignore index.
+    write_i32(&s, "tm1.npy", &[0, 1, -1, 0]);
+    assert_refused(&s, &cross_entropy_args("tm1.npy", &["--ignore-index", "5"]), &["tm1.npy", "target -1"]);
+    write_f32(&s, "pneg.npy", &[4, 3], &[0.5, -0.5, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
+    assert_refused(&s, &cross_entropy_args("pneg.npy", &[]), &["pneg.npy", "row 0, class 1"]);
+}
+
+#[test]
+fn bad_option_values_are_refused() {
+    let s = cross_entropy_inputs("ce_options");
+    let cases: [(&[&str], &[&str]); 5] = [
+        (&["--label-smoothing", "2"], &["--label-smoothing", "[0, 1]"]),
+        (&["--label-smoothing", "-0.5"], &["--label-smoothing", "[0, 1]"]),
+        (&["--reduction", "foo"], &["--reduction", "'foo'", "mean, sum, none"]),
+        (&["--ignore-index", "abc"], &["--ignore-index", "'abc'"]),
+        (&["--bogus"], &["--bogus"]),
+    ];
+    for (extra, expected) in cases {
+        assert_refused(&s, &cross_entropy_args("t.npy", extra), expected);
+    }
+    let mut missing = cross_entropy_args("t.npy", &[]);
+    missing.drain(3..5);
+    assert_refused(&s, &missing, &["--targets"]);
+    assert_refused(
+        &s,
+        &["softmax", "--input", "x.npy", "--output", "y.npy", "--backend", "glide"],
+        &["--backend"],
+    );
+}
+
+#[test]
+fn unwritable_outputs_leave_nothing_behind() {
+    let s = cross_entropy_inputs("ce_outputs");
+    // The loss's temporary file is made before the gradient's path fails: it must go too.
+    let mut args = cross_entropy_args("t.npy", &[]);
+    args[8] = "no-such-dir/g.npy";
+    assert_refused(&s, &args, &["no-such-dir/g.npy", "cannot create"]);
+    std::fs::create_dir(s.path("out")).unwrap();
+    let mut args = cross_entropy_args("t.npy", &[]);
+    args[6] = "out";
+    assert_refused(&s, &args, &["out", "directory"]);
+    let mut args = cross_entropy_args("t.npy", &[]);
+    args[8] = "l.npy";
+    assert_refused(&s, &args, &["l.npy", "same file"]);
+    assert_refused(&s, &["softmax", "--input", "x.npy", "--output", "missing/y.npy"], &["missing/y.npy"]);
+}
+
+#[test]
+fn an_adapter_that_is_not_there_is_refused() {
+    let s = cross_entropy_inputs("no_adapter");
+    let name = "no-such-adapter-anywhere";
+    assert_refused(&s, &["softmax", "--input", "x.npy", "--output", "y.npy", "--adapter", name], &[name]);
+}
+
+#[test]
+fn bench_redraws_an_earlier_runs_chart_without_measuring() {
+    let s = Scratch::new("bench_from_json");
+    let record = |op: &str, kernel: &str, pct: f64| {
+        format!(
+            "{{\"op\": \"{op}\", \"kernel\": \"{kernel}\", \"rows\": 8, \"cols\": 16, \"median_ms\": 1.5, \"gbps\": 2.0, \
+             \"roofline_pct\": {pct}, \"adapter\": \"test adapter\", \"backend\": \"Vulkan\", \"driver\": \"d\", \
+             \"clock\": \"gpu timestamps\", \"copy_gbps\": 4.0, \"exp_copy_gbps\": null}}"
+        )
+    };
+    let json = format!("[{}, {}]", record("softmax", "fused", 50.0), record("softmax", "unfused", 20.0));
+    write_file(&s, "run.json", json.as_bytes());
+    let stdout = run_ok(&s, &["bench", "--from-json", "run.json", "--svg", "chart.svg"]);
+    assert!(stdout.contains("| softmax | 8x16 | fused |"), "{stdout}");
+    assert!(stdout.contains("bench: wrote chart.svg"), "{stdout}");
+    let svg = std::fs::read_to_string(s.path("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("test adapter") && svg.contains("8x16"), "{svg}");
+    assert_refused(
+        &s,
+        &["bench", "--from-json", "run.json", "--svg", "run.json"],
+        &["run.json", "is also the input"],
+    );
+    write_file(&s, "bad.json", b"[{\"op\": \"softmax\"}]");
+    assert_refused(&s, &["bench", "--from-json", "bad.json"], &["bad.json", "not a benchmark report"]);
+}
