@@ -132,10 +132,7 @@ impl Context {
     pub async fn with_options_async(options: ContextOptions) -> Result<Self> {
         let backends =
             options.backends.unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()));
-        let mut instance_descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        instance_descriptor.backends = backends;
-        let instance = wgpu::Instance::new(instance_descriptor);
-        let adapter = select_adapter(&instance, backends, &options).await?;
+        let adapter = select_adapter(backends, &options).await?;
         let info = adapter.get_info();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("wgpu-softmax"),
@@ -448,18 +445,46 @@ impl Context {
     }
 }
 
-async fn select_adapter(
-    instance: &wgpu::Instance,
-    backends: wgpu::Backends,
-    options: &ContextOptions,
-) -> Result<wgpu::Adapter> {
+/// The adapters of this process's one wgpu instance for `backends`, enumerated once.
+///
+/// Contexts made by [`Context::new`] share the instance and its adapter objects, so that:
+/// - a buffer of one context's device passed to another context's op is a device mismatch
+///   that wgpu reports (and this crate turns into [`Error::ForeignBuffer`]), instead of an
+///   id that one instance's tables do not hold (a panic inside wgpu-core) or, worse, hold
+///   for a different buffer of their own;
+/// - on GL, whose instance has one EGL context, every device goes through the same
+///   adapter and so the same context lock, instead of two adapter objects making one EGL
+///   context current on two threads at once (which EGL refuses, and wgpu-hal panics on).
+async fn shared_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    type Cache = Vec<(wgpu::Backends, Vec<wgpu::Adapter>)>;
+    static ADAPTERS: std::sync::OnceLock<futures_intrusive::sync::Mutex<Cache>> = std::sync::OnceLock::new();
+    let mut cache =
+        ADAPTERS.get_or_init(|| futures_intrusive::sync::Mutex::new(Vec::new(), false)).lock().await;
+    if let Some((_, found)) = cache.iter().find(|(b, _)| *b == backends) {
+        return found.clone();
+    }
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends = backends;
+    let instance = wgpu::Instance::new(descriptor);
+    // Enumerated once, under the lock: on GL this makes the EGL context current, which
+    // must not happen while another thread works in it.
+    let adapters = instance.enumerate_adapters(backends).await;
+    cache.push((backends, adapters.clone()));
+    adapters
+}
+
+/// The adapter `options` ask for among this process's adapters on `backends`: the first
+/// whose name contains the wanted name, else the first by power preference (discrete GPUs
+/// first for high performance and by default, integrated first for low power, CPU
+/// adapters last).
+async fn select_adapter(backends: wgpu::Backends, options: &ContextOptions) -> Result<wgpu::Adapter> {
+    let adapters = shared_adapters(backends).await;
     let wanted_name = options
         .adapter_name
         .clone()
         .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
         .filter(|name| !name.is_empty());
     if let Some(name) = wanted_name {
-        let adapters = instance.enumerate_adapters(backends).await;
         let needle = name.to_lowercase();
         let found: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
         return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&needle)).ok_or_else(
@@ -472,14 +497,18 @@ async fn select_adapter(
     }
     let power_preference =
         options.power_preference.or_else(wgpu::PowerPreference::from_env).unwrap_or_default();
-    instance
-        .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference,
-            compatible_surface: None,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::NoAdapter { request: format!("backends {backends:?}: {e}") })
+    let rank = |adapter: &wgpu::Adapter| match (adapter.get_info().device_type, power_preference) {
+        (wgpu::DeviceType::IntegratedGpu, wgpu::PowerPreference::LowPower) => 0,
+        (wgpu::DeviceType::DiscreteGpu, _) => 1,
+        (wgpu::DeviceType::IntegratedGpu, _) => 2,
+        (wgpu::DeviceType::VirtualGpu, _) => 3,
+        (wgpu::DeviceType::Other, _) => 4,
+        (wgpu::DeviceType::Cpu, _) => 5,
+    };
+    adapters
+        .into_iter()
+        .min_by_key(rank)
+        .ok_or_else(|| Error::NoAdapter { request: format!("backends {backends:?}: none found") })
 }
 
 // A poisoned lock only means another thread panicked mid-insert into a cache of

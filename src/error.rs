@@ -72,6 +72,14 @@ pub enum Error {
         missing: wgpu::BufferUsages,
     },
 
+    /// A buffer passed to an op belongs to another device than the context's.
+    #[error(
+        "a buffer passed to the op belongs to another device than the context's: {0}; create the \
+         buffer on the context's device (Context::device), or run the op on the context of the \
+         buffer's device"
+    )]
+    ForeignBuffer(String),
+
     /// The same buffer was passed as input and output.
     #[error("the input and output buffers are the same buffer; pass a separate output buffer")]
     AliasedBuffers,
@@ -183,9 +191,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Turns a wgpu error caught by an error scope into this crate's error.
     pub(crate) fn from_wgpu(error: &wgpu::Error) -> Self {
+        let text = error.to_string();
         match error {
-            wgpu::Error::OutOfMemory { .. } => Self::OutOfMemory(error.to_string()),
-            _ => Self::Validation(error.to_string()),
+            wgpu::Error::OutOfMemory { .. } => Self::OutOfMemory(text),
+            // wgpu-core's DeviceError::DeviceMismatch, reported when a bind group or a
+            // command names a resource of another device (tests/api.rs pins the wording).
+            _ if text.contains("doesn't match Device") => Self::ForeignBuffer(text),
+            _ => Self::Validation(text),
         }
     }
 }

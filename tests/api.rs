@@ -178,3 +178,26 @@ fn a_context_can_be_shared_across_threads() {
         }
     });
 }
+
+#[test]
+fn a_buffer_of_another_device_is_a_typed_error() {
+    // Two contexts made by Context::new share one wgpu instance: the other's buffer is a
+    // device mismatch, refused with a typed error, never a panic inside wgpu nor a silent
+    // use of some buffer of this device that happens to share its id.
+    let other = Context::new().unwrap();
+    let _padding = [other.storage_buffer(8).unwrap(), other.storage_buffer(8).unwrap()];
+    let foreign = other.upload(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let mine = ctx().storage_buffer(4).unwrap();
+    let mut encoder = ctx().device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    let shape = Shape::new(1, 4);
+    let err = Softmax::new().encode(ctx(), &mut encoder, &foreign, &mine, shape).unwrap_err();
+    assert!(matches!(err, Error::ForeignBuffer(_)), "{err}");
+    let theirs = other.storage_buffer(4).unwrap();
+    let input = ctx().upload(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let err = Softmax::new().encode(ctx(), &mut encoder, &input, &theirs, shape).unwrap_err();
+    assert!(matches!(err, Error::ForeignBuffer(_)), "{err}");
+    assert!(err.to_string().contains("another device"), "{err}");
+    // The context is still healthy, and works on its own buffers.
+    ctx().check_health().unwrap();
+    assert_eq!(softmax(ctx(), &[0.0, 0.0], Shape::new(1, 2)).unwrap(), vec![0.5, 0.5]);
+}
