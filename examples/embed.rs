@@ -12,8 +12,8 @@
 //!    one version without pinning it;
 //! 2. its own error handler and device-lost callback, wired to the context's fault
 //!    reporting so that the kernels stop taking work on a broken device;
-//! 3. its logits living at an offset inside a larger buffer of its own, copied into the
-//!    op's input by its own encoder;
+//! 3. its logits living at an offset inside a larger buffer of its own, bound there as a
+//!    region (no copy);
 //! 4. softmax and the fused cross-entropy recorded into that encoder, one submit for all;
 //! 5. the results read back by the application and checked against the f64 reference.
 
@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use wgpu_softmax::wgpu;
 use wgpu_softmax::{
-    Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyStatus, Gradient, Reduction, STATUS_WORDS, Shape,
-    Softmax, TargetBuffer, reference,
+    Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyStatus, DType, Gradient, Reduction, STATUS_WORDS,
+    Shape, Softmax, TargetBuffer, TensorRef, reference,
 };
 
 /// A batch of 4 rows over 10 classes: the application's "model output".
@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. The application's buffers: its logits sit after 256 bytes of other data in one
     //    larger buffer; its targets and outputs are plain storage buffers of its own.
-    let logits: Vec<f32> = (0..ROWS * CLASSES).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4).collect();
+    let logit_values: Vec<f32> = (0..ROWS * CLASSES).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4).collect();
     let targets: [i32; ROWS] = [3, 0, 9, 5];
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let make = |label: &str, bytes: u64| {
@@ -70,8 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let matrix_bytes = (ROWS * CLASSES * 4) as u64;
     let arena = make("the application's arena", 256 + matrix_bytes);
-    queue.write_buffer(&arena, 256, bytemuck::cast_slice(&logits));
-    let logits_buffer = make("logits", matrix_bytes);
+    queue.write_buffer(&arena, 256, bytemuck::cast_slice(&logit_values));
     let targets_buffer = make("targets", (ROWS * 4) as u64);
     queue.write_buffer(&targets_buffer, 0, bytemuck::cast_slice(&targets));
     let probabilities = make("probabilities", matrix_bytes);
@@ -83,18 +82,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shape = Shape::new(ROWS, CLASSES);
     let mut encoder =
         device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("a step") });
-    encoder.copy_buffer_to_buffer(&arena, 256, &logits_buffer, 0, matrix_bytes);
-    Softmax::new().encode(&ctx, &mut encoder, &logits_buffer, &probabilities, shape)?;
-    let buffers = CrossEntropyBuffers {
-        logits: &logits_buffer,
-        targets: TargetBuffer::I32(&targets_buffer),
-        weight: None,
-        grad_output: None,
-        loss: &loss,
-        grad: Some(&grad),
-        argmax: None,
-        status: Some(&status),
-    };
+    // The logits are the 4 x 10 f32 at byte 256 of the arena: a region of it.
+    let logits = TensorRef::new(arena.slice(256..256 + matrix_bytes), DType::F32);
+    Softmax::new().encode(&ctx, &mut encoder, logits, &probabilities, shape)?;
+    let buffers = CrossEntropyBuffers::new(logits, TargetBuffer::I32((&targets_buffer).into()), &loss)
+        .with_grad(&grad)
+        .with_status(&status);
     CrossEntropy::new().reduction(Reduction::Mean).gradient(Gradient::Separate).encode(
         &ctx,
         &mut encoder,
@@ -110,10 +103,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mean_loss = ctx.download(&loss, 1)?[0];
     let gradient = ctx.download(&grad, ROWS * CLASSES)?;
 
-    let want_p = reference::softmax(&logits, shape)?;
+    let want_p = reference::softmax(&logit_values, shape)?;
     let targets_i64: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
     let input =
-        wgpu_softmax::CrossEntropyInput::new(&logits, shape, wgpu_softmax::Targets::I64(&targets_i64));
+        wgpu_softmax::CrossEntropyInput::new(&logit_values, shape, wgpu_softmax::Targets::I64(&targets_i64));
     let want = reference::cross_entropy(&CrossEntropy::new(), &input)?;
     let worst_p = p.iter().zip(&want_p).map(|(&a, &b)| (f64::from(a) - b).abs()).fold(0.0, f64::max);
     let want_grad = want.grad.unwrap_or_default();

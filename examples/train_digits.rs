@@ -342,16 +342,11 @@ impl Model {
     /// over the logits), weight gradient, update.
     fn record_step(&self, ctx: &Context, encoder: &mut wgpu::CommandEncoder, rows: usize) -> Result<()> {
         pass(encoder, &self.forward, &self.train.forward, rows * CLASSES);
-        let buffers = CrossEntropyBuffers {
-            logits: &self.logits,
-            targets: TargetBuffer::I32(&self.batch_labels),
-            weight: None,
-            grad_output: None,
-            loss: &self.loss,
-            grad: None,
-            argmax: None,
-            status: None,
-        };
+        let buffers = CrossEntropyBuffers::new(
+            &self.logits,
+            TargetBuffer::I32((&self.batch_labels).into()),
+            &self.loss,
+        );
         CrossEntropy::new().gradient(Gradient::InPlace).encode(
             ctx,
             encoder,
@@ -385,16 +380,12 @@ impl Model {
         };
         let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         pass(&mut encoder, &self.forward, &set.forward, set.rows * CLASSES);
-        let buffers = CrossEntropyBuffers {
-            logits: &self.logits,
-            targets: TargetBuffer::I32(&self.batch_labels),
-            weight: None,
-            grad_output: None,
-            loss: &self.loss,
-            grad: None,
-            argmax: None,
-            status: Some(&self.status),
-        };
+        let buffers = CrossEntropyBuffers::new(
+            &self.logits,
+            TargetBuffer::I32((&self.batch_labels).into()),
+            &self.loss,
+        )
+        .with_status(&self.status);
         let op = CrossEntropy::new().gradient(Gradient::Skip).argmax(true);
         op.encode(ctx, &mut encoder, &buffers, Shape::new(set.rows, CLASSES))?;
         ctx.submit_and_wait(encoder)?;

@@ -1,6 +1,8 @@
 //! How close a GPU result must be to the f64 reference: the tolerances this crate's tests
 //! hold every kernel to, public so that callers can check their own adapters the same way.
 
+use crate::dtype::DType;
+
 /// How close a GPU result must be to the reference: `|gpu - ref| <= atol + rtol * |ref|`.
 /// NaN must meet NaN, and an infinity the same infinity.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,6 +28,21 @@ impl Tolerance {
 
     /// Softmax and log-softmax backward: one f32 row sum, then one product per entry.
     pub const BACKWARD: Self = Self { atol: 1e-6, rtol: 1e-4 };
+
+    /// This tolerance for a result stored in `dtype`: the f32 arithmetic's error plus the
+    /// one rounding of each output to the storage type, half an ulp (relative
+    /// `dtype.unit_roundoff()`: 2^-8 for bf16, 2^-11 for f16) or, below the type's normal
+    /// range, half its smallest subnormal (absolute, f16's 3.0e-8). Losses are f32 in
+    /// every storage type and keep the f32 tolerance.
+    #[must_use]
+    pub fn for_dtype(self, dtype: DType) -> Self {
+        match dtype {
+            DType::F32 => self,
+            DType::F16 | DType::BF16 => {
+                Self { atol: self.atol + dtype.subnormal_error(), rtol: self.rtol + dtype.unit_roundoff() }
+            }
+        }
+    }
 
     /// Whether `actual` is close enough to `expected`.
     #[must_use]

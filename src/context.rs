@@ -1,14 +1,13 @@
 //! [`Context`]: the adapter, device and queue the kernels run on, and their compiled
 //! pipelines.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::health::Health;
+use crate::kernels::{KernelKey, Module, PipelineCache};
 use crate::plan::DeviceCaps;
-use crate::shaders::{BindingLayout, Shader};
 
 /// The optional features this crate uses when the adapter has them.
 /// (Timestamps inside encoders let the benchmark time exactly the passes of one op.)
@@ -54,23 +53,12 @@ impl Default for ContextOptions {
     }
 }
 
-/// Identifies one compiled pipeline: a module, an entry point and the values of its
-/// overridable constants.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct KernelKey {
-    pub shader: Shader,
-    pub entry_point: &'static str,
-    pub constants: Vec<(&'static str, u32)>,
-}
-
 struct Shared {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     caps: DeviceCaps,
-    layouts: RwLock<HashMap<BindingLayout, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
-    modules: RwLock<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: RwLock<HashMap<KernelKey, wgpu::ComputePipeline>>,
+    kernels: PipelineCache,
     placeholders: std::sync::OnceLock<Vec<wgpu::Buffer>>,
     health: Arc<Health>,
     tune_cache: crate::tune::TuneCache,
@@ -191,9 +179,7 @@ impl Context {
             queue,
             info,
             caps,
-            layouts: RwLock::default(),
-            modules: RwLock::default(),
-            pipelines: RwLock::default(),
+            kernels: PipelineCache::default(),
             placeholders: std::sync::OnceLock::new(),
             health: Arc::default(),
             tune_cache: crate::tune::TuneCache::default(),
@@ -313,34 +299,6 @@ impl Context {
         )
     }
 
-    /// The bind group and pipeline layouts of `layout`, created on first use.
-    fn layouts(&self, layout: BindingLayout) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
-        if let Some(found) = read_lock(&self.shared.layouts).get(&layout) {
-            return found.clone();
-        }
-        let device = &self.shared.device;
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = (0u32..)
-            .zip(layout.bindings())
-            .map(|(binding, &ty)| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
-                count: None,
-            })
-            .collect();
-        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("wgpu-softmax"),
-            entries: &entries,
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("wgpu-softmax"),
-            bind_group_layouts: &[Some(&bind_group_layout)],
-            immediate_size: 0,
-        });
-        let mut layouts = write_lock(&self.shared.layouts);
-        layouts.entry(layout).or_insert((bind_group_layout, pipeline_layout)).clone()
-    }
-
     /// The `index`-th of a few tiny storage buffers that stand in for bindings a kernel
     /// variant never touches (no weight, no gradient...). Distinct buffers, so that no two
     /// writable bindings of one bind group alias.
@@ -375,10 +333,10 @@ impl Context {
         pass.dispatch_workgroups(grid[0], grid[1], 1);
     }
 
-    /// A bind group of `layout` over `buffers`, binding 0 first.
+    /// A bind group of `module`'s layout over `buffers`, binding 0 first.
     pub(crate) fn bind_buffers(
         &self,
-        layout: BindingLayout,
+        module: &Module,
         buffers: &[wgpu::BufferBinding<'_>],
     ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry<'_>> = (0u32..)
@@ -390,58 +348,30 @@ impl Context {
             .collect();
         self.device().create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("wgpu-softmax"),
-            layout: &self.layouts(layout).0,
+            layout: &self.shared.kernels.layouts(self.device(), module).0,
             entries: &entries,
         })
     }
 
-    /// The compiled pipeline for `key`, compiling it on first use. Compilation runs
-    /// outside the lock; a racing thread's pipeline is kept and the later one dropped, so
-    /// every caller sees the same pipeline.
+    /// The compiled pipeline for `key`, compiling it on first use.
+    ///
+    /// # Errors
+    ///
+    /// The context's fault, or [`Error::Validation`] when a module or pipeline does not
+    /// compile (a bug).
     pub(crate) fn pipeline(&self, key: &KernelKey) -> Result<wgpu::ComputePipeline> {
         self.check_health()?;
-        if let Some(found) = read_lock(&self.shared.pipelines).get(key) {
-            return Ok(found.clone());
-        }
-        let module = self.module(key.shader)?;
-        let constants: Vec<(&str, f64)> =
-            key.constants.iter().map(|&(name, value)| (name, f64::from(value))).collect();
-        let device = &self.shared.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(key.entry_point),
-            layout: Some(&self.layouts(key.shader.layout()).1),
-            module: &module,
-            entry_point: Some(key.entry_point),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                // Every kernel writes its shared memory before reading it.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::from_wgpu(&error));
-        }
-        let mut pipelines = write_lock(&self.shared.pipelines);
-        Ok(pipelines.entry(key.clone()).or_insert(pipeline).clone())
+        self.shared.kernels.pipeline(self.device(), key)
     }
 
-    fn module(&self, shader: Shader) -> Result<wgpu::ShaderModule> {
-        if let Some(found) = read_lock(&self.shared.modules).get(&shader) {
-            return Ok(found.clone());
-        }
-        let device = &self.shared.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader.label()),
-            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-        });
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::from_wgpu(&error));
-        }
-        let mut modules = write_lock(&self.shared.modules);
-        Ok(modules.entry(shader).or_insert(module).clone())
+    /// The composed module of `spec`, compiling it on first use.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::pipeline`].
+    pub(crate) fn module(&self, spec: crate::kernels::KernelSpec) -> Result<Arc<Module>> {
+        self.check_health()?;
+        Ok(self.shared.kernels.module(self.device(), spec)?.1)
     }
 }
 
@@ -509,14 +439,4 @@ async fn select_adapter(backends: wgpu::Backends, options: &ContextOptions) -> R
         .into_iter()
         .min_by_key(rank)
         .ok_or_else(|| Error::NoAdapter { request: format!("backends {backends:?}: none found") })
-}
-
-// A poisoned lock only means another thread panicked mid-insert into a cache of
-// immutable handles; the map itself is still consistent, so keep using it.
-fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

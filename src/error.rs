@@ -72,6 +72,50 @@ pub enum Error {
         missing: wgpu::BufferUsages,
     },
 
+    /// A region of a caller's buffer starts at an offset the device cannot bind from.
+    #[error(
+        "the {what} region starts at byte {offset}, but this device binds storage buffers only at \
+         multiples of {alignment} bytes (min_storage_buffer_offset_alignment); place it at such an \
+         offset, or copy it there"
+    )]
+    MisalignedOffset {
+        /// Which buffer.
+        what: &'static str,
+        /// The region's offset.
+        offset: u64,
+        /// The device's alignment.
+        alignment: u32,
+    },
+
+    /// A region of a caller's buffer does not lie within the buffer.
+    #[error("the {what} region ({offset} + {size} bytes) runs past the end of its {buffer_size}-byte buffer")]
+    RegionOutOfBounds {
+        /// Which buffer.
+        what: &'static str,
+        /// The region's offset.
+        offset: u64,
+        /// The region's size.
+        size: u64,
+        /// The buffer's size.
+        buffer_size: u64,
+    },
+
+    /// Tensors of one op call have different storage types.
+    #[error(
+        "the {what} tensor is {actual} but the {reference} tensor is {expected}; one op call keeps \
+         every tensor with the class axis in one storage type, as PyTorch does"
+    )]
+    DTypeMismatch {
+        /// Which tensor.
+        what: &'static str,
+        /// The tensor the others must match.
+        reference: &'static str,
+        /// Its storage type.
+        expected: crate::dtype::DType,
+        /// The storage type given.
+        actual: crate::dtype::DType,
+    },
+
     /// A buffer passed to an op belongs to another device than the context's.
     #[error(
         "a buffer passed to the op belongs to another device than the context's: {0}; create the \
@@ -80,8 +124,12 @@ pub enum Error {
     )]
     ForeignBuffer(String),
 
-    /// The same buffer was passed as input and output.
-    #[error("the input and output buffers are the same buffer; pass a separate output buffer")]
+    /// An input and an output of one dispatch are in the same buffer.
+    #[error(
+        "an input and an output are in the same buffer; wgpu cannot bind one buffer both \
+         read-only and writable in one dispatch: pass a separate output buffer (the \
+         cross-entropy can write its gradient over the logits with Gradient::InPlace)"
+    )]
     AliasedBuffers,
 
     /// An option has a value the op cannot use, or contradicts the buffers given.

@@ -6,17 +6,19 @@ pub use wgpu;
 
 pub mod check;
 mod context;
+mod dtype;
 mod error;
 mod health;
+mod kernels;
 mod ops;
 mod plan;
 pub mod reference;
 // The autotuner's samples always; the tests' random inputs with `testing`.
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 mod rng;
-mod shaders;
 mod shape;
 mod strategy;
+mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timing;
@@ -25,6 +27,7 @@ mod tune;
 
 pub use check::Tolerance;
 pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
+pub use dtype::{DType, Element, bf16, f16};
 pub use error::{Error, Result};
 pub use ops::cross_entropy::{
     CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
@@ -35,3 +38,4 @@ pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_b
 pub use plan::{Chunk, Plan};
 pub use shape::Shape;
 pub use strategy::Strategy;
+pub use tensor::{BufferRegion, TensorRef};

@@ -6,6 +6,7 @@ use crate::check::Tolerance;
 use crate::context::Context;
 use crate::strategy::Strategy;
 
+pub use crate::dtype::{round_to, widen};
 pub use crate::rng::SeededRng;
 pub use crate::tune::{OpFamily, TuneKey};
 

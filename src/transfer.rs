@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use crate::context::Context;
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 
 impl Context {
@@ -36,6 +37,78 @@ impl Context {
                 mapped_at_creation: false,
             }))
         })
+    }
+
+    /// Creates a storage buffer holding `data` of any plain element type (f32, f16, bf16,
+    /// integers), padded to a multiple of 16 bytes so that the kernels may access it in
+    /// 128-bit vectors.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::upload`].
+    pub fn upload_elements<T: bytemuck::Pod>(&self, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let padded = (bytes.len() as u64).next_multiple_of(16).max(16);
+        self.check_buffer_size(padded)?;
+        self.catching(|| {
+            let buffer = self.buffer_with("wgpu-softmax: upload", bytes, STORAGE_USAGE)?;
+            if buffer.size() >= padded {
+                return Ok(buffer);
+            }
+            // Padding past the data: zeros the kernels never count.
+            let mut contents = bytes.to_vec();
+            contents.resize(usize::try_from(padded).unwrap_or(usize::MAX), 0);
+            self.buffer_with("wgpu-softmax: upload", &contents, STORAGE_USAGE)
+        })
+    }
+
+    /// Creates a storage buffer holding `data` rounded to `dtype`.
+    pub(crate) fn upload_f32_as(&self, dtype: DType, data: &[f32]) -> Result<wgpu::Buffer> {
+        match dtype {
+            DType::F32 => self.upload_elements(data),
+            DType::F16 => self.upload_elements(&crate::dtype::round_to::<half::f16>(data)),
+            DType::BF16 => self.upload_elements(&crate::dtype::round_to::<half::bf16>(data)),
+        }
+    }
+
+    /// Creates a zeroed storage buffer for `len` elements of `dtype`, padded to a multiple
+    /// of 16 bytes, usable as an output of every op and as the source of a download.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::upload`].
+    pub fn elements_buffer(&self, dtype: DType, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = (len as u64).saturating_mul(dtype.size()).next_multiple_of(16).max(16);
+        self.scratch_buffer(bytes)
+    }
+
+    /// A zeroed storage buffer of `bytes` (at least 16).
+    pub(crate) fn scratch_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        self.check_buffer_size(bytes)?;
+        self.catching(|| {
+            Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-softmax: storage"),
+                size: bytes.next_multiple_of(4).max(16),
+                usage: STORAGE_USAGE,
+                mapped_at_creation: false,
+            }))
+        })
+    }
+
+    /// Reads the first `len` elements of `buffer` back to the host, as [`Context::download`]
+    /// does for f32.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download`].
+    pub fn download_elements<T: Element>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+        let bytes = (len as u64).saturating_mul(T::DTYPE.size());
+        self.check_download(buffer, bytes)?;
+        let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-softmax: readback"),
+        });
+        let parts = self.finish_and_read_many(encoder, &[(buffer, bytes)])?;
+        Ok(bytemuck::pod_collect_to_vec(parts.first().map_or(&[][..], Vec::as_slice)))
     }
 
     fn check_buffer_size(&self, bytes: u64) -> Result<()> {
@@ -99,6 +172,14 @@ impl Context {
     /// when it holds fewer than `len` f32, [`Error::Timeout`] and [`Error::Readback`] when
     /// the GPU does not deliver.
     pub fn download(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.check_download(buffer, f32_bytes(len))?;
+        let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-softmax: readback"),
+        });
+        self.finish_and_read(encoder, buffer, len)
+    }
+
+    fn check_download(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<()> {
         self.check_health()?;
         if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
             return Err(Error::MissingUsage {
@@ -106,18 +187,14 @@ impl Context {
                 missing: wgpu::BufferUsages::COPY_SRC,
             });
         }
-        let size = f32_bytes(len);
-        if buffer.size() < size {
+        if buffer.size() < bytes {
             return Err(Error::BufferTooSmall {
                 what: "download source",
-                required: size,
+                required: bytes,
                 actual: buffer.size(),
             });
         }
-        let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-softmax: readback"),
-        });
-        self.finish_and_read(encoder, buffer, len)
+        Ok(())
     }
 
     /// Reads the first `len` u32 of `buffer` back to the host, as [`Context::download`]
@@ -143,8 +220,10 @@ impl Context {
         Ok(bytemuck::pod_collect_to_vec(&parts.pop().unwrap_or_default()))
     }
 
-    /// Appends copies of the first `bytes` of each buffer (multiples of 4) into staging
-    /// buffers, submits once, waits at most the timeout, and returns each part's bytes.
+    /// Appends copies of the first `bytes` of each buffer into staging buffers, submits
+    /// once, waits at most the timeout, and returns each part's bytes. Copies move whole
+    /// words: a part of `bytes` not a multiple of 4 (a 16-bit tensor of odd length) is
+    /// copied rounded up, where its buffer has the room, and cut back here.
     pub(crate) fn finish_and_read_many(
         &self,
         mut encoder: wgpu::CommandEncoder,
@@ -155,14 +234,15 @@ impl Context {
         let staging: Vec<Option<wgpu::Buffer>> = parts
             .iter()
             .map(|&(buffer, bytes)| {
-                (bytes > 0).then(|| {
+                let words = bytes.next_multiple_of(4).min(buffer.size() / 4 * 4);
+                (words > 0).then(|| {
                     let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
                         label: Some("wgpu-softmax: readback"),
-                        size: bytes,
+                        size: words,
                         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
                     });
-                    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+                    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, words);
                     staging
                 })
             })
@@ -199,11 +279,13 @@ impl Context {
         }
         staging
             .iter()
-            .map(|buffer| {
+            .zip(parts)
+            .map(|(buffer, &(_, wanted))| {
                 let Some(buffer) = buffer else { return Ok(Vec::new()) };
-                let bytes =
+                let mut bytes =
                     buffer.slice(..).get_mapped_range().map_err(|e| Error::Readback(e.to_string()))?.to_vec();
                 buffer.unmap();
+                bytes.truncate(usize::try_from(wanted).unwrap_or(usize::MAX));
                 Ok(bytes)
             })
             .collect()

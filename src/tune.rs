@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use crate::dtype::DType;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 
@@ -19,11 +20,20 @@ pub enum OpFamily {
     CrossEntropy,
 }
 
-/// A shape bucket: columns and rows rounded up to powers of two.
+/// What a tuned choice is for: everything that changes the kernel (the op family, the
+/// storage type, the vector width, the op's options) and a shape bucket (columns and rows
+/// rounded up to powers of two).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TuneKey {
     /// The kernel family.
     pub family: OpFamily,
+    /// The storage type of the class-axis tensors.
+    pub dtype: DType,
+    /// 32-bit words per access (1 or 4).
+    pub vector_words: u32,
+    /// The op's options that change its kernel (the cross-entropy's gradient, reduction
+    /// and targets), packed by the op; 0 for the others.
+    pub variant: u32,
     /// Columns, rounded up to a power of two.
     pub cols_bucket: usize,
     /// Rows, rounded up to a power of two.
@@ -31,14 +41,23 @@ pub struct TuneKey {
 }
 
 impl TuneKey {
-    /// The bucket of `shape` for `family`.
+    /// The bucket of `shape` for `family`, f32 in 128-bit vectors, no options.
     #[must_use]
     pub fn new(family: OpFamily, shape: Shape) -> Self {
         Self {
             family,
+            dtype: DType::F32,
+            vector_words: 4,
+            variant: 0,
             cols_bucket: shape.cols.max(1).checked_next_power_of_two().unwrap_or(usize::MAX),
             rows_bucket: shape.rows.max(1).checked_next_power_of_two().unwrap_or(usize::MAX),
         }
+    }
+
+    /// The same bucket for another storage type, vector width and options.
+    #[must_use]
+    pub const fn with(self, dtype: DType, vector_words: u32, variant: u32) -> Self {
+        Self { dtype, vector_words, variant, ..self }
     }
 }
 

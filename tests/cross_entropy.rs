@@ -7,81 +7,77 @@
 
 mod common;
 
-use common::{POISON_BITS, ctx, rng};
+use common::{POISON_BITS, assert_written, ctx, poisoned, rng};
 use wgpu_softmax::check::Tolerance;
-use wgpu_softmax::testing::{SeededRng, compare};
+use wgpu_softmax::testing::{SeededRng, compare, widen};
 use wgpu_softmax::{
-    Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus,
-    Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, reference,
+    CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Element,
+    Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef, reference,
 };
 
 fn strategies() -> Vec<Strategy> {
     common::strategies_of(ctx())
 }
 
-fn poisoned(ctx: &Context, len: usize) -> wgpu::Buffer {
-    ctx.upload(&vec![f32::from_bits(POISON_BITS); len.max(1)]).unwrap()
-}
-
-fn status_buffer(ctx: &Context) -> wgpu::Buffer {
-    ctx.upload(&[f32::from_bits(POISON_BITS); STATUS_WORDS]).unwrap()
-}
-
 /// Runs `op` through the GPU-resident API: outputs poisoned, targets uploaded as given
 /// (i64 as i32), every output checked written. Returns the outputs and the status.
-fn run_resident(
+fn run_resident<T: Element>(
     op: CrossEntropy,
-    input: &CrossEntropyInput<'_>,
-) -> (CrossEntropyOutput<f32>, CrossEntropyStatus) {
+    input: &CrossEntropyInput<'_, T>,
+) -> (CrossEntropyOutput<T, f32>, CrossEntropyStatus) {
     let ctx = ctx();
     let shape = input.shape;
-    let logits = ctx.upload(input.logits).unwrap();
-    let target_words: Vec<f32> = match input.targets {
-        Targets::U32(t) => t.iter().map(|&v| f32::from_bits(v)).collect(),
-        Targets::I32(t) => t.iter().map(|&v| f32::from_bits(v.cast_unsigned())).collect(),
-        Targets::I64(t) => {
-            t.iter().map(|&v| f32::from_bits(i32::try_from(v).unwrap().cast_unsigned())).collect()
-        }
-        Targets::Probabilities(p) => p.to_vec(),
+    let logits = ctx.upload_elements(input.logits).unwrap();
+    let class_words: Vec<u32> = match input.targets {
+        Targets::U32(t) => t.to_vec(),
+        Targets::I32(t) => t.iter().map(|&v| v.cast_unsigned()).collect(),
+        Targets::I64(t) => t.iter().map(|&v| i32::try_from(v).unwrap().cast_unsigned()).collect(),
+        Targets::Probabilities(_) => vec![0],
     };
-    let target_buffer = ctx.upload(&target_words).unwrap();
+    let class_buffer = ctx.upload_elements(&class_words).unwrap();
+    let probability_buffer = match input.targets {
+        Targets::Probabilities(p) => ctx.upload_elements(p).unwrap(),
+        _ => ctx.upload_elements(&[0u32]).unwrap(),
+    };
     let targets = match input.targets {
-        Targets::U32(_) => TargetBuffer::U32(&target_buffer),
-        Targets::I32(_) | Targets::I64(_) => TargetBuffer::I32(&target_buffer),
-        Targets::Probabilities(_) => TargetBuffer::Probabilities(&target_buffer),
+        Targets::U32(_) => TargetBuffer::U32((&class_buffer).into()),
+        Targets::I32(_) | Targets::I64(_) => TargetBuffer::I32((&class_buffer).into()),
+        Targets::Probabilities(_) => {
+            TargetBuffer::Probabilities(TensorRef::new(&probability_buffer, T::DTYPE))
+        }
     };
     let weight = input.weight.map(|w| ctx.upload(w).unwrap());
     let grad_output = input.grad_output.map(|g| ctx.upload(g).unwrap());
     let loss_len = if op.get_reduction() == Reduction::None { shape.rows } else { 1 };
-    let loss = poisoned(ctx, loss_len);
-    let grad = (op.get_gradient() == Gradient::Separate).then(|| poisoned(ctx, input.logits.len()));
-    let argmax = op.get_argmax().then(|| poisoned(ctx, shape.rows));
-    let status = status_buffer(ctx);
-    let buffers = CrossEntropyBuffers {
-        logits: &logits,
-        targets,
-        weight: weight.as_ref(),
-        grad_output: grad_output.as_ref(),
-        loss: &loss,
-        grad: grad.as_ref(),
-        argmax: argmax.as_ref(),
-        status: Some(&status),
-    };
+    let loss = poisoned::<f32>(ctx, loss_len);
+    let grad = (op.get_gradient() == Gradient::Separate).then(|| poisoned::<T>(ctx, input.logits.len()));
+    let argmax = op.get_argmax().then(|| poisoned::<f32>(ctx, shape.rows));
+    let status = poisoned::<f32>(ctx, STATUS_WORDS);
+    let mut buffers =
+        CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss).with_status(&status);
+    if let Some(w) = &weight {
+        buffers = buffers.with_weight(w);
+    }
+    if let Some(g) = &grad_output {
+        buffers = buffers.with_grad_output(g);
+    }
+    if let Some(g) = &grad {
+        buffers = buffers.with_grad(TensorRef::new(g, T::DTYPE));
+    }
+    if let Some(a) = &argmax {
+        buffers = buffers.with_argmax(a);
+    }
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     op.encode(ctx, &mut encoder, &buffers, shape).unwrap_or_else(|e| panic!("{op:?} on {shape}: {e}"));
     ctx.submit_and_wait(encoder).unwrap();
-    let written = |what: &str, values: Vec<f32>| {
-        if let Some(i) = values.iter().position(|v| v.to_bits() == POISON_BITS) {
-            panic!("{op:?} on {shape}: {what}[{i}] was never written");
-        }
-        values
-    };
-    let loss = written("loss", ctx.download(&loss, loss_len).unwrap());
+    let loss = assert_written(&format!("{op:?} on {shape}: loss"), ctx.download(&loss, loss_len).unwrap());
+    let len = input.logits.len();
     let grad = match op.get_gradient() {
-        Gradient::Separate => {
-            Some(written("grad", ctx.download(grad.as_ref().unwrap(), input.logits.len()).unwrap()))
-        }
-        Gradient::InPlace => Some(ctx.download(&logits, input.logits.len()).unwrap()),
+        Gradient::Separate => Some(assert_written(
+            &format!("{op:?} on {shape}: grad"),
+            ctx.download_elements::<T>(grad.as_ref().unwrap(), len).unwrap(),
+        )),
+        Gradient::InPlace => Some(ctx.download_elements::<T>(&logits, len).unwrap()),
         Gradient::Skip => None,
     };
     let argmax = argmax.map(|a| {
@@ -96,11 +92,11 @@ fn run_resident(
 }
 
 /// Compares a GPU result with the reference; panics with the details on any mismatch.
-fn assert_matches_reference(
+fn assert_matches_reference<T: Element>(
     what: &str,
-    gpu: &CrossEntropyOutput<f32>,
+    gpu: &CrossEntropyOutput<T, f32>,
     op: CrossEntropy,
-    input: &CrossEntropyInput<'_>,
+    input: &CrossEntropyInput<'_, T>,
 ) {
     let want = reference::cross_entropy(&op, input).unwrap();
     let c = compare(&gpu.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
@@ -112,7 +108,7 @@ fn assert_matches_reference(
     );
     match (&gpu.grad, &want.grad) {
         (Some(g), Some(w)) => {
-            let c = compare(g, w, Tolerance::CROSS_ENTROPY_GRAD);
+            let c = compare(&widen(g), w, Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE));
             assert!(c.passed(), "{what}: grad: {c}");
         }
         (None, None) => {}
@@ -444,25 +440,16 @@ fn gpu_resident_arguments_are_checked() {
     let logits = ctx.upload(&[0.5; 12]).unwrap();
     let targets = ctx.upload(&[0.0; 4]).unwrap();
     let loss = ctx.storage_buffer(1).unwrap();
-    let buffers = CrossEntropyBuffers {
-        logits: &logits,
-        targets: TargetBuffer::I32(&targets),
-        weight: None,
-        grad_output: None,
-        loss: &loss,
-        grad: None,
-        argmax: None,
-        status: None,
-    };
+    let buffers = CrossEntropyBuffers::new(&logits, TargetBuffer::I32((&targets).into()), &loss);
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     let err = CrossEntropy::new().encode(ctx, &mut encoder, &buffers, shape).unwrap_err();
     assert!(matches!(err, Error::InvalidOption { option: "gradient", .. }), "{err}");
-    let aliased = CrossEntropyBuffers { loss: &logits, ..buffers };
+    let aliased = CrossEntropyBuffers { loss: (&logits).into(), ..buffers };
     let err =
         CrossEntropy::new().gradient(Gradient::Skip).encode(ctx, &mut encoder, &aliased, shape).unwrap_err();
     assert!(matches!(err, Error::AliasedBuffers), "{err}");
     let small = ctx.storage_buffer(11).unwrap();
-    let too_small = CrossEntropyBuffers { grad: Some(&small), ..buffers };
+    let too_small = buffers.with_grad(&small);
     let err = CrossEntropy::new().encode(ctx, &mut encoder, &too_small, shape).unwrap_err();
     assert!(matches!(err, Error::BufferTooSmall { what: "grad", .. }), "{err}");
     let err = CrossEntropy::new()

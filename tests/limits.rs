@@ -163,16 +163,8 @@ fn cross_entropy_gpu_resident_over_chunks_reports_bad_rows_by_their_global_index
     let targets = ctx.upload(&target_words).unwrap();
     let loss = ctx.storage_buffer(1).unwrap();
     let status = ctx.storage_buffer(4).unwrap();
-    let buffers = CrossEntropyBuffers {
-        logits: &logits,
-        targets: TargetBuffer::I32(&targets),
-        weight: None,
-        grad_output: None,
-        loss: &loss,
-        grad: None,
-        argmax: None,
-        status: Some(&status),
-    };
+    let buffers =
+        CrossEntropyBuffers::new(&logits, TargetBuffer::I32((&targets).into()), &loss).with_status(&status);
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     let plan =
         CrossEntropy::new().gradient(Gradient::Skip).encode(ctx, &mut encoder, &buffers, shape).unwrap();

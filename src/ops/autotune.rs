@@ -1,14 +1,19 @@
-//! Autotuning: for an (op family, shape bucket) on a device, time every strategy the
-//! device can run, once, and keep the fastest for later calls. Turned on per context
-//! ([`Context::with_autotune`]); the planner's heuristics decide otherwise.
+//! Autotuning: for a row op, a storage type, a vector width, its options and a shape
+//! bucket, time every strategy the device can run, once, on a sample of the shape, and
+//! keep the fastest for later calls. Turned on per context ([`Context::with_autotune`]);
+//! the planner's heuristics decide otherwise.
 
 use crate::context::Context;
+use crate::dtype::DType;
 use crate::error::Result;
-use crate::plan::{choose_strategy, lanes_per_row, plan};
+use crate::kernels::{OpKernel, VectorWidth};
+use crate::plan::{choose_strategy, lanes_per_row, plan, split_segments};
+use crate::rng::SeededRng;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
+use crate::tensor::TensorRef;
 use crate::timing::{Timer, median};
-use crate::tune::TuneKey;
+use crate::tune::{OpFamily, TuneKey, sample_shape};
 
 /// A strategy that gives each row more than this many lanes per column leaves most of its
 /// lanes idle on every adapter (256 lanes on 10 columns): it is not worth timing, and on a
@@ -19,14 +24,54 @@ const MAX_LANES_PER_COLUMN: u32 = 8;
 /// without its timed runs.
 const DROP_FACTOR: f64 = 4.0;
 
-/// The strategies worth timing for `shape` (whose arrays bind `row_bytes` per row): those
-/// the device can run, without most of their lanes idle. The heuristics' choice first, so
-/// that the others are measured against a good time.
-pub(crate) fn candidates(ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Vec<Strategy> {
+/// What besides the shape picks a tuned choice: everything that changes the kernel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TuneOptions {
+    /// The op family.
+    pub(crate) family: OpFamily,
+    /// The storage type.
+    pub(crate) dtype: DType,
+    /// The access width.
+    pub(crate) vector: VectorWidth,
+    /// The op's own options that change its kernel's speed (the cross-entropy's gradient,
+    /// reduction and targets), packed by the op.
+    pub(crate) variant: u32,
+}
+
+/// Random data of a sample of the shape, to time strategies on: the op's class-axis
+/// tensors (random logits in its storage type) and zeroed per-row arrays of 4 bytes a
+/// row (class targets 0, losses).
+pub(crate) struct Sample {
+    /// The sample's shape: the caller's columns, and as many rows as the sample holds.
+    pub(crate) shape: Shape,
+    dtype: DType,
+    tensors: Vec<wgpu::Buffer>,
+    per_row: Vec<wgpu::Buffer>,
+}
+
+impl Sample {
+    /// The `index`-th class-axis tensor.
+    pub(crate) fn tensor(&self, index: usize) -> TensorRef<'_> {
+        TensorRef::new(&self.tensors[index.min(self.tensors.len() - 1)], self.dtype)
+    }
+
+    /// The `index`-th per-row array.
+    pub(crate) fn per_row(&self, index: usize) -> &wgpu::Buffer {
+        &self.per_row[index.min(self.per_row.len() - 1)]
+    }
+}
+
+/// The strategies worth timing for `op` on `shape`: those the op has and the device can
+/// run, without most of their lanes idle; the split only where a row is several segments.
+/// The heuristics' choice first, so that the others are measured against a good time.
+fn candidates(ctx: &Context, op: OpKernel, shape: Shape, row_bytes: &[u64]) -> Vec<Strategy> {
     let cols = u32::try_from(shape.cols).unwrap_or(u32::MAX);
     let heuristic = choose_strategy(ctx.caps(), shape);
-    let mut found: Vec<Strategy> = Strategy::ALL
-        .into_iter()
+    let mut found: Vec<Strategy> = op
+        .strategies()
+        .iter()
+        .copied()
+        .filter(|&s| s != Strategy::SplitRow || split_segments(shape.cols) >= 2)
         .filter(|&s| plan(ctx.caps(), shape, Some(s), row_bytes).is_ok())
         .filter(|&s| {
             s == heuristic || lanes_per_row(ctx.caps(), s) <= cols.saturating_mul(MAX_LANES_PER_COLUMN)
@@ -36,22 +81,32 @@ pub(crate) fn candidates(ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Vec<
     found
 }
 
-/// The tuned strategy for `key`: the cached one, or the fastest of `candidates` as timed by
-/// `time_one` (milliseconds of one run on a sample), then cached. Tuning runs without
-/// holding the cache's lock; threads racing on one bucket keep the first answer stored.
-pub(crate) fn tuned(
+/// Times one run of a strategy on the sample, recording into the encoder.
+pub(crate) type TimeOne<'a> =
+    dyn Fn(&Context, &mut wgpu::CommandEncoder, Strategy, &Sample) -> Result<()> + 'a;
+
+/// The tuned strategy of `op` for `shape` (whose arrays bind `row_bytes` per row) with
+/// `options`: the cached one, or the fastest candidate as timed by `time_one` on a sample,
+/// then cached. Tuning runs without holding the cache's lock; threads racing on one
+/// bucket keep the first answer stored.
+pub(crate) fn tuned_rows(
     ctx: &Context,
-    key: TuneKey,
-    candidates: &[Strategy],
-    time_one: &dyn Fn(&mut wgpu::CommandEncoder, Strategy) -> Result<()>,
+    op: OpKernel,
+    shape: Shape,
+    row_bytes: &[u64],
+    options: TuneOptions,
+    time_one: &TimeOne<'_>,
 ) -> Result<Strategy> {
+    let key =
+        TuneKey::new(options.family, shape).with(options.dtype, options.vector.words(), options.variant);
     if let Some(found) = ctx.tune_cache().get(&key) {
         return Ok(found);
     }
+    let sample = make_sample(ctx, op, shape, options.dtype)?;
     let timer = Timer::new(ctx);
     let mut best: Option<(f64, Strategy)> = None;
-    for &strategy in candidates {
-        let mut record = |encoder: &mut wgpu::CommandEncoder| time_one(encoder, strategy);
+    for strategy in candidates(ctx, op, shape, row_bytes) {
+        let mut record = |encoder: &mut wgpu::CommandEncoder| time_one(ctx, encoder, strategy, &sample);
         // One untimed run compiles the pipeline and warms the caches; a candidate far
         // slower than the best so far stops there.
         let first = timer.time(ctx, &mut record)?;
@@ -64,6 +119,19 @@ pub(crate) fn tuned(
             best = Some((time, strategy));
         }
     }
-    let Some((_, chosen)) = best else { return Ok(Strategy::WorkgroupPerRow) };
+    let chosen = best.map_or(Strategy::WorkgroupPerRow, |(_, strategy)| strategy);
     Ok(ctx.tune_cache().insert(key, chosen))
+}
+
+fn make_sample(ctx: &Context, op: OpKernel, shape: Shape, dtype: DType) -> Result<Sample> {
+    let shape = sample_shape(shape);
+    let len = shape.len()?;
+    let mut rng = SeededRng::new(0x7E57);
+    // Three tensors at least, all distinct: a cross-entropy may bind logits, gradient and
+    // probability targets, and the autotuner times the separate gradient for in-place.
+    let tensors = (0..op.tensors().len().max(3))
+        .map(|_| ctx.upload_f32_as(dtype, &rng.logits(len, 8.0)))
+        .collect::<Result<Vec<_>>>()?;
+    let per_row = (0..3).map(|_| ctx.scratch_buffer(4 * shape.rows as u64)).collect::<Result<Vec<_>>>()?;
+    Ok(Sample { shape, dtype, tensors, per_row })
 }

@@ -1,112 +1,244 @@
-//! What the row-wise ops without options of their own (softmax, log-softmax and their
-//! backward passes) share: recording one dispatch per chunk of rows, and the host API's
-//! upload, run and read-back, split where the host data exceeds one buffer.
+//! What every row op shares, written once: planning a strategy and a vector width,
+//! recording the row kernel over every chunk of rows with each binding at the chunk's
+//! offset, the edge pass of 16-bit outputs, and the host API's upload, run and read-back,
+//! split where the host data exceeds one buffer.
 
-use std::num::NonZeroU64;
-
-use crate::context::{Context, KernelKey};
+use crate::context::Context;
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::plan::Plan;
+use crate::kernels::{
+    EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelKey, KernelSpec, Module, OpKernel, ROW_KERNEL, RowParams,
+    SPLIT_STATS, SPLIT_WRITE, VectorWidth,
+};
+use crate::ops::validate;
+use crate::plan::{Plan, plan, prefers_split_rows, split_segments, spread_grid};
 use crate::shape::Shape;
+use crate::strategy::Strategy;
+use crate::tensor::{BufferRegion, TensorRef};
 
-/// The per-dispatch parameters of the row kernels, laid out as their WGSL `Params`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RowParams {
-    rows: u32,
-    cols: u32,
-    groups_x: u32,
-    padding: u32,
+/// Plans `op` on `shape`: the forced strategy if the op has it, else the heuristics'
+/// choice (the split for a few very wide rows on a GPU, where the op has it, and for rows
+/// too wide for any per-row strategy on this driver). `row_bytes` holds the bytes per row
+/// of each array bound per chunk.
+///
+/// # Errors
+///
+/// [`Error::StrategyUnavailable`] for a strategy the op or the device lacks, and the
+/// planner's [`Error::LimitExceeded`].
+pub(crate) fn plan_rows(
+    ctx: &Context,
+    op: OpKernel,
+    shape: Shape,
+    forced: Option<Strategy>,
+    row_bytes: &[u64],
+) -> Result<Plan> {
+    if let Some(strategy) = forced {
+        if let Some(reason) = op.refuses(strategy) {
+            return Err(Error::StrategyUnavailable { strategy, reason });
+        }
+    }
+    let splits = op.strategies().contains(&Strategy::SplitRow);
+    let strategy = match forced {
+        None if splits && prefers_split_rows(ctx.caps(), shape) => Some(Strategy::SplitRow),
+        other => other,
+    };
+    match (strategy, plan(ctx.caps(), shape, strategy, row_bytes)) {
+        // Rows too wide for any per-row strategy on this driver still split.
+        (None, Err(Error::StrategyUnavailable { .. })) if splits => {
+            plan(ctx.caps(), shape, Some(Strategy::SplitRow), row_bytes)
+        }
+        (_, planned) => planned,
+    }
 }
 
-/// Records `kernels`, one dispatch each in order, over every chunk of `plan`: binding 0
-/// the chunk's parameters, then each of `buffers` (row-major `shape` f32 matrices: the
-/// inputs, then the output) bound at the chunk's rows, then `scratch` whole if given.
-pub(crate) fn encode_chunks(
+/// The widest access every tensor's buffer has room for: 128-bit vectors when each
+/// tensor's binding, rounded up to 16 bytes, still lies within its buffer.
+pub(crate) fn vector_width(tensors: &[TensorRef<'_>], elements: u64) -> VectorWidth {
+    let fits = tensors.iter().all(|t| validate::has_room(&t.region(), elements * t.dtype().size(), 16));
+    if fits { VectorWidth::Vec4 } else { VectorWidth::Scalar }
+}
+
+/// One row op's dispatch: the kernel, and what the host binds under each of its
+/// bindings' names. Bindings the kernel declares but nothing is given for (an absent
+/// weight, argmax...) get a placeholder.
+pub(crate) struct RowDispatch<'a> {
+    /// The module.
+    pub(crate) spec: KernelSpec,
+    /// Its overridable constants.
+    pub(crate) constants: Vec<(&'static str, u32)>,
+    /// Class-axis tensors: bound at each chunk's rows.
+    pub(crate) tensors: Vec<(&'static str, TensorRef<'a>)>,
+    /// Arrays of so many bytes per row: bound at each chunk's rows.
+    pub(crate) per_row: Vec<(&'static str, BufferRegion<'a>, u64)>,
+    /// Buffers bound from their start, so many bytes.
+    pub(crate) whole: Vec<(&'static str, BufferRegion<'a>, u64)>,
+    /// What the params hold besides each chunk's own fields (the cross-entropy's options).
+    pub(crate) params: RowParams,
+}
+
+/// The bind group of `module` for the `rows` rows from row `first`: `params`, each other
+/// binding by name from `dispatch` (tensors and per-row arrays at those rows) or from
+/// `scratch`, and a placeholder for the rest.
+pub(crate) fn bind_rows(
+    ctx: &Context,
+    module: &Module,
+    params: &wgpu::Buffer,
+    dispatch: &RowDispatch<'_>,
+    cols: u64,
+    (first, rows): (u64, u64),
+    scratch: &[(&str, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let access_bytes = dispatch.spec.access_bytes();
+    let bindings: Vec<wgpu::BufferBinding<'_>> = module
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, binding)| {
+            let name = binding.name;
+            if name == "params" {
+                return params.as_entire_buffer_binding();
+            }
+            if let Some((_, tensor)) = dispatch.tensors.iter().find(|(n, _)| *n == name) {
+                let bytes_per_row = cols * tensor.dtype().size();
+                let size = (rows * bytes_per_row).next_multiple_of(access_bytes);
+                return tensor.region().binding(first * bytes_per_row, size);
+            }
+            if let Some((_, region, bytes)) = dispatch.per_row.iter().find(|(n, ..)| *n == name) {
+                return region.binding(first * bytes, (rows * bytes).next_multiple_of(4).max(4));
+            }
+            if let Some((_, region, bytes)) = dispatch.whole.iter().find(|(n, ..)| *n == name) {
+                return region.binding(0, bytes.next_multiple_of(4).max(4));
+            }
+            match scratch.iter().find(|(n, _)| *n == name) {
+                Some((_, buffer)) => buffer.as_entire_buffer_binding(),
+                None => ctx.placeholder(i).as_entire_buffer_binding(),
+            }
+        })
+        .collect();
+    ctx.bind_buffers(module, &bindings)
+}
+
+/// Records `dispatch` over every chunk of `plan` into `encoder`: the row kernel (or the
+/// split's two passes), then for a 16-bit output the edge pass.
+///
+/// # Errors
+///
+/// A pipeline that does not compile (a bug), and what wgpu reports while creating the
+/// bind groups ([`Error::ForeignBuffer`] for a buffer of another device).
+pub(crate) fn encode_rows(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    kernels: &[KernelKey],
-    label: &str,
-    (buffers, scratch): (&[&wgpu::Buffer], Option<&wgpu::Buffer>),
+    dispatch: &RowDispatch<'_>,
     shape: Shape,
     plan: &Plan,
 ) -> Result<()> {
-    let Some(first) = kernels.first() else { return Ok(()) };
     if plan.chunks.is_empty() {
         return Ok(());
     }
-    let pipelines = kernels.iter().map(|k| ctx.pipeline(k)).collect::<Result<Vec<_>>>()?;
-    let row_bytes = Shape::new(shape.cols, 1).byte_len()?;
-    for chunk in &plan.chunks {
-        // Resource creation runs in error scopes: on a caller's device, wgpu's default
-        // handler would panic on an error this crate's checks missed.
-        let bind_group = ctx.catching(|| {
+    let spec = dispatch.spec;
+    let module = ctx.module(spec)?;
+    let pipeline =
+        |entry_point| ctx.pipeline(&KernelKey { spec, entry_point, constants: dispatch.constants.clone() });
+    let entries: &[&'static str] =
+        if spec.strategy == Strategy::SplitRow { &[SPLIT_STATS, SPLIT_WRITE] } else { &[ROW_KERNEL] };
+    let pipelines = entries.iter().map(|&e| pipeline(e)).collect::<Result<Vec<_>>>()?;
+    let edges_pipeline = spec.has_edges().then(|| pipeline(FIX_EDGES)).transpose()?;
+    let segments = if spec.strategy == Strategy::SplitRow { split_segments(shape.cols) } else { 1 };
+    let largest = plan.chunks.iter().map(|c| c.rows).max().unwrap_or(0) as u64;
+    let cols = shape.cols as u64;
+    let label = spec.label();
+    ctx.catching(|| {
+        let scratch = |bytes: u64| ctx.scratch_buffer(bytes);
+        let segment_lanes = (spec.strategy == Strategy::SplitRow)
+            .then(|| scratch(largest * segments as u64 * spec.op.lane_bytes()))
+            .transpose()?;
+        let edges = spec.has_edges().then(|| scratch(2 * 4 * largest)).transpose()?;
+        for (index, chunk) in plan.chunks.iter().enumerate() {
             let params = RowParams {
-                // Both fit in u32: a chunk fits in one storage binding, so its rows and
-                // columns do.
+                // Each fits in u32: a chunk fits in one storage binding, so its rows and
+                // columns do, and chunks and segments are fewer than rows.
                 rows: u32::try_from(chunk.rows).unwrap_or(u32::MAX),
                 cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
                 groups_x: chunk.grid[0],
-                padding: 0,
+                first_row: u32::try_from(chunk.first_row).unwrap_or(u32::MAX),
+                chunk: u32::try_from(index).unwrap_or(u32::MAX),
+                segments: u32::try_from(segments).unwrap_or(u32::MAX),
+                ..dispatch.params
             };
-            let params = ctx.buffer_with(label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
-            let offset = row_bytes * chunk.first_row as u64;
-            let size = NonZeroU64::new(row_bytes * chunk.rows as u64);
-            let mut bindings = vec![params.as_entire_buffer_binding()];
-            bindings.extend(buffers.iter().map(|&buffer| wgpu::BufferBinding { buffer, offset, size }));
-            bindings.extend(scratch.map(wgpu::Buffer::as_entire_buffer_binding));
-            Ok(ctx.bind_buffers(first.shader.layout(), &bindings))
-        })?;
-        for pipeline in &pipelines {
-            Context::dispatch(encoder, label, pipeline, &bind_group, chunk.grid);
+            let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+            let (first, rows) = (chunk.first_row as u64, chunk.rows as u64);
+            let scratch: Vec<(&str, &wgpu::Buffer)> =
+                [("segment_lanes", segment_lanes.as_ref()), ("edges", edges.as_ref())]
+                    .into_iter()
+                    .filter_map(|(name, buffer)| buffer.map(|b| (name, b)))
+                    .collect();
+            let bind_group = bind_rows(ctx, &module, &params, dispatch, cols, (first, rows), &scratch);
+            for pipeline in &pipelines {
+                Context::dispatch(encoder, &label, pipeline, &bind_group, chunk.grid);
+            }
+            if let Some(pipeline) = &edges_pipeline {
+                let groups = rows.div_ceil(u64::from(EDGE_WORKGROUP_SIZE));
+                let grid = spread_grid(groups, ctx.caps().max_workgroups_per_dimension)?;
+                Context::dispatch(encoder, &label, pipeline, &bind_group, grid);
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-/// The host API of a row op: uploads `inputs` (row-major `shape`), records `encode` over
-/// them into a fresh output, submits once and reads the output back. Where the data is
-/// larger than one buffer may be, runs piece by piece over runs of whole rows.
-pub(crate) fn run_on_host(
+/// The host API of a row op with one output: uploads `inputs` (row-major `shape`, padded
+/// so that vector accesses fit), records `encode` over them into a fresh output of the
+/// same type, submits once and reads the output back. Where the data is larger than one
+/// buffer may be, runs piece by piece over runs of whole rows.
+pub(crate) fn run_on_host<T: Element>(
     ctx: &Context,
-    inputs: &[&[f32]],
+    inputs: &[&[T]],
     shape: Shape,
-    encode: impl Fn(&mut wgpu::CommandEncoder, &[&wgpu::Buffer], &wgpu::Buffer, Shape) -> Result<Plan>,
-) -> Result<Vec<f32>> {
+    encode: impl Fn(&mut wgpu::CommandEncoder, &[TensorRef<'_>], TensorRef<'_>, Shape) -> Result<Plan>,
+) -> Result<Vec<T>> {
     if shape.is_empty() {
         return Ok(Vec::new());
     }
-    let rows_per_piece = rows_per_buffer(ctx, shape)?;
+    let rows_per_piece = rows_per_buffer(ctx, shape, T::DTYPE)?;
     let mut output = Vec::with_capacity(shape.len()?);
     for first_row in (0..shape.rows).step_by(rows_per_piece) {
         let piece = Shape::new(rows_per_piece.min(shape.rows - first_row), shape.cols);
         let range = first_row * shape.cols..(first_row + piece.rows) * shape.cols;
         output.extend(ctx.catching(|| {
-            let uploaded =
-                inputs.iter().map(|data| ctx.upload(&data[range.clone()])).collect::<Result<Vec<_>>>()?;
-            let uploaded: Vec<&wgpu::Buffer> = uploaded.iter().collect();
-            let result = ctx.storage_buffer(range.len())?;
+            let uploaded = inputs
+                .iter()
+                .map(|data| ctx.upload_elements(&data[range.clone()]))
+                .collect::<Result<Vec<_>>>()?;
+            let tensors: Vec<TensorRef<'_>> = uploaded.iter().map(|b| TensorRef::new(b, T::DTYPE)).collect();
+            let result = ctx.elements_buffer(T::DTYPE, range.len())?;
             let mut encoder = ctx
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-softmax") });
-            encode(&mut encoder, &uploaded, &result, piece)?;
-            ctx.finish_and_read(encoder, &result, range.len())
+            encode(&mut encoder, &tensors, TensorRef::new(&result, T::DTYPE), piece)?;
+            let bytes =
+                ctx.finish_and_read_many(encoder, &[(&result, range.len() as u64 * T::DTYPE.size())])?;
+            Ok(bytemuck::pod_collect_to_vec::<u8, T>(bytes.first().map_or(&[][..], Vec::as_slice)))
         })?);
     }
     Ok(output)
 }
 
-/// The most rows of `shape` one buffer may hold on this device.
+/// The most rows of `shape` one buffer of `dtype` may hold on this device (with room for
+/// the padding of vector accesses).
 ///
 /// # Errors
 ///
 /// [`Error::LimitExceeded`] when not even one row fits.
-pub(crate) fn rows_per_buffer(ctx: &Context, shape: Shape) -> Result<usize> {
-    let row_bytes = Shape::new(shape.cols, 1).byte_len()?;
-    let max = ctx.caps().max_buffer_bytes;
-    let rows = max / row_bytes.max(1);
+pub(crate) fn rows_per_buffer(ctx: &Context, shape: Shape, dtype: DType) -> Result<usize> {
+    let row_bytes = (shape.cols as u64).saturating_mul(dtype.size()).max(1);
+    let max = ctx.caps().max_buffer_bytes.saturating_sub(16);
+    let rows = max / row_bytes;
     if rows == 0 {
-        return Err(Error::LimitExceeded { limit: "max_buffer_size", required: row_bytes, available: max });
+        return Err(Error::LimitExceeded {
+            limit: "max_buffer_size",
+            required: row_bytes + 16,
+            available: max + 16,
+        });
     }
     Ok(usize::try_from(rows).unwrap_or(usize::MAX).min(shape.rows.max(1)))
 }

@@ -7,16 +7,18 @@
 //!
 //! A masked entry of log-softmax (`y = -inf`) counts as probability 0.
 
-use crate::context::{Context, KernelKey};
+use crate::context::Context;
+use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::ops::autotune;
-use crate::ops::{rows, validate};
-use crate::plan::{Plan, plan};
-use crate::rng::SeededRng;
-use crate::shaders::Shader;
+use crate::kernels::{KernelSpec, OpKernel, RowParams, VectorWidth};
+use crate::ops::autotune::{self, TuneOptions};
+use crate::ops::rows::{self, RowDispatch};
+use crate::ops::validate;
+use crate::plan::Plan;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
-use crate::tune::{self, OpFamily, TuneKey};
+use crate::tensor::TensorRef;
+use crate::tune::OpFamily;
 
 /// The backward of softmax or of log-softmax, with the strategy to run it by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -24,6 +26,8 @@ pub struct SoftmaxBackward {
     log: bool,
     strategy: Option<Strategy>,
 }
+
+const KERNEL: OpKernel = OpKernel::SoftmaxBackward;
 
 impl SoftmaxBackward {
     /// The backward of softmax: `y` is softmax's output.
@@ -51,110 +55,104 @@ impl SoftmaxBackward {
         self.log
     }
 
-    /// Plans the dispatch for `shape` on `ctx`'s device.
+    /// Plans the dispatch of f32 data of `shape` on `ctx`'s device.
     ///
     /// # Errors
     ///
-    /// [`crate::Error::StrategyUnavailable`] for a forced strategy this device cannot run for
-    /// this shape, [`crate::Error::LimitExceeded`] when a row is too wide for one storage
-    /// binding or a grid cannot fit (the row split is the softmax's alone).
+    /// [`crate::Error::StrategyUnavailable`] for a forced strategy this device cannot run
+    /// for this shape, [`crate::Error::LimitExceeded`] when a row is too wide for one
+    /// storage binding or a grid cannot fit.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        if self.strategy == Some(Strategy::SplitRow) {
-            return Err(crate::error::Error::StrategyUnavailable {
-                strategy: Strategy::SplitRow,
-                reason: "the row split is implemented for softmax and log-softmax only",
-            });
-        }
-        let row_bytes = [Shape::new(shape.cols, 1).byte_len()?];
-        let strategy = match self.strategy {
-            None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
-            forced => forced,
-        };
-        plan(ctx.caps(), shape, strategy, &row_bytes)
+        self.plan_for(ctx, shape, DType::F32, VectorWidth::Vec4)
     }
 
-    /// The autotuned strategy for `shape`'s bucket (see [`Context::with_autotune`]).
-    fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
-        let sample = tune::sample_shape(shape);
-        let candidates = autotune::candidates(ctx, shape, row_bytes);
-        let mut rng = SeededRng::new(0x7E57);
-        let y = ctx.upload(&rng.logits(sample.len()?, 1.0))?;
-        let dy = ctx.upload(&rng.logits(sample.len()?, 1.0))?;
-        let dx = ctx.storage_buffer(sample.len()?)?;
-        let key = TuneKey::new(OpFamily::SoftmaxBackward, shape);
-        autotune::tuned(ctx, key, &candidates, &|encoder, strategy| {
-            self.strategy(strategy).encode(ctx, encoder, &y, &dy, &dx, sample).map(|_| ())
-        })
+    fn plan_for(&self, ctx: &Context, shape: Shape, dtype: DType, vector: VectorWidth) -> Result<Plan> {
+        let row_bytes = [shape.cols as u64 * dtype.size(); 3];
+        let strategy = match self.strategy {
+            None if ctx.autotune() && !shape.is_empty() => {
+                let options = TuneOptions { family: OpFamily::SoftmaxBackward, dtype, vector, variant: 0 };
+                Some(autotune::tuned_rows(
+                    ctx,
+                    KERNEL,
+                    shape,
+                    &row_bytes,
+                    options,
+                    &|ctx, encoder, strategy, sample| {
+                        let dispatch = self.dispatch(
+                            strategy,
+                            [sample.tensor(0), sample.tensor(1), sample.tensor(2)],
+                            vector,
+                        );
+                        let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
+                        rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
+                    },
+                )?)
+            }
+            forced => forced,
+        };
+        rows::plan_rows(ctx, KERNEL, shape, strategy, &row_bytes)
+    }
+
+    fn dispatch<'a>(
+        &self,
+        strategy: Strategy,
+        [y, dy, dx]: [TensorRef<'a>; 3],
+        vector: VectorWidth,
+    ) -> RowDispatch<'a> {
+        RowDispatch {
+            spec: KernelSpec { op: KERNEL, strategy, dtype: y.dtype(), vector },
+            constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
+            tensors: vec![("y", y), ("dy", dy), ("dx", dx)],
+            per_row: Vec::new(),
+            whole: Vec::new(),
+            params: RowParams::default(),
+        }
     }
 
     /// Records the op into the caller's `encoder`: reads `y` and `dy`, writes `dx` (all
-    /// row-major `shape`, f32). Submits nothing; returns the plan it used. Split into
-    /// chunks of rows where the matrices are larger than one storage binding.
+    /// row-major `shape`, of one storage type). Submits nothing; returns the plan it used.
+    /// Split into chunks of rows where the matrices are larger than one storage binding.
     ///
     /// # Errors
     ///
-    /// [`crate::Error::MissingUsage`], [`crate::Error::BufferTooSmall`] and
-    /// [`crate::Error::AliasedBuffers`] for buffers that cannot be bound so, and the
-    /// errors of [`SoftmaxBackward::plan`].
-    pub fn encode(
+    /// [`crate::Error::MissingUsage`], [`crate::Error::MisalignedOffset`],
+    /// [`crate::Error::BufferTooSmall`], [`crate::Error::DTypeMismatch`],
+    /// [`crate::Error::AliasedBuffers`] and [`crate::Error::ForeignBuffer`] for buffers
+    /// that cannot be bound so, and the errors of [`SoftmaxBackward::plan`].
+    pub fn encode<'a>(
         &self,
         ctx: &Context,
         encoder: &mut wgpu::CommandEncoder,
-        y: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        dx: &wgpu::Buffer,
+        y: impl Into<TensorRef<'a>>,
+        dy: impl Into<TensorRef<'a>>,
+        dx: impl Into<TensorRef<'a>>,
         shape: Shape,
     ) -> Result<Plan> {
-        let bytes = shape.byte_len()?;
-        validate::storage_buffer("y", y, bytes)?;
-        validate::storage_buffer("dy", dy, bytes)?;
-        validate::storage_buffer("dx", dx, bytes)?;
-        validate::distinct(y, dx)?;
-        validate::distinct(dy, dx)?;
-        let plan = self.plan(ctx, shape)?;
-        if shape.is_empty() {
-            return Ok(plan);
+        let tensors = [y.into(), dy.into(), dx.into()];
+        let elements = shape.len()? as u64;
+        let dtype = tensors[0].dtype();
+        for (tensor, what) in tensors.iter().zip(["y", "dy", "dx"]) {
+            validate::tensor(ctx, (what, "y"), tensor, dtype, elements)?;
         }
-        let log = ("LOG_SOFTMAX", u32::from(self.log));
-        let key = match plan.strategy {
-            Strategy::ThreadPerRow => KernelKey {
-                shader: Shader::SoftmaxBackward,
-                entry_point: "softmax_backward_thread_per_row",
-                constants: vec![log],
-            },
-            Strategy::WorkgroupPerRow => KernelKey {
-                shader: Shader::SoftmaxBackward,
-                entry_point: "softmax_backward_workgroup_per_row",
-                constants: vec![log],
-            },
-            Strategy::SplitRow => {
-                return Err(crate::error::Error::StrategyUnavailable {
-                    strategy: Strategy::SplitRow,
-                    reason: "the row split is implemented for softmax and log-softmax only",
-                });
-            }
-            Strategy::SubgroupPerRow => KernelKey {
-                shader: Shader::SoftmaxBackwardSubgroup,
-                entry_point: "softmax_backward_subgroup_per_row",
-                constants: vec![log, ("ROWS_PER_GROUP", plan.rows_per_group)],
-            },
-        };
-        let label =
-            if self.log { "wgpu-softmax: log_softmax_backward" } else { "wgpu-softmax: softmax_backward" };
-        rows::encode_chunks(ctx, encoder, &[key], label, (&[y, dy, dx], None), shape, &plan)?;
+        validate::distinct(tensors[0].buffer(), tensors[2].buffer())?;
+        validate::distinct(tensors[1].buffer(), tensors[2].buffer())?;
+        let vector = rows::vector_width(&tensors, elements);
+        let plan = self.plan_for(ctx, shape, dtype, vector)?;
+        rows::encode_rows(ctx, encoder, &self.dispatch(plan.strategy, tensors, vector), shape, &plan)?;
         Ok(plan)
     }
 
-    /// Runs the op on host data, waiting at most the context's timeout.
+    /// Runs the op on host data of any element type, waiting at most the context's
+    /// timeout; `dx` comes back in the same type.
     ///
     /// # Errors
     ///
     /// [`crate::Error::ShapeMismatch`] when `y` or `dy` is not `rows * cols` long, and
     /// the errors of [`SoftmaxBackward::encode`].
-    pub fn run(&self, ctx: &Context, y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f32>> {
+    pub fn run<T: Element>(&self, ctx: &Context, y: &[T], dy: &[T], shape: Shape) -> Result<Vec<T>> {
         shape.check_len("y", y.len())?;
         shape.check_len("dy", dy.len())?;
-        self.plan(ctx, shape)?;
+        self.plan_for(ctx, shape, T::DTYPE, VectorWidth::Vec4)?;
         rows::run_on_host(ctx, &[y, dy], shape, |encoder, inputs, dx, piece| {
             self.encode(ctx, encoder, inputs[0], inputs[1], dx, piece)
         })
@@ -167,7 +165,7 @@ impl SoftmaxBackward {
 /// # Errors
 ///
 /// As [`SoftmaxBackward::run`].
-pub fn softmax_backward(ctx: &Context, y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f32>> {
+pub fn softmax_backward<T: Element>(ctx: &Context, y: &[T], dy: &[T], shape: Shape) -> Result<Vec<T>> {
     SoftmaxBackward::new().run(ctx, y, dy, shape)
 }
 
@@ -177,6 +175,6 @@ pub fn softmax_backward(ctx: &Context, y: &[f32], dy: &[f32], shape: Shape) -> R
 /// # Errors
 ///
 /// As [`SoftmaxBackward::run`].
-pub fn log_softmax_backward(ctx: &Context, y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f32>> {
+pub fn log_softmax_backward<T: Element>(ctx: &Context, y: &[T], dy: &[T], shape: Shape) -> Result<Vec<T>> {
     SoftmaxBackward::log().run(ctx, y, dy, shape)
 }

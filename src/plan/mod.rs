@@ -6,13 +6,16 @@ use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 
-/// Columns per segment of [`Strategy::SplitRow`] (as `SEGMENT_COLS` in the WGSL).
-pub(crate) const SPLIT_SEGMENT_COLS: usize = 4096;
+/// Columns per segment of [`Strategy::SplitRow`] (the WGSL's `SEGMENT_PACKETS` packets).
+pub(crate) const SPLIT_SEGMENT_COLS: usize = crate::kernels::SPLIT_SEGMENT_ELEMENTS as usize;
 
-/// How many segments [`Strategy::SplitRow`] cuts a row of `cols` into.
+/// How many segments (workgroups) [`Strategy::SplitRow`] gives a row of `cols`: enough
+/// for its packets whatever the packet size (up to 8 elements), a row spanning at most
+/// two packets more than its columns fill when it starts or ends mid-packet. The WGSL
+/// reads it from the params.
 #[must_use]
 pub(crate) const fn split_segments(cols: usize) -> usize {
-    cols.div_ceil(SPLIT_SEGMENT_COLS)
+    (cols + 16).div_ceil(SPLIT_SEGMENT_COLS)
 }
 
 /// What the planner needs to know about a device: a plain-data copy of its features and

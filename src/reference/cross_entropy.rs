@@ -1,6 +1,7 @@
 //! The reference of the fused cross-entropy, in f64, straight from its definition: the
 //! loss through log-softmax, and the gradient by summing the derivative of each loss term.
 
+use crate::dtype::{Element, widen};
 use crate::error::Result;
 use crate::ops::cross_entropy::{
     CrossEntropy, CrossEntropyInput, CrossEntropyOutput, Gradient, Reduction, Targets,
@@ -14,8 +15,32 @@ use super::{RowStats, row_stats};
 /// # Errors
 ///
 /// As [`CrossEntropy::run`]'s checks of the host input: shapes, targets, options.
-pub fn cross_entropy(op: &CrossEntropy, input: &CrossEntropyInput<'_>) -> Result<CrossEntropyOutput<f64>> {
+pub fn cross_entropy<T: Element>(
+    op: &CrossEntropy,
+    input: &CrossEntropyInput<'_, T>,
+) -> Result<CrossEntropyOutput<f64>> {
     op.check_input(input)?;
+    // The reference works on the values the GPU sees: the logits (and probabilities) as
+    // stored, widened exactly to f32.
+    let logits = widen(input.logits);
+    let probabilities = match input.targets {
+        Targets::Probabilities(p) => Some(widen(p)),
+        _ => None,
+    };
+    let targets = match (input.targets, &probabilities) {
+        (_, Some(p)) => Targets::Probabilities(p.as_slice()),
+        (Targets::U32(t), None) => Targets::U32(t),
+        (Targets::I32(t), None) => Targets::I32(t),
+        (Targets::I64(t), None) => Targets::I64(t),
+        (Targets::Probabilities(_), None) => unreachable!("widened above"),
+    };
+    let input = &CrossEntropyInput {
+        logits: &logits,
+        shape: input.shape,
+        targets,
+        weight: input.weight,
+        grad_output: input.grad_output,
+    };
     let shape = input.shape;
     let cols = shape.cols;
     let classes = f64::from(u32::try_from(cols).unwrap_or(u32::MAX));

@@ -1,5 +1,8 @@
 //! The CPU reference: every op of this crate in f64, with the same names, options and
-//! special-value rules as the GPU kernels. GPU results are checked against it.
+//! special-value rules as the GPU kernels. GPU results are checked against it. It takes
+//! the same element types as the ops, and works on the values as stored (16-bit inputs
+//! widened exactly), so that it differs from a GPU result only by the GPU's f32 arithmetic
+//! and its one rounding of each output.
 //!
 //! It computes the row max and the sum in two plain passes, not the online recurrence the
 //! kernels use, so that the two agree only if both are right.
@@ -8,6 +11,7 @@ mod cross_entropy;
 
 pub use cross_entropy::cross_entropy;
 
+use crate::dtype::{Element, widen};
 use crate::error::Result;
 use crate::shape::Shape;
 
@@ -16,7 +20,7 @@ use crate::shape::Shape;
 /// # Errors
 ///
 /// [`crate::Error::ShapeMismatch`] when `input.len()` is not `rows * cols`.
-pub fn softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
+pub fn softmax<T: Element>(input: &[T], shape: Shape) -> Result<Vec<f64>> {
     normalize_rows(input, shape, |x, stats| match stats {
         None => f64::NAN,
         Some(_) if x == f64::NEG_INFINITY => 0.0,
@@ -29,7 +33,7 @@ pub fn softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
 /// # Errors
 ///
 /// [`crate::Error::ShapeMismatch`] when `input.len()` is not `rows * cols`.
-pub fn log_softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
+pub fn log_softmax<T: Element>(input: &[T], shape: Shape) -> Result<Vec<f64>> {
     normalize_rows(input, shape, |x, stats| match stats {
         None => f64::NAN,
         Some(_) if x == f64::NEG_INFINITY => f64::NEG_INFINITY,
@@ -43,7 +47,7 @@ pub fn log_softmax(input: &[f32], shape: Shape) -> Result<Vec<f64>> {
 /// # Errors
 ///
 /// [`crate::Error::ShapeMismatch`] when `y` or `dy` is not `rows * cols` long.
-pub fn softmax_backward(y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f64>> {
+pub fn softmax_backward<T: Element>(y: &[T], dy: &[T], shape: Shape) -> Result<Vec<f64>> {
     backward_rows(y, dy, shape, |y, dy| {
         let r: f64 = y.iter().zip(dy).map(|(&y, &g)| f64::from(y) * f64::from(g)).sum();
         y.iter().zip(dy).map(|(&y, &g)| f64::from(y) * (f64::from(g) - r)).collect()
@@ -56,21 +60,22 @@ pub fn softmax_backward(y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f64>>
 /// # Errors
 ///
 /// [`crate::Error::ShapeMismatch`] when `y` or `dy` is not `rows * cols` long.
-pub fn log_softmax_backward(y: &[f32], dy: &[f32], shape: Shape) -> Result<Vec<f64>> {
+pub fn log_softmax_backward<T: Element>(y: &[T], dy: &[T], shape: Shape) -> Result<Vec<f64>> {
     backward_rows(y, dy, shape, |y, dy| {
         let r: f64 = dy.iter().map(|&g| f64::from(g)).sum();
         y.iter().zip(dy).map(|(&y, &g)| f64::from(g) - f64::from(y).exp() * r).collect()
     })
 }
 
-fn backward_rows(
-    y: &[f32],
-    dy: &[f32],
+fn backward_rows<T: Element>(
+    y: &[T],
+    dy: &[T],
     shape: Shape,
     row: impl Fn(&[f32], &[f32]) -> Vec<f64>,
 ) -> Result<Vec<f64>> {
     shape.check_len("y", y.len())?;
     shape.check_len("dy", dy.len())?;
+    let (y, dy) = (&widen(y), &widen(dy));
     if shape.is_empty() {
         return Ok(Vec::new());
     }
@@ -94,12 +99,13 @@ pub(crate) fn row_stats(row: &[f32]) -> Option<RowStats> {
     Some(RowStats { max, sum })
 }
 
-fn normalize_rows(
-    input: &[f32],
+fn normalize_rows<T: Element>(
+    input: &[T],
     shape: Shape,
     entry: impl Fn(f64, Option<RowStats>) -> f64,
 ) -> Result<Vec<f64>> {
     shape.check_len("input", input.len())?;
+    let input = &widen(input);
     if shape.is_empty() {
         return Ok(Vec::new());
     }
@@ -150,7 +156,7 @@ mod tests {
     #[test]
     fn shape_mismatch_is_an_error() {
         assert!(softmax(&[1.0; 5], Shape::new(2, 3)).is_err());
-        assert_eq!(softmax(&[], Shape::new(0, 3)).unwrap(), Vec::<f64>::new());
+        assert_eq!(softmax::<f32>(&[], Shape::new(0, 3)).unwrap(), Vec::<f64>::new());
     }
 }
 

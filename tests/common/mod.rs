@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{Comparison, SeededRng, compare};
-use wgpu_softmax::{Context, Error, Shape, Softmax, Strategy, reference};
+use wgpu_softmax::{Context, DType, Element, Error, Shape, Softmax, Strategy, reference};
 
 /// A NaN with a payload no kernel writes: any element still holding it after a run was
 /// never written.
@@ -83,4 +83,32 @@ pub fn strategies_of(ctx: &Context) -> Vec<Strategy> {
 /// Both ops with a forced strategy.
 pub fn both_ops(strategy: Strategy) -> [Softmax; 2] {
     [Softmax::new().strategy(strategy), Softmax::log().strategy(strategy)]
+}
+
+/// The poison of element type `T`: a NaN with a payload no kernel writes (f32
+/// `0xffbadbad`, f16 `0xfdba`, bf16 `0xffba`).
+pub fn poison<T: Element>() -> T {
+    match T::DTYPE {
+        DType::F32 => bytemuck::cast::<u32, [T; 1]>(POISON_BITS)[0],
+        DType::F16 => bytemuck::cast::<u16, [T; 1]>(0xfdba)[0],
+        DType::BF16 => bytemuck::cast::<u16, [T; 1]>(0xffba)[0],
+    }
+}
+
+/// Whether `value` still holds the poison.
+pub fn is_poison<T: Element>(value: T) -> bool {
+    bytemuck::bytes_of(&value) == bytemuck::bytes_of(&poison::<T>())
+}
+
+/// A buffer of `len` poisoned elements of type `T` (padded for vector access).
+pub fn poisoned<T: Element>(ctx: &Context, len: usize) -> wgpu::Buffer {
+    ctx.upload_elements(&vec![poison::<T>(); len.max(1)]).unwrap()
+}
+
+/// `values` after checking that none still holds the poison: every element was written.
+pub fn assert_written<T: Element>(what: &str, values: Vec<T>) -> Vec<T> {
+    if let Some(index) = values.iter().position(|&v| is_poison(v)) {
+        panic!("{what}: element {index} was never written");
+    }
+    values
 }

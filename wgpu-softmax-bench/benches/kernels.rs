@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use wgpu_softmax::Context;
-use wgpu_softmax::Shape;
+use wgpu_softmax::{DType, Shape};
 use wgpu_softmax_bench::{Bench, BenchOp, KernelKind, SHAPES, Workload};
 
 fn kernels(c: &mut Criterion) {
@@ -24,7 +24,7 @@ fn kernels(c: &mut Criterion) {
         for (rows, cols) in SHAPES {
             let shape = Shape::new(rows, cols);
             let mut workload = Workload::new(op, shape, 0x00BE_4C11);
-            group.throughput(Throughput::Bytes(op.min_bytes(shape)));
+            group.throughput(Throughput::Bytes(op.min_bytes(shape, DType::F32)));
             for kernel in [KernelKind::Fused, KernelKind::Unfused] {
                 group.bench_function(BenchmarkId::new(kernel.name(), format!("{rows}x{cols}")), |b| {
                     b.iter_custom(|iterations| {

@@ -1,21 +1,34 @@
 //! The roofline chart, drawn with plotters' SVG backend: one panel per op, a bar per GPU
-//! kernel and shape giving its effective bandwidth as a percentage of the copy kernel's,
-//! and the 100% line (the copy itself).
+//! kernel, storage type and shape giving its effective bandwidth as a percentage of the
+//! copy kernel's, and the 100% line (the copy itself).
 
 use plotters::prelude::*;
 
 use crate::error::{BenchError, Result};
 use crate::report::Report;
 use crate::{BenchOp, KernelKind};
+use wgpu_softmax::DType;
 
 /// Width of the chart in pixels; each op's panel is `PANEL_HEIGHT` tall.
 const WIDTH: u32 = 820;
 const PANEL_HEIGHT: u32 = 180;
 const HEADER_HEIGHT: u32 = 50;
 
-/// One colour per GPU kernel kind, in [`GPU_KERNELS`] order.
-const GPU_KERNELS: [KernelKind; 2] = [KernelKind::Fused, KernelKind::Unfused];
-const COLOURS: [RGBColor; 2] = [RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xff, 0x7f, 0x0e)];
+/// The series drawn, one colour each: the GPU kernels per storage type.
+const SERIES: [(KernelKind, DType); 4] = [
+    (KernelKind::Fused, DType::F32),
+    (KernelKind::Fused, DType::BF16),
+    (KernelKind::Fused, DType::F16),
+    (KernelKind::Unfused, DType::F32),
+];
+const COLOURS: [RGBColor; 4] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+];
+
+type Series = ((KernelKind, DType), RGBColor);
 
 /// The chart of `report` as an SVG document.
 ///
@@ -25,10 +38,12 @@ const COLOURS: [RGBColor; 2] = [RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xff, 0x7f,
 pub(crate) fn roofline_svg(report: &Report) -> Result<String> {
     let ops: Vec<BenchOp> =
         BenchOp::ALL.into_iter().filter(|&op| report.records.iter().any(|r| r.op == op)).collect();
-    let kernels: Vec<(KernelKind, RGBColor)> = GPU_KERNELS
+    let kernels: Vec<Series> = SERIES
         .into_iter()
         .zip(COLOURS)
-        .filter(|(k, _)| report.records.iter().any(|r| r.kernel == *k))
+        .filter(|((kernel, dtype), _)| {
+            report.records.iter().any(|r| r.kernel == *kernel && r.dtype == *dtype)
+        })
         .collect();
     let mut shapes: Vec<(usize, usize)> = Vec::new();
     for r in &report.records {
@@ -55,10 +70,11 @@ pub(crate) fn roofline_svg(report: &Report) -> Result<String> {
         );
         let (header, body) = root.split_vertically(HEADER_HEIGHT);
         header.draw(&Text::new(title, (10, 8), ("sans-serif", 15))).map_err(chart_error)?;
-        for (k, (kernel, colour)) in kernels.iter().enumerate() {
-            let x = 10 + 110 * i32::try_from(k).unwrap_or(0);
+        for (k, ((kernel, dtype), colour)) in kernels.iter().enumerate() {
+            let x = 10 + 130 * i32::try_from(k).unwrap_or(0);
             header.draw(&Rectangle::new([(x, 30), (x + 10, 40)], colour.filled())).map_err(chart_error)?;
-            header.draw(&Text::new(kernel.name(), (x + 14, 29), ("sans-serif", 12))).map_err(chart_error)?;
+            let label = format!("{} {}", kernel.name(), dtype.name());
+            header.draw(&Text::new(label, (x + 14, 29), ("sans-serif", 12))).map_err(chart_error)?;
         }
         let panels = body.split_evenly((ops.len().max(1), 1));
         for (op, panel) in ops.iter().zip(&panels) {
@@ -75,7 +91,7 @@ fn draw_panel(
     report: &Report,
     op: BenchOp,
     shapes: &[(usize, usize)],
-    kernels: &[(KernelKind, RGBColor)],
+    kernels: &[Series],
     top: f64,
 ) -> Result<()> {
     #[allow(clippy::cast_precision_loss)] // a handful of shapes
@@ -106,8 +122,8 @@ fn draw_panel(
     #[allow(clippy::cast_precision_loss)] // two kernels
     let bar = 0.8 / kernels.len().max(1) as f64;
     for (s, &(rows, cols)) in shapes.iter().enumerate() {
-        for (k, (kernel, colour)) in kernels.iter().enumerate() {
-            let Some(record) = report.find(op, *kernel, rows, cols) else { continue };
+        for (k, ((kernel, dtype), colour)) in kernels.iter().enumerate() {
+            let Some(record) = report.find(op, *kernel, *dtype, rows, cols) else { continue };
             #[allow(clippy::cast_precision_loss)]
             let left = s as f64 + 0.1 + bar * k as f64;
             let value = record.roofline_pct.clamp(0.0, top);

@@ -12,12 +12,12 @@ mod error;
 pub mod report;
 mod unfused;
 
-use wgpu_softmax::testing::SeededRng;
+use wgpu_softmax::testing::{SeededRng, round_to, widen};
 use wgpu_softmax::timing::Timer;
 use wgpu_softmax::wgpu;
 use wgpu_softmax::{
-    Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Gradient, Shape, Softmax, SoftmaxBackward,
-    TargetBuffer, Targets, reference,
+    Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Gradient, Shape, Softmax,
+    SoftmaxBackward, TargetBuffer, Targets, TensorRef, bf16, f16, reference,
 };
 
 pub use error::{BenchError, Result};
@@ -68,30 +68,40 @@ impl BenchOp {
         }
     }
 
-    /// The fewest bytes the op must move: each input read once, each output written
-    /// once, f32 and 4-byte targets (see [`BenchOp::bytes_formula`]).
+    /// How many class-axis tensors the op reads or writes (each element moved once each).
+    const fn tensors(self) -> u64 {
+        match self {
+            Self::Softmax | Self::LogSoftmax | Self::CrossEntropyGrad => 2,
+            Self::CrossEntropyLoss => 1,
+            Self::SoftmaxBackward => 3,
+        }
+    }
+
+    /// The fewest bytes the op must move in storage type `dtype`: each input read once,
+    /// each output written once, elements at the storage width and 4-byte targets and
+    /// losses (see [`BenchOp::bytes_formula`]).
     #[must_use]
-    pub fn min_bytes(self, shape: Shape) -> u64 {
+    pub fn min_bytes(self, shape: Shape, dtype: DType) -> u64 {
         let elements = (shape.rows * shape.cols) as u64;
         let rows = shape.rows as u64;
-        match self {
-            Self::Softmax | Self::LogSoftmax => 8 * elements,
-            Self::CrossEntropyGrad => 8 * elements + 8 * rows,
-            Self::CrossEntropyLoss => 4 * elements + 8 * rows,
-            Self::SoftmaxBackward => 12 * elements,
-        }
+        let per_row = if matches!(self, Self::CrossEntropyGrad | Self::CrossEntropyLoss) { 8 } else { 0 };
+        self.tensors() * dtype.size() * elements + per_row * rows
     }
 
     /// How [`BenchOp::min_bytes`] counts, for reports.
     #[must_use]
     pub const fn bytes_formula(self) -> &'static str {
         match self {
-            Self::Softmax | Self::LogSoftmax => "8 B/element (read x, write y)",
-            Self::CrossEntropyGrad => {
-                "8 B/element + 8 B/row (read logits, write grad; read target, write loss)"
+            Self::Softmax | Self::LogSoftmax => {
+                "2 elements (read x, write y): 8 B/element in f32, 4 in bf16 or f16"
             }
-            Self::CrossEntropyLoss => "4 B/element + 8 B/row (read logits; read target, write loss)",
-            Self::SoftmaxBackward => "12 B/element (read y and dy, write dx)",
+            Self::CrossEntropyGrad => {
+                "2 elements (read logits, write grad) + 8 B/row (read target, write loss): 8 B/element in f32, 4 in 16 bits"
+            }
+            Self::CrossEntropyLoss => "1 element (read logits) + 8 B/row (read target, write loss)",
+            Self::SoftmaxBackward => {
+                "3 elements (read y and dy, write dx): 12 B/element in f32, 6 in 16 bits"
+            }
         }
     }
 }
@@ -140,12 +150,16 @@ impl KernelKind {
         matches!(self, Self::Fused | Self::Unfused)
     }
 
-    /// Whether it can measure `op` in this build.
+    /// Whether it can measure `op` in storage type `dtype` in this build: the baselines
+    /// are f32 only.
     #[must_use]
-    pub const fn measures(self, op: BenchOp) -> bool {
+    pub fn measures(self, op: BenchOp, dtype: DType) -> bool {
         match self {
-            Self::Burn => cfg!(feature = "burn") && !matches!(op, BenchOp::SoftmaxBackward),
-            _ => true,
+            Self::Fused => true,
+            Self::Burn => {
+                cfg!(feature = "burn") && !matches!(op, BenchOp::SoftmaxBackward) && dtype == DType::F32
+            }
+            _ => dtype == DType::F32,
         }
     }
 }
@@ -163,6 +177,8 @@ pub struct SuiteConfig {
     pub ops: Vec<BenchOp>,
     /// Kernels.
     pub kernels: Vec<KernelKind>,
+    /// Ops also measured in 16-bit storage (this crate's kernels only), beside f32.
+    pub low_precision: Vec<(BenchOp, DType)>,
     /// Untimed runs before the GPU measurements.
     pub warmup: usize,
     /// Timed GPU runs per (op, shape, kernel); the median is reported.
@@ -187,6 +203,11 @@ impl SuiteConfig {
             shapes: SHAPES.iter().map(|&(r, c)| Shape::new(r, c)).collect(),
             ops: BenchOp::ALL.to_vec(),
             kernels,
+            low_precision: BenchOp::ALL
+                .into_iter()
+                .map(|op| (op, DType::BF16))
+                .chain([(BenchOp::Softmax, DType::F16), (BenchOp::CrossEntropyGrad, DType::F16)])
+                .collect(),
             warmup: 3,
             gpu_runs: 10,
             cpu_runs: 3,
@@ -198,14 +219,30 @@ impl SuiteConfig {
     /// The same shapes, ops and kernels with fewer runs: under two minutes on lavapipe.
     #[must_use]
     pub fn quick() -> Self {
-        Self { warmup: 1, gpu_runs: 3, cpu_runs: 1, copy_bytes: 64 << 20, ..Self::full() }
+        Self {
+            warmup: 1,
+            gpu_runs: 3,
+            cpu_runs: 1,
+            copy_bytes: 64 << 20,
+            low_precision: vec![(BenchOp::Softmax, DType::BF16), (BenchOp::CrossEntropyGrad, DType::BF16)],
+            ..Self::full()
+        }
     }
 
-    /// How many (op, shape, kernel) measurements the suite takes.
+    /// The (op, storage type) cases of the suite: every op in f32, then the 16-bit ones.
+    #[must_use]
+    pub fn cases(&self) -> Vec<(BenchOp, DType)> {
+        self.ops.iter().map(|&op| (op, DType::F32)).chain(self.low_precision.iter().copied()).collect()
+    }
+
+    /// How many (op, storage type, shape, kernel) measurements the suite takes.
     #[must_use]
     pub fn measurements(&self) -> usize {
-        let per_shape: usize =
-            self.ops.iter().map(|&op| self.kernels.iter().filter(|k| k.measures(op)).count()).sum();
+        let per_shape: usize = self
+            .cases()
+            .iter()
+            .map(|&(op, dtype)| self.kernels.iter().filter(|k| k.measures(op, dtype)).count())
+            .sum();
         self.shapes.len() * per_shape
     }
 
@@ -221,6 +258,7 @@ impl SuiteConfig {
 pub struct Workload {
     op: BenchOp,
     shape: Shape,
+    dtype: DType,
     logits: Vec<f32>,
     targets: Vec<i32>,
     y: Vec<f32>,
@@ -245,21 +283,38 @@ struct GpuBuffers {
 const ROTATION_BYTES: u64 = 256 << 20;
 
 impl Workload {
-    /// Random data for `op` on `shape` (logits in [-8, 8), random class targets, and for
-    /// the backward a softmax output and an upstream gradient).
+    /// Random f32 data for `op` on `shape` (logits in [-8, 8), random class targets, and
+    /// for the backward a softmax output and an upstream gradient).
     #[must_use]
     pub fn new(op: BenchOp, shape: Shape, seed: u64) -> Self {
+        Self::with_dtype(op, shape, seed, DType::F32)
+    }
+
+    /// The same data rounded to `dtype`, and stored on the GPU in it.
+    #[must_use]
+    pub fn with_dtype(op: BenchOp, shape: Shape, seed: u64, dtype: DType) -> Self {
         let mut rng = SeededRng::new(seed);
         let len = shape.rows * shape.cols;
-        let logits = rng.logits(len, 8.0);
+        let round = |values: Vec<f32>| match dtype {
+            DType::F32 => values,
+            DType::F16 => widen(&round_to::<f16>(&values)),
+            DType::BF16 => widen(&round_to::<bf16>(&values)),
+        };
+        let logits = round(rng.logits(len, 8.0));
         let targets =
             (0..shape.rows).map(|_| i32::try_from(rng.below(shape.cols as u64)).unwrap_or(0)).collect();
         let (y, dy) = if op == BenchOp::SoftmaxBackward {
-            (cpu::softmax(&logits, shape, false), rng.logits(len, 1.0))
+            (round(cpu::softmax(&logits, shape, false)), round(rng.logits(len, 1.0)))
         } else {
             (Vec::new(), Vec::new())
         };
-        Self { op, shape, logits, targets, y, dy, gpu: None }
+        Self { op, shape, dtype, logits, targets, y, dy, gpu: None }
+    }
+
+    /// The storage type.
+    #[must_use]
+    pub const fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The op.
@@ -289,15 +344,19 @@ impl Workload {
             return Ok(());
         }
         let len = self.shape.rows * self.shape.cols;
-        let bytes = self.shape.byte_len()?.max(4);
+        let bytes = (len as u64 * self.dtype.size()).max(4);
         let copies = usize::try_from((ROTATION_BYTES / bytes).clamp(1, 4)).unwrap_or(1);
-        let inputs = (0..copies).map(|_| ctx.upload(self.input())).collect::<Result<Vec<_>, _>>()?;
-        let words: Vec<f32> = self.targets.iter().map(|&t| f32::from_bits(t.cast_unsigned())).collect();
+        let upload = |values: &[f32]| match self.dtype {
+            DType::F32 => ctx.upload_elements(values),
+            DType::F16 => ctx.upload_elements(&round_to::<f16>(values)),
+            DType::BF16 => ctx.upload_elements(&round_to::<bf16>(values)),
+        };
+        let inputs = (0..copies).map(|_| upload(self.input())).collect::<Result<Vec<_>, _>>()?;
         self.gpu = Some(GpuBuffers {
             inputs,
-            dy: ctx.upload(if self.dy.is_empty() { &[0.0] } else { &self.dy })?,
-            targets: ctx.upload(&words)?,
-            output: ctx.storage_buffer(len)?,
+            dy: upload(if self.dy.is_empty() { &[0.0] } else { &self.dy })?,
+            targets: ctx.upload_elements(&self.targets)?,
+            output: ctx.elements_buffer(self.dtype, len)?,
             scratch: ctx.storage_buffer(len)?,
             rows: [
                 ctx.storage_buffer(self.shape.rows)?,
@@ -319,29 +378,29 @@ impl Workload {
         encoder: &mut wgpu::CommandEncoder,
     ) -> Result<()> {
         let gpu = self.gpu.as_ref().ok_or(BenchError::NotUploaded)?;
-        let input = &gpu.inputs[gpu.next.get() % gpu.inputs.len()];
+        let input_buffer = &gpu.inputs[gpu.next.get() % gpu.inputs.len()];
         gpu.next.set(gpu.next.get() + 1);
         let shape = self.shape;
+        let tensor = |buffer| TensorRef::new(buffer, self.dtype);
+        let (input, output) = (tensor(input_buffer), tensor(&gpu.output));
         match kernel {
             KernelKind::Fused => {
                 match self.op {
-                    BenchOp::Softmax => Softmax::new().encode(ctx, encoder, input, &gpu.output, shape)?,
-                    BenchOp::LogSoftmax => Softmax::log().encode(ctx, encoder, input, &gpu.output, shape)?,
+                    BenchOp::Softmax => Softmax::new().encode(ctx, encoder, input, output, shape)?,
+                    BenchOp::LogSoftmax => Softmax::log().encode(ctx, encoder, input, output, shape)?,
                     BenchOp::SoftmaxBackward => {
-                        SoftmaxBackward::new().encode(ctx, encoder, input, &gpu.dy, &gpu.output, shape)?
+                        SoftmaxBackward::new().encode(ctx, encoder, input, tensor(&gpu.dy), output, shape)?
                     }
                     BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss => {
                         let with_grad = self.op == BenchOp::CrossEntropyGrad;
-                        let buffers = CrossEntropyBuffers {
-                            logits: input,
-                            targets: TargetBuffer::I32(&gpu.targets),
-                            weight: None,
-                            grad_output: None,
-                            loss: &gpu.loss,
-                            grad: with_grad.then_some(&gpu.output),
-                            argmax: None,
-                            status: None,
-                        };
+                        let mut buffers = CrossEntropyBuffers::new(
+                            input,
+                            TargetBuffer::I32((&gpu.targets).into()),
+                            &gpu.loss,
+                        );
+                        if with_grad {
+                            buffers = buffers.with_grad(output);
+                        }
                         let gradient = if with_grad { Gradient::Separate } else { Gradient::Skip };
                         CrossEntropy::new().gradient(gradient).encode(ctx, encoder, &buffers, shape)?
                     }
@@ -350,7 +409,7 @@ impl Workload {
             }
             KernelKind::Unfused => {
                 let buffers = UnfusedBuffers {
-                    input,
+                    input: input_buffer,
                     other: &gpu.dy,
                     targets: &gpu.targets,
                     output: &gpu.output,
@@ -461,10 +520,11 @@ impl<'a> Bench<'a> {
         self.ctx.submit_and_wait(encoder)?;
         let gpu = workload.gpu.as_ref().ok_or(BenchError::NotUploaded)?;
         let len = workload.shape.rows * workload.shape.cols;
-        let matrix = if workload.op == BenchOp::CrossEntropyLoss {
-            Vec::new()
-        } else {
-            self.ctx.download(&gpu.output, len)?
+        let matrix = match (workload.op, workload.dtype) {
+            (BenchOp::CrossEntropyLoss, _) => Vec::new(),
+            (_, DType::F32) => self.ctx.download(&gpu.output, len)?,
+            (_, DType::F16) => widen(&self.ctx.download_elements::<f16>(&gpu.output, len)?),
+            (_, DType::BF16) => widen(&self.ctx.download_elements::<bf16>(&gpu.output, len)?),
         };
         let loss = matches!(workload.op, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss)
             .then(|| self.ctx.download(&gpu.loss, 1).map(|l| l[0]))
@@ -596,13 +656,13 @@ pub fn run_suite(
         }
     }
     for &shape in &config.shapes {
-        for &op in &config.ops {
-            let mut workload = Workload::new(op, shape, config.seed);
-            for &kernel in config.kernels.iter().filter(|k| k.measures(op)) {
-                step(&format!("{} {shape} {}", op.name(), kernel.name()));
+        for (op, dtype) in config.cases() {
+            let mut workload = Workload::with_dtype(op, shape, config.seed, dtype);
+            for &kernel in config.kernels.iter().filter(|k| k.measures(op, dtype)) {
+                step(&format!("{} {} {shape} {}", op.name(), dtype.name(), kernel.name()));
                 let runs = if kernel.on_gpu() { config.gpu_runs } else { config.cpu_runs };
                 let times = bench.time(&mut workload, kernel, config.warmup, runs)?;
-                report.records.push(Record::new(op, kernel, shape, median(&times), copy_gbps));
+                report.records.push(Record::new(op, kernel, dtype, shape, median(&times), copy_gbps));
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use wgpu_softmax::{Shape, Strategy};
+use wgpu_softmax::{DType, Shape, Strategy};
 
 use crate::{BenchOp, KernelKind};
 
@@ -13,6 +13,8 @@ pub struct Record {
     pub op: BenchOp,
     /// What computed it.
     pub kernel: KernelKind,
+    /// The storage type of the class-axis tensors.
+    pub dtype: DType,
     /// Rows.
     pub rows: usize,
     /// Columns.
@@ -28,12 +30,20 @@ pub struct Record {
 impl Record {
     /// A record from a median time, against the copy kernel's `copy_gbps`.
     #[must_use]
-    pub fn new(op: BenchOp, kernel: KernelKind, shape: Shape, median_ms: f64, copy_gbps: f64) -> Self {
+    pub fn new(
+        op: BenchOp,
+        kernel: KernelKind,
+        dtype: DType,
+        shape: Shape,
+        median_ms: f64,
+        copy_gbps: f64,
+    ) -> Self {
         #[allow(clippy::cast_precision_loss)] // byte counts of one matrix
-        let gbps = op.min_bytes(shape) as f64 / (median_ms * 1e-3) / 1e9;
+        let gbps = op.min_bytes(shape, dtype) as f64 / (median_ms * 1e-3) / 1e9;
         Self {
             op,
             kernel,
+            dtype,
             rows: shape.rows,
             cols: shape.cols,
             median_ms,
@@ -81,17 +91,27 @@ pub struct Report {
 }
 
 impl Report {
-    /// The record of `kernel` for `op` on `rows x cols`, if measured.
+    /// The record of `kernel` for `op` in `dtype` on `rows x cols`, if measured.
     #[must_use]
-    pub fn find(&self, op: BenchOp, kernel: KernelKind, rows: usize, cols: usize) -> Option<&Record> {
-        self.records.iter().find(|r| r.op == op && r.kernel == kernel && r.rows == rows && r.cols == cols)
+    pub fn find(
+        &self,
+        op: BenchOp,
+        kernel: KernelKind,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+    ) -> Option<&Record> {
+        self.records.iter().find(|r| {
+            r.op == op && r.kernel == kernel && r.dtype == dtype && r.rows == rows && r.cols == cols
+        })
     }
 
-    /// How many times faster the fused kernel is than `kernel` for one op and shape.
+    /// How many times faster the fused kernel is than `kernel` for one op and shape, both
+    /// in f32.
     #[must_use]
     pub fn speedup(&self, op: BenchOp, kernel: KernelKind, rows: usize, cols: usize) -> Option<f64> {
-        let fused = self.find(op, KernelKind::Fused, rows, cols)?;
-        let other = self.find(op, kernel, rows, cols)?;
+        let fused = self.find(op, KernelKind::Fused, DType::F32, rows, cols)?;
+        let other = self.find(op, kernel, DType::F32, rows, cols)?;
         Some(other.median_ms / fused.median_ms)
     }
 
@@ -113,8 +133,8 @@ impl Report {
             }
             out.push('\n');
         }
-        out.push_str("| op | shape | kernel | median ms | GB/s | % of copy | fused is x faster |\n");
-        out.push_str("|---|---|---|---:|---:|---:|---:|\n");
+        out.push_str("| op | dtype | shape | kernel | median ms | GB/s | % of copy | fused is x faster |\n");
+        out.push_str("|---|---|---|---|---:|---:|---:|---:|\n");
         for r in &self.records {
             let speedup = match r.kernel {
                 KernelKind::Fused => String::new(),
@@ -124,8 +144,9 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {} | {}x{} | {} | {:.3} | {:.2} | {:.1} | {} |",
+                "| {} | {} | {}x{} | {} | {:.3} | {:.2} | {:.1} | {} |",
                 r.op.name(),
+                r.dtype.name(),
                 r.rows,
                 r.cols,
                 r.kernel.name(),
@@ -148,6 +169,7 @@ impl Report {
             .map(|r| JsonRecord {
                 op: r.op.name().to_owned(),
                 kernel: r.kernel.name().to_owned(),
+                dtype: Some(r.dtype.name().to_owned()),
                 rows: r.rows,
                 cols: r.cols,
                 median_ms: finite(r.median_ms),
@@ -191,9 +213,16 @@ impl Report {
             let op = BenchOp::from_name(&r.op).ok_or_else(|| json_error(format!("unknown op '{}'", r.op)))?;
             let kernel = KernelKind::from_name(&r.kernel)
                 .ok_or_else(|| json_error(format!("unknown kernel '{}'", r.kernel)))?;
+            let dtype = match &r.dtype {
+                Some(name) => {
+                    DType::from_name(name).ok_or_else(|| json_error(format!("unknown dtype '{name}'")))?
+                }
+                None => DType::F32,
+            };
             report.records.push(Record {
                 op,
                 kernel,
+                dtype,
                 rows: r.rows,
                 cols: r.cols,
                 median_ms: r.median_ms.unwrap_or(f64::NAN),
@@ -220,6 +249,9 @@ impl Report {
 struct JsonRecord {
     op: String,
     kernel: String,
+    // Absent in reports from before 16-bit storage: f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dtype: Option<String>,
     rows: usize,
     cols: usize,
     median_ms: Option<f64>,

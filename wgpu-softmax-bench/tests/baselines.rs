@@ -6,7 +6,7 @@
 
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::compare;
-use wgpu_softmax::{Context, Shape};
+use wgpu_softmax::{Context, DType, Shape};
 use wgpu_softmax_bench::{Bench, BenchOp, KernelKind, Workload};
 
 #[test]
@@ -17,8 +17,8 @@ fn every_kernel_kind_computes_what_the_reference_does() {
     let bench = Bench::new(ctx).unwrap();
     for (rows, cols) in [(300, 7), (37, 300), (3, 2000)] {
         let shape = Shape::new(rows, cols);
-        for op in BenchOp::ALL {
-            let mut workload = Workload::new(op, shape, 0xBA5E);
+        for (op, dtype) in BenchOp::ALL.into_iter().flat_map(|op| DType::ALL.map(|dtype| (op, dtype))) {
+            let mut workload = Workload::with_dtype(op, shape, 0xBA5E, dtype);
             let (want, want_loss) = bench.outputs(&mut workload, KernelKind::CpuReference).unwrap();
             let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
             let tolerance = match op {
@@ -27,10 +27,11 @@ fn every_kernel_kind_computes_what_the_reference_does() {
                 BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss => Tolerance::CROSS_ENTROPY_GRAD,
                 BenchOp::SoftmaxBackward => Tolerance::BACKWARD,
             };
-            for kernel in [KernelKind::Fused, KernelKind::Unfused, KernelKind::Cpu] {
+            let kernels = [KernelKind::Fused, KernelKind::Unfused, KernelKind::Cpu];
+            for kernel in kernels.into_iter().filter(|k| k.measures(op, dtype)) {
                 let (got, loss) = bench.outputs(&mut workload, kernel).unwrap();
-                let what = format!("{} {shape} {}", op.name(), kernel.name());
-                let c = compare(&got, &want, tolerance);
+                let what = format!("{} {dtype} {shape} {}", op.name(), kernel.name());
+                let c = compare(&got, &want, tolerance.for_dtype(dtype));
                 assert!(c.passed(), "{what}: {c}");
                 match (loss, want_loss) {
                     (Some(l), Some(w)) => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgpu_softmax::wgpu;
-use wgpu_softmax::{Context, ContextOptions, Reduction};
+use wgpu_softmax::{Context, ContextOptions, DType, Reduction};
 
 use crate::error::CliError;
 
@@ -85,6 +85,33 @@ pub struct SoftmaxArgs {
     /// Log-softmax instead of softmax.
     #[arg(long)]
     pub log: bool,
+    /// The storage type on the GPU: the input is rounded to it, the output written in it
+    /// (float16 as float16; bfloat16 as float32, which holds every bfloat16 exactly).
+    /// Default: f16 for a float16 input, else f32.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+}
+
+/// `--dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    /// IEEE single precision.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl DTypeArg {
+    /// The library's storage type.
+    pub const fn to_dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+        }
+    }
 }
 
 /// `cross-entropy`'s arguments.
@@ -122,6 +149,12 @@ pub struct CrossEntropyArgs {
     /// Class weights (C,), float32 or float64.
     #[arg(long, value_name = "W.npy")]
     pub weight: Option<PathBuf>,
+    /// The storage type of the logits (and probability targets and gradient) on the GPU:
+    /// inputs are rounded to it, the gradient written in it (float16 as float16; bfloat16
+    /// as float32, which holds every bfloat16 exactly); the loss is float32. Default: f16
+    /// for float16 logits, else f32.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
 }
 
 /// `--reduction`.

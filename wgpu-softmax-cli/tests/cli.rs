@@ -439,7 +439,8 @@ fn every_layout_numpy_writes_gives_the_same_answer() {
     let mut first: Option<Vec<f32>> = None;
     for (name, bytes) in every_layout_of(&values) {
         write_file(&s, &name, &bytes);
-        let stdout = run_ok(&s, &["softmax", "--input", &name, "--output", "y.npy"]);
+        // In f32 whatever the file holds, so that every layout gives the same bits.
+        let stdout = run_ok(&s, &["softmax", "--input", &name, "--output", "y.npy", "--dtype", "f32"]);
         assert!(stdout.contains("wrote y.npy"), "{name}: {stdout}");
         let (shape, y) = read_f32(&s, "y.npy");
         assert_eq!(shape, [3, 5], "{name}");
@@ -783,7 +784,7 @@ fn bench_redraws_an_earlier_runs_chart_without_measuring() {
     let json = format!("[{}, {}]", record("softmax", "fused", 50.0), record("softmax", "unfused", 20.0));
     write_file(&s, "run.json", json.as_bytes());
     let stdout = run_ok(&s, &["bench", "--from-json", "run.json", "--svg", "chart.svg"]);
-    assert!(stdout.contains("| softmax | 8x16 | fused |"), "{stdout}");
+    assert!(stdout.contains("| softmax | float32 | 8x16 | fused |"), "{stdout}");
     assert!(stdout.contains("bench: wrote chart.svg"), "{stdout}");
     let svg = std::fs::read_to_string(s.path("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("test adapter") && svg.contains("8x16"), "{svg}");
@@ -794,4 +795,85 @@ fn bench_redraws_an_earlier_runs_chart_without_measuring() {
     );
     write_file(&s, "bad.json", b"[{\"op\": \"softmax\"}]");
     assert_refused(&s, &["bench", "--from-json", "bad.json"], &["bad.json", "not a benchmark report"]);
+}
+
+/// Reads a float16 C-order `.npy` the tool wrote.
+fn read_f16(scratch: &Scratch, name: &str) -> (Vec<usize>, Vec<half::f16>) {
+    let bytes = std::fs::read(scratch.path(name)).unwrap();
+    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f2'"), "{header:?}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> =
+        shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let data =
+        bytes[10 + header_len..].chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
+    (shape, data)
+}
+
+#[test]
+fn the_dtype_flag_runs_in_16_bit_storage() {
+    let s = Scratch::new("dtype");
+    let x = SeededRng::new(9).logits(5 * 31, 6.0);
+    write_f32(&s, "x.npy", &[5, 31], &x);
+    let shape = Shape::new(5, 31);
+    // bf16: inputs rounded, output as float32 holding bf16 values exactly.
+    let stdout = run_ok(&s, &["softmax", "--input", "x.npy", "--output", "y.npy", "--dtype", "bf16"]);
+    assert_eq!(stdout, "softmax: wrote y.npy (float32, shape (5, 31))\n");
+    let (_, y) = read_f32(&s, "y.npy");
+    assert!(y.iter().all(|&v| half::bf16::from_f32(v).to_f32() == v), "not bf16 values");
+    let rounded: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+    let want = reference::softmax(&rounded, shape).unwrap();
+    assert_close("bf16 softmax", &y, &want, Tolerance::SOFTMAX.for_dtype(wgpu_softmax::DType::BF16));
+    // f16: written as float16; and a float16 input means f16 unless told otherwise.
+    let stdout = run_ok(&s, &["softmax", "--input", "x.npy", "--output", "h.npy", "--dtype", "f16", "--log"]);
+    assert_eq!(stdout, "log-softmax: wrote h.npy (float16, shape (5, 31))\n");
+    let (shape_h, h) = read_f16(&s, "h.npy");
+    assert_eq!(shape_h, [5, 31]);
+    let halves: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+    let want = reference::log_softmax(&halves, shape).unwrap();
+    let h32: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+    assert_close("f16 log-softmax", &h32, &want, Tolerance::LOG_SOFTMAX.for_dtype(wgpu_softmax::DType::F16));
+    let bytes: Vec<u8> = halves.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(&s, "xh.npy", &npy_bytes("<f2", false, &[5, 31], &bytes));
+    let stdout = run_ok(&s, &["softmax", "--input", "xh.npy", "--output", "yh.npy"]);
+    assert!(stdout.contains("(float16, shape (5, 31))"), "{stdout}");
+    let stdout = run_ok(&s, &["softmax", "--input", "xh.npy", "--output", "yf.npy", "--dtype", "f32"]);
+    assert!(stdout.contains("(float32, shape (5, 31))"), "{stdout}");
+    // The cross-entropy: the loss stays float32, the gradient is in the storage type.
+    let targets: Vec<i64> = (0..5).map(|r| r * 6).collect();
+    write_i64(&s, "t.npy", &targets);
+    let stdout = run_ok(
+        &s,
+        &[
+            "cross-entropy",
+            "--logits",
+            "x.npy",
+            "--targets",
+            "t.npy",
+            "--loss",
+            "l.npy",
+            "--grad",
+            "g.npy",
+            "--dtype",
+            "bf16",
+        ],
+    );
+    assert_eq!(stdout, "cross-entropy: wrote l.npy (float32, shape ()) and g.npy (float32, shape (5, 31))\n");
+    let input = CrossEntropyInput::new(&rounded, shape, Targets::I64(&targets));
+    let want = reference::cross_entropy(&CrossEntropy::new(), &input).unwrap();
+    let (_, loss) = read_f32(&s, "l.npy");
+    assert_close("bf16 loss", &loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+    let (_, grad) = read_f32(&s, "g.npy");
+    assert_close(
+        "bf16 grad",
+        &grad,
+        &want.grad.unwrap(),
+        Tolerance::CROSS_ENTROPY_GRAD.for_dtype(wgpu_softmax::DType::BF16),
+    );
+    assert_refused(
+        &s,
+        &["softmax", "--input", "x.npy", "--output", "z.npy", "--dtype", "f64"],
+        &["--dtype", "'f64'"],
+    );
 }

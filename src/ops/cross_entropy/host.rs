@@ -6,12 +6,16 @@ use super::{
     Reduction, STATUS_WORDS, TargetBuffer, Targets,
 };
 use crate::context::Context;
+use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
+use crate::tensor::{BufferRegion, TensorRef};
 
 impl CrossEntropy {
     /// Runs the op on host data and reads every result back, waiting at most the
-    /// context's timeout. The targets are checked before any GPU work.
+    /// context's timeout. The targets are checked before any GPU work. Logits (and
+    /// probability targets) of any element type: the gradient comes back in it, the losses
+    /// in f32.
     ///
     /// # Errors
     ///
@@ -20,11 +24,16 @@ impl CrossEntropy {
     /// [`Error::InvalidProbability`] for a negative or non-finite target probability;
     /// [`Error::InvalidOption`] for a bad option or an upstream gradient with a reduction
     /// other than none; and the errors of [`CrossEntropy::encode`].
-    pub fn run(&self, ctx: &Context, input: &CrossEntropyInput<'_>) -> Result<CrossEntropyOutput<f32>> {
+    pub fn run<T: Element>(
+        &self,
+        ctx: &Context,
+        input: &CrossEntropyInput<'_, T>,
+    ) -> Result<CrossEntropyOutput<T, f32>> {
         self.check_input(input)?;
         let shape = input.shape;
-        self.plan(ctx, shape)?;
-        let rows_per_piece = crate::ops::rows::rows_per_buffer(ctx, shape)?;
+        let probabilities = matches!(input.targets, Targets::Probabilities(_));
+        self.plan_for(ctx, shape, T::DTYPE, crate::kernels::VectorWidth::Vec4, probabilities)?;
+        let rows_per_piece = crate::ops::rows::rows_per_buffer(ctx, shape, T::DTYPE)?;
         if rows_per_piece < shape.rows {
             return self.run_in_pieces(ctx, input, rows_per_piece);
         }
@@ -34,12 +43,12 @@ impl CrossEntropy {
     /// Data larger than one buffer may be: runs pieces of whole rows with reduction none,
     /// each row's gradient scaled as the reduction wants through the upstream gradient,
     /// and reduces the row losses here, in f64 and in row order.
-    fn run_in_pieces(
+    fn run_in_pieces<T: Element>(
         &self,
         ctx: &Context,
-        input: &CrossEntropyInput<'_>,
+        input: &CrossEntropyInput<'_, T>,
         rows_per_piece: usize,
-    ) -> Result<CrossEntropyOutput<f32>> {
+    ) -> Result<CrossEntropyOutput<T, f32>> {
         let shape = input.shape;
         let weight = |class: usize| input.weight.map_or(1.0, |w| f64::from(w[class]));
         // The mean's divisor, as the GPU path computes it: the summed weights of the class
@@ -57,7 +66,7 @@ impl CrossEntropy {
             Reduction::Sum | Reduction::None => 1.0,
         };
         let piece_op = self.reduction(Reduction::None);
-        let mut out = CrossEntropyOutput::<f32> {
+        let mut out = CrossEntropyOutput::<T, f32> {
             loss: Vec::new(),
             grad: (self.gradient != Gradient::Skip).then(Vec::new),
             argmax: self.argmax.then(Vec::new),
@@ -114,41 +123,43 @@ impl CrossEntropy {
     }
 
     /// All rows at once: one set of buffers, one submission.
-    fn run_whole(&self, ctx: &Context, input: &CrossEntropyInput<'_>) -> Result<CrossEntropyOutput<f32>> {
+    fn run_whole<T: Element>(
+        &self,
+        ctx: &Context,
+        input: &CrossEntropyInput<'_, T>,
+    ) -> Result<CrossEntropyOutput<T, f32>> {
         let shape = input.shape;
         let (rows, len) = (shape.rows, shape.len()?);
+        let element_bytes = T::DTYPE.size();
         ctx.catching(|| {
-            let storage = |data: &[u8], label: &str| {
-                ctx.buffer_with(label, data, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)
-            };
-            let logits = storage(bytemuck::cast_slice(input.logits), "wgpu-softmax: logits")?;
-            let targets =
-                storage(bytemuck::cast_slice(&self.gpu_targets(input.targets)), "wgpu-softmax: targets")?;
+            let logits = ctx.upload_elements(input.logits)?;
+            let class_targets;
+            let probability_targets;
             let targets = match input.targets {
-                Targets::Probabilities(_) => TargetBuffer::Probabilities(&targets),
-                _ => TargetBuffer::I32(&targets),
+                Targets::Probabilities(p) => {
+                    probability_targets = ctx.upload_elements(p)?;
+                    TargetBuffer::Probabilities(TensorRef::new(&probability_targets, T::DTYPE))
+                }
+                _ => {
+                    class_targets = ctx.upload_elements(&self.gpu_targets(input.targets))?;
+                    TargetBuffer::I32(BufferRegion::new(&class_targets))
+                }
             };
-            let weight =
-                input.weight.map(|w| storage(bytemuck::cast_slice(w), "wgpu-softmax: weight")).transpose()?;
-            let grad_output = input
-                .grad_output
-                .map(|g| storage(bytemuck::cast_slice(g), "wgpu-softmax: grad_output"))
-                .transpose()?;
+            let weight = input.weight.map(|w| ctx.upload_elements(w)).transpose()?;
+            let grad_output = input.grad_output.map(|g| ctx.upload_elements(g)).transpose()?;
             let loss_len = if self.reduction == Reduction::None { rows } else { 1 };
             let loss = ctx.storage_buffer(loss_len)?;
-            let grad = (self.gradient == Gradient::Separate).then(|| ctx.storage_buffer(len)).transpose()?;
+            let grad = (self.gradient == Gradient::Separate)
+                .then(|| ctx.elements_buffer(T::DTYPE, len))
+                .transpose()?;
             let argmax = self.argmax.then(|| ctx.storage_buffer(rows)).transpose()?;
             let status = ctx.storage_buffer(STATUS_WORDS)?;
-            let buffers = CrossEntropyBuffers {
-                logits: &logits,
-                targets,
-                weight: weight.as_ref(),
-                grad_output: grad_output.as_ref(),
-                loss: &loss,
-                grad: grad.as_ref(),
-                argmax: argmax.as_ref(),
-                status: Some(&status),
-            };
+            let mut buffers = CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss)
+                .with_status(&status);
+            buffers.weight = weight.as_ref().map(BufferRegion::new);
+            buffers.grad_output = grad_output.as_ref().map(BufferRegion::new);
+            buffers.grad = grad.as_ref().map(|g| TensorRef::new(g, T::DTYPE));
+            buffers.argmax = argmax.as_ref().map(BufferRegion::new);
             let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-softmax: cross_entropy"),
             });
@@ -162,7 +173,7 @@ impl CrossEntropy {
             let mut parts =
                 vec![(&loss, f32_bytes(if shape.is_empty() { 0 } else { loss_len })), (&status, 16)];
             if let Some(g) = grad_source {
-                parts.push((g, f32_bytes(len)));
+                parts.push((g, len as u64 * element_bytes));
             }
             if let Some(a) = argmax.as_ref() {
                 parts.push((a, f32_bytes(rows)));
@@ -204,7 +215,7 @@ impl CrossEntropy {
     /// # Errors
     ///
     /// As [`CrossEntropy::run`]'s input errors.
-    pub fn check_input(&self, input: &CrossEntropyInput<'_>) -> Result<()> {
+    pub fn check_input<T: Element>(&self, input: &CrossEntropyInput<'_, T>) -> Result<()> {
         self.check_options()?;
         let shape = input.shape;
         shape.check_len("logits", input.logits.len())?;
@@ -223,11 +234,11 @@ impl CrossEntropy {
         match input.targets {
             Targets::Probabilities(p) => {
                 shape.check_len("targets", p.len())?;
-                match p.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+                match p.iter().position(|v| !(v.to_f32().is_finite() && v.to_f32() >= 0.0)) {
                     Some(index) => Err(Error::InvalidProbability {
                         row: index / shape.cols.max(1),
                         col: index % shape.cols.max(1),
-                        value: p[index],
+                        value: p[index].to_f32(),
                     }),
                     None => Ok(()),
                 }
@@ -241,14 +252,15 @@ impl CrossEntropy {
     /// The target words to upload: probabilities as f32 bits, class indices as i32. After
     /// the host checks, every class target is `ignore_index` or in range; ignored rows
     /// become the i32 `ignore_index` the GPU is told about (-1 where it does not fit).
-    fn gpu_targets(&self, targets: Targets<'_>) -> Vec<u32> {
+    fn gpu_targets<T: Element>(&self, targets: Targets<'_, T>) -> Vec<u32> {
         let stand_in = i32::try_from(self.ignore_index).unwrap_or(-1);
         let to_word = |v: i64| {
             let class = if v == self.ignore_index { stand_in } else { i32::try_from(v).unwrap_or(stand_in) };
             class.cast_unsigned()
         };
         let words: Vec<u32> = match targets {
-            Targets::Probabilities(p) => p.iter().map(|v| v.to_bits()).collect(),
+            // Probabilities go up as a tensor of their own type, not as words.
+            Targets::Probabilities(_) => Vec::new(),
             Targets::U32(t) => t.iter().map(|&v| to_word(i64::from(v))).collect(),
             Targets::I32(t) => t.iter().map(|&v| to_word(i64::from(v))).collect(),
             Targets::I64(t) => t.iter().map(|&v| to_word(v)).collect(),
@@ -278,7 +290,7 @@ fn check_class_targets(
 }
 
 /// The host's typed error for a row the GPU reported as a bad target.
-fn target_error(targets: Targets<'_>, row: usize, classes: usize, ignore_index: i64) -> Error {
+fn target_error<T: Element>(targets: Targets<'_, T>, row: usize, classes: usize, ignore_index: i64) -> Error {
     let value = match targets {
         Targets::U32(t) => t.get(row).map(|&v| i64::from(v)),
         Targets::I32(t) => t.get(row).map(|&v| i64::from(v)),

@@ -24,10 +24,18 @@ mod encode;
 mod host;
 
 use crate::context::Context;
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::plan::{LLVMPIPE_LOOP_ITERATIONS, Plan, plan};
+use crate::kernels::{
+    GradientMode, OpKernel, STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind, VectorWidth,
+};
+use crate::ops::autotune::{self, TuneOptions};
+use crate::ops::rows;
+use crate::plan::{LLVMPIPE_LOOP_ITERATIONS, Plan};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
+use crate::tensor::{BufferRegion, TensorRef};
+use crate::tune::OpFamily;
 
 /// How the per-row losses are reduced, as in PyTorch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -53,9 +61,10 @@ pub enum Gradient {
     Skip,
 }
 
-/// Targets given from the host.
+/// Targets given from the host: class indices of any integer type, or probabilities of
+/// the logits' element type (as PyTorch wants them).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Targets<'a> {
+pub enum Targets<'a, T = f32> {
     /// One class index per row.
     U32(&'a [u32]),
     /// One class index per row; negative values other than `ignore_index` are errors.
@@ -63,39 +72,40 @@ pub enum Targets<'a> {
     /// One class index per row, as PyTorch's int64 targets.
     I64(&'a [i64]),
     /// A probability per class and row, row-major, the logits' shape.
-    Probabilities(&'a [f32]),
+    Probabilities(&'a [T]),
 }
 
 /// Targets already on the GPU.
 #[derive(Clone, Copy, Debug)]
 pub enum TargetBuffer<'a> {
     /// One `u32` class index per row.
-    U32(&'a wgpu::Buffer),
+    U32(BufferRegion<'a>),
     /// One `i32` class index per row.
-    I32(&'a wgpu::Buffer),
-    /// `rows x cols` f32 probabilities.
-    Probabilities(&'a wgpu::Buffer),
+    I32(BufferRegion<'a>),
+    /// `rows x cols` probabilities, of the logits' storage type.
+    Probabilities(TensorRef<'a>),
 }
 
-/// The host inputs of a cross-entropy.
+/// The host inputs of a cross-entropy, with logits (and probability targets) of any
+/// element type: `f32`, [`crate::f16`](struct@crate::f16) or [`crate::bf16`].
 #[derive(Clone, Copy, Debug)]
-pub struct CrossEntropyInput<'a> {
+pub struct CrossEntropyInput<'a, T = f32> {
     /// Row-major logits.
-    pub logits: &'a [f32],
+    pub logits: &'a [T],
     /// Their shape: rows are samples, columns classes.
     pub shape: Shape,
     /// The targets.
-    pub targets: Targets<'a>,
+    pub targets: Targets<'a, T>,
     /// Optional class weights, one per column.
     pub weight: Option<&'a [f32]>,
     /// Optional upstream gradient, one per row, for [`Reduction::None`] (default ones).
     pub grad_output: Option<&'a [f32]>,
 }
 
-impl<'a> CrossEntropyInput<'a> {
+impl<'a, T: Element> CrossEntropyInput<'a, T> {
     /// Logits of `shape` with their targets, no weights, no upstream gradient.
     #[must_use]
-    pub const fn new(logits: &'a [f32], shape: Shape, targets: Targets<'a>) -> Self {
+    pub const fn new(logits: &'a [T], shape: Shape, targets: Targets<'a, T>) -> Self {
         Self { logits, shape, targets, weight: None, grad_output: None }
     }
 
@@ -114,27 +124,86 @@ impl<'a> CrossEntropyInput<'a> {
     }
 }
 
-/// The GPU buffers of a cross-entropy: the caller's, bound as they are.
+/// The GPU buffers of a cross-entropy: regions of the caller's buffers, bound as they
+/// are. Build one with [`CrossEntropyBuffers::new`] and its `with_*` methods, which take
+/// buffers, slices or [`TensorRef`]s.
 #[derive(Clone, Copy, Debug)]
 pub struct CrossEntropyBuffers<'a> {
-    /// `rows x cols` f32 logits (`STORAGE`). Overwritten by the gradient with
-    /// [`Gradient::InPlace`], read only otherwise.
-    pub logits: &'a wgpu::Buffer,
+    /// `rows x cols` logits (`STORAGE`), of any storage type. Overwritten by the gradient
+    /// with [`Gradient::InPlace`], read only otherwise.
+    pub logits: TensorRef<'a>,
     /// The targets.
     pub targets: TargetBuffer<'a>,
     /// Optional class weights, `cols` f32.
-    pub weight: Option<&'a wgpu::Buffer>,
+    pub weight: Option<BufferRegion<'a>>,
     /// Optional upstream gradient, `rows` f32, for [`Reduction::None`].
-    pub grad_output: Option<&'a wgpu::Buffer>,
+    pub grad_output: Option<BufferRegion<'a>>,
     /// The loss: `rows` f32 for [`Reduction::None`], one f32 otherwise.
-    pub loss: &'a wgpu::Buffer,
-    /// The gradient, `rows x cols` f32: needed with [`Gradient::Separate`].
-    pub grad: Option<&'a wgpu::Buffer>,
+    pub loss: BufferRegion<'a>,
+    /// The gradient, `rows x cols` of the logits' storage type: needed with
+    /// [`Gradient::Separate`].
+    pub grad: Option<TensorRef<'a>>,
     /// Per-row argmax, `rows` u32: written when the op computes it.
-    pub argmax: Option<&'a wgpu::Buffer>,
+    pub argmax: Option<BufferRegion<'a>>,
     /// Four u32 status words (`STORAGE | COPY_DST`), cleared and then written by the op:
     /// see [`CrossEntropyStatus`]. Without it, bad targets still give NaN losses.
-    pub status: Option<&'a wgpu::Buffer>,
+    pub status: Option<BufferRegion<'a>>,
+}
+
+impl<'a> CrossEntropyBuffers<'a> {
+    /// The logits, their targets and where the loss goes; nothing else.
+    #[must_use]
+    pub fn new(
+        logits: impl Into<TensorRef<'a>>,
+        targets: TargetBuffer<'a>,
+        loss: impl Into<BufferRegion<'a>>,
+    ) -> Self {
+        Self {
+            logits: logits.into(),
+            targets,
+            weight: None,
+            grad_output: None,
+            loss: loss.into(),
+            grad: None,
+            argmax: None,
+            status: None,
+        }
+    }
+
+    /// With class weights.
+    #[must_use]
+    pub fn with_weight(mut self, weight: impl Into<BufferRegion<'a>>) -> Self {
+        self.weight = Some(weight.into());
+        self
+    }
+
+    /// With an upstream gradient per row (reduction none only).
+    #[must_use]
+    pub fn with_grad_output(mut self, grad_output: impl Into<BufferRegion<'a>>) -> Self {
+        self.grad_output = Some(grad_output.into());
+        self
+    }
+
+    /// With a gradient tensor ([`Gradient::Separate`]).
+    #[must_use]
+    pub fn with_grad(mut self, grad: impl Into<TensorRef<'a>>) -> Self {
+        self.grad = Some(grad.into());
+        self
+    }
+
+    /// With an argmax per row.
+    #[must_use]
+    pub fn with_argmax(mut self, argmax: impl Into<BufferRegion<'a>>) -> Self {
+        self.argmax = Some(argmax.into());
+        self
+    }
+
+    /// With status words.
+    #[must_use]
+    pub fn with_status(mut self, status: impl Into<BufferRegion<'a>>) -> Self {
+        self.status = Some(status.into());
+        self
+    }
 }
 
 /// What the status words say after a run: the count of correct predictions (argmax equal
@@ -156,12 +225,13 @@ impl CrossEntropyStatus {
     /// Decodes the status words read back from a status buffer.
     #[must_use]
     pub fn from_words(words: &[u32]) -> Self {
-        let word = |i: usize| words.get(i).copied().unwrap_or(0);
+        let word = |i: u32| words.get(i as usize).copied().unwrap_or(0);
+        let first_bad = word(STATUS_FIRST_BAD_ROW);
         Self {
-            correct: word(0),
-            bad_target_rows: word(1),
+            correct: word(STATUS_CORRECT),
+            bad_target_rows: word(STATUS_BAD_ROWS),
             // Stored as u32::MAX - row, so that zero means none and atomicMax keeps the first.
-            first_bad_target_row: (word(2) != 0).then(|| u32::MAX - word(2)),
+            first_bad_target_row: (first_bad != 0).then(|| u32::MAX - first_bad),
         }
     }
 
@@ -189,13 +259,14 @@ impl CrossEntropyStatus {
     }
 }
 
-/// The results of a cross-entropy, from the GPU (`f32`) or the reference (`f64`).
+/// The results of a cross-entropy: from the GPU, losses in f32 and the gradient in the
+/// logits' element type `G`; from the reference, both in f64.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CrossEntropyOutput<T> {
+pub struct CrossEntropyOutput<G, L = G> {
     /// One loss per row for [`Reduction::None`], else one value.
-    pub loss: Vec<T>,
+    pub loss: Vec<L>,
     /// The gradient of the reduced loss with respect to the logits, unless skipped.
-    pub grad: Option<Vec<T>>,
+    pub grad: Option<Vec<G>>,
     /// Per-row argmax (first maximum; NaN counts as the largest), when asked for.
     pub argmax: Option<Vec<u32>>,
     /// Correct predictions among the rows not ignored, when the argmax was asked for with
@@ -335,56 +406,103 @@ impl CrossEntropy {
         Ok(())
     }
 
-    /// The autotuned strategy for `shape`'s bucket (see [`Context::with_autotune`]),
-    /// timed with this op's options on random logits and class 0 targets.
-    fn tuned_strategy(&self, ctx: &Context, shape: Shape, row_bytes: &[u64]) -> Result<Strategy> {
-        let sample = crate::tune::sample_shape(shape);
-        let candidates = crate::ops::autotune::candidates(ctx, shape, row_bytes);
-        let logits = ctx.upload(&crate::rng::SeededRng::new(0x7E57).logits(sample.len()?, 8.0))?;
-        let targets = ctx.storage_buffer(sample.rows)?;
-        let loss = ctx.storage_buffer(sample.rows)?;
-        let grad = ctx.storage_buffer(sample.len()?)?;
-        // In place would overwrite the sample: time the separate gradient instead.
-        let gradient = if self.gradient == Gradient::InPlace { Gradient::Separate } else { self.gradient };
-        let key = crate::tune::TuneKey::new(crate::tune::OpFamily::CrossEntropy, shape);
-        crate::ops::autotune::tuned(ctx, key, &candidates, &|encoder, strategy| {
-            let buffers = CrossEntropyBuffers {
-                logits: &logits,
-                targets: TargetBuffer::I32(&targets),
-                weight: None,
-                grad_output: None,
-                loss: &loss,
-                grad: (gradient == Gradient::Separate).then_some(&grad),
-                argmax: None,
-                status: None,
-            };
-            self.gradient(gradient).strategy(strategy).encode(ctx, encoder, &buffers, sample).map(|_| ())
-        })
+    /// The kernel this op runs with these targets: what its module is composed with.
+    pub(crate) const fn kernel(&self, probabilities: bool) -> OpKernel {
+        OpKernel::CrossEntropy {
+            targets: if probabilities { TargetsKind::Probabilities } else { TargetsKind::Classes },
+            gradient: match self.gradient {
+                Gradient::Skip => GradientMode::None,
+                Gradient::Separate => GradientMode::Separate,
+                Gradient::InPlace => GradientMode::InPlace,
+            },
+        }
     }
 
-    /// Plans the fused dispatch for `shape` on `ctx`'s device.
+    /// The options that change the kernel's speed, for the autotuner's key.
+    const fn tune_variant(&self, probabilities: bool) -> u32 {
+        let gradient = match self.gradient {
+            Gradient::Skip => 0,
+            Gradient::Separate => 1,
+            Gradient::InPlace => 2,
+        };
+        let reduction = match self.reduction {
+            Reduction::None => 0,
+            Reduction::Mean => 1,
+            Reduction::Sum => 2,
+        };
+        gradient | reduction << 2 | (probabilities as u32) << 4 | (self.argmax as u32) << 5
+    }
+
+    /// Bytes per row of each array bound per chunk: the logits (and gradient, and
+    /// probability targets), and one word each of class targets, losses, argmax, upstream
+    /// gradient.
+    fn row_bytes(shape: Shape, dtype: DType) -> [u64; 2] {
+        [shape.cols as u64 * dtype.size(), 4]
+    }
+
+    /// Plans the fused dispatch of f32 logits of `shape` with class-index targets on
+    /// `ctx`'s device.
     ///
     /// # Errors
     ///
-    /// [`crate::Error::StrategyUnavailable`] for a forced strategy this device cannot run for
-    /// this shape, [`crate::Error::LimitExceeded`] when a row is too wide for one storage
-    /// binding or a grid cannot fit, or the row reduction of the mean or sum would run longer than the
-    /// driver lets one invocation loop.
+    /// [`Error::StrategyUnavailable`] for a forced strategy this op or device lacks for
+    /// this shape, [`Error::LimitExceeded`] when a row is too wide for one storage binding
+    /// or a grid cannot fit, or the row reduction of the mean or sum would run longer than
+    /// the driver lets one invocation loop.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        // Per row: the logits (and gradient, probability targets) and one word each of the
-        // class targets, losses, argmax and upstream gradient.
-        if self.strategy == Some(Strategy::SplitRow) {
-            return Err(Error::StrategyUnavailable {
-                strategy: Strategy::SplitRow,
-                reason: "the row split is implemented for softmax and log-softmax only",
-            });
-        }
-        let row_bytes = [Shape::new(shape.cols, 1).byte_len()?, 4];
+        self.plan_for(ctx, shape, DType::F32, VectorWidth::Vec4, false)
+    }
+
+    pub(crate) fn plan_for(
+        &self,
+        ctx: &Context,
+        shape: Shape,
+        dtype: DType,
+        vector: VectorWidth,
+        probabilities: bool,
+    ) -> Result<Plan> {
+        let kernel = self.kernel(probabilities);
+        let row_bytes = Self::row_bytes(shape, dtype);
         let strategy = match self.strategy {
-            None if ctx.autotune() && !shape.is_empty() => Some(self.tuned_strategy(ctx, shape, &row_bytes)?),
+            None if ctx.autotune() && !shape.is_empty() => {
+                let options = TuneOptions {
+                    family: OpFamily::CrossEntropy,
+                    dtype,
+                    vector,
+                    variant: self.tune_variant(probabilities),
+                };
+                // In place would overwrite the sample: time the separate gradient instead.
+                let op = if self.gradient == Gradient::InPlace {
+                    self.gradient(Gradient::Separate)
+                } else {
+                    *self
+                };
+                Some(autotune::tuned_rows(
+                    ctx,
+                    kernel,
+                    shape,
+                    &row_bytes,
+                    options,
+                    &|ctx, encoder, strategy, sample| {
+                        let targets = if probabilities {
+                            TargetBuffer::Probabilities(sample.tensor(1))
+                        } else {
+                            TargetBuffer::I32(sample.per_row(0).into())
+                        };
+                        let mut buffers =
+                            CrossEntropyBuffers::new(sample.tensor(0), targets, sample.per_row(1));
+                        if op.gradient == Gradient::Separate {
+                            buffers = buffers.with_grad(sample.tensor(2));
+                        }
+                        op.strategy(strategy)
+                            .encode_unchecked(ctx, encoder, &buffers, sample.shape, vector)
+                            .map(|_| ())
+                    },
+                )?)
+            }
             forced => forced,
         };
-        let planned = plan(ctx.caps(), shape, strategy, &row_bytes)?;
+        let planned = rows::plan_rows(ctx, kernel, shape, strategy, &row_bytes)?;
         if let Some(limit) = ctx.caps().max_loop_iterations {
             // One invocation of the reduction kernels walks rows / 256 rows.
             let iterations = u64::try_from(shape.rows.div_ceil(256)).unwrap_or(u64::MAX) + 8;

@@ -3,9 +3,12 @@
 
 use std::path::Path;
 
-use wgpu_softmax::{CrossEntropy, CrossEntropyInput, Error, Gradient, Reduction, Shape, Targets};
+use wgpu_softmax::testing::round_to;
+use wgpu_softmax::{
+    CrossEntropy, CrossEntropyInput, DType, Element, Error, Gradient, Reduction, Shape, Targets,
+};
 
-use super::{read_float, read_npy, report_written, shape_text};
+use super::{FloatInput, Stored, read_float, read_npy, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, CrossEntropyArgs};
 use crate::error::CliError;
 use crate::npy::{self, Array, Data};
@@ -15,16 +18,8 @@ use crate::output::{PendingOutput, commit_all, same_file};
 enum TargetData {
     /// Class indices of any integer type, widened.
     Classes(Vec<i64>),
+    /// Probabilities as f32, rounded to the storage type when run.
     Probabilities(Vec<f32>),
-}
-
-impl TargetData {
-    fn as_targets(&self) -> Targets<'_> {
-        match self {
-            Self::Classes(t) => Targets::I64(t),
-            Self::Probabilities(p) => Targets::Probabilities(p),
-        }
-    }
 }
 
 /// Reads and checks every input, reserves the outputs, runs the op and writes the loss
@@ -44,7 +39,7 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
     let mut loss_output = PendingOutput::create(&args.loss, &inputs)?;
     let grad_output = args.grad.as_deref().map(|grad| PendingOutput::create(grad, &inputs)).transpose()?;
 
-    let (logits_shape, logits) = read_float(&args.logits, "logits")?;
+    let FloatInput { shape: logits_shape, data: logits, half } = read_float(&args.logits, "logits")?;
     let &[rows, cols] = logits_shape.as_slice() else {
         return Err(CliError::file(
             &args.logits,
@@ -65,30 +60,58 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         .ignore_index(args.ignore_index)
         .label_smoothing(args.label_smoothing)
         .gradient(gradient);
-    let mut input = CrossEntropyInput::new(&logits, shape, targets.as_targets());
-    if let Some(w) = &weight {
-        input = input.weight(w);
-    }
-    // Every input error before any GPU work.
-    op.check_input(&input).map_err(|e| attribute(&e, args))?;
-
-    let ctx = cli.context("cross-entropy")?;
-    let out = op.run(&ctx, &input).map_err(|e| attribute(&e, args))?;
+    let dtype = storage_dtype(args.dtype, half);
+    let (loss, grad) = match dtype {
+        DType::F32 => run_typed(cli, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?,
+        DType::F16 => {
+            run_typed(cli, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::F16)?
+        }
+        DType::BF16 => {
+            run_typed(cli, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::BF16)?
+        }
+    };
 
     let loss_shape: Vec<usize> = if reduction == Reduction::None { vec![rows] } else { Vec::new() };
-    loss_output.write(&loss_shape, &out.loss)?;
+    loss_output.write(&loss_shape, &loss)?;
     let mut outputs = vec![loss_output];
     let mut written = vec![(args.loss.as_path(), "float32", loss_shape.as_slice())];
     if let (Some(mut grad_file), Some(path)) = (grad_output, args.grad.as_deref()) {
-        let Some(grad) = out.grad.as_deref() else {
+        let Some(grad) = grad else {
             return Err(CliError::new("cross-entropy: internal error: the gradient was not returned"));
         };
-        grad_file.write(&logits_shape, grad)?;
+        let grad_dtype = grad.write(&mut grad_file, &logits_shape)?;
         outputs.push(grad_file);
-        written.push((path, "float32", logits_shape.as_slice()));
+        written.push((path, grad_dtype, logits_shape.as_slice()));
     }
     commit_all(outputs)?;
     report_written("cross-entropy", &written)
+}
+
+/// Checks the inputs (before any GPU work) and runs the op with logits and probability
+/// targets rounded to `T`; returns the losses and the gradient in `T`.
+fn run_typed<T: Element>(
+    cli: &Cli,
+    args: &CrossEntropyArgs,
+    op: CrossEntropy,
+    (logits, shape, targets, weight): (&[T], Shape, &TargetData, Option<&[f32]>),
+    stored: impl Fn(Vec<T>) -> Stored,
+) -> Result<(Vec<f32>, Option<Stored>), CliError> {
+    let probabilities: Vec<T>;
+    let targets = match targets {
+        TargetData::Classes(t) => Targets::I64(t),
+        TargetData::Probabilities(p) => {
+            probabilities = round_to(p);
+            Targets::Probabilities(&probabilities)
+        }
+    };
+    let mut input = CrossEntropyInput::new(logits, shape, targets);
+    if let Some(w) = weight {
+        input = input.weight(w);
+    }
+    op.check_input(&input).map_err(|e| attribute(&e, args))?;
+    let ctx = cli.context("cross-entropy")?;
+    let out = op.run(&ctx, &input).map_err(|e| attribute(&e, args))?;
+    Ok((out.loss, out.grad.map(stored)))
 }
 
 /// Class indices (N,) of an integer type, or probabilities of the logits' shape.
@@ -120,7 +143,7 @@ fn read_targets(path: &Path, logits_path: &Path, shape: Shape) -> Result<TargetD
 
 /// Class weights (C,), float.
 fn read_weight(path: &Path, logits_path: &Path, cols: usize) -> Result<Vec<f32>, CliError> {
-    let (shape, weight) = read_float(path, "the weight")?;
+    let FloatInput { shape, data: weight, .. } = read_float(path, "the weight")?;
     if shape != [cols] {
         return Err(CliError::file(
             path,

@@ -10,8 +10,13 @@ pub mod softmax;
 use std::io::Write as _;
 use std::path::Path;
 
+use wgpu_softmax::testing::widen;
+use wgpu_softmax::{DType, bf16, f16};
+
+use crate::args::DTypeArg;
 use crate::error::CliError;
 use crate::npy::{self, Array, format_shape};
+use crate::output::PendingOutput;
 
 /// Reads and parses the `.npy` file at `path`.
 ///
@@ -23,18 +28,59 @@ pub fn read_npy(path: &Path) -> Result<Array, CliError> {
     npy::parse(&bytes).map_err(|e| CliError::file(path, e))
 }
 
-/// A float input as f32 for the kernels: its shape and elements (float16 exactly,
-/// float64 rounded).
+/// A float input as f32 for the kernels: its shape, its elements (float16 exactly,
+/// float64 rounded), and whether the file held float16.
 ///
 /// # Errors
 ///
 /// When the file cannot be read, holds integers, or holds float64 values too large for
 /// float32 (named by index).
-pub fn read_float(path: &Path, what: &str) -> Result<(Vec<usize>, Vec<f32>), CliError> {
+pub fn read_float(path: &Path, what: &str) -> Result<FloatInput, CliError> {
     let Array { shape, data, dtype } = read_npy(path)?;
+    let half = matches!(data, npy::Data::F16(_));
     let data =
         npy::to_f32(data, &dtype).map_err(|problem| CliError::file(path, format!("{what}: {problem}")))?;
-    Ok((shape, data))
+    Ok(FloatInput { shape, data, half })
+}
+
+/// A float input read for the kernels.
+pub struct FloatInput {
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its elements as f32.
+    pub data: Vec<f32>,
+    /// Whether the file held float16.
+    pub half: bool,
+}
+
+/// The storage type a command runs in: `--dtype`, else f16 for a float16 input, else f32.
+pub fn storage_dtype(asked: Option<DTypeArg>, input_is_half: bool) -> DType {
+    asked.map_or(if input_is_half { DType::F16 } else { DType::F32 }, DTypeArg::to_dtype)
+}
+
+/// A result in a storage type, to be written as `.npy`.
+pub enum Stored {
+    /// f32, written as float32.
+    F32(Vec<f32>),
+    /// f16, written as float16.
+    F16(Vec<f16>),
+    /// bf16, written as float32 (NumPy has no bfloat16; float32 holds each exactly).
+    BF16(Vec<bf16>),
+}
+
+impl Stored {
+    /// Writes the values of `shape` into `output`; returns the NumPy dtype written.
+    ///
+    /// # Errors
+    ///
+    /// When writing fails.
+    pub fn write(&self, output: &mut PendingOutput, shape: &[usize]) -> Result<&'static str, CliError> {
+        match self {
+            Self::F32(v) => output.write(shape, v).map(|()| "float32"),
+            Self::F16(v) => output.write(shape, v).map(|()| "float16"),
+            Self::BF16(v) => output.write(shape, &widen(v)).map(|()| "float32"),
+        }
+    }
 }
 
 /// A shape for messages: `shape (2, 3)`.

@@ -1,8 +1,9 @@
 //! `wgpu-softmax softmax`: softmax or log-softmax over the last axis of an array.
 
-use wgpu_softmax::{Shape, Softmax};
+use wgpu_softmax::testing::round_to;
+use wgpu_softmax::{DType, Shape, Softmax};
 
-use super::{read_float, report_written, shape_text};
+use super::{Stored, read_float, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SoftmaxArgs};
 use crate::error::CliError;
 use crate::output::{PendingOutput, commit_all};
@@ -16,16 +17,21 @@ use crate::output::{PendingOutput, commit_all};
 pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
     let name = if args.log { "log-softmax" } else { "softmax" };
     let mut output = PendingOutput::create(&args.output, &[&args.input])?;
-    let (shape, data) = read_float(&args.input, "the input")?;
+    let input = read_float(&args.input, "the input")?;
+    let shape = input.shape;
     let matrix = matrix_of(&shape).map_err(|problem| CliError::file(&args.input, problem))?;
     let ctx = cli.context(name)?;
     let op = if args.log { Softmax::log() } else { Softmax::new() };
-    let result = op.run(&ctx, &data, matrix).map_err(|e| {
-        CliError::library(format!("{name} of {} ({})", args.input.display(), shape_text(&shape)), &e)
-    })?;
-    output.write(&shape, &result)?;
+    let failed =
+        |e| CliError::library(format!("{name} of {} ({})", args.input.display(), shape_text(&shape)), &e);
+    let result = match storage_dtype(args.dtype, input.half) {
+        DType::F32 => Stored::F32(op.run(&ctx, &input.data, matrix).map_err(failed)?),
+        DType::F16 => Stored::F16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
+        DType::BF16 => Stored::BF16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
+    };
+    let written = result.write(&mut output, &shape)?;
     commit_all(vec![output])?;
-    report_written(name, &[(&args.output, "float32", &shape)])
+    report_written(name, &[(&args.output, written, &shape)])
 }
 
 /// The rows and columns of an array taken over its last axis: leading axes flattened, a

@@ -1,35 +1,11 @@
 // The reductions of the cross-entropy over rows, in a fixed order so that the result is
 // the same bits run after run (no float atomics): per chunk of rows, one workgroup whose
-// invocation i sums rows i, i + 256, ... in order, then a tree in shared memory; then one
-// invocation adds the chunks' partial sums in chunk order.
+// invocation i sums rows i, i + WORKGROUP_SIZE, ... in order, then a tree in shared
+// memory; then one invocation adds the chunks' partial sums in chunk order.
 //
-// Needs common.wgsl and cross_entropy_targets.wgsl in front of it.
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> targets: array<u32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> row_loss: array<f32>;
-// [0]: the sum of w_y over the rows not ignored (mean with class indices);
-// [2 + 2k]: chunk k's part of it; [3 + 2k]: chunk k's sum of row losses.
-@group(0) @binding(4) var<storage, read_write> totals: array<f32>;
-// [0]: the reduced loss.
-@group(0) @binding(5) var<storage, read_write> loss: array<f32>;
-
-const REDUCE_GROUP_SIZE: u32 = 256u;
-
-var<workgroup> partial_sums: array<f32, REDUCE_GROUP_SIZE>;
-
-fn workgroup_sum(local: u32, value: f32) -> f32 {
-    partial_sums[local] = value;
-    workgroupBarrier();
-    for (var width = REDUCE_GROUP_SIZE / 2u; width > 0u; width /= 2u) {
-        if (local < width) {
-            partial_sums[local] += partial_sums[local + width];
-        }
-        workgroupBarrier();
-    }
-    return partial_sums[0];
-}
+// `totals`: [0] the sum of w_y over the rows not ignored (mean with class indices);
+// [2 + 2k] chunk k's part of it; [3 + 2k] chunk k's sum of row losses. `loss`: [0] the
+// reduced loss.
 
 fn weight_partial(chunk: u32) -> u32 {
     return 2u + 2u * chunk;
@@ -39,13 +15,14 @@ fn loss_partial(chunk: u32) -> u32 {
     return 3u + 2u * chunk;
 }
 
+#if !PROBABILITIES
 // The mean's denominator for class-index targets, one chunk's part: the sum over its rows
 // not ignored of w_y. Runs before the fused kernel, which scales the gradient by the
 // inverse of the whole sum.
-@compute @workgroup_size(REDUCE_GROUP_SIZE)
-fn cross_entropy_total_weight(@builtin(local_invocation_index) local: u32) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn total_weight(@builtin(local_invocation_index) local: u32) {
     var sum = 0.0;
-    for (var row = local; row < params.rows; row += REDUCE_GROUP_SIZE) {
+    for (var row = local; row < params.rows; row += WORKGROUP_SIZE) {
         let target_class = class_target(row);
         if (target_class >= 0) {
             sum += class_weight(u32(target_class));
@@ -59,19 +36,20 @@ fn cross_entropy_total_weight(@builtin(local_invocation_index) local: u32) {
 
 // The whole denominator from the chunks' parts (params.chunk holds the chunk count).
 @compute @workgroup_size(1)
-fn cross_entropy_combine_total_weight() {
+fn combine_total_weight() {
     var total = 0.0;
     for (var k = 0u; k < params.chunk; k++) {
         total += totals[weight_partial(k)];
     }
     totals[0] = total;
 }
+#endif
 
 // One chunk's sum of its per-row losses.
-@compute @workgroup_size(REDUCE_GROUP_SIZE)
-fn cross_entropy_reduce(@builtin(local_invocation_index) local: u32) {
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn reduce_rows(@builtin(local_invocation_index) local: u32) {
     var sum = 0.0;
-    for (var row = local; row < params.rows; row += REDUCE_GROUP_SIZE) {
+    for (var row = local; row < params.rows; row += WORKGROUP_SIZE) {
         sum += row_loss[row];
     }
     let total = workgroup_sum(local, sum);
@@ -83,21 +61,23 @@ fn cross_entropy_reduce(@builtin(local_invocation_index) local: u32) {
 // The mean or sum of all rows' losses from the chunks' sums (params.chunk holds the
 // chunk count).
 @compute @workgroup_size(1)
-fn cross_entropy_finish() {
+fn finish() {
     var total = 0.0;
     for (var k = 0u; k < params.chunk; k++) {
         total += totals[loss_partial(k)];
     }
     var reduced = total;
     if (REDUCTION == REDUCTION_MEAN) {
-        if (TARGET_KIND == TARGETS_PROBABILITIES) {
-            reduced = total / f32(params.total_rows);
-        } else if (totals[0] == 0.0) {
+#if PROBABILITIES
+        reduced = total / f32(params.total_rows);
+#else
+        if (totals[0] == 0.0) {
             // Every row ignored: the mean of nothing is NaN, as in PyTorch.
             reduced = quiet_nan();
         } else {
             reduced = total / totals[0];
         }
+#endif
     }
     loss[0] = reduced;
 }

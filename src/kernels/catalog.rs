@@ -1,0 +1,258 @@
+//! What each op's kernel is made of: its WGSL part, its tensors and other bindings, the
+//! strategies it has, and the choices fixed when its module is composed. One place for
+//! each of these facts; the host ops and the composer read them from here.
+
+use super::{Binding, BindingType};
+use crate::strategy::Strategy;
+
+/// Where a cross-entropy's targets come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TargetsKind {
+    /// One class index per row (u32 or i32 words, chosen by an override).
+    Classes,
+    /// A probability per class and row: a class-axis tensor of the logits' type.
+    Probabilities,
+}
+
+/// Where a cross-entropy writes its gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum GradientMode {
+    /// Nowhere: the loss only.
+    None,
+    /// Into its own tensor.
+    Separate,
+    /// Over the logits.
+    InPlace,
+}
+
+/// An op's kernel, with the choices that change its bindings (and so cannot be
+/// overridable constants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum OpKernel {
+    /// Softmax and log-softmax (`LOG_SOFTMAX`).
+    Softmax,
+    /// Their backward passes (`LOG_SOFTMAX`).
+    SoftmaxBackward,
+    /// The fused cross-entropy.
+    CrossEntropy {
+        /// Class indices or probabilities.
+        targets: TargetsKind,
+        /// Where the gradient goes.
+        gradient: GradientMode,
+    },
+    /// The cross-entropy's reductions over rows (the mean's divisor, the mean or sum).
+    CrossEntropyReduce {
+        /// Class indices or probabilities.
+        targets: TargetsKind,
+    },
+}
+
+const SOFTMAX: &str = include_str!("../../shaders/ops/softmax.wgsl");
+const SOFTMAX_BACKWARD: &str = include_str!("../../shaders/ops/softmax_backward.wgsl");
+const CROSS_ENTROPY_TARGETS: &str = include_str!("../../shaders/ops/cross_entropy_targets.wgsl");
+const CROSS_ENTROPY: &str = include_str!("../../shaders/ops/cross_entropy.wgsl");
+const CROSS_ENTROPY_REDUCE: &str = include_str!("../../shaders/ops/cross_entropy_reduce.wgsl");
+
+/// The cross-entropy's status words: correct predictions, rows with a bad target, and
+/// `u32::MAX - first bad row` (so that zero means none and `atomicMax` keeps the first).
+pub(crate) const STATUS_CORRECT: u32 = 0;
+/// See [`STATUS_CORRECT`].
+pub(crate) const STATUS_BAD_ROWS: u32 = 1;
+/// See [`STATUS_CORRECT`].
+pub(crate) const STATUS_FIRST_BAD_ROW: u32 = 2;
+
+/// A class-axis tensor of an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TensorDecl {
+    /// Its binding's name (and the prefix of its accessors: `name_load`...).
+    pub(crate) name: &'static str,
+    /// Whether the op writes it.
+    pub(crate) writable: bool,
+}
+
+const fn read(element: &'static str) -> BindingType {
+    BindingType::Array { element, writable: false }
+}
+
+const fn write(element: &'static str) -> BindingType {
+    BindingType::Array { element, writable: true }
+}
+
+impl OpKernel {
+    /// Every op kernel.
+    #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
+    pub(crate) const ALL: [Self; 10] = [
+        Self::Softmax,
+        Self::SoftmaxBackward,
+        Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None },
+        Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::Separate },
+        Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::InPlace },
+        Self::CrossEntropy { targets: TargetsKind::Probabilities, gradient: GradientMode::None },
+        Self::CrossEntropy { targets: TargetsKind::Probabilities, gradient: GradientMode::Separate },
+        Self::CrossEntropy { targets: TargetsKind::Probabilities, gradient: GradientMode::InPlace },
+        Self::CrossEntropyReduce { targets: TargetsKind::Classes },
+        Self::CrossEntropyReduce { targets: TargetsKind::Probabilities },
+    ];
+
+    /// The op's name, for labels.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Softmax => "softmax",
+            Self::SoftmaxBackward => "softmax_backward",
+            Self::CrossEntropy { .. } => "cross_entropy",
+            Self::CrossEntropyReduce { .. } => "cross_entropy_reduce",
+        }
+    }
+
+    /// Whether it is a row op (run by a strategy's row loop), as opposed to a reduction.
+    pub(crate) const fn is_row_op(self) -> bool {
+        !matches!(self, Self::CrossEntropyReduce { .. })
+    }
+
+    /// The strategies the op has. The split needs an op that writes nothing per row but
+    /// its output (no per-row tally), so the cross-entropy lacks it.
+    pub(crate) const fn strategies(self) -> &'static [Strategy] {
+        match self {
+            Self::Softmax | Self::SoftmaxBackward => &[
+                Strategy::ThreadPerRow,
+                Strategy::SubgroupPerRow,
+                Strategy::WorkgroupPerRow,
+                Strategy::SplitRow,
+            ],
+            Self::CrossEntropy { .. } => {
+                &[Strategy::ThreadPerRow, Strategy::SubgroupPerRow, Strategy::WorkgroupPerRow]
+            }
+            Self::CrossEntropyReduce { .. } => &[],
+        }
+    }
+
+    /// Why the op lacks `strategy`, if it does.
+    pub(crate) fn refuses(self, strategy: Strategy) -> Option<&'static str> {
+        (!self.strategies().contains(&strategy)).then_some(match strategy {
+            Strategy::SplitRow => "the row split is for ops that write nothing per row but their output",
+            _ => "this op does not have the strategy",
+        })
+    }
+
+    /// The WGSL parts of the op, in order.
+    pub(crate) const fn parts(self) -> &'static [&'static str] {
+        match self {
+            Self::Softmax => &[SOFTMAX],
+            Self::SoftmaxBackward => &[SOFTMAX_BACKWARD],
+            Self::CrossEntropy { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
+            Self::CrossEntropyReduce { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
+        }
+    }
+
+    /// The class-axis tensors, in binding order after the params.
+    pub(crate) fn tensors(self) -> Vec<TensorDecl> {
+        let tensor = |name, writable| TensorDecl { name, writable };
+        match self {
+            Self::Softmax => vec![tensor("input", false), tensor("output", true)],
+            Self::SoftmaxBackward => vec![tensor("y", false), tensor("dy", false), tensor("dx", true)],
+            Self::CrossEntropy { targets, gradient } => {
+                let mut tensors = vec![tensor("logits", gradient == GradientMode::InPlace)];
+                if gradient == GradientMode::Separate {
+                    tensors.push(tensor("grad", true));
+                }
+                if targets == TargetsKind::Probabilities {
+                    tensors.push(tensor("target_probs", false));
+                }
+                tensors
+            }
+            Self::CrossEntropyReduce { .. } => Vec::new(),
+        }
+    }
+
+    /// The class-axis tensor the op writes, if any.
+    pub(crate) fn output_tensor(self) -> Option<&'static str> {
+        self.tensors().into_iter().find(|t| t.writable).map(|t| t.name)
+    }
+
+    /// The bindings after the params and the tensors (the row kernels' scratch for the
+    /// split and the edges is added by the composer).
+    pub(crate) fn other_bindings(self) -> Vec<Binding> {
+        let binding = |name, ty| Binding { name, ty };
+        match self {
+            Self::Softmax | Self::SoftmaxBackward => Vec::new(),
+            Self::CrossEntropy { targets, .. } => {
+                let mut bindings = Vec::new();
+                if targets == TargetsKind::Classes {
+                    bindings.push(binding("targets", read("u32")));
+                }
+                bindings.extend([
+                    binding("weight", read("f32")),
+                    // Reduction none: the upstream gradient per row. Mean with class
+                    // indices: the totals of the reductions, [0] the total weight.
+                    binding("scale", read("f32")),
+                    binding("row_loss", write("f32")),
+                    binding("argmax", write("u32")),
+                    binding("status", write("atomic<u32>")),
+                ]);
+                bindings
+            }
+            Self::CrossEntropyReduce { targets } => {
+                let mut bindings = Vec::new();
+                if targets == TargetsKind::Classes {
+                    bindings.push(binding("targets", read("u32")));
+                }
+                bindings.extend([
+                    binding("weight", read("f32")),
+                    binding("row_loss", read("f32")),
+                    binding("totals", write("f32")),
+                    binding("loss", write("f32")),
+                ]);
+                bindings
+            }
+        }
+    }
+
+    /// The flags the op's parts are preprocessed with (`#if NAME`).
+    pub(crate) fn flags(self) -> Vec<(&'static str, bool)> {
+        match self {
+            Self::Softmax | Self::SoftmaxBackward => Vec::new(),
+            Self::CrossEntropy { targets, .. } | Self::CrossEntropyReduce { targets } => {
+                vec![("PROBABILITIES", targets == TargetsKind::Probabilities)]
+            }
+        }
+    }
+
+    /// Constants the op's parts use, written into the module.
+    pub(crate) fn constants(self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Softmax | Self::SoftmaxBackward | Self::CrossEntropyReduce { .. } => Vec::new(),
+            Self::CrossEntropy { gradient, .. } => vec![
+                ("HAS_GRADIENT", format!("{}", gradient != GradientMode::None)),
+                ("STATUS_CORRECT", format!("{STATUS_CORRECT}u")),
+                ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
+                ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
+            ],
+        }
+    }
+
+    /// The overridable constants the op's parts declare, with every value this crate
+    /// sets them to (booleans as 0 and 1).
+    pub(crate) const fn overrides(self) -> &'static [(&'static str, &'static [u32])] {
+        const LOG: (&str, &[u32]) = ("LOG_SOFTMAX", &[0, 1]);
+        const TARGETS: [(&str, &[u32]); 3] =
+            [("TARGETS_SIGNED", &[1, 0]), ("HAS_WEIGHT", &[0, 1]), ("REDUCTION", &[1, 0, 2])];
+        const FUSED: [(&str, &[u32]); 5] =
+            [TARGETS[0], TARGETS[1], TARGETS[2], ("HAS_UPSTREAM", &[0, 1]), ("ARGMAX", &[0, 1])];
+        match self {
+            Self::Softmax | Self::SoftmaxBackward => &[LOG],
+            Self::CrossEntropy { .. } => &FUSED,
+            Self::CrossEntropyReduce { .. } => &TARGETS,
+        }
+    }
+
+    /// Bytes of the op's `Lane` struct as stored in the split's scratch (12 for the row
+    /// statistics; a test checks it against the composed module).
+    pub(crate) const fn lane_bytes(self) -> u64 {
+        match self {
+            Self::Softmax => 12,
+            Self::SoftmaxBackward => 4,
+            Self::CrossEntropy { .. } => 24,
+            Self::CrossEntropyReduce { .. } => 0,
+        }
+    }
+}

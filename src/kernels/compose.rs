@@ -1,0 +1,195 @@
+//! Composing a module's WGSL from its parts: string assembly, with the host's facts
+//! (constants, `Params`, bindings) generated into it rather than written twice.
+
+use std::fmt::Write as _;
+
+use super::params::params_wgsl;
+use super::preprocess::preprocess;
+use super::{
+    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, ROW_KERNEL,
+    SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, TargetsKind, VectorWidth,
+};
+use crate::dtype::DType;
+use crate::kernels::OpKernel;
+use crate::strategy::Strategy;
+
+const SPECIAL: &str = include_str!("../../shaders/lib/special.wgsl");
+const ROW_STATS: &str = include_str!("../../shaders/lib/row_stats.wgsl");
+const WORKGROUP_SUM: &str = include_str!("../../shaders/lib/workgroup_sum.wgsl");
+const ELEM_F32: &str = include_str!("../../shaders/elem/f32.wgsl");
+const ELEM_HALF: &str = include_str!("../../shaders/elem/half.wgsl");
+const ELEM_BF16: &str = include_str!("../../shaders/elem/bf16.wgsl");
+const ELEM_F16: &str = include_str!("../../shaders/elem/f16.wgsl");
+const ROWS: &str = include_str!("../../shaders/strategy/rows.wgsl");
+const THREAD: &str = include_str!("../../shaders/strategy/thread.wgsl");
+const SUBGROUP: &str = include_str!("../../shaders/strategy/subgroup.wgsl");
+const WORKGROUP: &str = include_str!("../../shaders/strategy/workgroup.wgsl");
+const SPLIT: &str = include_str!("../../shaders/strategy/split.wgsl");
+const EDGES: &str = include_str!("../../shaders/strategy/edges.wgsl");
+
+/// The placeholder a tensor template's functions and binding are named by.
+const TENSOR_PLACEHOLDER: &str = "TENSOR";
+
+/// Composes the module `spec` names.
+///
+/// # Errors
+///
+/// A message when a part's conditions are malformed (a bug in the parts; the naga test
+/// composes every module).
+pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
+    let op = spec.op;
+    let subgroups = spec.needs_subgroups();
+    let mut flags = op.flags();
+    flags.push(("SUBGROUPS", subgroups));
+
+    let mut bindings = vec![Binding { name: "params", ty: BindingType::Params }];
+    bindings.extend(
+        op.tensors()
+            .into_iter()
+            .map(|t| Binding { name: t.name, ty: BindingType::Tensor { writable: t.writable } }),
+    );
+    bindings.extend(op.other_bindings());
+    if op.is_row_op() && spec.strategy == Strategy::SplitRow {
+        bindings.push(Binding {
+            name: "segment_lanes",
+            ty: BindingType::Array { element: "Lane", writable: true },
+        });
+    }
+    if spec.has_edges() {
+        bindings.push(Binding { name: "edges", ty: BindingType::Array { element: "u32", writable: true } });
+    }
+
+    let mut source =
+        format!("// {}: composed from shaders/ by src/kernels; edit the parts.\n\n", spec.label());
+    let _ = writeln!(source, "const WORKGROUP_SIZE: u32 = {}u;", spec.workgroup_size());
+    let _ = writeln!(source, "const PACKET: u32 = {}u;", spec.packet());
+    if spec.strategy == Strategy::SplitRow {
+        let _ = writeln!(source, "const SEGMENT_PACKETS: u32 = {}u;", SPLIT_SEGMENT_ELEMENTS / spec.packet());
+    }
+    if spec.has_edges() {
+        let _ = writeln!(source, "const EDGE_GROUP_SIZE: u32 = {EDGE_WORKGROUP_SIZE}u;");
+    }
+    for (name, value) in op.constants() {
+        let ty = if value == "true" || value == "false" { "bool" } else { "u32" };
+        let _ = writeln!(source, "const {name}: {ty} = {value};");
+    }
+    source.push('\n');
+    source.push_str(&params_wgsl());
+    source.push('\n');
+    for (index, binding) in bindings.iter().enumerate() {
+        let _ = writeln!(source, "{}", declaration(index, binding, spec));
+    }
+    source.push('\n');
+    source.push_str(SPECIAL);
+
+    let mut entry_points = Vec::new();
+    let mut overrides: Vec<(&'static str, &'static [u32])> = op.overrides().to_vec();
+    if op.is_row_op() {
+        source.push_str(&preprocess(ROW_STATS, &flags)?);
+        source.push_str(&tensor_accessors(spec)?);
+        for part in op.parts() {
+            source.push_str(&preprocess(part, &flags)?);
+        }
+        source.push_str(ROWS);
+        match spec.strategy {
+            Strategy::ThreadPerRow => source.push_str(THREAD),
+            Strategy::SubgroupPerRow => {
+                source.push_str(SUBGROUP);
+                overrides.push(("ROWS_PER_GROUP", &[8, 1, 2, 4, 16, 32]));
+            }
+            Strategy::WorkgroupPerRow | Strategy::SplitRow => {
+                source.push_str(WORKGROUP_SUM);
+                source.push_str(WORKGROUP);
+            }
+        }
+        entry_points.push(ROW_KERNEL);
+        if spec.strategy == Strategy::SplitRow {
+            source.push_str(SPLIT);
+            entry_points.extend([SPLIT_STATS, SPLIT_WRITE]);
+        }
+        if spec.has_edges() {
+            source.push_str(EDGES);
+            entry_points.push(FIX_EDGES);
+        }
+    } else {
+        source.push_str(WORKGROUP_SUM);
+        for part in op.parts() {
+            source.push_str(&preprocess(part, &flags)?);
+        }
+        if op == (OpKernel::CrossEntropyReduce { targets: TargetsKind::Classes }) {
+            entry_points.extend(["total_weight", "combine_total_weight"]);
+        }
+        entry_points.extend(["reduce_rows", "finish"]);
+    }
+    Ok(Module { spec, source, bindings, entry_points, overrides })
+}
+
+/// The WGSL declaration of binding `index`.
+fn declaration(index: usize, binding: &Binding, spec: KernelSpec) -> String {
+    let prefix = format!("@group(0) @binding({index})");
+    let name = binding.name;
+    match binding.ty {
+        BindingType::Params => format!("{prefix} var<uniform> {name}: Params;"),
+        BindingType::Tensor { writable } => {
+            let word = if spec.dtype == DType::F32 { "f32" } else { "u32" };
+            let element = match spec.vector {
+                VectorWidth::Scalar => word.to_owned(),
+                VectorWidth::Vec4 => format!("vec4<{word}>"),
+            };
+            format!("{prefix} var<storage, {}> {name}: array<{element}>;", access(writable))
+        }
+        BindingType::Array { element, writable } => {
+            format!("{prefix} var<storage, {}> {name}: array<{element}>;", access(writable))
+        }
+    }
+}
+
+const fn access(writable: bool) -> &'static str {
+    if writable { "read_write" } else { "read" }
+}
+
+/// Element access for each class-axis tensor of the op (the storage type's template with
+/// the tensor's name), and the `result_*` functions the row loops write through.
+fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
+    let mut source = String::new();
+    let template = match spec.dtype {
+        DType::F32 => ELEM_F32,
+        DType::F16 => {
+            source.push_str(ELEM_F16);
+            ELEM_HALF
+        }
+        DType::BF16 => {
+            source.push_str(ELEM_BF16);
+            ELEM_HALF
+        }
+    };
+    for tensor in spec.op.tensors() {
+        let flags = [("VECTOR", spec.vector == VectorWidth::Vec4), ("WRITABLE", tensor.writable)];
+        source.push_str(&preprocess(template, &flags)?.replace(TENSOR_PLACEHOLDER, tensor.name));
+    }
+    source.push_str("// The tensor the row loops write.\n");
+    match spec.op.output_tensor() {
+        Some(output) => {
+            let _ = write!(
+                source,
+                "fn result_store(k: u32, values: array<f32, PACKET>) {{\n    {output}_store(k, values);\n}}\n\
+                 fn result_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {{\n    \
+                 {output}_store_part(k, values, span);\n}}\n"
+            );
+            if spec.has_edges() {
+                let _ = write!(
+                    source,
+                    "fn result_word(w: u32) -> u32 {{\n    return {output}_word(w);\n}}\n\
+                     fn result_set_word(w: u32, bits: u32) {{\n    {output}_set_word(w, bits);\n}}\n"
+                );
+            }
+        }
+        None => {
+            source.push_str(
+                "fn result_store(k: u32, values: array<f32, PACKET>) {}\n\
+                 fn result_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {}\n",
+            );
+        }
+    }
+    Ok(source)
+}

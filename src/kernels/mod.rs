@@ -1,0 +1,206 @@
+//! The kernels: each WGSL module is composed, when its pipeline is first built, from
+//! parts written once (see `shaders/`):
+//!
+//! - `lib/`: special values by bit pattern, the online row statistics, a workgroup sum;
+//! - `elem/`: element access per storage type (f32, or 16-bit halves through bf16 or f16
+//!   conversions), scalar and vector forms, instantiated once per tensor;
+//! - `strategy/`: the row loops (thread, subgroup, workgroup, split) and the 16-bit edge
+//!   pass;
+//! - `ops/`: each op's own steps (what a lane accumulates from an element, how two lanes
+//!   merge, what a finished row computes, what is written per element).
+//!
+//! What the host and the WGSL both need (bindings, the `Params` struct, workgroup sizes,
+//! the packet size, status word indices) is written here once and generated into the
+//! WGSL; a naga test checks the composed modules against it without a GPU.
+
+mod cache;
+mod catalog;
+mod compose;
+mod params;
+mod preprocess;
+
+pub(crate) use cache::{KernelKey, PipelineCache};
+pub(crate) use catalog::{
+    GradientMode, OpKernel, STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
+};
+pub(crate) use compose::compose;
+pub(crate) use params::RowParams;
+
+use crate::dtype::DType;
+use crate::strategy::Strategy;
+
+/// How many 32-bit words one access of a class-axis tensor moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum VectorWidth {
+    /// One word: an f32, or two 16-bit halves.
+    Scalar,
+    /// Four words (128 bits): four f32, or eight 16-bit halves. Needs every tensor's
+    /// binding rounded up to 16 bytes to lie within its buffer.
+    Vec4,
+}
+
+impl VectorWidth {
+    /// Every width, narrow first.
+    #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
+    pub(crate) const ALL: [Self; 2] = [Self::Scalar, Self::Vec4];
+
+    /// Words per access.
+    pub(crate) const fn words(self) -> u32 {
+        match self {
+            Self::Scalar => 1,
+            Self::Vec4 => 4,
+        }
+    }
+}
+
+/// One WGSL module: an op's kernel for a strategy, a storage type and a vector width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct KernelSpec {
+    /// The op and its composition-time choices.
+    pub(crate) op: OpKernel,
+    /// The row loop (ignored by the cross-entropy's reductions).
+    pub(crate) strategy: Strategy,
+    /// The storage type of every class-axis tensor of the op.
+    pub(crate) dtype: DType,
+    /// The access width of those tensors.
+    pub(crate) vector: VectorWidth,
+}
+
+impl KernelSpec {
+    /// Elements per packet: what one invocation loads at a time from each tensor.
+    pub(crate) const fn packet(&self) -> u32 {
+        self.dtype.per_word() * self.vector.words()
+    }
+
+    /// Bytes one access moves: what a binding's size is rounded up to.
+    pub(crate) const fn access_bytes(&self) -> u64 {
+        4 * self.vector.words() as u64
+    }
+
+    /// Invocations per workgroup of the row kernel.
+    pub(crate) fn workgroup_size(&self) -> u32 {
+        if self.op.is_row_op() { self.strategy.workgroup_size() } else { REDUCE_WORKGROUP_SIZE }
+    }
+
+    /// Whether the module needs `Features::SUBGROUP`.
+    pub(crate) fn needs_subgroups(&self) -> bool {
+        self.op.is_row_op() && self.strategy == Strategy::SubgroupPerRow
+    }
+
+    /// Whether the op writes a 16-bit class-axis tensor, and so needs the edge pass for
+    /// words that two rows share.
+    pub(crate) fn has_edges(&self) -> bool {
+        self.op.is_row_op() && self.dtype != DType::F32 && self.op.output_tensor().is_some()
+    }
+
+    /// A label for wgpu objects and messages.
+    pub(crate) fn label(&self) -> String {
+        format!("wgpu-softmax: {} ({:?}, {}, {:?})", self.op.name(), self.strategy, self.dtype, self.vector)
+    }
+
+    /// Every module this crate can compose, in a fixed order: each row op on each
+    /// strategy it supports, each storage type and each vector width, and the
+    /// cross-entropy's reductions.
+    #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
+    pub(crate) fn all() -> Vec<Self> {
+        let mut all = Vec::new();
+        for op in OpKernel::ALL {
+            let strategies: &[Strategy] =
+                if op.is_row_op() { op.strategies() } else { &[Strategy::WorkgroupPerRow] };
+            for &strategy in strategies {
+                for dtype in DType::ALL {
+                    for vector in VectorWidth::ALL {
+                        if op.is_row_op() || (dtype == DType::F32 && vector == VectorWidth::Scalar) {
+                            all.push(Self { op, strategy, dtype, vector });
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+}
+
+/// Invocations per workgroup of the cross-entropy's reductions over rows.
+pub(crate) const REDUCE_WORKGROUP_SIZE: u32 = 256;
+
+/// Invocations per workgroup of the 16-bit edge pass (one per row).
+pub(crate) const EDGE_WORKGROUP_SIZE: u32 = 64;
+
+/// Elements per segment of [`Strategy::SplitRow`], before rounding to whole packets.
+pub(crate) const SPLIT_SEGMENT_ELEMENTS: u32 = 4096;
+
+/// The row kernel's entry point, on every strategy but the split.
+pub(crate) const ROW_KERNEL: &str = "row_kernel";
+/// The split strategy's two passes.
+pub(crate) const SPLIT_STATS: &str = "split_stats";
+/// The split strategy's write pass.
+pub(crate) const SPLIT_WRITE: &str = "split_write";
+/// The 16-bit edge pass.
+pub(crate) const FIX_EDGES: &str = "fix_edges";
+
+/// How a binding is declared, and so how it is laid out for wgpu.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum BindingType {
+    /// The `Params` uniform.
+    Params,
+    /// A class-axis tensor: an array of the storage type's words, at the vector width.
+    Tensor {
+        /// Whether the op writes it.
+        writable: bool,
+    },
+    /// An array of `element` (`u32`, `f32`, `atomic<u32>`, `Lane`).
+    Array {
+        /// The WGSL element type.
+        element: &'static str,
+        /// Whether the op writes it.
+        writable: bool,
+    },
+}
+
+impl BindingType {
+    /// The wgpu binding type.
+    pub(crate) const fn wgpu(self) -> wgpu::BufferBindingType {
+        match self {
+            Self::Params => wgpu::BufferBindingType::Uniform,
+            Self::Tensor { writable } | Self::Array { writable, .. } => {
+                wgpu::BufferBindingType::Storage { read_only: !writable }
+            }
+        }
+    }
+}
+
+/// One binding of a module, in binding order (binding i is the i-th).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Binding {
+    /// Its name in the WGSL, and the name the host binds a buffer under.
+    pub(crate) name: &'static str,
+    /// How it is declared.
+    pub(crate) ty: BindingType,
+}
+
+/// A composed module: its source and what the host needs to know of it.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))] // entry points and overrides: for the naga test
+pub(crate) struct Module {
+    /// What it is.
+    pub(crate) spec: KernelSpec,
+    /// The WGSL.
+    pub(crate) source: String,
+    /// Its bindings (group 0), in binding order.
+    pub(crate) bindings: Vec<Binding>,
+    /// Its compute entry points.
+    pub(crate) entry_points: Vec<&'static str>,
+    /// Its overridable constants and the values this crate sets them to.
+    pub(crate) overrides: Vec<(&'static str, &'static [u32])>,
+}
+
+impl Module {
+    /// The wgpu binding types, binding 0 first.
+    pub(crate) fn layout(&self) -> Vec<wgpu::BufferBindingType> {
+        self.bindings.iter().map(|b| b.ty.wgpu()).collect()
+    }
+}
+
+#[cfg(test)]
+mod translation_tests;

@@ -1,0 +1,51 @@
+//! The per-dispatch parameters every kernel reads as its `params` uniform: one Rust struct,
+//! and its WGSL declaration generated from the same field list.
+
+/// The parameters of one dispatch, laid out as the WGSL `Params` struct ([`PARAMS_FIELDS`]
+/// in the same order; a test checks the offsets against the composed modules).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RowParams {
+    /// Rows of this chunk.
+    pub(crate) rows: u32,
+    /// Columns (classes).
+    pub(crate) cols: u32,
+    /// Workgroups along x: grids past the per-dimension limit are spread over y.
+    pub(crate) groups_x: u32,
+    /// The chunk's first row in the whole matrix (for messages about rows).
+    pub(crate) first_row: u32,
+    /// The cross-entropy's ignored class index.
+    pub(crate) ignore_index: i32,
+    /// The cross-entropy's label smoothing.
+    pub(crate) label_smoothing: f32,
+    /// Rows of the whole matrix (the mean over probability targets divides by it).
+    pub(crate) total_rows: u32,
+    /// The chunk's index; for the combining passes, the number of chunks.
+    pub(crate) chunk: u32,
+    /// Workgroups per row of the split strategy.
+    pub(crate) segments: u32,
+    /// Padding to 16 bytes, as uniforms want.
+    pub(crate) padding: [u32; 3],
+}
+
+/// The fields of [`RowParams`] as WGSL declares them, in order.
+pub(crate) const PARAMS_FIELDS: [(&str, &str); 12] = [
+    ("rows", "u32"),
+    ("cols", "u32"),
+    ("groups_x", "u32"),
+    ("first_row", "u32"),
+    ("ignore_index", "i32"),
+    ("label_smoothing", "f32"),
+    ("total_rows", "u32"),
+    ("chunk", "u32"),
+    ("segments", "u32"),
+    ("_padding0", "u32"),
+    ("_padding1", "u32"),
+    ("_padding2", "u32"),
+];
+
+/// The WGSL declaration of `Params`.
+pub(crate) fn params_wgsl() -> String {
+    let fields: Vec<String> = PARAMS_FIELDS.iter().map(|(name, ty)| format!("    {name}: {ty},\n")).collect();
+    format!("struct Params {{\n{}}}\n", fields.concat())
+}

@@ -1,0 +1,397 @@
+//! f32, f16 and bf16 storage for every op, on every strategy the adapter has, against the
+//! f64 reference on the rounded inputs: odd and even widths with many rows (16-bit rows
+//! of odd length share words with their neighbours), poisoned outputs, the in-place
+//! gradient equal to the separate one in every type, rows whose target probability is
+//! 0.999 (whose gradient vanishes if q is rounded before subtracting 1), special values by
+//! bit pattern, and regions at offsets inside larger buffers.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
+
+mod common;
+
+use common::{assert_written, ctx, poisoned, rng};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{compare, round_to, widen};
+use wgpu_softmax::{
+    BufferRegion, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Element, Error, Gradient,
+    Reduction, Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, TensorRef, bf16, f16,
+    reference,
+};
+
+/// Odd and even widths: one column (every row shares a word with the next), a few, a
+/// prime past a workgroup, one past a segment of the split; with many rows.
+const SHAPES: [(usize, usize); 6] = [(257, 1), (301, 7), (128, 10), (41, 129), (6, 1001), (2, 4099)];
+
+fn strategies() -> Vec<Strategy> {
+    let mut all = common::strategies_of(ctx());
+    all.push(Strategy::SplitRow);
+    all
+}
+
+/// Runs softmax through the GPU-resident API on a poisoned output of the same type.
+fn softmax_poisoned<T: Element>(op: Softmax, input: &[T], shape: Shape) -> Result<Vec<T>, Error> {
+    let ctx = ctx();
+    let input_buffer = ctx.upload_elements(input)?;
+    let output = poisoned::<T>(ctx, input.len());
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    op.encode(
+        ctx,
+        &mut encoder,
+        TensorRef::new(&input_buffer, T::DTYPE),
+        TensorRef::new(&output, T::DTYPE),
+        shape,
+    )?;
+    ctx.submit_and_wait(encoder)?;
+    Ok(assert_written(
+        &format!("{op:?} {} on {shape}", T::DTYPE),
+        ctx.download_elements(&output, input.len())?,
+    ))
+}
+
+fn check_softmax<T: Element>(seed: u64) -> usize {
+    let mut rng = rng(seed);
+    let mut checked = 0;
+    for (rows, cols) in SHAPES {
+        let shape = Shape::new(rows, cols);
+        let input: Vec<T> = round_to(&rng.logits(rows * cols, 10.0));
+        for strategy in strategies() {
+            for op in [Softmax::new(), Softmax::log()] {
+                let op = op.strategy(strategy);
+                let gpu = match softmax_poisoned(op, &input, shape) {
+                    Ok(gpu) => gpu,
+                    Err(Error::StrategyUnavailable { .. }) => continue,
+                    Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
+                };
+                let (want, tolerance) = if op.is_log() {
+                    (reference::log_softmax(&input, shape).unwrap(), Tolerance::LOG_SOFTMAX)
+                } else {
+                    (reference::softmax(&input, shape).unwrap(), Tolerance::SOFTMAX)
+                };
+                let c = compare(&widen(&gpu), &want, tolerance.for_dtype(T::DTYPE));
+                assert!(c.passed(), "{op:?} {} on {shape}: {c}", T::DTYPE);
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
+#[test]
+fn softmax_in_every_storage_type_matches_the_reference() {
+    let checked =
+        check_softmax::<f32>(0x57_0001) + check_softmax::<f16>(0x57_0002) + check_softmax::<bf16>(0x57_0003);
+    eprintln!("{checked} softmax runs checked");
+    assert!(checked >= 3 * SHAPES.len() * 2 * 2);
+}
+
+fn check_backward<T: Element>(seed: u64) -> usize {
+    let mut rng = rng(seed);
+    let mut checked = 0;
+    for (rows, cols) in SHAPES {
+        let shape = Shape::new(rows, cols);
+        let x = rng.logits(rows * cols, 6.0);
+        for log in [false, true] {
+            let forward = if log { reference::log_softmax(&x, shape) } else { reference::softmax(&x, shape) };
+            let y: Vec<T> = round_to(&forward.unwrap().iter().map(|&v| v as f32).collect::<Vec<_>>());
+            let dy: Vec<T> = round_to(&rng.logits(rows * cols, 1.0));
+            let want = if log {
+                reference::log_softmax_backward(&y, &dy, shape)
+            } else {
+                reference::softmax_backward(&y, &dy, shape)
+            }
+            .unwrap();
+            for strategy in strategies() {
+                let op = if log { SoftmaxBackward::log() } else { SoftmaxBackward::new() }.strategy(strategy);
+                let ctx = ctx();
+                let (y_buffer, dy_buffer) =
+                    (ctx.upload_elements(&y).unwrap(), ctx.upload_elements(&dy).unwrap());
+                let dx = poisoned::<T>(ctx, rows * cols);
+                let tensor = |b| TensorRef::new(b, T::DTYPE);
+                let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                match op.encode(ctx, &mut encoder, tensor(&y_buffer), tensor(&dy_buffer), tensor(&dx), shape)
+                {
+                    Ok(_) => {}
+                    Err(Error::StrategyUnavailable { .. }) => continue,
+                    Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
+                }
+                ctx.submit_and_wait(encoder).unwrap();
+                let what = format!("{op:?} {} on {shape}", T::DTYPE);
+                let gpu: Vec<T> = assert_written(&what, ctx.download_elements(&dx, rows * cols).unwrap());
+                let c = compare(&widen(&gpu), &want, Tolerance::BACKWARD.for_dtype(T::DTYPE));
+                assert!(c.passed(), "{what}: {c}");
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
+#[test]
+fn backward_in_every_storage_type_matches_the_reference() {
+    let checked = check_backward::<f32>(0x57_0011)
+        + check_backward::<f16>(0x57_0012)
+        + check_backward::<bf16>(0x57_0013);
+    eprintln!("{checked} backward runs checked");
+    assert!(checked >= 3 * SHAPES.len() * 2 * 2);
+}
+
+/// Runs the cross-entropy through the GPU-resident API with poisoned outputs; returns the
+/// losses and the gradient.
+fn cross_entropy_poisoned<T: Element>(
+    op: CrossEntropy,
+    input: &CrossEntropyInput<'_, T>,
+) -> (Vec<f32>, Option<Vec<T>>) {
+    let ctx = ctx();
+    let shape = input.shape;
+    let logits = ctx.upload_elements(input.logits).unwrap();
+    let probabilities;
+    let classes;
+    let targets = match input.targets {
+        Targets::Probabilities(p) => {
+            probabilities = ctx.upload_elements(p).unwrap();
+            TargetBuffer::Probabilities(TensorRef::new(&probabilities, T::DTYPE))
+        }
+        Targets::I64(t) => {
+            classes = ctx.upload_elements(&t.iter().map(|&v| v as i32).collect::<Vec<_>>()).unwrap();
+            TargetBuffer::I32(BufferRegion::new(&classes))
+        }
+        _ => unreachable!("these tests give i64 or probabilities"),
+    };
+    let loss_len = if op.get_reduction() == Reduction::None { shape.rows } else { 1 };
+    let loss = poisoned::<f32>(ctx, loss_len);
+    let grad = poisoned::<T>(ctx, input.logits.len());
+    let mut buffers = CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss);
+    if op.get_gradient() == Gradient::Separate {
+        buffers = buffers.with_grad(TensorRef::new(&grad, T::DTYPE));
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    op.encode(ctx, &mut encoder, &buffers, shape)
+        .unwrap_or_else(|e| panic!("{op:?} {} on {shape}: {e}", T::DTYPE));
+    ctx.submit_and_wait(encoder).unwrap();
+    let what = format!("{op:?} {} on {shape}", T::DTYPE);
+    let loss = assert_written(&what, ctx.download(&loss, loss_len).unwrap());
+    let len = input.logits.len();
+    let grad = match op.get_gradient() {
+        Gradient::Separate => Some(assert_written(&what, ctx.download_elements(&grad, len).unwrap())),
+        Gradient::InPlace => Some(ctx.download_elements(&logits, len).unwrap()),
+        Gradient::Skip => None,
+    };
+    (loss, grad)
+}
+
+fn check_cross_entropy<T: Element>(seed: u64) -> usize {
+    let mut rng = rng(seed);
+    let mut checked = 0;
+    for (rows, cols) in [(301, 7), (41, 129), (6, 1001)] {
+        let shape = Shape::new(rows, cols);
+        let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
+        let classes: Vec<i64> =
+            (0..rows).map(|r| if r % 7 == 3 { -100 } else { rng.below(cols as u64) as i64 }).collect();
+        let mut p: Vec<f32> = (0..rows * cols).map(|_| rng.uniform(0.0, 1.0)).collect();
+        for row in p.chunks_mut(cols) {
+            let sum: f32 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= sum);
+        }
+        let probabilities: Vec<T> = round_to(&p);
+        for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
+            let input = CrossEntropyInput::new(&logits, shape, targets);
+            for strategy in common::strategies_of(ctx()) {
+                for reduction in [Reduction::Mean, Reduction::None] {
+                    let base =
+                        CrossEntropy::new().reduction(reduction).label_smoothing(0.05).strategy(strategy);
+                    let want = reference::cross_entropy(&base, &input).unwrap();
+                    let (separate_loss, separate) = cross_entropy_poisoned(base, &input);
+                    let (in_place_loss, in_place) =
+                        cross_entropy_poisoned(base.gradient(Gradient::InPlace), &input);
+                    let (skip_loss, none) = cross_entropy_poisoned(base.gradient(Gradient::Skip), &input);
+                    let what = format!("{} {shape} {strategy:?} {reduction:?} {targets:?}", T::DTYPE);
+                    assert!(none.is_none());
+                    for loss in [&separate_loss, &in_place_loss, &skip_loss] {
+                        let c = compare(loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+                        assert!(c.passed(), "{what}: loss {c}");
+                    }
+                    let (separate, in_place) = (separate.unwrap(), in_place.unwrap());
+                    // In place or not: the same bits, in every storage type.
+                    assert!(
+                        separate
+                            .iter()
+                            .zip(&in_place)
+                            .all(|(a, b)| bytemuck::bytes_of(a) == bytemuck::bytes_of(b)),
+                        "{what}: the in-place gradient differs from the separate one"
+                    );
+                    let c = compare(
+                        &widen(&separate),
+                        want.grad.as_ref().unwrap(),
+                        Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
+                    );
+                    assert!(c.passed(), "{what}: grad {c}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    checked
+}
+
+#[test]
+fn cross_entropy_in_every_storage_type_matches_the_reference() {
+    let checked = check_cross_entropy::<f32>(0x57_0021)
+        + check_cross_entropy::<f16>(0x57_0022)
+        + check_cross_entropy::<bf16>(0x57_0023);
+    eprintln!("{checked} cross-entropy runs checked (each: separate, in place, loss only)");
+    assert!(checked >= 3 * 3 * 2 * 2 * 2);
+}
+
+/// A row whose target has probability 0.999: its gradient there is -0.001 in every type.
+/// Rounding q to bf16 first gives 1.0 - 1 = 0, a 100% error on the class that matters.
+#[test]
+fn a_confident_rows_target_gradient_survives_16_bit_storage() {
+    fn check<T: Element>() {
+        let cols = 50;
+        // q_0 = 0.999, the rest share 0.001: logits ln(q).
+        let mut q = vec![0.001 / (cols - 1) as f64; cols];
+        q[0] = 0.999;
+        let logits: Vec<T> = round_to(&q.iter().map(|&v| v.ln() as f32).collect::<Vec<_>>());
+        let targets = [0_i64, 0, 0, 0];
+        let rows = targets.len();
+        let logits: Vec<T> = logits.iter().copied().cycle().take(rows * cols).collect();
+        let input = CrossEntropyInput::new(&logits, Shape::new(rows, cols), Targets::I64(&targets));
+        for strategy in common::strategies_of(ctx()) {
+            let op = CrossEntropy::new().reduction(Reduction::Sum).strategy(strategy);
+            let want = reference::cross_entropy(&op, &input).unwrap().grad.unwrap();
+            for op in [op, op.gradient(Gradient::InPlace)] {
+                let grad = widen(&op.run(ctx(), &input).unwrap().grad.unwrap());
+                for row in 0..rows {
+                    let (got, expected) = (f64::from(grad[row * cols]), want[row * cols]);
+                    assert!(expected < -9e-4, "the reference's q is not 0.999: {expected}");
+                    // Within 1%: bf16's rounding is 0.4%, and f32's sum of 50 exponentials
+                    // next to a 1 carries about 0.2% into 1 - q (PyTorch's does the same).
+                    assert!(
+                        (got - expected).abs() <= 0.01 * expected.abs(),
+                        "{} {strategy:?} {:?}: gradient at the target {got}, reference {expected}",
+                        T::DTYPE,
+                        op.get_gradient()
+                    );
+                }
+            }
+        }
+    }
+    check::<f32>();
+    check::<f16>();
+    check::<bf16>();
+}
+
+/// Special values are told by bit pattern in each type: -inf masks, NaN rows, +inf rows.
+#[test]
+fn special_values_in_every_storage_type() {
+    fn check<T: Element>() {
+        let inf = f32::INFINITY;
+        let rows = [
+            [1.0, -inf, 2.0, 0.5, 1.0],
+            [0.5, f32::NAN, 1.0, 2.0, 0.0],
+            [-inf; 5],
+            [1.0, 2.0, inf, 0.0, 3.0],
+        ];
+        let input: Vec<T> = round_to(&rows.concat());
+        let shape = Shape::new(4, 5);
+        for strategy in strategies() {
+            for op in [Softmax::new(), Softmax::log()] {
+                let op = op.strategy(strategy);
+                let Ok(gpu) = softmax_poisoned(op, &input, shape) else { continue };
+                let gpu = widen(&gpu);
+                let what = format!("{op:?} {}", T::DTYPE);
+                assert_eq!(
+                    gpu[1],
+                    if op.is_log() { f32::NEG_INFINITY } else { 0.0 },
+                    "{what}: a masked entry"
+                );
+                assert!(
+                    gpu[5..].iter().all(|v| v.is_nan()),
+                    "{what}: NaN, all-masked and +inf rows: {gpu:?}"
+                );
+                let want = if op.is_log() {
+                    reference::log_softmax(&input, shape)
+                } else {
+                    reference::softmax(&input, shape)
+                };
+                let c = compare(&gpu, &want.unwrap(), Tolerance::LOG_SOFTMAX.for_dtype(T::DTYPE));
+                assert!(c.passed(), "{what}: {c}");
+            }
+        }
+    }
+    check::<f32>();
+    check::<f16>();
+    check::<bf16>();
+}
+
+#[test]
+fn the_host_api_takes_and_returns_every_element_type() {
+    let mut rng = rng(0x57_0031);
+    let shape = Shape::new(33, 17);
+    let x = rng.logits(33 * 17, 5.0);
+    let half: Vec<f16> = round_to(&x);
+    let brain: Vec<bf16> = round_to(&x);
+    let got_half: Vec<f16> = wgpu_softmax::softmax(ctx(), &half, shape).unwrap();
+    let got_brain: Vec<bf16> = wgpu_softmax::log_softmax(ctx(), &brain, shape).unwrap();
+    let c = compare(
+        &widen(&got_half),
+        &reference::softmax(&half, shape).unwrap(),
+        Tolerance::SOFTMAX.for_dtype(DType::F16),
+    );
+    assert!(c.passed(), "{c}");
+    let want = reference::log_softmax(&brain, shape).unwrap();
+    let c = compare(&widen(&got_brain), &want, Tolerance::LOG_SOFTMAX.for_dtype(DType::BF16));
+    assert!(c.passed(), "{c}");
+    // The reference works on the rounded inputs, not the f32 ones they came from.
+    assert_ne!(reference::softmax(&brain, shape).unwrap(), reference::softmax(&x, shape).unwrap());
+}
+
+/// Tensors at an offset inside a larger buffer are bound where they are; an offset the
+/// device cannot bind from, a mixture of types, a region past its buffer, each a typed
+/// error.
+#[test]
+fn regions_of_larger_buffers() {
+    let ctx = ctx();
+    let alignment = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment);
+    let shape = Shape::new(5, 37);
+    let x: Vec<bf16> = round_to(&rng(0x57_0041).logits(5 * 37, 4.0));
+    let bytes = (x.len() * 2) as u64;
+    // Both tensors in one larger buffer each, after other data.
+    let mut arena_data = vec![bf16::from_f32(7.0); (alignment as usize) / 2];
+    arena_data.extend(&x);
+    let arena = ctx.upload_elements(&arena_data).unwrap();
+    let out_arena = poisoned::<bf16>(ctx, (alignment as usize) + x.len() + 16);
+    let before: Vec<bf16> = ctx.download_elements(&out_arena, alignment as usize / 2).unwrap();
+    let input = TensorRef::new(arena.slice(alignment..alignment + bytes), DType::BF16);
+    let output = TensorRef::new(BufferRegion::at(&out_arena, 2 * alignment).with_size(bytes), DType::BF16);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    Softmax::new().encode(ctx, &mut encoder, input, output, shape).unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    let all: Vec<bf16> = ctx.download_elements(&out_arena, alignment as usize + x.len() + 16).unwrap();
+    let got = &all[alignment as usize..alignment as usize + x.len()];
+    let c = compare(
+        &widen(got),
+        &reference::softmax(&x, shape).unwrap(),
+        Tolerance::SOFTMAX.for_dtype(DType::BF16),
+    );
+    assert!(c.passed(), "{c}");
+    // Nothing outside the output region was touched: before it, and the half word after it.
+    let bits = |v: &[bf16]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&all[..alignment as usize / 2]), bits(&before));
+    assert!(all[alignment as usize + x.len()..].iter().all(|v| common::is_poison(*v)), "past the region");
+
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    let misaligned = TensorRef::new(arena.slice(2..2 + bytes), DType::BF16);
+    let err = Softmax::new().encode(ctx, &mut encoder, misaligned, output, shape).unwrap_err();
+    assert!(matches!(err, Error::MisalignedOffset { what: "input", offset: 2, .. }), "{err}");
+    assert!(err.to_string().contains(&alignment.to_string()), "{err}");
+    let f32_output = TensorRef::new(&out_arena, DType::F32);
+    let err = Softmax::new().encode(ctx, &mut encoder, input, f32_output, shape).unwrap_err();
+    assert!(matches!(err, Error::DTypeMismatch { what: "output", .. }), "{err}");
+    let past = TensorRef::new(BufferRegion::at(&arena, alignment).with_size(arena.size()), DType::BF16);
+    let err = Softmax::new().encode(ctx, &mut encoder, past, output, shape).unwrap_err();
+    assert!(matches!(err, Error::RegionOutOfBounds { what: "input", .. }), "{err}");
+    let short = TensorRef::new(arena.slice(alignment..alignment + bytes - 2), DType::BF16);
+    let err = Softmax::new().encode(ctx, &mut encoder, short, output, shape).unwrap_err();
+    assert!(matches!(err, Error::BufferTooSmall { what: "input", .. }), "{err}");
+}
