@@ -77,6 +77,7 @@ pub struct Context {
     shared: Arc<Shared>,
     timeout: Duration,
     autotune: bool,
+    cached_rows: Option<bool>,
 }
 
 impl std::fmt::Debug for Context {
@@ -184,7 +185,7 @@ impl Context {
             health: Arc::default(),
             tune_cache: crate::tune::TuneCache::default(),
         };
-        Self { shared: Arc::new(shared), timeout, autotune: false }
+        Self { shared: Arc::new(shared), timeout, autotune: false, cached_rows: None }
     }
 
     /// Marks the device lost: every later call on this context (and its clones) returns
@@ -223,6 +224,24 @@ impl Context {
     #[must_use]
     pub fn with_autotune(&self, autotune: bool) -> Self {
         Self { autotune, ..self.clone() }
+    }
+
+    /// A clone of this context whose kernels keep (`true`) or do not keep (`false`) each
+    /// invocation's share of a row in registers between their passes over it, instead of
+    /// the default: kept on GPUs, where a row that fits is then read from memory once
+    /// and exponentiated once; not kept on CPU adapters (lavapipe, llvmpipe), where the
+    /// second pass reads the CPU's caches and keeping measured slower. Both compute the
+    /// same function; this is for measuring and testing either on any adapter.
+    #[must_use]
+    pub fn with_cached_rows(&self, cached: bool) -> Self {
+        Self { cached_rows: Some(cached), ..self.clone() }
+    }
+
+    /// Whether kernels on this context keep rows in registers (see
+    /// [`Context::with_cached_rows`]).
+    #[must_use]
+    pub fn cached_rows(&self) -> bool {
+        self.cached_rows.unwrap_or(!self.shared.caps.is_cpu)
     }
 
     /// Whether this context autotunes.

@@ -21,8 +21,8 @@ pub enum OpFamily {
 }
 
 /// What a tuned choice is for: everything that changes the kernel (the op family, the
-/// storage type, the vector width, the op's options) and a shape bucket (columns and rows
-/// rounded up to powers of two).
+/// storage type, the vector width, the op's options, whether rows are kept in registers)
+/// and a shape bucket (columns and rows rounded up to powers of two).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TuneKey {
     /// The kernel family.
@@ -34,6 +34,8 @@ pub struct TuneKey {
     /// The op's options that change its kernel (the cross-entropy's gradient, reduction
     /// and targets), packed by the op; 0 for the others.
     pub variant: u32,
+    /// Whether the kernels keep rows in registers (see `Context::with_cached_rows`).
+    pub cached_rows: bool,
     /// Columns, rounded up to a power of two.
     pub cols_bucket: usize,
     /// Rows, rounded up to a power of two.
@@ -41,7 +43,8 @@ pub struct TuneKey {
 }
 
 impl TuneKey {
-    /// The bucket of `shape` for `family`, f32 in 128-bit vectors, no options.
+    /// The bucket of `shape` for `family`, f32 in 128-bit vectors, no options, rows not
+    /// kept in registers.
     #[must_use]
     pub fn new(family: OpFamily, shape: Shape) -> Self {
         Self {
@@ -49,6 +52,7 @@ impl TuneKey {
             dtype: DType::F32,
             vector_words: 4,
             variant: 0,
+            cached_rows: false,
             cols_bucket: shape.cols.max(1).checked_next_power_of_two().unwrap_or(usize::MAX),
             rows_bucket: shape.rows.max(1).checked_next_power_of_two().unwrap_or(usize::MAX),
         }
@@ -58,6 +62,12 @@ impl TuneKey {
     #[must_use]
     pub const fn with(self, dtype: DType, vector_words: u32, variant: u32) -> Self {
         Self { dtype, vector_words, variant, ..self }
+    }
+
+    /// The same bucket for kernels that keep (`true`) or do not keep rows in registers.
+    #[must_use]
+    pub const fn with_cached_rows(self, cached_rows: bool) -> Self {
+        Self { cached_rows, ..self }
     }
 }
 

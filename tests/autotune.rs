@@ -23,7 +23,7 @@ fn tuned_choices_are_cached_per_bucket_and_give_right_results() {
         let got = Softmax::new().run(&ctx, &x, shape).unwrap();
         let c = compare(&got, &reference::softmax(&x, shape).unwrap(), Tolerance::SOFTMAX);
         assert!(c.passed(), "{shape}: {c}");
-        let key = TuneKey::new(OpFamily::Softmax, shape);
+        let key = TuneKey::new(OpFamily::Softmax, shape).with_cached_rows(ctx.cached_rows());
         let chosen = tuned_strategies(&ctx).into_iter().find(|&(k, _)| k == key).map(|(_, s)| s);
         let chosen = chosen.unwrap_or_else(|| panic!("{shape}: no tuned choice for {key:?}"));
         // The plan follows the tuned choice, and a second run adds no new choice.
@@ -66,4 +66,11 @@ fn tuned_choices_are_cached_per_bucket_and_give_right_results() {
     let count = tuned_strategies(&ctx).len();
     Softmax::new().run(&ctx, &rng.logits(290 * 9, 1.0), Shape::new(290, 9)).unwrap();
     assert_eq!(tuned_strategies(&ctx).len(), count);
+    // The other register setting is another kernel: tuned on its own, under its own key.
+    let other = ctx.with_cached_rows(!ctx.cached_rows());
+    let shape = Shape::new(290, 9);
+    Softmax::new().run(&other, &rng.logits(shape.len().unwrap(), 1.0), shape).unwrap();
+    assert_eq!(tuned_strategies(&ctx).len(), count + 1);
+    let key = TuneKey::new(OpFamily::Softmax, shape).with_cached_rows(other.cached_rows());
+    assert!(tuned_strategies(&ctx).iter().any(|&(k, _)| k == key), "{:?}", tuned_strategies(&ctx));
 }

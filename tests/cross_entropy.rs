@@ -11,12 +11,15 @@ use common::{POISON_BITS, assert_written, ctx, poisoned, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{SeededRng, compare, widen};
 use wgpu_softmax::{
-    CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Element,
-    Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef, reference,
+    Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus,
+    Element, Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef,
+    reference,
 };
 
 fn strategies() -> Vec<Strategy> {
-    common::strategies_of(ctx())
+    let mut all = common::strategies_of(ctx());
+    all.push(Strategy::SplitRow);
+    all
 }
 
 /// Runs `op` through the GPU-resident API: outputs poisoned, targets uploaded as given
@@ -25,7 +28,14 @@ fn run_resident<T: Element>(
     op: CrossEntropy,
     input: &CrossEntropyInput<'_, T>,
 ) -> (CrossEntropyOutput<T, f32>, CrossEntropyStatus) {
-    let ctx = ctx();
+    run_resident_on(ctx(), op, input)
+}
+
+fn run_resident_on<T: Element>(
+    ctx: &Context,
+    op: CrossEntropy,
+    input: &CrossEntropyInput<'_, T>,
+) -> (CrossEntropyOutput<T, f32>, CrossEntropyStatus) {
     let shape = input.shape;
     let logits = ctx.upload_elements(input.logits).unwrap();
     let class_words: Vec<u32> = match input.targets {
@@ -184,7 +194,9 @@ fn every_option_combination_matches_reference_on_every_strategy() {
                         if use_upstream {
                             input = input.grad_output(&upstream);
                         }
-                        for strategy in strategies() {
+                        for (strategy, path) in
+                            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
+                        {
                             for (gradient, argmax) in [(Gradient::Separate, true), (Gradient::Skip, false)] {
                                 let op = CrossEntropy::new()
                                     .reduction(reduction)
@@ -193,10 +205,11 @@ fn every_option_combination_matches_reference_on_every_strategy() {
                                     .gradient(gradient)
                                     .argmax(argmax)
                                     .strategy(strategy);
-                                let (gpu, status) = run_resident(op, &input);
+                                let (gpu, status) = run_resident_on(&path, op, &input);
                                 assert_eq!(status.bad_target_rows, 0);
                                 let what = format!(
-                                    "{kind:?} {shape} {op:?} weight {use_weight} upstream {use_upstream}"
+                                    "{kind:?} {shape} {op:?} cached {} weight {use_weight} upstream {use_upstream}",
+                                    path.cached_rows()
                                 );
                                 assert_matches_reference(&what, &gpu, op, &input);
                                 runs += 1;

@@ -13,9 +13,9 @@ use common::{assert_written, ctx, poisoned, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{compare, round_to, widen};
 use wgpu_softmax::{
-    BufferRegion, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Element, Error, Gradient,
-    Reduction, Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, TensorRef, bf16, f16,
-    reference,
+    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Element, Error,
+    Gradient, Reduction, Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, TensorRef, bf16,
+    f16, reference,
 };
 
 /// Odd and even widths: one column (every row shares a word with the next), a few, a
@@ -29,8 +29,12 @@ fn strategies() -> Vec<Strategy> {
 }
 
 /// Runs softmax through the GPU-resident API on a poisoned output of the same type.
-fn softmax_poisoned<T: Element>(op: Softmax, input: &[T], shape: Shape) -> Result<Vec<T>, Error> {
-    let ctx = ctx();
+fn softmax_poisoned<T: Element>(
+    ctx: &Context,
+    op: Softmax,
+    input: &[T],
+    shape: Shape,
+) -> Result<Vec<T>, Error> {
     let input_buffer = ctx.upload_elements(input)?;
     let output = poisoned::<T>(ctx, input.len());
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -54,10 +58,12 @@ fn check_softmax<T: Element>(seed: u64) -> usize {
     for (rows, cols) in SHAPES {
         let shape = Shape::new(rows, cols);
         let input: Vec<T> = round_to(&rng.logits(rows * cols, 10.0));
-        for strategy in strategies() {
+        for (strategy, path) in
+            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
+        {
             for op in [Softmax::new(), Softmax::log()] {
                 let op = op.strategy(strategy);
-                let gpu = match softmax_poisoned(op, &input, shape) {
+                let gpu = match softmax_poisoned(&path, op, &input, shape) {
                     Ok(gpu) => gpu,
                     Err(Error::StrategyUnavailable { .. }) => continue,
                     Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
@@ -81,7 +87,7 @@ fn softmax_in_every_storage_type_matches_the_reference() {
     let checked =
         check_softmax::<f32>(0x57_0001) + check_softmax::<f16>(0x57_0002) + check_softmax::<bf16>(0x57_0003);
     eprintln!("{checked} softmax runs checked");
-    assert!(checked >= 3 * SHAPES.len() * 2 * 2);
+    assert!(checked >= 3 * SHAPES.len() * 2 * 2 * 2);
 }
 
 fn check_backward<T: Element>(seed: u64) -> usize {
@@ -100,9 +106,11 @@ fn check_backward<T: Element>(seed: u64) -> usize {
                 reference::softmax_backward(&y, &dy, shape)
             }
             .unwrap();
-            for strategy in strategies() {
+            for (strategy, path) in
+                strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
+            {
                 let op = if log { SoftmaxBackward::log() } else { SoftmaxBackward::new() }.strategy(strategy);
-                let ctx = ctx();
+                let ctx = &path;
                 let (y_buffer, dy_buffer) =
                     (ctx.upload_elements(&y).unwrap(), ctx.upload_elements(&dy).unwrap());
                 let dx = poisoned::<T>(ctx, rows * cols);
@@ -138,10 +146,10 @@ fn backward_in_every_storage_type_matches_the_reference() {
 /// Runs the cross-entropy through the GPU-resident API with poisoned outputs; returns the
 /// losses and the gradient.
 fn cross_entropy_poisoned<T: Element>(
+    ctx: &Context,
     op: CrossEntropy,
     input: &CrossEntropyInput<'_, T>,
 ) -> (Vec<f32>, Option<Vec<T>>) {
-    let ctx = ctx();
     let shape = input.shape;
     let logits = ctx.upload_elements(input.logits).unwrap();
     let probabilities;
@@ -195,16 +203,24 @@ fn check_cross_entropy<T: Element>(seed: u64) -> usize {
         let probabilities: Vec<T> = round_to(&p);
         for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
             let input = CrossEntropyInput::new(&logits, shape, targets);
-            for strategy in common::strategies_of(ctx()) {
+            for (strategy, path) in
+                strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
+            {
+                let ctx = &path;
                 for reduction in [Reduction::Mean, Reduction::None] {
                     let base =
                         CrossEntropy::new().reduction(reduction).label_smoothing(0.05).strategy(strategy);
                     let want = reference::cross_entropy(&base, &input).unwrap();
-                    let (separate_loss, separate) = cross_entropy_poisoned(base, &input);
+                    let (separate_loss, separate) = cross_entropy_poisoned(ctx, base, &input);
                     let (in_place_loss, in_place) =
-                        cross_entropy_poisoned(base.gradient(Gradient::InPlace), &input);
-                    let (skip_loss, none) = cross_entropy_poisoned(base.gradient(Gradient::Skip), &input);
-                    let what = format!("{} {shape} {strategy:?} {reduction:?} {targets:?}", T::DTYPE);
+                        cross_entropy_poisoned(ctx, base.gradient(Gradient::InPlace), &input);
+                    let (skip_loss, none) =
+                        cross_entropy_poisoned(ctx, base.gradient(Gradient::Skip), &input);
+                    let what = format!(
+                        "{} {shape} {strategy:?} cached {} {reduction:?} {targets:?}",
+                        T::DTYPE,
+                        ctx.cached_rows()
+                    );
                     assert!(none.is_none());
                     for loss in [&separate_loss, &in_place_loss, &skip_loss] {
                         let c = compare(loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
@@ -239,7 +255,7 @@ fn cross_entropy_in_every_storage_type_matches_the_reference() {
         + check_cross_entropy::<f16>(0x57_0022)
         + check_cross_entropy::<bf16>(0x57_0023);
     eprintln!("{checked} cross-entropy runs checked (each: separate, in place, loss only)");
-    assert!(checked >= 3 * 3 * 2 * 2 * 2);
+    assert!(checked >= 3 * 3 * 2 * 2 * 2 * 2);
 }
 
 /// A row whose target has probability 0.999: its gradient there is -0.001 in every type.
@@ -256,11 +272,13 @@ fn a_confident_rows_target_gradient_survives_16_bit_storage() {
         let rows = targets.len();
         let logits: Vec<T> = logits.iter().copied().cycle().take(rows * cols).collect();
         let input = CrossEntropyInput::new(&logits, Shape::new(rows, cols), Targets::I64(&targets));
-        for strategy in common::strategies_of(ctx()) {
+        for (strategy, path) in
+            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
+        {
             let op = CrossEntropy::new().reduction(Reduction::Sum).strategy(strategy);
             let want = reference::cross_entropy(&op, &input).unwrap().grad.unwrap();
             for op in [op, op.gradient(Gradient::InPlace)] {
-                let grad = widen(&op.run(ctx(), &input).unwrap().grad.unwrap());
+                let grad = widen(&op.run(&path, &input).unwrap().grad.unwrap());
                 for row in 0..rows {
                     let (got, expected) = (f64::from(grad[row * cols]), want[row * cols]);
                     assert!(expected < -9e-4, "the reference's q is not 0.999: {expected}");
@@ -294,10 +312,12 @@ fn special_values_in_every_storage_type() {
         ];
         let input: Vec<T> = round_to(&rows.concat());
         let shape = Shape::new(4, 5);
-        for strategy in strategies() {
+        for (strategy, path) in
+            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
+        {
             for op in [Softmax::new(), Softmax::log()] {
                 let op = op.strategy(strategy);
-                let Ok(gpu) = softmax_poisoned(op, &input, shape) else { continue };
+                let Ok(gpu) = softmax_poisoned(&path, op, &input, shape) else { continue };
                 let gpu = widen(&gpu);
                 let what = format!("{op:?} {}", T::DTYPE);
                 assert_eq!(

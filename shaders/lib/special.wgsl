@@ -31,3 +31,42 @@ fn negative_infinity() -> f32 {
 fn positive_infinity() -> f32 {
     return bitcast<f32>(POSITIVE_INFINITY_BITS);
 }
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & MAGNITUDE_MASK) < POSITIVE_INFINITY_BITS;
+}
+
+// The value a row's max is taken over: x, or the lowest finite value for a mask (-inf)
+// and for NaN and +inf (whose rows are marked undefined by their kind).
+fn finite_or_lowest(x: f32) -> f32 {
+    return select(LOWEST_FINITE, x, is_finite(x));
+}
+
+// exp(x - m) for x at most m, without ever an infinity: 0 for a mask (and for NaN and
+// +inf), and the difference kept above -88 (exp(-88) is 6e-39, next to nothing) so that
+// extreme values cannot overflow it to -inf.
+fn exp_below(x: f32, m: f32) -> f32 {
+    return select(0.0, exp(max(x - m, -88.0)), is_finite(x));
+}
+
+// exp(old_max - new_max) for `from` at most `to`, the factor that moves a sum of exponentials
+// from one max to a larger one (an empty part's max is the lowest finite value).
+fn rebase_factor(old_max: f32, new_max: f32) -> f32 {
+    return exp(max(old_max - new_max, -88.0));
+}
+
+// The kinds of values a row holds, as bits: finite ones, and NaN or +inf.
+const SEEN_FINITE: u32 = 1u;
+const SEEN_NAN_OR_POSITIVE_INFINITY: u32 = 2u;
+
+fn kind_of(x: f32) -> u32 {
+    if (is_finite(x)) {
+        return SEEN_FINITE;
+    }
+    return select(SEEN_NAN_OR_POSITIVE_INFINITY, 0u, is_negative_infinity(x));
+}
+
+// A row has no softmax when it holds a NaN or +inf, or nothing but -inf.
+fn row_undefined(seen: u32) -> bool {
+    return (seen & SEEN_NAN_OR_POSITIVE_INFINITY) != 0u || (seen & SEEN_FINITE) == 0u;
+}

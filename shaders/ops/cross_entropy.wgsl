@@ -16,10 +16,17 @@
 // log of a probability, so logits [0, 1000] with target 0 give a loss of exactly 1000.
 // The gradient is computed in f32 from q and rounded once where it is stored: never
 // q rounded first (q = 0.999 in bf16 is 1.0, and the true class's gradient would vanish).
+//
+// One read and one exponential per logit: an invocation takes the max m_l of its share,
+// then keeps e = exp(x - m_l) in place of each logit, and the loss's sums relative to m_l;
+// q = e * exp(m_l - m) / s. The target's logit is picked up on the first look, before any
+// gradient is written over the logits.
 
 // Reduction none only: scale each row's gradient by an upstream gradient.
 override HAS_UPSTREAM: bool = false;
 override ARGMAX: bool = false;
+
+const USES_MAX: bool = true;
 
 // Each row's argmax key for a NaN or +inf: above every other key, as PyTorch's argmax
 // takes NaN for the largest.
@@ -38,7 +45,12 @@ fn argmax_key(x: f32) -> u32 {
     return bits | 0x80000000u;
 }
 
+fn better(a_key: u32, a_index: u32, b_key: u32, b_index: u32) -> bool {
+    return b_key > a_key || (b_key == a_key && b_index < a_index);
+}
+
 struct Element {
+    // The logit; once absorbed, exp(x - m_l).
     x: f32,
     // The (unsmoothed) target probability, with probability targets.
     p: f32,
@@ -49,30 +61,6 @@ struct Packet {
 #if PROBABILITIES
     p: array<f32, PACKET>,
 #endif
-}
-
-// What an invocation learns from its share of a row.
-struct Lane {
-    stats: RowStats,
-    best_key: u32,
-    best_index: u32,
-    // Class indices: sum of w_c (needed with smoothing). Probabilities: sum of w_c * p'_c.
-    target_mass: f32,
-}
-
-// Everything the write pass and the row's loss need to know about the row.
-struct Row {
-    target_class: i32,
-    ignored: bool,
-    // ln(s): -logp_c = (m - x_c) + ln(s), the difference first, so that logits near 1e4
-    // (f32 spacing 1e-3) lose nothing to rounding m + ln(s).
-    log_sum: f32,
-    max: f32,
-    // The gradient is scale * (q_c * q_coefficient - target term).
-    q_coefficient: f32,
-    scale: f32,
-    undefined: bool,
-    best_index: u32,
 }
 
 fn packet_load(k: u32) -> Packet {
@@ -93,22 +81,78 @@ fn element_of(packet: Packet, j: u32) -> Element {
 #endif
 }
 
+fn element_set(packet: ptr<function, Packet>, j: u32, e: Element) {
+    (*packet).x[j] = e.x;
+}
+
+fn element_key(e: Element) -> f32 {
+    return finite_or_lowest(e.x);
+}
+
+// The row's class target (class-index targets), read once per row by each invocation.
+var<private> row_target: i32;
+
+fn row_begin(span: RowSpan) {
+#if !PROBABILITIES
+    row_target = class_target(span.row);
+#endif
+}
+
 fn smoothed(probability: f32) -> f32 {
     let e = params.label_smoothing;
     return probability * (1.0 - e) + e / f32(params.cols);
 }
 
+// The sum of the loss over the classes is needed with probability targets, and with
+// smoothing.
+fn needs_sum() -> bool {
+#if PROBABILITIES
+    return true;
+#else
+    return params.label_smoothing > 0.0;
+#endif
+}
+
+// The coefficient of -logp_c in that sum: w_c * p'_c for probabilities, w_c (times e / C
+// later) for class indices.
+fn coefficient(e: Element, column: u32) -> f32 {
+#if PROBABILITIES
+    return class_weight(column) * smoothed(e.p);
+#else
+    return class_weight(column);
+#endif
+}
+
+// Beyond the kinds of values: a masked logit whose coefficient is not 0 (an infinite
+// loss), and the share holding the target's logit.
+const SEEN_MASKED_COEFFICIENT: u32 = 4u;
+const SEEN_TARGET: u32 = 8u;
+
+// What an invocation learns from its share of a row, relative to its max m_l.
+struct Lane {
+    // sum of exp(x - m_l).
+    sum: f32,
+    seen: u32,
+    best_key: u32,
+    best_index: u32,
+    // Probabilities: sum of w_c * p'_c. Class indices with weights and smoothing: sum of
+    // w_c.
+    mass: f32,
+    // The loss sum's parts: sum of coefficient * (m_l - x_c) over finite logits with a
+    // non-zero coefficient, and the sum of those coefficients.
+    distance: f32,
+    distance_mass: f32,
+    // The target's logit, where this share holds it.
+    target_x: f32,
+}
+
 fn lane_empty() -> Lane {
-    return Lane(row_stats_empty(), 0u, 0xffffffffu, 0.0);
+    return Lane(0.0, 0u, 0u, 0xffffffffu, 0.0, 0.0, 0.0, 0.0);
 }
 
-fn better(a_key: u32, a_index: u32, b_key: u32, b_index: u32) -> bool {
-    return b_key > a_key || (b_key == a_key && b_index < a_index);
-}
-
-fn lane_push(lane: Lane, e: Element, column: u32) -> Lane {
+fn lane_scan(lane: Lane, e: Element, column: u32) -> Lane {
     var out = lane;
-    out.stats = row_stats_push(lane.stats, e.x);
+    out.seen |= kind_of(e.x);
     if (ARGMAX) {
         let key = argmax_key(e.x);
         if (better(lane.best_key, lane.best_index, key, column)) {
@@ -117,48 +161,91 @@ fn lane_push(lane: Lane, e: Element, column: u32) -> Lane {
         }
     }
 #if PROBABILITIES
-    out.target_mass += class_weight(column) * smoothed(e.p);
+    out.mass += coefficient(e, column);
 #else
     if (HAS_WEIGHT && params.label_smoothing > 0.0) {
-        out.target_mass += weight[column];
+        out.mass += weight[column];
+    }
+    if (i32(column) == row_target) {
+        out.target_x = e.x;
+        out.seen |= SEEN_TARGET;
     }
 #endif
     return out;
 }
 
+fn lane_rebase(lane: Lane, old_max: f32, new_max: f32) -> Lane {
+    var out = lane;
+    out.sum *= rebase_factor(old_max, new_max);
+    // An empty part (max the lowest finite value) has nothing to move.
+    if (lane.distance_mass != 0.0) {
+        out.distance += (new_max - old_max) * lane.distance_mass;
+    }
+    return out;
+}
+
+fn lane_absorb(lane: Lane, e: ptr<function, Element>, column: u32, m: f32) -> Lane {
+    var out = lane;
+    let x = (*e).x;
+    let ex = exp_below(x, m);
+    out.sum += ex;
+    if (needs_sum()) {
+        let c = coefficient(*e, column);
+        if (c != 0.0) {
+            if (is_finite(x)) {
+                out.distance += c * (m - x);
+                out.distance_mass += c;
+            } else if (is_negative_infinity(x)) {
+                out.seen |= SEEN_MASKED_COEFFICIENT;
+            }
+        }
+    }
+    (*e).x = ex;
+    return out;
+}
+
 fn lane_merge(a: Lane, b: Lane) -> Lane {
     var out = a;
-    out.stats = row_stats_merge(a.stats, b.stats);
+    out.sum = a.sum + b.sum;
+    out.seen = a.seen | b.seen;
     if (better(a.best_key, a.best_index, b.best_key, b.best_index)) {
         out.best_key = b.best_key;
         out.best_index = b.best_index;
     }
-    out.target_mass = a.target_mass + b.target_mass;
+    out.mass = a.mass + b.mass;
+    out.distance = a.distance + b.distance;
+    out.distance_mass = a.distance_mass + b.distance_mass;
+    out.target_x = select(a.target_x, b.target_x, (b.seen & SEEN_TARGET) != 0u);
     return out;
 }
 
 #if SUBGROUPS
 fn lane_shuffle_xor(lane: Lane, mask: u32) -> Lane {
     return Lane(
-        row_stats_shuffle_xor(lane.stats, mask),
+        subgroupShuffleXor(lane.sum, mask),
+        subgroupShuffleXor(lane.seen, mask),
         subgroupShuffleXor(lane.best_key, mask),
         subgroupShuffleXor(lane.best_index, mask),
-        subgroupShuffleXor(lane.target_mass, mask),
+        subgroupShuffleXor(lane.mass, mask),
+        subgroupShuffleXor(lane.distance, mask),
+        subgroupShuffleXor(lane.distance_mass, mask),
+        subgroupShuffleXor(lane.target_x, mask),
     );
 }
 #endif
 
-// The target's logit, read before any gradient is written: with the gradient written in
-// place, the logits are gone by the time the row's loss is computed.
-var<private> saved_target_logit: f32;
-
-fn row_begin(span: RowSpan) {
-#if !PROBABILITIES
-    let target_class = class_target(span.row);
-    if (target_class >= 0) {
-        saved_target_logit = logits_element(span.start + u32(target_class));
-    }
-#endif
+// Everything the write and the row's loss need to know about the row.
+struct Row {
+    target_class: i32,
+    ignored: bool,
+    max: f32,
+    inverse_sum: f32,
+    // The gradient is scale * (q_c * q_coefficient - target term).
+    q_coefficient: f32,
+    scale: f32,
+    undefined: bool,
+    best_index: u32,
+    loss: f32,
 }
 
 fn row_scale(row: u32) -> f32 {
@@ -180,132 +267,97 @@ fn row_scale(row: u32) -> f32 {
     return 1.0;
 }
 
-fn row_finish(span: RowSpan, lane: Lane) -> Row {
+fn row_finish(span: RowSpan, total: Lane, m: f32) -> Row {
+    // ln(s); -logp_c = (m - x_c) + ln(s), the difference first, so that logits near 1e4
+    // (f32 spacing 1e-3) lose nothing to rounding m + ln(s).
+    let log_sum = log(total.sum);
+    var undefined = row_undefined(total.seen);
+    // sum of coefficient * -logp_c, +inf when a masked logit has a non-zero coefficient.
+    var loss_sum = total.distance + log_sum * total.distance_mass;
+    if ((total.seen & SEEN_MASKED_COEFFICIENT) != 0u) {
+        loss_sum = positive_infinity();
+    }
+    var ignored = false;
     var target_class = 0;
-    var q_coefficient = lane.target_mass;
-#if !PROBABILITIES
+    var loss = 0.0;
+#if PROBABILITIES
+    let q_coefficient = total.mass;
+    loss = loss_sum;
+#else
     let e = params.label_smoothing;
-    target_class = class_target(span.row);
-    let total_weight = select(f32(params.cols), lane.target_mass, HAS_WEIGHT);
+    target_class = row_target;
+    ignored = target_class == TARGET_IGNORED;
+    undefined = undefined || target_class == TARGET_INVALID;
+    let total_weight = select(f32(params.cols), total.mass, HAS_WEIGHT);
     var w_y = 0.0;
     if (target_class >= 0) {
         w_y = class_weight(u32(target_class));
+        // -logp_y, +inf when the target's logit is masked.
+        var distance = positive_infinity();
+        if (!is_negative_infinity(total.target_x)) {
+            distance = (m - total.target_x) + log_sum;
+        }
+        loss = (1.0 - e) * (w_y * distance);
+        if (e > 0.0) {
+            loss += (e / f32(params.cols)) * loss_sum;
+        }
     }
-    q_coefficient = (1.0 - e) * w_y + (e / f32(params.cols)) * total_weight;
+    let q_coefficient = (1.0 - e) * w_y + (e / f32(params.cols)) * total_weight;
 #endif
-#if PROBABILITIES
-    let ignored = false;
-    let undefined = row_is_undefined(lane.stats);
-#else
-    let ignored = target_class == TARGET_IGNORED;
-    let undefined = row_is_undefined(lane.stats) || target_class == TARGET_INVALID;
-#endif
+    if (undefined && !ignored) {
+        loss = quiet_nan();
+    }
     return Row(
         target_class,
         ignored,
-        log(lane.stats.sum),
-        lane.stats.max,
+        m,
+        1.0 / total.sum,
         q_coefficient,
         row_scale(span.row),
         undefined,
-        lane.best_index,
+        total.best_index,
+        loss,
     );
 }
 
-// The sum of the loss over the classes is needed with probability targets, and with
-// smoothing; the gradient when there is one.
-fn needs_sum() -> bool {
+// The target term of the gradient of class c: w_c * p'_c for probabilities; for class
+// indices (e / C) * w_c, plus (1 - e) * w_y at the target.
+fn target_term(row: Row, e: Element, column: u32) -> f32 {
 #if PROBABILITIES
-    return true;
-#else
-    return params.label_smoothing > 0.0;
-#endif
-}
-
-fn write_pass_needed(row: Row) -> bool {
-    return HAS_GRADIENT || needs_sum();
-}
-
-// The coefficient of -logp_c in the row's loss, and the target term of its gradient.
-fn coefficients(row: Row, e: Element, column: u32) -> vec2<f32> {
-#if PROBABILITIES
-    let coefficient = class_weight(column) * smoothed(e.p);
-    return vec2<f32>(coefficient, coefficient);
+    return coefficient(e, column);
 #else
     let smoothing = params.label_smoothing;
-    let coefficient = class_weight(column);
-    var target_term = (smoothing / f32(params.cols)) * coefficient;
+    let w = class_weight(column);
+    var term = (smoothing / f32(params.cols)) * w;
     if (i32(column) == row.target_class) {
-        target_term += (1.0 - smoothing) * coefficient;
+        term += (1.0 - smoothing) * w;
     }
-    return vec2<f32>(coefficient, target_term);
+    return term;
 #endif
 }
 
-fn element_output(row: Row, e: Element, column: u32) -> f32 {
+fn element_output(row: Row, own: Share, e: Element, column: u32) -> f32 {
     if (row.ignored) {
         return 0.0;
     }
     if (row.undefined) {
         return quiet_nan();
     }
-    var q = 0.0;
-    if (!is_negative_infinity(e.x)) {
-        // exp(x - m) / s as one exponential, without a division.
-        q = exp((e.x - row.max) - row.log_sum);
-    }
-    return row.scale * (q * row.q_coefficient - coefficients(row, e, column).y);
+    // e.x holds exp(x - m_l): q = e.x * exp(m_l - m) / s, the factor the same for the
+    // whole share.
+    let q = e.x * (exp(own.max - row.max) * row.inverse_sum);
+    return row.scale * (q * row.q_coefficient - target_term(row, e, column));
 }
 
-// This class's part of the summed loss term (class indices: w_c * -logp_c, only with
-// smoothing; probabilities: w_c * p'_c * -logp_c). A masked logit (-inf) with a non-zero
-// coefficient makes the row's loss +inf.
-fn element_tally(row: Row, e: Element, column: u32) -> f32 {
-    if (!needs_sum()) {
-        return 0.0;
-    }
-    let coefficient = coefficients(row, e, column).x;
-    if (coefficient == 0.0) {
-        return 0.0;
-    }
-    if (is_negative_infinity(e.x)) {
-        return positive_infinity();
-    }
-    return coefficient * ((row.max - e.x) + row.log_sum);
-}
-
-// The row's loss from its context and the summed term of the write pass; records a bad
-// target and the argmax.
-fn row_done(span: RowSpan, row: Row, loss_sum: f32) {
-    var loss = 0.0;
-#if PROBABILITIES
-    loss = loss_sum;
-    if (row.undefined) {
-        loss = quiet_nan();
-    }
-#else
+// The row's loss, a bad target, and the argmax.
+fn row_done(span: RowSpan, row: Row) {
+#if !PROBABILITIES
     if (row.target_class == TARGET_INVALID) {
-        loss = quiet_nan();
         atomicAdd(&status[STATUS_BAD_ROWS], 1u);
         atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - (params.first_row + span.row));
-    } else if (!row.ignored) {
-        if (row.undefined) {
-            loss = quiet_nan();
-        } else {
-            let e = params.label_smoothing;
-            // -logp_y, +inf when the target's logit is masked.
-            var distance = positive_infinity();
-            if (!is_negative_infinity(saved_target_logit)) {
-                distance = (row.max - saved_target_logit) + row.log_sum;
-            }
-            loss = (1.0 - e) * (class_weight(u32(row.target_class)) * distance);
-            if (e > 0.0) {
-                loss += (e / f32(params.cols)) * loss_sum;
-            }
-        }
     }
 #endif
-    row_loss[span.row] = loss;
+    row_loss[span.row] = row.loss;
     if (ARGMAX) {
         argmax[span.row] = row.best_index;
 #if !PROBABILITIES

@@ -8,6 +8,9 @@
 
 override LOG_SOFTMAX: bool = false;
 
+// No max: the backward sums products, which need no rescaling.
+const USES_MAX: bool = false;
+
 struct Element {
     y: f32,
     dy: f32,
@@ -16,15 +19,6 @@ struct Element {
 struct Packet {
     y: array<f32, PACKET>,
     dy: array<f32, PACKET>,
-}
-
-// An invocation's part of r.
-struct Lane {
-    sum: f32,
-}
-
-struct Row {
-    r: f32,
 }
 
 fn packet_load(k: u32) -> Packet {
@@ -37,15 +31,34 @@ fn element_of(packet: Packet, j: u32) -> Element {
     return Element(y[j], dy[j]);
 }
 
+fn element_set(packet: ptr<function, Packet>, j: u32, e: Element) {}
+
+fn element_key(e: Element) -> f32 {
+    return 0.0;
+}
+
+// An invocation's part of r.
+struct Lane {
+    sum: f32,
+}
+
 fn lane_empty() -> Lane {
     return Lane(0.0);
 }
 
-fn lane_push(lane: Lane, e: Element, column: u32) -> Lane {
+fn lane_scan(lane: Lane, e: Element, column: u32) -> Lane {
+    return lane;
+}
+
+fn lane_rebase(lane: Lane, old_max: f32, new_max: f32) -> Lane {
+    return lane;
+}
+
+fn lane_absorb(lane: Lane, e: ptr<function, Element>, column: u32, m: f32) -> Lane {
     if (LOG_SOFTMAX) {
-        return Lane(lane.sum + e.dy);
+        return Lane(lane.sum + (*e).dy);
     }
-    return Lane(lane.sum + e.dy * e.y);
+    return Lane(lane.sum + (*e).dy * (*e).y);
 }
 
 fn lane_merge(a: Lane, b: Lane) -> Lane {
@@ -60,15 +73,17 @@ fn lane_shuffle_xor(lane: Lane, mask: u32) -> Lane {
 
 fn row_begin(span: RowSpan) {}
 
-fn row_finish(span: RowSpan, lane: Lane) -> Row {
-    return Row(lane.sum);
+struct Row {
+    r: f32,
 }
 
-fn write_pass_needed(row: Row) -> bool {
-    return true;
+fn row_finish(span: RowSpan, total: Lane, m: f32) -> Row {
+    return Row(total.sum);
 }
 
-fn element_output(row: Row, e: Element, column: u32) -> f32 {
+fn row_done(span: RowSpan, row: Row) {}
+
+fn element_output(row: Row, own: Share, e: Element, column: u32) -> f32 {
     if (LOG_SOFTMAX) {
         var probability = 0.0;
         if (!is_negative_infinity(e.y)) {
@@ -78,9 +93,3 @@ fn element_output(row: Row, e: Element, column: u32) -> f32 {
     }
     return e.y * (e.dy - row.r);
 }
-
-fn element_tally(row: Row, e: Element, column: u32) -> f32 {
-    return 0.0;
-}
-
-fn row_done(span: RowSpan, row: Row, tally: f32) {}

@@ -1,12 +1,23 @@
 // What every row loop shares: where a row's elements lie, an invocation's walk over its
 // share of a row's packets, and the flat index of a workgroup in a grid spread over y.
 //
-// The op supplies the steps: `Lane` (what an invocation learns from its share of a row),
-// `lane_empty`, `lane_push` (one element), `lane_merge` (two shares), `row_finish` (the
-// whole row's `Row`), `element_output` and `element_tally` (one element of the write
-// pass), `row_done` (once per row, with the summed tallies), `packet_load`, `element_of`
-// and `write_pass_needed`. The strategy supplies who walks which packets and how lanes are
-// merged.
+// An invocation reads each of its packets once. Where its share of the row fits in
+// CACHE_PACKETS packets, it keeps them (in registers: `PacketCache` and its `cache_*`
+// functions are written out slot by slot by the composer, so that no compiler has to
+// unroll a loop to keep them there) between the look that finds its max, the look that
+// absorbs each element relative to it (where the op takes the one exponential of each
+// element, and may keep it in place of the element), and the write; otherwise it streams
+// its share twice, and the op's absorb is redone on the way out. Kernels for a CPU
+// adapter have no cache (CACHE_PACKETS 0), where it measured slower.
+//
+// The op supplies the steps: `Element`, `Packet` (`packet_load`, `element_of`,
+// `element_set`), `element_key` (the value whose max a lane takes, when `USES_MAX`),
+// `Lane` (what an invocation learns from its share, relative to its max), `lane_empty`,
+// `lane_scan` (first look at an element), `lane_rebase` (from one max to a larger one),
+// `lane_absorb` (second look), `lane_merge` (two shares at one max), `row_finish` (the
+// whole row's `Row`), `row_done` (once per row), `row_begin` (what an invocation reads
+// of its row before its elements), `element_output` (the value written per element). The strategy supplies who
+// walks which packets and how shares are merged.
 
 // A row of the chunk: its elements are [start, end) of every class-axis tensor, and they
 // lie in packets [first_packet, end_packet), the first and last of which may be shared
@@ -38,40 +49,131 @@ fn flat_group_index(group: vec3<u32>) -> u32 {
     return group.y * params.groups_x + group.x;
 }
 
-// What an invocation learns from packets begin, begin + stride, ... below end of the row.
-fn lane_over(span: RowSpan, begin: u32, end: u32, stride: u32) -> Lane {
-    var lane = lane_empty();
-    for (var k = begin; k < end; k += stride) {
-        let packet = packet_load(k);
-        for (var j = 0u; j < PACKET; j++) {
-            let e = k * PACKET + j;
-            if (in_row(span, e)) {
-                lane = lane_push(lane, element_of(packet, j), e - span.start);
-            }
-        }
-    }
-    return lane;
+// Whether `lanes` invocations sharing a row keep all its packets: the same answer for
+// every row (a row spans at most cols / PACKET + 2 packets), so for every lane.
+fn row_cached(lanes: u32) -> bool {
+    return CACHE_PACKETS != 0u && params.cols / PACKET + 2u <= CACHE_PACKETS * lanes;
 }
 
-// Writes the output of the same packets, and returns the sum of their tallies.
-fn write_over(span: RowSpan, begin: u32, end: u32, stride: u32, row: Row) -> f32 {
-    var tally = 0.0;
-    for (var k = begin; k < end; k += stride) {
-        let packet = packet_load(k);
-        var out: array<f32, PACKET>;
-        for (var j = 0u; j < PACKET; j++) {
-            let e = k * PACKET + j;
-            if (in_row(span, e)) {
-                let x = element_of(packet, j);
-                out[j] = element_output(row, x, e - span.start);
-                tally += element_tally(row, x, e - span.start);
+// An invocation's share of a row: the max of its element keys, and its lane relative to
+// that max.
+struct Share {
+    max: f32,
+    lane: Lane,
+}
+
+fn share_empty() -> Share {
+    return Share(LOWEST_FINITE, lane_empty());
+}
+
+// Two shares of one row together, at the larger max. Symmetric in a and b: every lane of
+// a butterfly ends with the same share.
+fn share_merge(a: Share, b: Share) -> Share {
+    let m = max(a.max, b.max);
+    return Share(m, lane_merge(lane_rebase(a.lane, a.max, m), lane_rebase(b.lane, b.max, m)));
+}
+
+#if SUBGROUPS
+fn share_shuffle_xor(share: Share, mask: u32) -> Share {
+    return Share(subgroupShuffleXor(share.max, mask), lane_shuffle_xor(share.lane, mask));
+}
+#endif
+
+// The first look at packet k: the op's scan of each element of the row, and the max of
+// their keys (LOWEST_FINITE for none).
+fn packet_scan(lane: ptr<function, Lane>, packet: Packet, span: RowSpan, k: u32) -> f32 {
+    var m = LOWEST_FINITE;
+    for (var j = 0u; j < PACKET; j++) {
+        let e = k * PACKET + j;
+        if (in_row(span, e)) {
+            let element = element_of(packet, j);
+            if (USES_MAX) {
+                m = max(m, element_key(element));
             }
-        }
-        if (packet_inside(span, k)) {
-            result_store(k, out);
-        } else {
-            result_store_part(k, out, span);
+            *lane = lane_scan(*lane, element, e - span.start);
         }
     }
-    return tally;
+    return m;
+}
+
+// The second look at packet k, relative to `m`: the op absorbs each element of the row
+// (and may replace it, in the packet, by what the write needs).
+fn packet_absorb(lane: Lane, packet: ptr<function, Packet>, span: RowSpan, k: u32, m: f32) -> Lane {
+    var out = lane;
+    for (var j = 0u; j < PACKET; j++) {
+        let e = k * PACKET + j;
+        if (in_row(span, e)) {
+            var element = element_of(*packet, j);
+            out = lane_absorb(out, &element, e - span.start, m);
+            element_set(packet, j, element);
+        }
+    }
+    return out;
+}
+
+// The share of packets begin, begin + stride, ... below end of the row; with `cached`,
+// keeping them (at most CACHE_PACKETS) in `cache` as absorbed.
+fn share_over(
+    span: RowSpan,
+    begin: u32,
+    end: u32,
+    stride: u32,
+    cache: ptr<function, PacketCache>,
+    cached: bool,
+) -> Share {
+    var lane = lane_empty();
+    var m = LOWEST_FINITE;
+    if (cached) {
+        m = cache_fill(&lane, cache, span, begin, end, stride);
+        lane = cache_absorb(lane, cache, span, begin, end, stride, m);
+    } else {
+        for (var k = begin; k < end; k += stride) {
+            var packet = packet_load(k);
+            let packet_max = max(m, packet_scan(&lane, packet, span, k));
+            // One rebase per packet (an exponential where the max rose), not per element.
+            lane = lane_rebase(lane, m, packet_max);
+            m = packet_max;
+            lane = packet_absorb(lane, &packet, span, k, m);
+        }
+    }
+    return Share(m, lane);
+}
+
+// Writes the output of the same packets, from the cache or absorbed again on the way.
+fn write_over(
+    span: RowSpan,
+    begin: u32,
+    end: u32,
+    stride: u32,
+    row: Row,
+    own: Share,
+    cache: ptr<function, PacketCache>,
+    cached: bool,
+) {
+    if (cached) {
+        cache_write(cache, span, begin, end, stride, row, own);
+    } else {
+        for (var k = begin; k < end; k += stride) {
+            var packet = packet_load(k);
+            // Absorbing again replaces each element by what the write needs, as the
+            // first pass did; its statistics are already in `own`.
+            _ = packet_absorb(own.lane, &packet, span, k, own.max);
+            write_packet(span, k, row, own, packet);
+        }
+    }
+}
+
+fn write_packet(span: RowSpan, k: u32, row: Row, own: Share, packet: Packet) {
+    var out: array<f32, PACKET>;
+    for (var j = 0u; j < PACKET; j++) {
+        let e = k * PACKET + j;
+        if (in_row(span, e)) {
+            out[j] = element_output(row, own, element_of(packet, j), e - span.start);
+        }
+    }
+    if (packet_inside(span, k)) {
+        result_store(k, out);
+    } else {
+        result_store_part(k, out, span);
+    }
 }

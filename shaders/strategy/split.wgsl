@@ -1,8 +1,9 @@
 // Strategy: each row split across workgroups, one per segment of SEGMENT_PACKETS packets,
 // for a few rows so wide that one workgroup per row would leave most of a GPU idle. Two
-// passes: each workgroup reduces its segment to a lane (`split_stats`); then each
-// workgroup merges its row's segment lanes and writes its segment (`split_write`). Uses
-// the workgroup strategy's tree; for ops that write nothing per row but their output.
+// passes, so each element is read twice: each workgroup reduces its segment to a share
+// (`split_stats`); then each workgroup takes its segment's share again, merges its row's
+// segment shares, and writes its segment (`split_write`), the row's first also what the op
+// writes per row. Uses the workgroup strategy's tree.
 
 // One workgroup's segment: its row, and the packets [begin, end) of the row it covers.
 struct Segment {
@@ -19,6 +20,11 @@ fn segment_of(group: vec3<u32>) -> Segment {
     return Segment(index, row, begin, min(begin + SEGMENT_PACKETS, row_span(row).end_packet));
 }
 
+// Whether a segment's packets fit the cache of a workgroup's invocations.
+fn segment_cached() -> bool {
+    return SEGMENT_PACKETS <= CACHE_PACKETS * WORKGROUP_SIZE;
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn split_stats(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -29,10 +35,13 @@ fn split_stats(
     if (segment.row >= params.rows) {
         return;
     }
-    let own = lane_over(row_span(segment.row), segment.begin + local, segment.end, WORKGROUP_SIZE);
-    let lane = workgroup_merge(local, own);
+    var cache: PacketCache;
+    let span = row_span(segment.row);
+    row_begin(span);
+    let own = share_over(span, segment.begin + local, segment.end, WORKGROUP_SIZE, &cache, segment_cached());
+    let share = workgroup_merge(local, own);
     if (local == 0u) {
-        segment_lanes[segment.index] = lane;
+        segment_shares[segment.index] = share;
     }
 }
 
@@ -45,13 +54,21 @@ fn split_write(
     if (segment.row >= params.rows) {
         return;
     }
-    // Every workgroup of the row merges all its segments' lanes, each invocation a share,
-    // then a tree: they all get the same whole-row result.
-    var own = lane_empty();
-    for (var s = local; s < params.segments; s += WORKGROUP_SIZE) {
-        own = lane_merge(own, segment_lanes[segment.row * params.segments + s]);
-    }
     let span = row_span(segment.row);
-    let finished = row_finish(span, workgroup_merge(local, own));
-    write_over(span, segment.begin + local, segment.end, WORKGROUP_SIZE, finished);
+    row_begin(span);
+    var cache: PacketCache;
+    let cached = segment_cached();
+    let own = share_over(span, segment.begin + local, segment.end, WORKGROUP_SIZE, &cache, cached);
+    // Every workgroup of the row merges all its segments' shares, each invocation a part,
+    // then a tree: they all get the same whole-row result.
+    var part = share_empty();
+    for (var s = local; s < params.segments; s += WORKGROUP_SIZE) {
+        part = share_merge(part, segment_shares[segment.row * params.segments + s]);
+    }
+    let total = workgroup_merge(local, part);
+    let finished = row_finish(span, total.lane, total.max);
+    if (segment.index % params.segments == 0u && local == 0u) {
+        row_done(span, finished);
+    }
+    write_over(span, segment.begin + local, segment.end, WORKGROUP_SIZE, finished, own, &cache, cached);
 }

@@ -1,18 +1,23 @@
-// Strategy: one subgroup per row, the lanes' shares merged by a butterfly of subgroup
-// shuffles (every lane ends with the same whole-row result). Needs Features::SUBGROUP.
+// Strategy: LANES_PER_ROW lanes of a subgroup per row, their shares merged by a
+// butterfly of subgroup shuffles (every lane ends with the same whole-row result). Narrow
+// rows take a few lanes each, several rows to a subgroup, so that neighbouring lanes read
+// neighbouring addresses and no barrier is needed; wide rows take a whole subgroup. Needs
+// Features::SUBGROUP.
 //
-// The subgroup size is read at run time, never assumed: each workgroup owns
-// ROWS_PER_GROUP consecutive rows and its subgroups take them in turn, so the result is
-// right for any subgroup size; the host only tunes ROWS_PER_GROUP to the adapter.
+// The subgroup size is read at run time, never assumed: LANES_PER_ROW is at most the
+// smallest size the adapter may use, and each workgroup owns ROWS_PER_GROUP consecutive
+// rows that its subgroups take in turn, so the result is right for any subgroup size.
 
 override ROWS_PER_GROUP: u32 = 8u;
+// A power of two, at most the adapter's smallest subgroup size.
+override LANES_PER_ROW: u32 = 8u;
 
-fn subgroup_merge(own: Lane, lanes: u32) -> Lane {
-    var lane = own;
-    for (var mask = 1u; mask < lanes; mask <<= 1u) {
-        lane = lane_merge(lane, lane_shuffle_xor(lane, mask));
+fn subgroup_merge(own: Share) -> Share {
+    var share = own;
+    for (var mask = 1u; mask < LANES_PER_ROW; mask <<= 1u) {
+        share = share_merge(share, share_shuffle_xor(share, mask));
     }
-    return lane;
+    return share;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -24,24 +29,31 @@ fn row_kernel(
     @builtin(subgroup_size) subgroup_size: u32,
 ) {
     // A subgroup wider than the workgroup holds only the workgroup's invocations.
-    let lanes = min(subgroup_size, WORKGROUP_SIZE);
+    let rows_at_once = min(subgroup_size, WORKGROUP_SIZE) / LANES_PER_ROW;
+    let slot = lane_index / LANES_PER_ROW;
+    let lane_in_row = lane_index % LANES_PER_ROW;
     let first_row = flat_group_index(group) * ROWS_PER_GROUP;
-    // Both conditions are the same for every lane of a subgroup, so the shuffles below
-    // run in subgroup-uniform control flow.
-    for (var r = subgroup; r < ROWS_PER_GROUP; r += subgroups) {
-        let row = first_row + r;
-        if (row < params.rows) {
-            let span = row_span(row);
+    let cached = row_cached(LANES_PER_ROW);
+    var cache: PacketCache;
+    // The loop runs the same number of times on every lane of a subgroup, so the
+    // shuffles below run in subgroup-uniform control flow; lanes without a row (past the
+    // chunk, or past the workgroup's rows) take part with an empty share.
+    for (var base = subgroup * rows_at_once; base < ROWS_PER_GROUP; base += subgroups * rows_at_once) {
+        let row = first_row + base + slot;
+        let has_row = base + slot < ROWS_PER_GROUP && row < params.rows;
+        let span = row_span(row);
+        var own = share_empty();
+        if (has_row) {
             row_begin(span);
-            let own = lane_over(span, span.first_packet + lane_index, span.end_packet, lanes);
-            let finished = row_finish(span, subgroup_merge(own, lanes));
-            var tally = 0.0;
-            if (write_pass_needed(finished)) {
-                tally = subgroupAdd(write_over(span, span.first_packet + lane_index, span.end_packet, lanes, finished));
+            own = share_over(span, span.first_packet + lane_in_row, span.end_packet, LANES_PER_ROW, &cache, cached);
+        }
+        let total = subgroup_merge(own);
+        if (has_row) {
+            let finished = row_finish(span, total.lane, total.max);
+            if (lane_in_row == 0u) {
+                row_done(span, finished);
             }
-            if (lane_index == 0u) {
-                row_done(span, finished, tally);
-            }
+            write_over(span, span.first_packet + lane_in_row, span.end_packet, LANES_PER_ROW, finished, own, &cache, cached);
         }
     }
 }

@@ -1,4 +1,4 @@
-// Strategy: one invocation per row. Best for narrow rows, where a row is a few loads.
+// Strategy: one invocation per row. Best for narrow rows, where a row is a few packets.
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn row_kernel(
@@ -11,11 +11,10 @@ fn row_kernel(
     }
     let span = row_span(row);
     row_begin(span);
-    let lane = lane_over(span, span.first_packet, span.end_packet, 1u);
-    let finished = row_finish(span, lane);
-    var tally = 0.0;
-    if (write_pass_needed(finished)) {
-        tally = write_over(span, span.first_packet, span.end_packet, 1u, finished);
-    }
-    row_done(span, finished, tally);
+    var cache: PacketCache;
+    let cached = row_cached(1u);
+    let own = share_over(span, span.first_packet, span.end_packet, 1u, &cache, cached);
+    let finished = row_finish(span, own.lane, own.max);
+    row_done(span, finished);
+    write_over(span, span.first_packet, span.end_packet, 1u, finished, own, &cache, cached);
 }

@@ -1,19 +1,19 @@
 // Strategy: one workgroup per row, the invocations' shares merged by a tree in shared
-// memory. Needs no subgroups. (The tallies are summed by lib/workgroup_sum.wgsl.)
+// memory. Needs no subgroups.
 
-var<workgroup> shared_lanes: array<Lane, WORKGROUP_SIZE>;
+var<workgroup> shared_shares: array<Share, WORKGROUP_SIZE>;
 
-// The whole workgroup's lane from each invocation's. Call in uniform control flow.
-fn workgroup_merge(local: u32, own: Lane) -> Lane {
-    shared_lanes[local] = own;
+// The whole workgroup's share from each invocation's. Call in uniform control flow.
+fn workgroup_merge(local: u32, own: Share) -> Share {
+    shared_shares[local] = own;
     workgroupBarrier();
     for (var width = WORKGROUP_SIZE / 2u; width > 0u; width /= 2u) {
         if (local < width) {
-            shared_lanes[local] = lane_merge(shared_lanes[local], shared_lanes[local + width]);
+            shared_shares[local] = share_merge(shared_shares[local], shared_shares[local + width]);
         }
         workgroupBarrier();
     }
-    let total = shared_lanes[0];
+    let total = shared_shares[0];
     // Nobody overwrites the tree's root before everyone has read it.
     workgroupBarrier();
     return total;
@@ -31,17 +31,14 @@ fn row_kernel(
         return;
     }
     let span = row_span(row);
+    row_begin(span);
+    var cache: PacketCache;
+    let cached = row_cached(WORKGROUP_SIZE);
+    let own = share_over(span, span.first_packet + local, span.end_packet, WORKGROUP_SIZE, &cache, cached);
+    let total = workgroup_merge(local, own);
+    let finished = row_finish(span, total.lane, total.max);
     if (local == 0u) {
-        // Before the first barrier: no invocation writes an output until after it.
-        row_begin(span);
+        row_done(span, finished);
     }
-    let own = lane_over(span, span.first_packet + local, span.end_packet, WORKGROUP_SIZE);
-    let finished = row_finish(span, workgroup_merge(local, own));
-    var tally = 0.0;
-    if (write_pass_needed(finished)) {
-        tally = workgroup_sum(local, write_over(span, span.first_packet + local, span.end_packet, WORKGROUP_SIZE, finished));
-    }
-    if (local == 0u) {
-        row_done(span, finished, tally);
-    }
+    write_over(span, span.first_packet + local, span.end_packet, WORKGROUP_SIZE, finished, own, &cache, cached);
 }

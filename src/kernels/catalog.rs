@@ -109,29 +109,22 @@ impl OpKernel {
         !matches!(self, Self::CrossEntropyReduce { .. })
     }
 
-    /// The strategies the op has. The split needs an op that writes nothing per row but
-    /// its output (no per-row tally), so the cross-entropy lacks it.
+    /// The strategies the op has: every row op has all four.
     pub(crate) const fn strategies(self) -> &'static [Strategy] {
         match self {
-            Self::Softmax | Self::SoftmaxBackward => &[
+            Self::Softmax | Self::SoftmaxBackward | Self::CrossEntropy { .. } => &[
                 Strategy::ThreadPerRow,
                 Strategy::SubgroupPerRow,
                 Strategy::WorkgroupPerRow,
                 Strategy::SplitRow,
             ],
-            Self::CrossEntropy { .. } => {
-                &[Strategy::ThreadPerRow, Strategy::SubgroupPerRow, Strategy::WorkgroupPerRow]
-            }
             Self::CrossEntropyReduce { .. } => &[],
         }
     }
 
     /// Why the op lacks `strategy`, if it does.
     pub(crate) fn refuses(self, strategy: Strategy) -> Option<&'static str> {
-        (!self.strategies().contains(&strategy)).then_some(match strategy {
-            Strategy::SplitRow => "the row split is for ops that write nothing per row but their output",
-            _ => "this op does not have the strategy",
-        })
+        (!self.strategies().contains(&strategy)).then_some("this op does not have the strategy")
     }
 
     /// The WGSL parts of the op, in order.
@@ -245,13 +238,13 @@ impl OpKernel {
         }
     }
 
-    /// Bytes of the op's `Lane` struct as stored in the split's scratch (12 for the row
-    /// statistics; a test checks it against the composed module).
-    pub(crate) const fn lane_bytes(self) -> u64 {
+    /// Bytes of a `Share` (a max and the op's `Lane`) as the split's scratch stores it (a
+    /// test checks it against the composed module).
+    pub(crate) const fn share_bytes(self) -> u64 {
         match self {
             Self::Softmax => 12,
-            Self::SoftmaxBackward => 4,
-            Self::CrossEntropy { .. } => 24,
+            Self::SoftmaxBackward => 8,
+            Self::CrossEntropy { .. } => 36,
             Self::CrossEntropyReduce { .. } => 0,
         }
     }

@@ -14,7 +14,6 @@ use crate::kernels::OpKernel;
 use crate::strategy::Strategy;
 
 const SPECIAL: &str = include_str!("../../shaders/lib/special.wgsl");
-const ROW_STATS: &str = include_str!("../../shaders/lib/row_stats.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/lib/workgroup_sum.wgsl");
 const ELEM_F32: &str = include_str!("../../shaders/elem/f32.wgsl");
 const ELEM_HALF: &str = include_str!("../../shaders/elem/half.wgsl");
@@ -51,8 +50,8 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     bindings.extend(op.other_bindings());
     if op.is_row_op() && spec.strategy == Strategy::SplitRow {
         bindings.push(Binding {
-            name: "segment_lanes",
-            ty: BindingType::Array { element: "Lane", writable: true },
+            name: "segment_shares",
+            ty: BindingType::Array { element: "Share", writable: true },
         });
     }
     if spec.has_edges() {
@@ -63,6 +62,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
         format!("// {}: composed from shaders/ by src/kernels; edit the parts.\n\n", spec.label());
     let _ = writeln!(source, "const WORKGROUP_SIZE: u32 = {}u;", spec.workgroup_size());
     let _ = writeln!(source, "const PACKET: u32 = {}u;", spec.packet());
+    let _ = writeln!(source, "const CACHE_PACKETS: u32 = {}u;", spec.cache_packets());
     if spec.strategy == Strategy::SplitRow {
         let _ = writeln!(source, "const SEGMENT_PACKETS: u32 = {}u;", SPLIT_SEGMENT_ELEMENTS / spec.packet());
     }
@@ -85,17 +85,18 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     let mut entry_points = Vec::new();
     let mut overrides: Vec<(&'static str, &'static [u32])> = op.overrides().to_vec();
     if op.is_row_op() {
-        source.push_str(&preprocess(ROW_STATS, &flags)?);
         source.push_str(&tensor_accessors(spec)?);
         for part in op.parts() {
             source.push_str(&preprocess(part, &flags)?);
         }
-        source.push_str(ROWS);
+        source.push_str(&preprocess(ROWS, &flags)?);
+        source.push_str(&packet_cache(spec.cache_packets()));
         match spec.strategy {
             Strategy::ThreadPerRow => source.push_str(THREAD),
             Strategy::SubgroupPerRow => {
                 source.push_str(SUBGROUP);
                 overrides.push(("ROWS_PER_GROUP", &[8, 1, 2, 4, 16, 32]));
+                overrides.push(("LANES_PER_ROW", &[8, 1, 2, 4, 16, 32]));
             }
             Strategy::WorkgroupPerRow | Strategy::SplitRow => {
                 source.push_str(WORKGROUP_SUM);
@@ -192,4 +193,42 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
         }
     }
     Ok(source)
+}
+
+/// `PacketCache` and the functions that fill, absorb and write it, slot by slot: straight
+/// code with a named field per packet, so that the cache lives in registers without any
+/// compiler having to unroll a loop (or spill an array indexed at run time) to get there.
+fn packet_cache(slots: u32) -> String {
+    let mut fields = String::new();
+    let (mut fill, mut absorb, mut write) = (String::new(), String::new(), String::new());
+    // A struct needs a member: an empty cache keeps one slot nobody uses.
+    for slot in 0..slots.max(1) {
+        let _ = writeln!(fields, "    p{slot}: Packet,");
+    }
+    for slot in 0..slots {
+        let _ = write!(
+            fill,
+            "    if (k < end) {{\n        (*cache).p{slot} = packet_load(k);\n        \
+             m = max(m, packet_scan(lane, (*cache).p{slot}, span, k));\n    }}\n    k += stride;\n"
+        );
+        let _ = write!(
+            absorb,
+            "    if (k < end) {{\n        var packet = (*cache).p{slot};\n        out = packet_absorb(out, &packet, span, k, m);\n        \
+             (*cache).p{slot} = packet;\n    }}\n    k += stride;\n"
+        );
+        let _ = write!(
+            write,
+            "    if (k < end) {{\n        write_packet(span, k, row, own, (*cache).p{slot});\n    }}\n    k += stride;\n"
+        );
+    }
+    format!(
+        "// An invocation's packets, kept between its looks at its share of a row ({slots} slots).\n\
+         struct PacketCache {{\n{fields}}}\n\n\
+         fn cache_fill(lane: ptr<function, Lane>, cache: ptr<function, PacketCache>, span: RowSpan, begin: u32, end: u32, stride: u32) -> f32 {{\n\
+         \x20   var m = LOWEST_FINITE;\n    var k = begin;\n{fill}    return m;\n}}\n\n\
+         fn cache_absorb(lane: Lane, cache: ptr<function, PacketCache>, span: RowSpan, begin: u32, end: u32, stride: u32, m: f32) -> Lane {{\n\
+         \x20   var out = lane;\n    var k = begin;\n{absorb}    return out;\n}}\n\n\
+         fn cache_write(cache: ptr<function, PacketCache>, span: RowSpan, begin: u32, end: u32, stride: u32, row: Row, own: Share) {{\n\
+         \x20   var k = begin;\n{write}}}\n\n"
+    )
 }

@@ -64,12 +64,27 @@ pub(crate) struct KernelSpec {
     pub(crate) dtype: DType,
     /// The access width of those tensors.
     pub(crate) vector: VectorWidth,
+    /// Whether an invocation keeps its share of a row in registers between its looks at
+    /// it ([`CACHE_ELEMENTS`] of each tensor), so that a row that fits is read once. On for
+    /// GPUs; off for CPU adapters, where the second read comes from the CPU's caches and
+    /// the kept packets measured slower.
+    pub(crate) cached: bool,
 }
 
 impl KernelSpec {
     /// Elements per packet: what one invocation loads at a time from each tensor.
     pub(crate) const fn packet(&self) -> u32 {
         self.dtype.per_word() * self.vector.words()
+    }
+
+    /// Packets an invocation keeps between its looks at its share of a row: 32 elements
+    /// of each tensor (a rows' share that fits is read once).
+    pub(crate) const fn cache_packets(&self) -> u32 {
+        if !self.cached {
+            return 0;
+        }
+        let packets = CACHE_ELEMENTS / self.packet();
+        if packets == 0 { 1 } else { packets }
     }
 
     /// Bytes one access moves: what a binding's size is rounded up to.
@@ -95,7 +110,14 @@ impl KernelSpec {
 
     /// A label for wgpu objects and messages.
     pub(crate) fn label(&self) -> String {
-        format!("wgpu-softmax: {} ({:?}, {}, {:?})", self.op.name(), self.strategy, self.dtype, self.vector)
+        let cache = if self.cached { ", cached" } else { "" };
+        format!(
+            "wgpu-softmax: {} ({:?}, {}, {:?}{cache})",
+            self.op.name(),
+            self.strategy,
+            self.dtype,
+            self.vector
+        )
     }
 
     /// Every module this crate can compose, in a fixed order: each row op on each
@@ -110,8 +132,11 @@ impl KernelSpec {
             for &strategy in strategies {
                 for dtype in DType::ALL {
                     for vector in VectorWidth::ALL {
-                        if op.is_row_op() || (dtype == DType::F32 && vector == VectorWidth::Scalar) {
-                            all.push(Self { op, strategy, dtype, vector });
+                        for cached in [false, true] {
+                            let plain = dtype == DType::F32 && vector == VectorWidth::Scalar && !cached;
+                            if op.is_row_op() || plain {
+                                all.push(Self { op, strategy, dtype, vector, cached });
+                            }
                         }
                     }
                 }
@@ -120,6 +145,10 @@ impl KernelSpec {
         all
     }
 }
+
+/// Elements of each class-axis tensor an invocation keeps in registers between its looks
+/// at its share of a row.
+pub(crate) const CACHE_ELEMENTS: u32 = 1;
 
 /// Invocations per workgroup of the cross-entropy's reductions over rows.
 pub(crate) const REDUCE_WORKGROUP_SIZE: u32 = 256;
@@ -149,7 +178,7 @@ pub(crate) enum BindingType {
         /// Whether the op writes it.
         writable: bool,
     },
-    /// An array of `element` (`u32`, `f32`, `atomic<u32>`, `Lane`).
+    /// An array of `element` (`u32`, `f32`, `atomic<u32>`, `Share`).
     Array {
         /// The WGSL element type.
         element: &'static str,

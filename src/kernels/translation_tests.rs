@@ -60,9 +60,10 @@ fn all_modules() -> Vec<Module> {
 #[test]
 fn every_op_storage_type_and_width_is_composed() {
     let specs = KernelSpec::all();
-    // softmax and its backward on four strategies, the cross-entropy (six kinds) on
-    // three, each in three storage types and two widths; two reductions.
-    assert_eq!(specs.len(), 2 * 4 * 3 * 2 + 6 * 3 * 3 * 2 + 2);
+    // softmax, its backward and the cross-entropy (six kinds) on four strategies, each in
+    // three storage types, two widths, with and without the register cache; two
+    // reductions.
+    assert_eq!(specs.len(), 8 * 4 * 3 * 2 * 2 + 2);
     for module in all_modules() {
         let spec = module.spec;
         assert!(module.source.contains(&format!("const PACKET: u32 = {}u;", spec.packet())), "{spec:?}");
@@ -121,13 +122,13 @@ fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
             let scratch = parsed
                 .global_variables
                 .iter()
-                .find(|(_, g)| g.name.as_deref() == Some("segment_lanes"))
+                .find(|(_, g)| g.name.as_deref() == Some("segment_shares"))
                 .unwrap()
                 .1;
             let naga::TypeInner::Array { stride, .. } = parsed.types[scratch.ty].inner else {
                 panic!("{what}: lanes")
             };
-            assert_eq!(u64::from(stride), spec.op.lane_bytes(), "{what}: Lane");
+            assert_eq!(u64::from(stride), spec.op.share_bytes(), "{what}: Share");
         }
         // Entry points: the host's, with the host's workgroup sizes.
         let defined: Vec<&str> = parsed.entry_points.iter().map(|e| e.name.as_str()).collect();
@@ -176,7 +177,7 @@ fn every_module_translates_to_every_backend() {
         let (parsed, info) = parse_and_validate(&module, capabilities(spec));
         // Every override value on f32 scalar modules; the defaults on the others (the
         // overrides select branches, not types, so they do not vary with storage).
-        let sets = if spec.dtype == DType::F32 && spec.vector == super::VectorWidth::Scalar {
+        let sets = if spec.dtype == DType::F32 && spec.vector == super::VectorWidth::Scalar && !spec.cached {
             override_sets(&module)
         } else {
             override_sets(&module).into_iter().take(1).collect()

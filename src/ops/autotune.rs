@@ -74,7 +74,8 @@ fn candidates(ctx: &Context, op: OpKernel, shape: Shape, row_bytes: &[u64]) -> V
         .filter(|&s| s != Strategy::SplitRow || split_segments(shape.cols) >= 2)
         .filter(|&s| plan(ctx.caps(), shape, Some(s), row_bytes).is_ok())
         .filter(|&s| {
-            s == heuristic || lanes_per_row(ctx.caps(), s) <= cols.saturating_mul(MAX_LANES_PER_COLUMN)
+            s == heuristic
+                || lanes_per_row(ctx.caps(), s, shape.cols) <= cols.saturating_mul(MAX_LANES_PER_COLUMN)
         })
         .collect();
     found.sort_by_key(|&s| s != heuristic);
@@ -97,8 +98,9 @@ pub(crate) fn tuned_rows(
     options: TuneOptions,
     time_one: &TimeOne<'_>,
 ) -> Result<Strategy> {
-    let key =
-        TuneKey::new(options.family, shape).with(options.dtype, options.vector.words(), options.variant);
+    let key = TuneKey::new(options.family, shape)
+        .with(options.dtype, options.vector.words(), options.variant)
+        .with_cached_rows(ctx.cached_rows());
     if let Some(found) = ctx.tune_cache().get(&key) {
         return Ok(found);
     }

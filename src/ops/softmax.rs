@@ -100,7 +100,7 @@ impl Softmax {
                     options,
                     &|ctx, encoder, strategy, sample| {
                         let (input, output) = (sample.tensor(0), sample.tensor(1));
-                        let dispatch = self.dispatch(strategy, input, output, vector);
+                        let dispatch = self.dispatch(ctx, strategy, input, output, vector);
                         let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
                         rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
                     },
@@ -113,13 +113,20 @@ impl Softmax {
 
     fn dispatch<'a>(
         &self,
+        ctx: &Context,
         strategy: Strategy,
         input: TensorRef<'a>,
         output: TensorRef<'a>,
         vector: VectorWidth,
     ) -> RowDispatch<'a> {
         RowDispatch {
-            spec: KernelSpec { op: KERNEL, strategy, dtype: input.dtype(), vector },
+            spec: KernelSpec {
+                op: KERNEL,
+                strategy,
+                dtype: input.dtype(),
+                vector,
+                cached: rows::keeps_rows(ctx),
+            },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
             tensors: vec![("input", input), ("output", output)],
             per_row: Vec::new(),
@@ -159,7 +166,7 @@ impl Softmax {
         validate::distinct(input.buffer(), output.buffer())?;
         let vector = rows::vector_width(&[input, output], elements);
         let plan = self.plan_for(ctx, shape, dtype, vector)?;
-        let dispatch = self.dispatch(plan.strategy, input, output, vector);
+        let dispatch = self.dispatch(ctx, plan.strategy, input, output, vector);
         rows::encode_rows(ctx, encoder, &dispatch, shape, &plan)?;
         Ok(plan)
     }

@@ -79,6 +79,7 @@ impl SoftmaxBackward {
                     options,
                     &|ctx, encoder, strategy, sample| {
                         let dispatch = self.dispatch(
+                            ctx,
                             strategy,
                             [sample.tensor(0), sample.tensor(1), sample.tensor(2)],
                             vector,
@@ -95,12 +96,19 @@ impl SoftmaxBackward {
 
     fn dispatch<'a>(
         &self,
+        ctx: &Context,
         strategy: Strategy,
         [y, dy, dx]: [TensorRef<'a>; 3],
         vector: VectorWidth,
     ) -> RowDispatch<'a> {
         RowDispatch {
-            spec: KernelSpec { op: KERNEL, strategy, dtype: y.dtype(), vector },
+            spec: KernelSpec {
+                op: KERNEL,
+                strategy,
+                dtype: y.dtype(),
+                vector,
+                cached: rows::keeps_rows(ctx),
+            },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
             tensors: vec![("y", y), ("dy", dy), ("dx", dx)],
             per_row: Vec::new(),
@@ -138,7 +146,7 @@ impl SoftmaxBackward {
         validate::distinct(tensors[1].buffer(), tensors[2].buffer())?;
         let vector = rows::vector_width(&tensors, elements);
         let plan = self.plan_for(ctx, shape, dtype, vector)?;
-        rows::encode_rows(ctx, encoder, &self.dispatch(plan.strategy, tensors, vector), shape, &plan)?;
+        rows::encode_rows(ctx, encoder, &self.dispatch(ctx, plan.strategy, tensors, vector), shape, &plan)?;
         Ok(plan)
     }
 

@@ -64,6 +64,7 @@ impl DeviceCaps {
 pub struct Plan {
     pub(crate) strategy: Strategy,
     pub(crate) rows_per_group: u32,
+    pub(crate) lanes_per_row: u32,
     pub(crate) chunks: Vec<Chunk>,
 }
 
@@ -78,6 +79,12 @@ impl Plan {
     #[must_use]
     pub const fn rows_per_group(&self) -> u32 {
         self.rows_per_group
+    }
+
+    /// Invocations that share each row.
+    #[must_use]
+    pub const fn lanes_per_row(&self) -> u32 {
+        self.lanes_per_row
     }
 
     /// The dispatches, in row order; empty for an empty shape. More than one when the
@@ -148,27 +155,37 @@ pub(crate) fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
         .unwrap_or(Strategy::WorkgroupPerRow)
 }
 
-/// Rows one workgroup of `strategy` handles on this device.
-#[must_use]
-pub(crate) fn rows_per_group(caps: &DeviceCaps, strategy: Strategy) -> u32 {
+/// Columns a lane of [`Strategy::SubgroupPerRow`] aims to take: a narrow row gets as many
+/// lanes as keep about this many columns each, so that neighbouring lanes read
+/// neighbouring addresses and several rows share a subgroup.
+const SUBGROUP_COLUMNS_PER_LANE: usize = 8;
+
+/// Invocations that share one row of `cols` in `strategy`: for subgroups a power of two,
+/// at most the smallest subgroup size the adapter may use (the WGSL's `LANES_PER_ROW`).
+pub(crate) fn lanes_per_row(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u32 {
     match strategy {
-        Strategy::ThreadPerRow => Strategy::ThreadPerRow.workgroup_size(),
-        Strategy::WorkgroupPerRow | Strategy::SplitRow => 1,
-        // One row per subgroup of the smallest size the adapter may use. A larger
-        // subgroup just takes several of the workgroup's rows in turn.
+        Strategy::ThreadPerRow => 1,
         Strategy::SubgroupPerRow => {
-            (Strategy::SubgroupPerRow.workgroup_size() / caps.subgroup_min_size.max(1)).max(1)
+            let wanted = u32::try_from(cols.div_ceil(SUBGROUP_COLUMNS_PER_LANE).max(1).next_power_of_two())
+                .unwrap_or(u32::MAX);
+            let smallest = caps.subgroup_min_size.clamp(1, Strategy::SubgroupPerRow.workgroup_size());
+            wanted.min(smallest)
         }
+        Strategy::WorkgroupPerRow | Strategy::SplitRow => strategy.workgroup_size(),
     }
 }
 
-/// Invocations that share one row in `strategy` (for subgroups, the smallest size the
-/// adapter may use).
-pub(crate) fn lanes_per_row(caps: &DeviceCaps, strategy: Strategy) -> u32 {
+/// Rows one workgroup of `strategy` handles on this device for rows of `cols` (the
+/// subgroup kernel's `ROWS_PER_GROUP`: its workgroup over the lanes per row; a subgroup
+/// larger than the smallest takes several of the workgroup's rows at once).
+#[must_use]
+pub(crate) fn rows_per_group(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u32 {
     match strategy {
-        Strategy::ThreadPerRow => 1,
-        Strategy::SubgroupPerRow => caps.subgroup_min_size.max(1),
-        Strategy::WorkgroupPerRow | Strategy::SplitRow => strategy.workgroup_size(),
+        Strategy::ThreadPerRow => Strategy::ThreadPerRow.workgroup_size(),
+        Strategy::WorkgroupPerRow | Strategy::SplitRow => 1,
+        Strategy::SubgroupPerRow => {
+            (Strategy::SubgroupPerRow.workgroup_size() / lanes_per_row(caps, strategy, cols)).max(1)
+        }
     }
 }
 
@@ -178,7 +195,9 @@ pub(crate) fn lanes_per_row(caps: &DeviceCaps, strategy: Strategy) -> u32 {
 pub(crate) fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize) -> u64 {
     let cols = u64::try_from(cols).unwrap_or(u64::MAX);
     match strategy {
-        Strategy::ThreadPerRow => cols.saturating_mul(2),
+        // Two walks over the row (the second when it is not cached), and a few more: a
+        // 1 x 32767 row walked twice in 32-bit words stopped 2 elements short of its end.
+        Strategy::ThreadPerRow => cols.saturating_mul(2) + 8,
         Strategy::WorkgroupPerRow => {
             // Each tree reduction adds log2(256) = 8 iterations; the cross-entropy has two.
             cols.div_ceil(u64::from(Strategy::WorkgroupPerRow.workgroup_size())).saturating_mul(2) + 16
@@ -190,11 +209,10 @@ pub(crate) fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize
             segment + cols.div_ceil(SPLIT_SEGMENT_COLS as u64).div_ceil(256) + 8
         }
         Strategy::SubgroupPerRow => {
-            let group = Strategy::SubgroupPerRow.workgroup_size();
-            let lanes = caps.subgroup_min_size.clamp(1, group);
-            let subgroups = group / lanes;
-            let rows_each = u64::from(rows_per_group(caps, strategy).div_ceil(subgroups));
-            rows_each.saturating_mul(cols.div_ceil(u64::from(lanes)).saturating_mul(2) + 1)
+            // The workgroup's rows go round its subgroups once; each lane streams its
+            // share twice, and the butterfly adds log2(lanes) steps.
+            let lanes = u64::from(lanes_per_row(caps, strategy, usize::try_from(cols).unwrap_or(usize::MAX)));
+            cols.div_ceil(lanes).saturating_mul(2) + 8
         }
     }
 }
@@ -244,7 +262,8 @@ pub(crate) fn plan(
     if let Some(reason) = unavailable_reason(caps, shape, strategy) {
         return Err(Error::StrategyUnavailable { strategy, reason });
     }
-    let rows_per_group = rows_per_group(caps, strategy);
+    let rows_per_group = rows_per_group(caps, strategy, shape.cols);
+    let lanes_per_row = lanes_per_row(caps, strategy, shape.cols);
     let mut chunks = Vec::new();
     if !shape.is_empty() {
         // A chunk is also at most one grid: max_dim x max_dim workgroups.
@@ -260,7 +279,7 @@ pub(crate) fn plan(
             chunks.push(Chunk { first_row, rows, grid });
         }
     }
-    Ok(Plan { strategy, rows_per_group, chunks })
+    Ok(Plan { strategy, rows_per_group, lanes_per_row, chunks })
 }
 
 /// The most rows one chunk may hold: at most `max_rows` (what one grid covers), every

@@ -31,12 +31,12 @@ fn lavapipe_caps() -> DeviceCaps {
 #[test]
 fn the_loop_limit_refuses_long_thread_rows_and_the_choice_avoids_them() {
     let caps = DeviceCaps { subgroups: false, ..lavapipe_caps() };
-    assert!(plan(&caps, Shape::new(2, 32_767), Some(Strategy::ThreadPerRow), &[4 * 32_767]).is_ok());
-    let err = plan(&caps, Shape::new(2, 32_768), Some(Strategy::ThreadPerRow), &[4 * 32_768]).unwrap_err();
+    assert!(plan(&caps, Shape::new(2, 32_763), Some(Strategy::ThreadPerRow), &[4 * 32_763]).is_ok());
+    let err = plan(&caps, Shape::new(2, 32_764), Some(Strategy::ThreadPerRow), &[4 * 32_764]).unwrap_err();
     assert!(matches!(err, Error::StrategyUnavailable { strategy: Strategy::ThreadPerRow, .. }));
     assert_eq!(choose_strategy(&caps, Shape::new(2, 200)), Strategy::ThreadPerRow);
     assert_eq!(choose_strategy(&caps, Shape::new(2, 50_000)), Strategy::WorkgroupPerRow);
-    // 8 lanes need 2 * 32768 + 1 iterations at 262144 columns: too many.
+    // 8 lanes need 2 * 32768 + 8 iterations at 262144 columns: too many.
     let sg = lavapipe_caps();
     assert_eq!(choose_strategy(&sg, Shape::new(8, 131_072)), Strategy::SubgroupPerRow);
     assert_eq!(choose_strategy(&sg, Shape::new(8, 262_144)), Strategy::WorkgroupPerRow);
@@ -68,13 +68,21 @@ fn forcing_subgroups_without_them_is_a_typed_error() {
 }
 
 #[test]
-fn subgroup_rows_per_group_follow_the_smallest_subgroup() {
+fn subgroup_lanes_follow_the_row_width_and_the_smallest_subgroup() {
+    // 100 columns: 13 lanes' worth, 16 as a power of two, at most lavapipe's 8.
     let p = plan(&lavapipe_caps(), Shape::new(100, 100), Some(Strategy::SubgroupPerRow), &[400]).unwrap();
-    assert_eq!(p.rows_per_group, 8);
+    assert_eq!((p.lanes_per_row, p.rows_per_group), (8, 8));
     assert_eq!(p.chunks, vec![Chunk { first_row: 0, rows: 100, grid: [13, 1] }]);
+    // Narrow rows share a subgroup: 10 columns, 2 lanes each, 32 rows to a workgroup.
+    let p = plan(&lavapipe_caps(), Shape::new(100, 10), Some(Strategy::SubgroupPerRow), &[40]).unwrap();
+    assert_eq!((p.lanes_per_row, p.rows_per_group), (2, 32));
+    assert_eq!(p.chunks[0].grid, [4, 1]);
+    // A subgroup may be up to the workgroup wide; a wide row takes all of it.
     let wide = DeviceCaps { subgroup_min_size: 128, ..gpu_caps() };
     let p = plan(&wide, Shape::new(100, 100), Some(Strategy::SubgroupPerRow), &[400]).unwrap();
-    assert_eq!(p.rows_per_group, 1);
+    assert_eq!((p.lanes_per_row, p.rows_per_group), (16, 4));
+    let p = plan(&wide, Shape::new(100, 1000), Some(Strategy::SubgroupPerRow), &[4000]).unwrap();
+    assert_eq!((p.lanes_per_row, p.rows_per_group), (64, 1));
 }
 
 #[test]

@@ -112,3 +112,9 @@ pub fn assert_written<T: Element>(what: &str, values: Vec<T>) -> Vec<T> {
     }
     values
 }
+
+/// Both kernel paths of `ctx`: its own, and with rows kept in registers or not the other
+/// way round (on lavapipe, whose own path streams, the other is the one GPUs take).
+pub fn both_paths(ctx: &Context) -> [Context; 2] {
+    [ctx.clone(), ctx.with_cached_rows(!ctx.cached_rows())]
+}

@@ -84,9 +84,6 @@ impl CrossEntropy {
             ("HAS_UPSTREAM", u32::from(buffers.grad_output.is_some())),
             ("ARGMAX", u32::from(self.argmax)),
         ]);
-        if plan.strategy == Strategy::SubgroupPerRow {
-            constants.push(("ROWS_PER_GROUP", plan.rows_per_group));
-        }
         let targets_kind = if probabilities { TargetsKind::Probabilities } else { TargetsKind::Classes };
         let divisor_pass = self.reduction == Reduction::Mean && !probabilities;
         let reduce_pass = self.reduction != Reduction::None;
@@ -103,6 +100,7 @@ impl CrossEntropy {
             strategy: Strategy::WorkgroupPerRow,
             dtype: crate::dtype::DType::F32,
             vector: VectorWidth::Scalar,
+            cached: false,
         };
         let rows_bytes = 4 * shape.rows as u64;
         let cols_bytes = 4 * shape.cols as u64;
@@ -149,6 +147,7 @@ impl CrossEntropy {
             }
             let main = RowDispatch {
                 spec: KernelSpec {
+                    cached: rows::keeps_rows(ctx),
                     op: self.kernel(probabilities),
                     strategy: plan.strategy,
                     dtype: buffers.logits.dtype(),
