@@ -64,8 +64,9 @@ struct Shared {
     tune_cache: crate::tune::TuneCache,
 }
 
-/// How many distinct placeholder buffers a bind group may need at once.
-const PLACEHOLDERS: usize = 6;
+/// How many distinct placeholder buffers a bind group may need at once: one per binding
+/// of the largest module, so that no two bindings of one bind group share one.
+const PLACEHOLDERS: usize = crate::kernels::MAX_BINDINGS;
 
 /// The GPU the kernels run on: device, queue, what the adapter offers, and a cache of
 /// compiled pipelines.
@@ -334,6 +335,8 @@ impl Context {
                 })
                 .collect()
         });
+        // An index past them is a bug that the kernel test catches; wrapping keeps it an
+        // aliasing error from wgpu rather than a panic.
         &all[index % all.len()]
     }
 

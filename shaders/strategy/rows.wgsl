@@ -49,10 +49,38 @@ fn flat_group_index(group: vec3<u32>) -> u32 {
     return group.y * params.groups_x + group.x;
 }
 
-// Whether `lanes` invocations sharing a row keep all its packets: the same answer for
-// every row (a row spans at most cols / PACKET + 2 packets), so for every lane.
-fn row_cached(lanes: u32) -> bool {
-    return CACHE_PACKETS != 0u && params.cols / PACKET + 2u <= CACHE_PACKETS * lanes;
+// The packets one invocation walks: begin, begin + stride, ... below end.
+struct Walk {
+    begin: u32,
+    end: u32,
+    stride: u32,
+}
+
+// The walk of invocation `lane` of `lanes` sharing packets [first, end): each block of
+// `width` neighbouring lanes (a power of two dividing `lanes`) takes one contiguous run of
+// the packets, and within it neighbouring lanes read neighbouring packets. With width =
+// lanes that is the plain interleave, every lane strided by `lanes`, so that a wide
+// workgroup's reads at any moment are adjacent (GPUs). A CPU adapter runs a workgroup's
+// SIMD-wide slices one after another: with width = that SIMD width each slice streams
+// through its own run instead of striding through the whole row.
+fn walk_of(first: u32, end: u32, lane: u32, lanes: u32, width: u32) -> Walk {
+    let run = run_packets(end - first, lanes, width);
+    let run_first = first + (lane / width) * run;
+    return Walk(run_first + lane % width, min(end, run_first + run), width);
+}
+
+// Packets in each block's run for `count` packets: an even part of them, rounded up to
+// whole rounds of the block's lanes.
+fn run_packets(count: u32, lanes: u32, width: u32) -> u32 {
+    let blocks = lanes / width;
+    return ((count + blocks - 1u) / blocks + width - 1u) / width * width;
+}
+
+// Whether every invocation of `lanes` sharing a row in blocks of `width` keeps all its
+// packets: the same answer for every row (a row spans at most cols / PACKET + 2 packets),
+// so for every lane.
+fn row_cached(lanes: u32, width: u32) -> bool {
+    return CACHE_PACKETS != 0u && run_packets(params.cols / PACKET + 2u, lanes, width) / width <= CACHE_PACKETS;
 }
 
 // An invocation's share of a row: the max of its element keys, and its lane relative to
@@ -111,23 +139,16 @@ fn packet_absorb(lane: Lane, packet: ptr<function, Packet>, span: RowSpan, k: u3
     return out;
 }
 
-// The share of packets begin, begin + stride, ... below end of the row; with `cached`,
-// keeping them (at most CACHE_PACKETS) in `cache` as absorbed.
-fn share_over(
-    span: RowSpan,
-    begin: u32,
-    end: u32,
-    stride: u32,
-    cache: ptr<function, PacketCache>,
-    cached: bool,
-) -> Share {
+// The share of the walk's packets of the row; with `cached`, keeping them (at most
+// CACHE_PACKETS) in `cache` as absorbed.
+fn share_over(span: RowSpan, walk: Walk, cache: ptr<function, PacketCache>, cached: bool) -> Share {
     var lane = lane_empty();
     var m = LOWEST_FINITE;
     if (cached) {
-        m = cache_fill(&lane, cache, span, begin, end, stride);
-        lane = cache_absorb(lane, cache, span, begin, end, stride, m);
+        m = cache_fill(&lane, cache, span, walk);
+        lane = cache_absorb(lane, cache, span, walk, m);
     } else {
-        for (var k = begin; k < end; k += stride) {
+        for (var k = walk.begin; k < walk.end; k += walk.stride) {
             var packet = packet_load(k);
             let packet_max = max(m, packet_scan(&lane, packet, span, k));
             // One rebase per packet (an exponential where the max rose), not per element.
@@ -140,20 +161,11 @@ fn share_over(
 }
 
 // Writes the output of the same packets, from the cache or absorbed again on the way.
-fn write_over(
-    span: RowSpan,
-    begin: u32,
-    end: u32,
-    stride: u32,
-    row: Row,
-    own: Share,
-    cache: ptr<function, PacketCache>,
-    cached: bool,
-) {
+fn write_over(span: RowSpan, walk: Walk, row: Row, own: Share, cache: ptr<function, PacketCache>, cached: bool) {
     if (cached) {
-        cache_write(cache, span, begin, end, stride, row, own);
+        cache_write(cache, span, walk, row, own);
     } else {
-        for (var k = begin; k < end; k += stride) {
+        for (var k = walk.begin; k < walk.end; k += walk.stride) {
             var packet = packet_load(k);
             // Absorbing again replaces each element by what the write needs, as the
             // first pass did; its statistics are already in `own`.

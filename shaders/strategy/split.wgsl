@@ -22,7 +22,12 @@ fn segment_of(group: vec3<u32>) -> Segment {
 
 // Whether a segment's packets fit the cache of a workgroup's invocations.
 fn segment_cached() -> bool {
-    return SEGMENT_PACKETS <= CACHE_PACKETS * WORKGROUP_SIZE;
+    return CACHE_PACKETS != 0u && run_packets(SEGMENT_PACKETS, WORKGROUP_SIZE, walk_width()) / walk_width() <= CACHE_PACKETS;
+}
+
+// The walk of invocation `local` over its workgroup's segment.
+fn segment_walk(segment: Segment, local: u32) -> Walk {
+    return walk_of(segment.begin, segment.end, local, WORKGROUP_SIZE, walk_width());
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -38,7 +43,7 @@ fn split_stats(
     var cache: PacketCache;
     let span = row_span(segment.row);
     row_begin(span);
-    let own = share_over(span, segment.begin + local, segment.end, WORKGROUP_SIZE, &cache, segment_cached());
+    let own = share_over(span, segment_walk(segment, local), &cache, segment_cached());
     let share = workgroup_merge(local, own);
     if (local == 0u) {
         segment_shares[segment.index] = share;
@@ -58,7 +63,7 @@ fn split_write(
     row_begin(span);
     var cache: PacketCache;
     let cached = segment_cached();
-    let own = share_over(span, segment.begin + local, segment.end, WORKGROUP_SIZE, &cache, cached);
+    let own = share_over(span, segment_walk(segment, local), &cache, cached);
     // Every workgroup of the row merges all its segments' shares, each invocation a part,
     // then a tree: they all get the same whole-row result.
     var part = share_empty();
@@ -70,5 +75,5 @@ fn split_write(
     if (segment.index % params.segments == 0u && local == 0u) {
         row_done(span, finished);
     }
-    write_over(span, segment.begin + local, segment.end, WORKGROUP_SIZE, finished, own, &cache, cached);
+    write_over(span, segment_walk(segment, local), finished, own, &cache, cached);
 }

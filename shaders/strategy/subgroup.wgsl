@@ -33,7 +33,7 @@ fn row_kernel(
     let slot = lane_index / LANES_PER_ROW;
     let lane_in_row = lane_index % LANES_PER_ROW;
     let first_row = flat_group_index(group) * ROWS_PER_GROUP;
-    let cached = row_cached(LANES_PER_ROW);
+    let cached = row_cached(LANES_PER_ROW, LANES_PER_ROW);
     var cache: PacketCache;
     // The loop runs the same number of times on every lane of a subgroup, so the
     // shuffles below run in subgroup-uniform control flow; lanes without a row (past the
@@ -42,10 +42,11 @@ fn row_kernel(
         let row = first_row + base + slot;
         let has_row = base + slot < ROWS_PER_GROUP && row < params.rows;
         let span = row_span(row);
+        let walk = walk_of(span.first_packet, span.end_packet, lane_in_row, LANES_PER_ROW, LANES_PER_ROW);
         var own = share_empty();
         if (has_row) {
             row_begin(span);
-            own = share_over(span, span.first_packet + lane_in_row, span.end_packet, LANES_PER_ROW, &cache, cached);
+            own = share_over(span, walk, &cache, cached);
         }
         let total = subgroup_merge(own);
         if (has_row) {
@@ -53,7 +54,7 @@ fn row_kernel(
             if (lane_in_row == 0u) {
                 row_done(span, finished);
             }
-            write_over(span, span.first_packet + lane_in_row, span.end_packet, LANES_PER_ROW, finished, own, &cache, cached);
+            write_over(span, walk, finished, own, &cache, cached);
         }
     }
 }

@@ -12,9 +12,10 @@ fn row_kernel(
     let span = row_span(row);
     row_begin(span);
     var cache: PacketCache;
-    let cached = row_cached(1u);
-    let own = share_over(span, span.first_packet, span.end_packet, 1u, &cache, cached);
+    let cached = row_cached(1u, 1u);
+    let walk = walk_of(span.first_packet, span.end_packet, 0u, 1u, 1u);
+    let own = share_over(span, walk, &cache, cached);
     let finished = row_finish(span, own.lane, own.max);
     row_done(span, finished);
-    write_over(span, span.first_packet, span.end_packet, 1u, finished, own, &cache, cached);
+    write_over(span, walk, finished, own, &cache, cached);
 }

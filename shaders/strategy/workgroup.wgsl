@@ -3,6 +3,15 @@
 
 var<workgroup> shared_shares: array<Share, WORKGROUP_SIZE>;
 
+// Neighbouring invocations that walk one contiguous run of a row together (see
+// `walk_of`): a power of two; the whole workgroup (the plain interleave) unless the host
+// sets the adapter's SIMD width.
+override WALK_WIDTH: u32 = WORKGROUP_SIZE;
+
+fn walk_width() -> u32 {
+    return min(WALK_WIDTH, WORKGROUP_SIZE);
+}
+
 // The whole workgroup's share from each invocation's. Call in uniform control flow.
 fn workgroup_merge(local: u32, own: Share) -> Share {
     shared_shares[local] = own;
@@ -33,12 +42,13 @@ fn row_kernel(
     let span = row_span(row);
     row_begin(span);
     var cache: PacketCache;
-    let cached = row_cached(WORKGROUP_SIZE);
-    let own = share_over(span, span.first_packet + local, span.end_packet, WORKGROUP_SIZE, &cache, cached);
+    let cached = row_cached(WORKGROUP_SIZE, walk_width());
+    let walk = walk_of(span.first_packet, span.end_packet, local, WORKGROUP_SIZE, walk_width());
+    let own = share_over(span, walk, &cache, cached);
     let total = workgroup_merge(local, own);
     let finished = row_finish(span, total.lane, total.max);
     if (local == 0u) {
         row_done(span, finished);
     }
-    write_over(span, span.first_packet + local, span.end_packet, WORKGROUP_SIZE, finished, own, &cache, cached);
+    write_over(span, walk, finished, own, &cache, cached);
 }

@@ -101,6 +101,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
             Strategy::WorkgroupPerRow | Strategy::SplitRow => {
                 source.push_str(WORKGROUP_SUM);
                 source.push_str(WORKGROUP);
+                overrides.push(("WALK_WIDTH", &[256, 8, 1]));
             }
         }
         entry_points.push(ROW_KERNEL);
@@ -208,27 +209,27 @@ fn packet_cache(slots: u32) -> String {
     for slot in 0..slots {
         let _ = write!(
             fill,
-            "    if (k < end) {{\n        (*cache).p{slot} = packet_load(k);\n        \
-             m = max(m, packet_scan(lane, (*cache).p{slot}, span, k));\n    }}\n    k += stride;\n"
+            "    if (k < walk.end) {{\n        (*cache).p{slot} = packet_load(k);\n        \
+             m = max(m, packet_scan(lane, (*cache).p{slot}, span, k));\n    }}\n    k += walk.stride;\n"
         );
         let _ = write!(
             absorb,
-            "    if (k < end) {{\n        var packet = (*cache).p{slot};\n        out = packet_absorb(out, &packet, span, k, m);\n        \
-             (*cache).p{slot} = packet;\n    }}\n    k += stride;\n"
+            "    if (k < walk.end) {{\n        var packet = (*cache).p{slot};\n        out = packet_absorb(out, &packet, span, k, m);\n        \
+             (*cache).p{slot} = packet;\n    }}\n    k += walk.stride;\n"
         );
         let _ = write!(
             write,
-            "    if (k < end) {{\n        write_packet(span, k, row, own, (*cache).p{slot});\n    }}\n    k += stride;\n"
+            "    if (k < walk.end) {{\n        write_packet(span, k, row, own, (*cache).p{slot});\n    }}\n    k += walk.stride;\n"
         );
     }
     format!(
         "// An invocation's packets, kept between its looks at its share of a row ({slots} slots).\n\
          struct PacketCache {{\n{fields}}}\n\n\
-         fn cache_fill(lane: ptr<function, Lane>, cache: ptr<function, PacketCache>, span: RowSpan, begin: u32, end: u32, stride: u32) -> f32 {{\n\
-         \x20   var m = LOWEST_FINITE;\n    var k = begin;\n{fill}    return m;\n}}\n\n\
-         fn cache_absorb(lane: Lane, cache: ptr<function, PacketCache>, span: RowSpan, begin: u32, end: u32, stride: u32, m: f32) -> Lane {{\n\
-         \x20   var out = lane;\n    var k = begin;\n{absorb}    return out;\n}}\n\n\
-         fn cache_write(cache: ptr<function, PacketCache>, span: RowSpan, begin: u32, end: u32, stride: u32, row: Row, own: Share) {{\n\
-         \x20   var k = begin;\n{write}}}\n\n"
+         fn cache_fill(lane: ptr<function, Lane>, cache: ptr<function, PacketCache>, span: RowSpan, walk: Walk) -> f32 {{\n\
+         \x20   var m = LOWEST_FINITE;\n    var k = walk.begin;\n{fill}    return m;\n}}\n\n\
+         fn cache_absorb(lane: Lane, cache: ptr<function, PacketCache>, span: RowSpan, walk: Walk, m: f32) -> Lane {{\n\
+         \x20   var out = lane;\n    var k = walk.begin;\n{absorb}    return out;\n}}\n\n\
+         fn cache_write(cache: ptr<function, PacketCache>, span: RowSpan, walk: Walk, row: Row, own: Share) {{\n\
+         \x20   var k = walk.begin;\n{write}}}\n\n"
     )
 }

@@ -148,7 +148,11 @@ impl KernelSpec {
 
 /// Elements of each class-axis tensor an invocation keeps in registers between its looks
 /// at its share of a row.
-pub(crate) const CACHE_ELEMENTS: u32 = 1;
+pub(crate) const CACHE_ELEMENTS: u32 = 32;
+
+/// The most bindings any module declares (a test checks every module against it): the
+/// context keeps that many placeholder buffers for bindings a dispatch leaves unused.
+pub(crate) const MAX_BINDINGS: usize = 12;
 
 /// Invocations per workgroup of the cross-entropy's reductions over rows.
 pub(crate) const REDUCE_WORKGROUP_SIZE: u32 = 256;

@@ -92,6 +92,8 @@ fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
             .collect();
         globals.sort_by_key(|g| g.0);
         assert_eq!(globals.len(), module.bindings.len(), "{what}");
+        // Each binding the dispatch leaves unused gets its own placeholder buffer.
+        assert!(module.bindings.len() <= super::MAX_BINDINGS, "{what}: more bindings than placeholders");
         for (index, ((binding, name, space), declared)) in globals.iter().zip(&module.bindings).enumerate() {
             assert_eq!(*binding as usize, index, "{what}");
             assert_eq!(name, declared.name, "{what}");

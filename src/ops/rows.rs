@@ -147,14 +147,21 @@ pub(crate) fn encode_rows(
     let spec = dispatch.spec;
     let module = ctx.module(spec)?;
     let mut constants = dispatch.constants.clone();
-    if spec.strategy == Strategy::SubgroupPerRow {
-        constants.extend([("ROWS_PER_GROUP", plan.rows_per_group), ("LANES_PER_ROW", plan.lanes_per_row)]);
+    match spec.strategy {
+        Strategy::SubgroupPerRow => {
+            constants
+                .extend([("ROWS_PER_GROUP", plan.rows_per_group), ("LANES_PER_ROW", plan.lanes_per_row)]);
+        }
+        Strategy::WorkgroupPerRow | Strategy::SplitRow => constants.push(("WALK_WIDTH", plan.walk_width)),
+        Strategy::ThreadPerRow => {}
     }
     let pipeline = |entry_point| ctx.pipeline(&KernelKey { spec, entry_point, constants: constants.clone() });
     let entries: &[&'static str] =
         if spec.strategy == Strategy::SplitRow { &[SPLIT_STATS, SPLIT_WRITE] } else { &[ROW_KERNEL] };
     let pipelines = entries.iter().map(|&e| pipeline(e)).collect::<Result<Vec<_>>>()?;
-    let edges_pipeline = spec.has_edges().then(|| pipeline(FIX_EDGES)).transpose()?;
+    // Rows of even length end on word boundaries: no word is shared, no edge pass.
+    let has_edges = spec.has_edges() && shape.cols % 2 == 1;
+    let edges_pipeline = has_edges.then(|| pipeline(FIX_EDGES)).transpose()?;
     let segments = if spec.strategy == Strategy::SplitRow { split_segments(shape.cols) } else { 1 };
     let largest = plan.chunks.iter().map(|c| c.rows).max().unwrap_or(0) as u64;
     let cols = shape.cols as u64;
@@ -164,7 +171,7 @@ pub(crate) fn encode_rows(
         let segment_shares = (spec.strategy == Strategy::SplitRow)
             .then(|| scratch(largest * segments as u64 * spec.op.share_bytes()))
             .transpose()?;
-        let edges = spec.has_edges().then(|| scratch(2 * 4 * largest)).transpose()?;
+        let edges = has_edges.then(|| scratch(2 * 4 * largest)).transpose()?;
         for (index, chunk) in plan.chunks.iter().enumerate() {
             let params = RowParams {
                 // Each fits in u32: a chunk fits in one storage binding, so its rows and

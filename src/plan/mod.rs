@@ -65,6 +65,7 @@ pub struct Plan {
     pub(crate) strategy: Strategy,
     pub(crate) rows_per_group: u32,
     pub(crate) lanes_per_row: u32,
+    pub(crate) walk_width: u32,
     pub(crate) chunks: Vec<Chunk>,
 }
 
@@ -142,8 +143,9 @@ pub(crate) fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
     let preferred = if shape.cols <= thread_max {
         Strategy::ThreadPerRow
     } else if caps.subgroups && (caps.is_cpu || shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU) {
-        // On a CPU adapter the subgroup path beat the shared-memory tree at every width
-        // measured (35 ms against 186 ms at 64x131072 on lavapipe).
+        // On a CPU adapter the subgroup path beat the shared-memory tree at every width it
+        // can run on lavapipe (1,024 to 32,768 columns; wider rows loop past llvmpipe's
+        // limit and fall back below).
         Strategy::SubgroupPerRow
     } else {
         Strategy::WorkgroupPerRow
@@ -173,6 +175,20 @@ pub(crate) fn lanes_per_row(caps: &DeviceCaps, strategy: Strategy, cols: usize) 
         }
         Strategy::WorkgroupPerRow | Strategy::SplitRow => strategy.workgroup_size(),
     }
+}
+
+/// The SIMD width of llvmpipe (lavapipe, llvmpipe GL): its 256-bit vectors hold 8 lanes
+/// of 32 bits, and it runs a workgroup as slices of that many invocations.
+const CPU_SIMD_LANES: u32 = 8;
+
+/// How many neighbouring invocations of a workgroup walk one contiguous run of a row (the
+/// WGSL's `WALK_WIDTH`): the whole workgroup on a GPU, whose invocations read in lockstep
+/// (the plain interleave); on a CPU adapter, which runs a workgroup slice by slice, one
+/// SIMD slice, so that each slice streams through its own run. 64x262144 softmax on
+/// lavapipe: 161 ms interleaved, see BENCHMARKS.md for the run.
+pub(crate) fn walk_width(caps: &DeviceCaps, strategy: Strategy) -> u32 {
+    let lanes = strategy.workgroup_size();
+    if caps.is_cpu { CPU_SIMD_LANES.min(lanes) } else { lanes }
 }
 
 /// Rows one workgroup of `strategy` handles on this device for rows of `cols` (the
@@ -279,7 +295,7 @@ pub(crate) fn plan(
             chunks.push(Chunk { first_row, rows, grid });
         }
     }
-    Ok(Plan { strategy, rows_per_group, lanes_per_row, chunks })
+    Ok(Plan { strategy, rows_per_group, lanes_per_row, walk_width: walk_width(caps, strategy), chunks })
 }
 
 /// The most rows one chunk may hold: at most `max_rows` (what one grid covers), every
