@@ -5,20 +5,14 @@
 
 use std::time::Instant;
 
-use burn::backend::wgpu::WgpuDevice;
-use burn::backend::{Autodiff, Wgpu};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData, activation};
+use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData, activation};
 
 use crate::error::{BenchError, Result};
 use crate::{BenchOp, Workload};
 
-type Plain = Wgpu;
-type Differentiable = Autodiff<Wgpu>;
-
-fn synced<B: Backend>(device: &B::Device) -> Result<()> {
-    B::sync(device).map_err(|e| BenchError::Burn(format!("{e:?}")))
+fn synced(device: &Device) -> Result<()> {
+    device.sync().map_err(|e| BenchError::Burn(format!("{e:?}")))
 }
 
 fn timed(warmup: usize, runs: usize, mut run: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
@@ -41,7 +35,8 @@ fn timed(warmup: usize, runs: usize, mut run: impl FnMut() -> Result<()>) -> Res
 /// [`BenchError::Unsupported`] for softmax backward (Burn has it only inside autodiff),
 /// and Burn's execution errors.
 pub(crate) fn time(workload: &Workload, warmup: usize, runs: usize) -> Result<Vec<f64>> {
-    let device = WgpuDevice::default();
+    // Burn's default wgpu device: Vulkan wherever Vulkan has an adapter.
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
     let shape = workload.shape();
     let dims = [shape.rows, shape.cols];
     let logits = TensorData::new(workload.logits.clone(), dims);
@@ -49,7 +44,7 @@ pub(crate) fn time(workload: &Workload, warmup: usize, runs: usize) -> Result<Ve
     let targets = TensorData::new(targets, [shape.rows]);
     match workload.op() {
         BenchOp::Softmax | BenchOp::LogSoftmax => {
-            let x = Tensor::<Plain, 2>::from_data(logits, &device);
+            let x = Tensor::<2>::from_data(logits, &device);
             let log = workload.op() == BenchOp::LogSoftmax;
             timed(warmup, runs, || {
                 let y = if log {
@@ -57,31 +52,32 @@ pub(crate) fn time(workload: &Workload, warmup: usize, runs: usize) -> Result<Ve
                 } else {
                     activation::softmax(x.clone(), 1)
                 };
-                synced::<Plain>(&device)?;
+                synced(&device)?;
                 drop(y);
                 Ok(())
             })
         }
         BenchOp::CrossEntropyLoss => {
-            let x = Tensor::<Plain, 2>::from_data(logits, &device);
-            let t = Tensor::<Plain, 1, Int>::from_data(targets, &device);
+            let x = Tensor::<2>::from_data(logits, &device);
+            let t = Tensor::<1, Int>::from_data(targets, &device);
             let loss = CrossEntropyLossConfig::new().init(&device);
             timed(warmup, runs, || {
                 let l = loss.forward(x.clone(), t.clone());
-                synced::<Plain>(&device)?;
+                synced(&device)?;
                 drop(l);
                 Ok(())
             })
         }
         BenchOp::CrossEntropyGrad => {
-            let x = Tensor::<Differentiable, 2>::from_data(logits, &device).require_grad();
-            let t = Tensor::<Differentiable, 1, Int>::from_data(targets, &device);
+            let device = device.autodiff();
+            let x = Tensor::<2>::from_data(logits, &device).require_grad();
+            let t = Tensor::<1, Int>::from_data(targets, &device);
             let loss = CrossEntropyLossConfig::new().init(&device);
             timed(warmup, runs, || {
                 let l = loss.forward(x.clone(), t.clone());
                 let gradients = l.backward();
                 let grad = x.grad(&gradients);
-                synced::<Differentiable>(&device)?;
+                synced(&device)?;
                 drop(grad);
                 Ok(())
             })

@@ -25,10 +25,25 @@ pub struct Record {
     pub gbps: f64,
     /// `gbps` as a percentage of the copy kernel's bandwidth.
     pub roofline_pct: f64,
+    /// `gbps` as a percentage of the bandwidth of the copy applying `exp` to each element.
+    pub exp_copy_pct: f64,
+    /// Median wall-clock time of one run, milliseconds, from launching it to the end of a
+    /// full wait for the device: how Burn and the CPU kernels are timed, and how this
+    /// crate's kernels are timed beside them. `None` where not measured.
+    pub wall_ms: Option<f64>,
+}
+
+/// The two copy kernels' bandwidths a run measures records against, GB/s.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rooflines {
+    /// The plain vec4 copy (read plus write).
+    pub copy_gbps: f64,
+    /// The same copy applying `exp` to each element.
+    pub exp_copy_gbps: f64,
 }
 
 impl Record {
-    /// A record from a median time, against the copy kernel's `copy_gbps`.
+    /// A record from a median time, against the copy kernels of the same run.
     #[must_use]
     pub fn new(
         op: BenchOp,
@@ -36,7 +51,7 @@ impl Record {
         dtype: DType,
         shape: Shape,
         median_ms: f64,
-        copy_gbps: f64,
+        rooflines: Rooflines,
     ) -> Self {
         #[allow(clippy::cast_precision_loss)] // byte counts of one matrix
         let gbps = op.min_bytes(shape, dtype) as f64 / (median_ms * 1e-3) / 1e9;
@@ -48,8 +63,16 @@ impl Record {
             cols: shape.cols,
             median_ms,
             gbps,
-            roofline_pct: 100.0 * gbps / copy_gbps,
+            roofline_pct: 100.0 * gbps / rooflines.copy_gbps,
+            exp_copy_pct: 100.0 * gbps / rooflines.exp_copy_gbps,
+            wall_ms: (!kernel.on_gpu()).then_some(median_ms),
         }
+    }
+
+    /// The same record with a wall-clock median (see [`Record::wall_ms`]).
+    #[must_use]
+    pub const fn with_wall_ms(self, wall_ms: f64) -> Self {
+        Self { wall_ms: Some(wall_ms), ..self }
     }
 }
 
@@ -106,13 +129,73 @@ impl Report {
         })
     }
 
+    /// The copy kernels this report's records are measured against.
+    #[must_use]
+    pub const fn rooflines(&self) -> Rooflines {
+        Rooflines { copy_gbps: self.copy_gbps, exp_copy_gbps: self.exp_copy_gbps }
+    }
+
     /// How many times faster the fused kernel is than `kernel` for one op and shape, both
-    /// in f32.
+    /// in f32, both timed the same way: by the device's clock against the unfused kernels,
+    /// by wall clock against the others (Burn, the CPU), which can be timed no other way.
     #[must_use]
     pub fn speedup(&self, op: BenchOp, kernel: KernelKind, rows: usize, cols: usize) -> Option<f64> {
         let fused = self.find(op, KernelKind::Fused, DType::F32, rows, cols)?;
         let other = self.find(op, kernel, DType::F32, rows, cols)?;
-        Some(other.median_ms / fused.median_ms)
+        if kernel.on_gpu() {
+            Some(other.median_ms / fused.median_ms)
+        } else {
+            Some(other.wall_ms? / fused.wall_ms?)
+        }
+    }
+
+    /// Per op and storage type, the fused kernel's lowest and median share of the two
+    /// copies, its lowest speedups over the baselines and, in 16 bits, its highest time
+    /// per element relative to f32 on the same shape: what the targets are judged on.
+    #[must_use]
+    pub fn summary(&self) -> Vec<OpSummary> {
+        let mut cases: Vec<(BenchOp, DType)> = Vec::new();
+        for r in self.records.iter().filter(|r| r.kernel == KernelKind::Fused) {
+            if !cases.contains(&(r.op, r.dtype)) {
+                cases.push((r.op, r.dtype));
+            }
+        }
+        cases
+            .into_iter()
+            .map(|(op, dtype)| {
+                let fused: Vec<&Record> = self
+                    .records
+                    .iter()
+                    .filter(|r| r.kernel == KernelKind::Fused && r.op == op && r.dtype == dtype)
+                    .collect();
+                let shares = |share: fn(&Record) -> f64| {
+                    let values: Vec<f64> = fused.iter().map(|r| share(r)).collect();
+                    (lowest(values.iter().copied()), crate::median(&values))
+                };
+                let slowest_speedup = |kernel| {
+                    let speedups = fused.iter().filter_map(|r| self.speedup(op, kernel, r.rows, r.cols));
+                    (dtype == DType::F32).then(|| lowest(speedups)).filter(|s| s.is_finite())
+                };
+                let relative_to_f32: Vec<f64> = fused
+                    .iter()
+                    .filter_map(|r| {
+                        let f32_record = self.find(op, KernelKind::Fused, DType::F32, r.rows, r.cols)?;
+                        Some(r.median_ms / f32_record.median_ms)
+                    })
+                    .collect();
+                OpSummary {
+                    op,
+                    dtype,
+                    shapes: fused.len(),
+                    exp_copy_pct: shares(|r| r.exp_copy_pct),
+                    copy_pct: shares(|r| r.roofline_pct),
+                    unfused_speedup: slowest_speedup(KernelKind::Unfused),
+                    burn_speedup: slowest_speedup(KernelKind::Burn),
+                    time_vs_f32: (dtype != DType::F32 && !relative_to_f32.is_empty())
+                        .then(|| relative_to_f32.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+                }
+            })
+            .collect()
     }
 
     /// A Markdown table: one line per measurement, with the speedup of the fused kernel.
@@ -133,8 +216,11 @@ impl Report {
             }
             out.push('\n');
         }
-        out.push_str("| op | dtype | shape | kernel | median ms | GB/s | % of copy | fused is x faster |\n");
-        out.push_str("|---|---|---|---|---:|---:|---:|---:|\n");
+        out.push_str(&self.summary_table());
+        out.push_str(
+            "| op | dtype | shape | kernel | median ms | GB/s | % of copy | % of exp-copy | wall ms | fused is x faster |\n",
+        );
+        out.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.records {
             let speedup = match r.kernel {
                 KernelKind::Fused => String::new(),
@@ -142,9 +228,10 @@ impl Report {
                     self.speedup(r.op, other, r.rows, r.cols).map_or_else(String::new, |s| format!("{s:.2}"))
                 }
             };
+            let wall = r.wall_ms.map_or_else(String::new, |ms| format!("{ms:.3}"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {}x{} | {} | {:.3} | {:.2} | {:.1} | {} |",
+                "| {} | {} | {}x{} | {} | {:.3} | {:.2} | {:.1} | {:.1} | {} | {} |",
                 r.op.name(),
                 r.dtype.name(),
                 r.rows,
@@ -153,9 +240,44 @@ impl Report {
                 r.median_ms,
                 r.gbps,
                 r.roofline_pct,
+                r.exp_copy_pct,
+                wall,
                 speedup
             );
         }
+        out
+    }
+
+    /// [`Report::summary`] as a Markdown table (empty when nothing fused was measured).
+    #[must_use]
+    pub fn summary_table(&self) -> String {
+        let summary = self.summary();
+        if summary.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "| op | dtype | shapes | % of exp-copy, lowest / median | % of copy, lowest / median | \
+             fused vs unfused, slowest | fused vs Burn, slowest | time vs f32, worst |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let times = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}x"));
+        for s in &summary {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} | {} |",
+                s.op.name(),
+                s.dtype.name(),
+                s.shapes,
+                s.exp_copy_pct.0,
+                s.exp_copy_pct.1,
+                s.copy_pct.0,
+                s.copy_pct.1,
+                times(s.unfused_speedup),
+                times(s.burn_speedup),
+                times(s.time_vs_f32),
+            );
+        }
+        out.push('\n');
         out
     }
 
@@ -175,6 +297,8 @@ impl Report {
                 median_ms: finite(r.median_ms),
                 gbps: finite(r.gbps),
                 roofline_pct: finite(r.roofline_pct),
+                exp_copy_pct: finite(r.exp_copy_pct),
+                wall_ms: r.wall_ms.and_then(finite),
                 adapter: self.adapter.clone(),
                 backend: self.backend.clone(),
                 driver: self.driver.clone(),
@@ -228,6 +352,12 @@ impl Report {
                 median_ms: r.median_ms.unwrap_or(f64::NAN),
                 gbps: r.gbps.unwrap_or(f64::NAN),
                 roofline_pct: r.roofline_pct.unwrap_or(f64::NAN),
+                // Reports from before this field: the share from the run's exp-copy.
+                exp_copy_pct: r
+                    .exp_copy_pct
+                    .or_else(|| Some(100.0 * r.gbps? / r.exp_copy_gbps?))
+                    .unwrap_or(f64::NAN),
+                wall_ms: r.wall_ms,
             });
         }
         Ok(report)
@@ -257,6 +387,11 @@ struct JsonRecord {
     median_ms: Option<f64>,
     gbps: Option<f64>,
     roofline_pct: Option<f64>,
+    // Absent in reports from before the exp-copy share and wall-clock times.
+    #[serde(default)]
+    exp_copy_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wall_ms: Option<f64>,
     adapter: String,
     backend: String,
     driver: String,
@@ -267,4 +402,31 @@ struct JsonRecord {
 
 fn finite(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
+}
+
+/// The smallest of `values` (infinity for none).
+fn lowest(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::INFINITY, f64::min)
+}
+
+/// One op in one storage type over a report's shapes: see [`Report::summary`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpSummary {
+    /// The op.
+    pub op: BenchOp,
+    /// The storage type.
+    pub dtype: DType,
+    /// Shapes measured.
+    pub shapes: usize,
+    /// The lowest and the median percentage of the copy applying `exp`.
+    pub exp_copy_pct: (f64, f64),
+    /// The lowest and the median percentage of the plain copy.
+    pub copy_pct: (f64, f64),
+    /// The fused kernel's smallest speedup over the unfused one (f32; `None` unmeasured).
+    pub unfused_speedup: Option<f64>,
+    /// Its smallest speedup over Burn, both by wall clock (f32; `None` unmeasured).
+    pub burn_speedup: Option<f64>,
+    /// In 16 bits, the largest ratio of its time to the f32 kernel's on the same shape
+    /// (above 1: slower per element than f32).
+    pub time_vs_f32: Option<f64>,
 }

@@ -50,7 +50,7 @@ pub enum Command {
 /// `bench`'s arguments.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Fewer runs per measurement: about 70 s on lavapipe (2 cores), a few seconds on a GPU.
+    /// Fewer runs per measurement: under 2 minutes on lavapipe (2 cores), a few seconds on a GPU.
     #[arg(long)]
     pub quick: bool,
     /// Write the records as JSON to FILE.
