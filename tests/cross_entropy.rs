@@ -17,9 +17,7 @@ use wgpu_softmax::{
 };
 
 fn strategies() -> Vec<Strategy> {
-    let mut all = common::strategies_of(ctx());
-    all.push(Strategy::SplitRow);
-    all
+    common::strategies_with_split(ctx())
 }
 
 /// Runs `op` through the GPU-resident API: outputs poisoned, targets uploaded as given
@@ -98,7 +96,7 @@ fn run_resident_on<T: Element>(
     let status = CrossEntropyStatus::read(ctx, &status).unwrap();
     let correct =
         (op.get_argmax() && !matches!(input.targets, Targets::Probabilities(_))).then_some(status.correct);
-    (CrossEntropyOutput { loss, grad, argmax, correct }, status)
+    (CrossEntropyOutput { loss, grad, argmax, correct, lse: None, z_loss: None }, status)
 }
 
 /// Compares a GPU result with the reference; panics with the details on any mismatch.

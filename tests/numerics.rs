@@ -13,7 +13,7 @@ const INF: f32 = f32::INFINITY;
 /// The softmax strategies this adapter runs (the subgroup one only where it has
 /// subgroups; the row split everywhere).
 fn strategies() -> Vec<Strategy> {
-    common::strategies_of(ctx()).into_iter().chain([Strategy::SplitRow]).collect()
+    common::strategies_with_split(ctx())
 }
 
 fn gpu(op: Softmax, input: &[f32], shape: Shape) -> Vec<f32> {

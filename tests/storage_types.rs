@@ -23,9 +23,7 @@ use wgpu_softmax::{
 const SHAPES: [(usize, usize); 6] = [(257, 1), (301, 7), (128, 10), (41, 129), (6, 1001), (2, 4099)];
 
 fn strategies() -> Vec<Strategy> {
-    let mut all = common::strategies_of(ctx());
-    all.push(Strategy::SplitRow);
-    all
+    common::strategies_with_split(ctx())
 }
 
 /// Runs softmax through the GPU-resident API on a poisoned output of the same type.
@@ -195,12 +193,7 @@ fn check_cross_entropy<T: Element>(seed: u64) -> usize {
         let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
         let classes: Vec<i64> =
             (0..rows).map(|r| if r % 7 == 3 { -100 } else { rng.below(cols as u64) as i64 }).collect();
-        let mut p: Vec<f32> = (0..rows * cols).map(|_| rng.uniform(0.0, 1.0)).collect();
-        for row in p.chunks_mut(cols) {
-            let sum: f32 = row.iter().sum();
-            row.iter_mut().for_each(|v| *v /= sum);
-        }
-        let probabilities: Vec<T> = round_to(&p);
+        let probabilities: Vec<T> = round_to(&common::probability_rows(&mut rng, rows, cols));
         for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
             let input = CrossEntropyInput::new(&logits, shape, targets);
             for (strategy, path) in

@@ -10,6 +10,9 @@
 // probability targets p, smoothed to p' = p * (1 - e) + e / C:
 //   loss = sum_c w_c * p'_c * (-logp_c)
 //   dloss/dx_c = q_c * sum_k w_k * p'_k - w_c * p'_c.
+// Options: a logit softcap T replaces every logit x by T * tanh(x / T) before anything
+// else (its gradient is chained through 1 - tanh^2); a z-loss z adds z * lse^2 to the
+// loss of each row not ignored (lse = m + ln(s)), whose gradient is 2 * z * lse * q.
 // The gradient is then scaled for the reduction: by the upstream gradient of the row
 // (none), 1 (sum), 1 / sum of w_y over the rows not ignored (mean, class indices) or
 // 1 / rows (mean, probabilities). -logp_c is computed as (m - x_c) + ln(s): never the
@@ -25,6 +28,11 @@
 // Reduction none only: scale each row's gradient by an upstream gradient.
 override HAS_UPSTREAM: bool = false;
 override ARGMAX: bool = false;
+// Writes each row's logsumexp into `lse`.
+override WRITE_LSE: bool = false;
+// Caps the logits at params.softcap: a constant of the pipeline, so that the kernels
+// without it compile (and run) without its code.
+override SOFTCAP: bool = false;
 
 const USES_MAX: bool = true;
 
@@ -63,11 +71,34 @@ struct Packet {
 #endif
 }
 
+fn has_softcap() -> bool {
+    return SOFTCAP;
+}
+
+// T * tanh(x / T) for the softcap T; -inf and +inf go to -T and T, NaN stays. The
+// argument is clamped where tanh is 1 in f32 (some drivers' tanh overflows past it).
+fn softcapped(x: f32) -> f32 {
+    let t = params.softcap;
+    if (is_finite(x)) {
+        return t * tanh(clamp(x / t, -15.0, 15.0));
+    }
+    if (is_negative_infinity(x)) {
+        return -t;
+    }
+    return select(x, t, bitcast<u32>(x) == POSITIVE_INFINITY_BITS);
+}
+
 fn packet_load(k: u32) -> Packet {
+    var x = logits_load(k);
+    if (has_softcap()) {
+        for (var j = 0u; j < PACKET; j++) {
+            x[j] = softcapped(x[j]);
+        }
+    }
 #if PROBABILITIES
-    return Packet(logits_load(k), target_probs_load(k));
+    return Packet(x, target_probs_load(k));
 #else
-    return Packet(logits_load(k));
+    return Packet(x);
 #endif
 }
 
@@ -200,7 +231,11 @@ fn lane_absorb(lane: Lane, e: ptr<function, Element>, column: u32, m: f32) -> La
             }
         }
     }
-    (*e).x = ex;
+    // With a softcap the capped logit stays: the write needs it for the chain rule, and
+    // takes its exponential again.
+    if (!has_softcap()) {
+        (*e).x = ex;
+    }
     return out;
 }
 
@@ -246,6 +281,9 @@ struct Row {
     undefined: bool,
     best_index: u32,
     loss: f32,
+    // logsumexp of the (softcapped) logits; NaN for a row holding NaN or +inf, -inf for a
+    // row of only -inf.
+    lse: f32,
 }
 
 fn row_scale(row: u32) -> f32 {
@@ -267,6 +305,29 @@ fn row_scale(row: u32) -> f32 {
     return 1.0;
 }
 
+// The z-loss coefficient as the kernel applies it. The mean over class targets divides
+// the row losses by the summed weights W, but the z-loss by the count N of rows not
+// ignored: z * W / N under the common 1 / W (totals [0] W, [1] N).
+fn z_loss_coefficient() -> f32 {
+#if !PROBABILITIES
+    if (REDUCTION == REDUCTION_MEAN && HAS_WEIGHT && params.z_loss > 0.0) {
+        return params.z_loss * (scale[0] / max(scale[1], 1.0));
+    }
+#endif
+    return params.z_loss;
+}
+
+// The row's logsumexp, by the kinds of values it holds.
+fn row_lse(seen: u32, m: f32, log_sum: f32) -> f32 {
+    if ((seen & SEEN_NAN_OR_POSITIVE_INFINITY) != 0u) {
+        return quiet_nan();
+    }
+    if ((seen & SEEN_FINITE) == 0u) {
+        return negative_infinity();
+    }
+    return m + log_sum;
+}
+
 fn row_finish(span: RowSpan, total: Lane, m: f32) -> Row {
     // ln(s); -logp_c = (m - x_c) + ln(s), the difference first, so that logits near 1e4
     // (f32 spacing 1e-3) lose nothing to rounding m + ln(s).
@@ -281,7 +342,7 @@ fn row_finish(span: RowSpan, total: Lane, m: f32) -> Row {
     var target_class = 0;
     var loss = 0.0;
 #if PROBABILITIES
-    let q_coefficient = total.mass;
+    var q_coefficient = total.mass;
     loss = loss_sum;
 #else
     let e = params.label_smoothing;
@@ -302,8 +363,14 @@ fn row_finish(span: RowSpan, total: Lane, m: f32) -> Row {
             loss += (e / f32(params.cols)) * loss_sum;
         }
     }
-    let q_coefficient = (1.0 - e) * w_y + (e / f32(params.cols)) * total_weight;
+    var q_coefficient = (1.0 - e) * w_y + (e / f32(params.cols)) * total_weight;
 #endif
+    let lse = row_lse(total.seen, m, log_sum);
+    let z = z_loss_coefficient();
+    if (z > 0.0 && !ignored && !undefined) {
+        loss += z * (lse * lse);
+        q_coefficient += 2.0 * z * lse;
+    }
     if (undefined && !ignored) {
         loss = quiet_nan();
     }
@@ -317,6 +384,7 @@ fn row_finish(span: RowSpan, total: Lane, m: f32) -> Row {
         undefined,
         total.best_index,
         loss,
+        lse,
     );
 }
 
@@ -343,6 +411,12 @@ fn element_output(row: Row, own: Share, e: Element, column: u32) -> f32 {
     if (row.undefined) {
         return quiet_nan();
     }
+    if (has_softcap()) {
+        // e.x is the capped logit c = T * tanh(x / T): dc/dx = 1 - (c / T)^2.
+        let q = exp_below(e.x, row.max) * row.inverse_sum;
+        let t = e.x / params.softcap;
+        return row.scale * (q * row.q_coefficient - target_term(row, e, column)) * (1.0 - t * t);
+    }
     // e.x holds exp(x - m_l): q = e.x * exp(m_l - m) / s, the factor the same for the
     // whole share.
     let q = e.x * (exp(own.max - row.max) * row.inverse_sum);
@@ -358,6 +432,9 @@ fn row_done(span: RowSpan, row: Row) {
     }
 #endif
     row_loss[span.row] = row.loss;
+    if (WRITE_LSE) {
+        lse[span.row] = row.lse;
+    }
     if (ARGMAX) {
         argmax[span.row] = row.best_index;
 #if !PROBABILITIES

@@ -3,34 +3,42 @@
 // invocation i sums rows i, i + WORKGROUP_SIZE, ... in order, then a tree in shared
 // memory; then one invocation adds the chunks' partial sums in chunk order.
 //
-// `totals`: [0] the sum of w_y over the rows not ignored (mean with class indices);
-// [2 + 2k] chunk k's part of it; [3 + 2k] chunk k's sum of row losses. `loss`: [0] the
-// reduced loss.
+// `totals`: [0] the sum of w_y over the rows not ignored and [1] their count (mean with
+// class indices); [2 + 3k] and [4 + 3k] chunk k's parts of them; [3 + 3k] chunk k's sum
+// of row losses. `loss`: [0] the reduced loss.
 
 fn weight_partial(chunk: u32) -> u32 {
-    return 2u + 2u * chunk;
+    return 2u + 3u * chunk;
 }
 
 fn loss_partial(chunk: u32) -> u32 {
-    return 3u + 2u * chunk;
+    return 3u + 3u * chunk;
+}
+
+fn count_partial(chunk: u32) -> u32 {
+    return 4u + 3u * chunk;
 }
 
 #if !PROBABILITIES
 // The mean's denominator for class-index targets, one chunk's part: the sum over its rows
-// not ignored of w_y. Runs before the fused kernel, which scales the gradient by the
-// inverse of the whole sum.
+// not ignored of w_y, and their count (the z-loss's denominator). Runs before the fused
+// kernel, which scales the gradient by the inverse of the whole sum.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn total_weight(@builtin(local_invocation_index) local: u32) {
     var sum = 0.0;
+    var count = 0.0;
     for (var row = local; row < params.rows; row += WORKGROUP_SIZE) {
         let target_class = class_target(row);
         if (target_class >= 0) {
             sum += class_weight(u32(target_class));
+            count += 1.0;
         }
     }
     let total = workgroup_sum(local, sum);
+    let total_count = workgroup_sum(local, count);
     if (local == 0u) {
         totals[weight_partial(params.chunk)] = total;
+        totals[count_partial(params.chunk)] = total_count;
     }
 }
 
@@ -38,10 +46,13 @@ fn total_weight(@builtin(local_invocation_index) local: u32) {
 @compute @workgroup_size(1)
 fn combine_total_weight() {
     var total = 0.0;
+    var count = 0.0;
     for (var k = 0u; k < params.chunk; k++) {
         total += totals[weight_partial(k)];
+        count += totals[count_partial(k)];
     }
     totals[0] = total;
+    totals[1] = count;
 }
 #endif
 

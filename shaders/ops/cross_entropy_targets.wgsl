@@ -4,6 +4,8 @@
 
 // Class-index targets: i32 (true) or u32 (false) words.
 override TARGETS_SIGNED: bool = true;
+// Class-index targets as i64, two words per row (low, high), PyTorch's int64 on the GPU.
+override TARGETS_WIDE: bool = false;
 override HAS_WEIGHT: bool = false;
 // 0: none, 1: mean, 2: sum.
 override REDUCTION: u32 = 1u;
@@ -23,17 +25,29 @@ fn class_weight(c: u32) -> f32 {
 const TARGET_IGNORED: i32 = -1;
 const TARGET_INVALID: i32 = -2;
 
+fn class_of_signed(value: i32) -> i32 {
+    if (value == params.ignore_index) {
+        return TARGET_IGNORED;
+    }
+    if (value < 0 || u32(value) >= params.cols) {
+        return TARGET_INVALID;
+    }
+    return value;
+}
+
 fn class_target(row: u32) -> i32 {
-    let raw = targets[row];
-    if (TARGETS_SIGNED) {
-        let value = bitcast<i32>(raw);
-        if (value == params.ignore_index) {
-            return TARGET_IGNORED;
-        }
-        if (value < 0 || u32(value) >= params.cols) {
+    if (TARGETS_WIDE) {
+        let low = targets[2u * row];
+        // An i64 fits in i32 when its high word is the low word's sign extended.
+        let sign = select(0u, 0xffffffffu, (low & 0x80000000u) != 0u);
+        if (targets[2u * row + 1u] != sign) {
             return TARGET_INVALID;
         }
-        return value;
+        return class_of_signed(bitcast<i32>(low));
+    }
+    let raw = targets[row];
+    if (TARGETS_SIGNED) {
+        return class_of_signed(bitcast<i32>(raw));
     }
     if (params.ignore_index >= 0 && raw == u32(params.ignore_index)) {
         return TARGET_IGNORED;

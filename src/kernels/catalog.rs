@@ -181,6 +181,8 @@ impl OpKernel {
                     binding("row_loss", write("f32")),
                     binding("argmax", write("u32")),
                     binding("status", write("atomic<u32>")),
+                    // Each row's logsumexp, when asked for.
+                    binding("lse", write("f32")),
                 ]);
                 bindings
             }
@@ -227,10 +229,22 @@ impl OpKernel {
     /// sets them to (booleans as 0 and 1).
     pub(crate) const fn overrides(self) -> &'static [(&'static str, &'static [u32])] {
         const LOG: (&str, &[u32]) = ("LOG_SOFTMAX", &[0, 1]);
-        const TARGETS: [(&str, &[u32]); 3] =
-            [("TARGETS_SIGNED", &[1, 0]), ("HAS_WEIGHT", &[0, 1]), ("REDUCTION", &[1, 0, 2])];
-        const FUSED: [(&str, &[u32]); 5] =
-            [TARGETS[0], TARGETS[1], TARGETS[2], ("HAS_UPSTREAM", &[0, 1]), ("ARGMAX", &[0, 1])];
+        const TARGETS: [(&str, &[u32]); 4] = [
+            ("TARGETS_SIGNED", &[1, 0]),
+            ("TARGETS_WIDE", &[0, 1]),
+            ("HAS_WEIGHT", &[0, 1]),
+            ("REDUCTION", &[1, 0, 2]),
+        ];
+        const FUSED: [(&str, &[u32]); 8] = [
+            TARGETS[0],
+            TARGETS[1],
+            TARGETS[2],
+            TARGETS[3],
+            ("HAS_UPSTREAM", &[0, 1]),
+            ("ARGMAX", &[0, 1]),
+            ("WRITE_LSE", &[0, 1]),
+            ("SOFTCAP", &[0, 1]),
+        ];
         match self {
             Self::Softmax | Self::SoftmaxBackward => &[LOG],
             Self::CrossEntropy { .. } => &FUSED,

@@ -24,8 +24,13 @@ pub(crate) struct RowParams {
     pub(crate) chunk: u32,
     /// Workgroups per row of the split strategy.
     pub(crate) segments: u32,
+    /// The cross-entropy's logit softcap `T` (logits become `T * tanh(x / T)`); 0 for none.
+    pub(crate) softcap: f32,
+    /// The cross-entropy's z-loss coefficient as the kernel applies it: each row adds
+    /// `z_loss * lse^2` before the reduction's scale (see the cross-entropy's encode).
+    pub(crate) z_loss: f32,
     /// Padding to 16 bytes, as uniforms want.
-    pub(crate) padding: [u32; 3],
+    pub(crate) padding: u32,
 }
 
 /// The fields of [`RowParams`] as WGSL declares them, in order.
@@ -39,9 +44,9 @@ pub(crate) const PARAMS_FIELDS: [(&str, &str); 12] = [
     ("total_rows", "u32"),
     ("chunk", "u32"),
     ("segments", "u32"),
-    ("_padding0", "u32"),
-    ("_padding1", "u32"),
-    ("_padding2", "u32"),
+    ("softcap", "f32"),
+    ("z_loss", "f32"),
+    ("_padding", "u32"),
 ];
 
 /// The WGSL declaration of `Params`.

@@ -1,5 +1,7 @@
 //! The reference of the fused cross-entropy, in f64, straight from its definition: the
 //! loss through log-softmax, and the gradient by summing the derivative of each loss term.
+//! The z-loss is kept apart from the cross-entropy until the reduction (its mean divides
+//! by the count of rows, not the weights), and the softcap's derivative is applied last.
 
 use crate::dtype::{Element, widen};
 use crate::error::Result;
@@ -48,17 +50,32 @@ pub fn cross_entropy<T: Element>(
     let weight = |c: usize| input.weight.map_or(1.0, |w| f64::from(w[c]));
     let total_class_weight: f64 = (0..cols).map(weight).sum();
 
+    let z = f64::from(op.get_z_loss());
+    let cap = op.get_softcap().map(f64::from);
+    let softcapped = |x: f32| cap.map_or(f64::from(x), |t| t * (f64::from(x) / t).tanh());
+
     let mut row_losses = Vec::with_capacity(shape.rows);
+    let mut z_losses = vec![0.0; shape.rows];
     let mut grad = vec![0.0; shape.rows * cols];
+    let mut z_grad = vec![0.0; shape.rows * cols];
+    let mut lse = Vec::with_capacity(shape.rows);
     let mut argmax = Vec::with_capacity(shape.rows);
     let mut correct = 0;
-    // The mean's divisor: sum of w[y] over rows not ignored, or the number of rows.
+    // The mean's divisors: sum of w[y] over rows not ignored (or the number of rows), and
+    // the count of rows not ignored (the z-loss's).
     let mut divisor = 0.0;
+    let mut count = 0.0;
 
     for row in 0..shape.rows {
-        let x = &input.logits[row * cols..(row + 1) * cols];
-        let stats = row_stats(x);
-        argmax.push(argmax_of(x));
+        let raw = &input.logits[row * cols..(row + 1) * cols];
+        let x: Vec<f64> = raw.iter().map(|&v| softcapped(v)).collect();
+        let stats = row_stats(&x);
+        lse.push(match stats {
+            Some(RowStats { max, sum }) => max + sum.ln(),
+            None if x.iter().any(|v| v.is_nan() || *v == f64::INFINITY) => f64::NAN,
+            None => f64::NEG_INFINITY,
+        });
+        argmax.push(argmax_of(raw));
         let g = &mut grad[row * cols..(row + 1) * cols];
         let target = match input.targets {
             Targets::Probabilities(_) => None,
@@ -75,6 +92,7 @@ pub fn cross_entropy<T: Element>(
             (Some(y), _) => {
                 let y = usize::try_from(y).unwrap_or(usize::MAX);
                 divisor += weight(y);
+                count += 1.0;
                 if argmax[row] as usize == y {
                     correct += 1;
                 }
@@ -84,6 +102,7 @@ pub fn cross_entropy<T: Element>(
             }
             (None, Targets::Probabilities(p)) => {
                 divisor += 1.0;
+                count += 1.0;
                 (0..cols)
                     .map(|c| weight(c) * (f64::from(p[row * cols + c]) * (1.0 - e) + e / classes))
                     .collect()
@@ -98,7 +117,7 @@ pub fn cross_entropy<T: Element>(
         let log_normalizer = max + sum.ln();
         // -logp_c = logsumexp - x_c, +inf at a masked logit; a zero coefficient adds
         // nothing there (0 * inf would be NaN).
-        let distance = |c: usize| log_normalizer - f64::from(x[c]);
+        let distance = |c: usize| log_normalizer - x[c];
         let loss: f64 = match target {
             Some(y) => {
                 let y = usize::try_from(y).unwrap_or(0);
@@ -123,28 +142,55 @@ pub fn cross_entropy<T: Element>(
             }
             None => coefficients.iter().sum(),
         };
-        for (j, gj) in g.iter_mut().enumerate() {
-            let q = if x[j] == f32::NEG_INFINITY { 0.0 } else { (f64::from(x[j]) - log_normalizer).exp() };
+        z_losses[row] = z * log_normalizer * log_normalizer;
+        let zg = &mut z_grad[row * cols..(row + 1) * cols];
+        for (j, (gj, zj)) in g.iter_mut().zip(zg).enumerate() {
+            let q = if x[j] == f64::NEG_INFINITY { 0.0 } else { (x[j] - log_normalizer).exp() };
             *gj = q * mass - coefficients[j];
+            *zj = 2.0 * z * log_normalizer * q;
         }
     }
 
-    let (loss, scale): (Vec<f64>, Box<dyn Fn(usize) -> f64>) = match op.get_reduction() {
+    let z_loss = (z > 0.0).then(|| match op.get_reduction() {
+        Reduction::None => z_losses.clone(),
+        Reduction::Sum => vec![z_losses.iter().sum()],
+        Reduction::Mean if count == 0.0 => vec![f64::NAN],
+        Reduction::Mean => vec![z_losses.iter().sum::<f64>() / count],
+    });
+    // Each row's scales of its cross-entropy and z-loss gradients.
+    let (loss, scales): (Vec<f64>, Vec<(f64, f64)>) = match op.get_reduction() {
         Reduction::None => {
-            let upstream = input.grad_output;
-            (row_losses, Box::new(move |row| upstream.map_or(1.0, |u| f64::from(u[row]))))
+            let losses = row_losses.iter().zip(&z_losses).map(|(l, z)| l + z).collect();
+            let upstream = |row: usize| input.grad_output.map_or(1.0, |u| f64::from(u[row]));
+            (losses, (0..shape.rows).map(|row| (upstream(row), upstream(row))).collect())
         }
-        Reduction::Sum => (vec![row_losses.iter().sum()], Box::new(|_| 1.0)),
+        Reduction::Sum => (
+            vec![row_losses.iter().sum::<f64>() + z_losses.iter().sum::<f64>()],
+            vec![(1.0, 1.0); shape.rows],
+        ),
         Reduction::Mean => {
             // Over no rows (all ignored, or zero weights) the mean is NaN, as in PyTorch,
             // and the gradient is left at zero.
-            let mean = if divisor == 0.0 { f64::NAN } else { row_losses.iter().sum::<f64>() / divisor };
-            (vec![mean], Box::new(move |_| if divisor == 0.0 { 0.0 } else { 1.0 / divisor }))
+            let mean = if divisor == 0.0 {
+                f64::NAN
+            } else {
+                row_losses.iter().sum::<f64>() / divisor + z_losses.iter().sum::<f64>() / count
+            };
+            let inverse = |d: f64| if divisor == 0.0 { 0.0 } else { 1.0 / d };
+            (vec![mean], vec![(inverse(divisor), inverse(count)); shape.rows])
         }
     };
-    for (row, g) in grad.chunks_mut(cols.max(1)).enumerate() {
-        let s = scale(row);
-        g.iter_mut().for_each(|v| *v *= s);
+    for (row, (g, zg)) in grad.chunks_mut(cols.max(1)).zip(z_grad.chunks(cols.max(1))).enumerate() {
+        let (s, zs) = scales[row];
+        let raw = &input.logits[row * cols..(row + 1) * cols];
+        for ((v, zv), &x) in g.iter_mut().zip(zg).zip(raw) {
+            *v = *v * s + zv * zs;
+            if let Some(t) = cap {
+                // The chain through the softcap: d(T tanh(x / T))/dx = 1 - tanh^2.
+                let tanh = (f64::from(x) / t).tanh();
+                *v *= 1.0 - tanh * tanh;
+            }
+        }
     }
     let correct = (op.get_argmax() && !matches!(input.targets, Targets::Probabilities(_))).then_some(correct);
     Ok(CrossEntropyOutput {
@@ -152,6 +198,8 @@ pub fn cross_entropy<T: Element>(
         grad: (op.get_gradient() != Gradient::Skip).then_some(grad),
         argmax: op.get_argmax().then_some(argmax),
         correct,
+        lse: op.get_lse().then_some(lse),
+        z_loss,
     })
 }
 
@@ -183,7 +231,7 @@ mod tests {
     use crate::shape::Shape;
 
     /// The reference gradient against central differences of the reference loss, for
-    /// each kind of target, reduction, weight and smoothing.
+    /// each kind of target, reduction, weight, smoothing, z-loss and softcap.
     #[test]
     fn gradient_matches_finite_differences_of_the_loss() {
         let logits = [0.2_f32, -1.0, 1.5, 0.3, 0.9, -0.4, 2.2, 0.0, -2.0, 0.5, 1.0, 0.1];
@@ -194,8 +242,19 @@ mod tests {
         let classes = [2_i64, -100, 3];
         for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
             for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
-                for (use_weight, smoothing) in [(false, 0.0), (true, 0.0), (true, 0.3)] {
-                    let op = CrossEntropy::new().reduction(reduction).label_smoothing(smoothing);
+                for (use_weight, smoothing, z, cap) in [
+                    (false, 0.0, 0.0, None),
+                    (true, 0.0, 0.0, None),
+                    (true, 0.3, 0.0, None),
+                    (false, 0.0, 0.5, None),
+                    (true, 0.0, 0.2, Some(1.5)),
+                    (true, 0.1, 0.3, Some(2.0)),
+                ] {
+                    let mut op =
+                        CrossEntropy::new().reduction(reduction).label_smoothing(smoothing).z_loss(z);
+                    if let Some(t) = cap {
+                        op = op.softcap(t);
+                    }
                     let with = |x: &[f32]| {
                         let mut input = CrossEntropyInput::new(x, shape, targets);
                         if use_weight {
@@ -225,7 +284,7 @@ mod tests {
                         let numeric = (scalar(&with(&up)) - scalar(&with(&down))) / (2.0 * f64::from(h));
                         assert!(
                             (numeric - analytic[i]).abs() < 1e-4,
-                            "{targets:?} {reduction:?} weight {use_weight} e {smoothing} [{i}]: {numeric} vs {}",
+                            "{targets:?} {reduction:?} weight {use_weight} e {smoothing} z {z} cap {cap:?} [{i}]: {numeric} vs {}",
                             analytic[i]
                         );
                     }

@@ -90,12 +90,13 @@ pub(crate) struct RowStats {
 
 /// The row's max over its finite entries and the sum of `exp(x - max)`, or `None` when
 /// the row has no softmax: it holds a NaN or `+inf`, or nothing but `-inf`.
-pub(crate) fn row_stats(row: &[f32]) -> Option<RowStats> {
-    if row.iter().any(|x| x.is_nan() || *x == f32::INFINITY) {
+pub(crate) fn row_stats<T: Copy + Into<f64>>(row: &[T]) -> Option<RowStats> {
+    let values = || row.iter().map(|&x| x.into());
+    if values().any(|x: f64| x.is_nan() || x == f64::INFINITY) {
         return None;
     }
-    let max = row.iter().filter(|x| x.is_finite()).map(|&x| f64::from(x)).reduce(f64::max)?;
-    let sum = row.iter().filter(|x| x.is_finite()).map(|&x| (f64::from(x) - max).exp()).sum();
+    let max = values().filter(|x: &f64| x.is_finite()).reduce(f64::max)?;
+    let sum = values().filter(|x: &f64| x.is_finite()).map(|x| (x - max).exp()).sum();
     Some(RowStats { max, sum })
 }
 

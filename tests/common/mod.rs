@@ -80,6 +80,21 @@ pub fn strategies_of(ctx: &Context) -> Vec<Strategy> {
     Strategy::ALL.into_iter().filter(|&s| s != Strategy::SubgroupPerRow || ctx.has_subgroups()).collect()
 }
 
+/// Every strategy the adapter has, and the row split (which every op has everywhere).
+pub fn strategies_with_split(ctx: &Context) -> Vec<Strategy> {
+    strategies_of(ctx).into_iter().chain([Strategy::SplitRow]).collect()
+}
+
+/// `rows` rows of `cols` probabilities from `rng`, each row summing to 1.
+pub fn probability_rows(rng: &mut SeededRng, rows: usize, cols: usize) -> Vec<f32> {
+    let mut p: Vec<f32> = (0..rows * cols).map(|_| rng.uniform(0.0, 1.0)).collect();
+    for row in p.chunks_mut(cols) {
+        let sum: f32 = row.iter().sum();
+        row.iter_mut().for_each(|v| *v /= sum);
+    }
+    p
+}
+
 /// Both ops with a forced strategy.
 pub fn both_ops(strategy: Strategy) -> [Softmax; 2] {
     [Softmax::new().strategy(strategy), Softmax::log().strategy(strategy)]

@@ -117,11 +117,11 @@ impl DTypeArg {
 /// `cross-entropy`'s arguments.
 #[derive(Debug, Args)]
 pub struct CrossEntropyArgs {
-    /// Logits (N, C), float32 or float64.
+    /// Logits (N, C), or (C,) for one sample; float32 or float64.
     #[arg(long, value_name = "X.npy")]
     pub logits: PathBuf,
-    /// Class indices (N,) as int64, int32 or uint32; or probabilities (N, C) as float32
-    /// or float64.
+    /// Class indices (N,), or 0-d for (C,) logits, as int64, int32 or uint32; or
+    /// probabilities of the logits' shape as float32 or float64.
     #[arg(long, value_name = "T.npy")]
     pub targets: PathBuf,
     /// Output: the loss, float32, 0-d for mean and sum, (N,) for none.
@@ -149,6 +149,17 @@ pub struct CrossEntropyArgs {
     /// Class weights (C,), float32 or float64.
     #[arg(long, value_name = "W.npy")]
     pub weight: Option<PathBuf>,
+    /// z-loss coefficient: each row not ignored adds S * logsumexp^2 (PaLM; Liger's
+    /// lse_square_scale). S >= 0.
+    #[arg(long, value_name = "S", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub z_loss: f32,
+    /// Logit softcap: logits become T * tanh(x / T) first (Gemma 2). T > 0.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub softcap: Option<f32>,
+    /// Output: each row's logsumexp of the (softcapped) logits, float32 (N,), ignored rows
+    /// included.
+    #[arg(long, value_name = "F.npy")]
+    pub lse: Option<PathBuf>,
     /// The storage type of the logits (and probability targets and gradient) on the GPU:
     /// inputs are rounded to it, the gradient written in it (float16 as float16; bfloat16
     /// as float32, which holds every bfloat16 exactly); the loss is float32. Default: f16

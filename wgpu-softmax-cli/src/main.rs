@@ -7,6 +7,7 @@
 //! wgpu-softmax softmax --input X.npy --output Y.npy [--log]
 //! wgpu-softmax cross-entropy --logits X.npy --targets T.npy --loss L.npy [--grad G.npy]
 //!     [--reduction mean|sum|none] [--ignore-index I] [--label-smoothing E] [--weight W.npy]
+//!     [--z-loss S] [--softcap T] [--lse F.npy]
 //! ```
 //!
 //! Global options `--backend vulkan|metal|dx12|gl` and `--adapter NAME` (else the `WGPU_*`

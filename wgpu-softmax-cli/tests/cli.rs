@@ -395,6 +395,98 @@ fn cross_entropy_with_float64_probability_targets_weight_and_smoothing() {
     }
 }
 
+/// `--z-loss`, `--softcap` and `--lse`: the loss, gradient and logsumexp against the
+/// reference; bad values are one-line errors; `--lse` may not name another output.
+#[test]
+fn cross_entropy_with_z_loss_softcap_and_lse() {
+    let s = Scratch::new("ce_options");
+    let shape = Shape::new(10, 12);
+    let mut rng = SeededRng::new(8);
+    let logits = rng.logits(120, 9.0);
+    let targets: Vec<i64> =
+        (0..10).map(|row| if row == 4 { -100 } else { i64::try_from(rng.below(12)).unwrap() }).collect();
+    let weight: Vec<f32> = (0..12).map(|_| rng.uniform(0.5, 2.0)).collect();
+    write_f32(&s, "x.npy", &[10, 12], &logits);
+    write_i64(&s, "t.npy", &targets);
+    write_f32(&s, "w.npy", &[12], &weight);
+    let input = CrossEntropyInput::new(&logits, shape, Targets::I64(&targets)).weight(&weight);
+    for (flag, reduction) in [("mean", Reduction::Mean), ("none", Reduction::None)] {
+        let op = CrossEntropy::new().reduction(reduction).z_loss(0.25).softcap(4.0).lse(true);
+        let options = [
+            "--reduction",
+            flag,
+            "--weight",
+            "w.npy",
+            "--z-loss",
+            "0.25",
+            "--softcap",
+            "4",
+            "--lse",
+            "lse.npy",
+        ];
+        let _ = std::fs::remove_file(s.path("lse.npy"));
+        check_cross_entropy(&s, &["x.npy", "t.npy"], &options, op, &input, true);
+        let (lse_shape, lse) = read_f32(&s, "lse.npy");
+        assert_eq!(lse_shape, [10]);
+        let expected = reference::cross_entropy(&op, &input).unwrap().lse.unwrap();
+        assert_close("lse", &lse, &expected, Tolerance::CROSS_ENTROPY_LOSS);
+    }
+    for (flag, value, option) in
+        [("--softcap", "0", "softcap"), ("--softcap", "-2", "softcap"), ("--z-loss", "-1", "z_loss")]
+    {
+        let args =
+            ["cross-entropy", "--logits", "x.npy", "--targets", "t.npy", "--loss", "l2.npy", flag, value];
+        assert_refused(&s, &args, &[option]);
+    }
+    let args =
+        ["cross-entropy", "--logits", "x.npy", "--targets", "t.npy", "--loss", "l2.npy", "--lse", "l2.npy"];
+    assert_refused(&s, &args, &["--loss and --lse name the same file"]);
+}
+
+/// 1-D logits (C,) are one sample, as in PyTorch: a 0-d class target or (C,)
+/// probabilities; the per-sample outputs (loss with reduction none, logsumexp) are 0-d.
+#[test]
+fn cross_entropy_of_one_dimensional_logits() {
+    let s = Scratch::new("ce_one_sample");
+    let mut rng = SeededRng::new(9);
+    let logits = rng.logits(11, 5.0);
+    write_f32(&s, "x.npy", &[11], &logits);
+    let bytes: Vec<u8> = 7_i64.to_le_bytes().to_vec();
+    write_file(&s, "t.npy", &npy_bytes("<i8", false, &[], &bytes));
+    let input = CrossEntropyInput::new(&logits, Shape::new(1, 11), Targets::I64(&[7]));
+    let op = CrossEntropy::new().reduction(Reduction::None).lse(true);
+    let expected = reference::cross_entropy(&op, &input).unwrap();
+    let args = [
+        "cross-entropy",
+        "--logits",
+        "x.npy",
+        "--targets",
+        "t.npy",
+        "--loss",
+        "l.npy",
+        "--grad",
+        "g.npy",
+        "--lse",
+        "lse.npy",
+        "--reduction",
+        "none",
+    ];
+    run_ok(&s, &args);
+    let (loss_shape, loss) = read_f32(&s, "l.npy");
+    assert_eq!(loss_shape, Vec::<usize>::new(), "a 0-d loss");
+    assert_close("loss", &loss, &expected.loss, Tolerance::CROSS_ENTROPY_LOSS);
+    let (grad_shape, grad) = read_f32(&s, "g.npy");
+    assert_eq!(grad_shape, [11]);
+    assert_close("grad", &grad, &expected.grad.unwrap(), Tolerance::CROSS_ENTROPY_GRAD);
+    let (lse_shape, lse) = read_f32(&s, "lse.npy");
+    assert_eq!(lse_shape, Vec::<usize>::new());
+    assert_close("lse", &lse, &expected.lse.unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+    // A (1,) target is not a 0-d one: the error names both shapes.
+    write_i64(&s, "t1.npy", &[7]);
+    let args = ["cross-entropy", "--logits", "x.npy", "--targets", "t1.npy", "--loss", "l2.npy"];
+    assert_refused(&s, &args, &["t1.npy", "(1,)", "()"]);
+}
+
 /// The (3, 5) matrix `values` as NumPy stores it in every layout `np.save` writes: C and
 /// Fortran order, little- and big-endian, header versions 1 to 3, float16/32/64, and with
 /// bytes after the data (which NumPy ignores).
@@ -704,10 +796,14 @@ fn mismatched_cross_entropy_shapes_are_refused() {
     assert_refused(&s, &cross_entropy_args("t.npy", &["--weight", "w4.npy"]), &["w4.npy", "(4,)", "(3,)"]);
     write_i64(&s, "wi.npy", &[1, 1, 1]);
     assert_refused(&s, &cross_entropy_args("t.npy", &["--weight", "wi.npy"]), &["wi.npy", "int64"]);
+    // 1-D logits are one sample: their class target is 0-d, not (4,).
     write_f32(&s, "x1.npy", &[12], &[0.5; 12]);
     let mut args = cross_entropy_args("t.npy", &[]);
     args[2] = "x1.npy";
-    assert_refused(&s, &args, &["x1.npy", "2-D"]);
+    assert_refused(&s, &args, &["t.npy", "x1.npy", "(4,)", "()"]);
+    write_f32(&s, "x3.npy", &[2, 3, 2], &[0.5; 12]);
+    args[2] = "x3.npy";
+    assert_refused(&s, &args, &["x3.npy", "(N, C) or (C,)"]);
 }
 
 #[test]

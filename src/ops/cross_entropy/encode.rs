@@ -74,8 +74,11 @@ impl CrossEntropy {
             Reduction::Sum => 2,
         };
         let signed = !matches!(buffers.targets, TargetBuffer::U32(_));
+        let wide = matches!(buffers.targets, TargetBuffer::I64(_));
+        let target_bytes = if wide { 8 } else { 4 };
         let shared_constants = vec![
             ("TARGETS_SIGNED", u32::from(signed)),
+            ("TARGETS_WIDE", u32::from(wide)),
             ("HAS_WEIGHT", u32::from(buffers.weight.is_some())),
             ("REDUCTION", reduction),
         ];
@@ -83,6 +86,8 @@ impl CrossEntropy {
         constants.extend([
             ("HAS_UPSTREAM", u32::from(buffers.grad_output.is_some())),
             ("ARGMAX", u32::from(self.argmax)),
+            ("WRITE_LSE", u32::from(buffers.lse.is_some())),
+            ("SOFTCAP", u32::from(self.softcap.is_some())),
         ]);
         let targets_kind = if probabilities { TargetsKind::Probabilities } else { TargetsKind::Classes };
         let divisor_pass = self.reduction == Reduction::Mean && !probabilities;
@@ -92,6 +97,8 @@ impl CrossEntropy {
             cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
             ignore_index,
             label_smoothing: self.label_smoothing,
+            softcap: self.softcap.unwrap_or(0.0),
+            z_loss: self.z_loss,
             total_rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
             ..RowParams::default()
         };
@@ -115,8 +122,9 @@ impl CrossEntropy {
                 }
             };
             encoder.clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
-            // [0] total weight, then per chunk its weight part and its loss sum.
-            let totals_bytes = 4 * (2 + 2 * u64::from(chunk_count));
+            // [0] total weight, [1] rows not ignored, then per chunk its parts of them and
+            // its loss sum.
+            let totals_bytes = 4 * (2 + 3 * u64::from(chunk_count));
             let totals =
                 (divisor_pass || reduce_pass).then(|| ctx.scratch_buffer(totals_bytes)).transpose()?;
             let row_losses = reduce_pass.then(|| ctx.scratch_buffer(rows_bytes)).transpose()?;
@@ -129,7 +137,9 @@ impl CrossEntropy {
             let mut per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
             let mut tensors: Vec<(&'static str, TensorRef<'_>)> = vec![("logits", buffers.logits)];
             match buffers.targets {
-                TargetBuffer::U32(t) | TargetBuffer::I32(t) => per_row.push(("targets", t, 4)),
+                TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) => {
+                    per_row.push(("targets", t, target_bytes));
+                }
                 TargetBuffer::Probabilities(p) => tensors.push(("target_probs", p)),
             }
             if let (Gradient::Separate, Some(grad)) = (self.gradient, buffers.grad) {
@@ -145,6 +155,7 @@ impl CrossEntropy {
             if let Some(argmax) = buffers.argmax.or(argmax_scratch.as_ref().map(BufferRegion::new)) {
                 per_row.push(("argmax", argmax, 4));
             }
+            per_row.extend(buffers.lse.map(|lse| ("lse", lse, 4)));
             let main = RowDispatch {
                 spec: KernelSpec {
                     cached: rows::keeps_rows(ctx),
@@ -162,8 +173,8 @@ impl CrossEntropy {
 
             // The reductions' bindings: the targets and row losses per chunk, the rest whole.
             let mut reduce_per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
-            if let TargetBuffer::U32(t) | TargetBuffer::I32(t) = buffers.targets {
-                reduce_per_row.push(("targets", t, 4));
+            if let TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) = buffers.targets {
+                reduce_per_row.push(("targets", t, target_bytes));
             }
             if let Some(r) = &row_losses {
                 reduce_per_row.push(("row_loss", BufferRegion::new(r), 4));
@@ -239,6 +250,10 @@ impl CrossEntropy {
                 validate::storage_region(ctx, "targets", &t, rows_bytes)?;
                 t
             }
+            TargetBuffer::I64(t) => {
+                validate::storage_region(ctx, "targets", &t, 2 * rows_bytes)?;
+                t
+            }
             TargetBuffer::Probabilities(p) => {
                 validate::tensor(ctx, ("targets", "logits"), &p, dtype, elements)?;
                 p.region()
@@ -272,6 +287,9 @@ impl CrossEntropy {
         if let Some(a) = &buffers.argmax {
             validate::storage_region(ctx, "argmax", a, rows_bytes)?;
         }
+        if let Some(l) = &buffers.lse {
+            validate::storage_region(ctx, "lse", l, rows_bytes)?;
+        }
         if let Some(s) = &buffers.status {
             validate::storage_region(ctx, "status", s, 4 * STATUS_WORDS as u64)?;
             if !s.buffer().usage().contains(wgpu::BufferUsages::COPY_DST) {
@@ -279,7 +297,7 @@ impl CrossEntropy {
             }
         }
         let grad = buffers.grad.filter(|_| self.gradient == Gradient::Separate).map(|g| g.region());
-        let outputs = [Some(buffers.loss), grad, buffers.argmax, buffers.status];
+        let outputs = [Some(buffers.loss), grad, buffers.argmax, buffers.status, buffers.lse];
         let logits = (self.gradient != Gradient::InPlace).then_some(buffers.logits.region());
         let inputs = [logits, Some(targets), buffers.weight, buffers.grad_output];
         for (i, output) in outputs.iter().flatten().enumerate() {

@@ -33,11 +33,46 @@ impl CrossEntropy {
         let shape = input.shape;
         let probabilities = matches!(input.targets, Targets::Probabilities(_));
         self.plan_for(ctx, shape, T::DTYPE, crate::kernels::VectorWidth::Vec4, probabilities)?;
+        // The z-loss's own part comes from the logsumexp: read it back whenever there is one.
+        let op = if self.z_loss > 0.0 { self.lse(true) } else { *self };
         let rows_per_piece = crate::ops::rows::rows_per_buffer(ctx, shape, T::DTYPE)?;
-        if rows_per_piece < shape.rows {
-            return self.run_in_pieces(ctx, input, rows_per_piece);
+        let mut out = if rows_per_piece < shape.rows {
+            op.run_in_pieces(ctx, input, rows_per_piece)?
+        } else {
+            op.run_whole(ctx, input)?
+        };
+        if self.z_loss > 0.0 {
+            out.z_loss = out.lse.as_deref().map(|lse| self.z_loss_part(input.targets, lse));
+            if !self.lse {
+                out.lse = None;
+            }
         }
-        self.run_whole(ctx, input)
+        Ok(out)
+    }
+
+    /// The z-loss on its own, reduced as the loss is, from each row's logsumexp: in f64,
+    /// in row order, over the rows not ignored.
+    #[allow(clippy::cast_possible_truncation)] // reported in f32, as the loss
+    fn z_loss_part<T: Element>(&self, targets: Targets<'_, T>, lse: &[f32]) -> Vec<f32> {
+        let ignored = |row: usize| match targets {
+            Targets::U32(t) => i64::from(t[row]) == self.ignore_index,
+            Targets::I32(t) => i64::from(t[row]) == self.ignore_index,
+            Targets::I64(t) => t[row] == self.ignore_index,
+            Targets::Probabilities(_) => false,
+        };
+        let z = f64::from(self.z_loss);
+        let rows: Vec<f64> = lse
+            .iter()
+            .enumerate()
+            .map(|(row, &l)| if ignored(row) { 0.0 } else { z * f64::from(l) * f64::from(l) })
+            .collect();
+        let count = (0..lse.len()).filter(|&row| !ignored(row)).count();
+        match self.reduction {
+            Reduction::None => rows.iter().map(|&v| v as f32).collect(),
+            Reduction::Sum => vec![rows.iter().sum::<f64>() as f32],
+            Reduction::Mean if count == 0 => vec![f32::NAN],
+            Reduction::Mean => vec![(rows.iter().sum::<f64>() / count as f64) as f32],
+        }
     }
 
     /// Data larger than one buffer may be: runs pieces of whole rows with reduction none,
@@ -65,12 +100,28 @@ impl CrossEntropy {
             Reduction::Mean => (1.0 / divisor) as f32,
             Reduction::Sum | Reduction::None => 1.0,
         };
-        let piece_op = self.reduction(Reduction::None);
+        // The z-loss's mean divides by the rows not ignored, the rest by the divisor: both
+        // under the common 1 / divisor, the z-loss scaled by divisor / count (as the GPU
+        // path does).
+        let count = match input.targets {
+            Targets::Probabilities(_) => shape.rows as f64,
+            Targets::U32(t) => self.divisor(t.iter().map(|&v| i64::from(v)), |_| 1.0),
+            Targets::I32(t) => self.divisor(t.iter().map(|&v| i64::from(v)), |_| 1.0),
+            Targets::I64(t) => self.divisor(t.iter().copied(), |_| 1.0),
+        };
+        #[allow(clippy::cast_possible_truncation)] // the coefficient is an f32 on the GPU too
+        let z_loss = match self.reduction {
+            Reduction::Mean if count > 0.0 => (f64::from(self.z_loss) * divisor / count) as f32,
+            _ => self.z_loss,
+        };
+        let piece_op = self.reduction(Reduction::None).z_loss(z_loss);
         let mut out = CrossEntropyOutput::<T, f32> {
             loss: Vec::new(),
             grad: (self.gradient != Gradient::Skip).then(Vec::new),
             argmax: self.argmax.then(Vec::new),
             correct: (self.argmax && !matches!(input.targets, Targets::Probabilities(_))).then_some(0),
+            lse: self.lse.then(Vec::new),
+            z_loss: None,
         };
         for first_row in (0..shape.rows).step_by(rows_per_piece) {
             let rows = rows_per_piece.min(shape.rows - first_row);
@@ -103,6 +154,9 @@ impl CrossEntropy {
             }
             if let (Some(all), Some(part)) = (out.correct.as_mut(), result.correct) {
                 *all += part;
+            }
+            if let (Some(all), Some(part)) = (out.lse.as_mut(), result.lse) {
+                all.extend(part);
             }
         }
         #[allow(clippy::cast_possible_truncation)] // the loss is reported in f32
@@ -153,6 +207,7 @@ impl CrossEntropy {
                 .then(|| ctx.elements_buffer(T::DTYPE, len))
                 .transpose()?;
             let argmax = self.argmax.then(|| ctx.storage_buffer(rows)).transpose()?;
+            let lse = self.lse.then(|| ctx.storage_buffer(rows)).transpose()?;
             let status = ctx.storage_buffer(STATUS_WORDS)?;
             let mut buffers = CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss)
                 .with_status(&status);
@@ -160,6 +215,7 @@ impl CrossEntropy {
             buffers.grad_output = grad_output.as_ref().map(BufferRegion::new);
             buffers.grad = grad.as_ref().map(|g| TensorRef::new(g, T::DTYPE));
             buffers.argmax = argmax.as_ref().map(BufferRegion::new);
+            buffers.lse = lse.as_ref().map(BufferRegion::new);
             let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-softmax: cross_entropy"),
             });
@@ -178,6 +234,9 @@ impl CrossEntropy {
             if let Some(a) = argmax.as_ref() {
                 parts.push((a, f32_bytes(rows)));
             }
+            if let Some(l) = lse.as_ref() {
+                parts.push((l, f32_bytes(rows)));
+            }
             let mut read = ctx.finish_and_read_many(encoder, &parts)?.into_iter();
             let mut next = || read.next().unwrap_or_default();
             let loss_bytes = next();
@@ -189,13 +248,18 @@ impl CrossEntropy {
             }
             let grad = grad_source.map(|_| bytemuck::pod_collect_to_vec(&next()));
             let argmax: Option<Vec<u32>> = argmax.as_ref().map(|_| bytemuck::pod_collect_to_vec(&next()));
+            let mut lse: Option<Vec<f32>> = lse.as_ref().map(|_| bytemuck::pod_collect_to_vec(&next()));
+            if shape.is_empty() {
+                // No dispatch ran: rows without classes have the logsumexp of nothing.
+                lse = lse.map(|_| vec![f32::NEG_INFINITY; rows]);
+            }
             let mut loss: Vec<f32> = bytemuck::pod_collect_to_vec(&loss_bytes);
             if shape.is_empty() {
                 loss = self.empty_loss(rows);
             }
             let correct = (self.argmax && !matches!(input.targets, Targets::Probabilities(_)))
                 .then_some(status.correct);
-            Ok(CrossEntropyOutput { loss, grad, argmax, correct })
+            Ok(CrossEntropyOutput { loss, grad, argmax, correct, lse, z_loss: None })
         })
     }
 

@@ -14,6 +14,14 @@
 //!   weights, `q - onehot(y)` in the plain case), scaled by `1/divisor` for the mean, 1 for
 //!   the sum, and the row's upstream gradient (default 1) for `none`.
 //!
+//! Options beyond PyTorch's, as Liger Kernel has them: a **logit softcap** `T` (Gemma 2)
+//! replaces every logit by `T * tanh(x / T)` before anything else, the gradient chained
+//! through `1 - tanh^2`; a **z-loss** `z` (`PaLM`) adds `z * lse^2` to the loss of every row
+//! not ignored, unweighted, with gradient `2 * z * lse * q`, and the mean divides its sum
+//! by the count of rows not ignored (the cross-entropy part by the summed weights);
+//! each row's **logsumexp** `lse` (of the capped logits, ignored rows included) can be
+//! written out.
+//!
 //! The loss is `logsumexp(x) - x[y]`, never the log of a probability: logits `[0, 1000]`
 //! with target 0 give exactly 1000. The mean and sum are reduced in a fixed order, so the
 //! same input gives the same bits on the same adapter. Special values follow softmax: a row
@@ -82,6 +90,9 @@ pub enum TargetBuffer<'a> {
     U32(BufferRegion<'a>),
     /// One `i32` class index per row.
     I32(BufferRegion<'a>),
+    /// One `i64` class index per row as PyTorch stores them: two 32-bit words per row,
+    /// low word first (little-endian). Values outside i32 are bad targets like any other.
+    I64(BufferRegion<'a>),
     /// `rows x cols` probabilities, of the logits' storage type.
     Probabilities(TensorRef<'a>),
 }
@@ -148,6 +159,9 @@ pub struct CrossEntropyBuffers<'a> {
     /// Four u32 status words (`STORAGE | COPY_DST`), cleared and then written by the op:
     /// see [`CrossEntropyStatus`]. Without it, bad targets still give NaN losses.
     pub status: Option<BufferRegion<'a>>,
+    /// Per-row logsumexp of the (softcapped) logits, `rows` f32, ignored rows included:
+    /// written when given.
+    pub lse: Option<BufferRegion<'a>>,
 }
 
 impl<'a> CrossEntropyBuffers<'a> {
@@ -167,7 +181,15 @@ impl<'a> CrossEntropyBuffers<'a> {
             grad: None,
             argmax: None,
             status: None,
+            lse: None,
         }
+    }
+
+    /// With a logsumexp per row.
+    #[must_use]
+    pub fn with_lse(mut self, lse: impl Into<BufferRegion<'a>>) -> Self {
+        self.lse = Some(lse.into());
+        self
     }
 
     /// With class weights.
@@ -272,6 +294,14 @@ pub struct CrossEntropyOutput<G, L = G> {
     /// Correct predictions among the rows not ignored, when the argmax was asked for with
     /// class-index targets.
     pub correct: Option<u32>,
+    /// Per-row logsumexp of the (softcapped) logits, when asked for
+    /// ([`CrossEntropy::lse`]): NaN for a row holding NaN or `+inf`, `-inf` for a row of
+    /// only `-inf`.
+    pub lse: Option<Vec<L>>,
+    /// The z-loss's part of [`CrossEntropyOutput::loss`] on its own, reduced the same way
+    /// (one per row for [`Reduction::None`], ignored rows 0), for logging: when the op has
+    /// a z-loss.
+    pub z_loss: Option<Vec<L>>,
 }
 
 /// The fused cross-entropy op and its options. Defaults follow PyTorch: mean reduction,
@@ -295,6 +325,9 @@ pub struct CrossEntropy {
     label_smoothing: f32,
     gradient: Gradient,
     argmax: bool,
+    z_loss: f32,
+    softcap: Option<f32>,
+    lse: bool,
     strategy: Option<Strategy>,
 }
 
@@ -314,6 +347,9 @@ impl CrossEntropy {
             label_smoothing: 0.0,
             gradient: Gradient::Separate,
             argmax: false,
+            z_loss: 0.0,
+            softcap: None,
+            lse: false,
             strategy: None,
         }
     }
@@ -354,6 +390,31 @@ impl CrossEntropy {
         self
     }
 
+    /// Adds the z-loss `z * lse^2` to each row not ignored (the auxiliary loss of `PaLM`, Liger's
+    /// `lse_square_scale`); `z >= 0`, default 0 (none).
+    #[must_use]
+    pub const fn z_loss(mut self, z: f32) -> Self {
+        self.z_loss = z;
+        self
+    }
+
+    /// Caps the logits softly at `t`: each becomes `t * tanh(x / t)` before anything else
+    /// (Gemma 2). `t > 0`.
+    #[must_use]
+    pub const fn softcap(mut self, t: f32) -> Self {
+        self.softcap = Some(t);
+        self
+    }
+
+    /// Returns each row's logsumexp from [`CrossEntropy::run`]
+    /// ([`CrossEntropyOutput::lse`]); the GPU-resident API writes it wherever
+    /// [`CrossEntropyBuffers::lse`] is given.
+    #[must_use]
+    pub const fn lse(mut self, lse: bool) -> Self {
+        self.lse = lse;
+        self
+    }
+
     /// Forces a kernel strategy.
     #[must_use]
     pub const fn strategy(mut self, strategy: Strategy) -> Self {
@@ -391,17 +452,50 @@ impl CrossEntropy {
         self.argmax
     }
 
+    /// The z-loss coefficient (0 for none).
+    #[must_use]
+    pub const fn get_z_loss(&self) -> f32 {
+        self.z_loss
+    }
+
+    /// The logit softcap, if any.
+    #[must_use]
+    pub const fn get_softcap(&self) -> Option<f32> {
+        self.softcap
+    }
+
+    /// Whether [`CrossEntropy::run`] returns the logsumexp per row.
+    #[must_use]
+    pub const fn get_lse(&self) -> bool {
+        self.lse
+    }
+
     /// Checks the options that do not depend on the data.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] when the label smoothing is outside `[0, 1]`.
+    /// [`Error::InvalidOption`] when the label smoothing is outside `[0, 1]`, the z-loss
+    /// is negative or not finite, or the softcap is not a finite number above 0.
     pub fn check_options(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(Error::InvalidOption {
                 option: "label_smoothing",
                 problem: format!("{} is outside [0, 1]", self.label_smoothing),
             });
+        }
+        if !(self.z_loss.is_finite() && self.z_loss >= 0.0) {
+            return Err(Error::InvalidOption {
+                option: "z_loss",
+                problem: format!("{} is not a finite number >= 0; use 0 for no z-loss", self.z_loss),
+            });
+        }
+        if let Some(t) = self.softcap {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::InvalidOption {
+                    option: "softcap",
+                    problem: format!("{t} is not a finite number > 0; leave the softcap unset for none"),
+                });
+            }
         }
         Ok(())
     }
@@ -430,14 +524,18 @@ impl CrossEntropy {
             Reduction::Mean => 1,
             Reduction::Sum => 2,
         };
-        gradient | reduction << 2 | (probabilities as u32) << 4 | (self.argmax as u32) << 5
+        gradient
+            | reduction << 2
+            | (probabilities as u32) << 4
+            | (self.argmax as u32) << 5
+            | (self.softcap.is_some() as u32) << 6
     }
 
     /// Bytes per row of each array bound per chunk: the logits (and gradient, and
-    /// probability targets), and one word each of class targets, losses, argmax, upstream
-    /// gradient.
+    /// probability targets), and at most two words each of class targets (i64), losses,
+    /// argmax, upstream gradient, logsumexp.
     fn row_bytes(shape: Shape, dtype: DType) -> [u64; 2] {
-        [shape.cols as u64 * dtype.size(), 4]
+        [shape.cols as u64 * dtype.size(), 8]
     }
 
     /// Plans the fused dispatch of f32 logits of `shape` with class-index targets on

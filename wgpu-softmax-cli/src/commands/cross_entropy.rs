@@ -33,21 +33,39 @@ enum TargetData {
 pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
     let mut inputs = vec![args.logits.as_path(), args.targets.as_path()];
     inputs.extend(args.weight.as_deref());
-    if let Some(grad) = args.grad.as_deref().filter(|grad| same_file(grad, &args.loss)) {
-        return Err(CliError::file(grad, "--loss and --grad name the same file"));
+    let named = [
+        ("--loss", Some(args.loss.as_path())),
+        ("--grad", args.grad.as_deref()),
+        ("--lse", args.lse.as_deref()),
+    ];
+    for (i, (first, a)) in named.iter().enumerate() {
+        for (second, b) in &named[i + 1..] {
+            if let (Some(a), Some(b)) = (a, b) {
+                if same_file(a, b) {
+                    return Err(CliError::file(b, format!("{first} and {second} name the same file")));
+                }
+            }
+        }
     }
     let mut loss_output = PendingOutput::create(&args.loss, &inputs)?;
     let grad_output = args.grad.as_deref().map(|grad| PendingOutput::create(grad, &inputs)).transpose()?;
+    let lse_output = args.lse.as_deref().map(|lse| PendingOutput::create(lse, &inputs)).transpose()?;
 
     let FloatInput { shape: logits_shape, data: logits, half } = read_float(&args.logits, "logits")?;
-    let &[rows, cols] = logits_shape.as_slice() else {
-        return Err(CliError::file(
-            &args.logits,
-            format!("logits must be 2-D (N, C), not of {}", shape_text(&logits_shape)),
-        ));
+    // 1-D logits (C,) are one sample, as PyTorch takes them: a 0-d class target or (C,)
+    // probabilities, and 0-d per-sample outputs.
+    let (rows, cols, per_sample_shape): (usize, usize, Vec<usize>) = match *logits_shape.as_slice() {
+        [rows, cols] => (rows, cols, vec![rows]),
+        [cols] => (1, cols, Vec::new()),
+        _ => {
+            return Err(CliError::file(
+                &args.logits,
+                format!("logits must be (N, C) or (C,), not of {}", shape_text(&logits_shape)),
+            ));
+        }
     };
     let shape = Shape::new(rows, cols);
-    let targets = read_targets(&args.targets, &args.logits, shape)?;
+    let targets = read_targets(&args.targets, &args.logits, (&per_sample_shape, &logits_shape))?;
     let weight = match &args.weight {
         Some(path) => Some(read_weight(path, &args.logits, cols)?),
         None => None,
@@ -55,13 +73,18 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
 
     let reduction = args.reduction.to_reduction();
     let gradient = if args.grad.is_some() { Gradient::Separate } else { Gradient::Skip };
-    let op = CrossEntropy::new()
+    let mut op = CrossEntropy::new()
         .reduction(reduction)
         .ignore_index(args.ignore_index)
         .label_smoothing(args.label_smoothing)
+        .z_loss(args.z_loss)
+        .lse(args.lse.is_some())
         .gradient(gradient);
+    if let Some(t) = args.softcap {
+        op = op.softcap(t);
+    }
     let dtype = storage_dtype(args.dtype, half);
-    let (loss, grad) = match dtype {
+    let Outputs { loss, grad, lse } = match dtype {
         DType::F32 => run_typed(cli, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?,
         DType::F16 => {
             run_typed(cli, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::F16)?
@@ -71,7 +94,8 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         }
     };
 
-    let loss_shape: Vec<usize> = if reduction == Reduction::None { vec![rows] } else { Vec::new() };
+    let loss_shape: Vec<usize> =
+        if reduction == Reduction::None { per_sample_shape.clone() } else { Vec::new() };
     loss_output.write(&loss_shape, &loss)?;
     let mut outputs = vec![loss_output];
     let mut written = vec![(args.loss.as_path(), "float32", loss_shape.as_slice())];
@@ -83,19 +107,34 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         outputs.push(grad_file);
         written.push((path, grad_dtype, logits_shape.as_slice()));
     }
+    if let (Some(mut lse_file), Some(path)) = (lse_output, args.lse.as_deref()) {
+        let Some(lse) = lse else {
+            return Err(CliError::new("cross-entropy: internal error: the logsumexp was not returned"));
+        };
+        lse_file.write(&per_sample_shape, &lse)?;
+        outputs.push(lse_file);
+        written.push((path, "float32", per_sample_shape.as_slice()));
+    }
     commit_all(outputs)?;
     report_written("cross-entropy", &written)
 }
 
+/// What the op returned: the losses, the gradient in the storage type, the logsumexp.
+struct Outputs {
+    loss: Vec<f32>,
+    grad: Option<Stored>,
+    lse: Option<Vec<f32>>,
+}
+
 /// Checks the inputs (before any GPU work) and runs the op with logits and probability
-/// targets rounded to `T`; returns the losses and the gradient in `T`.
+/// targets rounded to `T`.
 fn run_typed<T: Element>(
     cli: &Cli,
     args: &CrossEntropyArgs,
     op: CrossEntropy,
     (logits, shape, targets, weight): (&[T], Shape, &TargetData, Option<&[f32]>),
     stored: impl Fn(Vec<T>) -> Stored,
-) -> Result<(Vec<f32>, Option<Stored>), CliError> {
+) -> Result<Outputs, CliError> {
     let probabilities: Vec<T>;
     let targets = match targets {
         TargetData::Classes(t) => Targets::I64(t),
@@ -111,14 +150,19 @@ fn run_typed<T: Element>(
     op.check_input(&input).map_err(|e| attribute(&e, args))?;
     let ctx = cli.context("cross-entropy")?;
     let out = op.run(&ctx, &input).map_err(|e| attribute(&e, args))?;
-    Ok((out.loss, out.grad.map(stored)))
+    Ok(Outputs { loss: out.loss, grad: out.grad.map(stored), lse: out.lse })
 }
 
-/// Class indices (N,) of an integer type, or probabilities of the logits' shape.
-fn read_targets(path: &Path, logits_path: &Path, shape: Shape) -> Result<TargetData, CliError> {
+/// Class indices of an integer type, one per sample (`class_shape`: (N,), or 0-d for 1-D
+/// logits), or probabilities of the logits' shape.
+fn read_targets(
+    path: &Path,
+    logits_path: &Path,
+    (class_shape, logits_shape): (&[usize], &[usize]),
+) -> Result<TargetData, CliError> {
     let Array { shape: targets_shape, data, dtype } = read_npy(path)?;
-    let class_shape_ok = targets_shape == [shape.rows];
-    let probability_shape_ok = targets_shape == [shape.rows, shape.cols];
+    let class_shape_ok = targets_shape == class_shape;
+    let probability_shape_ok = targets_shape == logits_shape;
     let mismatch = |kind: &str, wanted: &[usize]| {
         CliError::file(
             path,
@@ -126,18 +170,18 @@ fn read_targets(path: &Path, logits_path: &Path, shape: Shape) -> Result<TargetD
                 "{kind} targets of {} do not match the logits {} of {}: they must have {}",
                 shape_text(&targets_shape),
                 logits_path.display(),
-                shape_text(&[shape.rows, shape.cols]),
+                shape_text(logits_shape),
                 shape_text(wanted)
             ),
         )
     };
     match data {
         Data::Int(t) if class_shape_ok => Ok(TargetData::Classes(t)),
-        Data::Int(_) => Err(mismatch("class-index", &[shape.rows])),
+        Data::Int(_) => Err(mismatch("class-index", class_shape)),
         data if probability_shape_ok => npy::to_f32(data, &dtype)
             .map(TargetData::Probabilities)
             .map_err(|problem| CliError::file(path, format!("probability targets: {problem}"))),
-        _ => Err(mismatch("probability", &[shape.rows, shape.cols])),
+        _ => Err(mismatch("probability", logits_shape)),
     }
 }
 

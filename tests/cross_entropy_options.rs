@@ -1,0 +1,305 @@
+//! The cross-entropy's z-loss, logit softcap, logsumexp output and int64 class targets on
+//! the GPU: every storage type, every strategy the adapter has, both cached settings,
+//! the GPU-resident API on poisoned outputs and the host API, against the f64 reference.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
+
+mod common;
+
+use common::{assert_written, ctx, poisoned, rng};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{compare, round_to, widen};
+use wgpu_softmax::{
+    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, Element,
+    Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef, bf16, f16,
+    reference,
+};
+
+fn strategies() -> Vec<Strategy> {
+    common::strategies_with_split(ctx())
+}
+
+/// i64 class targets as the two little-endian words per row that PyTorch's int64 holds.
+fn i64_words(targets: &[i64]) -> Vec<u32> {
+    targets.iter().flat_map(|&t| [t as u32, (t >> 32) as u32]).collect()
+}
+
+/// What the GPU-resident API wrote: the loss, the gradient and the logsumexp, each from
+/// a poisoned buffer; class targets go up as int64 words.
+struct Written<T> {
+    loss: Vec<f32>,
+    grad: Vec<T>,
+    lse: Vec<f32>,
+}
+
+fn run_poisoned<T: Element>(ctx: &Context, op: CrossEntropy, input: &CrossEntropyInput<'_, T>) -> Written<T> {
+    let shape = input.shape;
+    let logits = ctx.upload_elements(input.logits).unwrap();
+    let targets_buffer;
+    let targets = match input.targets {
+        Targets::Probabilities(p) => {
+            targets_buffer = ctx.upload_elements(p).unwrap();
+            TargetBuffer::Probabilities(TensorRef::new(&targets_buffer, T::DTYPE))
+        }
+        Targets::I64(t) => {
+            targets_buffer = ctx.upload_elements(&i64_words(t)).unwrap();
+            TargetBuffer::I64(BufferRegion::new(&targets_buffer))
+        }
+        _ => unreachable!("these tests give i64 or probabilities"),
+    };
+    let weight = input.weight.map(|w| ctx.upload_elements(w).unwrap());
+    let loss_len = if op.get_reduction() == Reduction::None { shape.rows } else { 1 };
+    let loss = poisoned::<f32>(ctx, loss_len);
+    let grad = poisoned::<T>(ctx, input.logits.len());
+    let lse = poisoned::<f32>(ctx, shape.rows);
+    let mut buffers = CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss)
+        .with_grad(TensorRef::new(&grad, T::DTYPE))
+        .with_lse(&lse);
+    if let Some(w) = &weight {
+        buffers = buffers.with_weight(w);
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    op.encode(ctx, &mut encoder, &buffers, shape)
+        .unwrap_or_else(|e| panic!("{op:?} {} on {shape}: {e}", T::DTYPE));
+    ctx.submit_and_wait(encoder).unwrap();
+    let what = format!("{op:?} {} on {shape}", T::DTYPE);
+    Written {
+        loss: assert_written(&what, ctx.download(&loss, loss_len).unwrap()),
+        grad: assert_written(&what, ctx.download_elements(&grad, input.logits.len()).unwrap()),
+        lse: assert_written(&what, ctx.download(&lse, shape.rows).unwrap()),
+    }
+}
+
+/// The options combined: (z-loss, softcap, reduction, class weights).
+fn combinations() -> Vec<(f32, Option<f32>, Reduction, bool)> {
+    let mut all = Vec::new();
+    for (z, cap) in [(0.1, None), (0.0, Some(3.0)), (0.05, Some(5.0))] {
+        for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
+            for weighted in [false, true] {
+                all.push((z, cap, reduction, weighted));
+            }
+        }
+    }
+    all
+}
+
+fn check_options<T: Element>(seed: u64) -> usize {
+    let mut rng = rng(seed);
+    let combos = combinations();
+    let mut next_combo = 0;
+    let mut checked = 0;
+    for (rows, cols) in [(97, 7), (33, 300)] {
+        let shape = Shape::new(rows, cols);
+        let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
+        let classes: Vec<i64> =
+            (0..rows).map(|r| if r % 5 == 2 { -100 } else { rng.below(cols as u64) as i64 }).collect();
+        let weight: Vec<f32> = (0..cols).map(|_| rng.uniform(0.2, 2.0)).collect();
+        let probabilities: Vec<T> = round_to(&common::probability_rows(&mut rng, rows, cols));
+        for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
+            for (strategy, path) in
+                strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
+            {
+                // One combination per case, in turn: every combination is met on each
+                // storage type, over the shapes, targets, strategies and cached settings.
+                {
+                    let (z, cap, reduction, weighted) = combos[next_combo % combos.len()];
+                    next_combo += 1;
+                    let mut op =
+                        CrossEntropy::new().reduction(reduction).z_loss(z).lse(true).strategy(strategy);
+                    if let Some(t) = cap {
+                        op = op.softcap(t);
+                    }
+                    let mut input = CrossEntropyInput::new(&logits, shape, targets);
+                    if weighted {
+                        input = input.weight(&weight);
+                    }
+                    let want = reference::cross_entropy(&op, &input).unwrap();
+                    let what = format!(
+                        "{} {shape} {strategy:?} cached {} {reduction:?} z {z} softcap {cap:?} weighted {weighted} {targets:?}",
+                        T::DTYPE,
+                        path.cached_rows()
+                    );
+                    let got = run_poisoned(&path, op, &input);
+                    let c = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+                    assert!(c.passed(), "{what}: loss {c}");
+                    let c = compare(
+                        &widen(&got.grad),
+                        want.grad.as_ref().unwrap(),
+                        Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
+                    );
+                    assert!(c.passed(), "{what}: grad {c}");
+                    let c = compare(&got.lse, want.lse.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+                    assert!(c.passed(), "{what}: lse {c}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(next_combo >= combos.len(), "every combination is run");
+    checked
+}
+
+#[test]
+fn options_match_the_reference_in_every_storage_type() {
+    let checked =
+        check_options::<f32>(0x0e_0001) + check_options::<f16>(0x0e_0002) + check_options::<bf16>(0x0e_0003);
+    eprintln!("{checked} runs checked (loss, gradient and logsumexp each)");
+    assert!(checked >= 3 * 2 * 2 * 2 * 2);
+}
+
+/// The host API returns the logsumexp and applies the options, in every element type;
+/// the mean with class weights and a z-loss divides the two parts by different counts.
+#[test]
+fn the_host_api_applies_the_options_and_returns_the_lse() {
+    fn check<T: Element>(seed: u64) {
+        let mut rng = rng(seed);
+        let (rows, cols) = (40, 23);
+        let shape = Shape::new(rows, cols);
+        let logits: Vec<T> = round_to(&rng.logits(rows * cols, 8.0));
+        let classes: Vec<i64> =
+            (0..rows).map(|r| if r % 4 == 0 { -100 } else { rng.below(cols as u64) as i64 }).collect();
+        let weight: Vec<f32> = (0..cols).map(|_| rng.uniform(0.1, 3.0)).collect();
+        let input = CrossEntropyInput::new(&logits, shape, Targets::I64(&classes)).weight(&weight);
+        for gradient in [Gradient::Separate, Gradient::InPlace] {
+            let op = CrossEntropy::new()
+                .z_loss(0.2)
+                .softcap(4.0)
+                .lse(true)
+                .label_smoothing(0.1)
+                .gradient(gradient);
+            let want = reference::cross_entropy(&op, &input).unwrap();
+            let got = op.run(ctx(), &input).unwrap();
+            let what = format!("{} {gradient:?}", T::DTYPE);
+            let c = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+            assert!(c.passed(), "{what}: loss {c}");
+            let c = compare(
+                &widen(&got.grad.unwrap()),
+                want.grad.as_ref().unwrap(),
+                Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
+            );
+            assert!(c.passed(), "{what}: grad {c}");
+            let c = compare(&got.lse.unwrap(), want.lse.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+            assert!(c.passed(), "{what}: lse {c}");
+            let c =
+                compare(&got.z_loss.unwrap(), want.z_loss.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+            assert!(c.passed(), "{what}: z-loss part {c}");
+        }
+    }
+    check::<f32>(0x0e_0011);
+    check::<f16>(0x0e_0012);
+    check::<bf16>(0x0e_0013);
+}
+
+/// The z-loss's mean, from its definition and independently of the reference's code:
+/// the loss with z minus the loss without is z times the mean of lse^2 over the rows not
+/// ignored, whatever the class weights.
+#[test]
+fn the_z_loss_mean_divides_by_the_rows_not_ignored() {
+    let logits = [0.5_f32, -1.0, 2.0, 0.0, 1.5, -0.5, 3.0, 1.0, 0.25, -2.0, 0.75, 1.25];
+    let shape = Shape::new(3, 4);
+    let classes = [2_i64, -100, 0];
+    let weight = [3.0_f32, 0.5, 2.0, 1.0];
+    let input = CrossEntropyInput::new(&logits, shape, Targets::I64(&classes)).weight(&weight);
+    let lse = |row: usize| -> f64 {
+        logits[row * 4..row * 4 + 4].iter().map(|&x| f64::from(x).exp()).sum::<f64>().ln()
+    };
+    let z = 0.3;
+    let expected = f64::from(z) * (lse(0).powi(2) + lse(2).powi(2)) / 2.0;
+    let plain = CrossEntropy::new().run(ctx(), &input).unwrap().loss[0];
+    let with_z = CrossEntropy::new().z_loss(z).run(ctx(), &input).unwrap().loss[0];
+    let got = f64::from(with_z) - f64::from(plain);
+    assert!(
+        (got - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+        "z-loss part {got}, expected {expected}"
+    );
+    // Returned on its own too, with only the asked-for outputs: no logsumexp.
+    let out = CrossEntropy::new().z_loss(z).run(ctx(), &input).unwrap();
+    let part = f64::from(out.z_loss.unwrap()[0]);
+    assert!(
+        (part - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+        "z-loss on its own {part}, expected {expected}"
+    );
+    assert!(out.lse.is_none());
+}
+
+/// int64 targets on the GPU: values outside i32 (whose low word alone would look valid)
+/// are bad targets, counted in the status words with a NaN loss; -100 as i64 is ignored.
+#[test]
+fn int64_targets_outside_i32_are_bad_targets_on_the_gpu() {
+    let ctx = ctx();
+    let shape = Shape::new(5, 4);
+    let logits: Vec<f32> = round_to(&rng(0x0e_0021).logits(20, 3.0));
+    let targets = [1_i64, (1 << 32) + 2, -100, -1, 3];
+    let logits_buffer = ctx.upload(&logits).unwrap();
+    let targets_buffer = ctx.upload_elements(&i64_words(&targets)).unwrap();
+    let loss = poisoned::<f32>(ctx, 5);
+    let status = ctx.storage_buffer(STATUS_WORDS).unwrap();
+    let buffers = CrossEntropyBuffers::new(
+        TensorRef::new(&logits_buffer, wgpu_softmax::DType::F32),
+        TargetBuffer::I64(BufferRegion::new(&targets_buffer)),
+        &loss,
+    )
+    .with_status(&status);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    CrossEntropy::new()
+        .reduction(Reduction::None)
+        .gradient(Gradient::Skip)
+        .encode(ctx, &mut encoder, &buffers, shape)
+        .unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    let losses = ctx.download(&loss, 5).unwrap();
+    let status = CrossEntropyStatus::read(ctx, &status).unwrap();
+    assert_eq!(status.bad_target_rows, 2, "rows 1 and 3: {status:?}");
+    assert_eq!(status.first_bad_target_row, Some(1));
+    assert!(matches!(status.check(), Err(Error::TargetsOutOfRangeOnGpu { rows: 2, first_row: 1 })));
+    assert!(losses[1].is_nan() && losses[3].is_nan(), "{losses:?}");
+    assert_eq!(losses[2], 0.0, "the ignored row: {losses:?}");
+    let want = reference::cross_entropy(
+        &CrossEntropy::new().reduction(Reduction::None),
+        &CrossEntropyInput::new(&logits, shape, Targets::I64(&[1, 0, -100, 0, 3])),
+    )
+    .unwrap();
+    for row in [0, 4] {
+        let c = compare(&losses[row..=row], &want.loss[row..=row], Tolerance::CROSS_ENTROPY_LOSS);
+        assert!(c.passed(), "row {row}: {c}");
+    }
+}
+
+/// The logsumexp of rows with special values, and the softcap's effect on them: a
+/// softcapped -inf is -T, finite.
+#[test]
+fn the_lse_of_special_rows() {
+    let inf = f32::INFINITY;
+    let logits = [1.0, -inf, 2.0, 0.5, -inf, -inf, -inf, -inf, 0.5, f32::NAN, 1.0, 2.0];
+    let shape = Shape::new(3, 4);
+    let input = CrossEntropyInput::new(&logits, shape, Targets::I64(&[0, -100, 2]));
+    let op = CrossEntropy::new().reduction(Reduction::None).lse(true);
+    let lse = op.run(ctx(), &input).unwrap().lse.unwrap();
+    let first = (1.0_f64.exp() + 2.0_f64.exp() + 0.5_f64.exp()).ln();
+    assert!((f64::from(lse[0]) - first).abs() < 1e-5, "{lse:?}");
+    assert_eq!(lse[1], f32::NEG_INFINITY, "a row of only -inf: {lse:?}");
+    assert!(lse[2].is_nan(), "a row with NaN: {lse:?}");
+    let want = reference::cross_entropy(&op, &input).unwrap().lse.unwrap();
+    assert_eq!(want[1], f64::NEG_INFINITY);
+    assert!(want[2].is_nan());
+
+    let capped = op.softcap(2.0).run(ctx(), &input).unwrap().lse.unwrap();
+    // Every -inf becomes -2: the masked row's logsumexp is -2 + ln(4).
+    let masked = -2.0 + 4.0_f64.ln();
+    assert!((f64::from(capped[1]) - masked).abs() < 1e-5, "{capped:?}");
+}
+
+/// Options out of range are typed errors before any GPU work.
+#[test]
+fn bad_softcap_and_z_loss_are_typed_errors() {
+    let logits = [0.5_f32, 1.0, -1.0, 2.0];
+    let input = CrossEntropyInput::new(&logits, Shape::new(2, 2), Targets::I64(&[0, 1]));
+    for t in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let e = CrossEntropy::new().softcap(t).run(ctx(), &input).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption { option: "softcap", .. }), "softcap {t}: {e}");
+    }
+    for z in [-0.1, f32::NAN, f32::INFINITY] {
+        let e = CrossEntropy::new().z_loss(z).run(ctx(), &input).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption { option: "z_loss", .. }), "z-loss {z}: {e}");
+    }
+}
