@@ -52,6 +52,27 @@ pub enum Error {
         cols: usize,
     },
 
+    /// A class axis outside the tensor's dimensions.
+    #[error("dim {dim} is out of range for a tensor of {ndim} dimensions; give one in -{ndim}..{ndim}")]
+    AxisOutOfRange {
+        /// The axis given (negative counts from the end).
+        dim: isize,
+        /// The tensor's number of dimensions.
+        ndim: usize,
+    },
+
+    /// A shape whose rows are not whole runs of the positions after its class axis.
+    #[error(
+        "a shape with {inner} positions after the class axis needs a multiple of {inner} rows, \
+         not {rows}; build it with Shape::of_dims or Shape::with_inner"
+    )]
+    InvalidLayout {
+        /// Rows of the shape.
+        rows: usize,
+        /// Positions after the class axis.
+        inner: usize,
+    },
+
     /// A caller's buffer is smaller than the shape needs.
     #[error("the {what} buffer has {actual} bytes but the shape needs {required}; create it larger")]
     BufferTooSmall {

@@ -1,22 +1,108 @@
-//! The shape of a row-major matrix.
+//! The shape of a tensor as the ops see it: independent rows along a class axis.
 
 use crate::error::{Error, Result};
 
-/// A row-major `[rows, cols]` matrix of f32: the ops normalise over `cols` (the class
-/// axis) independently for each row.
+/// A tensor as rows along its class axis: the ops normalise over `cols` (the classes)
+/// independently for each of `rows` rows.
+///
+/// With `inner == 1` (what [`Shape::new`] makes) it is a row-major `[rows, cols]` matrix,
+/// each row contiguous. Otherwise it is a C-order tensor `[outer, cols, inner]`, the class
+/// axis anywhere but last: PyTorch's `dim` of an N-D tensor, or the `(N, C, d1..dk)`
+/// layout of its cross-entropy, with `outer` the product of the axes before the class
+/// axis and `inner` the product of those after it. Its rows are the `outer * inner`
+/// positions off the class axis, in C order (row `o * inner + i`: the order of a
+/// cross-entropy's `(N, d1..dk)` targets), and the classes of a row lie `inner` elements
+/// apart. The kernels read such a tensor where it lies, neighbouring invocations on
+/// neighbouring rows so that loads stay coalesced: nothing is transposed.
+///
+/// ```
+/// use wgpu_softmax::Shape;
+/// // Softmax over dim 1 of a (2, 5, 3, 4) tensor: 2 x 12 rows of 5 classes, 12 apart.
+/// let shape = Shape::of_dims(&[2, 5, 3, 4], 1)?;
+/// assert_eq!((shape.rows, shape.cols, shape.inner), (24, 5, 12));
+/// assert_eq!(shape, Shape::with_inner(2, 5, 12));
+/// // The last axis (dim -1) is the plain row-major matrix.
+/// assert_eq!(Shape::of_dims(&[2, 5, 3, 4], -1)?, Shape::new(30, 4));
+/// # Ok::<(), wgpu_softmax::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
-    /// Number of rows (the batch).
+    /// Number of rows: every position off the class axis (`outer * inner`).
     pub rows: usize,
     /// Number of columns (the classes).
     pub cols: usize,
+    /// Elements between one class and the next of a row: the product of the axes after
+    /// the class axis, 1 for the last axis. `rows` is a multiple of it.
+    pub inner: usize,
 }
 
 impl Shape {
-    /// A `[rows, cols]` shape.
+    /// A row-major `[rows, cols]` shape: the class axis last.
     #[must_use]
     pub const fn new(rows: usize, cols: usize) -> Self {
-        Self { rows, cols }
+        Self { rows, cols, inner: 1 }
+    }
+
+    /// A C-order `[outer, cols, inner]` tensor with the class axis in the middle: `outer *
+    /// inner` rows of `cols` classes, each class `inner` elements after the one before.
+    /// `inner == 1` is [`Shape::new`]`(outer, cols)`. Saturates where `outer * inner`
+    /// overflows (which [`Shape::len`] then reports).
+    #[must_use]
+    pub const fn with_inner(outer: usize, cols: usize, inner: usize) -> Self {
+        Self { rows: outer.saturating_mul(inner), cols, inner: if inner == 0 { 1 } else { inner } }
+    }
+
+    /// The shape of a C-order tensor of dimensions `dims` normalised over axis `dim`
+    /// (negative counts from the end, as in PyTorch: -1 is the last). A 0-d tensor is
+    /// one row of one class, as PyTorch treats it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AxisOutOfRange`] when `dim` is not in `-ndim..ndim`,
+    /// [`Error::ShapeOverflow`] when the dimensions' product overflows.
+    pub fn of_dims(dims: &[usize], dim: isize) -> Result<Self> {
+        if dims.is_empty() && (dim == 0 || dim == -1) {
+            return Ok(Self::new(1, 1));
+        }
+        let ndim = dims.len();
+        let axis =
+            usize::try_from(if dim < 0 { dim + isize::try_from(ndim).unwrap_or(isize::MAX) } else { dim })
+                .ok()
+                .filter(|&axis| axis < ndim)
+                .ok_or(Error::AxisOutOfRange { dim, ndim })?;
+        let product = |part: &[usize]| part.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let cols = dims[axis];
+        let overflow = || Error::ShapeOverflow { rows: usize::MAX, cols };
+        let outer = product(&dims[..axis]).ok_or_else(overflow)?;
+        let inner = product(&dims[axis + 1..]).ok_or_else(overflow)?;
+        let rows = outer.checked_mul(inner).ok_or_else(overflow)?;
+        // An empty inner run has no rows; keep the stride at least 1 all the same.
+        Ok(Self { rows, cols, inner: inner.max(1) })
+    }
+
+    /// Whether the class axis is the last (each row contiguous).
+    #[must_use]
+    pub const fn is_row_major(&self) -> bool {
+        self.inner == 1
+    }
+
+    /// The index in the tensor of class `col` of row `row`.
+    #[must_use]
+    pub const fn index(&self, row: usize, col: usize) -> usize {
+        let (outer, within) = (row / self.inner, row % self.inner);
+        (outer * self.cols + col) * self.inner + within
+    }
+
+    /// Checks that `rows` is whole runs of `inner` (a shape built by hand may not be).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLayout`] when it is not.
+    pub const fn check_layout(&self) -> Result<()> {
+        if self.inner == 0 || !self.rows.is_multiple_of(self.inner) {
+            return Err(Error::InvalidLayout { rows: self.rows, inner: self.inner });
+        }
+        Ok(())
     }
 
     /// The number of elements, `rows * cols`.
@@ -64,7 +150,11 @@ impl Shape {
 
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.rows, self.cols)
+        if self.is_row_major() {
+            write!(f, "{}x{}", self.rows, self.cols)
+        } else {
+            write!(f, "{}x{}x{}", self.rows / self.inner.max(1), self.cols, self.inner)
+        }
     }
 }
 
@@ -87,6 +177,35 @@ mod tests {
         let shape = Shape::new(usize::MAX, 2);
         assert!(matches!(shape.len(), Err(Error::ShapeOverflow { .. })));
         assert!(matches!(shape.byte_len(), Err(Error::ShapeOverflow { .. })));
+    }
+
+    #[test]
+    fn class_axis_anywhere() {
+        let shape = Shape::of_dims(&[2, 3, 4, 5], 1).unwrap();
+        assert_eq!(shape, Shape::with_inner(2, 3, 20));
+        assert_eq!(shape.len().ok(), Some(120));
+        assert_eq!(Shape::of_dims(&[2, 3, 4, 5], -3).unwrap(), shape);
+        assert_eq!(Shape::of_dims(&[2, 3, 4, 5], 0).unwrap(), Shape::with_inner(1, 2, 60));
+        assert_eq!(Shape::of_dims(&[7], 0).unwrap(), Shape::new(1, 7));
+        assert_eq!(Shape::of_dims(&[], -1).unwrap(), Shape::new(1, 1));
+        // Row 7 of [2, 3, 20]: outer 0, position 7; its class 2 lies 2 * 20 further on.
+        assert_eq!(shape.index(7, 2), 47);
+        assert_eq!(shape.index(27, 1), 60 + 20 + 7);
+        assert_eq!(shape.to_string(), "2x3x20");
+        assert!(shape.check_layout().is_ok());
+        assert!(matches!(
+            Shape { rows: 7, cols: 3, inner: 2 }.check_layout(),
+            Err(Error::InvalidLayout { rows: 7, inner: 2 })
+        ));
+    }
+
+    #[test]
+    fn axis_out_of_range_is_an_error() {
+        for dim in [4, -5, 100] {
+            let err = Shape::of_dims(&[2, 3, 4, 5], dim).unwrap_err();
+            assert!(matches!(err, Error::AxisOutOfRange { ndim: 4, .. }), "{err}");
+        }
+        assert!(Shape::of_dims(&[usize::MAX, 3, 2], 1).is_err());
     }
 
     #[test]

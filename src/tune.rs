@@ -40,6 +40,9 @@ pub struct TuneKey {
     pub cols_bucket: usize,
     /// Rows, rounded up to a power of two.
     pub rows_bucket: usize,
+    /// Elements between a row's classes (1: contiguous rows), rounded up to a power of
+    /// two: a strided class axis runs other kernels.
+    pub inner_bucket: usize,
 }
 
 impl TuneKey {
@@ -55,6 +58,7 @@ impl TuneKey {
             cached_rows: false,
             cols_bucket: shape.cols.max(1).checked_next_power_of_two().unwrap_or(usize::MAX),
             rows_bucket: shape.rows.max(1).checked_next_power_of_two().unwrap_or(usize::MAX),
+            inner_bucket: shape.inner.max(1).checked_next_power_of_two().unwrap_or(usize::MAX),
         }
     }
 
@@ -74,11 +78,13 @@ impl TuneKey {
 /// Elements of the sample a bucket is timed on, at most: tuning stays quick.
 const SAMPLE_ELEMENTS: usize = 1 << 22;
 
-/// The shape a bucket is timed on: the caller's columns, and as many of its rows as fit
-/// in the sample.
+/// The shape a bucket is timed on: the caller's columns and layout, and as many of its
+/// rows as fit in the sample (whole runs of a strided class axis's rows, at least one).
 #[must_use]
 pub(crate) fn sample_shape(shape: Shape) -> Shape {
-    Shape::new(shape.rows.min((SAMPLE_ELEMENTS / shape.cols.max(1)).max(1)), shape.cols)
+    let run = shape.inner.max(1);
+    let fit = (SAMPLE_ELEMENTS / shape.cols.max(1) / run).max(1) * run;
+    Shape { rows: shape.rows.min(fit), ..shape }
 }
 
 /// The choices made so far on one device.

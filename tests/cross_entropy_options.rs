@@ -6,68 +6,17 @@
 
 mod common;
 
-use common::{assert_written, ctx, poisoned, rng};
+use common::{ctx, poisoned, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{compare, round_to, widen};
 use wgpu_softmax::{
-    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, Element,
-    Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef, bf16, f16,
+    BufferRegion, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, Element, Error,
+    Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef, bf16, f16,
     reference,
 };
 
 fn strategies() -> Vec<Strategy> {
     common::strategies_with_split(ctx())
-}
-
-/// i64 class targets as the two little-endian words per row that PyTorch's int64 holds.
-fn i64_words(targets: &[i64]) -> Vec<u32> {
-    targets.iter().flat_map(|&t| [t as u32, (t >> 32) as u32]).collect()
-}
-
-/// What the GPU-resident API wrote: the loss, the gradient and the logsumexp, each from
-/// a poisoned buffer; class targets go up as int64 words.
-struct Written<T> {
-    loss: Vec<f32>,
-    grad: Vec<T>,
-    lse: Vec<f32>,
-}
-
-fn run_poisoned<T: Element>(ctx: &Context, op: CrossEntropy, input: &CrossEntropyInput<'_, T>) -> Written<T> {
-    let shape = input.shape;
-    let logits = ctx.upload_elements(input.logits).unwrap();
-    let targets_buffer;
-    let targets = match input.targets {
-        Targets::Probabilities(p) => {
-            targets_buffer = ctx.upload_elements(p).unwrap();
-            TargetBuffer::Probabilities(TensorRef::new(&targets_buffer, T::DTYPE))
-        }
-        Targets::I64(t) => {
-            targets_buffer = ctx.upload_elements(&i64_words(t)).unwrap();
-            TargetBuffer::I64(BufferRegion::new(&targets_buffer))
-        }
-        _ => unreachable!("these tests give i64 or probabilities"),
-    };
-    let weight = input.weight.map(|w| ctx.upload_elements(w).unwrap());
-    let loss_len = if op.get_reduction() == Reduction::None { shape.rows } else { 1 };
-    let loss = poisoned::<f32>(ctx, loss_len);
-    let grad = poisoned::<T>(ctx, input.logits.len());
-    let lse = poisoned::<f32>(ctx, shape.rows);
-    let mut buffers = CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss)
-        .with_grad(TensorRef::new(&grad, T::DTYPE))
-        .with_lse(&lse);
-    if let Some(w) = &weight {
-        buffers = buffers.with_weight(w);
-    }
-    let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    op.encode(ctx, &mut encoder, &buffers, shape)
-        .unwrap_or_else(|e| panic!("{op:?} {} on {shape}: {e}", T::DTYPE));
-    ctx.submit_and_wait(encoder).unwrap();
-    let what = format!("{op:?} {} on {shape}", T::DTYPE);
-    Written {
-        loss: assert_written(&what, ctx.download(&loss, loss_len).unwrap()),
-        grad: assert_written(&what, ctx.download_elements(&grad, input.logits.len()).unwrap()),
-        lse: assert_written(&what, ctx.download(&lse, shape.rows).unwrap()),
-    }
 }
 
 /// The options combined: (z-loss, softcap, reduction, class weights).
@@ -119,7 +68,7 @@ fn check_options<T: Element>(seed: u64) -> usize {
                         T::DTYPE,
                         path.cached_rows()
                     );
-                    let got = run_poisoned(&path, op, &input);
+                    let got = common::cross_entropy_poisoned(&path, op, &input, true).unwrap();
                     let c = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
                     assert!(c.passed(), "{what}: loss {c}");
                     let c = compare(
@@ -128,8 +77,20 @@ fn check_options<T: Element>(seed: u64) -> usize {
                         Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
                     );
                     assert!(c.passed(), "{what}: grad {c}");
-                    let c = compare(&got.lse, want.lse.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+                    let c = compare(
+                        got.lse.as_ref().unwrap(),
+                        want.lse.as_ref().unwrap(),
+                        Tolerance::CROSS_ENTROPY_LOSS,
+                    );
                     assert!(c.passed(), "{what}: lse {c}");
+                    // The z-loss part on its own: zeros without a z-loss.
+                    let no_z_loss = vec![0.0; got.z_loss.len()];
+                    let c = compare(
+                        &got.z_loss,
+                        want.z_loss.as_ref().unwrap_or(&no_z_loss),
+                        Tolerance::CROSS_ENTROPY_LOSS,
+                    );
+                    assert!(c.passed(), "{what}: z-loss part {c}");
                     checked += 1;
                 }
             }
@@ -143,7 +104,7 @@ fn check_options<T: Element>(seed: u64) -> usize {
 fn options_match_the_reference_in_every_storage_type() {
     let checked =
         check_options::<f32>(0x0e_0001) + check_options::<f16>(0x0e_0002) + check_options::<bf16>(0x0e_0003);
-    eprintln!("{checked} runs checked (loss, gradient and logsumexp each)");
+    eprintln!("{checked} runs checked (loss, gradient, logsumexp and z-loss part each)");
     assert!(checked >= 3 * 2 * 2 * 2 * 2);
 }
 
@@ -231,7 +192,7 @@ fn int64_targets_outside_i32_are_bad_targets_on_the_gpu() {
     let logits: Vec<f32> = round_to(&rng(0x0e_0021).logits(20, 3.0));
     let targets = [1_i64, (1 << 32) + 2, -100, -1, 3];
     let logits_buffer = ctx.upload(&logits).unwrap();
-    let targets_buffer = ctx.upload_elements(&i64_words(&targets)).unwrap();
+    let targets_buffer = ctx.upload_elements(&common::i64_words(&targets)).unwrap();
     let loss = poisoned::<f32>(ctx, 5);
     let status = ctx.storage_buffer(STATUS_WORDS).unwrap();
     let buffers = CrossEntropyBuffers::new(

@@ -26,30 +26,6 @@ fn strategies() -> Vec<Strategy> {
     common::strategies_with_split(ctx())
 }
 
-/// Runs softmax through the GPU-resident API on a poisoned output of the same type.
-fn softmax_poisoned<T: Element>(
-    ctx: &Context,
-    op: Softmax,
-    input: &[T],
-    shape: Shape,
-) -> Result<Vec<T>, Error> {
-    let input_buffer = ctx.upload_elements(input)?;
-    let output = poisoned::<T>(ctx, input.len());
-    let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    op.encode(
-        ctx,
-        &mut encoder,
-        TensorRef::new(&input_buffer, T::DTYPE),
-        TensorRef::new(&output, T::DTYPE),
-        shape,
-    )?;
-    ctx.submit_and_wait(encoder)?;
-    Ok(assert_written(
-        &format!("{op:?} {} on {shape}", T::DTYPE),
-        ctx.download_elements(&output, input.len())?,
-    ))
-}
-
 fn check_softmax<T: Element>(seed: u64) -> usize {
     let mut rng = rng(seed);
     let mut checked = 0;
@@ -61,19 +37,7 @@ fn check_softmax<T: Element>(seed: u64) -> usize {
         {
             for op in [Softmax::new(), Softmax::log()] {
                 let op = op.strategy(strategy);
-                let gpu = match softmax_poisoned(&path, op, &input, shape) {
-                    Ok(gpu) => gpu,
-                    Err(Error::StrategyUnavailable { .. }) => continue,
-                    Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
-                };
-                let (want, tolerance) = if op.is_log() {
-                    (reference::log_softmax(&input, shape).unwrap(), Tolerance::LOG_SOFTMAX)
-                } else {
-                    (reference::softmax(&input, shape).unwrap(), Tolerance::SOFTMAX)
-                };
-                let c = compare(&widen(&gpu), &want, tolerance.for_dtype(T::DTYPE));
-                assert!(c.passed(), "{op:?} {} on {shape}: {c}", T::DTYPE);
-                checked += 1;
+                checked += usize::from(common::softmax_matches_reference(&path, op, &input, shape));
             }
         }
     }
@@ -310,7 +274,7 @@ fn special_values_in_every_storage_type() {
         {
             for op in [Softmax::new(), Softmax::log()] {
                 let op = op.strategy(strategy);
-                let Ok(gpu) = softmax_poisoned(&path, op, &input, shape) else { continue };
+                let Ok(gpu) = common::softmax_poisoned(&path, op, &input, shape) else { continue };
                 let gpu = widen(&gpu);
                 let what = format!("{op:?} {}", T::DTYPE);
                 assert_eq!(

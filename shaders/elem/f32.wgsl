@@ -1,7 +1,25 @@
 // Elements of TENSOR stored as f32, one to a 32-bit word. A packet is PACKET consecutive
 // elements, packet k starting at element k * PACKET of the binding; with VECTOR the
-// binding is an array of vec4 and a packet moves as 128-bit accesses.
+// binding is an array of vec4 and a packet moves as 128-bit accesses. With STRIDED a
+// packet is PACKET places of a row along a strided class axis, gathered from where they
+// lie and scattered back (`strided_place`).
 
+#if STRIDED
+fn TENSOR_element(e: u32) -> f32 {
+    return TENSOR[e];
+}
+
+fn TENSOR_load(k: u32) -> array<f32, PACKET> {
+    var out: array<f32, PACKET>;
+    for (var j = 0u; j < PACKET; j++) {
+        let place = strided_place(k * PACKET + j);
+        if (place.inside) {
+            out[j] = TENSOR[place.index];
+        }
+    }
+    return out;
+}
+#else
 #if VECTOR
 fn TENSOR_element(e: u32) -> f32 {
     return TENSOR[e / 4u][e % 4u];
@@ -30,8 +48,25 @@ fn TENSOR_load(k: u32) -> array<f32, PACKET> {
     return out;
 }
 #endif
+#endif
 
 #if WRITABLE
+#if STRIDED
+fn TENSOR_store(k: u32, values: array<f32, PACKET>) {
+    var v = values;
+    for (var j = 0u; j < PACKET; j++) {
+        let place = strided_place(k * PACKET + j);
+        if (place.inside) {
+            TENSOR[place.index] = v[j];
+        }
+    }
+}
+
+// A strided row owns its packets whole (padded past its last class): nothing is shared.
+fn TENSOR_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {
+    TENSOR_store(k, values);
+}
+#else
 #if VECTOR
 fn TENSOR_store(k: u32, values: array<f32, PACKET>) {
     var v = values;
@@ -68,4 +103,5 @@ fn TENSOR_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {
         }
     }
 }
+#endif
 #endif

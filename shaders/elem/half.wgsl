@@ -2,7 +2,30 @@
 // half of word w, element 2w + 1 in the high half. `half_to_f32` and `f32_to_half` (bf16
 // or f16) convert one half. Arithmetic is in f32; a value is rounded once, when stored.
 // With VECTOR the binding is an array of vec4<u32>: eight elements to a 128-bit access.
+// With STRIDED a packet is PACKET places of a row along a strided class axis, gathered
+// from where they lie and scattered back (`strided_place`); an output is then an array of
+// atomic words (see `TENSOR_store_element`).
 
+#if STRIDED
+fn TENSOR_word(w: u32) -> u32 {
+#if WRITABLE
+    return atomicLoad(&TENSOR[w]);
+#else
+    return TENSOR[w];
+#endif
+}
+
+fn TENSOR_load(k: u32) -> array<f32, PACKET> {
+    var out: array<f32, PACKET>;
+    for (var j = 0u; j < PACKET; j++) {
+        let place = strided_place(k * PACKET + j);
+        if (place.inside) {
+            out[j] = TENSOR_element(place.index);
+        }
+    }
+    return out;
+}
+#else
 #if VECTOR
 fn TENSOR_word(w: u32) -> u32 {
     return TENSOR[w / 4u][w % 4u];
@@ -34,6 +57,7 @@ fn TENSOR_load(k: u32) -> array<f32, PACKET> {
     return out;
 }
 #endif
+#endif
 
 fn TENSOR_element(e: u32) -> f32 {
     let word = TENSOR_word(e / 2u);
@@ -41,6 +65,33 @@ fn TENSOR_element(e: u32) -> f32 {
 }
 
 #if WRITABLE
+#if STRIDED
+// Along a strided class axis, the two halves of a word belong to neighbouring rows, which
+// other invocations write at any moment. Each stores its own half by clearing it and
+// or-ing in its bits: two atomic operations that leave the other half as it is, whatever
+// order the two rows' stores come in.
+fn TENSOR_store_element(e: u32, x: f32) {
+    let shift = (e & 1u) * 16u;
+    atomicAnd(&TENSOR[e / 2u], ~(0xffffu << shift));
+    atomicOr(&TENSOR[e / 2u], f32_to_half(x) << shift);
+}
+
+fn TENSOR_store(k: u32, values: array<f32, PACKET>) {
+    var v = values;
+    for (var j = 0u; j < PACKET; j++) {
+        let place = strided_place(k * PACKET + j);
+        if (place.inside) {
+            TENSOR_store_element(place.index, v[j]);
+        }
+    }
+}
+
+// A strided row owns its packets whole (padded past its last class); the words it shares
+// with its neighbours are stored half by half.
+fn TENSOR_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {
+    TENSOR_store(k, values);
+}
+#else
 #if VECTOR
 fn TENSOR_set_word(w: u32, bits: u32) {
     TENSOR[w / 4u][w % 4u] = bits;
@@ -90,4 +141,5 @@ fn TENSOR_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {
         }
     }
 }
+#endif
 #endif

@@ -4,19 +4,24 @@
 // memory; then one invocation adds the chunks' partial sums in chunk order.
 //
 // `totals`: [0] the sum of w_y over the rows not ignored and [1] their count (mean with
-// class indices); [2 + 3k] and [4 + 3k] chunk k's parts of them; [3 + 3k] chunk k's sum
-// of row losses. `loss`: [0] the reduced loss.
+// class indices); [2 + 4k] and [4 + 4k] chunk k's parts of them; [3 + 4k] chunk k's sum
+// of row losses; [5 + 4k] its sum of z-losses. `loss`: [0] the reduced loss. `z_loss`:
+// the z-loss on its own, reduced as the loss is.
 
 fn weight_partial(chunk: u32) -> u32 {
-    return 2u + 3u * chunk;
+    return 2u + 4u * chunk;
 }
 
 fn loss_partial(chunk: u32) -> u32 {
-    return 3u + 3u * chunk;
+    return 3u + 4u * chunk;
 }
 
 fn count_partial(chunk: u32) -> u32 {
-    return 4u + 3u * chunk;
+    return 4u + 4u * chunk;
+}
+
+fn z_loss_partial(chunk: u32) -> u32 {
+    return 5u + 4u * chunk;
 }
 
 #if !PROBABILITIES
@@ -91,4 +96,60 @@ fn finish() {
 #endif
     }
     loss[0] = reduced;
+}
+
+// The z-loss of one row, on its own for logging: z * lse^2 from the logsumexp the fused
+// kernel wrote, 0 for an ignored row (params.z_loss holds the caller's z here).
+fn row_z_loss(row: u32) -> f32 {
+#if !PROBABILITIES
+    if (class_target(row) == TARGET_IGNORED) {
+        return 0.0;
+    }
+#endif
+    let l = lse[row];
+    return params.z_loss * l * l;
+}
+
+// Reduction none: each row's z-loss.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn z_loss_rows(@builtin(local_invocation_index) local: u32) {
+    for (var row = local; row < params.rows; row += WORKGROUP_SIZE) {
+        z_loss[row] = row_z_loss(row);
+    }
+}
+
+// One chunk's sum of its rows' z-losses.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn reduce_z_loss(@builtin(local_invocation_index) local: u32) {
+    var sum = 0.0;
+    for (var row = local; row < params.rows; row += WORKGROUP_SIZE) {
+        sum += row_z_loss(row);
+    }
+    let total = workgroup_sum(local, sum);
+    if (local == 0u) {
+        totals[z_loss_partial(params.chunk)] = total;
+    }
+}
+
+// The z-loss's sum, or its mean over the rows not ignored, from the chunks' sums
+// (params.chunk holds the chunk count).
+@compute @workgroup_size(1)
+fn finish_z_loss() {
+    var total = 0.0;
+    for (var k = 0u; k < params.chunk; k++) {
+        total += totals[z_loss_partial(k)];
+    }
+    var reduced = total;
+    if (REDUCTION == REDUCTION_MEAN) {
+#if PROBABILITIES
+        reduced = total / f32(params.total_rows);
+#else
+        if (totals[1] == 0.0) {
+            reduced = quiet_nan();
+        } else {
+            reduced = total / totals[1];
+        }
+#endif
+    }
+    z_loss[0] = reduced;
 }

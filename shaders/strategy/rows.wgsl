@@ -21,7 +21,7 @@
 
 // A row of the chunk: its elements are [start, end) of every class-axis tensor, and they
 // lie in packets [first_packet, end_packet), the first and last of which may be shared
-// with the neighbouring rows.
+// with the neighbouring rows (contiguous rows only).
 struct RowSpan {
     row: u32,
     start: u32,
@@ -30,11 +30,40 @@ struct RowSpan {
     end_packet: u32,
 }
 
+#if STRIDED
+// Along a strided class axis (`params.inner` elements between a row's classes, rows off
+// the axis neighbouring in memory), [start, end) are places, not elements: place c of a
+// row is its class c, and each row owns a run of whole packets of places, padded past its
+// last class, so that no packet is shared. The element layer gathers a packet's places
+// from where they lie and scatters them back.
+fn row_span(row: u32) -> RowSpan {
+    let packets = (params.cols + PACKET - 1u) / PACKET;
+    let start = row * packets * PACKET;
+    return RowSpan(row, start, start + params.cols, row * packets, (row + 1u) * packets);
+}
+
+// Where a place lies: whether it is a class of its row (not padding), and its element.
+struct StridedPlace {
+    inside: bool,
+    index: u32,
+}
+
+// Class c of row r = o * inner + i (o the position before the class axis, i after it)
+// is element (o * cols + c) * inner + i.
+fn strided_place(place: u32) -> StridedPlace {
+    let width = (params.cols + PACKET - 1u) / PACKET * PACKET;
+    let row = place / width;
+    let column = place % width;
+    let index = (row / params.inner * params.cols + column) * params.inner + row % params.inner;
+    return StridedPlace(column < params.cols, index);
+}
+#else
 fn row_span(row: u32) -> RowSpan {
     let start = row * params.cols;
     let end = start + params.cols;
     return RowSpan(row, start, end, start / PACKET, (end + PACKET - 1u) / PACKET);
 }
+#endif
 
 fn in_row(span: RowSpan, e: u32) -> bool {
     return e >= span.start && e < span.end;

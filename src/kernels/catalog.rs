@@ -196,6 +196,9 @@ impl OpKernel {
                     binding("row_loss", read("f32")),
                     binding("totals", write("f32")),
                     binding("loss", write("f32")),
+                    // The z-loss on its own: each row's logsumexp in, the reduced part out.
+                    binding("lse", read("f32")),
+                    binding("z_loss", write("f32")),
                 ]);
                 bindings
             }

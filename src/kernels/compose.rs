@@ -40,6 +40,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     let subgroups = spec.needs_subgroups();
     let mut flags = op.flags();
     flags.push(("SUBGROUPS", subgroups));
+    flags.push(("STRIDED", spec.strided));
 
     let mut bindings = vec![Binding { name: "params", ty: BindingType::Params }];
     bindings.extend(
@@ -121,7 +122,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
         if op == (OpKernel::CrossEntropyReduce { targets: TargetsKind::Classes }) {
             entry_points.extend(["total_weight", "combine_total_weight"]);
         }
-        entry_points.extend(["reduce_rows", "finish"]);
+        entry_points.extend(["reduce_rows", "finish", "z_loss_rows", "reduce_z_loss", "finish_z_loss"]);
     }
     Ok(Module { spec, source, bindings, entry_points, overrides })
 }
@@ -133,7 +134,11 @@ fn declaration(index: usize, binding: &Binding, spec: KernelSpec) -> String {
     match binding.ty {
         BindingType::Params => format!("{prefix} var<uniform> {name}: Params;"),
         BindingType::Tensor { writable } => {
-            let word = if spec.dtype == DType::F32 { "f32" } else { "u32" };
+            let word = match spec.dtype {
+                DType::F32 => "f32",
+                _ if spec.atomic_tensor(writable) => "atomic<u32>",
+                _ => "u32",
+            };
             let element = match spec.vector {
                 VectorWidth::Scalar => word.to_owned(),
                 VectorWidth::Vec4 => format!("vec4<{word}>"),
@@ -166,7 +171,11 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
         }
     };
     for tensor in spec.op.tensors() {
-        let flags = [("VECTOR", spec.vector == VectorWidth::Vec4), ("WRITABLE", tensor.writable)];
+        let flags = [
+            ("VECTOR", spec.vector == VectorWidth::Vec4),
+            ("WRITABLE", tensor.writable),
+            ("STRIDED", spec.strided),
+        ];
         source.push_str(&preprocess(template, &flags)?.replace(TENSOR_PLACEHOLDER, tensor.name));
     }
     source.push_str("// The tensor the row loops write.\n");

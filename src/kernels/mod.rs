@@ -3,7 +3,9 @@
 //!
 //! - `lib/`: special values by bit pattern, the online row statistics, a workgroup sum;
 //! - `elem/`: element access per storage type (f32, or 16-bit halves through bf16 or f16
-//!   conversions), scalar and vector forms, instantiated once per tensor;
+//!   conversions), scalar and vector forms, and the strided form for a class axis that is
+//!   not last (packets gathered along the axis, scattered back; 16-bit halves stored with
+//!   atomics, since neighbouring rows share each word), instantiated once per tensor;
 //! - `strategy/`: the row loops (thread, subgroup, workgroup, split) and the 16-bit edge
 //!   pass;
 //! - `ops/`: each op's own steps (what a lane accumulates from an element, how two lanes
@@ -69,6 +71,12 @@ pub(crate) struct KernelSpec {
     /// GPUs; off for CPU adapters, where the second read comes from the CPU's caches and
     /// the kept packets measured slower.
     pub(crate) cached: bool,
+    /// Whether the class axis is strided (`params.inner` elements between one class of a
+    /// row and the next, rows off the class axis neighbouring in memory): packets are
+    /// gathered along the class axis and scattered back, scalar accesses only, and a 16-bit
+    /// output is stored half by half through atomics, since two neighbouring rows share
+    /// each word.
+    pub(crate) strided: bool,
 }
 
 impl KernelSpec {
@@ -105,12 +113,23 @@ impl KernelSpec {
     /// Whether the op writes a 16-bit class-axis tensor, and so needs the edge pass for
     /// words that two rows share.
     pub(crate) fn has_edges(&self) -> bool {
-        self.op.is_row_op() && self.dtype != DType::F32 && self.op.output_tensor().is_some()
+        self.op.is_row_op() && self.dtype != DType::F32 && self.op.output_tensor().is_some() && !self.strided
+    }
+
+    /// Whether the module declares `tensor` of the op as an array of atomic words: a 16-bit
+    /// tensor the op writes along a strided class axis.
+    pub(crate) fn atomic_tensor(&self, writable: bool) -> bool {
+        self.strided && writable && self.dtype != DType::F32
     }
 
     /// A label for wgpu objects and messages.
     pub(crate) fn label(&self) -> String {
-        let cache = if self.cached { ", cached" } else { "" };
+        let cache = match (self.cached, self.strided) {
+            (false, false) => "",
+            (true, false) => ", cached",
+            (false, true) => ", strided",
+            (true, true) => ", cached, strided",
+        };
         format!(
             "wgpu-softmax: {} ({:?}, {}, {:?}{cache})",
             self.op.name(),
@@ -121,8 +140,8 @@ impl KernelSpec {
     }
 
     /// Every module this crate can compose, in a fixed order: each row op on each
-    /// strategy it supports, each storage type and each vector width, and the
-    /// cross-entropy's reductions.
+    /// strategy it supports, each storage type and each vector width (strided: scalar
+    /// only), and the cross-entropy's reductions.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
     pub(crate) fn all() -> Vec<Self> {
         let mut all = Vec::new();
@@ -133,9 +152,12 @@ impl KernelSpec {
                 for dtype in DType::ALL {
                     for vector in VectorWidth::ALL {
                         for cached in [false, true] {
-                            let plain = dtype == DType::F32 && vector == VectorWidth::Scalar && !cached;
-                            if op.is_row_op() || plain {
-                                all.push(Self { op, strategy, dtype, vector, cached });
+                            for strided in [false, true] {
+                                let plain = dtype == DType::F32 && vector == VectorWidth::Scalar && !cached;
+                                let row_variant = !strided || vector == VectorWidth::Scalar;
+                                if (op.is_row_op() && row_variant) || (plain && !strided) {
+                                    all.push(Self { op, strategy, dtype, vector, cached, strided });
+                                }
                             }
                         }
                     }

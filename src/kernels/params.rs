@@ -29,8 +29,9 @@ pub(crate) struct RowParams {
     /// The cross-entropy's z-loss coefficient as the kernel applies it: each row adds
     /// `z_loss * lse^2` before the reduction's scale (see the cross-entropy's encode).
     pub(crate) z_loss: f32,
-    /// Padding to 16 bytes, as uniforms want.
-    pub(crate) padding: u32,
+    /// Elements between one class of a row and the next (1: rows contiguous; see
+    /// [`crate::Shape`]). Also pads the struct to 16 bytes, as uniforms want.
+    pub(crate) inner: u32,
 }
 
 /// The fields of [`RowParams`] as WGSL declares them, in order.
@@ -46,7 +47,7 @@ pub(crate) const PARAMS_FIELDS: [(&str, &str); 12] = [
     ("segments", "u32"),
     ("softcap", "f32"),
     ("z_loss", "f32"),
-    ("_padding", "u32"),
+    ("inner", "u32"),
 ];
 
 /// The WGSL declaration of `Params`.

@@ -97,7 +97,7 @@ pub(crate) fn bind_rows(
     (first, rows): (u64, u64),
     scratch: &[(&str, &wgpu::Buffer)],
 ) -> wgpu::BindGroup {
-    let access_bytes = dispatch.spec.access_bytes();
+    let access_bytes = module.spec.access_bytes();
     let bindings: Vec<wgpu::BufferBinding<'_>> = module
         .bindings
         .iter()
@@ -128,7 +128,9 @@ pub(crate) fn bind_rows(
 }
 
 /// Records `dispatch` over every chunk of `plan` into `encoder`: the row kernel (or the
-/// split's two passes), then for a 16-bit output the edge pass.
+/// split's two passes), then for a 16-bit output the edge pass. The kernel is the
+/// dispatch's, fitted to the shape's layout: a strided class axis takes the strided
+/// variant (scalar accesses).
 ///
 /// # Errors
 ///
@@ -144,7 +146,8 @@ pub(crate) fn encode_rows(
     if plan.chunks.is_empty() {
         return Ok(());
     }
-    let spec = dispatch.spec;
+    shape.check_layout()?;
+    let spec = layout_spec(dispatch.spec, shape);
     let module = ctx.module(spec)?;
     let mut constants = dispatch.constants.clone();
     match spec.strategy {
@@ -182,6 +185,7 @@ pub(crate) fn encode_rows(
                 first_row: u32::try_from(chunk.first_row).unwrap_or(u32::MAX),
                 chunk: u32::try_from(index).unwrap_or(u32::MAX),
                 segments: u32::try_from(segments).unwrap_or(u32::MAX),
+                inner: u32::try_from(shape.inner).unwrap_or(u32::MAX),
                 ..dispatch.params
             };
             let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
@@ -205,6 +209,16 @@ pub(crate) fn encode_rows(
     })
 }
 
+/// `spec` for the layout of `shape`: along a strided class axis, the strided variant, whose
+/// gathers and scatters are scalar.
+pub(crate) fn layout_spec(spec: KernelSpec, shape: Shape) -> KernelSpec {
+    if shape.is_row_major() {
+        spec
+    } else {
+        KernelSpec { strided: true, vector: VectorWidth::Scalar, ..spec }
+    }
+}
+
 /// The host API of a row op with one output: uploads `inputs` (row-major `shape`, padded
 /// so that vector accesses fit), records `encode` over them into a fresh output of the
 /// same type, submits once and reads the output back. Where the data is larger than one
@@ -221,7 +235,7 @@ pub(crate) fn run_on_host<T: Element>(
     let rows_per_piece = rows_per_buffer(ctx, shape, T::DTYPE)?;
     let mut output = Vec::with_capacity(shape.len()?);
     for first_row in (0..shape.rows).step_by(rows_per_piece) {
-        let piece = Shape::new(rows_per_piece.min(shape.rows - first_row), shape.cols);
+        let piece = Shape { rows: rows_per_piece.min(shape.rows - first_row), ..shape };
         let range = first_row * shape.cols..(first_row + piece.rows) * shape.cols;
         output.extend(ctx.catching(|| {
             let uploaded = inputs
@@ -243,19 +257,21 @@ pub(crate) fn run_on_host<T: Element>(
 }
 
 /// The most rows of `shape` one buffer of `dtype` may hold on this device (with room for
-/// the padding of vector accesses).
+/// the padding of vector accesses), in whole runs of `shape.inner` (the rows of a
+/// strided class axis that make up one contiguous region).
 ///
 /// # Errors
 ///
-/// [`Error::LimitExceeded`] when not even one row fits.
+/// [`Error::LimitExceeded`] when not even one run of rows fits.
 pub(crate) fn rows_per_buffer(ctx: &Context, shape: Shape, dtype: DType) -> Result<usize> {
     let row_bytes = (shape.cols as u64).saturating_mul(dtype.size()).max(1);
+    let run = shape.inner.max(1) as u64;
     let max = ctx.caps().max_buffer_bytes.saturating_sub(16);
-    let rows = max / row_bytes;
+    let rows = max / row_bytes / run * run;
     if rows == 0 {
         return Err(Error::LimitExceeded {
             limit: "max_buffer_size",
-            required: row_bytes + 16,
+            required: row_bytes.saturating_mul(run) + 16,
             available: max + 16,
         });
     }

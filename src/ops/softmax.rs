@@ -126,6 +126,7 @@ impl Softmax {
                 dtype: input.dtype(),
                 vector,
                 cached: rows::keeps_rows(ctx),
+                strided: false,
             },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
             tensors: vec![("input", input), ("output", output)],

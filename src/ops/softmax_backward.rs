@@ -108,6 +108,7 @@ impl SoftmaxBackward {
                 dtype: y.dtype(),
                 vector,
                 cached: rows::keeps_rows(ctx),
+                strided: false,
             },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
             tensors: vec![("y", y), ("dy", dy), ("dx", dx)],

@@ -135,12 +135,20 @@ const THREAD_PER_ROW_MAX_COLS_CPU: usize = 256;
 /// long while most of the device idles.
 const SUBGROUP_PER_ROW_MAX_COLS_GPU: usize = 4096;
 
+/// Along a strided class axis, rows at least this many to a run of neighbours go to
+/// [`Strategy::ThreadPerRow`] whatever their width: neighbouring invocations then read
+/// neighbouring elements at every step (the loads coalesce, as PyTorch's kernel for an
+/// inner class axis does), where lanes sharing one row would each read `inner` elements
+/// apart.
+const STRIDED_THREAD_PER_ROW_MIN_INNER: usize = 16;
+
 /// The strategy this crate picks for a shape on a device, from measurements (see
 /// DESIGN.md), among those the device can run for that shape.
 #[must_use]
 pub(crate) fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
     let thread_max = if caps.is_cpu { THREAD_PER_ROW_MAX_COLS_CPU } else { THREAD_PER_ROW_MAX_COLS_GPU };
-    let preferred = if shape.cols <= thread_max {
+    let side_by_side = shape.inner >= STRIDED_THREAD_PER_ROW_MIN_INNER;
+    let preferred = if shape.cols <= thread_max || side_by_side {
         Strategy::ThreadPerRow
     } else if caps.subgroups && (caps.is_cpu || shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU) {
         // On a CPU adapter the subgroup path beat the shared-memory tree at every width it
@@ -274,6 +282,7 @@ pub(crate) fn plan(
     row_bytes: &[u64],
 ) -> Result<Plan> {
     shape.len()?;
+    shape.check_layout()?;
     let strategy = forced.unwrap_or_else(|| choose_strategy(caps, shape));
     if let Some(reason) = unavailable_reason(caps, shape, strategy) {
         return Err(Error::StrategyUnavailable { strategy, reason });
@@ -286,8 +295,13 @@ pub(crate) fn plan(
         let max_dim = u64::from(caps.max_workgroups_per_dimension.max(1));
         // Workgroups a row takes: a fraction of one, or a split row's segments.
         let segments = if strategy == Strategy::SplitRow { split_segments(shape.cols) as u64 } else { 1 };
-        let grid_rows = max_dim * max_dim * u64::from(rows_per_group) / segments;
-        let rows_per_chunk = rows_per_chunk(shape.rows, row_bytes, caps, grid_rows)?;
+        let mut grid_rows = max_dim * max_dim * u64::from(rows_per_group) / segments;
+        if !shape.is_row_major() {
+            // A strided row's places (its classes padded to whole packets, of at most 8
+            // elements) are numbered in u32 across the chunk.
+            grid_rows = grid_rows.min(u64::from(u32::MAX) / (shape.cols as u64 + 8));
+        }
+        let rows_per_chunk = rows_per_chunk(shape.rows, shape.inner, row_bytes, caps, grid_rows)?;
         for first_row in (0..shape.rows).step_by(rows_per_chunk) {
             let rows = rows_per_chunk.min(shape.rows - first_row);
             let groups = u64::try_from(rows.div_ceil(rows_per_group as usize)).unwrap_or(u64::MAX) * segments;
@@ -298,10 +312,11 @@ pub(crate) fn plan(
     Ok(Plan { strategy, rows_per_group, lanes_per_row, walk_width: walk_width(caps, strategy), chunks })
 }
 
-/// The most rows one chunk may hold: at most `max_rows` (what one grid covers), every
-/// array's chunk fits one storage binding, and every chunk starts at an offset that is a
-/// multiple of the storage offset alignment in every array. All of `rows` when they fit
-/// at once.
+/// The most rows one chunk may hold: at most `max_rows` (what one grid covers), whole runs
+/// of `run` rows (a strided class axis's rows lie in runs of `inner`, a contiguous region
+/// only together), every array's chunk fits one storage binding, and every chunk starts at
+/// an offset that is a multiple of the storage offset alignment in every array. All of
+/// `rows` when they fit at once.
 ///
 /// # Errors
 ///
@@ -309,6 +324,7 @@ pub(crate) fn plan(
 /// larger than one binding, or than one grid.
 pub(crate) fn rows_per_chunk(
     rows: usize,
+    run: usize,
     row_bytes: &[u64],
     caps: &DeviceCaps,
     max_rows: u64,
@@ -321,8 +337,9 @@ pub(crate) fn rows_per_chunk(
     let alignment = u64::from(caps.storage_offset_alignment.max(4));
     // Chunk starts are multiples of the chunk size, so the size itself must keep each
     // array's offset aligned: a multiple of alignment / gcd(bytes per row, alignment).
+    let run = u64::try_from(run.max(1)).unwrap_or(u64::MAX);
     let step =
-        row_bytes.iter().filter(|&&b| b > 0).fold(1u64, |acc, &b| lcm(acc, alignment / gcd(b, alignment)));
+        row_bytes.iter().filter(|&&b| b > 0).fold(run, |acc, &b| lcm(acc, alignment / gcd(b, alignment)));
     let fit = row_bytes.iter().filter(|&&b| b > 0).map(|&b| max_binding / b).min().unwrap_or(rows_u64);
     if fit < step {
         let widest = row_bytes.iter().copied().max().unwrap_or(0);

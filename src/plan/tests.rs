@@ -111,6 +111,39 @@ fn a_matrix_larger_than_a_binding_is_split_at_aligned_rows() {
 }
 
 #[test]
+fn a_strided_tensor_is_split_at_whole_runs_of_its_rows() {
+    // (1000, 100, 12): 12,000 rows of 100 classes, 12 apart; 200,000-byte bindings. With
+    // 256-byte alignment a 4-byte array needs runs of 64 rows, and runs of 12 make 192.
+    let small = DeviceCaps { max_storage_binding_bytes: 200_000, ..gpu_caps() };
+    let shape = Shape::with_inner(1000, 100, 12);
+    let p = plan(&small, shape, None, &[400, 4]).unwrap();
+    assert!(p.chunks.len() > 1);
+    // Each chunk is whole (N, C, inner) slabs (a contiguous region) at aligned offsets.
+    assert!(
+        p.chunks
+            .iter()
+            .all(|c| c.first_row % 12 == 0 && (c.rows % 12 == 0 || c.first_row + c.rows == 12_000))
+    );
+    assert!(p.chunks.iter().all(|c| (c.first_row * 4) % 256 == 0 && c.rows * 400 <= 200_000));
+    assert_eq!(p.chunks[0].rows, 384);
+    assert_eq!(p.chunks.iter().map(|c| c.rows).sum::<usize>(), 12_000);
+    // A hand-made shape whose rows are not whole runs is refused.
+    let err = plan(&gpu_caps(), Shape { rows: 13, cols: 4, inner: 2 }, None, &[16]).unwrap_err();
+    assert!(matches!(err, Error::InvalidLayout { rows: 13, inner: 2 }), "{err}");
+}
+
+#[test]
+fn strided_rows_side_by_side_get_a_thread_each() {
+    // Wide rows along a strided axis: neighbouring invocations on neighbouring rows.
+    assert_eq!(choose_strategy(&gpu_caps(), Shape::with_inner(8, 1000, 256)), Strategy::ThreadPerRow);
+    // A short run of neighbours keeps the row-width choice.
+    assert_eq!(choose_strategy(&gpu_caps(), Shape::with_inner(8, 1000, 2)), Strategy::SubgroupPerRow);
+    // The loop limit still applies: a thread cannot walk 40,000 classes on llvmpipe.
+    let caps = DeviceCaps { subgroups: false, ..lavapipe_caps() };
+    assert_eq!(choose_strategy(&caps, Shape::with_inner(2, 40_000, 64)), Strategy::WorkgroupPerRow);
+}
+
+#[test]
 fn split_rows_take_one_workgroup_per_segment_and_only_few_wide_rows_on_a_gpu() {
     let p = plan(&gpu_caps(), Shape::new(8, 262_144), Some(Strategy::SplitRow), &[4 * 262_144]).unwrap();
     // 262,144 columns and up to 16 more for packets shared with the neighbours: 65 segments.

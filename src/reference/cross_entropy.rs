@@ -9,7 +9,8 @@ use crate::ops::cross_entropy::{
     CrossEntropy, CrossEntropyInput, CrossEntropyOutput, Gradient, Reduction, Targets,
 };
 
-use super::{RowStats, row_stats};
+use super::{RowStats, row_stats, rows_of, tensor_of};
+use crate::shape::Shape;
 
 /// The cross-entropy of `input` with the options of `op`, in f64: loss, gradient (unless
 /// skipped; in place or not gives the same values), argmax and correct count.
@@ -24,9 +25,11 @@ pub fn cross_entropy<T: Element>(
     op.check_input(input)?;
     // The reference works on the values the GPU sees: the logits (and probabilities) as
     // stored, widened exactly to f32.
-    let logits = widen(input.logits);
+    // A strided class axis is gathered into contiguous rows, and the gradient put back.
+    let layout = input.shape;
+    let logits = rows_of(&widen(input.logits), layout);
     let probabilities = match input.targets {
-        Targets::Probabilities(p) => Some(widen(p)),
+        Targets::Probabilities(p) => Some(rows_of(&widen(p), layout)),
         _ => None,
     };
     let targets = match (input.targets, &probabilities) {
@@ -38,7 +41,7 @@ pub fn cross_entropy<T: Element>(
     };
     let input = &CrossEntropyInput {
         logits: &logits,
-        shape: input.shape,
+        shape: Shape::new(layout.rows, layout.cols),
         targets,
         weight: input.weight,
         grad_output: input.grad_output,
@@ -195,7 +198,7 @@ pub fn cross_entropy<T: Element>(
     let correct = (op.get_argmax() && !matches!(input.targets, Targets::Probabilities(_))).then_some(correct);
     Ok(CrossEntropyOutput {
         loss,
-        grad: (op.get_gradient() != Gradient::Skip).then_some(grad),
+        grad: (op.get_gradient() != Gradient::Skip).then(|| tensor_of(&grad, layout)),
         argmax: op.get_argmax().then_some(argmax),
         correct,
         lse: op.get_lse().then_some(lse),

@@ -75,11 +75,37 @@ fn backward_rows<T: Element>(
 ) -> Result<Vec<f64>> {
     shape.check_len("y", y.len())?;
     shape.check_len("dy", dy.len())?;
-    let (y, dy) = (&widen(y), &widen(dy));
+    let (y, dy) = (&rows_of(&widen(y), shape), &rows_of(&widen(dy), shape));
     if shape.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(y.chunks_exact(shape.cols).zip(dy.chunks_exact(shape.cols)).flat_map(|(y, dy)| row(y, dy)).collect())
+    let out: Vec<f64> =
+        y.chunks_exact(shape.cols).zip(dy.chunks_exact(shape.cols)).flat_map(|(y, dy)| row(y, dy)).collect();
+    Ok(tensor_of(&out, shape))
+}
+
+/// The elements of a tensor of `shape` row by row, each row's classes together (a copy of
+/// the data when its class axis is last).
+pub(crate) fn rows_of<T: Copy>(data: &[T], shape: Shape) -> Vec<T> {
+    if shape.is_row_major() {
+        return data.to_vec();
+    }
+    (0..shape.rows).flat_map(|row| (0..shape.cols).map(move |col| data[shape.index(row, col)])).collect()
+}
+
+/// Values given row by row, put where a tensor of `shape` keeps them: the inverse of
+/// [`rows_of`].
+pub(crate) fn tensor_of<T: Copy + Default>(by_row: &[T], shape: Shape) -> Vec<T> {
+    if shape.is_row_major() {
+        return by_row.to_vec();
+    }
+    let mut out = vec![T::default(); by_row.len()];
+    for (row, values) in by_row.chunks_exact(shape.cols.max(1)).enumerate() {
+        for (col, &value) in values.iter().enumerate() {
+            out[shape.index(row, col)] = value;
+        }
+    }
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -106,18 +132,19 @@ fn normalize_rows<T: Element>(
     entry: impl Fn(f64, Option<RowStats>) -> f64,
 ) -> Result<Vec<f64>> {
     shape.check_len("input", input.len())?;
-    let input = &widen(input);
+    let input = &rows_of(&widen(input), shape);
     if shape.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(input
+    let out: Vec<f64> = input
         .chunks_exact(shape.cols)
         .flat_map(|row| {
             let stats = row_stats(row);
             row.iter().map(move |&x| (f64::from(x), stats))
         })
         .map(|(x, stats)| entry(x, stats))
-        .collect())
+        .collect();
+    Ok(tensor_of(&out, shape))
 }
 
 #[cfg(test)]
@@ -152,6 +179,22 @@ mod tests {
     fn huge_logits_do_not_overflow() {
         let l = log_softmax(&[0.0, 1000.0], Shape::new(1, 2)).unwrap();
         assert_eq!(l, vec![-1000.0, 0.0]);
+    }
+
+    /// Softmax over dim 1 of a (2, 3, 2) tensor, written out by hand: each (n, k) column
+    /// of three is one row.
+    #[test]
+    fn strided_class_axis() {
+        let x: Vec<f32> = (0..12u8).map(|v| f32::from(v) * 0.5).collect();
+        let p = softmax(&x, Shape::of_dims(&[2, 3, 2], 1).unwrap()).unwrap();
+        for (n, k) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            let at = |c: usize| n * 6 + c * 2 + k;
+            let row: Vec<f32> = (0..3).map(|c| x[at(c)]).collect();
+            let expected = softmax(&row, Shape::new(1, 3)).unwrap();
+            for c in 0..3 {
+                assert_relative_eq!(p[at(c)], expected[c], max_relative = 1e-12);
+            }
+        }
     }
 
     #[test]

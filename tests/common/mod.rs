@@ -1,13 +1,18 @@
 //! Shared by the GPU test binaries: one context per binary, poisoned outputs, and the
 //! comparison with the reference.
 #![allow(dead_code)] // each test binary uses its own part of these helpers
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // i64 targets split into words
 
 use std::io::Write as _;
 use std::sync::OnceLock;
 
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{Comparison, SeededRng, compare};
-use wgpu_softmax::{Context, DType, Element, Error, Shape, Softmax, Strategy, reference};
+use wgpu_softmax::{
+    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Element, Error,
+    Gradient, Reduction, Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, TensorRef,
+    reference,
+};
 
 /// A NaN with a payload no kernel writes: any element still holding it after a run was
 /// never written.
@@ -132,4 +137,130 @@ pub fn assert_written<T: Element>(what: &str, values: Vec<T>) -> Vec<T> {
 /// way round (on lavapipe, whose own path streams, the other is the one GPUs take).
 pub fn both_paths(ctx: &Context) -> [Context; 2] {
     [ctx.clone(), ctx.with_cached_rows(!ctx.cached_rows())]
+}
+
+/// Runs softmax through the GPU-resident API on a poisoned output of the input's type;
+/// returns the output after checking that every element was written.
+pub fn softmax_poisoned<T: Element>(
+    ctx: &Context,
+    op: Softmax,
+    input: &[T],
+    shape: Shape,
+) -> Result<Vec<T>, Error> {
+    let input_buffer = ctx.upload_elements(input)?;
+    let output = poisoned::<T>(ctx, input.len());
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    let tensor = |b| TensorRef::new(b, T::DTYPE);
+    op.encode(ctx, &mut encoder, tensor(&input_buffer), tensor(&output), shape)?;
+    ctx.submit_and_wait(encoder)?;
+    let what = format!("{op:?} {} on {shape}", T::DTYPE);
+    Ok(assert_written(&what, ctx.download_elements(&output, input.len())?))
+}
+
+/// Runs a backward op through the GPU-resident API on a poisoned `dx` of the inputs' type.
+pub fn backward_poisoned<T: Element>(
+    ctx: &Context,
+    op: SoftmaxBackward,
+    y: &[T],
+    dy: &[T],
+    shape: Shape,
+) -> Result<Vec<T>, Error> {
+    let (y_buffer, dy_buffer) = (ctx.upload_elements(y)?, ctx.upload_elements(dy)?);
+    let dx = poisoned::<T>(ctx, y.len());
+    let tensor = |b| TensorRef::new(b, T::DTYPE);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    op.encode(ctx, &mut encoder, tensor(&y_buffer), tensor(&dy_buffer), tensor(&dx), shape)?;
+    ctx.submit_and_wait(encoder)?;
+    let what = format!("{op:?} {} on {shape}", T::DTYPE);
+    Ok(assert_written(&what, ctx.download_elements(&dx, y.len())?))
+}
+
+/// i64 class targets as the two little-endian words per row that PyTorch's int64 holds.
+pub fn i64_words(targets: &[i64]) -> Vec<u32> {
+    targets.iter().flat_map(|&t| [t as u32, (t >> 32) as u32]).collect()
+}
+
+/// What the cross-entropy's GPU-resident API wrote, each from a poisoned buffer.
+pub struct Written<T> {
+    /// The loss.
+    pub loss: Vec<f32>,
+    /// The gradient (over the logits for `Gradient::InPlace`).
+    pub grad: Vec<T>,
+    /// The logsumexp, when asked for.
+    pub lse: Option<Vec<f32>>,
+    /// The z-loss's part on its own.
+    pub z_loss: Vec<f32>,
+}
+
+/// Runs the cross-entropy through the GPU-resident API: class targets go up as int64
+/// words; the loss, the gradient (its own buffer, or over the logits as `op` says), the
+/// z-loss part and (with `lse`) the logsumexp come back from poisoned buffers.
+pub fn cross_entropy_poisoned<T: Element>(
+    ctx: &Context,
+    op: CrossEntropy,
+    input: &CrossEntropyInput<'_, T>,
+    lse: bool,
+) -> Result<Written<T>, Error> {
+    let shape = input.shape;
+    let logits = ctx.upload_elements(input.logits)?;
+    let targets_buffer;
+    let targets = match input.targets {
+        Targets::Probabilities(p) => {
+            targets_buffer = ctx.upload_elements(p)?;
+            TargetBuffer::Probabilities(TensorRef::new(&targets_buffer, T::DTYPE))
+        }
+        Targets::I64(t) => {
+            targets_buffer = ctx.upload_elements(&i64_words(t))?;
+            TargetBuffer::I64(BufferRegion::new(&targets_buffer))
+        }
+        _ => unreachable!("these tests give i64 or probabilities"),
+    };
+    let weight = input.weight.map(|w| ctx.upload_elements(w)).transpose()?;
+    let loss_len = if op.get_reduction() == Reduction::None { shape.rows } else { 1 };
+    let loss = poisoned::<f32>(ctx, loss_len);
+    let grad = poisoned::<T>(ctx, input.logits.len());
+    let lse_buffer = poisoned::<f32>(ctx, shape.rows);
+    let z_loss = poisoned::<f32>(ctx, loss_len);
+    let mut buffers =
+        CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss).with_z_loss(&z_loss);
+    let in_place = op.get_gradient() == Gradient::InPlace;
+    if !in_place {
+        buffers = buffers.with_grad(TensorRef::new(&grad, T::DTYPE));
+    }
+    if lse {
+        buffers = buffers.with_lse(&lse_buffer);
+    }
+    if let Some(w) = &weight {
+        buffers = buffers.with_weight(w);
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    op.encode(ctx, &mut encoder, &buffers, shape)?;
+    ctx.submit_and_wait(encoder)?;
+    let what = format!("{op:?} {} on {shape}", T::DTYPE);
+    let grad = if in_place { &logits } else { &grad };
+    Ok(Written {
+        loss: assert_written(&what, ctx.download(&loss, loss_len)?),
+        grad: assert_written(&what, ctx.download_elements(grad, input.logits.len())?),
+        lse: if lse { Some(assert_written(&what, ctx.download(&lse_buffer, shape.rows)?)) } else { None },
+        z_loss: assert_written(&what, ctx.download(&z_loss, loss_len)?),
+    })
+}
+
+/// Runs softmax `op` through the GPU-resident API on a poisoned output and checks it
+/// against the reference at the storage type's tolerance (panicking with the details on a
+/// mismatch); false when the device does not have the op's strategy.
+pub fn softmax_matches_reference<T: Element>(ctx: &Context, op: Softmax, input: &[T], shape: Shape) -> bool {
+    let gpu = match softmax_poisoned(ctx, op, input, shape) {
+        Ok(gpu) => gpu,
+        Err(Error::StrategyUnavailable { .. }) => return false,
+        Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
+    };
+    let (want, tolerance) = if op.is_log() {
+        (reference::log_softmax(input, shape).unwrap(), Tolerance::LOG_SOFTMAX)
+    } else {
+        (reference::softmax(input, shape).unwrap(), Tolerance::SOFTMAX)
+    };
+    let c = compare(&wgpu_softmax::testing::widen(&gpu), &want, tolerance.for_dtype(T::DTYPE));
+    assert!(c.passed(), "{op:?} {} on {shape}: {c}", T::DTYPE);
+    true
 }

@@ -85,6 +85,10 @@ pub struct SoftmaxArgs {
     /// Log-softmax instead of softmax.
     #[arg(long)]
     pub log: bool,
+    /// The axis to normalise over, as PyTorch's `dim`: 0 is the first, negative counts
+    /// from the end (-1, the default, is the last). The output keeps the input's shape.
+    #[arg(long, value_name = "K", default_value_t = -1, allow_negative_numbers = true)]
+    pub dim: isize,
     /// The storage type on the GPU: the input is rounded to it, the output written in it
     /// (float16 as float16; bfloat16 as float32, which holds every bfloat16 exactly).
     /// Default: f16 for a float16 input, else f32.
@@ -117,18 +121,20 @@ impl DTypeArg {
 /// `cross-entropy`'s arguments.
 #[derive(Debug, Args)]
 pub struct CrossEntropyArgs {
-    /// Logits (N, C), or (C,) for one sample; float32 or float64.
+    /// Logits (N, C, d1, ..., dk) with the classes on axis 1, as PyTorch's cross_entropy
+    /// takes them: (N, C), or (C,) for one sample; float32 or float64.
     #[arg(long, value_name = "X.npy")]
     pub logits: PathBuf,
-    /// Class indices (N,), or 0-d for (C,) logits, as int64, int32 or uint32; or
-    /// probabilities of the logits' shape as float32 or float64.
+    /// Class indices (N, d1, ..., dk), or 0-d for (C,) logits, as int64, int32 or uint32;
+    /// or probabilities of the logits' shape as float32 or float64.
     #[arg(long, value_name = "T.npy")]
     pub targets: PathBuf,
-    /// Output: the loss, float32, 0-d for mean and sum, (N,) for none.
+    /// Output: the loss, float32, 0-d for mean and sum, the class targets' shape
+    /// (N, d1, ..., dk) for none.
     #[arg(long, value_name = "L.npy")]
     pub loss: PathBuf,
-    /// Output: the gradient of the reduced loss with respect to the logits, float32
-    /// (N, C); for none, of the sum of the losses.
+    /// Output: the gradient of the reduced loss with respect to the logits, float32, the
+    /// logits' shape; for none, of the sum of the losses.
     #[arg(long, value_name = "G.npy")]
     pub grad: Option<PathBuf>,
     /// How the losses of the rows are reduced.
@@ -156,8 +162,8 @@ pub struct CrossEntropyArgs {
     /// Logit softcap: logits become T * tanh(x / T) first (Gemma 2). T > 0.
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub softcap: Option<f32>,
-    /// Output: each row's logsumexp of the (softcapped) logits, float32 (N,), ignored rows
-    /// included.
+    /// Output: the logsumexp over the classes of the (softcapped) logits, float32, the class
+    /// targets' shape (N, d1, ..., dk), ignored positions included.
     #[arg(long, value_name = "F.npy")]
     pub lse: Option<PathBuf>,
     /// The storage type of the logits (and probability targets and gradient) on the GPU:

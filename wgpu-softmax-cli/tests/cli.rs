@@ -256,6 +256,133 @@ fn log_softmax_matches_the_reference_and_keeps_the_shape() {
     assert_close("log-softmax", &y, &expected, Tolerance::LOG_SOFTMAX);
 }
 
+/// The lines of a C-order array of `dims` along `axis`: for each position off the axis (in
+/// C order), the flat indices of its elements, by the array's own coordinates.
+fn lines_along(dims: &[usize], axis: usize) -> Vec<Vec<usize>> {
+    let strides: Vec<usize> = (0..dims.len()).map(|a| dims[a + 1..].iter().product()).collect();
+    let others: Vec<usize> = (0..dims.len()).filter(|&a| a != axis).collect();
+    let count: usize = others.iter().map(|&a| dims[a]).product();
+    (0..count)
+        .map(|mut position| {
+            // The coordinates off the axis, the last varying fastest.
+            let mut base = 0;
+            for &a in others.iter().rev() {
+                base += (position % dims[a]) * strides[a];
+                position /= dims[a];
+            }
+            (0..dims[axis]).map(|c| base + c * strides[axis]).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn softmax_over_any_dim_keeps_the_shape() {
+    let s = Scratch::new("softmax_dim");
+    let dims = [3, 4, 5];
+    let x = SeededRng::new(21).logits(60, 8.0);
+    write_f32(&s, "x.npy", &dims, &x);
+    for (dim, axis) in [("0", 0), ("1", 1), ("-2", 1), ("2", 2), ("-3", 0)] {
+        for log in [false, true] {
+            let mut args = vec!["softmax", "--input", "x.npy", "--output", "y.npy", "--dim", dim];
+            if log {
+                args.push("--log");
+            }
+            run_ok(&s, &args);
+            let (shape, y) = read_f32(&s, "y.npy");
+            assert_eq!(shape, dims);
+            let mut expected = vec![f64::NAN; 60];
+            for line in lines_along(&dims, axis) {
+                let values: Vec<f32> = line.iter().map(|&i| x[i]).collect();
+                let row = Shape::new(1, values.len());
+                let want =
+                    if log { reference::log_softmax(&values, row) } else { reference::softmax(&values, row) };
+                for (&i, v) in line.iter().zip(want.unwrap()) {
+                    expected[i] = v;
+                }
+            }
+            let tolerance = if log { Tolerance::LOG_SOFTMAX } else { Tolerance::SOFTMAX };
+            assert_close(&format!("--dim {dim}, log {log}"), &y, &expected, tolerance);
+        }
+    }
+    assert_refused(
+        &s,
+        &["softmax", "--input", "x.npy", "--output", "z.npy", "--dim", "3"],
+        &["x.npy", "--dim 3", "out of range"],
+    );
+    assert_refused(
+        &s,
+        &["softmax", "--input", "x.npy", "--output", "z.npy", "--dim", "-4"],
+        &["x.npy", "--dim -4"],
+    );
+}
+
+/// PyTorch's (N, C, d1, d2) layout: class targets (N, d1, d2) with an ignored position,
+/// and probabilities of the logits' shape; per-position outputs in the targets' shape.
+#[test]
+fn cross_entropy_of_nd_logits_takes_the_classes_on_axis_1() {
+    let s = Scratch::new("ce_nd");
+    let dims = [2, 5, 3, 2];
+    let mut rng = SeededRng::new(22);
+    let logits = rng.logits(60, 5.0);
+    write_f32(&s, "x.npy", &dims, &logits);
+    let targets: Vec<i64> = (0..12_i64).map(|i| if i == 4 { -100 } else { i * 3 % 5 }).collect();
+    let bytes: Vec<u8> = targets.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(&s, "t.npy", &npy_bytes("<i8", false, &[2, 3, 2], &bytes));
+    // The rows by the array's own coordinates: position (n, i, j) is row n * 6 + i * 2 + j.
+    let lines = lines_along(&dims, 1);
+    let rows: Vec<f32> = lines.iter().flat_map(|line| line.iter().map(|&i| logits[i])).collect();
+    let op = CrossEntropy::new().reduction(Reduction::None).lse(true).z_loss(0.01).label_smoothing(0.05);
+    let expected = reference::cross_entropy(
+        &op,
+        &CrossEntropyInput::new(&rows, Shape::new(12, 5), Targets::I64(&targets)),
+    )
+    .unwrap();
+    let args = cross_entropy_args(
+        "t.npy",
+        &["--reduction", "none", "--lse", "lse.npy", "--z-loss", "0.01", "--label-smoothing", "0.05"],
+    );
+    run_ok(&s, &args);
+    let (loss_shape, loss) = read_f32(&s, "l.npy");
+    assert_eq!(loss_shape, [2, 3, 2]);
+    assert_close("loss", &loss, &expected.loss, Tolerance::CROSS_ENTROPY_LOSS);
+    let (lse_shape, lse) = read_f32(&s, "lse.npy");
+    assert_eq!(lse_shape, [2, 3, 2]);
+    assert_close("lse", &lse, &expected.lse.unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+    let (grad_shape, grad) = read_f32(&s, "g.npy");
+    assert_eq!(grad_shape, dims);
+    let mut expected_grad = vec![f64::NAN; 60];
+    for (line, values) in lines.iter().zip(expected.grad.unwrap().chunks(5)) {
+        for (&i, &v) in line.iter().zip(values) {
+            expected_grad[i] = v;
+        }
+    }
+    assert_close("grad", &grad, &expected_grad, Tolerance::CROSS_ENTROPY_GRAD);
+
+    // Probabilities of the logits' shape, mean reduction: a 0-d loss.
+    let mut p = vec![0.0f32; 60];
+    for line in &lines {
+        let weights: Vec<f32> = (0..5).map(|_| rng.uniform(0.1, 1.0)).collect();
+        let total: f32 = weights.iter().sum();
+        for (&i, w) in line.iter().zip(weights) {
+            p[i] = w / total;
+        }
+    }
+    write_f32(&s, "p.npy", &dims, &p);
+    let p_rows: Vec<f32> = lines.iter().flat_map(|line| line.iter().map(|&i| p[i])).collect();
+    let expected = reference::cross_entropy(
+        &CrossEntropy::new(),
+        &CrossEntropyInput::new(&rows, Shape::new(12, 5), Targets::Probabilities(&p_rows)),
+    )
+    .unwrap();
+    let mut args = cross_entropy_args("p.npy", &[]);
+    args[6] = "l2.npy";
+    args[8] = "g2.npy";
+    run_ok(&s, &args);
+    let (loss_shape, loss) = read_f32(&s, "l2.npy");
+    assert_eq!(loss_shape, Vec::<usize>::new());
+    assert_close("probability loss", &loss, &expected.loss, Tolerance::CROSS_ENTROPY_LOSS);
+}
+
 #[test]
 fn softmax_of_an_empty_array_writes_an_empty_array() {
     let s = Scratch::new("softmax_empty");
@@ -787,9 +914,13 @@ fn mismatched_cross_entropy_shapes_are_refused() {
     let mut args = cross_entropy_args("t.npy", &[]);
     args[2] = "x1.npy";
     assert_refused(&s, &args, &["t.npy", "x1.npy", "(4,)", "()"]);
+    // (N, C, d1) logits take (N, d1) class targets.
     write_f32(&s, "x3.npy", &[2, 3, 2], &[0.5; 12]);
     args[2] = "x3.npy";
-    assert_refused(&s, &args, &["x3.npy", "(N, C) or (C,)"]);
+    assert_refused(&s, &args, &["t.npy", "x3.npy", "(4,)", "(2, 2)"]);
+    write_f32(&s, "x0.npy", &[], &[0.5]);
+    args[2] = "x0.npy";
+    assert_refused(&s, &args, &["x0.npy", "0-d"]);
 }
 
 #[test]

@@ -86,12 +86,13 @@ impl CrossEntropy {
         constants.extend([
             ("HAS_UPSTREAM", u32::from(buffers.grad_output.is_some())),
             ("ARGMAX", u32::from(self.argmax)),
-            ("WRITE_LSE", u32::from(buffers.lse.is_some())),
+            ("WRITE_LSE", u32::from(buffers.lse.is_some() || buffers.z_loss.is_some())),
             ("SOFTCAP", u32::from(self.softcap.is_some())),
         ]);
         let targets_kind = if probabilities { TargetsKind::Probabilities } else { TargetsKind::Classes };
         let divisor_pass = self.reduction == Reduction::Mean && !probabilities;
         let reduce_pass = self.reduction != Reduction::None;
+        let z_loss_pass = buffers.z_loss.is_some();
         let chunk_count = u32::try_from(plan.chunks.len()).unwrap_or(u32::MAX);
         let params = RowParams {
             cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
@@ -108,6 +109,7 @@ impl CrossEntropy {
             dtype: crate::dtype::DType::F32,
             vector: VectorWidth::Scalar,
             cached: false,
+            strided: false,
         };
         let rows_bytes = 4 * shape.rows as u64;
         let cols_bytes = 4 * shape.cols as u64;
@@ -122,11 +124,15 @@ impl CrossEntropy {
                 }
             };
             encoder.clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
-            // [0] total weight, [1] rows not ignored, then per chunk its parts of them and
-            // its loss sum.
-            let totals_bytes = 4 * (2 + 3 * u64::from(chunk_count));
+            // [0] total weight, [1] rows not ignored, then per chunk its parts of them, its
+            // loss sum and its z-loss sum.
+            let totals_bytes = 4 * (2 + 4 * u64::from(chunk_count));
             let totals =
                 (divisor_pass || reduce_pass).then(|| ctx.scratch_buffer(totals_bytes)).transpose()?;
+            // The z-loss on its own comes from each row's logsumexp: the caller's, or ours.
+            let lse_scratch =
+                (z_loss_pass && buffers.lse.is_none()).then(|| ctx.scratch_buffer(rows_bytes)).transpose()?;
+            let lse = buffers.lse.or(lse_scratch.as_ref().map(BufferRegion::new));
             let row_losses = reduce_pass.then(|| ctx.scratch_buffer(rows_bytes)).transpose()?;
             let argmax_scratch = (self.argmax && buffers.argmax.is_none())
                 .then(|| ctx.scratch_buffer(rows_bytes))
@@ -155,10 +161,11 @@ impl CrossEntropy {
             if let Some(argmax) = buffers.argmax.or(argmax_scratch.as_ref().map(BufferRegion::new)) {
                 per_row.push(("argmax", argmax, 4));
             }
-            per_row.extend(buffers.lse.map(|lse| ("lse", lse, 4)));
+            per_row.extend(lse.map(|lse| ("lse", lse, 4)));
             let main = RowDispatch {
                 spec: KernelSpec {
                     cached: rows::keeps_rows(ctx),
+                    strided: false,
                     op: self.kernel(probabilities),
                     strategy: plan.strategy,
                     dtype: buffers.logits.dtype(),
@@ -179,11 +186,17 @@ impl CrossEntropy {
             if let Some(r) = &row_losses {
                 reduce_per_row.push(("row_loss", BufferRegion::new(r), 4));
             }
+            reduce_per_row.extend(lse.map(|lse| ("lse", lse, 4)));
             let mut reduce_whole: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
             reduce_whole.extend(buffers.weight.map(|w| ("weight", w, cols_bytes)));
             reduce_whole.extend(totals.as_ref().map(|t| ("totals", BufferRegion::new(t), totals_bytes)));
             if reduce_pass {
                 reduce_whole.push(("loss", buffers.loss, 4));
+            }
+            match (buffers.z_loss, reduce_pass) {
+                (Some(z), true) => reduce_whole.push(("z_loss", z, 4)),
+                (Some(z), false) => reduce_per_row.push(("z_loss", z, 4)),
+                (None, _) => {}
             }
             let reduce = RowDispatch {
                 spec: reduce_spec,
@@ -193,9 +206,10 @@ impl CrossEntropy {
                 whole: reduce_whole,
                 params,
             };
+            // A pass per chunk, then (`combine`) one over the chunks' results.
             let reduce_passes = |encoder: &mut wgpu::CommandEncoder,
                                  per_chunk: &'static str,
-                                 combine: &'static str| {
+                                 combine: Option<&'static str>| {
                 let module = ctx.module(reduce_spec)?;
                 let pipeline = |entry_point| {
                     ctx.pipeline(&KernelKey {
@@ -204,7 +218,7 @@ impl CrossEntropy {
                         constants: shared_constants.clone(),
                     })
                 };
-                let (partial, total) = (pipeline(per_chunk)?, pipeline(combine)?);
+                let partial = pipeline(per_chunk)?;
                 let label = reduce_spec.label();
                 for (k, chunk) in (0u32..).zip(&plan.chunks) {
                     let chunk_params =
@@ -218,20 +232,30 @@ impl CrossEntropy {
                     let group = rows::bind_rows(ctx, &module, &buffer, &reduce, 0, rows, &[]);
                     Context::dispatch(encoder, &label, &partial, &group, [1, 1]);
                 }
-                let final_params = RowParams { chunk: chunk_count, ..params };
-                let buffer =
-                    ctx.buffer_with(&label, bytemuck::bytes_of(&final_params), wgpu::BufferUsages::UNIFORM)?;
-                let group = rows::bind_rows(ctx, &module, &buffer, &reduce, 0, (0, 1), &[]);
-                Context::dispatch(encoder, &label, &total, &group, [1, 1]);
+                if let Some(combine) = combine {
+                    let final_params = RowParams { chunk: chunk_count, ..params };
+                    let buffer = ctx.buffer_with(
+                        &label,
+                        bytemuck::bytes_of(&final_params),
+                        wgpu::BufferUsages::UNIFORM,
+                    )?;
+                    let group = rows::bind_rows(ctx, &module, &buffer, &reduce, 0, (0, 1), &[]);
+                    Context::dispatch(encoder, &label, &pipeline(combine)?, &group, [1, 1]);
+                }
                 Ok::<(), Error>(())
             };
 
             if divisor_pass {
-                reduce_passes(encoder, "total_weight", "combine_total_weight")?;
+                reduce_passes(encoder, "total_weight", Some("combine_total_weight"))?;
             }
             rows::encode_rows(ctx, encoder, &main, shape, &plan)?;
             if reduce_pass {
-                reduce_passes(encoder, "reduce_rows", "finish")?;
+                reduce_passes(encoder, "reduce_rows", Some("finish"))?;
+            }
+            if z_loss_pass && reduce_pass {
+                reduce_passes(encoder, "reduce_z_loss", Some("finish_z_loss"))?;
+            } else if z_loss_pass {
+                reduce_passes(encoder, "z_loss_rows", None)?;
             }
             Ok(())
         })?;
@@ -290,6 +314,9 @@ impl CrossEntropy {
         if let Some(l) = &buffers.lse {
             validate::storage_region(ctx, "lse", l, rows_bytes)?;
         }
+        if let Some(z) = &buffers.z_loss {
+            validate::storage_region(ctx, "z_loss", z, loss_bytes)?;
+        }
         if let Some(s) = &buffers.status {
             validate::storage_region(ctx, "status", s, 4 * STATUS_WORDS as u64)?;
             if !s.buffer().usage().contains(wgpu::BufferUsages::COPY_DST) {
@@ -297,7 +324,7 @@ impl CrossEntropy {
             }
         }
         let grad = buffers.grad.filter(|_| self.gradient == Gradient::Separate).map(|g| g.region());
-        let outputs = [Some(buffers.loss), grad, buffers.argmax, buffers.status, buffers.lse];
+        let outputs = [Some(buffers.loss), grad, buffers.argmax, buffers.status, buffers.lse, buffers.z_loss];
         let logits = (self.gradient != Gradient::InPlace).then_some(buffers.logits.region());
         let inputs = [logits, Some(targets), buffers.weight, buffers.grad_output];
         for (i, output) in outputs.iter().flatten().enumerate() {

@@ -135,9 +135,8 @@ impl CrossEntropy {
             };
             let constant_scale = vec![scale; rows];
             let upstream = input.grad_output.map_or(constant_scale.as_slice(), |g| &g[row_range]);
-            let mut piece =
-                CrossEntropyInput::new(&input.logits[cells], Shape::new(rows, shape.cols), targets)
-                    .grad_output(upstream);
+            let mut piece = CrossEntropyInput::new(&input.logits[cells], Shape { rows, ..shape }, targets)
+                .grad_output(upstream);
             piece.weight = input.weight;
             let result = piece_op.run_whole(ctx, &piece).map_err(|e| match e {
                 Error::TargetOutOfRange { row, value, classes, ignore_index } => {

@@ -140,8 +140,9 @@ impl<'a, T: Element> CrossEntropyInput<'a, T> {
 /// buffers, slices or [`TensorRef`]s.
 #[derive(Clone, Copy, Debug)]
 pub struct CrossEntropyBuffers<'a> {
-    /// `rows x cols` logits (`STORAGE`), of any storage type. Overwritten by the gradient
-    /// with [`Gradient::InPlace`], read only otherwise.
+    /// `rows x cols` logits (`STORAGE`), of any storage type, laid out as the shape says
+    /// (row-major, or PyTorch's `(N, C, d1..dk)`: see [`crate::Shape`]). Overwritten by the
+    /// gradient with [`Gradient::InPlace`], read only otherwise.
     pub logits: TensorRef<'a>,
     /// The targets.
     pub targets: TargetBuffer<'a>,
@@ -162,6 +163,10 @@ pub struct CrossEntropyBuffers<'a> {
     /// Per-row logsumexp of the (softcapped) logits, `rows` f32, ignored rows included:
     /// written when given.
     pub lse: Option<BufferRegion<'a>>,
+    /// The z-loss's part of the loss on its own, for logging, reduced as the loss is
+    /// (`rows` f32 for [`Reduction::None`], ignored rows 0; one f32 otherwise): written
+    /// when given (zeros without a z-loss).
+    pub z_loss: Option<BufferRegion<'a>>,
 }
 
 impl<'a> CrossEntropyBuffers<'a> {
@@ -182,7 +187,15 @@ impl<'a> CrossEntropyBuffers<'a> {
             argmax: None,
             status: None,
             lse: None,
+            z_loss: None,
         }
+    }
+
+    /// With the z-loss's part of the loss on its own.
+    #[must_use]
+    pub fn with_z_loss(mut self, z_loss: impl Into<BufferRegion<'a>>) -> Self {
+        self.z_loss = Some(z_loss.into());
+        self
     }
 
     /// With a logsumexp per row.

@@ -52,19 +52,24 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
     let lse_output = args.lse.as_deref().map(|lse| PendingOutput::create(lse, &inputs)).transpose()?;
 
     let FloatInput { shape: logits_shape, data: logits, half } = read_float(&args.logits, "logits")?;
-    // 1-D logits (C,) are one sample, as PyTorch takes them: a 0-d class target or (C,)
-    // probabilities, and 0-d per-sample outputs.
-    let (rows, cols, per_sample_shape): (usize, usize, Vec<usize>) = match *logits_shape.as_slice() {
-        [rows, cols] => (rows, cols, vec![rows]),
-        [cols] => (1, cols, Vec::new()),
-        _ => {
+    // PyTorch's layouts: (N, C, d1..dk) with the classes on axis 1 and class targets
+    // (N, d1..dk); 1-D logits (C,) are one sample, with a 0-d class target and 0-d
+    // per-sample outputs.
+    let (shape, per_sample_shape): (Shape, Vec<usize>) = match *logits_shape.as_slice() {
+        [cols] => (Shape::new(1, cols), Vec::new()),
+        [_, _, ..] => {
+            let shape = Shape::of_dims(&logits_shape, 1).map_err(|e| CliError::file(&args.logits, e))?;
+            let per_sample = logits_shape.iter().enumerate().filter(|&(axis, _)| axis != 1).map(|(_, &d)| d);
+            (shape, per_sample.collect())
+        }
+        [] => {
             return Err(CliError::file(
                 &args.logits,
-                format!("logits must be (N, C) or (C,), not of {}", shape_text(&logits_shape)),
+                "0-d logits have no classes: give (N, C, d1..dk), (N, C) or (C,)".to_owned(),
             ));
         }
     };
-    let shape = Shape::new(rows, cols);
+    let cols = shape.cols;
     let targets = read_targets(&args.targets, &args.logits, (&per_sample_shape, &logits_shape))?;
     let weight = match &args.weight {
         Some(path) => Some(read_weight(path, &args.logits, cols)?),

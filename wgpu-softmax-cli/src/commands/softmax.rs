@@ -1,7 +1,7 @@
-//! `wgpu-softmax softmax`: softmax or log-softmax over the last axis of an array.
+//! `wgpu-softmax softmax`: softmax or log-softmax over any axis of an array.
 
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{DType, Shape, Softmax};
+use wgpu_softmax::{DType, Error, Shape, Softmax};
 
 use super::{Stored, read_float, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SoftmaxArgs};
@@ -19,7 +19,7 @@ pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
     let mut output = PendingOutput::create(&args.output, &[&args.input])?;
     let input = read_float(&args.input, "the input")?;
     let shape = input.shape;
-    let matrix = matrix_of(&shape).map_err(|problem| CliError::file(&args.input, problem))?;
+    let matrix = rows_of(&shape, args.dim).map_err(|problem| CliError::file(&args.input, problem))?;
     let ctx = cli.context(name)?;
     let op = if args.log { Softmax::log() } else { Softmax::new() };
     let failed =
@@ -34,18 +34,16 @@ pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
     report_written(name, &[(&args.output, written, &shape)])
 }
 
-/// The rows and columns of an array taken over its last axis: leading axes flattened, a
-/// 1-D array one row.
-fn matrix_of(shape: &[usize]) -> Result<Shape, String> {
-    let Some((&cols, leading)) = shape.split_last() else {
+/// The rows of an array along axis `dim` (negative from the end), read where they lie.
+fn rows_of(shape: &[usize], dim: isize) -> Result<Shape, String> {
+    if shape.is_empty() {
         return Err("a 0-d array has no axis to take the softmax over; give an array of 1 or more \
                     dimensions"
             .to_owned());
-    };
-    // With zero columns, the leading axes may multiply past usize.
-    let rows = leading
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("the {} has more rows than fit in memory", shape_text(shape)))?;
-    Ok(Shape::new(rows, cols))
+    }
+    Shape::of_dims(shape, dim).map_err(|e| match e {
+        Error::AxisOutOfRange { .. } => format!("--dim {dim}: {e}"),
+        // With zero classes, the other axes may multiply past usize.
+        _ => format!("the {} has more rows than fit in memory", shape_text(shape)),
+    })
 }
