@@ -72,21 +72,12 @@ fn check_backward<T: Element>(seed: u64) -> usize {
                 strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
             {
                 let op = if log { SoftmaxBackward::log() } else { SoftmaxBackward::new() }.strategy(strategy);
-                let ctx = &path;
-                let (y_buffer, dy_buffer) =
-                    (ctx.upload_elements(&y).unwrap(), ctx.upload_elements(&dy).unwrap());
-                let dx = poisoned::<T>(ctx, rows * cols);
-                let tensor = |b| TensorRef::new(b, T::DTYPE);
-                let mut encoder = ctx.device().create_command_encoder(&Default::default());
-                match op.encode(ctx, &mut encoder, tensor(&y_buffer), tensor(&dy_buffer), tensor(&dx), shape)
-                {
-                    Ok(_) => {}
+                let gpu = match common::backward_poisoned(&path, op, &y, &dy, shape) {
+                    Ok(gpu) => gpu,
                     Err(Error::StrategyUnavailable { .. }) => continue,
                     Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
-                }
-                ctx.submit_and_wait(encoder).unwrap();
+                };
                 let what = format!("{op:?} {} on {shape}", T::DTYPE);
-                let gpu: Vec<T> = assert_written(&what, ctx.download_elements(&dx, rows * cols).unwrap());
                 let c = compare(&widen(&gpu), &want, Tolerance::BACKWARD.for_dtype(T::DTYPE));
                 assert!(c.passed(), "{what}: {c}");
                 checked += 1;
