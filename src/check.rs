@@ -26,6 +26,14 @@ impl Tolerance {
     /// of a few f32 ulps of 1 (times the reduction's scale, at most 1 here).
     pub const CROSS_ENTROPY_GRAD: Self = Self { atol: 1e-6, rtol: 1e-4 };
 
+    /// Linear cross-entropy loss and logsumexp: f32 products of `D` terms for the logits,
+    /// then the cross-entropy's sums.
+    pub const LINEAR_CROSS_ENTROPY_LOSS: Self = Self { atol: 2e-5, rtol: 2e-4 };
+    /// Linear cross-entropy gradients `dH`, `dW`, `db`: f32 sums over `V` or `N` terms of
+    /// the logits' gradient (itself within [`Tolerance::CROSS_ENTROPY_GRAD`]) times the
+    /// other operand.
+    pub const LINEAR_CROSS_ENTROPY_GRAD: Self = Self { atol: 2e-6, rtol: 5e-4 };
+
     /// Softmax and log-softmax backward: one f32 row sum, then one product per entry.
     pub const BACKWARD: Self = Self { atol: 1e-6, rtol: 1e-4 };
 

@@ -62,6 +62,8 @@ struct Shared {
     placeholders: std::sync::OnceLock<Vec<wgpu::Buffer>>,
     health: Arc<Health>,
     tune_cache: crate::tune::TuneCache,
+    /// Bytes of the largest buffer the ops have made for themselves.
+    largest_scratch: std::sync::atomic::AtomicU64,
 }
 
 /// How many distinct placeholder buffers a bind group may need at once: one per binding
@@ -185,6 +187,7 @@ impl Context {
             placeholders: std::sync::OnceLock::new(),
             health: Arc::default(),
             tune_cache: crate::tune::TuneCache::default(),
+            largest_scratch: std::sync::atomic::AtomicU64::new(0),
         };
         Self { shared: Arc::new(shared), timeout, autotune: false, cached_rows: None }
     }
@@ -317,6 +320,20 @@ impl Context {
                 "no".to_owned()
             }
         )
+    }
+
+    /// The size in bytes of the largest buffer this context's ops (and its clones') have
+    /// made for their own use since it was created: scratch, workspaces, partial sums.
+    /// Buffers the caller passes in and the host API's uploads and results are not
+    /// counted. What an op needs beyond its inputs and outputs is bounded by this.
+    #[must_use]
+    pub fn largest_scratch_bytes(&self) -> u64 {
+        self.shared.largest_scratch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records that an op made a buffer of `bytes` for its own use.
+    pub(crate) fn note_scratch(&self, bytes: u64) {
+        self.shared.largest_scratch.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The `index`-th of a few tiny storage buffers that stand in for bindings a kernel

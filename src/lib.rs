@@ -33,6 +33,10 @@ pub use ops::cross_entropy::{
     CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
     Reduction, STATUS_WORDS, TargetBuffer, Targets,
 };
+pub use ops::linear_cross_entropy::{
+    DEFAULT_WORKSPACE_BYTES, LinearCrossEntropy, LinearCrossEntropyBuffers, LinearCrossEntropyInput,
+    LinearCrossEntropyOutput, LinearGradients, LinearPlan, LinearShape,
+};
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
 pub use plan::{Chunk, Plan};

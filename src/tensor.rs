@@ -61,6 +61,11 @@ impl<'a> BufferRegion<'a> {
         self.offset.checked_add(self.size()).is_some_and(|end| end <= self.buffer.size())
     }
 
+    /// The `size` bytes from `offset` within the region.
+    pub(crate) const fn part(&self, offset: u64, size: u64) -> Self {
+        Self { buffer: self.buffer, offset: self.offset + offset, size: Some(size) }
+    }
+
     /// The binding of `size` bytes from `offset` within the region.
     pub(crate) fn binding(&self, offset: u64, size: u64) -> wgpu::BufferBinding<'a> {
         wgpu::BufferBinding { buffer: self.buffer, offset: self.offset + offset, size: NonZeroU64::new(size) }

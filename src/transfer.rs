@@ -79,11 +79,18 @@ impl Context {
     /// As [`Context::upload`].
     pub fn elements_buffer(&self, dtype: DType, len: usize) -> Result<wgpu::Buffer> {
         let bytes = (len as u64).saturating_mul(dtype.size()).next_multiple_of(16).max(16);
-        self.scratch_buffer(bytes)
+        self.zeroed_buffer(bytes)
+    }
+
+    /// An op's buffer for its own use: as [`Context::zeroed_buffer`], and counted in
+    /// [`Context::largest_scratch_bytes`].
+    pub(crate) fn scratch_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        self.note_scratch(bytes);
+        self.zeroed_buffer(bytes)
     }
 
     /// A zeroed storage buffer of `bytes` (at least 16).
-    pub(crate) fn scratch_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+    fn zeroed_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
         self.check_buffer_size(bytes)?;
         self.catching(|| {
             Ok(self.device().create_buffer(&wgpu::BufferDescriptor {

@@ -2,6 +2,7 @@
 //! strategies it has, and the choices fixed when its module is composed. One place for
 //! each of these facts; the host ops and the composer read them from here.
 
+use super::params::{MATMUL_PARAMS_FIELDS, MatmulParams, PARAMS_FIELDS, RowParams};
 use super::{Binding, BindingType};
 use crate::strategy::Strategy;
 
@@ -45,6 +46,10 @@ pub(crate) enum OpKernel {
         /// Class indices or probabilities.
         targets: TargetsKind,
     },
+    /// The linear cross-entropy's matrix products (tiled, f32 sums), the column sums of
+    /// the bias's gradient, and the rounding of f32 results into 16-bit storage; the
+    /// spec's storage type is the one its 16-bit operands hold.
+    Matmul,
 }
 
 const SOFTMAX: &str = include_str!("../../shaders/ops/softmax.wgsl");
@@ -52,6 +57,24 @@ const SOFTMAX_BACKWARD: &str = include_str!("../../shaders/ops/softmax_backward.
 const CROSS_ENTROPY_TARGETS: &str = include_str!("../../shaders/ops/cross_entropy_targets.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../../shaders/ops/cross_entropy.wgsl");
 const CROSS_ENTROPY_REDUCE: &str = include_str!("../../shaders/ops/cross_entropy_reduce.wgsl");
+const MATMUL: &str = include_str!("../../shaders/ops/matmul.wgsl");
+
+/// The matmul's workgroup is a `MATMUL_SIDE x MATMUL_SIDE` grid of invocations, each
+/// computing `MATMUL_PER x MATMUL_PER` outputs, so a workgroup computes a
+/// [`MATMUL_TILE`]-square block, walking the sum `MATMUL_DEPTH` terms at a time.
+pub(crate) const MATMUL_SIDE: u32 = 16;
+/// See [`MATMUL_SIDE`].
+pub(crate) const MATMUL_PER: u32 = 4;
+/// See [`MATMUL_SIDE`].
+pub(crate) const MATMUL_DEPTH: u32 = 16;
+/// The side of the block of outputs one matmul workgroup computes.
+pub(crate) const MATMUL_TILE: u32 = MATMUL_SIDE * MATMUL_PER;
+/// The matmul module's entry points: the product, the column sums, the rounding to halves.
+pub(crate) const MATMUL_PRODUCT: &str = "matmul";
+/// See [`MATMUL_PRODUCT`].
+pub(crate) const MATMUL_COLUMN_SUMS: &str = "column_sums";
+/// See [`MATMUL_PRODUCT`].
+pub(crate) const MATMUL_PACK_HALVES: &str = "pack_halves";
 
 /// The cross-entropy's status words: correct predictions, rows with a bad target, and
 /// `u32::MAX - first bad row` (so that zero means none and `atomicMax` keeps the first).
@@ -81,7 +104,7 @@ const fn write(element: &'static str) -> BindingType {
 impl OpKernel {
     /// Every op kernel.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
-    pub(crate) const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::Softmax,
         Self::SoftmaxBackward,
         Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None },
@@ -92,6 +115,7 @@ impl OpKernel {
         Self::CrossEntropy { targets: TargetsKind::Probabilities, gradient: GradientMode::InPlace },
         Self::CrossEntropyReduce { targets: TargetsKind::Classes },
         Self::CrossEntropyReduce { targets: TargetsKind::Probabilities },
+        Self::Matmul,
     ];
 
     /// The op's name, for labels.
@@ -101,12 +125,13 @@ impl OpKernel {
             Self::SoftmaxBackward => "softmax_backward",
             Self::CrossEntropy { .. } => "cross_entropy",
             Self::CrossEntropyReduce { .. } => "cross_entropy_reduce",
+            Self::Matmul => "matmul",
         }
     }
 
     /// Whether it is a row op (run by a strategy's row loop), as opposed to a reduction.
     pub(crate) const fn is_row_op(self) -> bool {
-        !matches!(self, Self::CrossEntropyReduce { .. })
+        !matches!(self, Self::CrossEntropyReduce { .. } | Self::Matmul)
     }
 
     /// The strategies the op has: every row op has all four.
@@ -118,7 +143,7 @@ impl OpKernel {
                 Strategy::WorkgroupPerRow,
                 Strategy::SplitRow,
             ],
-            Self::CrossEntropyReduce { .. } => &[],
+            Self::CrossEntropyReduce { .. } | Self::Matmul => &[],
         }
     }
 
@@ -134,6 +159,7 @@ impl OpKernel {
             Self::SoftmaxBackward => &[SOFTMAX_BACKWARD],
             Self::CrossEntropy { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
             Self::CrossEntropyReduce { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
+            Self::Matmul => &[MATMUL],
         }
     }
 
@@ -153,7 +179,7 @@ impl OpKernel {
                 }
                 tensors
             }
-            Self::CrossEntropyReduce { .. } => Vec::new(),
+            Self::CrossEntropyReduce { .. } | Self::Matmul => Vec::new(),
         }
     }
 
@@ -202,13 +228,21 @@ impl OpKernel {
                 ]);
                 bindings
             }
+            Self::Matmul => vec![
+                binding("a", read("u32")),
+                binding("b", read("u32")),
+                binding("bias", read("u32")),
+                binding("c", write("f32")),
+                // The 16-bit result of `pack_halves`.
+                binding("packed", write("u32")),
+            ],
         }
     }
 
     /// The flags the op's parts are preprocessed with (`#if NAME`).
     pub(crate) fn flags(self) -> Vec<(&'static str, bool)> {
         match self {
-            Self::Softmax | Self::SoftmaxBackward => Vec::new(),
+            Self::Softmax | Self::SoftmaxBackward | Self::Matmul => Vec::new(),
             Self::CrossEntropy { targets, .. } | Self::CrossEntropyReduce { targets } => {
                 vec![("PROBABILITIES", targets == TargetsKind::Probabilities)]
             }
@@ -224,6 +258,11 @@ impl OpKernel {
                 ("STATUS_CORRECT", format!("{STATUS_CORRECT}u")),
                 ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
                 ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
+            ],
+            Self::Matmul => vec![
+                ("SIDE", format!("{MATMUL_SIDE}u")),
+                ("PER", format!("{MATMUL_PER}u")),
+                ("DEPTH", format!("{MATMUL_DEPTH}u")),
             ],
         }
     }
@@ -248,10 +287,27 @@ impl OpKernel {
             ("WRITE_LSE", &[0, 1]),
             ("SOFTCAP", &[0, 1]),
         ];
+        const MATMUL: [(&str, &[u32]); 6] = [
+            ("A_HALF", &[0, 1]),
+            ("B_HALF", &[0, 1]),
+            ("A_TRANSPOSED", &[0, 1]),
+            ("B_TRANSPOSED", &[1, 0]),
+            ("ACCUMULATE", &[0, 1]),
+            ("HAS_BIAS", &[0, 1]),
+        ];
         match self {
             Self::Softmax | Self::SoftmaxBackward => &[LOG],
             Self::CrossEntropy { .. } => &FUSED,
             Self::CrossEntropyReduce { .. } => &TARGETS,
+            Self::Matmul => &MATMUL,
+        }
+    }
+
+    /// The fields of the op's `Params` uniform and its size in bytes.
+    pub(crate) const fn params_layout(self) -> (&'static [(&'static str, &'static str)], usize) {
+        match self {
+            Self::Matmul => (&MATMUL_PARAMS_FIELDS, size_of::<MatmulParams>()),
+            _ => (&PARAMS_FIELDS, size_of::<RowParams>()),
         }
     }
 
@@ -262,7 +318,7 @@ impl OpKernel {
             Self::Softmax => 12,
             Self::SoftmaxBackward => 8,
             Self::CrossEntropy { .. } => 36,
-            Self::CrossEntropyReduce { .. } => 0,
+            Self::CrossEntropyReduce { .. } | Self::Matmul => 0,
         }
     }
 }

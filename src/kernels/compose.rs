@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use super::params::params_wgsl;
 use super::preprocess::preprocess;
 use super::{
-    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, ROW_KERNEL,
-    SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, TargetsKind, VectorWidth,
+    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES,
+    MATMUL_PRODUCT, Module, ROW_KERNEL, SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, TargetsKind,
+    VectorWidth,
 };
 use crate::dtype::DType;
 use crate::kernels::OpKernel;
@@ -41,6 +42,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     let mut flags = op.flags();
     flags.push(("SUBGROUPS", subgroups));
     flags.push(("STRIDED", spec.strided));
+    flags.push(("HALF", spec.dtype != DType::F32));
 
     let mut bindings = vec![Binding { name: "params", ty: BindingType::Params }];
     bindings.extend(
@@ -75,7 +77,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
         let _ = writeln!(source, "const {name}: {ty} = {value};");
     }
     source.push('\n');
-    source.push_str(&params_wgsl());
+    source.push_str(&params_wgsl(op.params_layout().0));
     source.push('\n');
     for (index, binding) in bindings.iter().enumerate() {
         let _ = writeln!(source, "{}", declaration(index, binding, spec));
@@ -113,6 +115,15 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
         if spec.has_edges() {
             source.push_str(EDGES);
             entry_points.push(FIX_EDGES);
+        }
+    } else if op == OpKernel::Matmul {
+        source.push_str(half_conversions(spec.dtype));
+        for part in op.parts() {
+            source.push_str(&preprocess(part, &flags)?);
+        }
+        entry_points.extend([MATMUL_PRODUCT, MATMUL_COLUMN_SUMS]);
+        if spec.dtype != DType::F32 {
+            entry_points.push(MATMUL_PACK_HALVES);
         }
     } else {
         source.push_str(WORKGROUP_SUM);
@@ -159,17 +170,8 @@ const fn access(writable: bool) -> &'static str {
 /// the tensor's name), and the `result_*` functions the row loops write through.
 fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
     let mut source = String::new();
-    let template = match spec.dtype {
-        DType::F32 => ELEM_F32,
-        DType::F16 => {
-            source.push_str(ELEM_F16);
-            ELEM_HALF
-        }
-        DType::BF16 => {
-            source.push_str(ELEM_BF16);
-            ELEM_HALF
-        }
-    };
+    source.push_str(half_conversions(spec.dtype));
+    let template = if spec.dtype == DType::F32 { ELEM_F32 } else { ELEM_HALF };
     for tensor in spec.op.tensors() {
         let flags = [
             ("VECTOR", spec.vector == VectorWidth::Vec4),
@@ -203,6 +205,15 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
         }
     }
     Ok(source)
+}
+
+/// `half_to_f32` and `f32_to_half` for a 16-bit storage type (nothing for f32).
+const fn half_conversions(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "",
+        DType::F16 => ELEM_F16,
+        DType::BF16 => ELEM_BF16,
+    }
 }
 
 /// `PacketCache` and the functions that fill, absorb and write it, slot by slot: straight

@@ -23,10 +23,11 @@ mod preprocess;
 
 pub(crate) use cache::{KernelKey, PipelineCache};
 pub(crate) use catalog::{
-    GradientMode, OpKernel, STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
+    GradientMode, MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, MATMUL_TILE, OpKernel,
+    STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
 };
 pub(crate) use compose::compose;
-pub(crate) use params::RowParams;
+pub(crate) use params::{MatmulParams, RowParams};
 
 use crate::dtype::DType;
 use crate::strategy::Strategy;
@@ -102,7 +103,11 @@ impl KernelSpec {
 
     /// Invocations per workgroup of the row kernel.
     pub(crate) fn workgroup_size(&self) -> u32 {
-        if self.op.is_row_op() { self.strategy.workgroup_size() } else { REDUCE_WORKGROUP_SIZE }
+        match self.op {
+            OpKernel::Matmul => catalog::MATMUL_SIDE * catalog::MATMUL_SIDE,
+            op if op.is_row_op() => self.strategy.workgroup_size(),
+            _ => REDUCE_WORKGROUP_SIZE,
+        }
     }
 
     /// Whether the module needs `Features::SUBGROUP`.
@@ -141,7 +146,7 @@ impl KernelSpec {
 
     /// Every module this crate can compose, in a fixed order: each row op on each
     /// strategy it supports, each storage type and each vector width (strided: scalar
-    /// only), and the cross-entropy's reductions.
+    /// only), the cross-entropy's reductions, and the matmul in each storage type.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
     pub(crate) fn all() -> Vec<Self> {
         let mut all = Vec::new();
@@ -155,7 +160,12 @@ impl KernelSpec {
                             for strided in [false, true] {
                                 let plain = dtype == DType::F32 && vector == VectorWidth::Scalar && !cached;
                                 let row_variant = !strided || vector == VectorWidth::Scalar;
-                                if (op.is_row_op() && row_variant) || (plain && !strided) {
+                                // The matmul: one module per 16-bit type it converts.
+                                let matmul = op == OpKernel::Matmul
+                                    && vector == VectorWidth::Scalar
+                                    && !cached
+                                    && !strided;
+                                if (op.is_row_op() && row_variant) || (plain && !strided) || matmul {
                                     all.push(Self { op, strategy, dtype, vector, cached, strided });
                                 }
                             }

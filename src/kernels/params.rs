@@ -50,8 +50,27 @@ pub(crate) const PARAMS_FIELDS: [(&str, &str); 12] = [
     ("inner", "u32"),
 ];
 
-/// The WGSL declaration of `Params`.
-pub(crate) fn params_wgsl() -> String {
-    let fields: Vec<String> = PARAMS_FIELDS.iter().map(|(name, ty)| format!("    {name}: {ty},\n")).collect();
+/// The parameters of one dispatch of the matmul module, laid out as its WGSL `Params`
+/// ([`MATMUL_PARAMS_FIELDS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MatmulParams {
+    /// Rows of the product (`column_sums`: rows summed; `pack_halves`: elements).
+    pub(crate) m: u32,
+    /// Columns of the product.
+    pub(crate) n: u32,
+    /// Terms of each sum.
+    pub(crate) k: u32,
+    /// Workgroups along x: grids past the per-dimension limit are spread over y.
+    pub(crate) groups_x: u32,
+}
+
+/// The fields of [`MatmulParams`] as WGSL declares them, in order.
+pub(crate) const MATMUL_PARAMS_FIELDS: [(&str, &str); 4] =
+    [("m", "u32"), ("n", "u32"), ("k", "u32"), ("groups_x", "u32")];
+
+/// The WGSL declaration of `Params` with `fields`.
+pub(crate) fn params_wgsl(fields: &[(&str, &str)]) -> String {
+    let fields: Vec<String> = fields.iter().map(|(name, ty)| format!("    {name}: {ty},\n")).collect();
     format!("struct Params {{\n{}}}\n", fields.concat())
 }

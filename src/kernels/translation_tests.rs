@@ -10,8 +10,7 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-use super::params::PARAMS_FIELDS;
-use super::{BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, RowParams, compose};
+use super::{BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, compose};
 use crate::dtype::DType;
 use crate::strategy::Strategy;
 
@@ -62,8 +61,9 @@ fn every_op_storage_type_and_width_is_composed() {
     let specs = KernelSpec::all();
     // softmax, its backward and the cross-entropy (six kinds) on four strategies, each in
     // three storage types, two widths for contiguous rows and one for a strided class
-    // axis, with and without the register cache; two reductions.
-    assert_eq!(specs.len(), 8 * 4 * 3 * (2 + 1) * 2 + 2);
+    // axis, with and without the register cache; two reductions; the matmul per storage
+    // type.
+    assert_eq!(specs.len(), 8 * 4 * 3 * (2 + 1) * 2 + 2 + 3);
     for module in all_modules() {
         let spec = module.spec;
         assert!(module.source.contains(&format!("const PACKET: u32 = {}u;", spec.packet())), "{spec:?}");
@@ -72,7 +72,6 @@ fn every_op_storage_type_and_width_is_composed() {
 
 #[test]
 fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
-    let params_size = size_of::<RowParams>() as u32;
     for module in all_modules() {
         let spec = module.spec;
         let (parsed, _) = parse_and_validate(&module, capabilities(spec));
@@ -112,10 +111,12 @@ fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
             assert_eq!(*space, expected, "{what}: {name}");
         }
         // Params: the host's fields at the host's offsets.
+        let (fields, params_size) = spec.op.params_layout();
         let params = parsed.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).unwrap().1;
         let naga::TypeInner::Struct { members, span } = &params.inner else { panic!("{what}: Params") };
-        assert_eq!(*span, params_size, "{what}: Params size");
-        for (i, (member, (name, _))) in members.iter().zip(PARAMS_FIELDS).enumerate() {
+        assert_eq!(*span as usize, params_size, "{what}: Params size");
+        assert_eq!(members.len(), fields.len(), "{what}: Params fields");
+        for (i, (member, &(name, _))) in members.iter().zip(fields).enumerate() {
             assert_eq!(member.name.as_deref(), Some(name), "{what}");
             assert_eq!(member.offset, 4 * i as u32, "{what}: {name}");
         }
@@ -178,8 +179,10 @@ fn every_module_translates_to_every_backend() {
         let spec = module.spec;
         let (parsed, info) = parse_and_validate(&module, capabilities(spec));
         // Every override value on f32 scalar modules; the defaults on the others (the
-        // overrides select branches, not types, so they do not vary with storage).
-        let sets = if spec.dtype == DType::F32 && spec.vector == super::VectorWidth::Scalar && !spec.cached {
+        // overrides select branches, not types, so they do not vary with storage), but
+        // every value on the matmul, whose overrides pick 16-bit conversions.
+        let plain = spec.dtype == DType::F32 && spec.vector == super::VectorWidth::Scalar && !spec.cached;
+        let sets = if plain || spec.op == super::OpKernel::Matmul {
             override_sets(&module)
         } else {
             override_sets(&module).into_iter().take(1).collect()

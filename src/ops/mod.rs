@@ -2,6 +2,8 @@
 
 mod autotune;
 pub mod cross_entropy;
+pub mod linear_cross_entropy;
+mod matmul;
 mod rows;
 pub mod softmax;
 pub mod softmax_backward;

@@ -182,7 +182,11 @@ pub(crate) fn encode_rows(
                 rows: u32::try_from(chunk.rows).unwrap_or(u32::MAX),
                 cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
                 groups_x: chunk.grid[0],
-                first_row: u32::try_from(chunk.first_row).unwrap_or(u32::MAX),
+                // Offset by the dispatch's own first row: a window of a larger batch.
+                first_row: dispatch
+                    .params
+                    .first_row
+                    .saturating_add(u32::try_from(chunk.first_row).unwrap_or(u32::MAX)),
                 chunk: u32::try_from(index).unwrap_or(u32::MAX),
                 segments: u32::try_from(segments).unwrap_or(u32::MAX),
                 inner: u32::try_from(shape.inner).unwrap_or(u32::MAX),

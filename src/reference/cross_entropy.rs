@@ -29,7 +29,9 @@ pub fn cross_entropy<T: Element>(
     let layout = input.shape;
     let logits = rows_of(&widen(input.logits), layout);
     let probabilities = match input.targets {
-        Targets::Probabilities(p) => Some(rows_of(&widen(p), layout)),
+        Targets::Probabilities(p) => {
+            Some(rows_of(&widen(p), layout).into_iter().map(f64::from).collect::<Vec<_>>())
+        }
         _ => None,
     };
     let targets = match (input.targets, &probabilities) {
@@ -39,13 +41,30 @@ pub fn cross_entropy<T: Element>(
         (Targets::I64(t), None) => Targets::I64(t),
         (Targets::Probabilities(_), None) => unreachable!("widened above"),
     };
-    let input = &CrossEntropyInput {
-        logits: &logits,
-        shape: Shape::new(layout.rows, layout.cols),
+    let logits: Vec<f64> = logits.iter().map(|&x| f64::from(x)).collect();
+    let mut out = cross_entropy_of_rows(
+        op,
+        &logits,
+        Shape::new(layout.rows, layout.cols),
         targets,
-        weight: input.weight,
-        grad_output: input.grad_output,
-    };
+        input.weight,
+        input.grad_output,
+    );
+    out.grad = out.grad.map(|g| tensor_of(&g, layout));
+    Ok(out)
+}
+
+/// The cross-entropy of row-major `logits` given in f64 (the linear cross-entropy's
+/// reference passes its f64 products), with targets and options already checked.
+pub(crate) fn cross_entropy_of_rows(
+    op: &CrossEntropy,
+    logits: &[f64],
+    shape: Shape,
+    targets: Targets<'_, f64>,
+    weight: Option<&[f32]>,
+    grad_output: Option<&[f32]>,
+) -> CrossEntropyOutput<f64> {
+    let input = &CrossEntropyInput { logits, shape, targets, weight, grad_output };
     let shape = input.shape;
     let cols = shape.cols;
     let classes = f64::from(u32::try_from(cols).unwrap_or(u32::MAX));
@@ -55,7 +74,7 @@ pub fn cross_entropy<T: Element>(
 
     let z = f64::from(op.get_z_loss());
     let cap = op.get_softcap().map(f64::from);
-    let softcapped = |x: f32| cap.map_or(f64::from(x), |t| t * (f64::from(x) / t).tanh());
+    let softcapped = |x: f64| cap.map_or(x, |t| t * (x / t).tanh());
 
     let mut row_losses = Vec::with_capacity(shape.rows);
     let mut z_losses = vec![0.0; shape.rows];
@@ -106,9 +125,7 @@ pub fn cross_entropy<T: Element>(
             (None, Targets::Probabilities(p)) => {
                 divisor += 1.0;
                 count += 1.0;
-                (0..cols)
-                    .map(|c| weight(c) * (f64::from(p[row * cols + c]) * (1.0 - e) + e / classes))
-                    .collect()
+                (0..cols).map(|c| weight(c) * (p[row * cols + c] * (1.0 - e) + e / classes)).collect()
             }
             (None, _) => unreachable!("class targets always have a value"),
         };
@@ -190,29 +207,29 @@ pub fn cross_entropy<T: Element>(
             *v = *v * s + zv * zs;
             if let Some(t) = cap {
                 // The chain through the softcap: d(T tanh(x / T))/dx = 1 - tanh^2.
-                let tanh = (f64::from(x) / t).tanh();
+                let tanh = (x / t).tanh();
                 *v *= 1.0 - tanh * tanh;
             }
         }
     }
     let correct = (op.get_argmax() && !matches!(input.targets, Targets::Probabilities(_))).then_some(correct);
-    Ok(CrossEntropyOutput {
+    CrossEntropyOutput {
         loss,
-        grad: (op.get_gradient() != Gradient::Skip).then(|| tensor_of(&grad, layout)),
+        grad: (op.get_gradient() != Gradient::Skip).then_some(grad),
         argmax: op.get_argmax().then_some(argmax),
         correct,
         lse: op.get_lse().then_some(lse),
         z_loss,
-    })
+    }
 }
 
 /// The index of the first maximum, NaN counting as the largest value and `+inf` next, as
 /// PyTorch's argmax.
-fn argmax_of(row: &[f32]) -> u32 {
-    let rank = |v: f32| {
+fn argmax_of(row: &[f64]) -> u32 {
+    let rank = |v: f64| {
         if v.is_nan() {
             (2, 0.0)
-        } else if v == f32::INFINITY {
+        } else if v == f64::INFINITY {
             (1, 0.0)
         } else {
             (0, v)

@@ -8,8 +8,10 @@
 //! kernels use, so that the two agree only if both are right.
 
 mod cross_entropy;
+mod linear_cross_entropy;
 
 pub use cross_entropy::cross_entropy;
+pub use linear_cross_entropy::{linear_cross_entropy, matmul};
 
 use crate::dtype::{Element, widen};
 use crate::error::Result;

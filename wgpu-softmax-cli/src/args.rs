@@ -42,6 +42,10 @@ pub enum Command {
     /// Softmax cross-entropy of logits (N, C) with class-index or probability targets, as
     /// PyTorch's cross_entropy.
     CrossEntropy(CrossEntropyArgs),
+    /// Fused linear cross-entropy: the cross-entropy of the logits H W^T + b of hidden
+    /// states H (N, D) under a classifier W (V, D), and its gradients with respect to H, W
+    /// and b, without the N x V logits ever stored whole.
+    LinearCrossEntropy(LinearCrossEntropyArgs),
     /// Time every op on the benchmark shapes against a vec4 copy (the roofline), the
     /// unfused WGSL baseline and the CPU; print a table, optionally write JSON and SVG.
     Bench(BenchArgs),
@@ -137,6 +141,58 @@ pub struct CrossEntropyArgs {
     /// logits' shape; for none, of the sum of the losses.
     #[arg(long, value_name = "G.npy")]
     pub grad: Option<PathBuf>,
+    /// Output: the logsumexp over the classes of the (softcapped) logits, float32, the class
+    /// targets' shape (N, d1, ..., dk), ignored positions included.
+    #[arg(long, value_name = "F.npy")]
+    pub lse: Option<PathBuf>,
+    /// The loss's options.
+    #[command(flatten)]
+    pub options: LossArgs,
+}
+
+/// `linear-cross-entropy`'s arguments.
+#[derive(Debug, Args)]
+pub struct LinearCrossEntropyArgs {
+    /// Hidden states H (N, D), float32, float64 or float16.
+    #[arg(long, value_name = "H.npy")]
+    pub hidden: PathBuf,
+    /// Classifier W (V, D), float32, float64 or float16.
+    #[arg(long, value_name = "W.npy")]
+    pub classifier: PathBuf,
+    /// Bias b (V,), float32, float64 or float16.
+    #[arg(long, value_name = "b.npy")]
+    pub bias: Option<PathBuf>,
+    /// Class indices (N,), as int64, int32 or uint32.
+    #[arg(long, value_name = "T.npy")]
+    pub targets: PathBuf,
+    /// Output: the loss, float32, 0-d for mean and sum, (N,) for none.
+    #[arg(long, value_name = "L.npy")]
+    pub loss: PathBuf,
+    /// Output: the logsumexp of each row's (softcapped) logits, float32, (N,).
+    #[arg(long, value_name = "F.npy")]
+    pub lse: Option<PathBuf>,
+    /// Output: the gradient of the reduced loss with respect to H, (N, D), in the storage
+    /// type; for none, of the sum of the losses.
+    #[arg(long, value_name = "F.npy")]
+    pub grad_hidden: Option<PathBuf>,
+    /// Output: the gradient with respect to W, (V, D), in the storage type.
+    #[arg(long, value_name = "F.npy")]
+    pub grad_classifier: Option<PathBuf>,
+    /// Output: the gradient with respect to b, (V,), in the storage type (needs --bias).
+    #[arg(long, value_name = "F.npy")]
+    pub grad_bias: Option<PathBuf>,
+    /// The most bytes of logits held at once (the workspace, f32): rows are taken in
+    /// windows of a multiple of 128 that fit.
+    #[arg(long, value_name = "BYTES", default_value_t = wgpu_softmax::DEFAULT_WORKSPACE_BYTES)]
+    pub workspace_bytes: u64,
+    /// The loss's options.
+    #[command(flatten)]
+    pub options: LossArgs,
+}
+
+/// The options of the cross-entropy, shared by `cross-entropy` and `linear-cross-entropy`.
+#[derive(Debug, Args)]
+pub struct LossArgs {
     /// How the losses of the rows are reduced.
     #[arg(long, value_enum, default_value_t = ReductionArg::Mean)]
     pub reduction: ReductionArg,
@@ -152,7 +208,7 @@ pub struct CrossEntropyArgs {
         allow_negative_numbers = true
     )]
     pub label_smoothing: f32,
-    /// Class weights (C,), float32 or float64.
+    /// Class weights (C,) (one per class), float32 or float64.
     #[arg(long, value_name = "W.npy")]
     pub weight: Option<PathBuf>,
     /// z-loss coefficient: each row not ignored adds S * logsumexp^2 (PaLM; Liger's
@@ -162,14 +218,11 @@ pub struct CrossEntropyArgs {
     /// Logit softcap: logits become T * tanh(x / T) first (Gemma 2). T > 0.
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub softcap: Option<f32>,
-    /// Output: the logsumexp over the classes of the (softcapped) logits, float32, the class
-    /// targets' shape (N, d1, ..., dk), ignored positions included.
-    #[arg(long, value_name = "F.npy")]
-    pub lse: Option<PathBuf>,
-    /// The storage type of the logits (and probability targets and gradient) on the GPU:
-    /// inputs are rounded to it, the gradient written in it (float16 as float16; bfloat16
-    /// as float32, which holds every bfloat16 exactly); the loss is float32. Default: f16
-    /// for float16 logits, else f32.
+    /// The storage type of the float inputs (logits and probability targets; hidden
+    /// states, classifier and bias) and gradients on the GPU: inputs are rounded to it,
+    /// gradients written in it (float16 as float16; bfloat16 as float32, which holds every
+    /// bfloat16 exactly); the loss is float32. Default: f16 for float16 logits (hidden
+    /// states), else f32.
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeArg>,
 }

@@ -8,6 +8,10 @@
 //! wgpu-softmax cross-entropy --logits X.npy --targets T.npy --loss L.npy [--grad G.npy]
 //!     [--reduction mean|sum|none] [--ignore-index I] [--label-smoothing E] [--weight W.npy]
 //!     [--z-loss S] [--softcap T] [--lse F.npy]
+//! wgpu-softmax linear-cross-entropy --hidden H.npy --classifier W.npy [--bias b.npy]
+//!     --targets T.npy --loss L.npy [--lse F] [--grad-hidden F] [--grad-classifier F]
+//!     [--grad-bias F] [--reduction R] [--ignore-index I] [--label-smoothing E]
+//!     [--weight W.npy] [--z-loss S] [--softcap T] [--dtype f32|f16|bf16] [--workspace-bytes N]
 //! ```
 //!
 //! Global options `--backend vulkan|metal|dx12|gl` and `--adapter NAME` (else the `WGPU_*`
@@ -73,6 +77,9 @@ fn run(cli: &Cli) -> Result<ExitCode, CliError> {
         Command::Check(args) => commands::check::run(cli, args),
         Command::Softmax(args) => commands::softmax::run(cli, args).map(|()| ExitCode::SUCCESS),
         Command::CrossEntropy(args) => commands::cross_entropy::run(cli, args).map(|()| ExitCode::SUCCESS),
+        Command::LinearCrossEntropy(args) => {
+            commands::linear_cross_entropy::run(cli, args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench(args) => commands::bench::run(cli, args).map(|()| ExitCode::SUCCESS),
     }
 }

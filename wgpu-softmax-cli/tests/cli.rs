@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{SeededRng, compare};
-use wgpu_softmax::{CrossEntropy, CrossEntropyInput, Gradient, Reduction, Shape, Targets, reference};
+use wgpu_softmax::{
+    CrossEntropy, CrossEntropyInput, Gradient, LinearCrossEntropy, LinearCrossEntropyInput, LinearShape,
+    Reduction, Shape, Targets, reference,
+};
 
 // ---------------------------------------------------------------------------------------
 // A scratch directory per test, and the tool run in it.
@@ -381,6 +384,180 @@ fn cross_entropy_of_nd_logits_takes_the_classes_on_axis_1() {
     let (loss_shape, loss) = read_f32(&s, "l2.npy");
     assert_eq!(loss_shape, Vec::<usize>::new());
     assert_close("probability loss", &loss, &expected.loss, Tolerance::CROSS_ENTROPY_LOSS);
+}
+
+#[test]
+fn linear_cross_entropy_writes_the_loss_and_every_gradient() {
+    let s = Scratch::new("lce");
+    let shape = LinearShape::new(9, 5, 13);
+    let mut rng = SeededRng::new(14);
+    let hidden = rng.logits(45, 1.5);
+    let classifier = rng.logits(65, 1.5);
+    let bias = rng.logits(13, 0.5);
+    let weight: Vec<f32> = (0..13).map(|_| rng.uniform(0.5, 2.0)).collect();
+    let targets: Vec<i64> = (0..9_i64).map(|i| if i == 4 { -1 } else { i * 5 % 13 }).collect();
+    write_f32(&s, "h.npy", &[9, 5], &hidden);
+    write_f32(&s, "w.npy", &[13, 5], &classifier);
+    write_f32(&s, "b.npy", &[13], &bias);
+    write_f32(&s, "cw.npy", &[13], &weight);
+    write_i64(&s, "t.npy", &targets);
+    let input = LinearCrossEntropyInput::new(&hidden, &classifier, shape, Targets::I64(&targets))
+        .bias(&bias)
+        .weight(&weight);
+    for (reduction, name) in [(Reduction::Mean, "mean"), (Reduction::None, "none")] {
+        let op = LinearCrossEntropy::new()
+            .reduction(reduction)
+            .ignore_index(-1)
+            .label_smoothing(0.1)
+            .z_loss(0.01)
+            .softcap(5.0)
+            .lse(true);
+        let expected = reference::linear_cross_entropy(&op, &input).unwrap();
+        let args = [
+            "linear-cross-entropy",
+            "--hidden",
+            "h.npy",
+            "--classifier",
+            "w.npy",
+            "--bias",
+            "b.npy",
+            "--targets",
+            "t.npy",
+            "--weight",
+            "cw.npy",
+            "--loss",
+            "l.npy",
+            "--lse",
+            "lse.npy",
+            "--grad-hidden",
+            "dh.npy",
+            "--grad-classifier",
+            "dw.npy",
+            "--grad-bias",
+            "db.npy",
+            "--reduction",
+            name,
+            "--ignore-index",
+            "-1",
+            "--label-smoothing",
+            "0.1",
+            "--z-loss",
+            "0.01",
+            "--softcap",
+            "5",
+        ];
+        run_ok(&s, &args);
+        let loss_shape: &[usize] = if reduction == Reduction::None { &[9] } else { &[] };
+        for (file, shape, want, tolerance) in [
+            ("l.npy", loss_shape, expected.loss.clone(), Tolerance::CROSS_ENTROPY_LOSS),
+            ("lse.npy", &[9][..], expected.lse.clone().unwrap(), Tolerance::CROSS_ENTROPY_LOSS),
+            (
+                "dh.npy",
+                &[9, 5][..],
+                expected.grad_hidden.clone().unwrap(),
+                Tolerance::LINEAR_CROSS_ENTROPY_GRAD,
+            ),
+            (
+                "dw.npy",
+                &[13, 5][..],
+                expected.grad_classifier.clone().unwrap(),
+                Tolerance::LINEAR_CROSS_ENTROPY_GRAD,
+            ),
+            ("db.npy", &[13][..], expected.grad_bias.clone().unwrap(), Tolerance::LINEAR_CROSS_ENTROPY_GRAD),
+        ] {
+            let (got_shape, got) = read_f32(&s, file);
+            assert_eq!(got_shape, shape, "{file} ({name})");
+            assert_close(file, &got, &want, tolerance);
+        }
+    }
+    // bf16 storage: the gradients come back as float32 holding bf16 values.
+    run_ok(
+        &s,
+        &[
+            "linear-cross-entropy",
+            "--hidden",
+            "h.npy",
+            "--classifier",
+            "w.npy",
+            "--targets",
+            "t.npy",
+            "--loss",
+            "l16.npy",
+            "--grad-classifier",
+            "dw16.npy",
+            "--dtype",
+            "bf16",
+            "--ignore-index",
+            "-1",
+        ],
+    );
+    let (dw_shape, dw) = read_f32(&s, "dw16.npy");
+    assert_eq!(dw_shape, [13, 5]);
+    assert!(dw.iter().all(|v| v.to_bits() & 0xffff == 0), "bf16 values written as float32");
+    // Refusals name the file or option, and leave nothing behind.
+    assert_refused(
+        &s,
+        &[
+            "linear-cross-entropy",
+            "--hidden",
+            "h.npy",
+            "--classifier",
+            "b.npy",
+            "--targets",
+            "t.npy",
+            "--loss",
+            "x.npy",
+        ],
+        &["b.npy", "(V, 5)"],
+    );
+    assert_refused(
+        &s,
+        &[
+            "linear-cross-entropy",
+            "--hidden",
+            "h.npy",
+            "--classifier",
+            "w.npy",
+            "--targets",
+            "t.npy",
+            "--loss",
+            "x.npy",
+            "--grad-bias",
+            "y.npy",
+        ],
+        &["--grad-bias needs --bias"],
+    );
+    assert_refused(
+        &s,
+        &[
+            "linear-cross-entropy",
+            "--hidden",
+            "h.npy",
+            "--classifier",
+            "w.npy",
+            "--targets",
+            "t.npy",
+            "--loss",
+            "h.npy",
+        ],
+        &["h.npy"],
+    );
+    write_i64(&s, "bad.npy", &[0, 1, 2, 3, 13, 0, 0, 0, 0]);
+    assert_refused(
+        &s,
+        &[
+            "linear-cross-entropy",
+            "--hidden",
+            "h.npy",
+            "--classifier",
+            "w.npy",
+            "--targets",
+            "bad.npy",
+            "--loss",
+            "x.npy",
+        ],
+        &["bad.npy", "13"],
+    );
 }
 
 #[test]

@@ -64,55 +64,12 @@ impl CrossEntropy {
         if shape.is_empty() {
             return Ok(plan);
         }
-        let ignore_index = i32::try_from(self.ignore_index).map_err(|_| Error::InvalidOption {
-            option: "ignore_index",
-            problem: format!("{} does not fit in i32, as GPU class-index targets must", self.ignore_index),
-        })?;
-        let reduction = match self.reduction {
-            Reduction::None => 0u32,
-            Reduction::Mean => 1,
-            Reduction::Sum => 2,
-        };
-        let signed = !matches!(buffers.targets, TargetBuffer::U32(_));
-        let wide = matches!(buffers.targets, TargetBuffer::I64(_));
-        let target_bytes = if wide { 8 } else { 4 };
-        let shared_constants = vec![
-            ("TARGETS_SIGNED", u32::from(signed)),
-            ("TARGETS_WIDE", u32::from(wide)),
-            ("HAS_WEIGHT", u32::from(buffers.weight.is_some())),
-            ("REDUCTION", reduction),
-        ];
-        let mut constants = shared_constants.clone();
-        constants.extend([
-            ("HAS_UPSTREAM", u32::from(buffers.grad_output.is_some())),
-            ("ARGMAX", u32::from(self.argmax)),
-            ("WRITE_LSE", u32::from(buffers.lse.is_some() || buffers.z_loss.is_some())),
-            ("SOFTCAP", u32::from(self.softcap.is_some())),
-        ]);
-        let targets_kind = if probabilities { TargetsKind::Probabilities } else { TargetsKind::Classes };
+        let settings = self.settings(buffers.targets, buffers.weight.is_some(), shape)?;
         let divisor_pass = self.reduction == Reduction::Mean && !probabilities;
         let reduce_pass = self.reduction != Reduction::None;
         let z_loss_pass = buffers.z_loss.is_some();
-        let chunk_count = u32::try_from(plan.chunks.len()).unwrap_or(u32::MAX);
-        let params = RowParams {
-            cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
-            ignore_index,
-            label_smoothing: self.label_smoothing,
-            softcap: self.softcap.unwrap_or(0.0),
-            z_loss: self.z_loss,
-            total_rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
-            ..RowParams::default()
-        };
-        let reduce_spec = KernelSpec {
-            op: OpKernel::CrossEntropyReduce { targets: targets_kind },
-            strategy: Strategy::WorkgroupPerRow,
-            dtype: crate::dtype::DType::F32,
-            vector: VectorWidth::Scalar,
-            cached: false,
-            strided: false,
-        };
+        let chunks: Vec<(usize, usize)> = plan.chunks.iter().map(|c| (c.first_row, c.rows)).collect();
         let rows_bytes = 4 * shape.rows as u64;
-        let cols_bytes = 4 * shape.cols as u64;
 
         ctx.catching(|| {
             let status_scratch;
@@ -124,9 +81,7 @@ impl CrossEntropy {
                 }
             };
             encoder.clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
-            // [0] total weight, [1] rows not ignored, then per chunk its parts of them, its
-            // loss sum and its z-loss sum.
-            let totals_bytes = 4 * (2 + 4 * u64::from(chunk_count));
+            let totals_bytes = totals_bytes(chunks.len());
             let totals =
                 (divisor_pass || reduce_pass).then(|| ctx.scratch_buffer(totals_bytes)).transpose()?;
             // The z-loss on its own comes from each row's logsumexp: the caller's, or ours.
@@ -137,129 +92,278 @@ impl CrossEntropy {
             let argmax_scratch = (self.argmax && buffers.argmax.is_none())
                 .then(|| ctx.scratch_buffer(rows_bytes))
                 .transpose()?;
-
-            let mut whole: Vec<(&'static str, BufferRegion<'_>, u64)> = vec![("status", status, 16)];
-            whole.extend(buffers.weight.map(|w| ("weight", w, cols_bytes)));
-            let mut per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
-            let mut tensors: Vec<(&'static str, TensorRef<'_>)> = vec![("logits", buffers.logits)];
-            match buffers.targets {
-                TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) => {
-                    per_row.push(("targets", t, target_bytes));
-                }
-                TargetBuffer::Probabilities(p) => tensors.push(("target_probs", p)),
-            }
-            if let (Gradient::Separate, Some(grad)) = (self.gradient, buffers.grad) {
-                tensors.push(("grad", grad));
-            }
-            match (buffers.grad_output, &totals) {
-                (Some(g), _) => per_row.push(("scale", g, 4)),
-                (None, Some(t)) if divisor_pass => whole.push(("scale", BufferRegion::new(t), totals_bytes)),
-                _ => {}
-            }
+            let totals = totals.as_ref().map(|t| BufferRegion::new(t).with_size(totals_bytes));
             let row_loss = row_losses.as_ref().map_or(buffers.loss, BufferRegion::new);
-            per_row.push(("row_loss", row_loss, 4));
-            if let Some(argmax) = buffers.argmax.or(argmax_scratch.as_ref().map(BufferRegion::new)) {
-                per_row.push(("argmax", argmax, 4));
-            }
-            per_row.extend(lse.map(|lse| ("lse", lse, 4)));
-            let main = RowDispatch {
-                spec: KernelSpec {
+
+            let scale = match (buffers.grad_output, totals) {
+                (Some(g), _) => Some(Scale::PerRow(g)),
+                (None, Some(t)) if divisor_pass => Some(Scale::Totals(t)),
+                _ => None,
+            };
+            let main = self.main_dispatch(
+                &settings,
+                MainBindings {
+                    logits: buffers.logits,
+                    targets: buffers.targets,
+                    grad: buffers.grad,
+                    weight: buffers.weight,
+                    scale,
+                    row_loss,
+                    argmax: buffers.argmax.or(argmax_scratch.as_ref().map(BufferRegion::new)),
+                    lse,
+                    status,
+                },
+                KernelSpec {
                     cached: rows::keeps_rows(ctx),
                     strided: false,
                     op: self.kernel(probabilities),
                     strategy: plan.strategy,
-                    dtype: buffers.logits.dtype(),
+                    dtype,
                     vector,
                 },
-                constants,
-                tensors,
-                per_row,
-                whole,
-                params,
-            };
-
-            // The reductions' bindings: the targets and row losses per chunk, the rest whole.
-            let mut reduce_per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
-            if let TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) = buffers.targets {
-                reduce_per_row.push(("targets", t, target_bytes));
-            }
-            if let Some(r) = &row_losses {
-                reduce_per_row.push(("row_loss", BufferRegion::new(r), 4));
-            }
-            reduce_per_row.extend(lse.map(|lse| ("lse", lse, 4)));
-            let mut reduce_whole: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
-            reduce_whole.extend(buffers.weight.map(|w| ("weight", w, cols_bytes)));
-            reduce_whole.extend(totals.as_ref().map(|t| ("totals", BufferRegion::new(t), totals_bytes)));
-            if reduce_pass {
-                reduce_whole.push(("loss", buffers.loss, 4));
-            }
-            match (buffers.z_loss, reduce_pass) {
-                (Some(z), true) => reduce_whole.push(("z_loss", z, 4)),
-                (Some(z), false) => reduce_per_row.push(("z_loss", z, 4)),
-                (None, _) => {}
-            }
-            let reduce = RowDispatch {
-                spec: reduce_spec,
-                constants: shared_constants.clone(),
-                tensors: Vec::new(),
-                per_row: reduce_per_row,
-                whole: reduce_whole,
-                params,
-            };
-            // A pass per chunk, then (`combine`) one over the chunks' results.
-            let reduce_passes = |encoder: &mut wgpu::CommandEncoder,
-                                 per_chunk: &'static str,
-                                 combine: Option<&'static str>| {
-                let module = ctx.module(reduce_spec)?;
-                let pipeline = |entry_point| {
-                    ctx.pipeline(&KernelKey {
-                        spec: reduce_spec,
-                        entry_point,
-                        constants: shared_constants.clone(),
-                    })
-                };
-                let partial = pipeline(per_chunk)?;
-                let label = reduce_spec.label();
-                for (k, chunk) in (0u32..).zip(&plan.chunks) {
-                    let chunk_params =
-                        RowParams { rows: u32::try_from(chunk.rows).unwrap_or(u32::MAX), chunk: k, ..params };
-                    let buffer = ctx.buffer_with(
-                        &label,
-                        bytemuck::bytes_of(&chunk_params),
-                        wgpu::BufferUsages::UNIFORM,
-                    )?;
-                    let rows = (chunk.first_row as u64, chunk.rows as u64);
-                    let group = rows::bind_rows(ctx, &module, &buffer, &reduce, 0, rows, &[]);
-                    Context::dispatch(encoder, &label, &partial, &group, [1, 1]);
-                }
-                if let Some(combine) = combine {
-                    let final_params = RowParams { chunk: chunk_count, ..params };
-                    let buffer = ctx.buffer_with(
-                        &label,
-                        bytemuck::bytes_of(&final_params),
-                        wgpu::BufferUsages::UNIFORM,
-                    )?;
-                    let group = rows::bind_rows(ctx, &module, &buffer, &reduce, 0, (0, 1), &[]);
-                    Context::dispatch(encoder, &label, &pipeline(combine)?, &group, [1, 1]);
-                }
-                Ok::<(), Error>(())
-            };
-
+            );
+            let reduce = reduce_dispatch(
+                &settings,
+                buffers.targets,
+                buffers.weight,
+                reduce_pass.then_some(row_loss),
+                lse,
+                totals,
+                reduce_pass.then_some(buffers.loss),
+                buffers.z_loss,
+            );
             if divisor_pass {
-                reduce_passes(encoder, "total_weight", Some("combine_total_weight"))?;
+                record_reductions(
+                    ctx,
+                    encoder,
+                    &settings,
+                    &reduce,
+                    &chunks,
+                    "total_weight",
+                    Some("combine_total_weight"),
+                )?;
             }
             rows::encode_rows(ctx, encoder, &main, shape, &plan)?;
             if reduce_pass {
-                reduce_passes(encoder, "reduce_rows", Some("finish"))?;
+                record_reductions(ctx, encoder, &settings, &reduce, &chunks, "reduce_rows", Some("finish"))?;
             }
             if z_loss_pass && reduce_pass {
-                reduce_passes(encoder, "reduce_z_loss", Some("finish_z_loss"))?;
+                record_reductions(
+                    ctx,
+                    encoder,
+                    &settings,
+                    &reduce,
+                    &chunks,
+                    "reduce_z_loss",
+                    Some("finish_z_loss"),
+                )?;
             } else if z_loss_pass {
-                reduce_passes(encoder, "z_loss_rows", None)?;
+                record_reductions(ctx, encoder, &settings, &reduce, &chunks, "z_loss_rows", None)?;
             }
             Ok(())
         })?;
         Ok(plan)
+    }
+
+    /// What every pass of the op with these targets shares: its overridable constants
+    /// and its options in the params.
+    fn settings(&self, targets: TargetBuffer<'_>, weight: bool, shape: Shape) -> Result<Settings> {
+        let ignore_index = i32::try_from(self.ignore_index).map_err(|_| Error::InvalidOption {
+            option: "ignore_index",
+            problem: format!("{} does not fit in i32, as GPU class-index targets must", self.ignore_index),
+        })?;
+        let reduction = match self.reduction {
+            Reduction::None => 0u32,
+            Reduction::Mean => 1,
+            Reduction::Sum => 2,
+        };
+        let signed = !matches!(targets, TargetBuffer::U32(_));
+        let wide = matches!(targets, TargetBuffer::I64(_));
+        let probabilities = matches!(targets, TargetBuffer::Probabilities(_));
+        Ok(Settings {
+            constants: vec![
+                ("TARGETS_SIGNED", u32::from(signed)),
+                ("TARGETS_WIDE", u32::from(wide)),
+                ("HAS_WEIGHT", u32::from(weight)),
+                ("REDUCTION", reduction),
+            ],
+            params: RowParams {
+                cols: u32::try_from(shape.cols).unwrap_or(u32::MAX),
+                ignore_index,
+                label_smoothing: self.label_smoothing,
+                softcap: self.softcap.unwrap_or(0.0),
+                z_loss: self.z_loss,
+                total_rows: u32::try_from(shape.rows).unwrap_or(u32::MAX),
+                ..RowParams::default()
+            },
+            target_bytes: if wide { 8 } else { 4 },
+            targets: if probabilities { TargetsKind::Probabilities } else { TargetsKind::Classes },
+        })
+    }
+
+    /// The fused kernel's dispatch over `bindings`.
+    fn main_dispatch<'b>(
+        &self,
+        settings: &Settings,
+        bindings: MainBindings<'b>,
+        spec: KernelSpec,
+    ) -> RowDispatch<'b> {
+        let mut constants = settings.constants.clone();
+        constants.extend([
+            ("HAS_UPSTREAM", u32::from(matches!(bindings.scale, Some(Scale::PerRow(_))))),
+            ("ARGMAX", u32::from(self.argmax)),
+            ("WRITE_LSE", u32::from(bindings.lse.is_some())),
+            ("SOFTCAP", u32::from(self.softcap.is_some())),
+        ]);
+        let cols_bytes = 4 * u64::from(settings.params.cols);
+        let mut whole: Vec<(&'static str, BufferRegion<'_>, u64)> = vec![("status", bindings.status, 16)];
+        whole.extend(bindings.weight.map(|w| ("weight", w, cols_bytes)));
+        let mut per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
+        let mut tensors: Vec<(&'static str, TensorRef<'_>)> = vec![("logits", bindings.logits)];
+        match bindings.targets {
+            TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) => {
+                per_row.push(("targets", t, settings.target_bytes));
+            }
+            TargetBuffer::Probabilities(p) => tensors.push(("target_probs", p)),
+        }
+        if let (Gradient::Separate, Some(grad)) = (self.gradient, bindings.grad) {
+            tensors.push(("grad", grad));
+        }
+        match bindings.scale {
+            Some(Scale::PerRow(g)) => per_row.push(("scale", g, 4)),
+            Some(Scale::Totals(t)) => whole.push(("scale", t, t.size())),
+            None => {}
+        }
+        per_row.push(("row_loss", bindings.row_loss, 4));
+        per_row.extend(bindings.argmax.map(|a| ("argmax", a, 4)));
+        per_row.extend(bindings.lse.map(|lse| ("lse", lse, 4)));
+        RowDispatch { spec, constants, tensors, per_row, whole, params: settings.params }
+    }
+
+    /// Bytes of the totals a batch of windows needs ([`BatchBuffers::totals`]).
+    pub(crate) const BATCH_TOTALS_BYTES: u64 = totals_bytes(1);
+
+    /// Starts a cross-entropy over a batch of `rows` rows of `cols` classes whose logits
+    /// come a window of rows at a time (the linear cross-entropy's): clears the status
+    /// words and, for the mean over class targets, records the divisor's pass over every
+    /// row. Then [`CrossEntropy::encode_batch_window`] per window, then
+    /// [`CrossEntropy::encode_batch_finish`].
+    pub(crate) fn encode_batch_start(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        batch: &BatchBuffers<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let shape = Shape::new(rows, cols);
+        let settings = self.settings(batch.targets, batch.weight.is_some(), shape)?;
+        encoder.clear_buffer(batch.status.buffer(), batch.status.offset(), Some(4 * STATUS_WORDS as u64));
+        if self.reduction == Reduction::Mean && !shape.is_empty() {
+            let reduce =
+                reduce_dispatch(&settings, batch.targets, batch.weight, None, None, batch.totals, None, None);
+            record_reductions(
+                ctx,
+                encoder,
+                &settings,
+                &reduce,
+                &[(0, rows)],
+                "total_weight",
+                Some("combine_total_weight"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records the fused kernel over the window of `window.rows` rows from `first_row`
+    /// whose logits (f32, row-major) are `logits`: each row's loss and logsumexp into the
+    /// batch's arrays at those rows, the gradient scaled for the whole batch.
+    pub(crate) fn encode_batch_window(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        batch: &BatchBuffers<'_>,
+        logits: TensorRef<'_>,
+        first_row: usize,
+        window: Shape,
+    ) -> Result<()> {
+        if window.is_empty() {
+            return Ok(());
+        }
+        let vector = rows::vector_width(&[logits], window.len()? as u64);
+        let plan = self.plan_for(ctx, window, logits.dtype(), vector, false)?;
+        let mut settings = self.settings(batch.targets, batch.weight.is_some(), window)?;
+        settings.params.first_row = u32::try_from(first_row).unwrap_or(u32::MAX);
+        fn rows_of(region: BufferRegion<'_>, (first, rows): (usize, usize), bytes: u64) -> BufferRegion<'_> {
+            region.part(first as u64 * bytes, rows as u64 * bytes)
+        }
+        let at = |region, bytes| rows_of(region, (first_row, window.rows), bytes);
+        let targets = match batch.targets {
+            TargetBuffer::U32(t) => TargetBuffer::U32(at(t, 4)),
+            TargetBuffer::I32(t) => TargetBuffer::I32(at(t, 4)),
+            TargetBuffer::I64(t) => TargetBuffer::I64(at(t, 8)),
+            TargetBuffer::Probabilities(_) => {
+                return Err(Error::InvalidOption {
+                    option: "targets",
+                    problem: "a batch of windows takes class-index targets".into(),
+                });
+            }
+        };
+        let scale = match (batch.grad_output, batch.totals) {
+            (Some(g), _) => Some(Scale::PerRow(at(g, 4))),
+            (None, Some(t)) if self.reduction == Reduction::Mean => Some(Scale::Totals(t)),
+            _ => None,
+        };
+        let main = self.main_dispatch(
+            &settings,
+            MainBindings {
+                logits,
+                targets,
+                grad: None,
+                weight: batch.weight,
+                scale,
+                row_loss: at(batch.row_loss, 4),
+                argmax: None,
+                lse: batch.lse.map(|l| at(l, 4)),
+                status: batch.status,
+            },
+            KernelSpec {
+                cached: rows::keeps_rows(ctx),
+                strided: false,
+                op: self.kernel(false),
+                strategy: plan.strategy,
+                dtype: logits.dtype(),
+                vector,
+            },
+        );
+        rows::encode_rows(ctx, encoder, &main, window, &plan)
+    }
+
+    /// Ends a batch of windows: the mean or sum of the row losses into the batch's loss
+    /// (nothing for reduction none, whose row losses are the loss).
+    pub(crate) fn encode_batch_finish(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        batch: &BatchBuffers<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        if self.reduction == Reduction::None || rows == 0 {
+            return Ok(());
+        }
+        let settings = self.settings(batch.targets, batch.weight.is_some(), Shape::new(rows, cols))?;
+        let reduce = reduce_dispatch(
+            &settings,
+            batch.targets,
+            batch.weight,
+            Some(batch.row_loss),
+            None,
+            batch.totals,
+            Some(batch.loss),
+            None,
+        );
+        record_reductions(ctx, encoder, &settings, &reduce, &[(0, rows)], "reduce_rows", Some("finish"))
     }
 
     /// Checks every caller buffer's usage, offset, size and type against the shape and
@@ -343,4 +447,155 @@ impl CrossEntropy {
         }
         Ok(())
     }
+}
+
+/// The buffers of a cross-entropy over a batch whose logits come window by window: the
+/// targets and per-row arrays of the whole batch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchBuffers<'b> {
+    /// Class targets, one per row of the batch.
+    pub(crate) targets: TargetBuffer<'b>,
+    /// Optional class weights.
+    pub(crate) weight: Option<BufferRegion<'b>>,
+    /// Optional upstream gradient per row (reduction none).
+    pub(crate) grad_output: Option<BufferRegion<'b>>,
+    /// [`CrossEntropy::BATCH_TOTALS_BYTES`] of scratch, for the mean and sum.
+    pub(crate) totals: Option<BufferRegion<'b>>,
+    /// Each row's loss: the loss itself for reduction none.
+    pub(crate) row_loss: BufferRegion<'b>,
+    /// Each row's logsumexp, when wanted.
+    pub(crate) lse: Option<BufferRegion<'b>>,
+    /// The reduced loss (mean and sum).
+    pub(crate) loss: BufferRegion<'b>,
+    /// The status words.
+    pub(crate) status: BufferRegion<'b>,
+}
+
+/// What the passes of one cross-entropy share.
+pub(crate) struct Settings {
+    /// The overridable constants of every pass.
+    constants: Vec<(&'static str, u32)>,
+    /// The options, as the params carry them.
+    params: RowParams,
+    /// Bytes per class target.
+    target_bytes: u64,
+    /// Which kind of targets.
+    targets: TargetsKind,
+}
+
+/// Where the fused kernel finds the scale of its gradient.
+#[derive(Clone, Copy)]
+enum Scale<'b> {
+    /// An upstream gradient per row (reduction none).
+    PerRow(BufferRegion<'b>),
+    /// The totals of the reductions, whose first word is the mean's divisor.
+    Totals(BufferRegion<'b>),
+}
+
+/// The buffers of the fused kernel's dispatch.
+#[derive(Clone, Copy)]
+struct MainBindings<'b> {
+    logits: TensorRef<'b>,
+    targets: TargetBuffer<'b>,
+    grad: Option<TensorRef<'b>>,
+    weight: Option<BufferRegion<'b>>,
+    scale: Option<Scale<'b>>,
+    row_loss: BufferRegion<'b>,
+    argmax: Option<BufferRegion<'b>>,
+    lse: Option<BufferRegion<'b>>,
+    status: BufferRegion<'b>,
+}
+
+/// Bytes of the reductions' totals over `chunks` chunks of rows: [0] the total weight, [1]
+/// the rows not ignored, then per chunk its parts of them, its loss sum and its z-loss sum.
+const fn totals_bytes(chunks: usize) -> u64 {
+    4 * (2 + 4 * chunks as u64)
+}
+
+/// The dispatch of the reductions over rows: the targets, row losses and logsumexps per
+/// chunk of rows, the rest whole.
+#[allow(clippy::too_many_arguments)] // each binding of the reduce module, named
+fn reduce_dispatch<'b>(
+    settings: &Settings,
+    targets: TargetBuffer<'b>,
+    weight: Option<BufferRegion<'b>>,
+    row_loss: Option<BufferRegion<'b>>,
+    lse: Option<BufferRegion<'b>>,
+    totals: Option<BufferRegion<'b>>,
+    loss: Option<BufferRegion<'b>>,
+    z_loss: Option<BufferRegion<'b>>,
+) -> RowDispatch<'b> {
+    let mut per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
+    if let TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) = targets {
+        per_row.push(("targets", t, settings.target_bytes));
+    }
+    per_row.extend(row_loss.map(|r| ("row_loss", r, 4)));
+    per_row.extend(lse.map(|lse| ("lse", lse, 4)));
+    let mut whole: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
+    whole.extend(weight.map(|w| ("weight", w, 4 * u64::from(settings.params.cols))));
+    whole.extend(totals.map(|t| ("totals", t, t.size())));
+    whole.extend(loss.map(|l| ("loss", l, 4)));
+    // The z-loss on its own: one value when the loss is reduced, else one per row.
+    match (z_loss, loss.is_some()) {
+        (Some(z), true) => whole.push(("z_loss", z, 4)),
+        (Some(z), false) => per_row.push(("z_loss", z, 4)),
+        (None, _) => {}
+    }
+    RowDispatch {
+        spec: reduce_spec(settings.targets),
+        constants: settings.constants.clone(),
+        tensors: Vec::new(),
+        per_row,
+        whole,
+        params: settings.params,
+    }
+}
+
+/// The module of the reductions over rows.
+const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
+    KernelSpec {
+        op: OpKernel::CrossEntropyReduce { targets },
+        strategy: Strategy::WorkgroupPerRow,
+        dtype: crate::dtype::DType::F32,
+        vector: VectorWidth::Scalar,
+        cached: false,
+        strided: false,
+    }
+}
+
+/// Records `per_chunk` once per chunk of rows (`(first row, rows)`), then `combine` once
+/// over the chunks' results.
+fn record_reductions(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    settings: &Settings,
+    reduce: &RowDispatch<'_>,
+    chunks: &[(usize, usize)],
+    per_chunk: &'static str,
+    combine: Option<&'static str>,
+) -> Result<()> {
+    let spec = reduce.spec;
+    let module = ctx.module(spec)?;
+    let pipeline =
+        |entry_point| ctx.pipeline(&KernelKey { spec, entry_point, constants: settings.constants.clone() });
+    let partial = pipeline(per_chunk)?;
+    let label = spec.label();
+    let uniform =
+        |params: RowParams| ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+    for (k, &(first_row, rows)) in (0u32..).zip(chunks) {
+        let buffer = uniform(RowParams {
+            rows: u32::try_from(rows).unwrap_or(u32::MAX),
+            chunk: k,
+            ..settings.params
+        })?;
+        let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (first_row as u64, rows as u64), &[]);
+        Context::dispatch(encoder, &label, &partial, &group, [1, 1]);
+    }
+    if let Some(combine) = combine {
+        let chunk_count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+        let buffer = uniform(RowParams { chunk: chunk_count, ..settings.params })?;
+        let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (0, 1), &[]);
+        Context::dispatch(encoder, &label, &pipeline(combine)?, &group, [1, 1]);
+    }
+    Ok(())
 }

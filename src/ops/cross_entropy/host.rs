@@ -315,7 +315,7 @@ impl CrossEntropy {
     /// The target words to upload: probabilities as f32 bits, class indices as i32. After
     /// the host checks, every class target is `ignore_index` or in range; ignored rows
     /// become the i32 `ignore_index` the GPU is told about (-1 where it does not fit).
-    fn gpu_targets<T: Element>(&self, targets: Targets<'_, T>) -> Vec<u32> {
+    pub(crate) fn gpu_targets<T: Element>(&self, targets: Targets<'_, T>) -> Vec<u32> {
         let stand_in = i32::try_from(self.ignore_index).unwrap_or(-1);
         let to_word = |v: i64| {
             let class = if v == self.ignore_index { stand_in } else { i32::try_from(v).unwrap_or(stand_in) };
@@ -332,12 +332,12 @@ impl CrossEntropy {
     }
 
     /// The ignore index the GPU sees for host targets (see [`CrossEntropy::gpu_targets`]).
-    fn for_host_targets(self) -> Self {
+    pub(crate) fn for_host_targets(self) -> Self {
         Self { ignore_index: i64::from(i32::try_from(self.ignore_index).unwrap_or(-1)), ..self }
     }
 }
 
-fn check_class_targets(
+pub(crate) fn check_class_targets(
     shape: Shape,
     targets: impl ExactSizeIterator<Item = i64>,
     ignore_index: i64,

@@ -31,6 +31,9 @@
 mod encode;
 mod host;
 
+pub(crate) use encode::BatchBuffers;
+pub(crate) use host::check_class_targets;
+
 use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};

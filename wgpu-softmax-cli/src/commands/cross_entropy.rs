@@ -8,11 +8,13 @@ use wgpu_softmax::{
     CrossEntropy, CrossEntropyInput, DType, Element, Error, Gradient, Reduction, Shape, Targets,
 };
 
-use super::{FloatInput, Stored, read_float, read_npy, report_written, shape_text, storage_dtype};
+use super::{
+    FloatInput, Stored, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype,
+};
 use crate::args::{Cli, CrossEntropyArgs};
 use crate::error::CliError;
 use crate::npy::{self, Array, Data};
-use crate::output::{PendingOutput, commit_all, same_file};
+use crate::output::{PendingOutput, commit_all};
 
 /// Class-index or probability targets, as read.
 enum TargetData {
@@ -32,21 +34,13 @@ enum TargetData {
 /// its file or option.
 pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
     let mut inputs = vec![args.logits.as_path(), args.targets.as_path()];
-    inputs.extend(args.weight.as_deref());
+    inputs.extend(args.options.weight.as_deref());
     let named = [
         ("--loss", Some(args.loss.as_path())),
         ("--grad", args.grad.as_deref()),
         ("--lse", args.lse.as_deref()),
     ];
-    for (i, (first, a)) in named.iter().enumerate() {
-        for (second, b) in &named[i + 1..] {
-            if let (Some(a), Some(b)) = (a, b) {
-                if same_file(a, b) {
-                    return Err(CliError::file(b, format!("{first} and {second} name the same file")));
-                }
-            }
-        }
-    }
+    distinct_outputs(&named)?;
     let mut loss_output = PendingOutput::create(&args.loss, &inputs)?;
     let grad_output = args.grad.as_deref().map(|grad| PendingOutput::create(grad, &inputs)).transpose()?;
     let lse_output = args.lse.as_deref().map(|lse| PendingOutput::create(lse, &inputs)).transpose()?;
@@ -71,24 +65,24 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
     };
     let cols = shape.cols;
     let targets = read_targets(&args.targets, &args.logits, (&per_sample_shape, &logits_shape))?;
-    let weight = match &args.weight {
+    let weight = match &args.options.weight {
         Some(path) => Some(read_weight(path, &args.logits, cols)?),
         None => None,
     };
 
-    let reduction = args.reduction.to_reduction();
+    let reduction = args.options.reduction.to_reduction();
     let gradient = if args.grad.is_some() { Gradient::Separate } else { Gradient::Skip };
     let mut op = CrossEntropy::new()
         .reduction(reduction)
-        .ignore_index(args.ignore_index)
-        .label_smoothing(args.label_smoothing)
-        .z_loss(args.z_loss)
+        .ignore_index(args.options.ignore_index)
+        .label_smoothing(args.options.label_smoothing)
+        .z_loss(args.options.z_loss)
         .lse(args.lse.is_some())
         .gradient(gradient);
-    if let Some(t) = args.softcap {
+    if let Some(t) = args.options.softcap {
         op = op.softcap(t);
     }
-    let dtype = storage_dtype(args.dtype, half);
+    let dtype = storage_dtype(args.options.dtype, half);
     let Outputs { loss, grad, lse } = match dtype {
         DType::F32 => run_typed(cli, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?,
         DType::F16 => {
@@ -212,7 +206,7 @@ fn attribute(error: &Error, args: &CrossEntropyArgs) -> CliError {
         Error::TargetOutOfRange { .. }
         | Error::InvalidProbability { .. }
         | Error::ShapeMismatch { what: "targets", .. } => Some(args.targets.as_path()),
-        Error::ShapeMismatch { what: "weight", .. } => args.weight.as_deref(),
+        Error::ShapeMismatch { what: "weight", .. } => args.options.weight.as_deref(),
         Error::ShapeMismatch { what: "logits", .. } => Some(args.logits.as_path()),
         _ => None,
     };

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod cross_entropy;
 pub mod info;
+pub mod linear_cross_entropy;
 pub mod softmax;
 
 use std::io::Write as _;
@@ -81,6 +82,24 @@ impl Stored {
             Self::BF16(v) => output.write(shape, &widen(v)).map(|()| "float32"),
         }
     }
+}
+
+/// Refuses two outputs that name one file: `named` pairs each output's flag with its path.
+///
+/// # Errors
+///
+/// The second of two such outputs, naming both flags.
+pub fn distinct_outputs(named: &[(&str, Option<&Path>)]) -> Result<(), CliError> {
+    for (i, (first, a)) in named.iter().enumerate() {
+        for (second, b) in &named[i + 1..] {
+            if let (Some(a), Some(b)) = (a, b) {
+                if crate::output::same_file(a, b) {
+                    return Err(CliError::file(b, format!("{first} and {second} name the same file")));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A shape for messages: `shape (2, 3)`.

@@ -1,0 +1,178 @@
+// The matrix products of the linear cross-entropy, in f32:
+//
+//     c = op(a) * op(b) (+ c, with ACCUMULATE) (+ bias[column], with HAS_BIAS)
+//
+// op(a) is m x k, op(b) is k x n and c is m x n, row-major. a is stored m x k row-major,
+// or k x m with A_TRANSPOSED; b is stored k x n row-major, or n x k with B_TRANSPOSED.
+// a, b and bias are 32-bit words: f32 bits, or with A_HALF / B_HALF (bias with B_HALF)
+// 16-bit halves two to a word, element 2w in the low half of word w.
+//
+// A workgroup computes a TILE x TILE block of c: invocation (x, y) of its SIDE x SIDE
+// grid owns the PER x PER outputs at rows y + SIDE * i and columns x + SIDE * j. The
+// block's k axis is walked DEPTH at a time: every invocation loads PER_LOAD elements of
+// the a and b slabs into workgroup memory, neighbours reading neighbouring words, then
+// each output gathers DEPTH products from there. The sum over k runs in the same order
+// for every output, every run.
+
+// SIDE, PER and DEPTH come from the host, which sizes the grid by TILE.
+const TILE: u32 = SIDE * PER;
+const PER_LOAD: u32 = TILE * DEPTH / (SIDE * SIDE);
+
+override A_HALF: bool = false;
+override B_HALF: bool = false;
+override A_TRANSPOSED: bool = false;
+override B_TRANSPOSED: bool = true;
+override ACCUMULATE: bool = false;
+override HAS_BIAS: bool = false;
+
+var<workgroup> a_slab: array<f32, TILE * DEPTH>;
+var<workgroup> b_slab: array<f32, TILE * DEPTH>;
+
+fn word_value(word: u32, index: u32, halves: bool) -> f32 {
+#if HALF
+    if (halves) {
+        return half_to_f32(select(word & 0xffffu, word >> 16u, (index & 1u) == 1u));
+    }
+#endif
+    return bitcast<f32>(word);
+}
+
+fn word_index(index: u32, halves: bool) -> u32 {
+    return select(index, index / 2u, halves);
+}
+
+fn a_value(index: u32) -> f32 {
+    return word_value(a[word_index(index, A_HALF)], index, A_HALF);
+}
+
+fn b_value(index: u32) -> f32 {
+    return word_value(b[word_index(index, B_HALF)], index, B_HALF);
+}
+
+fn bias_value(column: u32) -> f32 {
+    return word_value(bias[word_index(column, B_HALF)], column, B_HALF);
+}
+
+// Element e of a slab load: its place along the block's rows (or columns) and along k,
+// ordered so that neighbouring invocations read neighbouring elements of the stored
+// matrix (along k when k is the stored rows' contiguous axis, else along the block).
+struct SlabPlace {
+    across: u32,
+    along_k: u32,
+}
+
+fn slab_place(e: u32, k_contiguous: bool) -> SlabPlace {
+    if (k_contiguous) {
+        return SlabPlace(e / DEPTH, e % DEPTH);
+    }
+    return SlabPlace(e % TILE, e / TILE);
+}
+
+// Stages a[block rows, k0 .. k0 + DEPTH] and b[k0 .. k0 + DEPTH, block columns], zero
+// past the matrices' edges.
+fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32) {
+    for (var l = 0u; l < PER_LOAD; l++) {
+        let e = local + l * SIDE * SIDE;
+        let pa = slab_place(e, !A_TRANSPOSED);
+        let row = row0 + pa.across;
+        let ka = k0 + pa.along_k;
+        var va = 0.0;
+        if (row < params.m && ka < params.k) {
+            va = a_value(select(row * params.k + ka, ka * params.m + row, A_TRANSPOSED));
+        }
+        a_slab[pa.along_k * TILE + pa.across] = va;
+
+        let pb = slab_place(e, B_TRANSPOSED);
+        let column = column0 + pb.across;
+        let kb = k0 + pb.along_k;
+        var vb = 0.0;
+        if (column < params.n && kb < params.k) {
+            vb = b_value(select(kb * params.n + column, column * params.k + kb, B_TRANSPOSED));
+        }
+        b_slab[pb.along_k * TILE + pb.across] = vb;
+    }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn matmul(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
+    let x = local % SIDE;
+    let y = local / SIDE;
+    let block = group.x + group.y * params.groups_x;
+    let blocks_across = (params.n + TILE - 1u) / TILE;
+    let row0 = (block / blocks_across) * TILE;
+    let column0 = (block % blocks_across) * TILE;
+    // Every invocation of a block past the last takes part in the barriers, loading zeros.
+    var sums: array<f32, PER * PER>;
+    for (var k0 = 0u; k0 < params.k; k0 += DEPTH) {
+        load_slabs(local, row0, column0, k0);
+        workgroupBarrier();
+        for (var kk = 0u; kk < DEPTH; kk++) {
+            var a_row: array<f32, PER>;
+            var b_column: array<f32, PER>;
+            for (var i = 0u; i < PER; i++) {
+                a_row[i] = a_slab[kk * TILE + y + SIDE * i];
+                b_column[i] = b_slab[kk * TILE + x + SIDE * i];
+            }
+            for (var i = 0u; i < PER; i++) {
+                for (var j = 0u; j < PER; j++) {
+                    sums[i * PER + j] = fma(a_row[i], b_column[j], sums[i * PER + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < PER; i++) {
+        let row = row0 + y + SIDE * i;
+        for (var j = 0u; j < PER; j++) {
+            let column = column0 + x + SIDE * j;
+            if (row < params.m && column < params.n) {
+                let at = row * params.n + column;
+                var value = sums[i * PER + j];
+                if (HAS_BIAS) {
+                    value += bias_value(column);
+                }
+                if (ACCUMULATE) {
+                    value += c[at];
+                }
+                c[at] = value;
+            }
+        }
+    }
+}
+
+// c[column] (+)= the sum over the m rows of a (stored m x n, f32) of a[row, column], rows
+// in order: the bias's gradient.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn column_sums(@builtin(global_invocation_id) id: vec3<u32>) {
+    let column = id.x + id.y * params.groups_x * WORKGROUP_SIZE;
+    if (column >= params.n) {
+        return;
+    }
+    var sum = 0.0;
+    for (var row = 0u; row < params.m; row++) {
+        sum += bitcast<f32>(a[row * params.n + column]);
+    }
+    if (ACCUMULATE) {
+        sum += c[column];
+    }
+    c[column] = sum;
+}
+
+#if HALF
+// Rounds the params.m f32 values of c into halves of the storage type, two to a word of
+// `packed`. A last odd element keeps the high half of its word as it was: it belongs to
+// whatever follows the tensor.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn pack_halves(@builtin(global_invocation_id) id: vec3<u32>) {
+    let w = id.x + id.y * params.groups_x * WORKGROUP_SIZE;
+    if (2u * w >= params.m) {
+        return;
+    }
+    let low = f32_to_half(c[2u * w]);
+    var high = packed[w] >> 16u;
+    if (2u * w + 1u < params.m) {
+        high = f32_to_half(c[2u * w + 1u]);
+    }
+    packed[w] = low | (high << 16u);
+}
+#endif

@@ -1,0 +1,194 @@
+//! Recording the matmul module's passes (`shaders/ops/matmul.wgsl`): a tiled product with
+//! f32 sums, the column sums of an f32 matrix, and the rounding of f32 values into 16-bit
+//! storage. The linear cross-entropy is built from them.
+
+use crate::context::Context;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::kernels::{
+    KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, MATMUL_TILE, MatmulParams,
+    OpKernel, VectorWidth,
+};
+use crate::plan::spread_grid;
+use crate::strategy::Strategy;
+use crate::tensor::{BufferRegion, TensorRef};
+
+/// An operand of a product: a region of 32-bit words holding f32 values or 16-bit halves
+/// (of the module's storage type), and whether it is stored transposed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Operand<'b> {
+    /// The values.
+    pub(crate) tensor: TensorRef<'b>,
+    /// `a` stored `k x m` (else `m x k`); `b` stored `n x k` (else `k x n`).
+    pub(crate) transposed: bool,
+}
+
+/// `c (m x n, f32) = a * b (+ c) (+ bias)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Product<'b> {
+    /// The left operand, `m x k`.
+    pub(crate) a: Operand<'b>,
+    /// The right operand, `k x n`.
+    pub(crate) b: Operand<'b>,
+    /// Optional bias per column, of `b`'s storage type.
+    pub(crate) bias: Option<TensorRef<'b>>,
+    /// The f32 result, row-major `m x n`.
+    pub(crate) c: BufferRegion<'b>,
+    /// Rows, columns and terms of each sum.
+    pub(crate) m: usize,
+    /// See `m`.
+    pub(crate) n: usize,
+    /// See `m`.
+    pub(crate) k: usize,
+    /// Adds to what `c` holds instead of overwriting it.
+    pub(crate) accumulate: bool,
+}
+
+/// The module of the matmul for operands of `dtype` (f32, or the 16-bit type it converts).
+const fn spec(dtype: DType) -> KernelSpec {
+    KernelSpec {
+        op: OpKernel::Matmul,
+        strategy: Strategy::WorkgroupPerRow,
+        dtype,
+        vector: VectorWidth::Scalar,
+        cached: false,
+        strided: false,
+    }
+}
+
+/// The storage type a 16-bit operand of this product has (f32 when none).
+fn half_type(tensors: &[TensorRef<'_>]) -> DType {
+    tensors.iter().map(TensorRef::dtype).find(|&d| d != DType::F32).unwrap_or(DType::F32)
+}
+
+fn is_half(tensor: TensorRef<'_>) -> u32 {
+    u32::from(tensor.dtype() != DType::F32)
+}
+
+/// The binding of a region's first `bytes`, rounded up to whole words.
+fn words(region: BufferRegion<'_>, bytes: u64) -> wgpu::BufferBinding<'_> {
+    region.binding(0, bytes.next_multiple_of(4).max(4))
+}
+
+/// Records one pass of the matmul module's `entry_point` over `groups` workgroups.
+#[allow(clippy::too_many_arguments)] // the pass's module, entry, constants, sizes, grid and bindings
+fn record(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    dtype: DType,
+    entry_point: &'static str,
+    constants: Vec<(&'static str, u32)>,
+    (m, n, k): (usize, usize, usize),
+    groups: u64,
+    bound: &[(&str, wgpu::BufferBinding<'_>)],
+) -> Result<()> {
+    let spec = spec(dtype);
+    let module = ctx.module(spec)?;
+    let pipeline = ctx.pipeline(&KernelKey { spec, entry_point, constants })?;
+    let grid = spread_grid(groups, ctx.caps().max_workgroups_per_dimension)?;
+    let size = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let params = MatmulParams { m: size(m), n: size(n), k: size(k), groups_x: grid[0] };
+    let label = spec.label();
+    let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+    let bindings: Vec<wgpu::BufferBinding<'_>> = module
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, binding)| {
+            if binding.name == "params" {
+                return params.as_entire_buffer_binding();
+            }
+            bound
+                .iter()
+                .find(|(name, _)| *name == binding.name)
+                .map_or_else(|| ctx.placeholder(i).as_entire_buffer_binding(), |(_, b)| b.clone())
+        })
+        .collect();
+    let group = ctx.bind_buffers(&module, &bindings);
+    Context::dispatch(encoder, &label, &pipeline, &group, grid);
+    Ok(())
+}
+
+/// Records `product`.
+///
+/// # Errors
+///
+/// A pipeline that does not compile (a bug), [`crate::Error::LimitExceeded`] for a grid
+/// past the device's limits.
+pub(crate) fn record_product(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    product: &Product<'_>,
+) -> Result<()> {
+    let Product { a, b, bias, c, m, n, k, accumulate } = *product;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let dtype = half_type(&[a.tensor, b.tensor]);
+    let constants = vec![
+        ("A_HALF", is_half(a.tensor)),
+        ("B_HALF", is_half(b.tensor)),
+        ("A_TRANSPOSED", u32::from(a.transposed)),
+        ("B_TRANSPOSED", u32::from(b.transposed)),
+        ("ACCUMULATE", u32::from(accumulate)),
+        ("HAS_BIAS", u32::from(bias.is_some())),
+    ];
+    let bytes = |t: TensorRef<'_>, elements: usize| elements as u64 * t.dtype().size();
+    let mut bound = vec![
+        ("a", words(a.tensor.region(), bytes(a.tensor, m * k))),
+        ("b", words(b.tensor.region(), bytes(b.tensor, k * n))),
+        ("c", words(c, 4 * (m * n) as u64)),
+    ];
+    if let Some(bias) = bias {
+        bound.push(("bias", words(bias.region(), bytes(bias, n))));
+    }
+    let tile = MATMUL_TILE as usize;
+    let blocks = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
+    record(ctx, encoder, dtype, MATMUL_PRODUCT, constants, (m, n, k), blocks, &bound)
+}
+
+/// Records `c[column] (+)= sum over rows of a[row, column]` for an f32 `rows x cols` `a`.
+///
+/// # Errors
+///
+/// As [`record_product`].
+pub(crate) fn record_column_sums(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    a: BufferRegion<'_>,
+    (rows, cols): (usize, usize),
+    c: BufferRegion<'_>,
+    accumulate: bool,
+) -> Result<()> {
+    if cols == 0 {
+        return Ok(());
+    }
+    let spec = spec(DType::F32);
+    let bound = [("a", words(a, 4 * (rows * cols) as u64)), ("c", words(c, 4 * cols as u64))];
+    let groups = cols.div_ceil(spec.workgroup_size() as usize) as u64;
+    let constants = vec![("ACCUMULATE", u32::from(accumulate))];
+    record(ctx, encoder, DType::F32, MATMUL_COLUMN_SUMS, constants, (rows, cols, 0), groups, &bound)
+}
+
+/// Records the rounding of `count` f32 values of `values` into `packed`, a 16-bit tensor
+/// (what follows its last element in its last word is kept).
+///
+/// # Errors
+///
+/// As [`record_product`].
+pub(crate) fn record_pack_halves(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    values: BufferRegion<'_>,
+    packed: TensorRef<'_>,
+    count: usize,
+) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let dtype = packed.dtype();
+    let bound =
+        [("c", words(values, 4 * count as u64)), ("packed", words(packed.region(), 2 * count as u64))];
+    let groups = count.div_ceil(2).div_ceil(spec(dtype).workgroup_size() as usize) as u64;
+    record(ctx, encoder, dtype, MATMUL_PACK_HALVES, Vec::new(), (count, 0, 0), groups, &bound)
+}

@@ -1,0 +1,334 @@
+//! The fused linear cross-entropy against the f64 reference: every option, every storage
+//! type, sizes that are not multiples of the matmul's tile, several windows of rows; the
+//! GPU-resident API on poisoned outputs and the host API; its errors; and the bound on
+//! what it allocates.
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
+
+mod common;
+
+use common::{assert_written, ctx, poisoned, rng};
+use wgpu_softmax::check::Tolerance;
+use wgpu_softmax::testing::{compare, round_to, widen};
+use wgpu_softmax::{
+    BufferRegion, Context, CrossEntropyStatus, DType, Element, Error, LinearCrossEntropy,
+    LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearCrossEntropyOutput, LinearGradients,
+    LinearShape, Reduction, STATUS_WORDS, TargetBuffer, Targets, TensorRef, bf16, f16, reference,
+};
+
+const LOSS: Tolerance = Tolerance::LINEAR_CROSS_ENTROPY_LOSS;
+const GRAD: Tolerance = Tolerance::LINEAR_CROSS_ENTROPY_GRAD;
+
+/// One case's inputs.
+struct Case<T> {
+    shape: LinearShape,
+    hidden: Vec<T>,
+    classifier: Vec<T>,
+    bias: Vec<T>,
+    targets: Vec<i64>,
+    weight: Vec<f32>,
+    upstream: Vec<f32>,
+}
+
+fn case<T: Element>(seed: u64, shape: LinearShape) -> Case<T> {
+    let mut rng = rng(seed);
+    let LinearShape { rows, hidden, classes } = shape;
+    Case {
+        shape,
+        hidden: round_to(&rng.logits(rows * hidden, 1.5)),
+        classifier: round_to(&rng.logits(classes * hidden, 1.5)),
+        bias: round_to(&rng.logits(classes, 0.5)),
+        // Every seventh row ignored.
+        targets: (0..rows)
+            .map(|r| if r % 7 == 3 { -100 } else { rng.below(classes as u64) as i64 })
+            .collect(),
+        weight: (0..classes).map(|_| rng.uniform(0.2, 2.0)).collect(),
+        upstream: (0..rows).map(|_| rng.uniform(-1.0, 2.0)).collect(),
+    }
+}
+
+/// The options: (reduction, label smoothing, z-loss, softcap, class weights, bias).
+fn option_sets() -> Vec<(Reduction, f32, f32, Option<f32>, bool, bool)> {
+    vec![
+        (Reduction::Mean, 0.0, 0.0, None, false, false),
+        (Reduction::Mean, 0.1, 0.05, Some(4.0), true, true),
+        (Reduction::Sum, 0.2, 0.0, None, true, true),
+        (Reduction::None, 0.0, 0.1, Some(3.0), false, true),
+        (Reduction::None, 0.05, 0.0, None, true, false),
+        (Reduction::Sum, 0.0, 0.02, Some(6.0), false, false),
+    ]
+}
+
+fn op_of(
+    (reduction, smoothing, z, cap, ..): (Reduction, f32, f32, Option<f32>, bool, bool),
+) -> LinearCrossEntropy {
+    let op = LinearCrossEntropy::new().reduction(reduction).label_smoothing(smoothing).z_loss(z).lse(true);
+    match cap {
+        Some(t) => op.softcap(t),
+        None => op,
+    }
+}
+
+/// The reference of `case` under `op`.
+fn expected<T: Element>(
+    op: &LinearCrossEntropy,
+    c: &Case<T>,
+    weighted: bool,
+    biased: bool,
+) -> LinearCrossEntropyOutput<f64> {
+    let mut input = LinearCrossEntropyInput::new(&c.hidden, &c.classifier, c.shape, Targets::I64(&c.targets));
+    if biased {
+        input = input.bias(&c.bias);
+    }
+    if weighted {
+        input = input.weight(&c.weight);
+    }
+    if op.get_cross_entropy().get_reduction() == Reduction::None {
+        input = input.grad_output(&c.upstream);
+    }
+    reference::linear_cross_entropy(op, &input).unwrap()
+}
+
+fn assert_close<T: Element>(what: &str, actual: &[T], expected: &[f64], tolerance: Tolerance) {
+    let comparison = compare(&widen(actual), expected, tolerance.for_dtype(T::DTYPE));
+    assert!(comparison.passed(), "{what} ({}): {comparison}", T::DTYPE);
+}
+
+/// Runs `op` on `case` through the GPU-resident API, every output poisoned first, and
+/// checks each against the reference.
+fn check_resident<T: Element>(
+    ctx: &Context,
+    op: LinearCrossEntropy,
+    c: &Case<T>,
+    weighted: bool,
+    biased: bool,
+) {
+    let LinearShape { rows, hidden: d, classes: v } = c.shape;
+    let reduction = op.get_cross_entropy().get_reduction();
+    let loss_len = if reduction == Reduction::None { rows } else { 1 };
+    let hidden = ctx.upload_elements(&c.hidden).unwrap();
+    let classifier = ctx.upload_elements(&c.classifier).unwrap();
+    let bias = ctx.upload_elements(&c.bias).unwrap();
+    let targets = ctx.upload_elements(&common::i64_words(&c.targets)).unwrap();
+    let weight = ctx.upload_elements(&c.weight).unwrap();
+    let upstream = ctx.upload_elements(&c.upstream).unwrap();
+    let loss = poisoned::<f32>(ctx, loss_len);
+    let lse = poisoned::<f32>(ctx, rows);
+    let grad_hidden = poisoned::<T>(ctx, rows * d);
+    let grad_classifier = poisoned::<T>(ctx, v * d);
+    let grad_bias = poisoned::<T>(ctx, v);
+    let status = ctx.upload_elements(&[7u32; STATUS_WORDS]).unwrap();
+    let tensor = |b| TensorRef::new(b, T::DTYPE);
+    let mut buffers = LinearCrossEntropyBuffers::new(
+        tensor(&hidden),
+        tensor(&classifier),
+        TargetBuffer::I64((&targets).into()),
+        &loss,
+    )
+    .with_lse(&lse)
+    .with_grad_hidden(tensor(&grad_hidden))
+    .with_grad_classifier(tensor(&grad_classifier))
+    .with_status(&status);
+    if biased {
+        buffers = buffers.with_bias(tensor(&bias)).with_grad_bias(tensor(&grad_bias));
+    }
+    if weighted {
+        buffers = buffers.with_weight(&weight);
+    }
+    if reduction == Reduction::None {
+        buffers = buffers.with_grad_output(&upstream);
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    op.encode(ctx, &mut encoder, &buffers, c.shape).unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+
+    let want = expected(&op, c, weighted, biased);
+    let what = format!("{:?} {op:?} weighted {weighted} biased {biased}", c.shape);
+    let read = |b: &wgpu::Buffer, len| ctx.download_elements::<T>(b, len).unwrap();
+    assert_close(
+        &format!("loss, {what}"),
+        &assert_written("loss", ctx.download(&loss, loss_len).unwrap()),
+        &want.loss,
+        LOSS,
+    );
+    assert_close(
+        &format!("lse, {what}"),
+        &assert_written("lse", ctx.download(&lse, rows).unwrap()),
+        &want.lse.unwrap(),
+        LOSS,
+    );
+    let dh = assert_written("dH", read(&grad_hidden, rows * d));
+    assert_close(&format!("dH, {what}"), &dh, &want.grad_hidden.unwrap(), GRAD);
+    let dw = assert_written("dW", read(&grad_classifier, v * d));
+    assert_close(&format!("dW, {what}"), &dw, &want.grad_classifier.unwrap(), GRAD);
+    if biased {
+        let db = assert_written("db", read(&grad_bias, v));
+        assert_close(&format!("db, {what}"), &db, &want.grad_bias.unwrap(), GRAD);
+    }
+    let words = ctx.download_u32(&status, STATUS_WORDS).unwrap();
+    assert_eq!(CrossEntropyStatus::from_words(&words).bad_target_rows, 0, "{what}: status cleared and clean");
+}
+
+fn check_every_option<T: Element>(seed: u64) {
+    let ctx = ctx();
+    // Odd sizes everywhere (no dimension a multiple of the 64-wide tile), one row alone,
+    // and 300 rows through windows of 128 (a workspace of 128 rows).
+    let shapes = [
+        (LinearShape::new(37, 19, 101), None),
+        (LinearShape::new(1, 5, 70), None),
+        (LinearShape::new(300, 8, 67), Some(128 * 67 * 4)),
+    ];
+    let mut next = 0;
+    for (k, (shape, workspace)) in shapes.into_iter().enumerate() {
+        let c = case::<T>(seed + k as u64, shape);
+        for _ in 0..3 {
+            let options = option_sets()[next % option_sets().len()];
+            next += 1;
+            let mut op = op_of(options);
+            if let Some(bytes) = workspace {
+                op = op.workspace_bytes(bytes);
+            }
+            check_resident(ctx, op, &c, options.4, options.5);
+        }
+    }
+}
+
+#[test]
+fn every_option_matches_the_reference_in_f32() {
+    check_every_option::<f32>(1400);
+}
+
+#[test]
+fn every_option_matches_the_reference_in_f16() {
+    check_every_option::<f16>(1410);
+}
+
+#[test]
+fn every_option_matches_the_reference_in_bf16() {
+    check_every_option::<bf16>(1420);
+}
+
+/// The host API: each subset of gradients, against the reference.
+#[test]
+fn host_api_returns_the_gradients_asked_for() {
+    let ctx = ctx();
+    let c = case::<f32>(1430, LinearShape::new(45, 13, 77));
+    for gradients in [
+        LinearGradients::ALL,
+        LinearGradients::NONE,
+        LinearGradients { hidden: true, classifier: false, bias: false },
+        LinearGradients { hidden: false, classifier: true, bias: true },
+    ] {
+        let op = LinearCrossEntropy::new().label_smoothing(0.1).gradients(gradients).lse(true);
+        let input = LinearCrossEntropyInput::new(&c.hidden, &c.classifier, c.shape, Targets::I64(&c.targets))
+            .bias(&c.bias);
+        let got = op.run(ctx, &input).unwrap();
+        let want = reference::linear_cross_entropy(&op, &input).unwrap();
+        assert_close("loss", &got.loss, &want.loss, LOSS);
+        assert_close("lse", &got.lse.unwrap(), &want.lse.unwrap(), LOSS);
+        for (what, g, w) in [
+            ("dH", got.grad_hidden, want.grad_hidden),
+            ("dW", got.grad_classifier, want.grad_classifier),
+            ("db", got.grad_bias, want.grad_bias),
+        ] {
+            assert_eq!(g.is_some(), w.is_some(), "{what} with {gradients:?}");
+            if let (Some(g), Some(w)) = (g, w) {
+                assert_close(what, &g, &w, GRAD);
+            }
+        }
+    }
+}
+
+/// Bad input: typed errors, before any GPU work.
+#[test]
+fn bad_input_is_refused_with_a_typed_error() {
+    let ctx = ctx();
+    let c = case::<f32>(1440, LinearShape::new(4, 3, 5));
+    let input = |targets| LinearCrossEntropyInput::new(&c.hidden, &c.classifier, c.shape, targets);
+    let op = LinearCrossEntropy::new();
+    assert!(matches!(
+        op.run(ctx, &input(Targets::I64(&[0, 1, 5, 2]))),
+        Err(Error::TargetOutOfRange { row: 2, value: 5, classes: 5, .. })
+    ));
+    let probabilities = vec![0.2_f32; 20];
+    assert!(matches!(
+        op.run(ctx, &input(Targets::Probabilities(&probabilities))),
+        Err(Error::InvalidOption { option: "targets", .. })
+    ));
+    let short =
+        LinearCrossEntropyInput::new(&c.hidden[1..], &c.classifier, c.shape, Targets::I64(&c.targets));
+    assert!(matches!(op.run(ctx, &short), Err(Error::ShapeMismatch { what: "hidden", .. })));
+    let many = case::<f32>(1441, LinearShape::new(300, 3, 50));
+    let many_input =
+        LinearCrossEntropyInput::new(&many.hidden, &many.classifier, many.shape, Targets::I64(&many.targets));
+    assert!(matches!(
+        op.workspace_bytes(1000).run(ctx, &many_input),
+        Err(Error::InvalidOption { option: "workspace_bytes", .. })
+    ));
+    // A bias gradient without a bias, on the GPU-resident API.
+    let hidden = ctx.upload(&c.hidden).unwrap();
+    let classifier = ctx.upload(&c.classifier).unwrap();
+    let targets = ctx.upload_elements(&[0u32, 1, 2, 3]).unwrap();
+    let loss = ctx.storage_buffer(1).unwrap();
+    let grad_bias = ctx.storage_buffer(5).unwrap();
+    let buffers =
+        LinearCrossEntropyBuffers::new(&hidden, &classifier, TargetBuffer::U32((&targets).into()), &loss)
+            .with_grad_bias(&grad_bias);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        op.encode(ctx, &mut encoder, &buffers, c.shape),
+        Err(Error::InvalidOption { option: "grad_bias", .. })
+    ));
+    // 16-bit gradients of f32 inputs.
+    let half_grad = ctx.elements_buffer(DType::BF16, 15).unwrap();
+    let buffers =
+        LinearCrossEntropyBuffers::new(&hidden, &classifier, TargetBuffer::U32((&targets).into()), &loss)
+            .with_grad_classifier(TensorRef::new(&half_grad, DType::BF16));
+    assert!(matches!(op.encode(ctx, &mut encoder, &buffers, c.shape), Err(Error::DTypeMismatch { .. })));
+    // The loss buffer is an input too.
+    let buffers = LinearCrossEntropyBuffers::new(
+        &hidden,
+        &classifier,
+        TargetBuffer::U32(BufferRegion::new(&targets)),
+        &hidden,
+    );
+    assert!(matches!(op.encode(ctx, &mut encoder, &buffers, c.shape), Err(Error::AliasedBuffers)));
+}
+
+/// Where the logits would take 64 MiB, the op's largest buffer of its own is the 4 MiB
+/// workspace it was given (128 rows), and the results still match the reference.
+#[test]
+fn the_largest_buffer_is_the_workspace_not_the_logits() {
+    let ctx = Context::new().unwrap();
+    let shape = LinearShape::new(2048, 16, 8192);
+    let logits_bytes = (shape.rows * shape.classes * 4) as u64;
+    let c = case::<f32>(1450, shape);
+    let op = LinearCrossEntropy::new().workspace_bytes(4 << 20);
+    let input =
+        LinearCrossEntropyInput::new(&c.hidden, &c.classifier, shape, Targets::I64(&c.targets)).bias(&c.bias);
+    let got = op.run(&ctx, &input).unwrap();
+    let largest = ctx.largest_scratch_bytes();
+    assert!(
+        largest > 0 && largest <= logits_bytes / 15,
+        "largest scratch {largest} of logits {logits_bytes}"
+    );
+    let want = reference::linear_cross_entropy(&op, &input).unwrap();
+    assert_close("loss", &got.loss, &want.loss, LOSS);
+    assert_close("dW", &got.grad_classifier.unwrap(), &want.grad_classifier.unwrap(), GRAD);
+    assert_close("dH", &got.grad_hidden.unwrap(), &want.grad_hidden.unwrap(), GRAD);
+}
+
+/// The same input gives the same bits.
+#[test]
+fn runs_are_deterministic() {
+    let ctx = ctx();
+    let c = case::<f32>(1460, LinearShape::new(260, 9, 90));
+    let op = LinearCrossEntropy::new().workspace_bytes(128 * 90 * 4);
+    let input = LinearCrossEntropyInput::new(&c.hidden, &c.classifier, c.shape, Targets::I64(&c.targets));
+    let first = op.run(ctx, &input).unwrap();
+    let second = op.run(ctx, &input).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&first.loss), bits(&second.loss));
+    assert_eq!(bits(&first.grad_classifier.unwrap()), bits(&second.grad_classifier.unwrap()));
+    assert_eq!(bits(&first.grad_hidden.unwrap()), bits(&second.grad_hidden.unwrap()));
+}
