@@ -318,6 +318,37 @@ fn the_largest_buffer_is_the_workspace_not_the_logits() {
     assert_close("dH", &got.grad_hidden.unwrap(), &want.grad_hidden.unwrap(), GRAD);
 }
 
+/// No rows: the mean of nothing is NaN, the sum 0, with empty gradients of `H` and a
+/// zero gradient of `W`, as the reference has them.
+#[test]
+fn no_rows_give_the_loss_of_an_empty_batch() {
+    let ctx = ctx();
+    let shape = LinearShape::new(0, 4, 6);
+    let classifier = rng(1470).logits(24, 1.0);
+    for reduction in [Reduction::Mean, Reduction::Sum] {
+        let op = LinearCrossEntropy::new().reduction(reduction);
+        let input = LinearCrossEntropyInput::new(&[], &classifier, shape, Targets::I64(&[]));
+        let got = op.run(ctx, &input).unwrap();
+        let want = reference::linear_cross_entropy(&op, &input).unwrap();
+        assert_close("loss", &got.loss, &want.loss, LOSS);
+        assert_eq!(got.grad_hidden.unwrap().len(), 0);
+        assert_close("dW", &got.grad_classifier.unwrap(), &want.grad_classifier.unwrap(), GRAD);
+    }
+    // The GPU-resident API writes the zero gradient of W over a poisoned buffer.
+    let hidden = ctx.upload_elements(&[0.0_f32; 4]).unwrap();
+    let w = ctx.upload(&classifier).unwrap();
+    let targets = ctx.upload_elements(&[0u32; 4]).unwrap();
+    let loss = ctx.storage_buffer(1).unwrap();
+    let grad_classifier = poisoned::<f32>(ctx, 24);
+    let buffers = LinearCrossEntropyBuffers::new(&hidden, &w, TargetBuffer::U32((&targets).into()), &loss)
+        .with_grad_classifier(&grad_classifier);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    LinearCrossEntropy::new().encode(ctx, &mut encoder, &buffers, shape).unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    let dw = assert_written("dW", ctx.download(&grad_classifier, 24).unwrap());
+    assert!(dw.iter().all(|&v| v == 0.0), "dW of no rows: {dw:?}");
+}
+
 /// The same input gives the same bits.
 #[test]
 fn runs_are_deterministic() {

@@ -264,7 +264,7 @@ impl CrossEntropy {
 
     /// What the loss of an empty batch is: nothing per row, 0 for the sum, NaN for the
     /// mean (a mean over no rows, as in PyTorch).
-    fn empty_loss(&self, rows: usize) -> Vec<f32> {
+    pub(crate) fn empty_loss(&self, rows: usize) -> Vec<f32> {
         match self.reduction {
             Reduction::None => vec![0.0; rows],
             Reduction::Sum => vec![0.0],

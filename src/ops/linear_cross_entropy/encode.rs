@@ -57,7 +57,7 @@ impl LinearCrossEntropy {
         self.loss.check_options()?;
         self.check_buffers(ctx, buffers, shape)?;
         let plan = self.plan_windows(shape, ctx.caps().max_storage_binding_bytes)?;
-        if shape.rows == 0 || shape.classes == 0 {
+        if shape.classes == 0 {
             return Ok(plan);
         }
         let LinearShape { rows, hidden: d, classes: v } = shape;
@@ -184,6 +184,27 @@ impl LinearCrossEntropy {
                 }
                 if first + n < rows {
                     after_window(encoder)?;
+                }
+            }
+            if rows == 0 {
+                // No rows: dW and db are sums of nothing, zero (the products over k = 0
+                // terms read nothing of their operands).
+                let nothing = Operand { tensor: buffers.classifier, transposed: false };
+                if let Some(c) = classifier_target {
+                    let product = Product {
+                        a: nothing,
+                        b: nothing,
+                        bias: None,
+                        c,
+                        m: v,
+                        n: d,
+                        k: 0,
+                        accumulate: false,
+                    };
+                    record_product(ctx, encoder, &product)?;
+                }
+                if let Some(c) = bias_target {
+                    record_column_sums(ctx, encoder, buffers.classifier.region(), (0, v), c, false)?;
                 }
             }
             if let (Some(sums), Some(grad)) = (&classifier_sums, buffers.grad_classifier) {

@@ -92,7 +92,13 @@ impl LinearCrossEntropy {
             let values = |bytes: Vec<u8>| bytemuck::pod_collect_to_vec::<u8, T>(&bytes);
             let loss = floats(next());
             Ok(LinearCrossEntropyOutput {
-                loss: if shape.rows == 0 { Vec::new() } else { loss },
+                // No logits at all: the cross-entropy's loss of an empty batch (NaN for
+                // the mean, as in PyTorch).
+                loss: if shape.rows == 0 || shape.classes == 0 {
+                    self.loss.empty_loss(shape.rows)
+                } else {
+                    loss
+                },
                 lse: lse.as_ref().map(|_| floats(next())),
                 grad_hidden: grad_hidden.as_ref().map(|_| values(next())),
                 grad_classifier: grad_classifier.as_ref().map(|_| values(next())),
