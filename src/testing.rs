@@ -5,6 +5,7 @@
 use crate::check::Tolerance;
 use crate::context::Context;
 use crate::strategy::Strategy;
+use crate::tensor::BufferRegion;
 
 pub use crate::dtype::{round_to, widen};
 pub use crate::rng::SeededRng;
@@ -77,6 +78,39 @@ pub fn compare(actual: &[f32], expected: &[f64], tolerance: Tolerance) -> Compar
 #[must_use]
 pub fn loop_iterations(ctx: &Context, strategy: Strategy, cols: usize) -> u64 {
     crate::plan::loop_iterations(ctx.caps(), strategy, cols)
+}
+
+/// Records `c (m x n, f32) = a * b` (`+= a * b` when `accumulate`) with the matmul kernel
+/// the linear cross-entropy runs on, over f32 operands: `a` is `m x k` row-major (`k x m`
+/// when its flag says transposed), `b` is `k x n` (`n x k` when transposed). For the
+/// benchmark's unfused composition (the logits, then the two gradient products), so that it
+/// and the fused op share one product kernel. Each region must fit one storage binding.
+///
+/// # Errors
+///
+/// A pipeline that does not compile (a bug), [`crate::Error::LimitExceeded`] for a grid
+/// past the device's limits.
+pub fn record_matmul(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (a, a_transposed): (BufferRegion<'_>, bool),
+    (b, b_transposed): (BufferRegion<'_>, bool),
+    c: BufferRegion<'_>,
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+) -> crate::error::Result<()> {
+    use crate::ops::matmul::{Operand, Product, record_product};
+    let product = Product {
+        a: Operand { tensor: a.into(), transposed: a_transposed },
+        b: Operand { tensor: b.into(), transposed: b_transposed },
+        bias: None,
+        c,
+        m,
+        n,
+        k,
+        accumulate,
+    };
+    record_product(ctx, encoder, &product)
 }
 
 /// The strategies autotuning has chosen on `ctx`'s device so far, by op family and shape

@@ -3,7 +3,7 @@
 mod autotune;
 pub mod cross_entropy;
 pub mod linear_cross_entropy;
-mod matmul;
+pub(crate) mod matmul;
 mod rows;
 pub mod softmax;
 pub mod softmax_backward;

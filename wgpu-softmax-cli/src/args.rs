@@ -65,8 +65,18 @@ pub struct BenchArgs {
     pub svg: Option<PathBuf>,
     /// Measure nothing: read the records of an earlier run's --json FILE, print its table
     /// and (with --svg) redraw its chart.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["quick", "json"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["quick", "json", "linear"])]
     pub from_json: Option<PathBuf>,
+    /// Measure the linear cross-entropy instead: forward plus backward against the unfused
+    /// composition (matmul, cross-entropy, two gradient matmuls), time and peak GPU memory,
+    /// at N = 4096, D = 256, V = 32768 and 50257 (with --quick: 512 x 64 x 8192).
+    #[arg(long, conflicts_with = "svg")]
+    pub linear: bool,
+    /// With --linear: this many timed runs per measurement and no warm-up (default: one
+    /// warm-up, then 3 runs; 1 run with --quick). A software adapter needs minutes per run
+    /// at the full sizes.
+    #[arg(long, value_name = "N", requires = "linear", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: Option<u32>,
 }
 
 /// `check`'s arguments.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wgpu_softmax_bench::{BenchOp, Report, SuiteConfig, run_suite};
+use wgpu_softmax_bench::{BenchOp, LinearConfig, Report, SuiteConfig, run_linear_suite, run_suite};
 
 use crate::args::{BenchArgs, Cli};
 use crate::error::CliError;
@@ -28,6 +28,17 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<(), CliError> {
     let mut json = args.json.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
     let mut svg = args.svg.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
     let started = Instant::now();
+    if args.linear {
+        let report = measure_linear(cli, args)?;
+        println!("{}", report.table());
+        println!("suite took {:.1} s", started.elapsed().as_secs_f64());
+        if let (Some(mut file), Some(path)) = (json.take(), args.json.as_deref()) {
+            file.write_bytes(report.to_json().as_bytes())?;
+            commit_all(vec![file])?;
+            println!("bench: wrote {}", path.display());
+        }
+        return Ok(());
+    }
     let report = match &args.from_json {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -68,21 +79,51 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<(), CliError> {
 /// second which step runs.
 fn measure(cli: &Cli, args: &BenchArgs) -> Result<Report, CliError> {
     let config = if args.quick { SuiteConfig::quick() } else { SuiteConfig::full() };
-    let bar = ProgressBar::new(config.steps() as u64);
+    let bar = progress_bar(config.steps())?;
+    let ctx = cli.context("bench")?;
+    let report = run_suite(&ctx, &config, &mut |done, _, what| show(&bar, done, what))
+        .map_err(|e| CliError::new(format!("bench: {e}")))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// The linear cross-entropy's suite: the fused op against the unfused composition.
+fn measure_linear(cli: &Cli, args: &BenchArgs) -> Result<wgpu_softmax_bench::LinearReport, CliError> {
+    let mut config = if args.quick { LinearConfig::quick() } else { LinearConfig::full() };
+    if let Some(runs) = args.runs {
+        config.warmup = 0;
+        config.runs = runs as usize;
+    }
+    let bar = progress_bar(config.measurements())?;
+    // One run of the unfused composition at the full sizes is minutes of work on a
+    // software adapter, all in one submission.
+    let ctx = cli.context("bench")?;
+    let ctx = ctx.with_timeout(ctx.timeout().max(LINEAR_TIMEOUT));
+    let report = run_linear_suite(&ctx, &config, &mut |done, _, what| show(&bar, done, what))
+        .map_err(|e| CliError::new(format!("bench: {e}")))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// A progress bar of `steps` steps that says from the first second which step runs.
+fn progress_bar(steps: usize) -> Result<ProgressBar, CliError> {
+    let bar = ProgressBar::new(steps as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
             .map_err(|e| CliError::new(e.to_string()))?,
     );
     bar.set_message("creating the device");
-    // Redrawn every 100 ms, so that a long step (the copy kernels, autotuning) still shows
-    // the time going by.
+    // Redrawn every 100 ms, so that a long step (the copy kernels, autotuning, a linear
+    // run) still shows the time going by.
     bar.enable_steady_tick(Duration::from_millis(100));
-    let ctx = cli.context("bench")?;
-    let report = run_suite(&ctx, &config, &mut |done, _, what| {
-        bar.set_position(done as u64);
-        bar.set_message(what.to_owned());
-    })
-    .map_err(|e| CliError::new(format!("bench: {e}")))?;
-    bar.finish_and_clear();
-    Ok(report)
+    Ok(bar)
 }
+
+/// Moves `bar` to step `done`, about to do `what`.
+fn show(bar: &ProgressBar, done: usize, what: &str) {
+    bar.set_position(done as u64);
+    bar.set_message(what.to_owned());
+}
+
+/// The longest wait for one run of the linear suite.
+const LINEAR_TIMEOUT: Duration = Duration::from_secs(30 * 60);
