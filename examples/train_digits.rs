@@ -11,19 +11,20 @@
 // Sizes here are a few thousand at most: casts between them and u32/f32 are exact.
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
-use std::error::Error as StdError;
 use std::io::Read as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wgpu::util::DeviceExt;
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, Gradient, Reduction,
     Shape, TargetBuffer, Targets, reference,
 };
+
+mod support;
+use support::{Result, bind, exit_code, pass, pipelines, storage, uniform, zeros};
 
 const DATA: &[u8] = include_bytes!("data/digits.csv.gz");
 const FEATURES: usize = 64;
@@ -34,16 +35,8 @@ const EPOCHS: usize = 30;
 const QUICK_EPOCHS: usize = 12;
 const SEED: u64 = 1797;
 
-type Result<T> = std::result::Result<T, Box<dyn StdError>>;
-
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }
 
 fn run() -> Result<()> {
@@ -210,83 +203,31 @@ struct Model {
     update_group: wgpu::BindGroup,
 }
 
-fn storage(ctx: &Context, label: &str, contents: &[u8]) -> wgpu::Buffer {
-    ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-    })
-}
-
-fn bind(
-    ctx: &Context,
-    pipeline: &wgpu::ComputePipeline,
-    buffers: &[(u32, &wgpu::Buffer)],
-) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
-        .iter()
-        .map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() })
-        .collect();
-    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    })
-}
-
-fn pass(
-    encoder: &mut wgpu::CommandEncoder,
-    pipeline: &wgpu::ComputePipeline,
-    group: &wgpu::BindGroup,
-    threads: usize,
-) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-    pass.set_pipeline(pipeline);
-    pass.set_bind_group(0, group, &[]);
-    pass.dispatch_workgroups(threads.div_ceil(64) as u32, 1, 1);
-}
-
 impl Model {
     fn new(ctx: &Context, train: &Dataset, test: &Dataset, rng: &mut SeededRng) -> Result<Self> {
-        let device = ctx.device();
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("train_digits"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("train_digits.wgsl").into()),
-        });
-        let pipeline = |entry_point: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry_point),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry_point),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-                cache: None,
-            })
-        };
-        let (forward, gradient, update) =
-            (pipeline("linear_forward"), pipeline("linear_weight_gradient"), pipeline("sgd_update"));
+        let [forward, gradient, update] = pipelines(
+            ctx,
+            "train_digits",
+            include_str!("train_digits.wgsl"),
+            ["linear_forward", "linear_weight_gradient", "sgd_update"],
+        );
 
         // Small random weights, zero biases.
         let weight: Vec<f32> = (0..CLASSES * FEATURES).map(|_| rng.uniform(-0.01, 0.01)).collect();
         let weight = storage(ctx, "weight", bytemuck::cast_slice(&weight));
         let bias = storage(ctx, "bias", bytemuck::cast_slice(&[0.0f32; CLASSES]));
         let largest = train.rows.max(test.rows);
-        let logits = storage(ctx, "logits", bytemuck::cast_slice(&vec![0.0f32; largest * CLASSES]));
-        let batch_labels = storage(ctx, "batch labels", bytemuck::cast_slice(&vec![0i32; largest]));
-        let weight_gradient =
-            storage(ctx, "weight gradient", bytemuck::cast_slice(&[0.0f32; (FEATURES + 1) * CLASSES]));
-        let loss = storage(ctx, "loss", &[0; 4]);
-        let status = storage(ctx, "status", &[0; 16]);
+        let logits = zeros(ctx, "logits", largest * CLASSES);
+        let batch_labels = zeros(ctx, "batch labels", largest);
+        let weight_gradient = zeros(ctx, "weight gradient", (FEATURES + 1) * CLASSES);
+        let loss = zeros(ctx, "loss", 1);
+        let status = zeros(ctx, "status", 4);
 
         let set = |data: &Dataset, step: Step, label: &str| {
             let features = storage(ctx, label, bytemuck::cast_slice(&data.features));
             let labels = storage(ctx, label, bytemuck::cast_slice(&data.labels));
             let order = storage(ctx, label, bytemuck::cast_slice(&(0..data.rows as u32).collect::<Vec<_>>()));
-            let step = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(&step),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
+            let step = uniform(ctx, label, &step);
             let forward = bind(
                 ctx,
                 &forward,
@@ -341,7 +282,7 @@ impl Model {
     /// Records one SGD step over `rows` rows: forward, the fused cross-entropy (gradient
     /// over the logits), weight gradient, update.
     fn record_step(&self, ctx: &Context, encoder: &mut wgpu::CommandEncoder, rows: usize) -> Result<()> {
-        pass(encoder, &self.forward, &self.train.forward, rows * CLASSES);
+        pass(encoder, &self.forward, &[(&self.train.forward, rows * CLASSES)]);
         let buffers = CrossEntropyBuffers::new(
             &self.logits,
             TargetBuffer::I32((&self.batch_labels).into()),
@@ -353,8 +294,8 @@ impl Model {
             &buffers,
             Shape::new(rows, CLASSES),
         )?;
-        pass(encoder, &self.gradient, &self.gradient_group, (FEATURES + 1) * CLASSES);
-        pass(encoder, &self.update, &self.update_group, (FEATURES + 1) * CLASSES);
+        pass(encoder, &self.gradient, &[(&self.gradient_group, (FEATURES + 1) * CLASSES)]);
+        pass(encoder, &self.update, &[(&self.update_group, (FEATURES + 1) * CLASSES)]);
         Ok(())
     }
 
@@ -379,7 +320,7 @@ impl Model {
             Split::Test => &self.test,
         };
         let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-        pass(&mut encoder, &self.forward, &set.forward, set.rows * CLASSES);
+        pass(&mut encoder, &self.forward, &[(&set.forward, set.rows * CLASSES)]);
         let buffers = CrossEntropyBuffers::new(
             &self.logits,
             TargetBuffer::I32((&self.batch_labels).into()),

@@ -17,6 +17,9 @@ struct Step {
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
+
+// Invocations per workgroup of every entry point; the host supplies it (one place for it).
+override WORKGROUP_SIZE: u32;
 @group(0) @binding(1) var<storage, read> features: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
 @group(0) @binding(3) var<storage, read> order: array<u32>;
@@ -33,7 +36,7 @@ fn sample(row: u32) -> u32 {
 }
 
 // logits[r, c] = b[c] + sum_f x[r, f] * W[c, f]; one invocation per (row, class_index).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn linear_forward(@builtin(global_invocation_id) id: vec3<u32>) {
     let index = id.x;
     if (index >= step.rows * step.classes) {
@@ -54,7 +57,7 @@ fn linear_forward(@builtin(global_invocation_id) id: vec3<u32>) {
 
 // dW[c, f] = sum_r g[r, c] * x[r, f] and db[c] = sum_r g[r, c], with g = dloss/dlogits
 // (already divided by the batch size by the mean reduction). One invocation per entry.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn linear_weight_gradient(@builtin(global_invocation_id) id: vec3<u32>) {
     let index = id.x;
     let weights = step.classes * step.features;
@@ -78,7 +81,7 @@ fn linear_weight_gradient(@builtin(global_invocation_id) id: vec3<u32>) {
 }
 
 // W -= lr * dW, b -= lr * db.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn sgd_update(@builtin(global_invocation_id) id: vec3<u32>) {
     let index = id.x;
     let weights = step.classes * step.features;
