@@ -84,7 +84,10 @@ pub fn loop_iterations(ctx: &Context, strategy: Strategy, cols: usize) -> u64 {
 /// the linear cross-entropy runs on, over f32 operands: `a` is `m x k` row-major (`k x m`
 /// when its flag says transposed), `b` is `k x n` (`n x k` when transposed). For the
 /// benchmark's unfused composition (the logits, then the two gradient products), so that it
-/// and the fused op share one product kernel. Each region must fit one storage binding.
+/// and the fused op share one product kernel, and for the tests of that kernel. Each region
+/// must fit one storage binding. Returns whether the product loads its operands 128 bits
+/// at a time (the stored rows are whole vectors and the regions have room) rather than a
+/// word at a time.
 ///
 /// # Errors
 ///
@@ -98,7 +101,7 @@ pub fn record_matmul(
     c: BufferRegion<'_>,
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
-) -> crate::error::Result<()> {
+) -> crate::error::Result<bool> {
     use crate::ops::matmul::{Operand, Product, record_product};
     let product = Product {
         a: Operand { tensor: a.into(), transposed: a_transposed },

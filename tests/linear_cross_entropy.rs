@@ -172,11 +172,14 @@ fn check_resident<T: Element>(
 fn check_every_option<T: Element>(seed: u64) {
     let ctx = ctx();
     // Odd sizes everywhere (no dimension a multiple of the 64-wide tile), one row alone,
-    // and 300 rows through windows of 128 (a workspace of 128 rows).
+    // 300 rows through windows of 128 (a workspace of 128 rows), and sizes whose stored
+    // rows are whole 128-bit vectors in every storage type (every product loads vectors)
+    // but no multiple of the tile, through windows of 128.
     let shapes = [
         (LinearShape::new(37, 19, 101), None),
         (LinearShape::new(1, 5, 70), None),
         (LinearShape::new(300, 8, 67), Some(128 * 67 * 4)),
+        (LinearShape::new(300, 24, 100), Some(128 * 100 * 4)),
     ];
     let mut next = 0;
     for (k, (shape, workspace)) in shapes.into_iter().enumerate() {
@@ -293,6 +296,51 @@ fn bad_input_is_refused_with_a_typed_error() {
         &hidden,
     );
     assert!(matches!(op.encode(ctx, &mut encoder, &buffers, c.shape), Err(Error::AliasedBuffers)));
+}
+
+/// The matmul kernel alone, in every layout of its operands, against the f64 product: on
+/// sizes whose stored rows are whole vectors (128-bit loads) and on odd ones (a word at a
+/// time), none a multiple of the tile, into a poisoned result, and adding to what it holds.
+#[test]
+fn matmul_matches_the_reference_with_vector_and_word_loads() {
+    let ctx = ctx();
+    let mut rng = rng(1480);
+    for ((m, n, k), vectors) in [((68, 36, 20), true), ((37, 19, 23), false), ((1, 5, 3), false)] {
+        for (a_transposed, b_transposed) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = rng.logits(m * k, 1.0);
+            let b = rng.logits(k * n, 1.0);
+            let before = rng.logits(m * n, 1.0);
+            let f64s = |values: &[f32]| values.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+            let want = reference::matmul(&f64s(&a), &f64s(&b), (m, n, k), (a_transposed, b_transposed));
+            for accumulate in [false, true] {
+                let what = format!(
+                    "{m}x{n}x{k}, transposed ({a_transposed}, {b_transposed}), accumulate {accumulate}"
+                );
+                let (a_buffer, b_buffer) = (ctx.upload(&a).unwrap(), ctx.upload(&b).unwrap());
+                let c = if accumulate { ctx.upload(&before).unwrap() } else { poisoned::<f32>(ctx, m * n) };
+                let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                let loaded_vectors = wgpu_softmax::testing::record_matmul(
+                    ctx,
+                    &mut encoder,
+                    (BufferRegion::new(&a_buffer), a_transposed),
+                    (BufferRegion::new(&b_buffer), b_transposed),
+                    BufferRegion::new(&c),
+                    (m, n, k),
+                    accumulate,
+                )
+                .unwrap();
+                ctx.submit_and_wait(encoder).unwrap();
+                assert_eq!(loaded_vectors, vectors, "{what}: vector loads");
+                let got = assert_written("c", ctx.download(&c, m * n).unwrap());
+                let want: Vec<f64> = if accumulate {
+                    want.iter().zip(&before).map(|(w, &b)| w + f64::from(b)).collect()
+                } else {
+                    want.clone()
+                };
+                assert_close(&what, &got, &want, GRAD);
+            }
+        }
+    }
 }
 
 /// Where the logits would take 64 MiB, the op's largest buffer of its own is the 4 MiB

@@ -5,7 +5,10 @@
 // op(a) is m x k, op(b) is k x n and c is m x n, row-major. a is stored m x k row-major,
 // or k x m with A_TRANSPOSED; b is stored k x n row-major, or n x k with B_TRANSPOSED.
 // a, b and bias are 32-bit words: f32 bits, or with A_HALF / B_HALF (bias with B_HALF)
-// 16-bit halves two to a word, element 2w in the low half of word w.
+// 16-bit halves two to a word, element 2w in the low half of word w. With VECTOR, a and b
+// are arrays of vec4<u32> and the slabs load 128 bits at a time (a GROUP of four f32 or
+// eight halves along the stored rows); the host composes it only where each operand's
+// stored rows are whole groups, so that a group never straddles two rows.
 //
 // A workgroup computes a TILE x TILE block of c: invocation (x, y) of its SIDE x SIDE
 // grid owns the PER x PER outputs at rows y + SIDE * i and columns x + SIDE * j. The
@@ -41,12 +44,30 @@ fn word_index(index: u32, halves: bool) -> u32 {
     return select(index, index / 2u, halves);
 }
 
+#if VECTOR
+fn a_word(w: u32) -> u32 {
+    return a[w / 4u][w % 4u];
+}
+
+fn b_word(w: u32) -> u32 {
+    return b[w / 4u][w % 4u];
+}
+#else
+fn a_word(w: u32) -> u32 {
+    return a[w];
+}
+
+fn b_word(w: u32) -> u32 {
+    return b[w];
+}
+#endif
+
 fn a_value(index: u32) -> f32 {
-    return word_value(a[word_index(index, A_HALF)], index, A_HALF);
+    return word_value(a_word(word_index(index, A_HALF)), index, A_HALF);
 }
 
 fn b_value(index: u32) -> f32 {
-    return word_value(b[word_index(index, B_HALF)], index, B_HALF);
+    return word_value(b_word(word_index(index, B_HALF)), index, B_HALF);
 }
 
 fn bias_value(column: u32) -> f32 {
@@ -68,6 +89,88 @@ fn slab_place(e: u32, k_contiguous: bool) -> SlabPlace {
     return SlabPlace(e % TILE, e / TILE);
 }
 
+#if VECTOR
+// Elements in one vector of an operand: four f32, or eight halves.
+fn group_size(halves: bool) -> u32 {
+    return select(4u, 8u, halves);
+}
+
+// The elements of a vector of words, in order (the first four alone for f32).
+fn unpack_group(words: vec4<u32>, halves: bool) -> array<f32, 8> {
+    var out: array<f32, 8>;
+    for (var i = 0u; i < 4u; i++) {
+#if HALF
+        if (halves) {
+            out[2u * i] = half_to_f32(words[i] & 0xffffu);
+            out[2u * i + 1u] = half_to_f32(words[i] >> 16u);
+            continue;
+        }
+#endif
+        out[i] = bitcast<f32>(words[i]);
+    }
+    return out;
+}
+
+// Group g of a slab load, for groups of `size` elements along the stored rows: where its
+// first element sits across the block and along k, and which way the rest follow.
+struct GroupPlace {
+    across: u32,
+    along_k: u32,
+    // The group runs along k (else across the block).
+    along_k_axis: bool,
+}
+
+fn group_place(g: u32, size: u32, k_contiguous: bool) -> GroupPlace {
+    if (k_contiguous) {
+        return GroupPlace(g / (DEPTH / size), (g % (DEPTH / size)) * size, true);
+    }
+    return GroupPlace((g % (TILE / size)) * size, g / (TILE / size), false);
+}
+
+fn slab_index(place: GroupPlace, i: u32) -> u32 {
+    if (place.along_k_axis) {
+        return (place.along_k + i) * TILE + place.across;
+    }
+    return place.along_k * TILE + place.across + i;
+}
+
+// As the scalar load_slabs below, a vector at a time. A group lies wholly inside or
+// wholly outside its matrix: rows are whole groups and blocks start on group bounds.
+fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32) {
+    let a_size = group_size(A_HALF);
+    for (var g = local; g < TILE * DEPTH / a_size; g += SIDE * SIDE) {
+        let place = group_place(g, a_size, !A_TRANSPOSED);
+        let row = row0 + place.across;
+        let ka = k0 + place.along_k;
+        var values: array<f32, 8>;
+        if (row < params.m && ka < params.k) {
+            let first = select(row * params.k + ka, ka * params.m + row, A_TRANSPOSED);
+            values = unpack_group(a[first / a_size], A_HALF);
+        } else {
+            values = array<f32, 8>();
+        }
+        for (var i = 0u; i < a_size; i++) {
+            a_slab[slab_index(place, i)] = values[i];
+        }
+    }
+    let b_size = group_size(B_HALF);
+    for (var g = local; g < TILE * DEPTH / b_size; g += SIDE * SIDE) {
+        let place = group_place(g, b_size, B_TRANSPOSED);
+        let column = column0 + place.across;
+        let kb = k0 + place.along_k;
+        var values: array<f32, 8>;
+        if (column < params.n && kb < params.k) {
+            let first = select(kb * params.n + column, column * params.k + kb, B_TRANSPOSED);
+            values = unpack_group(b[first / b_size], B_HALF);
+        } else {
+            values = array<f32, 8>();
+        }
+        for (var i = 0u; i < b_size; i++) {
+            b_slab[slab_index(place, i)] = values[i];
+        }
+    }
+}
+#else
 // Stages a[block rows, k0 .. k0 + DEPTH] and b[k0 .. k0 + DEPTH, block columns], zero
 // past the matrices' edges.
 fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32) {
@@ -92,6 +195,7 @@ fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32) {
         b_slab[pb.along_k * TILE + pb.across] = vb;
     }
 }
+#endif
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn matmul(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
@@ -150,7 +254,7 @@ fn column_sums(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     var sum = 0.0;
     for (var row = 0u; row < params.m; row++) {
-        sum += bitcast<f32>(a[row * params.n + column]);
+        sum += bitcast<f32>(a_word(row * params.n + column));
     }
     if (ACCUMULATE) {
         sum += c[column];

@@ -43,6 +43,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     flags.push(("SUBGROUPS", subgroups));
     flags.push(("STRIDED", spec.strided));
     flags.push(("HALF", spec.dtype != DType::F32));
+    flags.push(("VECTOR", spec.vector == VectorWidth::Vec4));
 
     let mut bindings = vec![Binding { name: "params", ty: BindingType::Params }];
     bindings.extend(
@@ -51,6 +52,14 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
             .map(|t| Binding { name: t.name, ty: BindingType::Tensor { writable: t.writable } }),
     );
     bindings.extend(op.other_bindings());
+    if op == OpKernel::Matmul && spec.vector == VectorWidth::Vec4 {
+        // The vector matmul loads its operands 128 bits at a time.
+        for binding in &mut bindings {
+            if let (name @ ("a" | "b"), BindingType::Array { writable, .. }) = (binding.name, binding.ty) {
+                *binding = Binding { name, ty: BindingType::Array { element: "vec4<u32>", writable } };
+            }
+        }
+    }
     if op.is_row_op() && spec.strategy == Strategy::SplitRow {
         bindings.push(Binding {
             name: "segment_shares",

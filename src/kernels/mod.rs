@@ -146,7 +146,8 @@ impl KernelSpec {
 
     /// Every module this crate can compose, in a fixed order: each row op on each
     /// strategy it supports, each storage type and each vector width (strided: scalar
-    /// only), the cross-entropy's reductions, and the matmul in each storage type.
+    /// only), the cross-entropy's reductions, and the matmul in each storage type and
+    /// vector width.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
     pub(crate) fn all() -> Vec<Self> {
         let mut all = Vec::new();
@@ -160,11 +161,9 @@ impl KernelSpec {
                             for strided in [false, true] {
                                 let plain = dtype == DType::F32 && vector == VectorWidth::Scalar && !cached;
                                 let row_variant = !strided || vector == VectorWidth::Scalar;
-                                // The matmul: one module per 16-bit type it converts.
-                                let matmul = op == OpKernel::Matmul
-                                    && vector == VectorWidth::Scalar
-                                    && !cached
-                                    && !strided;
+                                // The matmul: one module per 16-bit type it converts
+                                // and per width of its operands' loads.
+                                let matmul = op == OpKernel::Matmul && !cached && !strided;
                                 if (op.is_row_op() && row_variant) || (plain && !strided) || matmul {
                                     all.push(Self { op, strategy, dtype, vector, cached, strided });
                                 }

@@ -9,6 +9,7 @@ use crate::kernels::{
     KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, MATMUL_TILE, MatmulParams,
     OpKernel, VectorWidth,
 };
+use crate::ops::validate;
 use crate::plan::spread_grid;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -44,17 +45,33 @@ pub(crate) struct Product<'b> {
     pub(crate) accumulate: bool,
 }
 
-/// The module of the matmul for operands of `dtype` (f32, or the 16-bit type it converts).
-const fn spec(dtype: DType) -> KernelSpec {
+/// The module of the matmul for operands of `dtype` (f32, or the 16-bit type it converts),
+/// loading them `vector` at a time.
+const fn spec(dtype: DType, vector: VectorWidth) -> KernelSpec {
     KernelSpec {
         op: OpKernel::Matmul,
         strategy: Strategy::WorkgroupPerRow,
         dtype,
-        vector: VectorWidth::Scalar,
+        vector,
         cached: false,
         strided: false,
     }
 }
+
+/// Whether `operand`, `rows x contiguous` as stored, can be loaded 128 bits at a time: its
+/// stored rows are whole vectors (four f32 or eight halves), so no vector straddles two
+/// rows, and its binding starts on a vector and, rounded up to whole vectors, stays in its
+/// buffer.
+fn loads_vectors(operand: TensorRef<'_>, rows: usize, contiguous: usize) -> bool {
+    let element = operand.dtype().size();
+    let region = operand.region();
+    (contiguous as u64 * element).is_multiple_of(VECTOR_BYTES)
+        && region.offset().is_multiple_of(VECTOR_BYTES)
+        && validate::has_room(&region, (rows * contiguous) as u64 * element, VECTOR_BYTES)
+}
+
+/// Bytes of one vector load.
+const VECTOR_BYTES: u64 = 16;
 
 /// The storage type a 16-bit operand of this product has (f32 when none).
 fn half_type(tensors: &[TensorRef<'_>]) -> DType {
@@ -70,19 +87,18 @@ fn words(region: BufferRegion<'_>, bytes: u64) -> wgpu::BufferBinding<'_> {
     region.binding(0, bytes.next_multiple_of(4).max(4))
 }
 
-/// Records one pass of the matmul module's `entry_point` over `groups` workgroups.
+/// Records one pass of the matmul module `spec`'s `entry_point` over `groups` workgroups.
 #[allow(clippy::too_many_arguments)] // the pass's module, entry, constants, sizes, grid and bindings
 fn record(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    dtype: DType,
+    spec: KernelSpec,
     entry_point: &'static str,
     constants: Vec<(&'static str, u32)>,
     (m, n, k): (usize, usize, usize),
     groups: u64,
     bound: &[(&str, wgpu::BufferBinding<'_>)],
 ) -> Result<()> {
-    let spec = spec(dtype);
     let module = ctx.module(spec)?;
     let pipeline = ctx.pipeline(&KernelKey { spec, entry_point, constants })?;
     let grid = spread_grid(groups, ctx.caps().max_workgroups_per_dimension)?;
@@ -109,20 +125,21 @@ fn record(
     Ok(())
 }
 
-/// Records `product`.
+/// Records `product`; returns whether it loads its operands 128 bits at a time (else a
+/// 32-bit word at a time).
 ///
 /// # Errors
 ///
 /// A pipeline that does not compile (a bug), [`crate::Error::LimitExceeded`] for a grid
 /// past the device's limits.
-pub(crate) fn record_product(
+pub(crate) fn record_product<'b>(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    product: &Product<'_>,
-) -> Result<()> {
+    product: &Product<'b>,
+) -> Result<bool> {
     let Product { a, b, bias, c, m, n, k, accumulate } = *product;
     if m == 0 || n == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let dtype = half_type(&[a.tensor, b.tensor]);
     let constants = vec![
@@ -133,10 +150,22 @@ pub(crate) fn record_product(
         ("ACCUMULATE", u32::from(accumulate)),
         ("HAS_BIAS", u32::from(bias.is_some())),
     ];
+    let (a_rows, a_contiguous) = if a.transposed { (k, m) } else { (m, k) };
+    let (b_rows, b_contiguous) = if b.transposed { (n, k) } else { (k, n) };
+    let vector =
+        if loads_vectors(a.tensor, a_rows, a_contiguous) && loads_vectors(b.tensor, b_rows, b_contiguous) {
+            VectorWidth::Vec4
+        } else {
+            VectorWidth::Scalar
+        };
+    let unit = if vector == VectorWidth::Vec4 { VECTOR_BYTES } else { 4 };
     let bytes = |t: TensorRef<'_>, elements: usize| elements as u64 * t.dtype().size();
+    let operand = |t: TensorRef<'b>, elements: usize| {
+        t.region().binding(0, bytes(t, elements).next_multiple_of(unit).max(unit))
+    };
     let mut bound = vec![
-        ("a", words(a.tensor.region(), bytes(a.tensor, m * k))),
-        ("b", words(b.tensor.region(), bytes(b.tensor, k * n))),
+        ("a", operand(a.tensor, m * k)),
+        ("b", operand(b.tensor, k * n)),
         ("c", words(c, 4 * (m * n) as u64)),
     ];
     if let Some(bias) = bias {
@@ -144,7 +173,8 @@ pub(crate) fn record_product(
     }
     let tile = MATMUL_TILE as usize;
     let blocks = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
-    record(ctx, encoder, dtype, MATMUL_PRODUCT, constants, (m, n, k), blocks, &bound)
+    record(ctx, encoder, spec(dtype, vector), MATMUL_PRODUCT, constants, (m, n, k), blocks, &bound)?;
+    Ok(vector == VectorWidth::Vec4)
 }
 
 /// Records `c[column] (+)= sum over rows of a[row, column]` for an f32 `rows x cols` `a`.
@@ -163,11 +193,11 @@ pub(crate) fn record_column_sums(
     if cols == 0 {
         return Ok(());
     }
-    let spec = spec(DType::F32);
+    let spec = spec(DType::F32, VectorWidth::Scalar);
     let bound = [("a", words(a, 4 * (rows * cols) as u64)), ("c", words(c, 4 * cols as u64))];
     let groups = cols.div_ceil(spec.workgroup_size() as usize) as u64;
     let constants = vec![("ACCUMULATE", u32::from(accumulate))];
-    record(ctx, encoder, DType::F32, MATMUL_COLUMN_SUMS, constants, (rows, cols, 0), groups, &bound)
+    record(ctx, encoder, spec, MATMUL_COLUMN_SUMS, constants, (rows, cols, 0), groups, &bound)
 }
 
 /// Records the rounding of `count` f32 values of `values` into `packed`, a 16-bit tensor
@@ -189,6 +219,7 @@ pub(crate) fn record_pack_halves(
     let dtype = packed.dtype();
     let bound =
         [("c", words(values, 4 * count as u64)), ("packed", words(packed.region(), 2 * count as u64))];
-    let groups = count.div_ceil(2).div_ceil(spec(dtype).workgroup_size() as usize) as u64;
-    record(ctx, encoder, dtype, MATMUL_PACK_HALVES, Vec::new(), (count, 0, 0), groups, &bound)
+    let spec = spec(dtype, VectorWidth::Scalar);
+    let groups = count.div_ceil(2).div_ceil(spec.workgroup_size() as usize) as u64;
+    record(ctx, encoder, spec, MATMUL_PACK_HALVES, Vec::new(), (count, 0, 0), groups, &bound)
 }
