@@ -34,8 +34,9 @@ pub use ops::cross_entropy::{
     Reduction, STATUS_WORDS, TargetBuffer, Targets,
 };
 pub use ops::linear_cross_entropy::{
-    DEFAULT_WORKSPACE_BYTES, LinearCrossEntropy, LinearCrossEntropyBuffers, LinearCrossEntropyInput,
-    LinearCrossEntropyOutput, LinearGradients, LinearPlan, LinearShape,
+    DEFAULT_WORKSPACE_BYTES, LINEAR_BLOCK_CLASSES, LINEAR_SHARE_BYTES, LinearCrossEntropy,
+    LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearCrossEntropyOutput, LinearGradients,
+    LinearPlan, LinearShape,
 };
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};

@@ -11,9 +11,10 @@ use common::{assert_written, ctx, poisoned, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{compare, round_to, widen};
 use wgpu_softmax::{
-    BufferRegion, Context, CrossEntropyStatus, DType, Element, Error, LinearCrossEntropy,
-    LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearCrossEntropyOutput, LinearGradients,
-    LinearShape, Reduction, STATUS_WORDS, TargetBuffer, Targets, TensorRef, bf16, f16, reference,
+    BufferRegion, Context, CrossEntropyStatus, DType, Element, Error, LINEAR_BLOCK_CLASSES,
+    LINEAR_SHARE_BYTES, LinearCrossEntropy, LinearCrossEntropyBuffers, LinearCrossEntropyInput,
+    LinearCrossEntropyOutput, LinearGradients, LinearShape, Reduction, STATUS_WORDS, TargetBuffer, Targets,
+    TensorRef, bf16, f16, reference,
 };
 
 const LOSS: Tolerance = Tolerance::LINEAR_CROSS_ENTROPY_LOSS;
@@ -95,13 +96,14 @@ fn assert_close<T: Element>(what: &str, actual: &[T], expected: &[f64], toleranc
 }
 
 /// Runs `op` on `case` through the GPU-resident API, every output poisoned first, and
-/// checks each against the reference.
+/// checks each against the reference: with every gradient (the windows of stored
+/// logits), or with none (the forward that never stores a block of logits).
 fn check_resident<T: Element>(
     ctx: &Context,
     op: LinearCrossEntropy,
     c: &Case<T>,
-    weighted: bool,
-    biased: bool,
+    (weighted, biased): (bool, bool),
+    gradients: bool,
 ) {
     let LinearShape { rows, hidden: d, classes: v } = c.shape;
     let reduction = op.get_cross_entropy().get_reduction();
@@ -126,11 +128,16 @@ fn check_resident<T: Element>(
         &loss,
     )
     .with_lse(&lse)
-    .with_grad_hidden(tensor(&grad_hidden))
-    .with_grad_classifier(tensor(&grad_classifier))
     .with_status(&status);
+    if gradients {
+        buffers =
+            buffers.with_grad_hidden(tensor(&grad_hidden)).with_grad_classifier(tensor(&grad_classifier));
+    }
     if biased {
-        buffers = buffers.with_bias(tensor(&bias)).with_grad_bias(tensor(&grad_bias));
+        buffers = buffers.with_bias(tensor(&bias));
+        if gradients {
+            buffers = buffers.with_grad_bias(tensor(&grad_bias));
+        }
     }
     if weighted {
         buffers = buffers.with_weight(&weight);
@@ -139,11 +146,12 @@ fn check_resident<T: Element>(
         buffers = buffers.with_grad_output(&upstream);
     }
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    op.encode(ctx, &mut encoder, &buffers, c.shape).unwrap();
+    let plan = op.encode(ctx, &mut encoder, &buffers, c.shape).unwrap();
     ctx.submit_and_wait(encoder).unwrap();
 
     let want = expected(&op, c, weighted, biased);
-    let what = format!("{:?} {op:?} weighted {weighted} biased {biased}", c.shape);
+    let what = format!("{:?} {op:?} weighted {weighted} biased {biased} gradients {gradients}", c.shape);
+    assert_eq!(plan.stores_logits, gradients, "{what}: {plan:?}");
     let read = |b: &wgpu::Buffer, len| ctx.download_elements::<T>(b, len).unwrap();
     assert_close(
         &format!("loss, {what}"),
@@ -157,13 +165,15 @@ fn check_resident<T: Element>(
         &want.lse.unwrap(),
         LOSS,
     );
-    let dh = assert_written("dH", read(&grad_hidden, rows * d));
-    assert_close(&format!("dH, {what}"), &dh, &want.grad_hidden.unwrap(), GRAD);
-    let dw = assert_written("dW", read(&grad_classifier, v * d));
-    assert_close(&format!("dW, {what}"), &dw, &want.grad_classifier.unwrap(), GRAD);
-    if biased {
-        let db = assert_written("db", read(&grad_bias, v));
-        assert_close(&format!("db, {what}"), &db, &want.grad_bias.unwrap(), GRAD);
+    if gradients {
+        let dh = assert_written("dH", read(&grad_hidden, rows * d));
+        assert_close(&format!("dH, {what}"), &dh, &want.grad_hidden.unwrap(), GRAD);
+        let dw = assert_written("dW", read(&grad_classifier, v * d));
+        assert_close(&format!("dW, {what}"), &dw, &want.grad_classifier.unwrap(), GRAD);
+        if biased {
+            let db = assert_written("db", read(&grad_bias, v));
+            assert_close(&format!("db, {what}"), &db, &want.grad_bias.unwrap(), GRAD);
+        }
     }
     let words = ctx.download_u32(&status, STATUS_WORDS).unwrap();
     assert_eq!(CrossEntropyStatus::from_words(&words).bad_target_rows, 0, "{what}: status cleared and clean");
@@ -191,7 +201,28 @@ fn check_every_option<T: Element>(seed: u64) {
             if let Some(bytes) = workspace {
                 op = op.workspace_bytes(bytes);
             }
-            check_resident(ctx, op, &c, options.4, options.5);
+            check_resident(ctx, op, &c, (options.4, options.5), true);
+        }
+    }
+    // Without gradients, every option on each shape, the windows of 128 rows now of
+    // their shares; and 130 rows of 200 classes, three blocks of rows and four of
+    // classes, the last of each partial, in one window.
+    let shares = |classes: usize| 128 * classes.div_ceil(LINEAR_BLOCK_CLASSES) as u64 * LINEAR_SHARE_BYTES;
+    let forward_shapes = [
+        (LinearShape::new(37, 19, 101), None),
+        (LinearShape::new(1, 5, 70), None),
+        (LinearShape::new(300, 8, 67), Some(shares(67))),
+        (LinearShape::new(300, 24, 100), Some(shares(100))),
+        (LinearShape::new(130, 33, 200), None),
+    ];
+    for (k, (shape, workspace)) in forward_shapes.into_iter().enumerate() {
+        let c = case::<T>(seed + 100 + k as u64, shape);
+        for options in option_sets() {
+            let mut op = op_of(options).gradients(LinearGradients::NONE);
+            if let Some(bytes) = workspace {
+                op = op.workspace_bytes(bytes);
+            }
+            check_resident(ctx, op, &c, (options.4, options.5), false);
         }
     }
 }
@@ -344,16 +375,30 @@ fn matmul_matches_the_reference_with_vector_and_word_loads() {
 }
 
 /// Where the logits would take 64 MiB, the op's largest buffer of its own is the 4 MiB
-/// workspace it was given (128 rows), and the results still match the reference.
+/// workspace it was given (128 rows), and the results still match the reference. Without
+/// gradients, on a context of its own, the whole batch's shares take 9 MiB: 0.14 of the
+/// logits, in one window under the default bound.
 #[test]
 fn the_largest_buffer_is_the_workspace_not_the_logits() {
-    let ctx = Context::new().unwrap();
     let shape = LinearShape::new(2048, 16, 8192);
     let logits_bytes = (shape.rows * shape.classes * 4) as u64;
     let c = case::<f32>(1450, shape);
-    let op = LinearCrossEntropy::new().workspace_bytes(4 << 20);
     let input =
         LinearCrossEntropyInput::new(&c.hidden, &c.classifier, shape, Targets::I64(&c.targets)).bias(&c.bias);
+
+    let ctx = Context::new().unwrap();
+    let forward = LinearCrossEntropy::new().gradients(LinearGradients::NONE);
+    let got = forward.run(&ctx, &input).unwrap();
+    let largest = ctx.largest_scratch_bytes();
+    let shares = shape.rows as u64 * 128 * LINEAR_SHARE_BYTES;
+    assert!(largest >= shares && largest <= shares + (1 << 20), "largest scratch {largest}, shares {shares}");
+    assert!(largest <= logits_bytes / 7, "largest scratch {largest} of logits {logits_bytes}");
+    let want = reference::linear_cross_entropy(&forward, &input).unwrap();
+    assert_close("loss without gradients", &got.loss, &want.loss, LOSS);
+    drop(ctx);
+
+    let ctx = Context::new().unwrap();
+    let op = LinearCrossEntropy::new().workspace_bytes(4 << 20);
     let got = op.run(&ctx, &input).unwrap();
     let largest = ctx.largest_scratch_bytes();
     assert!(

@@ -64,16 +64,21 @@ fn split_write(
     var cache: PacketCache;
     let cached = segment_cached();
     let own = share_over(span, segment_walk(segment, local), &cache, cached);
-    // Every workgroup of the row merges all its segments' shares, each invocation a part,
-    // then a tree: they all get the same whole-row result.
-    var part = share_empty();
-    for (var s = local; s < params.segments; s += WORKGROUP_SIZE) {
-        part = share_merge(part, segment_shares[segment.row * params.segments + s]);
-    }
-    let total = workgroup_merge(local, part);
-    let finished = row_finish(span, total.lane, total.max);
+    let finished = merged_row(span, local);
     if (segment.index % params.segments == 0u && local == 0u) {
         row_done(span, finished);
     }
     write_over(span, segment_walk(segment, local), finished, own, &cache, cached);
+}
+
+// The whole row from its segments' shares: each invocation merges a part of them in
+// order, then a tree. Every workgroup that calls it for the row gets the same result.
+// Call in uniform control flow.
+fn merged_row(span: RowSpan, local: u32) -> Row {
+    var part = share_empty();
+    for (var s = local; s < params.segments; s += WORKGROUP_SIZE) {
+        part = share_merge(part, segment_shares[span.row * params.segments + s]);
+    }
+    let total = workgroup_merge(local, part);
+    return row_finish(span, total.lane, total.max);
 }

@@ -50,6 +50,12 @@ pub(crate) enum OpKernel {
     /// the bias's gradient, and the rounding of f32 results into 16-bit storage; the
     /// spec's storage type is the one its 16-bit operands hold.
     Matmul,
+    /// The linear cross-entropy's forward without stored logits: the fused cross-entropy
+    /// over class indices without a gradient, composed with the split strategy, whose
+    /// `linear_stats` reduces each block of the logits `H W^T (+ b)` to each row's share
+    /// as the matmul tile computes it, and whose `linear_finish` merges each row's shares
+    /// into its loss and logsumexp. The spec's storage type is that of `H`, `W` and `b`.
+    LinearCrossEntropy,
 }
 
 const SOFTMAX: &str = include_str!("../../shaders/ops/softmax.wgsl");
@@ -57,7 +63,9 @@ const SOFTMAX_BACKWARD: &str = include_str!("../../shaders/ops/softmax_backward.
 const CROSS_ENTROPY_TARGETS: &str = include_str!("../../shaders/ops/cross_entropy_targets.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../../shaders/ops/cross_entropy.wgsl");
 const CROSS_ENTROPY_REDUCE: &str = include_str!("../../shaders/ops/cross_entropy_reduce.wgsl");
+const MATMUL_TILE_PART: &str = include_str!("../../shaders/ops/matmul_tile.wgsl");
 const MATMUL: &str = include_str!("../../shaders/ops/matmul.wgsl");
+const LINEAR_CROSS_ENTROPY: &str = include_str!("../../shaders/ops/linear_cross_entropy.wgsl");
 
 /// The matmul's workgroup is a `MATMUL_SIDE x MATMUL_SIDE` grid of invocations, each
 /// computing `MATMUL_PER x MATMUL_PER` outputs, so a workgroup computes a
@@ -75,6 +83,20 @@ pub(crate) const MATMUL_PRODUCT: &str = "matmul";
 pub(crate) const MATMUL_COLUMN_SUMS: &str = "column_sums";
 /// See [`MATMUL_PRODUCT`].
 pub(crate) const MATMUL_PACK_HALVES: &str = "pack_halves";
+/// The linear cross-entropy's entry points: each block of logits to its rows' shares, and
+/// each row's shares to its loss.
+pub(crate) const LINEAR_STATS: &str = "linear_stats";
+/// See [`LINEAR_STATS`].
+pub(crate) const LINEAR_FINISH: &str = "linear_finish";
+/// Bytes of workgroup memory the linear cross-entropy's `linear_stats` uses: the matmul
+/// tile's slabs and a lane per invocation (a test checks it against the composed module).
+/// A device with less takes the windowed path.
+#[allow(clippy::cast_possible_truncation)] // a lane's 32 bytes
+pub(crate) const LINEAR_WORKGROUP_BYTES: u32 = 4 * 2 * MATMUL_TILE * MATMUL_DEPTH
+    + MATMUL_SIDE * MATMUL_SIDE * (OpKernel::LinearCrossEntropy.share_bytes() as u32 - 4);
+/// Storage bindings of the linear cross-entropy's module (a test counts them in the
+/// composed module): a device with fewer per stage takes the windowed path.
+pub(crate) const LINEAR_STORAGE_BINDINGS: u32 = 12;
 
 /// The cross-entropy's status words: correct predictions, rows with a bad target, and
 /// `u32::MAX - first bad row` (so that zero means none and `atomicMax` keeps the first).
@@ -104,7 +126,7 @@ const fn write(element: &'static str) -> BindingType {
 impl OpKernel {
     /// Every op kernel.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
-    pub(crate) const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 12] = [
         Self::Softmax,
         Self::SoftmaxBackward,
         Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None },
@@ -116,6 +138,7 @@ impl OpKernel {
         Self::CrossEntropyReduce { targets: TargetsKind::Classes },
         Self::CrossEntropyReduce { targets: TargetsKind::Probabilities },
         Self::Matmul,
+        Self::LinearCrossEntropy,
     ];
 
     /// The op's name, for labels.
@@ -126,7 +149,14 @@ impl OpKernel {
             Self::CrossEntropy { .. } => "cross_entropy",
             Self::CrossEntropyReduce { .. } => "cross_entropy_reduce",
             Self::Matmul => "matmul",
+            Self::LinearCrossEntropy => "linear_cross_entropy",
         }
+    }
+
+    /// Whether its module computes blocks of a matrix product (`matmul_tile.wgsl`, with
+    /// operands `a` and `b`).
+    pub(crate) const fn tiles_products(self) -> bool {
+        matches!(self, Self::Matmul | Self::LinearCrossEntropy)
     }
 
     /// Whether it is a row op (run by a strategy's row loop), as opposed to a reduction.
@@ -143,6 +173,8 @@ impl OpKernel {
                 Strategy::WorkgroupPerRow,
                 Strategy::SplitRow,
             ],
+            // Its shares are laid out as the split's.
+            Self::LinearCrossEntropy => &[Strategy::SplitRow],
             Self::CrossEntropyReduce { .. } | Self::Matmul => &[],
         }
     }
@@ -157,9 +189,17 @@ impl OpKernel {
         match self {
             Self::Softmax => &[SOFTMAX],
             Self::SoftmaxBackward => &[SOFTMAX_BACKWARD],
-            Self::CrossEntropy { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
+            Self::CrossEntropy { .. } | Self::LinearCrossEntropy => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
             Self::CrossEntropyReduce { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
-            Self::Matmul => &[MATMUL],
+            Self::Matmul => &[MATMUL_TILE_PART, MATMUL],
+        }
+    }
+
+    /// The WGSL parts of the op that build on the strategy's (after it, in order).
+    pub(crate) const fn strategy_parts(self) -> &'static [&'static str] {
+        match self {
+            Self::LinearCrossEntropy => &[MATMUL_TILE_PART, LINEAR_CROSS_ENTROPY],
+            _ => &[],
         }
     }
 
@@ -167,6 +207,7 @@ impl OpKernel {
     pub(crate) fn tensors(self) -> Vec<TensorDecl> {
         let tensor = |name, writable| TensorDecl { name, writable };
         match self {
+            Self::LinearCrossEntropy => Self::FORWARD.tensors(),
             Self::Softmax => vec![tensor("input", false), tensor("output", true)],
             Self::SoftmaxBackward => vec![tensor("y", false), tensor("dy", false), tensor("dx", true)],
             Self::CrossEntropy { targets, gradient } => {
@@ -194,6 +235,16 @@ impl OpKernel {
         let binding = |name, ty| Binding { name, ty };
         match self {
             Self::Softmax | Self::SoftmaxBackward => Vec::new(),
+            Self::LinearCrossEntropy => {
+                let mut bindings = Self::FORWARD.other_bindings();
+                // H, W (stored V x D) and b, as the matmul tile names its operands.
+                bindings.extend([
+                    binding("a", read("u32")),
+                    binding("b", read("u32")),
+                    binding("bias", read("u32")),
+                ]);
+                bindings
+            }
             Self::CrossEntropy { targets, .. } => {
                 let mut bindings = Vec::new();
                 if targets == TargetsKind::Classes {
@@ -243,6 +294,7 @@ impl OpKernel {
     pub(crate) fn flags(self) -> Vec<(&'static str, bool)> {
         match self {
             Self::Softmax | Self::SoftmaxBackward | Self::Matmul => Vec::new(),
+            Self::LinearCrossEntropy => Self::FORWARD.flags(),
             Self::CrossEntropy { targets, .. } | Self::CrossEntropyReduce { targets } => {
                 vec![("PROBABILITIES", targets == TargetsKind::Probabilities)]
             }
@@ -259,11 +311,12 @@ impl OpKernel {
                 ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
                 ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
             ],
-            Self::Matmul => vec![
-                ("SIDE", format!("{MATMUL_SIDE}u")),
-                ("PER", format!("{MATMUL_PER}u")),
-                ("DEPTH", format!("{MATMUL_DEPTH}u")),
-            ],
+            Self::Matmul => matmul_constants(),
+            Self::LinearCrossEntropy => {
+                let mut constants = Self::FORWARD.constants();
+                constants.extend(matmul_constants());
+                constants
+            }
         }
     }
 
@@ -295,9 +348,26 @@ impl OpKernel {
             ("ACCUMULATE", &[0, 1]),
             ("HAS_BIAS", &[0, 1]),
         ];
+        // H times W stored transposed, always.
+        const LINEAR: [(&str, &[u32]); 13] = [
+            FUSED[0],
+            FUSED[1],
+            FUSED[2],
+            FUSED[3],
+            FUSED[4],
+            FUSED[5],
+            FUSED[6],
+            FUSED[7],
+            MATMUL[0],
+            MATMUL[1],
+            ("A_TRANSPOSED", &[0]),
+            ("B_TRANSPOSED", &[1]),
+            MATMUL[5],
+        ];
         match self {
             Self::Softmax | Self::SoftmaxBackward => &[LOG],
             Self::CrossEntropy { .. } => &FUSED,
+            Self::LinearCrossEntropy => &LINEAR,
             Self::CrossEntropyReduce { .. } => &TARGETS,
             Self::Matmul => &MATMUL,
         }
@@ -317,8 +387,22 @@ impl OpKernel {
         match self {
             Self::Softmax => 12,
             Self::SoftmaxBackward => 8,
-            Self::CrossEntropy { .. } => 36,
+            Self::CrossEntropy { .. } | Self::LinearCrossEntropy => 36,
             Self::CrossEntropyReduce { .. } | Self::Matmul => 0,
         }
     }
+}
+
+impl OpKernel {
+    /// The fused cross-entropy the linear cross-entropy's forward is built on.
+    const FORWARD: Self = Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None };
+}
+
+/// The matmul tile's sizes, as its part reads them.
+fn matmul_constants() -> Vec<(&'static str, String)> {
+    vec![
+        ("SIDE", format!("{MATMUL_SIDE}u")),
+        ("PER", format!("{MATMUL_PER}u")),
+        ("DEPTH", format!("{MATMUL_DEPTH}u")),
+    ]
 }

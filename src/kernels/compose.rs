@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use super::params::params_wgsl;
 use super::preprocess::preprocess;
 use super::{
-    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES,
-    MATMUL_PRODUCT, Module, ROW_KERNEL, SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, TargetsKind,
-    VectorWidth,
+    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, LINEAR_FINISH, LINEAR_STATS,
+    MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, Module, ROW_KERNEL, SPLIT_SEGMENT_ELEMENTS,
+    SPLIT_STATS, SPLIT_WRITE, TargetsKind, VectorWidth,
 };
 use crate::dtype::DType;
 use crate::kernels::OpKernel;
@@ -52,8 +52,8 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
             .map(|t| Binding { name: t.name, ty: BindingType::Tensor { writable: t.writable } }),
     );
     bindings.extend(op.other_bindings());
-    if op == OpKernel::Matmul && spec.vector == VectorWidth::Vec4 {
-        // The vector matmul loads its operands 128 bits at a time.
+    if op.tiles_products() && spec.vector == VectorWidth::Vec4 {
+        // The vector matmul tile loads its operands 128 bits at a time.
         for binding in &mut bindings {
             if let (name @ ("a" | "b"), BindingType::Array { writable, .. }) = (binding.name, binding.ty) {
                 *binding = Binding { name, ty: BindingType::Array { element: "vec4<u32>", writable } };
@@ -120,6 +120,12 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
         if spec.strategy == Strategy::SplitRow {
             source.push_str(SPLIT);
             entry_points.extend([SPLIT_STATS, SPLIT_WRITE]);
+        }
+        for part in op.strategy_parts() {
+            source.push_str(&preprocess(part, &flags)?);
+        }
+        if op == OpKernel::LinearCrossEntropy {
+            entry_points.extend([LINEAR_STATS, LINEAR_FINISH]);
         }
         if spec.has_edges() {
             source.push_str(EDGES);

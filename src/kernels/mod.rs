@@ -23,8 +23,9 @@ mod preprocess;
 
 pub(crate) use cache::{KernelKey, PipelineCache};
 pub(crate) use catalog::{
-    GradientMode, MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, MATMUL_TILE, OpKernel,
-    STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
+    GradientMode, LINEAR_FINISH, LINEAR_STATS, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES,
+    MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, MATMUL_TILE, OpKernel, STATUS_BAD_ROWS,
+    STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
 };
 pub(crate) use compose::compose;
 pub(crate) use params::{MatmulParams, RowParams};
@@ -146,8 +147,8 @@ impl KernelSpec {
 
     /// Every module this crate can compose, in a fixed order: each row op on each
     /// strategy it supports, each storage type and each vector width (strided: scalar
-    /// only), the cross-entropy's reductions, and the matmul in each storage type and
-    /// vector width.
+    /// only), the cross-entropy's reductions, and the matmul and the linear
+    /// cross-entropy's forward in each storage type and vector width.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
     pub(crate) fn all() -> Vec<Self> {
         let mut all = Vec::new();
@@ -161,10 +162,13 @@ impl KernelSpec {
                             for strided in [false, true] {
                                 let plain = dtype == DType::F32 && vector == VectorWidth::Scalar && !cached;
                                 let row_variant = !strided || vector == VectorWidth::Scalar;
-                                // The matmul: one module per 16-bit type it converts
-                                // and per width of its operands' loads.
-                                let matmul = op == OpKernel::Matmul && !cached && !strided;
-                                if (op.is_row_op() && row_variant) || (plain && !strided) || matmul {
+                                // The modules of matrix products: one per 16-bit type
+                                // they convert and per width of their operands' loads.
+                                let matmul = matches!(op, OpKernel::Matmul | OpKernel::LinearCrossEntropy)
+                                    && !cached
+                                    && !strided;
+                                let row_op = op.is_row_op() && op != OpKernel::LinearCrossEntropy;
+                                if (row_op && row_variant) || (plain && !strided) || matmul {
                                     all.push(Self { op, strategy, dtype, vector, cached, strided });
                                 }
                             }
@@ -183,7 +187,7 @@ pub(crate) const CACHE_ELEMENTS: u32 = 32;
 
 /// The most bindings any module declares (a test checks every module against it): the
 /// context keeps that many placeholder buffers for bindings a dispatch leaves unused.
-pub(crate) const MAX_BINDINGS: usize = 12;
+pub(crate) const MAX_BINDINGS: usize = 13;
 
 /// Invocations per workgroup of the cross-entropy's reductions over rows.
 pub(crate) const REDUCE_WORKGROUP_SIZE: u32 = 256;

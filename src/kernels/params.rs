@@ -30,12 +30,16 @@ pub(crate) struct RowParams {
     /// `z_loss * lse^2` before the reduction's scale (see the cross-entropy's encode).
     pub(crate) z_loss: f32,
     /// Elements between one class of a row and the next (1: rows contiguous; see
-    /// [`crate::Shape`]). Also pads the struct to 16 bytes, as uniforms want.
+    /// [`crate::Shape`]).
     pub(crate) inner: u32,
+    /// The linear cross-entropy's features per hidden state (`D`, the sums' length).
+    pub(crate) hidden: u32,
+    /// Pads the struct to a multiple of 16 bytes, as uniforms want (GL's std140).
+    pub(crate) padding: [u32; 3],
 }
 
 /// The fields of [`RowParams`] as WGSL declares them, in order.
-pub(crate) const PARAMS_FIELDS: [(&str, &str); 12] = [
+pub(crate) const PARAMS_FIELDS: [(&str, &str); 16] = [
     ("rows", "u32"),
     ("cols", "u32"),
     ("groups_x", "u32"),
@@ -48,6 +52,10 @@ pub(crate) const PARAMS_FIELDS: [(&str, &str); 12] = [
     ("softcap", "f32"),
     ("z_loss", "f32"),
     ("inner", "u32"),
+    ("hidden", "u32"),
+    ("padding0", "u32"),
+    ("padding1", "u32"),
+    ("padding2", "u32"),
 ];
 
 /// The parameters of one dispatch of the matmul module, laid out as its WGSL `Params`

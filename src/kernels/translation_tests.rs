@@ -10,7 +10,8 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-use super::{BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, compose};
+use super::catalog::MATMUL_SIDE;
+use super::{BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, LINEAR_STATS, Module, compose};
 use crate::dtype::DType;
 use crate::strategy::Strategy;
 
@@ -61,9 +62,9 @@ fn every_op_storage_type_and_width_is_composed() {
     let specs = KernelSpec::all();
     // softmax, its backward and the cross-entropy (six kinds) on four strategies, each in
     // three storage types, two widths for contiguous rows and one for a strided class
-    // axis, with and without the register cache; two reductions; the matmul per storage
-    // type and width of its loads.
-    assert_eq!(specs.len(), 8 * 4 * 3 * (2 + 1) * 2 + 2 + 3 * 2);
+    // axis, with and without the register cache; two reductions; the matmul and the
+    // linear cross-entropy's forward per storage type and width of their loads.
+    assert_eq!(specs.len(), 8 * 4 * 3 * (2 + 1) * 2 + 2 + 3 * 2 * 2);
     for module in all_modules() {
         let spec = module.spec;
         assert!(module.source.contains(&format!("const PACKET: u32 = {}u;", spec.packet())), "{spec:?}");
@@ -93,6 +94,18 @@ fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
         assert_eq!(globals.len(), module.bindings.len(), "{what}");
         // Each binding the dispatch leaves unused gets its own placeholder buffer.
         assert!(module.bindings.len() <= super::MAX_BINDINGS, "{what}: more bindings than placeholders");
+        if spec.op == super::OpKernel::LinearCrossEntropy {
+            let storage = module.bindings.iter().filter(|b| b.ty != BindingType::Params).count();
+            assert_eq!(storage, super::LINEAR_STORAGE_BINDINGS as usize, "{what}: storage bindings");
+            // The workgroup memory of linear_stats: the tile's slabs and the lanes.
+            let bytes: u32 = parsed
+                .global_variables
+                .iter()
+                .filter(|(_, g)| matches!(g.name.as_deref(), Some("staging" | "row_lanes")))
+                .map(|(_, g)| parsed.types[g.ty].inner.size(parsed.to_ctx()))
+                .sum();
+            assert_eq!(bytes, super::LINEAR_WORKGROUP_BYTES, "{what}: workgroup memory");
+        }
         for (index, ((binding, name, space), declared)) in globals.iter().zip(&module.bindings).enumerate() {
             assert_eq!(*binding as usize, index, "{what}");
             assert_eq!(name, declared.name, "{what}");
@@ -139,6 +152,7 @@ fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
         for entry in &parsed.entry_points {
             let expected = match entry.name.as_str() {
                 FIX_EDGES => EDGE_WORKGROUP_SIZE,
+                LINEAR_STATS => MATMUL_SIDE * MATMUL_SIDE,
                 "combine_total_weight" | "finish" | "finish_z_loss" => 1,
                 _ => spec.workgroup_size(),
             };

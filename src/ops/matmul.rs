@@ -70,6 +70,25 @@ fn loads_vectors(operand: TensorRef<'_>, rows: usize, contiguous: usize) -> bool
         && validate::has_room(&region, (rows * contiguous) as u64 * element, VECTOR_BYTES)
 }
 
+/// The width the product of `op(a)` (`m x k`) and `op(b)` (`k x n`) loads its operands
+/// at: 128 bits where both can be, else 32.
+pub(crate) fn operand_width(a: Operand<'_>, b: Operand<'_>, (m, n, k): (usize, usize, usize)) -> VectorWidth {
+    let (a_rows, a_contiguous) = if a.transposed { (k, m) } else { (m, k) };
+    let (b_rows, b_contiguous) = if b.transposed { (n, k) } else { (k, n) };
+    if loads_vectors(a.tensor, a_rows, a_contiguous) && loads_vectors(b.tensor, b_rows, b_contiguous) {
+        VectorWidth::Vec4
+    } else {
+        VectorWidth::Scalar
+    }
+}
+
+/// Bytes of the binding of an operand of `elements` elements loaded at `width`: whole
+/// loads.
+pub(crate) fn operand_bytes(operand: TensorRef<'_>, elements: usize, width: VectorWidth) -> u64 {
+    let unit = if width == VectorWidth::Vec4 { VECTOR_BYTES } else { 4 };
+    (elements as u64 * operand.dtype().size()).next_multiple_of(unit).max(unit)
+}
+
 /// Bytes of one vector load.
 const VECTOR_BYTES: u64 = 16;
 
@@ -150,26 +169,16 @@ pub(crate) fn record_product<'b>(
         ("ACCUMULATE", u32::from(accumulate)),
         ("HAS_BIAS", u32::from(bias.is_some())),
     ];
-    let (a_rows, a_contiguous) = if a.transposed { (k, m) } else { (m, k) };
-    let (b_rows, b_contiguous) = if b.transposed { (n, k) } else { (k, n) };
-    let vector =
-        if loads_vectors(a.tensor, a_rows, a_contiguous) && loads_vectors(b.tensor, b_rows, b_contiguous) {
-            VectorWidth::Vec4
-        } else {
-            VectorWidth::Scalar
-        };
-    let unit = if vector == VectorWidth::Vec4 { VECTOR_BYTES } else { 4 };
-    let bytes = |t: TensorRef<'_>, elements: usize| elements as u64 * t.dtype().size();
-    let operand = |t: TensorRef<'b>, elements: usize| {
-        t.region().binding(0, bytes(t, elements).next_multiple_of(unit).max(unit))
-    };
+    let vector = operand_width(a, b, (m, n, k));
+    let operand =
+        |t: TensorRef<'b>, elements: usize| t.region().binding(0, operand_bytes(t, elements, vector));
     let mut bound = vec![
         ("a", operand(a.tensor, m * k)),
         ("b", operand(b.tensor, k * n)),
         ("c", words(c, 4 * (m * n) as u64)),
     ];
     if let Some(bias) = bias {
-        bound.push(("bias", words(bias.region(), bytes(bias, n))));
+        bound.push(("bias", words(bias.region(), n as u64 * bias.dtype().size())));
     }
     let tile = MATMUL_TILE as usize;
     let blocks = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;

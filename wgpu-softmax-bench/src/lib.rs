@@ -22,7 +22,7 @@ use wgpu_softmax::{
 };
 
 pub use error::{BenchError, Result};
-pub use linear::{LinearConfig, LinearKernel, LinearRecord, LinearReport, run_linear_suite};
+pub use linear::{LinearConfig, LinearKernel, LinearPass, LinearRecord, LinearReport, run_linear_suite};
 pub use report::{OpSummary, Record, Report, Rooflines, StrategyChoice};
 use unfused::{Unfused, UnfusedBuffers};
 pub use wgpu_softmax::timing::{Clock, median};

@@ -1,11 +1,13 @@
 //! The linear cross-entropy against the unfused composition on the same adapter: forward
-//! plus backward (mean loss, `dH`, `dW`) of `H (N x D)`, `W (V x D)` and class targets, timed
-//! and weighed (the GPU memory each holds at its peak).
+//! plus backward (mean loss, `dH`, `dW`) of `H (N x D)`, `W (V x D)` and class targets, or
+//! the forward alone (the mean loss), timed and weighed (the GPU memory each holds at its
+//! peak).
 //!
 //! The unfused composition is what a framework records: the logits `H W^T` stored whole
 //! (`N x V` f32) by a matmul, this crate's fused cross-entropy over them (reduction none, the
 //! upstream gradient `1/N` per row, the gradient written in place), the mean of the
-//! losses, then `dH = G W` and `dW = G^T H`. It uses the same product kernel as the fused
+//! losses, then `dH = G W` and `dW = G^T H` (for the forward alone, no gradient and no
+//! products after the cross-entropy). It uses the same product kernel as the fused
 //! op, so the two differ in what they store and how they walk the rows, not in their
 //! matmul. Where the logits exceed one storage binding (lavapipe binds 128 MiB) each pass
 //! binds a block of rows of the one logits buffer at a time, as a framework's kernels
@@ -64,6 +66,8 @@ pub struct LinearConfig {
     pub runs: usize,
     /// Seed of the input data.
     pub seed: u64,
+    /// The forward alone (the loss; no gradients), instead of forward plus backward.
+    pub forward_only: bool,
 }
 
 impl LinearConfig {
@@ -75,6 +79,7 @@ impl LinearConfig {
             warmup: 1,
             runs: 3,
             seed: 0x11_4EA2,
+            forward_only: false,
         }
     }
 
@@ -126,11 +131,14 @@ pub struct LinearRecord {
     pub hidden: usize,
     /// `V`.
     pub classes: usize,
-    /// Median GPU time of forward plus backward, milliseconds.
+    /// `forward+backward` or `forward`.
+    pub pass: &'static str,
+    /// Median GPU time of the pass, milliseconds.
     pub median_ms: f64,
     /// Timed runs behind the median.
     pub runs: usize,
-    /// Multiply-adds of the three products over the median time, GFLOP/s (2 flops each).
+    /// Multiply-adds of the pass's products (three, or the forward's one) over the median
+    /// time, GFLOP/s (2 flops each).
     pub gflops: f64,
     /// GPU memory held at the run's peak, inputs and gradients included, bytes.
     pub peak_bytes: u64,
@@ -162,15 +170,16 @@ impl LinearReport {
         let mut out = format!("{} ({}), times by {}\n", self.adapter, self.backend, self.clock);
         let _ = writeln!(
             out,
-            "{:<20} {:<8} {:>12} {:>9} {:>12} {:>10} {:>10}",
-            "N x D x V", "kernel", "median ms", "GFLOP/s", "peak MiB", "memory", "loss"
+            "{:<20} {:<8} {:<16} {:>12} {:>9} {:>12} {:>10} {:>10}",
+            "N x D x V", "kernel", "pass", "median ms", "GFLOP/s", "peak MiB", "memory", "loss"
         );
         for r in &self.records {
             let _ = writeln!(
                 out,
-                "{:<20} {:<8} {:>12.2} {:>9.1} {:>12.1} {:>10} {:>10.5}",
+                "{:<20} {:<8} {:<16} {:>12.2} {:>9.1} {:>12.1} {:>10} {:>10.5}",
                 format!("{}x{}x{}", r.rows, r.hidden, r.classes),
                 r.kernel,
+                r.pass,
                 r.median_ms,
                 r.gflops,
                 mib(r.peak_bytes),
@@ -181,17 +190,19 @@ impl LinearReport {
         for fused in self.records.iter().filter(|r| r.kernel == LinearKernel::Fused.name()) {
             let unfused = self.records.iter().find(|r| {
                 r.kernel == LinearKernel::Unfused.name()
-                    && (r.rows, r.hidden, r.classes) == (fused.rows, fused.hidden, fused.classes)
+                    && (r.rows, r.hidden, r.classes, r.pass)
+                        == (fused.rows, fused.hidden, fused.classes, fused.pass)
             });
             if let Some(unfused) = unfused {
                 #[allow(clippy::cast_precision_loss)] // byte counts
                 let memory = fused.peak_bytes as f64 / unfused.peak_bytes.max(1) as f64;
                 let _ = writeln!(
                     out,
-                    "{}x{}x{}: fused peak memory {:.3} of the unfused ({:.1} vs {:.1} MiB; logits {:.1} MiB), time {:.2}x the unfused",
+                    "{}x{}x{} {}: fused peak memory {:.3} of the unfused ({:.1} vs {:.1} MiB; logits {:.1} MiB), time {:.2}x the unfused",
                     fused.rows,
                     fused.hidden,
                     fused.classes,
+                    fused.pass,
                     memory,
                     mib(fused.peak_bytes),
                     mib(unfused.peak_bytes),
@@ -313,13 +324,14 @@ fn record_unfused(
     shape: LinearShape,
     shared: &SharedBuffers,
     own: &UnfusedBuffers,
-    block: usize,
+    (block, pass): (usize, LinearPass),
 ) -> Result<()> {
     let LinearShape { rows, hidden: d, classes: v } = shape;
     let at = |buffer, row: usize, width: usize, count: usize| {
         BufferRegion::at(buffer, (4 * row * width) as u64).with_size((4 * count * width) as u64)
     };
-    let loss_op = CrossEntropy::new().reduction(Reduction::None).gradient(Gradient::InPlace);
+    let gradient = if pass.has_gradients() { Gradient::InPlace } else { Gradient::Skip };
+    let loss_op = CrossEntropy::new().reduction(Reduction::None).gradient(gradient);
     for start in (0..rows).step_by(block) {
         let count = block.min(rows - start);
         let logits = at(&own.logits, start, v, count);
@@ -338,6 +350,9 @@ fn record_unfused(
         let buffers = CrossEntropyBuffers::new(logits, targets, at(&own.row_loss, start, 1, count))
             .with_grad_output(at(&own.inverse_rows, start, 1, count));
         loss_op.encode(ctx, encoder, &buffers, Shape::new(count, v))?;
+        if !pass.has_gradients() {
+            continue;
+        }
         // dH = G W, dW += G^T H
         record_matmul(
             ctx,
@@ -377,15 +392,17 @@ fn record_fused(
     encoder: &mut wgpu::CommandEncoder,
     shape: LinearShape,
     shared: &SharedBuffers,
+    pass: LinearPass,
 ) -> Result<()> {
-    let buffers = LinearCrossEntropyBuffers::new(
+    let mut buffers = LinearCrossEntropyBuffers::new(
         &shared.hidden,
         &shared.classifier,
         TargetBuffer::U32((&shared.targets).into()),
         &shared.loss,
-    )
-    .with_grad_hidden(&shared.grad_hidden)
-    .with_grad_classifier(&shared.grad_classifier);
+    );
+    if pass.has_gradients() {
+        buffers = buffers.with_grad_hidden(&shared.grad_hidden).with_grad_classifier(&shared.grad_classifier);
+    }
     LinearCrossEntropy::new().encode(ctx, encoder, &buffers, shape)?;
     Ok(())
 }
@@ -417,12 +434,37 @@ pub struct LinearOutputs {
 pub fn measure_linear(
     ctx: &Context,
     timer: &Timer,
-    kernel: LinearKernel,
+    (kernel, pass): (LinearKernel, LinearPass),
     shape: LinearShape,
     (warmup, runs, seed): (usize, usize, u64),
 ) -> Result<(LinearRecord, LinearOutputs)> {
     let block = unfused_block_rows(ctx, shape);
-    measure_blocked(ctx, timer, kernel, shape, (warmup, runs, seed), block)
+    measure_blocked(ctx, timer, (kernel, pass), shape, (warmup, runs, seed), block)
+}
+
+/// Which pass a measurement times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinearPass {
+    /// The loss, `dH` and `dW`.
+    ForwardBackward,
+    /// The loss alone.
+    Forward,
+}
+
+impl LinearPass {
+    /// The pass's name in reports and JSON.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::ForwardBackward => "forward+backward",
+            Self::Forward => "forward",
+        }
+    }
+
+    /// Whether it computes the gradients.
+    const fn has_gradients(self) -> bool {
+        matches!(self, Self::ForwardBackward)
+    }
 }
 
 /// [`measure_linear`] with the unfused composition's blocks of `block` rows (a multiple
@@ -430,7 +472,7 @@ pub fn measure_linear(
 fn measure_blocked(
     ctx: &Context,
     timer: &Timer,
-    kernel: LinearKernel,
+    (kernel, pass): (LinearKernel, LinearPass),
     shape: LinearShape,
     (warmup, runs, seed): (usize, usize, u64),
     block: usize,
@@ -442,11 +484,14 @@ fn measure_blocked(
         LinearKernel::Fused => None,
         LinearKernel::Unfused => Some(UnfusedBuffers::new(ctx, shape)?),
     };
+    // An upload keeps a staging copy of its data until the next submission completes:
+    // complete one, so that the peak weighs the run's buffers, not their upload copies.
+    ctx.submit_and_wait(ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default()))?;
     let mut peak = None;
     let mut record = |encoder: &mut wgpu::CommandEncoder| -> Result<()> {
         match &own {
-            None => record_fused(ctx, encoder, shape, &shared)?,
-            Some(own) => record_unfused(ctx, encoder, shape, &shared, own, block)?,
+            None => record_fused(ctx, encoder, shape, &shared, pass)?,
+            Some(own) => record_unfused(ctx, encoder, shape, &shared, own, (block, pass))?,
         }
         // Every buffer of the run, the op's own included, lives until the submission ends.
         if peak.is_none() {
@@ -474,10 +519,12 @@ fn measure_blocked(
         grad_classifier: ctx.download(&shared.grad_classifier, classes * hidden)?,
     };
     let median_ms = median(&times);
+    let products = if pass.has_gradients() { 3.0 } else { 1.0 };
     #[allow(clippy::cast_precision_loss)] // multiply-add counts
-    let gflops = 6.0 * (rows * hidden * classes) as f64 / (median_ms * 1e-3) / 1e9;
+    let gflops = 2.0 * products * (rows * hidden * classes) as f64 / (median_ms * 1e-3) / 1e9;
     let record = LinearRecord {
         kernel: kernel.name(),
+        pass: pass.name(),
         rows,
         hidden,
         classes,
@@ -521,18 +568,25 @@ pub fn run_linear_suite(
     };
     let total = config.measurements();
     let mut done = 0;
+    let pass = if config.forward_only { LinearPass::Forward } else { LinearPass::ForwardBackward };
     for &shape in &config.shapes {
         for kernel in LinearKernel::ALL {
             let what = format!(
-                "linear_cross_entropy {}x{}x{} {}",
+                "linear_cross_entropy {}x{}x{} {} {}",
                 shape.rows,
                 shape.hidden,
                 shape.classes,
-                kernel.name()
+                kernel.name(),
+                pass.name()
             );
             progress(done, total, &what);
-            let (record, _) =
-                measure_linear(ctx, &timer, kernel, shape, (config.warmup, config.runs, config.seed))?;
+            let (record, _) = measure_linear(
+                ctx,
+                &timer,
+                (kernel, pass),
+                shape,
+                (config.warmup, config.runs, config.seed),
+            )?;
             report.records.push(record);
             done += 1;
         }
@@ -564,14 +618,21 @@ mod tests {
         let input = LinearCrossEntropyInput::new(&hidden, &classifier, shape, Targets::U32(&targets));
         let want = reference::linear_cross_entropy(&LinearCrossEntropy::new(), &input).unwrap();
         for kernel in LinearKernel::ALL {
-            let (record, got) = measure_blocked(ctx, &timer, kernel, shape, (0, 1, seed), 64).unwrap();
-            let what = kernel.name();
             let loss = want.loss[0];
-            assert!(
-                (f64::from(got.loss) - loss).abs() <= 1e-5 + 1e-4 * loss.abs(),
-                "{what}: loss {} vs {loss}",
-                got.loss
-            );
+            let close = |got: f32| (f64::from(got) - loss).abs() <= 1e-5 + 1e-4 * loss.abs();
+            // The forward alone: the same loss, the gradients left poisoned.
+            let (record, got) =
+                measure_blocked(ctx, &timer, (kernel, LinearPass::Forward), shape, (0, 1, seed), 64).unwrap();
+            let what = format!("{} forward", kernel.name());
+            assert!(close(got.loss), "{what}: loss {} vs {loss}", got.loss);
+            assert_eq!(record.pass, "forward");
+            assert!(got.grad_hidden.iter().all(|g| g.is_nan()), "{what}: dH written");
+
+            let (record, got) =
+                measure_blocked(ctx, &timer, (kernel, LinearPass::ForwardBackward), shape, (0, 1, seed), 64)
+                    .unwrap();
+            let what = kernel.name();
+            assert!(close(got.loss), "{what}: loss {} vs {loss}", got.loss);
             assert_eq!(record.loss.to_bits(), got.loss.to_bits(), "{what}: the record's loss");
             let grad = Tolerance::LINEAR_CROSS_ENTROPY_GRAD;
             let c = compare(&got.grad_hidden, want.grad_hidden.as_deref().unwrap(), grad);

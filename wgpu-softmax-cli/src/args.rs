@@ -77,6 +77,10 @@ pub struct BenchArgs {
     /// at the full sizes.
     #[arg(long, value_name = "N", requires = "linear", value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: Option<u32>,
+    /// With --linear: the forward alone (the loss, no gradients): the fused op reduces each
+    /// block of logits as it computes it, the unfused composition stores them all.
+    #[arg(long, requires = "linear")]
+    pub forward: bool,
 }
 
 /// `check`'s arguments.

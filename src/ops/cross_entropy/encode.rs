@@ -3,11 +3,16 @@
 
 use super::{CrossEntropy, CrossEntropyBuffers, Gradient, Reduction, STATUS_WORDS, TargetBuffer};
 use crate::context::Context;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKey, KernelSpec, OpKernel, RowParams, TargetsKind, VectorWidth};
+use crate::kernels::{
+    KernelKey, KernelSpec, LINEAR_FINISH, LINEAR_STATS, MATMUL_TILE, OpKernel, RowParams, TargetsKind,
+    VectorWidth,
+};
+use crate::ops::matmul::{Operand, operand_bytes, operand_width};
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
-use crate::plan::Plan;
+use crate::plan::{Plan, spread_grid};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -103,7 +108,7 @@ impl CrossEntropy {
             let main = self.main_dispatch(
                 &settings,
                 MainBindings {
-                    logits: buffers.logits,
+                    logits: Some(buffers.logits),
                     targets: buffers.targets,
                     grad: buffers.grad,
                     weight: buffers.weight,
@@ -219,7 +224,8 @@ impl CrossEntropy {
         let mut whole: Vec<(&'static str, BufferRegion<'_>, u64)> = vec![("status", bindings.status, 16)];
         whole.extend(bindings.weight.map(|w| ("weight", w, cols_bytes)));
         let mut per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
-        let mut tensors: Vec<(&'static str, TensorRef<'_>)> = vec![("logits", bindings.logits)];
+        let mut tensors: Vec<(&'static str, TensorRef<'_>)> =
+            bindings.logits.map(|logits| ("logits", logits)).into_iter().collect();
         match bindings.targets {
             TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) => {
                 per_row.push(("targets", t, settings.target_bytes));
@@ -292,6 +298,29 @@ impl CrossEntropy {
         }
         let vector = rows::vector_width(&[logits], window.len()? as u64);
         let plan = self.plan_for(ctx, window, logits.dtype(), vector, false)?;
+        let spec = KernelSpec {
+            cached: rows::keeps_rows(ctx),
+            strided: false,
+            op: self.kernel(false),
+            strategy: plan.strategy,
+            dtype: logits.dtype(),
+            vector,
+        };
+        let main = self.batch_window_dispatch(batch, Some(logits), first_row, window, spec)?;
+        rows::encode_rows(ctx, encoder, &main, window, &plan)
+    }
+
+    /// The fused kernel's dispatch over the window of `window.rows` rows from `first_row`
+    /// of a batch: the window's targets, upstream gradient, losses and logsumexps, the
+    /// batch's weights, scale and status, and the logits where they are stored.
+    fn batch_window_dispatch<'b>(
+        &self,
+        batch: &BatchBuffers<'b>,
+        logits: Option<TensorRef<'b>>,
+        first_row: usize,
+        window: Shape,
+        spec: KernelSpec,
+    ) -> Result<RowDispatch<'b>> {
         let mut settings = self.settings(batch.targets, batch.weight.is_some(), window)?;
         settings.params.first_row = u32::try_from(first_row).unwrap_or(u32::MAX);
         fn rows_of(region: BufferRegion<'_>, (first, rows): (usize, usize), bytes: u64) -> BufferRegion<'_> {
@@ -314,7 +343,7 @@ impl CrossEntropy {
             (None, Some(t)) if self.reduction == Reduction::Mean => Some(Scale::Totals(t)),
             _ => None,
         };
-        let main = self.main_dispatch(
+        Ok(self.main_dispatch(
             &settings,
             MainBindings {
                 logits,
@@ -327,16 +356,96 @@ impl CrossEntropy {
                 lse: batch.lse.map(|l| at(l, 4)),
                 status: batch.status,
             },
-            KernelSpec {
-                cached: rows::keeps_rows(ctx),
-                strided: false,
-                op: self.kernel(false),
-                strategy: plan.strategy,
-                dtype: logits.dtype(),
-                vector,
-            },
-        );
-        rows::encode_rows(ctx, encoder, &main, window, &plan)
+            spec,
+        ))
+    }
+
+    /// Records the loss and logsumexp of the window of `window.rows` rows from
+    /// `first_row` of a batch from their hidden states, without storing their logits:
+    /// `linear_stats` reduces each block of logits to its rows' shares in `shares` as it
+    /// computes it, and `linear_finish` merges each row's shares into its loss (no
+    /// gradient). `shares` holds at least [`linear_shares_bytes`] for the window.
+    ///
+    /// # Errors
+    ///
+    /// A pipeline that does not compile (a bug), [`Error::LimitExceeded`] for a grid past
+    /// the device's limits, and what wgpu reports while binding.
+    pub(crate) fn encode_batch_window_from_hidden(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        batch: &BatchBuffers<'_>,
+        source: &HiddenWindow<'_>,
+        (first_row, window): (usize, Shape),
+        shares: &wgpu::Buffer,
+    ) -> Result<()> {
+        if window.is_empty() {
+            return Ok(());
+        }
+        let HiddenWindow { hidden, classifier, bias, features } = *source;
+        let dtype = hidden.dtype();
+        let a = Operand { tensor: hidden, transposed: false };
+        let b = Operand { tensor: classifier, transposed: true };
+        let vector = operand_width(a, b, (window.rows, window.cols, features));
+        let spec = KernelSpec {
+            cached: false,
+            strided: false,
+            op: OpKernel::LinearCrossEntropy,
+            strategy: Strategy::SplitRow,
+            dtype,
+            vector,
+        };
+        let mut dispatch = self.batch_window_dispatch(batch, None, first_row, window, spec)?;
+        dispatch.constants.extend([
+            ("A_HALF", u32::from(dtype != DType::F32)),
+            ("B_HALF", u32::from(dtype != DType::F32)),
+            ("HAS_BIAS", u32::from(bias.is_some())),
+        ]);
+        dispatch.whole.extend([
+            ("a", hidden.region(), operand_bytes(hidden, window.rows * features, vector)),
+            ("b", classifier.region(), operand_bytes(classifier, window.cols * features, vector)),
+        ]);
+        dispatch.whole.extend(bias.map(|b| ("bias", b.region(), window.cols as u64 * dtype.size())));
+        let module = ctx.module(spec)?;
+        let size = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let tile = MATMUL_TILE as usize;
+        let tiles = window.cols.div_ceil(tile);
+        let max_groups = ctx.caps().max_workgroups_per_dimension;
+        let passes = [
+            (LINEAR_STATS, (window.rows.div_ceil(tile) * tiles) as u64),
+            (LINEAR_FINISH, window.rows as u64),
+        ];
+        let label = spec.label();
+        ctx.catching(|| {
+            for (entry_point, groups) in passes {
+                let grid = spread_grid(groups, max_groups)?;
+                let params = RowParams {
+                    rows: size(window.rows),
+                    cols: size(window.cols),
+                    groups_x: grid[0],
+                    segments: size(tiles),
+                    inner: 1,
+                    hidden: size(features),
+                    ..dispatch.params
+                };
+                let params =
+                    ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+                let scratch = [("segment_shares", shares)];
+                let bind_group = rows::bind_rows(
+                    ctx,
+                    &module,
+                    &params,
+                    &dispatch,
+                    window.cols as u64,
+                    (0, window.rows as u64),
+                    &scratch,
+                );
+                let pipeline =
+                    ctx.pipeline(&KernelKey { spec, entry_point, constants: dispatch.constants.clone() })?;
+                Context::dispatch(encoder, &label, &pipeline, &bind_group, grid);
+            }
+            Ok(())
+        })
     }
 
     /// Ends a batch of windows: the mean or sum of the row losses into the batch's loss
@@ -495,7 +604,8 @@ enum Scale<'b> {
 /// The buffers of the fused kernel's dispatch.
 #[derive(Clone, Copy)]
 struct MainBindings<'b> {
-    logits: TensorRef<'b>,
+    /// None where the logits are never stored (the linear cross-entropy's forward).
+    logits: Option<TensorRef<'b>>,
     targets: TargetBuffer<'b>,
     grad: Option<TensorRef<'b>>,
     weight: Option<BufferRegion<'b>>,
@@ -556,7 +666,7 @@ const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
     KernelSpec {
         op: OpKernel::CrossEntropyReduce { targets },
         strategy: Strategy::WorkgroupPerRow,
-        dtype: crate::dtype::DType::F32,
+        dtype: DType::F32,
         vector: VectorWidth::Scalar,
         cached: false,
         strided: false,
@@ -598,4 +708,25 @@ fn record_reductions(
         Context::dispatch(encoder, &label, &pipeline(combine)?, &group, [1, 1]);
     }
     Ok(())
+}
+
+/// Where a window's logits come from when they are never stored: `H W^T (+ b)` of its
+/// hidden states.
+#[derive(Clone, Copy)]
+pub(crate) struct HiddenWindow<'b> {
+    /// The window's hidden states, `rows x features`.
+    pub(crate) hidden: TensorRef<'b>,
+    /// The classifier, `classes x features`, of the hidden states' type.
+    pub(crate) classifier: TensorRef<'b>,
+    /// Its optional bias, `classes`.
+    pub(crate) bias: Option<TensorRef<'b>>,
+    /// `D`.
+    pub(crate) features: usize,
+}
+
+/// Bytes of the shares a window of `rows` rows of `classes` classes leaves when its logits
+/// are never stored: one share per row and block of classes.
+pub(crate) fn linear_shares_bytes(rows: usize, classes: usize) -> u64 {
+    let shares = (rows as u64).saturating_mul(classes.div_ceil(MATMUL_TILE as usize) as u64);
+    shares.saturating_mul(OpKernel::LinearCrossEntropy.share_bytes())
 }

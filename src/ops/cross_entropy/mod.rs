@@ -31,7 +31,7 @@
 mod encode;
 mod host;
 
-pub(crate) use encode::BatchBuffers;
+pub(crate) use encode::{BatchBuffers, HiddenWindow, linear_shares_bytes};
 pub(crate) use host::check_class_targets;
 
 use crate::context::Context;

@@ -5,8 +5,9 @@ use super::{LinearCrossEntropy, LinearCrossEntropyBuffers, LinearPlan, LinearSha
 use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::kernels::{LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES};
 use crate::ops::cross_entropy::{
-    BatchBuffers, CrossEntropy, Gradient, Reduction, STATUS_WORDS, TargetBuffer,
+    BatchBuffers, CrossEntropy, Gradient, HiddenWindow, Reduction, STATUS_WORDS, TargetBuffer,
 };
 use crate::ops::matmul::{Operand, Product, record_column_sums, record_pack_halves, record_product};
 use crate::ops::validate;
@@ -56,15 +57,16 @@ impl LinearCrossEntropy {
     ) -> Result<LinearPlan> {
         self.loss.check_options()?;
         self.check_buffers(ctx, buffers, shape)?;
-        let plan = self.plan_windows(shape, ctx.caps().max_storage_binding_bytes)?;
+        let wants_grad =
+            buffers.grad_hidden.is_some() || buffers.grad_classifier.is_some() || buffers.grad_bias.is_some();
+        let stores_logits = wants_grad || !reduces_blocks_in_place(ctx);
+        let plan = self.plan_windows(shape, ctx.caps().max_storage_binding_bytes, stores_logits)?;
         if shape.classes == 0 {
             return Ok(plan);
         }
         let LinearShape { rows, hidden: d, classes: v } = shape;
         let dtype = buffers.hidden.dtype();
         let half = dtype != DType::F32;
-        let wants_grad =
-            buffers.grad_hidden.is_some() || buffers.grad_classifier.is_some() || buffers.grad_bias.is_some();
         let loss = self.loss.gradient(if wants_grad { Gradient::InPlace } else { Gradient::Skip });
         let reduced = self.loss.get_reduction() != Reduction::None;
         let window_rows = plan.window_rows;
@@ -126,6 +128,27 @@ impl LinearCrossEntropy {
                     buffers.hidden.region().part((first * d) as u64 * element, (n * d) as u64 * element),
                     dtype,
                 );
+                if !stores_logits {
+                    let source = HiddenWindow {
+                        hidden: hidden_window,
+                        classifier: buffers.classifier,
+                        bias: buffers.bias,
+                        features: d,
+                    };
+                    let window = Shape::new(n, v);
+                    loss.encode_batch_window_from_hidden(
+                        ctx,
+                        encoder,
+                        &batch,
+                        &source,
+                        (first, window),
+                        &workspace,
+                    )?;
+                    if first + n < rows {
+                        after_window(encoder)?;
+                    }
+                    continue;
+                }
                 let logits = BufferRegion::new(&workspace).with_size((n * v) as u64 * 4);
                 let g = TensorRef::new(logits, DType::F32);
                 record_product(
@@ -321,4 +344,14 @@ impl LinearCrossEntropy {
         }
         Ok(())
     }
+}
+
+/// Whether the device runs the forward that reduces each block of logits as it computes
+/// it: the kernel's workgroup memory (the tile's slabs and a lane per invocation) and its
+/// twelve storage bindings fit the device's limits. (Else the loss takes the windows of
+/// logits.)
+fn reduces_blocks_in_place(ctx: &Context) -> bool {
+    let limits = ctx.device().limits();
+    limits.max_compute_workgroup_storage_size >= LINEAR_WORKGROUP_BYTES
+        && limits.max_storage_buffers_per_shader_stage >= LINEAR_STORAGE_BINDINGS
 }

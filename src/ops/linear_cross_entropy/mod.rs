@@ -11,6 +11,15 @@
 //! matmuls add the window's `G W` to `dH` and `G^T H_window` to `dW` (and its column sums
 //! to `db`). With `N x V` logits, the largest buffer is the workspace, not `4 N V` bytes.
 //!
+//! Without gradients (the loss and logsumexp only) no logits are stored at all: each
+//! workgroup of the tiled matmul reduces its block of logits, from its registers, to
+//! each of its rows' share of the loss over the block's 64 classes (the max, the sum of
+//! exponentials relative to it, the sums the options need, the target's logit), and a
+//! second pass merges each row's shares in the order of the classes into its loss and
+//! logsumexp: 36 bytes per row and block instead of 256 bytes of logits. (A device
+//! whose workgroup memory or storage bindings per stage are below what that kernel needs
+//! takes the windows of logits instead.)
+//!
 //! Every option of [`crate::CrossEntropy`] over class-index targets applies: reduction,
 //! `ignore_index`, label smoothing, class weights, z-loss, logit softcap, the logsumexp
 //! per row. Storage f32, f16 or bf16 for `H`, `W`, `b` and the gradients (one type for
@@ -20,7 +29,7 @@ mod encode;
 mod host;
 
 use crate::error::{Error, Result};
-use crate::ops::cross_entropy::{CrossEntropy, Reduction, TargetBuffer, Targets};
+use crate::ops::cross_entropy::{CrossEntropy, Reduction, TargetBuffer, Targets, linear_shares_bytes};
 use crate::shape::Shape;
 use crate::tensor::{BufferRegion, TensorRef};
 
@@ -270,17 +279,31 @@ impl<'a> LinearCrossEntropyBuffers<'a> {
     }
 }
 
-/// How the op walks the rows: windows of `window_rows` rows, each with its logits in a
-/// workspace of `workspace_bytes`.
+/// How the op walks the rows: windows of `window_rows` rows, each with its logits (or,
+/// without gradients, only its rows' statistics per block of classes) in a workspace of
+/// `workspace_bytes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinearPlan {
     /// Rows per window (the last may have fewer).
     pub window_rows: usize,
     /// Windows.
     pub windows: usize,
-    /// Bytes of the logits workspace: the largest buffer the op allocates.
+    /// Bytes of the workspace: the largest buffer the op allocates.
     pub workspace_bytes: u64,
+    /// Whether a window's logits are stored in the workspace (the gradients need them),
+    /// else only its rows' statistics per block of classes ([`LINEAR_SHARE_BYTES`] per
+    /// [`LINEAR_BLOCK_CLASSES`] classes), reduced from each block of logits as it is
+    /// computed.
+    pub stores_logits: bool,
 }
+
+/// Classes per block of the forward without stored logits: each row leaves one share of
+/// statistics per block.
+pub const LINEAR_BLOCK_CLASSES: usize = crate::kernels::MATMUL_TILE as usize;
+
+/// Bytes of one row's share of statistics per block of classes (its max, its sum of
+/// exponentials, and the loss's sums relative to that max).
+pub const LINEAR_SHARE_BYTES: u64 = crate::kernels::OpKernel::LinearCrossEntropy.share_bytes();
 
 /// The default bound on the logits workspace: 32 MiB.
 pub const DEFAULT_WORKSPACE_BYTES: u64 = 32 << 20;
@@ -384,8 +407,10 @@ impl LinearCrossEntropy {
         self
     }
 
-    /// Bounds the logits workspace: windows hold as many rows as fit in `bytes` (f32),
-    /// in multiples of 128 rows, and at least 128 rows (or all of them, when fewer).
+    /// Bounds the workspace: windows hold as many rows as fit in `bytes`, in multiples of
+    /// 128 rows, and at least 128 rows (or all of them, when fewer). A row takes its f32
+    /// logits where gradients are computed, else only its statistics per block of classes
+    /// ([`LinearPlan::stores_logits`]).
     #[must_use]
     pub const fn workspace_bytes(mut self, bytes: u64) -> Self {
         self.workspace_bytes = bytes;
@@ -411,16 +436,27 @@ impl LinearCrossEntropy {
     }
 
     /// Plans the windows of `shape` on a device whose storage bindings hold at most
-    /// `max_binding` bytes.
+    /// `max_binding` bytes, each window's logits in the workspace where `stores_logits`,
+    /// else only its rows' shares.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] when the workspace bound cannot hold 128 rows of logits
-    /// (and there are more rows), [`Error::LimitExceeded`] when a window of 128 rows, `W`
-    /// or `dW` in f32 does not fit one binding, [`Error::ShapeOverflow`].
-    pub(crate) fn plan_windows(&self, shape: LinearShape, max_binding: u64) -> Result<LinearPlan> {
+    /// [`Error::InvalidOption`] when the workspace bound cannot hold 128 rows (and there
+    /// are more rows), [`Error::LimitExceeded`] when a window of 128 rows, `W` or `dW` in
+    /// f32 does not fit one binding, [`Error::ShapeOverflow`].
+    pub(crate) fn plan_windows(
+        &self,
+        shape: LinearShape,
+        max_binding: u64,
+        stores_logits: bool,
+    ) -> Result<LinearPlan> {
         let [_, classifier, _] = shape.elements()?;
-        let row_bytes = 4 * shape.classes.max(1) as u64;
+        let row_bytes = if stores_logits {
+            4 * shape.classes.max(1) as u64
+        } else {
+            linear_shares_bytes(1, shape.classes.max(1))
+        };
+        let what = if stores_logits { "f32 logits" } else { "statistics per block of classes" };
         let classifier_bytes = 4 * classifier as u64;
         if classifier_bytes > max_binding {
             return Err(Error::LimitExceeded {
@@ -439,7 +475,7 @@ impl LinearCrossEntropy {
                 let needed = row_bytes * WINDOW_ROW_MULTIPLE as u64;
                 if needed > max_binding {
                     return Err(Error::LimitExceeded {
-                        limit: "max_storage_buffer_binding_size (128 rows of logits)",
+                        limit: "max_storage_buffer_binding_size (128 rows of the workspace)",
                         required: needed,
                         available: max_binding,
                     });
@@ -447,7 +483,7 @@ impl LinearCrossEntropy {
                 return Err(Error::InvalidOption {
                     option: "workspace_bytes",
                     problem: format!(
-                        "{} bytes hold fewer than {WINDOW_ROW_MULTIPLE} rows of {} f32 logits; give at least {needed}",
+                        "{} bytes hold fewer than {WINDOW_ROW_MULTIPLE} rows of {} classes' {what}; give at least {needed}",
                         self.workspace_bytes, shape.classes
                     ),
                 });
@@ -458,6 +494,7 @@ impl LinearCrossEntropy {
             window_rows,
             windows: shape.rows.div_ceil(window_rows),
             workspace_bytes: window_rows as u64 * row_bytes,
+            stores_logits,
         })
     }
 }
@@ -469,27 +506,38 @@ mod tests {
     #[test]
     fn windows_are_whole_multiples_of_128_rows_within_the_bound() {
         let op = LinearCrossEntropy::new().workspace_bytes(1 << 20);
-        let plan = op.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20).unwrap();
+        let plan = op.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20, true).unwrap();
         // 1 MiB / 4000 bytes = 262 rows, down to 256.
         assert_eq!((plan.window_rows, plan.windows, plan.workspace_bytes), (256, 16, 256 * 4000));
         // Fewer rows than fit: one window of them all.
-        let plan = op.plan_windows(LinearShape::new(100, 64, 1000), 128 << 20).unwrap();
+        let plan = op.plan_windows(LinearShape::new(100, 64, 1000), 128 << 20, true).unwrap();
         assert_eq!((plan.window_rows, plan.windows), (100, 1));
         // A bound below 128 rows is refused, naming what it needs.
         let small = LinearCrossEntropy::new().workspace_bytes(1000);
         assert!(matches!(
-            small.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20),
+            small.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20, true),
             Err(Error::InvalidOption { option: "workspace_bytes", .. })
         ));
         // The binding limit caps the workspace.
         let plan = LinearCrossEntropy::new()
             .workspace_bytes(u64::MAX)
-            .plan_windows(LinearShape::new(1 << 20, 8, 1 << 10), 1 << 20)
+            .plan_windows(LinearShape::new(1 << 20, 8, 1 << 10), 1 << 20, true)
             .unwrap();
         assert_eq!(plan.window_rows, 256);
         // Narrow rows: the loop bound caps the window.
         let plan =
-            LinearCrossEntropy::new().plan_windows(LinearShape::new(100_000, 8, 2), 128 << 20).unwrap();
+            LinearCrossEntropy::new().plan_windows(LinearShape::new(100_000, 8, 2), 128 << 20, true).unwrap();
         assert_eq!((plan.window_rows, plan.windows), (MAX_WINDOW_ROWS, 4));
+    }
+
+    #[test]
+    fn without_logits_a_row_takes_a_share_per_block_of_classes() {
+        let op = LinearCrossEntropy::new().workspace_bytes(1 << 20);
+        // 1000 classes: 16 blocks of 64, 16 * 36 = 576 bytes a row; 1 MiB holds 1820
+        // rows, down to 1792.
+        let plan = op.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20, false).unwrap();
+        assert_eq!(plan.workspace_bytes, 1792 * 16 * LINEAR_SHARE_BYTES);
+        assert_eq!((plan.window_rows, plan.windows, plan.stores_logits), (1792, 3, false));
+        assert_eq!(LINEAR_SHARE_BYTES, 36);
     }
 }

@@ -94,6 +94,7 @@ fn measure_linear(cli: &Cli, args: &BenchArgs) -> Result<wgpu_softmax_bench::Lin
         config.warmup = 0;
         config.runs = runs as usize;
     }
+    config.forward_only = args.forward;
     let bar = progress_bar(config.measurements())?;
     // One run of the unfused composition at the full sizes is minutes of work on a
     // software adapter, all in one submission.

@@ -1,0 +1,247 @@
+// A workgroup's block of a matrix product, in f32, for the modules built on it (the
+// matmul's passes, the linear cross-entropy's forward):
+//
+//     c = op(a) * op(b) (+ bias[column], with HAS_BIAS)
+//
+// op(a) is m x k, op(b) is k x n and c is m x n, row-major. a is stored m x k row-major,
+// or k x m with A_TRANSPOSED; b is stored k x n row-major, or n x k with B_TRANSPOSED.
+// a, b and bias are 32-bit words: f32 bits, or with A_HALF / B_HALF (bias with B_HALF)
+// 16-bit halves two to a word, element 2w in the low half of word w. With VECTOR, a and b
+// are arrays of vec4<u32> and the slabs load 128 bits at a time (a GROUP of four f32 or
+// eight halves along the stored rows); the host composes it only where each operand's
+// stored rows are whole groups, so that a group never straddles two rows.
+//
+// A workgroup computes a TILE x TILE block of c: invocation (x, y) of its SIDE x SIDE
+// grid owns the PER x PER outputs at rows y + SIDE * i and columns x + SIDE * j. The
+// block's k axis is walked DEPTH at a time: every invocation loads PER_LOAD elements of
+// the a and b slabs into workgroup memory, neighbours reading neighbouring words, then
+// each output gathers DEPTH products from there. The sum over k runs in the same order
+// for every output, every run.
+
+// SIDE, PER and DEPTH come from the host, which sizes the grid by TILE.
+const TILE: u32 = SIDE * PER;
+const PER_LOAD: u32 = TILE * DEPTH / (SIDE * SIDE);
+
+override A_HALF: bool = false;
+override B_HALF: bool = false;
+override A_TRANSPOSED: bool = false;
+override B_TRANSPOSED: bool = true;
+override HAS_BIAS: bool = false;
+
+// The a and b slabs, one after the other; free for a module's own use once the sums
+// are done.
+var<workgroup> staging: array<f32, 2u * TILE * DEPTH>;
+const B_SLAB: u32 = TILE * DEPTH;
+
+// The sizes of a product: op(a) is m x k, op(b) k x n.
+struct Dims {
+    m: u32,
+    n: u32,
+    k: u32,
+}
+
+fn word_value(word: u32, index: u32, halves: bool) -> f32 {
+#if HALF
+    if (halves) {
+        return half_to_f32(select(word & 0xffffu, word >> 16u, (index & 1u) == 1u));
+    }
+#endif
+    return bitcast<f32>(word);
+}
+
+fn word_index(index: u32, halves: bool) -> u32 {
+    return select(index, index / 2u, halves);
+}
+
+#if VECTOR
+fn a_word(w: u32) -> u32 {
+    return a[w / 4u][w % 4u];
+}
+
+fn b_word(w: u32) -> u32 {
+    return b[w / 4u][w % 4u];
+}
+#else
+fn a_word(w: u32) -> u32 {
+    return a[w];
+}
+
+fn b_word(w: u32) -> u32 {
+    return b[w];
+}
+#endif
+
+fn a_value(index: u32) -> f32 {
+    return word_value(a_word(word_index(index, A_HALF)), index, A_HALF);
+}
+
+fn b_value(index: u32) -> f32 {
+    return word_value(b_word(word_index(index, B_HALF)), index, B_HALF);
+}
+
+fn bias_value(column: u32) -> f32 {
+    return word_value(bias[word_index(column, B_HALF)], column, B_HALF);
+}
+
+// Element e of a slab load: its place along the block's rows (or columns) and along k,
+// ordered so that neighbouring invocations read neighbouring elements of the stored
+// matrix (along k when k is the stored rows' contiguous axis, else along the block).
+struct SlabPlace {
+    across: u32,
+    along_k: u32,
+}
+
+fn slab_place(e: u32, k_contiguous: bool) -> SlabPlace {
+    if (k_contiguous) {
+        return SlabPlace(e / DEPTH, e % DEPTH);
+    }
+    return SlabPlace(e % TILE, e / TILE);
+}
+
+#if VECTOR
+// Elements in one vector of an operand: four f32, or eight halves.
+fn group_size(halves: bool) -> u32 {
+    return select(4u, 8u, halves);
+}
+
+// The elements of a vector of words, in order (the first four alone for f32).
+fn unpack_group(words: vec4<u32>, halves: bool) -> array<f32, 8> {
+    var out: array<f32, 8>;
+    for (var i = 0u; i < 4u; i++) {
+#if HALF
+        if (halves) {
+            out[2u * i] = half_to_f32(words[i] & 0xffffu);
+            out[2u * i + 1u] = half_to_f32(words[i] >> 16u);
+            continue;
+        }
+#endif
+        out[i] = bitcast<f32>(words[i]);
+    }
+    return out;
+}
+
+// Group g of a slab load, for groups of `size` elements along the stored rows: where its
+// first element sits across the block and along k, and which way the rest follow.
+struct GroupPlace {
+    across: u32,
+    along_k: u32,
+    // The group runs along k (else across the block).
+    along_k_axis: bool,
+}
+
+fn group_place(g: u32, size: u32, k_contiguous: bool) -> GroupPlace {
+    if (k_contiguous) {
+        return GroupPlace(g / (DEPTH / size), (g % (DEPTH / size)) * size, true);
+    }
+    return GroupPlace((g % (TILE / size)) * size, g / (TILE / size), false);
+}
+
+fn slab_index(place: GroupPlace, i: u32) -> u32 {
+    if (place.along_k_axis) {
+        return (place.along_k + i) * TILE + place.across;
+    }
+    return place.along_k * TILE + place.across + i;
+}
+
+// As the scalar load_slabs below, a vector at a time. A group lies wholly inside or
+// wholly outside its matrix: rows are whole groups and blocks start on group bounds.
+fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
+    let a_size = group_size(A_HALF);
+    for (var g = local; g < TILE * DEPTH / a_size; g += SIDE * SIDE) {
+        let place = group_place(g, a_size, !A_TRANSPOSED);
+        let row = row0 + place.across;
+        let ka = k0 + place.along_k;
+        var values: array<f32, 8>;
+        if (row < dims.m && ka < dims.k) {
+            let first = select(row * dims.k + ka, ka * dims.m + row, A_TRANSPOSED);
+            values = unpack_group(a[first / a_size], A_HALF);
+        } else {
+            values = array<f32, 8>();
+        }
+        for (var i = 0u; i < a_size; i++) {
+            staging[slab_index(place, i)] = values[i];
+        }
+    }
+    let b_size = group_size(B_HALF);
+    for (var g = local; g < TILE * DEPTH / b_size; g += SIDE * SIDE) {
+        let place = group_place(g, b_size, B_TRANSPOSED);
+        let column = column0 + place.across;
+        let kb = k0 + place.along_k;
+        var values: array<f32, 8>;
+        if (column < dims.n && kb < dims.k) {
+            let first = select(kb * dims.n + column, column * dims.k + kb, B_TRANSPOSED);
+            values = unpack_group(b[first / b_size], B_HALF);
+        } else {
+            values = array<f32, 8>();
+        }
+        for (var i = 0u; i < b_size; i++) {
+            staging[B_SLAB + slab_index(place, i)] = values[i];
+        }
+    }
+}
+#else
+// Stages a[block rows, k0 .. k0 + DEPTH] and b[k0 .. k0 + DEPTH, block columns], zero
+// past the matrices' edges.
+fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
+    for (var l = 0u; l < PER_LOAD; l++) {
+        let e = local + l * SIDE * SIDE;
+        let pa = slab_place(e, !A_TRANSPOSED);
+        let row = row0 + pa.across;
+        let ka = k0 + pa.along_k;
+        var va = 0.0;
+        if (row < dims.m && ka < dims.k) {
+            va = a_value(select(row * dims.k + ka, ka * dims.m + row, A_TRANSPOSED));
+        }
+        staging[pa.along_k * TILE + pa.across] = va;
+
+        let pb = slab_place(e, B_TRANSPOSED);
+        let column = column0 + pb.across;
+        let kb = k0 + pb.along_k;
+        var vb = 0.0;
+        if (column < dims.n && kb < dims.k) {
+            vb = b_value(select(kb * dims.n + column, column * dims.k + kb, B_TRANSPOSED));
+        }
+        staging[B_SLAB + pb.along_k * TILE + pb.across] = vb;
+    }
+}
+#endif
+
+// Where a workgroup's TILE x TILE block of c starts, blocks numbered row-major over c.
+struct Block {
+    row0: u32,
+    column0: u32,
+}
+
+fn block_of(index: u32, dims: Dims) -> Block {
+    let across = (dims.n + TILE - 1u) / TILE;
+    return Block((index / across) * TILE, (index % across) * TILE);
+}
+
+// Invocation `local`'s PER x PER sums of the block: sum (i, j) is row block.row0 + y +
+// SIDE * i and column block.column0 + x + SIDE * j, for x = local % SIDE and y = local /
+// SIDE. Call in uniform control flow: every invocation takes part in the barriers (those
+// of a block past the last load zeros), and the staging is free again on return.
+fn tile_sums(local: u32, block: Block, dims: Dims) -> array<f32, PER * PER> {
+    let x = local % SIDE;
+    let y = local / SIDE;
+    var sums: array<f32, PER * PER>;
+    for (var k0 = 0u; k0 < dims.k; k0 += DEPTH) {
+        load_slabs(local, block.row0, block.column0, k0, dims);
+        workgroupBarrier();
+        for (var kk = 0u; kk < DEPTH; kk++) {
+            var a_row: array<f32, PER>;
+            var b_column: array<f32, PER>;
+            for (var i = 0u; i < PER; i++) {
+                a_row[i] = staging[kk * TILE + y + SIDE * i];
+                b_column[i] = staging[B_SLAB + kk * TILE + x + SIDE * i];
+            }
+            for (var i = 0u; i < PER; i++) {
+                for (var j = 0u; j < PER; j++) {
+                    sums[i * PER + j] = fma(a_row[i], b_column[j], sums[i * PER + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    return sums;
+}
