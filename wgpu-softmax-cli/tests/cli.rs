@@ -1271,19 +1271,27 @@ fn the_dtype_flag_runs_in_16_bit_storage() {
 #[test]
 fn bench_linear_quick_measures_both_kernels_and_they_agree() {
     let s = Scratch::new("bench_linear");
-    let stdout = run_ok(&s, &["bench", "--linear", "--quick", "--json", "linear.json"]);
-    assert!(stdout.contains("512x64x8192: fused peak memory"), "{stdout}");
-    assert!(stdout.contains("bench: wrote linear.json"), "{stdout}");
-    let json = std::fs::read_to_string(s.path("linear.json")).unwrap();
-    let losses: Vec<f64> = json
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("\"loss\": "))
-        .map(|v| v.trim_end_matches(',').parse().unwrap())
-        .collect();
-    assert_eq!(losses.len(), 2, "{json}");
-    // ln(8192) = 9.01 for uniform logits; the bench's spread puts the loss near 10.
-    assert!(losses.iter().all(|l| (5.0..20.0).contains(l)), "{json}");
-    assert!((losses[0] - losses[1]).abs() <= 1e-4 * losses[0], "{json}");
-    assert!(json.contains("\"kernel\": \"fused\"") && json.contains("\"kernel\": \"unfused\""), "{json}");
+    for (pass, extra, file) in
+        [("forward+backward", None, "linear.json"), ("forward", Some("--forward"), "forward.json")]
+    {
+        let mut args = vec!["bench", "--linear", "--quick", "--json", file];
+        args.extend(extra);
+        let stdout = run_ok(&s, &args);
+        assert!(stdout.contains(&format!("512x64x8192 {pass}: fused peak memory")), "{stdout}");
+        assert!(stdout.contains(&format!("bench: wrote {file}")), "{stdout}");
+        let json = std::fs::read_to_string(s.path(file)).unwrap();
+        let losses: Vec<f64> = json
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("\"loss\": "))
+            .map(|v| v.trim_end_matches(',').parse().unwrap())
+            .collect();
+        assert_eq!(losses.len(), 2, "{json}");
+        // ln(8192) = 9.01 for uniform logits; the bench's spread puts the loss near 10.
+        assert!(losses.iter().all(|l| (5.0..20.0).contains(l)), "{json}");
+        assert!((losses[0] - losses[1]).abs() <= 1e-4 * losses[0], "{json}");
+        assert!(json.contains("\"kernel\": \"fused\"") && json.contains("\"kernel\": \"unfused\""), "{json}");
+        assert!(json.contains(&format!("\"pass\": \"{pass}\"")), "{json}");
+    }
     assert_refused(&s, &["bench", "--runs", "2"], &["--linear"]);
+    assert_refused(&s, &["bench", "--forward"], &["--linear"]);
 }
