@@ -18,7 +18,10 @@ impl LinearCrossEntropy {
     /// Records the op into the caller's `encoder` over the caller's buffers: per window of
     /// rows, the logits into a workspace, the fused cross-entropy over them (the gradient
     /// in place), and the products adding the window's part to each gradient given; then
-    /// the reduction of the loss. Submits nothing; returns the plan of windows.
+    /// the reduction of the loss. Given no gradient buffer, no logits are stored: each
+    /// window's blocks of logits are reduced to their rows' statistics as they are
+    /// computed ([`LinearPlan::stores_logits`]). Submits nothing; returns the plan of
+    /// windows.
     ///
     /// The gradients written are those given buffers for ([`Reduction::None`] scales each
     /// row's by the upstream gradient, when given). Class targets out of range are not
