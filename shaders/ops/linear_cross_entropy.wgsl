@@ -41,8 +41,9 @@ fn linear_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_
                 if (HAS_BIAS) {
                     value += bias_value(column);
                 }
-                value = logit_element(value).x;
-                m = max(m, element_key(Element(value, 0.0)));
+                let e = logit_element(value);
+                value = e.x;
+                m = max(m, element_key(e));
             }
             logits[i * PER + j] = value;
         }

@@ -147,66 +147,67 @@ impl LinearCrossEntropy {
                         (first, window),
                         &workspace,
                     )?;
-                    if first + n < rows {
-                        after_window(encoder)?;
+                } else {
+                    let logits = BufferRegion::new(&workspace).with_size((n * v) as u64 * 4);
+                    let g = TensorRef::new(logits, DType::F32);
+                    record_product(
+                        ctx,
+                        encoder,
+                        &Product {
+                            a: Operand { tensor: hidden_window, transposed: false },
+                            b: Operand { tensor: buffers.classifier, transposed: true },
+                            bias: buffers.bias,
+                            c: logits,
+                            m: n,
+                            n: v,
+                            k: d,
+                            accumulate: false,
+                        },
+                    )?;
+                    loss.encode_batch_window(ctx, encoder, &batch, g, first, Shape::new(n, v))?;
+                    if let Some(target) = hidden_target {
+                        // dH of the window = G W, at the window's rows (or in the f32 sums).
+                        let c = if half {
+                            target
+                        } else {
+                            target.part((first * d) as u64 * 4, (n * d) as u64 * 4)
+                        };
+                        let classifier = Operand { tensor: buffers.classifier, transposed: false };
+                        let product = Product {
+                            a: Operand { tensor: g, transposed: false },
+                            b: classifier,
+                            bias: None,
+                            c,
+                            m: n,
+                            n: d,
+                            k: v,
+                            accumulate: false,
+                        };
+                        record_product(ctx, encoder, &product)?;
+                        if let (true, Some(grad)) = (half, buffers.grad_hidden) {
+                            let part =
+                                grad.region().part((first * d) as u64 * element, (n * d) as u64 * element);
+                            record_pack_halves(ctx, encoder, target, TensorRef::new(part, dtype), n * d)?;
+                        }
                     }
-                    continue;
-                }
-                let logits = BufferRegion::new(&workspace).with_size((n * v) as u64 * 4);
-                let g = TensorRef::new(logits, DType::F32);
-                record_product(
-                    ctx,
-                    encoder,
-                    &Product {
-                        a: Operand { tensor: hidden_window, transposed: false },
-                        b: Operand { tensor: buffers.classifier, transposed: true },
-                        bias: buffers.bias,
-                        c: logits,
-                        m: n,
-                        n: v,
-                        k: d,
-                        accumulate: false,
-                    },
-                )?;
-                loss.encode_batch_window(ctx, encoder, &batch, g, first, Shape::new(n, v))?;
-                if let Some(target) = hidden_target {
-                    // dH of the window = G W, at the window's rows (or in the f32 sums).
-                    let c =
-                        if half { target } else { target.part((first * d) as u64 * 4, (n * d) as u64 * 4) };
-                    let classifier = Operand { tensor: buffers.classifier, transposed: false };
-                    let product = Product {
-                        a: Operand { tensor: g, transposed: false },
-                        b: classifier,
-                        bias: None,
-                        c,
-                        m: n,
-                        n: d,
-                        k: v,
-                        accumulate: false,
-                    };
-                    record_product(ctx, encoder, &product)?;
-                    if let (true, Some(grad)) = (half, buffers.grad_hidden) {
-                        let part = grad.region().part((first * d) as u64 * element, (n * d) as u64 * element);
-                        record_pack_halves(ctx, encoder, target, TensorRef::new(part, dtype), n * d)?;
+                    let accumulate = first > 0;
+                    if let Some(c) = classifier_target {
+                        // dW += G^T H_window.
+                        let product = Product {
+                            a: Operand { tensor: g, transposed: true },
+                            b: Operand { tensor: hidden_window, transposed: false },
+                            bias: None,
+                            c,
+                            m: v,
+                            n: d,
+                            k: n,
+                            accumulate,
+                        };
+                        record_product(ctx, encoder, &product)?;
                     }
-                }
-                let accumulate = first > 0;
-                if let Some(c) = classifier_target {
-                    // dW += G^T H_window.
-                    let product = Product {
-                        a: Operand { tensor: g, transposed: true },
-                        b: Operand { tensor: hidden_window, transposed: false },
-                        bias: None,
-                        c,
-                        m: v,
-                        n: d,
-                        k: n,
-                        accumulate,
-                    };
-                    record_product(ctx, encoder, &product)?;
-                }
-                if let Some(c) = bias_target {
-                    record_column_sums(ctx, encoder, logits, (n, v), c, accumulate)?;
+                    if let Some(c) = bias_target {
+                        record_column_sums(ctx, encoder, logits, (n, v), c, accumulate)?;
+                    }
                 }
                 if first + n < rows {
                     after_window(encoder)?;
