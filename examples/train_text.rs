@@ -540,9 +540,10 @@ impl Model {
         }
     }
 
-    /// The op as every step runs it: mean cross-entropy, with the gradients given buffers.
+    /// The op as every step runs it: mean cross-entropy, with the gradients given buffers,
+    /// through a 32 MiB workspace (a quarter of one step's logits).
     fn loss_op() -> LinearCrossEntropy {
-        LinearCrossEntropy::new().reduction(Reduction::Mean)
+        LinearCrossEntropy::new().reduction(Reduction::Mean).workspace_bytes(32 << 20)
     }
 
     /// Records the forward pass and the loss: the gather of `H` and the targets, then the

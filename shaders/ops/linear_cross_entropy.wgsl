@@ -24,7 +24,7 @@ fn logit_element(x: f32) -> Element {
 fn linear_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let dims = Dims(params.rows, params.cols, params.hidden);
     let block = block_of(flat_group_index(group), dims);
-    let sums = tile_sums(local, block, dims);
+    let sums = tile_sums(local, block, dims, 0u, dims.k);
     let x = local % SIDE;
     let y = local / SIDE;
     // The invocation's logits (row y + SIDE * i, column x + SIDE * j; the lowest value

@@ -2,6 +2,8 @@
 //
 //     c = op(a) * op(b) (+ c, with ACCUMULATE) (+ bias[column], with HAS_BIAS),
 //
+// summed over the terms params.k_first .. params.k_end of each dot product (the host
+// splits a long k into ranges, each added to the last with ACCUMULATE),
 // the column sums of an f32 matrix, and the rounding of f32 values into 16-bit storage.
 
 override ACCUMULATE: bool = false;
@@ -10,7 +12,7 @@ override ACCUMULATE: bool = false;
 fn matmul(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let dims = Dims(params.m, params.n, params.k);
     let block = block_of(group.x + group.y * params.groups_x, dims);
-    let sums = tile_sums(local, block, dims);
+    let sums = tile_sums(local, block, dims, params.k_first, params.k_end);
     for (var i = 0u; i < PER; i++) {
         let row = block.row0 + local / SIDE + SIDE * i;
         for (var j = 0u; j < PER; j++) {

@@ -21,6 +21,8 @@
 // SIDE, PER and DEPTH come from the host, which sizes the grid by TILE.
 const TILE: u32 = SIDE * PER;
 const PER_LOAD: u32 = TILE * DEPTH / (SIDE * SIDE);
+// Steps of DEPTH terms summed apart before they join a product's total.
+const RUN_STEPS: u32 = 64u;
 
 override A_HALF: bool = false;
 override B_HALF: bool = false;
@@ -217,17 +219,27 @@ fn block_of(index: u32, dims: Dims) -> Block {
     return Block((index / across) * TILE, (index % across) * TILE);
 }
 
-// Invocation `local`'s PER x PER sums of the block: sum (i, j) is row block.row0 + y +
-// SIDE * i and column block.column0 + x + SIDE * j, for x = local % SIDE and y = local /
-// SIDE. Call in uniform control flow: every invocation takes part in the barriers (those
-// of a block past the last load zeros), and the staging is free again on return.
-fn tile_sums(local: u32, block: Block, dims: Dims) -> array<f32, PER * PER> {
+// Invocation `local`'s PER x PER sums of the block over the terms k_first .. k_end (a
+// multiple of DEPTH, or dims.k): sum (i, j) is row block.row0 + y + SIDE * i and column
+// block.column0 + x + SIDE * j, for x = local % SIDE and y = local / SIDE. A product
+// over many terms (k = V for dH = G W) is summed a range of terms per dispatch, so that
+// no invocation runs more loop iterations than a driver allows (llvmpipe stops them
+// silently after 65535). Call in uniform control flow: every invocation takes part in
+// the barriers (those of a block past the last load zeros), and the staging is free
+// again on return.
+fn tile_sums(local: u32, block: Block, dims: Dims, k_first: u32, k_end: u32) -> array<f32, PER * PER> {
     let x = local % SIDE;
     let y = local / SIDE;
+    // Three levels of f32 sums, so that the rounding error grows with the number of
+    // partial sums (about 100 over a dispatch) rather than with k: each step's DEPTH
+    // products, runs of RUN_STEPS steps, and the total.
     var sums: array<f32, PER * PER>;
-    for (var k0 = 0u; k0 < dims.k; k0 += DEPTH) {
+    var run: array<f32, PER * PER>;
+    var steps = 0u;
+    for (var k0 = k_first; k0 < k_end; k0 += DEPTH) {
         load_slabs(local, block.row0, block.column0, k0, dims);
         workgroupBarrier();
+        var step: array<f32, PER * PER>;
         for (var kk = 0u; kk < DEPTH; kk++) {
             var a_row: array<f32, PER>;
             var b_column: array<f32, PER>;
@@ -237,11 +249,25 @@ fn tile_sums(local: u32, block: Block, dims: Dims) -> array<f32, PER * PER> {
             }
             for (var i = 0u; i < PER; i++) {
                 for (var j = 0u; j < PER; j++) {
-                    sums[i * PER + j] = fma(a_row[i], b_column[j], sums[i * PER + j]);
+                    step[i * PER + j] = fma(a_row[i], b_column[j], step[i * PER + j]);
                 }
             }
         }
         workgroupBarrier();
+        for (var i = 0u; i < PER * PER; i++) {
+            run[i] += step[i];
+        }
+        steps += 1u;
+        if (steps == RUN_STEPS) {
+            for (var i = 0u; i < PER * PER; i++) {
+                sums[i] += run[i];
+                run[i] = 0.0;
+            }
+            steps = 0u;
+        }
+    }
+    for (var i = 0u; i < PER * PER; i++) {
+        sums[i] += run[i];
     }
     return sums;
 }

@@ -24,8 +24,8 @@ mod preprocess;
 pub(crate) use cache::{KernelKey, PipelineCache};
 pub(crate) use catalog::{
     GradientMode, LINEAR_FINISH, LINEAR_STATS, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES,
-    MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, MATMUL_TILE, OpKernel, STATUS_BAD_ROWS,
-    STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
+    MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER, MATMUL_PRODUCT, MATMUL_TILE, OpKernel,
+    STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
 };
 pub(crate) use compose::compose;
 pub(crate) use params::{MatmulParams, RowParams};

@@ -71,11 +71,25 @@ pub(crate) struct MatmulParams {
     pub(crate) k: u32,
     /// Workgroups along x: grids past the per-dimension limit are spread over y.
     pub(crate) groups_x: u32,
+    /// The first term this dispatch sums (a multiple of the tile's depth).
+    pub(crate) k_first: u32,
+    /// One past the last term this dispatch sums.
+    pub(crate) k_end: u32,
+    /// Pads the struct to a multiple of 16 bytes, as uniforms want (GL's std140).
+    pub(crate) padding: [u32; 2],
 }
 
 /// The fields of [`MatmulParams`] as WGSL declares them, in order.
-pub(crate) const MATMUL_PARAMS_FIELDS: [(&str, &str); 4] =
-    [("m", "u32"), ("n", "u32"), ("k", "u32"), ("groups_x", "u32")];
+pub(crate) const MATMUL_PARAMS_FIELDS: [(&str, &str); 8] = [
+    ("m", "u32"),
+    ("n", "u32"),
+    ("k", "u32"),
+    ("groups_x", "u32"),
+    ("k_first", "u32"),
+    ("k_end", "u32"),
+    ("padding0", "u32"),
+    ("padding1", "u32"),
+];
 
 /// The WGSL declaration of `Params` with `fields`.
 pub(crate) fn params_wgsl(fields: &[(&str, &str)]) -> String {

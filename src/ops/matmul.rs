@@ -6,8 +6,8 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::{
-    KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, MATMUL_TILE, MatmulParams,
-    OpKernel, VectorWidth,
+    KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER, MATMUL_PRODUCT,
+    MATMUL_TILE, MatmulParams, OpKernel, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
@@ -106,6 +106,42 @@ fn words(region: BufferRegion<'_>, bytes: u64) -> wgpu::BufferBinding<'_> {
     region.binding(0, bytes.next_multiple_of(4).max(4))
 }
 
+/// The sizes of one pass: `m`, `n`, `k`, and the range of terms it sums.
+#[derive(Clone, Copy, Debug)]
+struct PassSizes {
+    m: usize,
+    n: usize,
+    k: usize,
+    terms: (usize, usize),
+}
+
+impl PassSizes {
+    /// Sizes whose pass sums every term (or has none).
+    const fn whole(m: usize, n: usize, k: usize) -> Self {
+        Self { m, n, k, terms: (0, k) }
+    }
+}
+
+/// The most terms of a product one dispatch sums on a device whose driver stops an
+/// invocation's loops after `max_loop_iterations` (llvmpipe: 65535, all loops together).
+/// Measured before this bound existed: dH = G W was right at k = 50257 and cut short
+/// from k = 65535 on, so `tile_sums` ran between 16 and 21 iterations per step of
+/// `MATMUL_DEPTH` terms (its own loop, and the depth loop; the small loops inside were
+/// unrolled). This counts every loop a step has (the step loop, the slab loads, the depth
+/// loop and the three loops over the block's sums) as if none were unrolled, and stays
+/// under half the limit. Where the driver has no limit, one dispatch sums every term.
+pub(crate) fn terms_per_dispatch(max_loop_iterations: Option<u64>) -> usize {
+    let per_thread = u64::from(MATMUL_PER * MATMUL_PER);
+    let per_step = 1 + 4 + u64::from(MATMUL_DEPTH) + 3 * per_thread;
+    match max_loop_iterations {
+        None => usize::MAX,
+        Some(limit) => {
+            let steps = (limit / 2 / per_step).max(1);
+            usize::try_from(steps * u64::from(MATMUL_DEPTH)).unwrap_or(usize::MAX)
+        }
+    }
+}
+
 /// Records one pass of the matmul module `spec`'s `entry_point` over `groups` workgroups.
 #[allow(clippy::too_many_arguments)] // the pass's module, entry, constants, sizes, grid and bindings
 fn record(
@@ -114,7 +150,7 @@ fn record(
     spec: KernelSpec,
     entry_point: &'static str,
     constants: Vec<(&'static str, u32)>,
-    (m, n, k): (usize, usize, usize),
+    sizes: PassSizes,
     groups: u64,
     bound: &[(&str, wgpu::BufferBinding<'_>)],
 ) -> Result<()> {
@@ -122,7 +158,15 @@ fn record(
     let pipeline = ctx.pipeline(&KernelKey { spec, entry_point, constants })?;
     let grid = spread_grid(groups, ctx.caps().max_workgroups_per_dimension)?;
     let size = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-    let params = MatmulParams { m: size(m), n: size(n), k: size(k), groups_x: grid[0] };
+    let params = MatmulParams {
+        m: size(sizes.m),
+        n: size(sizes.n),
+        k: size(sizes.k),
+        groups_x: grid[0],
+        k_first: size(sizes.terms.0),
+        k_end: size(sizes.terms.1),
+        padding: [0; 2],
+    };
     let label = spec.label();
     let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
     let bindings: Vec<wgpu::BufferBinding<'_>> = module
@@ -161,14 +205,6 @@ pub(crate) fn record_product<'b>(
         return Ok(false);
     }
     let dtype = half_type(&[a.tensor, b.tensor]);
-    let constants = vec![
-        ("A_HALF", is_half(a.tensor)),
-        ("B_HALF", is_half(b.tensor)),
-        ("A_TRANSPOSED", u32::from(a.transposed)),
-        ("B_TRANSPOSED", u32::from(b.transposed)),
-        ("ACCUMULATE", u32::from(accumulate)),
-        ("HAS_BIAS", u32::from(bias.is_some())),
-    ];
     let vector = operand_width(a, b, (m, n, k));
     let operand =
         |t: TensorRef<'b>, elements: usize| t.region().binding(0, operand_bytes(t, elements, vector));
@@ -182,7 +218,26 @@ pub(crate) fn record_product<'b>(
     }
     let tile = MATMUL_TILE as usize;
     let blocks = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
-    record(ctx, encoder, spec(dtype, vector), MATMUL_PRODUCT, constants, (m, n, k), blocks, &bound)?;
+    // Ranges of terms, each dispatch adding its sums to the last's; the bias goes in once.
+    let per_dispatch = terms_per_dispatch(ctx.caps().max_loop_iterations);
+    let mut first = 0_usize;
+    loop {
+        let end = k.min(first.saturating_add(per_dispatch));
+        let constants = vec![
+            ("A_HALF", is_half(a.tensor)),
+            ("B_HALF", is_half(b.tensor)),
+            ("A_TRANSPOSED", u32::from(a.transposed)),
+            ("B_TRANSPOSED", u32::from(b.transposed)),
+            ("ACCUMULATE", u32::from(accumulate || first > 0)),
+            ("HAS_BIAS", u32::from(bias.is_some() && first == 0)),
+        ];
+        let sizes = PassSizes { m, n, k, terms: (first, end) };
+        record(ctx, encoder, spec(dtype, vector), MATMUL_PRODUCT, constants, sizes, blocks, &bound)?;
+        if end >= k {
+            break;
+        }
+        first = end;
+    }
     Ok(vector == VectorWidth::Vec4)
 }
 
@@ -206,7 +261,7 @@ pub(crate) fn record_column_sums(
     let bound = [("a", words(a, 4 * (rows * cols) as u64)), ("c", words(c, 4 * cols as u64))];
     let groups = cols.div_ceil(spec.workgroup_size() as usize) as u64;
     let constants = vec![("ACCUMULATE", u32::from(accumulate))];
-    record(ctx, encoder, spec, MATMUL_COLUMN_SUMS, constants, (rows, cols, 0), groups, &bound)
+    record(ctx, encoder, spec, MATMUL_COLUMN_SUMS, constants, PassSizes::whole(rows, cols, 0), groups, &bound)
 }
 
 /// Records the rounding of `count` f32 values of `values` into `packed`, a 16-bit tensor
@@ -230,5 +285,5 @@ pub(crate) fn record_pack_halves(
         [("c", words(values, 4 * count as u64)), ("packed", words(packed.region(), 2 * count as u64))];
     let spec = spec(dtype, VectorWidth::Scalar);
     let groups = count.div_ceil(2).div_ceil(spec.workgroup_size() as usize) as u64;
-    record(ctx, encoder, spec, MATMUL_PACK_HALVES, Vec::new(), (count, 0, 0), groups, &bound)
+    record(ctx, encoder, spec, MATMUL_PACK_HALVES, Vec::new(), PassSizes::whole(count, 0, 0), groups, &bound)
 }

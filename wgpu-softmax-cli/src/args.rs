@@ -81,6 +81,23 @@ pub struct BenchArgs {
     /// block of logits as it computes it, the unfused composition stores them all.
     #[arg(long, requires = "linear")]
     pub forward: bool,
+    /// With --linear: measure this one shape, N,D,V (for example 1024,64,128256), instead
+    /// of the suite's.
+    #[arg(long, value_name = "N,D,V", requires = "linear", value_parser = parse_linear_shape)]
+    pub shape: Option<(usize, usize, usize)>,
+}
+
+/// Parses `N,D,V`: three positive integers.
+fn parse_linear_shape(text: &str) -> Result<(usize, usize, usize), String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let parse = |part: &str| match part.parse::<usize>() {
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(format!("{part:?} in {text:?} is not a positive integer; give N,D,V, as 1024,64,128256")),
+    };
+    match parts.as_slice() {
+        [n, d, v] => Ok((parse(n)?, parse(d)?, parse(v)?)),
+        _ => Err(format!("{text:?} is not N,D,V: give three positive integers, as 1024,64,128256")),
+    }
 }
 
 /// `check`'s arguments.
@@ -196,9 +213,10 @@ pub struct LinearCrossEntropyArgs {
     #[arg(long, value_name = "F.npy")]
     pub grad_bias: Option<PathBuf>,
     /// The most bytes of logits held at once (the workspace, f32): rows are taken in
-    /// windows of a multiple of 128 that fit.
-    #[arg(long, value_name = "BYTES", default_value_t = wgpu_softmax::DEFAULT_WORKSPACE_BYTES)]
-    pub workspace_bytes: u64,
+    /// windows that fit. Default: 256 MiB, or the device's largest storage binding where
+    /// that is smaller.
+    #[arg(long, value_name = "BYTES")]
+    pub workspace_bytes: Option<u64>,
     /// The loss's options.
     #[command(flatten)]
     pub options: LossArgs,

@@ -1,7 +1,9 @@
 //! The GPU-resident API of the linear cross-entropy: checks the caller's buffers, then
 //! records window after window of rows into the caller's encoder.
 
-use super::{LinearCrossEntropy, LinearCrossEntropyBuffers, LinearPlan, LinearShape};
+use super::{
+    LinearCrossEntropy, LinearCrossEntropyBuffers, LinearPlan, LinearShape, RowArrays, WindowLimits,
+};
 use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -9,7 +11,9 @@ use crate::kernels::{LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES};
 use crate::ops::cross_entropy::{
     BatchBuffers, CrossEntropy, Gradient, HiddenWindow, Reduction, STATUS_WORDS, TargetBuffer,
 };
-use crate::ops::matmul::{Operand, Product, record_column_sums, record_pack_halves, record_product};
+use crate::ops::matmul::{
+    Operand, Product, record_column_sums, record_pack_halves, record_product, terms_per_dispatch,
+};
 use crate::ops::validate;
 use crate::shape::Shape;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -35,7 +39,7 @@ impl LinearCrossEntropy {
     /// [`Error::InvalidOption`] for a bad option, probability targets, an upstream
     /// gradient with a reduction, or a bias gradient without a bias;
     /// [`Error::AliasedBuffers`] when an output shares a buffer with another buffer of the
-    /// op; and the errors of the workspace's plan ([`Error::LimitExceeded`] when 128 rows
+    /// op; and the errors of the workspace's plan ([`Error::LimitExceeded`] when a window's fewest rows
     /// of logits or `W` in f32 exceed one binding).
     pub fn encode(
         &self,
@@ -62,8 +66,18 @@ impl LinearCrossEntropy {
         self.check_buffers(ctx, buffers, shape)?;
         let wants_grad =
             buffers.grad_hidden.is_some() || buffers.grad_classifier.is_some() || buffers.grad_bias.is_some();
-        let stores_logits = wants_grad || !reduces_blocks_in_place(ctx);
-        let plan = self.plan_windows(shape, ctx.caps().max_storage_binding_bytes, stores_logits)?;
+        let stores_logits = wants_grad || !reduces_blocks_in_place(ctx, shape.hidden);
+        let caps = ctx.caps();
+        let limits = WindowLimits {
+            max_binding: caps.max_storage_binding_bytes,
+            max_buffer: caps.max_buffer_bytes,
+            offset_alignment: u64::from(caps.storage_offset_alignment),
+        };
+        let arrays = RowArrays {
+            target_bytes: if matches!(buffers.targets, TargetBuffer::I64(_)) { 8 } else { 4 },
+            hidden_row_bytes: shape.hidden as u64 * buffers.hidden.dtype().size(),
+        };
+        let plan = self.plan_windows(shape, limits, arrays, stores_logits)?;
         if shape.classes == 0 {
             return Ok(plan);
         }
@@ -352,10 +366,12 @@ impl LinearCrossEntropy {
 
 /// Whether the device runs the forward that reduces each block of logits as it computes
 /// it: the kernel's workgroup memory (the tile's slabs and a lane per invocation) and its
-/// twelve storage bindings fit the device's limits. (Else the loss takes the windows of
-/// logits.)
-fn reduces_blocks_in_place(ctx: &Context) -> bool {
+/// twelve storage bindings fit the device's limits, and its sums over the `hidden`
+/// features fit one dispatch under the driver's loop limit (that kernel cannot split
+/// them). Else the loss takes the windows of logits, whose products split their sums.
+fn reduces_blocks_in_place(ctx: &Context, hidden: usize) -> bool {
     let limits = ctx.device().limits();
     limits.max_compute_workgroup_storage_size >= LINEAR_WORKGROUP_BYTES
         && limits.max_storage_buffers_per_shader_stage >= LINEAR_STORAGE_BINDINGS
+        && hidden <= terms_per_dispatch(ctx.caps().max_loop_iterations) / 2
 }

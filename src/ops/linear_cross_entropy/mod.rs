@@ -4,7 +4,8 @@
 //! logits ever being stored whole.
 //!
 //! The rows are taken a window at a time, as many as fit the workspace bound
-//! ([`LinearCrossEntropy::workspace_bytes`], 32 MiB by default): the window's logits are
+//! ([`LinearCrossEntropy::workspace_bytes`]; by default 256 MiB, or the device's largest
+//! storage binding where that is smaller): the window's logits are
 //! computed into the workspace by a tiled matmul (f32 sums), the fused cross-entropy
 //! writes each row's loss and logsumexp and overwrites the logits with their gradient
 //! `G = dloss/dlogits` in place (scaled for the whole batch's reduction), and two more
@@ -305,17 +306,67 @@ pub const LINEAR_BLOCK_CLASSES: usize = crate::kernels::MATMUL_TILE as usize;
 /// exponentials, and the loss's sums relative to that max).
 pub const LINEAR_SHARE_BYTES: u64 = crate::kernels::OpKernel::LinearCrossEntropy.share_bytes();
 
-/// The default bound on the logits workspace: 32 MiB.
-pub const DEFAULT_WORKSPACE_BYTES: u64 = 32 << 20;
-
-/// Windows of rows start at multiples of this many rows, so that every array bound at a
-/// window's rows (targets, losses, `H` and `dH` in any storage type) starts at a multiple
-/// of 256 bytes, the largest storage offset alignment wgpu allows.
-pub(crate) const WINDOW_ROW_MULTIPLE: usize = 128;
+/// The default bound on the workspace, a memory budget: 256 MiB, or less where the
+/// device's largest storage binding or buffer is smaller (128 MiB under wgpu's default
+/// limits). Enough for windows of at least 64 rows of f32 logits up to 262144 classes.
+pub const DEFAULT_WORKSPACE_BYTES: u64 = 256 << 20;
 
 /// The most rows of one window: the bias's column sums walk a window's rows in one loop,
 /// which llvmpipe cuts off past 65535 iterations.
 pub(crate) const MAX_WINDOW_ROWS: usize = 32768;
+
+/// What bounds a window of rows on a device: its storage-binding and buffer limits and
+/// the alignment of a binding's offset (windows start where every per-row array bound
+/// at their first row starts on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WindowLimits {
+    /// `Limits::max_storage_buffer_binding_size`.
+    pub(crate) max_binding: u64,
+    /// `Limits::max_buffer_size`.
+    pub(crate) max_buffer: u64,
+    /// `Limits::min_storage_buffer_offset_alignment`.
+    pub(crate) offset_alignment: u64,
+}
+
+impl WindowLimits {
+    /// wgpu's default limits.
+    #[cfg(test)]
+    const DEFAULT: Self = Self { max_binding: 128 << 20, max_buffer: 256 << 20, offset_alignment: 256 };
+}
+
+/// Bytes per row of each array the op binds at a window's first row: the targets (4 or
+/// 8), the losses, logsumexps and upstream gradients (4), and `H` and `dH` (`D`
+/// elements of the storage type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowArrays {
+    /// Bytes of one target.
+    pub(crate) target_bytes: u64,
+    /// Bytes of one row of `H`.
+    pub(crate) hidden_row_bytes: u64,
+}
+
+impl RowArrays {
+    /// The fewest rows a window may have but the last, so that each array's part for the
+    /// next window starts at a multiple of `alignment` bytes: the least common multiple,
+    /// over the arrays, of `alignment / gcd(alignment, row bytes)`.
+    pub(crate) fn row_multiple(self, alignment: u64) -> usize {
+        let alignment = alignment.max(1);
+        let rows_for = |bytes: u64| alignment / gcd(alignment, bytes.max(1));
+        let multiple = [4, self.target_bytes, self.hidden_row_bytes].into_iter().map(rows_for).fold(1, lcm);
+        usize::try_from(multiple).unwrap_or(usize::MAX)
+    }
+}
+
+const fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+const fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
+}
 
 /// The fused linear cross-entropy and its options: those of the cross-entropy (PyTorch's
 /// defaults: mean, `ignore_index` -100, no smoothing), which gradients to compute (all by
@@ -337,7 +388,7 @@ pub(crate) const MAX_WINDOW_ROWS: usize = 32768;
 pub struct LinearCrossEntropy {
     loss: CrossEntropy,
     gradients: LinearGradients,
-    workspace_bytes: u64,
+    workspace_bytes: Option<u64>,
 }
 
 impl Default for LinearCrossEntropy {
@@ -347,14 +398,10 @@ impl Default for LinearCrossEntropy {
 }
 
 impl LinearCrossEntropy {
-    /// PyTorch's defaults, every gradient, a 32 MiB workspace.
+    /// PyTorch's defaults, every gradient, the workspace derived from the device.
     #[must_use]
     pub const fn new() -> Self {
-        Self {
-            loss: CrossEntropy::new(),
-            gradients: LinearGradients::ALL,
-            workspace_bytes: DEFAULT_WORKSPACE_BYTES,
-        }
+        Self { loss: CrossEntropy::new(), gradients: LinearGradients::ALL, workspace_bytes: None }
     }
 
     /// Sets the reduction.
@@ -407,13 +454,17 @@ impl LinearCrossEntropy {
         self
     }
 
-    /// Bounds the workspace: windows hold as many rows as fit in `bytes`, in multiples of
-    /// 128 rows, and at least 128 rows (or all of them, when fewer). A row takes its f32
-    /// logits where gradients are computed, else only its statistics per block of classes
-    /// ([`LinearPlan::stores_logits`]).
+    /// Bounds the workspace, the largest buffer the op allocates: windows hold as many
+    /// rows as fit in `bytes` (and in one storage binding). A row takes its f32 logits
+    /// where gradients are computed, else only its statistics per block of classes
+    /// ([`LinearPlan::stores_logits`]). Every window but the last starts a whole number
+    /// of rows after the one before, at offsets the device can bind (64 rows under wgpu's
+    /// default 256-byte alignment); a bound below that many rows is refused with the
+    /// bytes it needs. Without this call the bound is [`DEFAULT_WORKSPACE_BYTES`], or
+    /// the device's largest storage binding where that is smaller.
     #[must_use]
     pub const fn workspace_bytes(mut self, bytes: u64) -> Self {
-        self.workspace_bytes = bytes;
+        self.workspace_bytes = Some(bytes);
         self
     }
 
@@ -429,25 +480,27 @@ impl LinearCrossEntropy {
         self.gradients
     }
 
-    /// The workspace bound.
+    /// The workspace bound the caller set, if any (else the default, derived from the
+    /// device: see [`LinearCrossEntropy::workspace_bytes`]).
     #[must_use]
-    pub const fn get_workspace_bytes(&self) -> u64 {
+    pub const fn get_workspace_bytes(&self) -> Option<u64> {
         self.workspace_bytes
     }
 
-    /// Plans the windows of `shape` on a device whose storage bindings hold at most
-    /// `max_binding` bytes, each window's logits in the workspace where `stores_logits`,
-    /// else only its rows' shares.
+    /// Plans the windows of `shape` on a device of `limits`, for per-row arrays of
+    /// `arrays`, each window's logits in the workspace where `stores_logits`, else only
+    /// its rows' shares.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] when the workspace bound cannot hold 128 rows (and there
-    /// are more rows), [`Error::LimitExceeded`] when a window of 128 rows, `W` or `dW` in
-    /// f32 does not fit one binding, [`Error::ShapeOverflow`].
+    /// [`Error::InvalidOption`] when the caller's workspace bound cannot hold the fewest
+    /// rows a window may have (and there are more rows), [`Error::LimitExceeded`] when
+    /// that many rows, or `W` in f32, do not fit one binding, [`Error::ShapeOverflow`].
     pub(crate) fn plan_windows(
         &self,
         shape: LinearShape,
-        max_binding: u64,
+        limits: WindowLimits,
+        arrays: RowArrays,
         stores_logits: bool,
     ) -> Result<LinearPlan> {
         let [_, classifier, _] = shape.elements()?;
@@ -458,33 +511,39 @@ impl LinearCrossEntropy {
         };
         let what = if stores_logits { "f32 logits" } else { "statistics per block of classes" };
         let classifier_bytes = 4 * classifier as u64;
-        if classifier_bytes > max_binding {
+        if classifier_bytes > limits.max_binding {
             return Err(Error::LimitExceeded {
                 limit: "max_storage_buffer_binding_size (the classifier in f32)",
                 required: classifier_bytes,
-                available: max_binding,
+                available: limits.max_binding,
             });
         }
-        let bound = self.workspace_bytes.min(max_binding);
+        // The workspace is bound whole in 16-byte vectors, and its buffer has 16 bytes
+        // past the last row.
+        let device_bound = limits.max_binding.min(limits.max_buffer.saturating_sub(16)) / 16 * 16;
+        let bound = self.workspace_bytes.unwrap_or(DEFAULT_WORKSPACE_BYTES).min(device_bound);
         let fit = usize::try_from(bound / row_bytes).unwrap_or(usize::MAX).min(MAX_WINDOW_ROWS);
+        let multiple = arrays.row_multiple(limits.offset_alignment);
         let window_rows = if shape.rows <= fit {
             shape.rows.max(1)
         } else {
-            let rows = fit / WINDOW_ROW_MULTIPLE * WINDOW_ROW_MULTIPLE;
+            let rows = fit / multiple * multiple;
             if rows == 0 {
-                let needed = row_bytes * WINDOW_ROW_MULTIPLE as u64;
-                if needed > max_binding {
+                let needed = row_bytes * multiple as u64;
+                if needed > device_bound || self.workspace_bytes.is_none() {
                     return Err(Error::LimitExceeded {
-                        limit: "max_storage_buffer_binding_size (128 rows of the workspace)",
+                        limit: "max_storage_buffer_binding_size (the fewest rows of a window of the workspace)",
                         required: needed,
-                        available: max_binding,
+                        available: device_bound,
                     });
                 }
                 return Err(Error::InvalidOption {
                     option: "workspace_bytes",
                     problem: format!(
-                        "{} bytes hold fewer than {WINDOW_ROW_MULTIPLE} rows of {} classes' {what}; give at least {needed}",
-                        self.workspace_bytes, shape.classes
+                        "{bound} bytes hold fewer than {multiple} rows of {} classes' {what} (windows start at \
+                         multiples of {multiple} rows on this device); give at least {needed}, or leave the \
+                         workspace to its default",
+                        shape.classes
                     ),
                 });
             }
@@ -503,31 +562,82 @@ impl LinearCrossEntropy {
 mod tests {
     use super::*;
 
+    const F32_ROWS: RowArrays = RowArrays { target_bytes: 8, hidden_row_bytes: 4 * 64 };
+
     #[test]
-    fn windows_are_whole_multiples_of_128_rows_within_the_bound() {
+    fn windows_are_whole_multiples_of_the_row_multiple_within_the_bound() {
+        let limits = WindowLimits::DEFAULT;
         let op = LinearCrossEntropy::new().workspace_bytes(1 << 20);
-        let plan = op.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20, true).unwrap();
-        // 1 MiB / 4000 bytes = 262 rows, down to 256.
+        let plan = op.plan_windows(LinearShape::new(4096, 64, 1000), limits, F32_ROWS, true).unwrap();
+        // 1 MiB / 4000 bytes = 262 rows, down to a multiple of 64: 256.
         assert_eq!((plan.window_rows, plan.windows, plan.workspace_bytes), (256, 16, 256 * 4000));
         // Fewer rows than fit: one window of them all.
-        let plan = op.plan_windows(LinearShape::new(100, 64, 1000), 128 << 20, true).unwrap();
+        let plan = op.plan_windows(LinearShape::new(100, 64, 1000), limits, F32_ROWS, true).unwrap();
         assert_eq!((plan.window_rows, plan.windows), (100, 1));
-        // A bound below 128 rows is refused, naming what it needs.
+        // A bound below 64 rows is refused, naming what it needs.
         let small = LinearCrossEntropy::new().workspace_bytes(1000);
         assert!(matches!(
-            small.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20, true),
+            small.plan_windows(LinearShape::new(4096, 64, 1000), limits, F32_ROWS, true),
             Err(Error::InvalidOption { option: "workspace_bytes", .. })
         ));
         // The binding limit caps the workspace.
+        let narrow = WindowLimits { max_binding: 1 << 20, ..limits };
         let plan = LinearCrossEntropy::new()
             .workspace_bytes(u64::MAX)
-            .plan_windows(LinearShape::new(1 << 20, 8, 1 << 10), 1 << 20, true)
+            .plan_windows(LinearShape::new(1 << 20, 8, 1 << 10), narrow, F32_ROWS, true)
             .unwrap();
         assert_eq!(plan.window_rows, 256);
         // Narrow rows: the loop bound caps the window.
-        let plan =
-            LinearCrossEntropy::new().plan_windows(LinearShape::new(100_000, 8, 2), 128 << 20, true).unwrap();
+        let plan = LinearCrossEntropy::new()
+            .plan_windows(LinearShape::new(100_000, 8, 2), limits, F32_ROWS, true)
+            .unwrap();
         assert_eq!((plan.window_rows, plan.windows), (MAX_WINDOW_ROWS, 4));
+    }
+
+    /// The default workspace takes every vocabulary up to 2^18 under wgpu's default
+    /// limits, in windows whose logits fit one binding.
+    #[test]
+    fn the_default_workspace_runs_real_vocabularies_on_default_limits() {
+        let limits = WindowLimits::DEFAULT;
+        for classes in [50257, 65536, 128_256, 151_936, 256_000, 262_144] {
+            for arrays in [F32_ROWS, RowArrays { target_bytes: 4, hidden_row_bytes: 2 * 33 }] {
+                let plan = LinearCrossEntropy::new()
+                    .plan_windows(LinearShape::new(4096, 64, classes), limits, arrays, true)
+                    .unwrap();
+                let multiple = arrays.row_multiple(limits.offset_alignment);
+                assert!(
+                    plan.window_rows >= multiple && plan.window_rows.is_multiple_of(multiple),
+                    "{classes}: {plan:?}"
+                );
+                assert!(plan.workspace_bytes <= limits.max_binding, "{classes}: {plan:?}");
+            }
+        }
+        // A bound set by the caller below the row multiple is an error, not a default.
+        let set = LinearCrossEntropy::new().workspace_bytes(32 << 20);
+        assert!(matches!(
+            set.plan_windows(LinearShape::new(4096, 64, 256_000), limits, F32_ROWS, true),
+            Err(Error::InvalidOption { option: "workspace_bytes", .. })
+        ));
+        // A vocabulary whose fewest rows exceed a binding: the limit, named.
+        assert!(matches!(
+            LinearCrossEntropy::new().plan_windows(
+                LinearShape::new(4096, 8, 1 << 20),
+                limits,
+                F32_ROWS,
+                true
+            ),
+            Err(Error::LimitExceeded { .. })
+        ));
+    }
+
+    #[test]
+    fn the_row_multiple_aligns_every_array() {
+        // 256-byte alignment: 4-byte losses need 64 rows; 2-byte rows of odd D need 128.
+        assert_eq!(F32_ROWS.row_multiple(256), 64);
+        assert_eq!(RowArrays { target_bytes: 4, hidden_row_bytes: 2 * 33 }.row_multiple(256), 128);
+        assert_eq!(RowArrays { target_bytes: 4, hidden_row_bytes: 2 * 32 }.row_multiple(256), 64);
+        // A device that binds at any 16-byte offset: 4 rows.
+        assert_eq!(F32_ROWS.row_multiple(16), 4);
     }
 
     #[test]
@@ -535,7 +645,9 @@ mod tests {
         let op = LinearCrossEntropy::new().workspace_bytes(1 << 20);
         // 1000 classes: 16 blocks of 64, 16 * 36 = 576 bytes a row; 1 MiB holds 1820
         // rows, down to 1792.
-        let plan = op.plan_windows(LinearShape::new(4096, 64, 1000), 128 << 20, false).unwrap();
+        let plan = op
+            .plan_windows(LinearShape::new(4096, 64, 1000), WindowLimits::DEFAULT, F32_ROWS, false)
+            .unwrap();
         assert_eq!(plan.workspace_bytes, 1792 * 16 * LINEAR_SHARE_BYTES);
         assert_eq!((plan.window_rows, plan.windows, plan.stores_logits), (1792, 3, false));
         assert_eq!(LINEAR_SHARE_BYTES, 36);

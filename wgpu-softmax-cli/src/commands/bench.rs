@@ -95,6 +95,9 @@ fn measure_linear(cli: &Cli, args: &BenchArgs) -> Result<wgpu_softmax_bench::Lin
         config.runs = runs as usize;
     }
     config.forward_only = args.forward;
+    if let Some((n, d, v)) = args.shape {
+        config.shapes = vec![wgpu_softmax::LinearShape::new(n, d, v)];
+    }
     let bar = progress_bar(config.measurements())?;
     // One run of the unfused composition at the full sizes is minutes of work on a
     // software adapter, all in one submission.

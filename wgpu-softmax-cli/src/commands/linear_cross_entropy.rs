@@ -133,8 +133,10 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
         .label_smoothing(options.label_smoothing)
         .z_loss(options.z_loss)
         .lse(args.lse.is_some())
-        .gradients(gradients)
-        .workspace_bytes(args.workspace_bytes);
+        .gradients(gradients);
+    if let Some(bytes) = args.workspace_bytes {
+        op = op.workspace_bytes(bytes);
+    }
     if let Some(t) = options.softcap {
         op = op.softcap(t);
     }
