@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
-mod common;
+use crate::common;
 
 use common::{POISON_BITS, assert_written, ctx, poisoned, rng};
 use wgpu_softmax::check::Tolerance;
@@ -156,9 +156,22 @@ enum Kind {
     Probabilities,
 }
 
+/// Every option combination (target kind, reduction, weights, smoothing, upstream
+/// gradient, per shape) against the reference, each on a seeded draw of its variants
+/// (strategy x cached-rows path x gradient mode): every variant meets every value of every
+/// option, which the sampler checks. `WGPU_SOFTMAX_EXHAUSTIVE=1` runs every variant of
+/// every combination (the full product, 8x the runs and pipelines).
 #[test]
 fn every_option_combination_matches_reference_on_every_strategy() {
     let mut rng = rng(0xCE_0001);
+    let variants: Vec<(Strategy, Context, Gradient, bool)> = strategies()
+        .into_iter()
+        .flat_map(|s| common::both_paths(ctx()).map(move |p| (s, p)))
+        .flat_map(|(s, p)| {
+            [(Gradient::Separate, true), (Gradient::Skip, false)].map(|(g, a)| (s, p.clone(), g, a))
+        })
+        .collect();
+    let mut sampler = common::Sampler::new(0xCE_0002, variants.len(), 2);
     let mut runs = 0;
     for (rows, cols) in [(37, 10), (9, 300), (3, 1000)] {
         let shape = Shape::new(rows, cols);
@@ -192,32 +205,36 @@ fn every_option_combination_matches_reference_on_every_strategy() {
                         if use_upstream {
                             input = input.grad_output(&upstream);
                         }
-                        for (strategy, path) in
-                            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
-                        {
-                            for (gradient, argmax) in [(Gradient::Separate, true), (Gradient::Skip, false)] {
-                                let op = CrossEntropy::new()
-                                    .reduction(reduction)
-                                    .ignore_index(ignore_index)
-                                    .label_smoothing(smoothing)
-                                    .gradient(gradient)
-                                    .argmax(argmax)
-                                    .strategy(strategy);
-                                let (gpu, status) = run_resident_on(&path, op, &input);
-                                assert_eq!(status.bad_target_rows, 0);
-                                let what = format!(
-                                    "{kind:?} {shape} {op:?} cached {} weight {use_weight} upstream {use_upstream}",
-                                    path.cached_rows()
-                                );
-                                assert_matches_reference(&what, &gpu, op, &input);
-                                runs += 1;
-                            }
+                        let factors = [
+                            ("shape", shape.to_string()),
+                            ("targets", format!("{kind:?}")),
+                            ("reduction", format!("{reduction:?}")),
+                            ("weight and smoothing", format!("{use_weight} {smoothing}")),
+                        ];
+                        for variant in sampler.draw(&factors) {
+                            let (strategy, path, gradient, argmax) = &variants[variant];
+                            let op = CrossEntropy::new()
+                                .reduction(reduction)
+                                .ignore_index(ignore_index)
+                                .label_smoothing(smoothing)
+                                .gradient(*gradient)
+                                .argmax(*argmax)
+                                .strategy(*strategy);
+                            let (gpu, status) = run_resident_on(path, op, &input);
+                            assert_eq!(status.bad_target_rows, 0);
+                            let what = format!(
+                                "{kind:?} {shape} {op:?} cached {} weight {use_weight} upstream {use_upstream}",
+                                path.cached_rows()
+                            );
+                            assert_matches_reference(&what, &gpu, op, &input);
+                            runs += 1;
                         }
                     }
                 }
             }
         }
     }
+    sampler.assert_pairs_covered();
     eprintln!("{runs} option combinations checked against the reference");
 }
 

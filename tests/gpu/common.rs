@@ -1,6 +1,7 @@
-//! Shared by the GPU test binaries: one context per binary, poisoned outputs, and the
+//! Shared by the GPU test modules: one context for the suite, poisoned outputs, and the
 //! comparison with the reference.
-#![allow(dead_code)] // each test binary uses its own part of these helpers
+#![allow(dead_code)] // each module uses its own part of these helpers
+#![allow(clippy::unwrap_used)] // in a test helper, a failed unwrap is a failed test
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // i64 targets split into words
 
 use std::io::Write as _;
@@ -263,4 +264,71 @@ pub fn softmax_matches_reference<T: Element>(ctx: &Context, op: Softmax, input: 
     let c = compare(&wgpu_softmax::testing::widen(&gpu), &want, tolerance.for_dtype(T::DTYPE));
     assert!(c.passed(), "{op:?} {} on {shape}: {c}", T::DTYPE);
     true
+}
+
+/// Whether this run checks every combination of options (`WGPU_SOFTMAX_EXHAUSTIVE=1`: for
+/// a GPU or a long run), instead of the seeded sample [`Sampler`] draws.
+pub fn exhaustive() -> bool {
+    std::env::var("WGPU_SOFTMAX_EXHAUSTIVE").is_ok_and(|v| v == "1")
+}
+
+/// Draws, for each combination of a test's outer options, a few of its inner variants
+/// (strategy, path, gradient mode...), seeded so that a run is repeatable; and records
+/// which (variant, factor value) pairs ran, so that the test can insist that every
+/// variant met every value of every outer factor ([`Sampler::assert_pairs_covered`]).
+/// In the exhaustive mode every variant runs.
+pub struct Sampler {
+    rng: SeededRng,
+    variants: usize,
+    per_combination: usize,
+    covered: std::collections::BTreeSet<(usize, &'static str, String)>,
+    factors: std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>>,
+}
+
+impl Sampler {
+    /// A sampler of `per_combination` of `variants` variants per combination.
+    pub fn new(seed: u64, variants: usize, per_combination: usize) -> Self {
+        Self {
+            rng: rng(seed),
+            variants,
+            per_combination: per_combination.min(variants),
+            covered: std::collections::BTreeSet::new(),
+            factors: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The variants to run for the combination whose factors have the values `factors`
+    /// (name, value), all of them in the exhaustive mode; notes the pairs they cover.
+    pub fn draw(&mut self, factors: &[(&'static str, String)]) -> Vec<usize> {
+        let mut chosen: Vec<usize> = (0..self.variants).collect();
+        if !exhaustive() {
+            // A partial Fisher-Yates shuffle: the first `per_combination` are the draw.
+            for i in 0..self.per_combination {
+                let j = i + self.rng.below((self.variants - i) as u64) as usize;
+                chosen.swap(i, j);
+            }
+            chosen.truncate(self.per_combination);
+        }
+        for (name, value) in factors {
+            self.factors.entry(name).or_default().insert(value.clone());
+            for &variant in &chosen {
+                self.covered.insert((variant, name, value.clone()));
+            }
+        }
+        chosen
+    }
+
+    /// Panics unless every variant ran with every value of every factor seen.
+    pub fn assert_pairs_covered(&self) {
+        for (name, values) in &self.factors {
+            for value in values {
+                for variant in 0..self.variants {
+                    assert!(
+                        self.covered.contains(&(variant, *name, value.clone())),
+                        "the sample never ran variant {variant} with {name} = {value}: raise the draws per combination"
+                    );
+                }
+            }
+        }
+    }
 }

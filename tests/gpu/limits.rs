@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

@@ -5,7 +5,7 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 #![cfg(target_os = "linux")]
 
-mod common;
+use crate::common;
 
 use wgpu_softmax::{CrossEntropy, CrossEntropyInput, Shape, Targets, softmax};
 
