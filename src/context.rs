@@ -155,6 +155,36 @@ impl Context {
     /// The device's uncaptured-error handler and device-lost callback stay the caller's:
     /// call [`Context::report_device_lost`] or [`Context::report_fault`] from them so that
     /// this context stops taking work too.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use wgpu_softmax::{Context, Shape, Softmax, wgpu};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The application's own instance, adapter, device and queue.
+    /// let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    /// let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))?;
+    /// let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+    ///     required_features: adapter.features() & wgpu_softmax::OPTIONAL_FEATURES,
+    ///     required_limits: adapter.limits(),
+    ///     ..Default::default()
+    /// }))?;
+    /// let ctx = Context::from_device(device.clone(), queue.clone());
+    ///
+    /// // The application's fault handler tells the context too.
+    /// let for_faults = ctx.clone();
+    /// device.on_uncaptured_error(Arc::new(move |error| for_faults.report_fault(error.to_string())));
+    ///
+    /// // The application's buffers and encoder; the op records, the application submits.
+    /// let shape = Shape::new(4, 10);
+    /// let input = ctx.upload(&vec![1.0; 40])?;
+    /// let output = ctx.storage_buffer(40)?;
+    /// let mut encoder = device.create_command_encoder(&Default::default());
+    /// Softmax::new().encode(&ctx, &mut encoder, &input, &output, shape)?;
+    /// queue.submit([encoder.finish()]);
+    /// assert!((ctx.download(&output, 40)?[0] - 0.1).abs() < 1e-6);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();

@@ -13,15 +13,20 @@ pub enum Strategy {
     /// adapter; best for wide rows.
     WorkgroupPerRow,
     /// Each row split across workgroups of 256 invocations, one per segment of
-    /// 4096 columns: a statistics pass, then a write pass. For a few rows
-    /// so wide that one workgroup per row would leave a GPU idle. Softmax and log-softmax
-    /// only; not in [`Strategy::ALL`].
+    /// 4096 columns: a statistics pass (the cross-entropy's merges its segments' partial
+    /// statistics, loss sums included), then a write pass. For a few rows so wide that one
+    /// workgroup per row would leave a GPU idle, and for rows too wide for the others on a
+    /// driver that limits loop iterations. Every op has it (softmax, log-softmax, their
+    /// backward passes, the cross-entropy; the linear cross-entropy's shares are laid out
+    /// as its segments); it is not in [`Strategy::ALL`], which lists the strategies that
+    /// give each row to one invocation, subgroup or workgroup.
     SplitRow,
 }
 
 impl Strategy {
-    /// Every strategy that every op has, in a fixed order ([`Strategy::SplitRow`] is the
-    /// softmax's alone).
+    /// The three strategies that give each row whole to one invocation, subgroup or
+    /// workgroup, in a fixed order. Every op has them, and [`Strategy::SplitRow`] too,
+    /// which is left out here: add it to go through every strategy.
     pub const ALL: [Self; 3] = [Self::ThreadPerRow, Self::SubgroupPerRow, Self::WorkgroupPerRow];
 
     /// Invocations in one workgroup of this strategy's kernel (fixed in the WGSL).

@@ -37,10 +37,10 @@ pub enum Command {
     /// Run every op and every kernel strategy of the adapter on random data and compare
     /// with the f64 reference; exits non-zero on any failure.
     Check(CheckArgs),
-    /// Softmax (or log-softmax) over the last axis of an array.
+    /// Softmax (or log-softmax) of an array over one axis (--dim; the last by default).
     Softmax(SoftmaxArgs),
-    /// Softmax cross-entropy of logits (N, C) with class-index or probability targets, as
-    /// PyTorch's cross_entropy.
+    /// Softmax cross-entropy of logits (N, C, d1, ..., dk), (N, C) or (C,) with class-index
+    /// or probability targets, as PyTorch's cross_entropy.
     CrossEntropy(CrossEntropyArgs),
     /// Fused linear cross-entropy: the cross-entropy of the logits H W^T + b of hidden
     /// states H (N, D) under a classifier W (V, D), and its gradients with respect to H, W
@@ -111,10 +111,11 @@ pub struct CheckArgs {
 /// `softmax`'s arguments.
 #[derive(Debug, Args)]
 pub struct SoftmaxArgs {
-    /// Input array, float32 or float64, of any shape but 0-d.
+    /// Input array, float16, float32 or float64, of any shape but 0-d.
     #[arg(long, value_name = "X.npy")]
     pub input: PathBuf,
-    /// Output array: float32, the input's shape.
+    /// Output array, the input's shape: float16 when the storage type is f16 (--dtype, or
+    /// a float16 input), else float32.
     #[arg(long, value_name = "Y.npy")]
     pub output: PathBuf,
     /// Log-softmax instead of softmax.
@@ -157,19 +158,21 @@ impl DTypeArg {
 #[derive(Debug, Args)]
 pub struct CrossEntropyArgs {
     /// Logits (N, C, d1, ..., dk) with the classes on axis 1, as PyTorch's cross_entropy
-    /// takes them: (N, C), or (C,) for one sample; float32 or float64.
+    /// takes them: (N, C), or (C,) for one sample; float16, float32 or float64.
     #[arg(long, value_name = "X.npy")]
     pub logits: PathBuf,
-    /// Class indices (N, d1, ..., dk), or 0-d for (C,) logits, as int64, int32 or uint32;
-    /// or probabilities of the logits' shape as float32 or float64.
+    /// Class indices (N, d1, ..., dk), or 0-d for (C,) logits, of any signed or unsigned
+    /// integer type of 8 to 64 bits (int64, int32, uint8...); or probabilities of the
+    /// logits' shape as float16, float32 or float64.
     #[arg(long, value_name = "T.npy")]
     pub targets: PathBuf,
     /// Output: the loss, float32, 0-d for mean and sum, the class targets' shape
     /// (N, d1, ..., dk) for none.
     #[arg(long, value_name = "L.npy")]
     pub loss: PathBuf,
-    /// Output: the gradient of the reduced loss with respect to the logits, float32, the
-    /// logits' shape; for none, of the sum of the losses.
+    /// Output: the gradient of the reduced loss with respect to the logits, the logits'
+    /// shape, in the storage type (float16 for f16, else float32); for none, of the sum of
+    /// the losses.
     #[arg(long, value_name = "G.npy")]
     pub grad: Option<PathBuf>,
     /// Output: the logsumexp over the classes of the (softcapped) logits, float32, the class
@@ -193,7 +196,7 @@ pub struct LinearCrossEntropyArgs {
     /// Bias b (V,), float32, float64 or float16.
     #[arg(long, value_name = "b.npy")]
     pub bias: Option<PathBuf>,
-    /// Class indices (N,), as int64, int32 or uint32.
+    /// Class indices (N,), of any signed or unsigned integer type of 8 to 64 bits.
     #[arg(long, value_name = "T.npy")]
     pub targets: PathBuf,
     /// Output: the loss, float32, 0-d for mean and sum, (N,) for none.
@@ -213,8 +216,10 @@ pub struct LinearCrossEntropyArgs {
     #[arg(long, value_name = "F.npy")]
     pub grad_bias: Option<PathBuf>,
     /// The most bytes of logits held at once (the workspace, f32): rows are taken in
-    /// windows that fit. Default: 256 MiB, or the device's largest storage binding where
-    /// that is smaller.
+    /// windows that fit, each a multiple of the rows the device can bind from (64 under
+    /// the usual 256-byte alignment); a bound too small for that many rows is refused,
+    /// with the bytes it needs. Default: 256 MiB, or the device's largest storage binding
+    /// where that is smaller.
     #[arg(long, value_name = "BYTES")]
     pub workspace_bytes: Option<u64>,
     /// The loss's options.
@@ -240,8 +245,9 @@ pub struct LossArgs {
         allow_negative_numbers = true
     )]
     pub label_smoothing: f32,
-    /// Class weights (C,) (one per class), float32 or float64.
-    #[arg(long, value_name = "W.npy")]
+    /// Class weights, one per class: (C,) for cross-entropy, (V,) for
+    /// linear-cross-entropy; float16, float32 or float64.
+    #[arg(long, value_name = "WEIGHTS.npy")]
     pub weight: Option<PathBuf>,
     /// z-loss coefficient: each row not ignored adds S * logsumexp^2 (PaLM; Liger's
     /// lse_square_scale). S >= 0.

@@ -4,14 +4,14 @@
 //! ```text
 //! wgpu-softmax info
 //! wgpu-softmax check [--seed N]
-//! wgpu-softmax softmax --input X.npy --output Y.npy [--log]
+//! wgpu-softmax softmax --input X.npy --output Y.npy [--log] [--dim K] [--dtype f32|f16|bf16]
 //! wgpu-softmax cross-entropy --logits X.npy --targets T.npy --loss L.npy [--grad G.npy]
-//!     [--reduction mean|sum|none] [--ignore-index I] [--label-smoothing E] [--weight W.npy]
-//!     [--z-loss S] [--softcap T] [--lse F.npy]
+//!     [--reduction mean|sum|none] [--ignore-index I] [--label-smoothing E] [--weight WEIGHTS.npy]
+//!     [--z-loss S] [--softcap T] [--lse F.npy] [--dtype f32|f16|bf16]
 //! wgpu-softmax linear-cross-entropy --hidden H.npy --classifier W.npy [--bias b.npy]
 //!     --targets T.npy --loss L.npy [--lse F] [--grad-hidden F] [--grad-classifier F]
 //!     [--grad-bias F] [--reduction R] [--ignore-index I] [--label-smoothing E]
-//!     [--weight W.npy] [--z-loss S] [--softcap T] [--dtype f32|f16|bf16] [--workspace-bytes N]
+//!     [--weight WEIGHTS.npy] [--z-loss S] [--softcap T] [--dtype f32|f16|bf16] [--workspace-bytes N]
 //! ```
 //!
 //! Global options `--backend vulkan|metal|dx12|gl` and `--adapter NAME` (else the `WGPU_*`
