@@ -53,7 +53,10 @@ pub enum Error {
     },
 
     /// A class axis outside the tensor's dimensions.
-    #[error("dim {dim} is out of range for a tensor of {ndim} dimensions; give one in -{ndim}..{ndim}")]
+    #[error(
+        "dim {dim} is out of range for a tensor of {ndim} dimensions; give one from {} (both included)",
+        axis_range(.ndim)
+    )]
     AxisOutOfRange {
         /// The axis given (negative counts from the end).
         dim: isize,
@@ -81,6 +84,24 @@ pub enum Error {
         /// Bytes needed.
         required: u64,
         /// Bytes it has.
+        actual: u64,
+    },
+
+    /// A region given without a storage type (a plain buffer or slice, read as f32) is too
+    /// small for the tensor in f32, but is its size in a 16-bit type (give or take a little
+    /// padding): most likely f16 or bf16 data passed without naming its type.
+    #[error(
+        "the {what} buffer has {actual} bytes but the shape needs {required} in f32, the type of a \
+         plain buffer or slice; {actual} bytes is the tensor's size in a 16-bit type: if it holds f16 or \
+         bf16, name the type with TensorRef::new(buffer, DType::BF16) (or DType::F16) and pass \
+         every class-axis tensor of the call so; else create the buffer larger"
+    )]
+    UntypedHalfTensor {
+        /// Which buffer.
+        what: &'static str,
+        /// Bytes the tensor needs in f32.
+        required: u64,
+        /// Bytes the region has.
         actual: u64,
     },
 
@@ -252,6 +273,15 @@ pub enum Error {
     /// Reading a result back from the GPU failed.
     #[error("reading the result back from the GPU failed: {0}")]
     Readback(String),
+}
+
+/// The axes of a tensor of `ndim` dimensions, as a message gives them: `-4 to 3`, negative
+/// counting from the end (a 0-d tensor takes -1 or 0, as in PyTorch).
+fn axis_range(ndim: &usize) -> String {
+    match *ndim {
+        0 => "-1 to 0".to_owned(),
+        n => format!("-{n} to {}", n - 1),
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -58,7 +58,7 @@ impl Shape {
     ///
     /// # Errors
     ///
-    /// [`Error::AxisOutOfRange`] when `dim` is not in `-ndim..ndim`,
+    /// [`Error::AxisOutOfRange`] when `dim` is not from `-ndim` to `ndim - 1`,
     /// [`Error::ShapeOverflow`] when the dimensions' product overflows.
     pub fn of_dims(dims: &[usize], dim: isize) -> Result<Self> {
         if dims.is_empty() && (dim == 0 || dim == -1) {
@@ -204,7 +204,10 @@ mod tests {
         for dim in [4, -5, 100] {
             let err = Shape::of_dims(&[2, 3, 4, 5], dim).unwrap_err();
             assert!(matches!(err, Error::AxisOutOfRange { ndim: 4, .. }), "{err}");
+            assert!(err.to_string().contains("from -4 to 3"), "{err}");
         }
+        let err = Shape::of_dims(&[], 1).unwrap_err();
+        assert!(err.to_string().contains("from -1 to 0"), "{err}");
         assert!(Shape::of_dims(&[usize::MAX, 3, 2], 1).is_err());
     }
 

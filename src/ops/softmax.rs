@@ -146,7 +146,8 @@ impl Softmax {
     ///
     /// [`crate::Error::MissingUsage`] when a buffer lacks `STORAGE`,
     /// [`crate::Error::MisalignedOffset`] for a region the device cannot bind from,
-    /// [`crate::Error::BufferTooSmall`] when one is smaller than the shape,
+    /// [`crate::Error::BufferTooSmall`] when one is smaller than the shape
+    /// ([`crate::Error::UntypedHalfTensor`] when an untyped one would hold it in 16 bits),
     /// [`crate::Error::DTypeMismatch`] when the two types differ,
     /// [`crate::Error::AliasedBuffers`] when they are the same buffer,
     /// [`crate::Error::ForeignBuffer`] for a buffer of another device, the errors of

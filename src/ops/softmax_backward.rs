@@ -125,7 +125,8 @@ impl SoftmaxBackward {
     /// # Errors
     ///
     /// [`crate::Error::MissingUsage`], [`crate::Error::MisalignedOffset`],
-    /// [`crate::Error::BufferTooSmall`], [`crate::Error::DTypeMismatch`],
+    /// [`crate::Error::BufferTooSmall`], [`crate::Error::UntypedHalfTensor`],
+    /// [`crate::Error::DTypeMismatch`],
     /// [`crate::Error::AliasedBuffers`] and [`crate::Error::ForeignBuffer`] for buffers
     /// that cannot be bound so, and the errors of [`SoftmaxBackward::plan`].
     pub fn encode<'a>(

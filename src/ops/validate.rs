@@ -52,7 +52,9 @@ pub(crate) fn storage_region(
 ///
 /// # Errors
 ///
-/// [`Error::DTypeMismatch`], and the errors of [`storage_region`].
+/// [`Error::DTypeMismatch`], the errors of [`storage_region`], and
+/// [`Error::UntypedHalfTensor`] where an f32 tensor's region is too small for it but is
+/// its size in a 16-bit type.
 pub(crate) fn tensor(
     ctx: &Context,
     (what, reference): (&'static str, &'static str),
@@ -63,7 +65,30 @@ pub(crate) fn tensor(
     if tensor.dtype() != dtype {
         return Err(Error::DTypeMismatch { what, reference, expected: dtype, actual: tensor.dtype() });
     }
-    storage_region(ctx, what, &tensor.region(), elements.saturating_mul(dtype.size()))
+    let bytes = elements.saturating_mul(dtype.size());
+    let checked = storage_region(ctx, what, &tensor.region(), bytes);
+    match checked {
+        // Too small for f32 but the size of the tensor in 16 bits (with at most a little
+        // padding, and nearer that than the f32 size): say that the type may be what is
+        // missing, since the byte counts alone read as a sizing mistake.
+        Err(Error::BufferTooSmall { actual, .. })
+            if dtype == DType::F32 && holds_16_bit(actual, elements) =>
+        {
+            Err(Error::UntypedHalfTensor { what, required: bytes, actual })
+        }
+        other => other,
+    }
+}
+
+/// Padding past a 16-bit tensor's bytes that a region may have and still read as that
+/// tensor (buffers are often rounded up to a multiple of 16 or 256 bytes).
+const HALF_PADDING_BYTES: u64 = 1024;
+
+/// Whether `bytes` is the size of `elements` 16-bit elements, give or take padding: at
+/// least their bytes, at most [`HALF_PADDING_BYTES`] more, and below 3 bytes an element.
+fn holds_16_bit(bytes: u64, elements: u64) -> bool {
+    let half = elements.saturating_mul(2);
+    bytes >= half && bytes <= half.saturating_add(HALF_PADDING_BYTES) && bytes < elements.saturating_mul(3)
 }
 
 /// Whether `region`'s binding of `bytes`, rounded up to a multiple of `unit`, still lies
@@ -80,4 +105,19 @@ pub(crate) fn has_room(region: &BufferRegion<'_>, bytes: u64, unit: u64) -> bool
 /// [`Error::AliasedBuffers`].
 pub(crate) fn distinct(input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<()> {
     if input == output { Err(Error::AliasedBuffers) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_16_bit;
+
+    #[test]
+    fn a_16_bit_size_is_told_apart_from_a_short_buffer() {
+        // 200000 bf16 elements in a buffer padded by 256 bytes, or exactly.
+        assert!(holds_16_bit(400_256, 200_000) && holds_16_bit(400_000, 200_000));
+        // 8 elements padded to 16 bytes.
+        assert!(holds_16_bit(16, 8));
+        // One word short of f32, or far from either size.
+        assert!(!holds_16_bit(124, 32) && !holds_16_bit(600_000, 200_000) && !holds_16_bit(399_998, 200_000));
+    }
 }

@@ -75,6 +75,27 @@ fn caller_buffers_are_checked_before_anything_is_recorded() {
     encode_into(&input, &output, shape).unwrap();
 }
 
+/// A bf16 tensor passed as a plain buffer (read as f32) is twice too small in f32: the
+/// error says that it holds the tensor in 16 bits and how to name its type.
+#[test]
+fn a_16_bit_tensor_passed_untyped_is_named_as_such() {
+    let shape = Shape::new(200, 1000);
+    let x = vec![wgpu_softmax::bf16::from_f32(0.5); 200 * 1000];
+    let input = ctx().upload_elements(&x).unwrap();
+    let output = ctx().storage_buffer(200 * 1000).unwrap();
+    let err = encode_into(&input, &output, shape).unwrap_err();
+    assert!(
+        matches!(err, Error::UntypedHalfTensor { what: "input", required: 800_000, actual: 400_000 }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("TensorRef::new") && text.contains("DType::BF16"), "{text}");
+    // A buffer too small even for 16 bits is only too small.
+    let small = ctx().storage_buffer(1000).unwrap();
+    let err = encode_into(&small, &output, shape).unwrap_err();
+    assert!(matches!(err, Error::BufferTooSmall { what: "input", .. }), "{err}");
+}
+
 #[test]
 fn the_caller_encoder_is_only_recorded_into() {
     // Two ops recorded into one encoder, one submit by the caller: the second reads what

@@ -310,7 +310,7 @@ fn softmax_over_any_dim_keeps_the_shape() {
     assert_refused(
         &s,
         &["softmax", "--input", "x.npy", "--output", "z.npy", "--dim", "3"],
-        &["x.npy", "--dim 3", "out of range"],
+        &["x.npy", "--dim 3", "out of range", "from -3 to 2"],
     );
     assert_refused(
         &s,
@@ -1098,6 +1098,32 @@ fn mismatched_cross_entropy_shapes_are_refused() {
     write_f32(&s, "x0.npy", &[], &[0.5]);
     args[2] = "x0.npy";
     assert_refused(&s, &args, &["x0.npy", "0-d"]);
+}
+
+/// Class indices saved as floats (all whole numbers) are refused with the cast to integers
+/// named, by both losses; floats of the logits' shape are still probabilities.
+#[test]
+fn float_class_indices_are_refused_naming_the_cast() {
+    let s = cross_entropy_inputs("ce_float_classes");
+    write_f64(&s, "tf.npy", &[4], &[0.0, 1.0, 2.0, -100.0]);
+    assert_refused(
+        &s,
+        &cross_entropy_args("tf.npy", &[]),
+        &["tf.npy", "float64", "integers", "astype(np.int64)"],
+    );
+    write_f32(&s, "tf5.npy", &[5], &[0.0, 1.0, 2.0, 0.0, 1.0]);
+    assert_refused(
+        &s,
+        &cross_entropy_args("tf5.npy", &[]),
+        &["tf5.npy", "float32", "astype(np.int64)", "(4,)"],
+    );
+    write_f32(&s, "h.npy", &[2, 3], &[0.5; 6]);
+    write_f32(&s, "cw.npy", &[5, 3], &[0.25; 15]);
+    write_f32(&s, "lt.npy", &[2], &[4.0, 0.0]);
+    let args = ["linear-cross-entropy", "--hidden", "h.npy", "--classifier", "cw.npy", "--targets", "lt.npy"];
+    let mut args = args.to_vec();
+    args.extend(["--loss", "l.npy"]);
+    assert_refused(&s, &args, &["lt.npy", "float32", "astype(np.int64)"]);
 }
 
 #[test]

@@ -28,10 +28,10 @@ impl CrossEntropy {
     /// # Errors
     ///
     /// [`Error::MissingUsage`], [`Error::MisalignedOffset`] and [`Error::BufferTooSmall`]
-    /// for a buffer that cannot be bound as needed, [`Error::DTypeMismatch`] when the
-    /// gradient or probability targets are not of the logits' type,
-    /// [`Error::InvalidOption`] for options that contradict the buffers (no grad buffer
-    /// for [`Gradient::Separate`], an upstream gradient with a reduction, an
+    /// (or [`Error::UntypedHalfTensor`]) for a buffer that cannot be bound as needed,
+    /// [`Error::DTypeMismatch`] when the gradient or probability targets are not of the
+    /// logits' type, [`Error::InvalidOption`] for options that contradict the buffers (no
+    /// grad buffer for [`Gradient::Separate`], an upstream gradient with a reduction, an
     /// `ignore_index` outside i32), [`Error::AliasedBuffers`] when an output is also an
     /// input, [`Error::ForeignBuffer`] for a buffer of another device, and the errors of
     /// [`CrossEntropy::plan`].

@@ -9,7 +9,8 @@ use wgpu_softmax::{
 };
 
 use super::{
-    FloatInput, Stored, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype,
+    FloatInput, Stored, distinct_outputs, float_classes_message, read_float, read_npy, report_written,
+    shape_text, storage_dtype, whole_number_floats,
 };
 use crate::args::{Cli, CrossEntropyArgs};
 use crate::error::CliError;
@@ -180,6 +181,20 @@ fn read_targets(
         data if probability_shape_ok => npy::to_f32(data, &dtype)
             .map(TargetData::Probabilities)
             .map_err(|problem| CliError::file(path, format!("probability targets: {problem}"))),
+        // Floats not of the logits' shape cannot be probabilities; whole numbers are class
+        // indices saved as floats, and the fix is the cast, not the shape.
+        data if whole_number_floats(&data) => {
+            let mut message = float_classes_message(&dtype);
+            if !class_shape_ok {
+                message.push_str(&format!(
+                    "; as class indices they must also have {} for the logits {} of {}",
+                    shape_text(class_shape),
+                    logits_path.display(),
+                    shape_text(logits_shape)
+                ));
+            }
+            Err(CliError::file(path, message))
+        }
         _ => Err(mismatch("probability", logits_shape)),
     }
 }

@@ -11,7 +11,8 @@ use wgpu_softmax::{
 };
 
 use super::{
-    FloatInput, Stored, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype,
+    FloatInput, Stored, distinct_outputs, float_classes_message, read_float, read_npy, report_written,
+    shape_text, storage_dtype, whole_number_floats,
 };
 use crate::args::{Cli, LinearCrossEntropyArgs};
 use crate::error::CliError;
@@ -99,7 +100,7 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
     };
     let bias = args.bias.as_deref().map(|p| per_class(p, "the bias")).transpose()?;
     let weight = args.options.weight.as_deref().map(|p| per_class(p, "the weight")).transpose()?;
-    let Array { shape: targets_shape, data, .. } = read_npy(&args.targets)?;
+    let Array { shape: targets_shape, data, dtype } = read_npy(&args.targets)?;
     let targets = match data {
         Data::Int(t) if targets_shape == [rows] => t,
         Data::Int(_) => {
@@ -112,10 +113,15 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
                 ),
             ));
         }
+        data if whole_number_floats(&data) => {
+            return Err(CliError::file(&args.targets, float_classes_message(&dtype)));
+        }
         _ => {
             return Err(CliError::file(
                 &args.targets,
-                "targets must be class indices (int64, int32 or uint32)",
+                format!(
+                    "targets must be class indices of an integer type (int64, int32, uint8...), not {dtype}"
+                ),
             ));
         }
     };

@@ -102,6 +102,28 @@ pub fn distinct_outputs(named: &[(&str, Option<&Path>)]) -> Result<(), CliError>
     Ok(())
 }
 
+/// Whether `data` holds floats that are all whole numbers (and at least one): class
+/// indices saved as floats, as `np.save` of a float array of labels writes them.
+pub fn whole_number_floats(data: &npy::Data) -> bool {
+    fn whole(value: f64) -> bool {
+        value.is_finite() && value.fract() == 0.0
+    }
+    match data {
+        npy::Data::F16(v) => !v.is_empty() && v.iter().all(|x| whole(f64::from(*x))),
+        npy::Data::F32(v) => !v.is_empty() && v.iter().all(|x| whole(f64::from(*x))),
+        npy::Data::F64(v) => !v.is_empty() && v.iter().all(|&x| whole(x)),
+        npy::Data::Int(_) => false,
+    }
+}
+
+/// The message for class targets stored as floats of `dtype`: name the cast to integers.
+pub fn float_classes_message(dtype: &str) -> String {
+    format!(
+        "class indices must be stored as integers, but these are {dtype} (all whole numbers); cast \
+         them before saving, as NumPy's t.astype(np.int64) or PyTorch's t.long()"
+    )
+}
+
 /// A shape for messages: `shape (2, 3)`.
 pub fn shape_text(shape: &[usize]) -> String {
     format!("shape {}", format_shape(shape))
