@@ -327,14 +327,33 @@ impl Cli {
         options
     }
 
-    /// The backends to look for adapters on: `--backend`, else `WGPU_BACKEND`, else all.
+    /// The backends to look for adapters on: `--backend`, else `WGPU_BACKEND`, else every
+    /// backend this platform may have ([`platform_backends`]).
     pub fn backends(&self) -> wgpu::Backends {
-        self.backend.map(Backend::backends).or_else(wgpu::Backends::from_env).unwrap_or(wgpu::Backends::all())
+        self.backend
+            .map(Backend::backends)
+            .or_else(wgpu::Backends::from_env)
+            .unwrap_or_else(platform_backends)
     }
 
     /// Creates the context the global flags select; `what` names the command, for the
     /// error message.
     pub fn context(&self, what: &str) -> Result<Context, CliError> {
-        Context::with_options(self.context_options()).map_err(|e| CliError::library(what, &e))
+        let mut options = self.context_options();
+        options.backends = Some(self.backends());
+        Context::with_options(options).map_err(|e| CliError::library(what, &e))
     }
+}
+
+/// The backends that may exist on this platform: wgpu's "all" also holds the no-op backend
+/// and the browser's WebGPU, which a native tool never finds.
+pub fn platform_backends() -> wgpu::Backends {
+    let mut backends = wgpu::Backends::VULKAN | wgpu::Backends::GL;
+    if cfg!(any(target_os = "macos", target_os = "ios")) {
+        backends |= wgpu::Backends::METAL;
+    }
+    if cfg!(windows) {
+        backends |= wgpu::Backends::DX12;
+    }
+    backends
 }

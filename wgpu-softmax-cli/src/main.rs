@@ -23,6 +23,7 @@ mod commands;
 mod error;
 mod npy;
 mod output;
+mod progress;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
+    if let Some(code) = rerun_with_runtime_dir() {
+        return code;
+    }
     // Outputs still pending when `run` returns an error are dropped (and their temporary
     // files removed) before the message is printed.
     let result = run(&cli);
@@ -82,6 +86,55 @@ fn run(cli: &Cli) -> Result<ExitCode, CliError> {
         }
         Command::Bench(args) => commands::bench::run(cli, args).map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// Set in the environment of the tool run again by [`rerun_with_runtime_dir`], so that it
+/// does not run itself once more.
+const RERUN_MARK: &str = "WGPU_SOFTMAX_CLI_RERUN";
+
+/// Runs this same command line again as a child process with `XDG_RUNTIME_DIR` set to a
+/// fresh private directory, where that variable is unset, and returns its exit status; else
+/// `None` (run here).
+///
+/// Without that variable, Mesa's Vulkan device-selection layer (an implicit layer the
+/// Vulkan loader runs in every process, with or without a GPU) looks for a Wayland display
+/// while adapters are enumerated, and prints `error: XDG_RUNTIME_DIR is invalid or not set
+/// in the environment.` once per instance: noise that reads as a failure. It reads the
+/// variable from the environment, so the variable must be there before the first wgpu
+/// instance. `std::env::set_var` is `unsafe` in Rust 2024 (another thread may be reading
+/// the environment), and this workspace forbids unsafe code; probing GL only on request
+/// would not help either, since the layer is Vulkan's. A child process with the variable
+/// in its environment is the safe way, at the cost of one process start. An empty
+/// directory is enough: the layer then finds no display, quietly, and picks as it would.
+fn rerun_with_runtime_dir() -> Option<ExitCode> {
+    if cfg!(not(all(unix, not(any(target_os = "macos", target_os = "ios")))))
+        || std::env::var_os("XDG_RUNTIME_DIR").is_some()
+        || std::env::var_os(RERUN_MARK).is_some()
+    {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = private_dir()?;
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("XDG_RUNTIME_DIR", &dir)
+        .env(RERUN_MARK, "1")
+        .status();
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = status.ok()?;
+    Some(status.code().map_or(ExitCode::FAILURE, |code| ExitCode::from(u8::try_from(code).unwrap_or(1))))
+}
+
+/// A new directory only this user may enter (mode 0700), under the temporary directory.
+fn private_dir() -> Option<std::path::PathBuf> {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("wgpu-softmax-runtime-{}-{nanos}", std::process::id()));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).ok()?;
+    Some(dir)
 }
 
 /// Help and version go to stdout as clap prints them; any other command-line error is

@@ -890,6 +890,33 @@ fn info_lists_the_adapter_and_the_strategies() {
     for word in ["SUBGROUP", "max_storage_buffer_binding_size", "65536x10", "8x262144", "PerRow"] {
         assert!(stdout.contains(word), "{word} missing from {stdout}");
     }
+    let searched = stdout.lines().find(|l| l.starts_with("backends searched:")).unwrap_or_default();
+    assert!(!searched.contains("noop") && !searched.contains("browser"), "{searched}");
+}
+
+/// Without `XDG_RUNTIME_DIR`, the tool runs itself with a private one: nothing on stderr
+/// (Mesa's Vulkan device-selection layer would print an error line per instance).
+#[test]
+fn the_tool_is_quiet_without_a_runtime_dir() {
+    let s = Scratch::new("no_xdg");
+    let output = Command::new(env!("CARGO_BIN_EXE_wgpu-softmax"))
+        .arg("info")
+        .current_dir(&s.dir)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "", "stdout: {}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("[selected]"), "{}", text(&output.stdout));
+    // A failing command still exits non-zero with its one line.
+    let output = Command::new(env!("CARGO_BIN_EXE_wgpu-softmax"))
+        .args(["softmax", "--input", "nope.npy", "--output", "y.npy"])
+        .current_dir(&s.dir)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stderr).lines().count(), 1, "{}", text(&output.stderr));
 }
 
 #[test]

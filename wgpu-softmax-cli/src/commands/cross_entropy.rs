@@ -16,6 +16,7 @@ use crate::args::{Cli, CrossEntropyArgs};
 use crate::error::CliError;
 use crate::npy::{self, Array, Data};
 use crate::output::{PendingOutput, commit_all};
+use crate::progress::Progress;
 
 /// Class-index or probability targets, as read.
 enum TargetData {
@@ -42,6 +43,7 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         ("--lse", args.lse.as_deref()),
     ];
     distinct_outputs(&named)?;
+    let progress = Progress::start("cross-entropy", "reading the inputs");
     let mut loss_output = PendingOutput::create(&args.loss, &inputs)?;
     let grad_output = args.grad.as_deref().map(|grad| PendingOutput::create(grad, &inputs)).transpose()?;
     let lse_output = args.lse.as_deref().map(|lse| PendingOutput::create(lse, &inputs)).transpose()?;
@@ -84,6 +86,7 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         op = op.softcap(t);
     }
     let dtype = storage_dtype(args.options.dtype, half);
+    progress.stage("running on the GPU");
     let Outputs { loss, grad, lse } = match dtype {
         DType::F32 => run_typed(cli, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?,
         DType::F16 => {
@@ -94,6 +97,7 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         }
     };
 
+    progress.stage("writing the outputs");
     let loss_shape: Vec<usize> =
         if reduction == Reduction::None { per_sample_shape.clone() } else { Vec::new() };
     loss_output.write(&loss_shape, &loss)?;
@@ -116,6 +120,7 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         written.push((path, "float32", per_sample_shape.as_slice()));
     }
     commit_all(outputs)?;
+    progress.finish();
     report_written("cross-entropy", &written)
 }
 

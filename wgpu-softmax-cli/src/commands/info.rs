@@ -22,12 +22,9 @@ const SHAPES: [Shape; 4] =
 /// among them; writing to stdout failing.
 pub fn run(cli: &Cli) -> Result<ExitCode, CliError> {
     let backends = cli.backends();
-    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    descriptor.backends = backends;
-    let instance = wgpu::Instance::new(descriptor);
-    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-    // The adapter the other commands would run on: through the library's own selection.
-    let selected = Context::with_options(cli.context_options());
+    let adapters = enumerate(backends);
+    // The adapter the other commands would run on: through their own selection.
+    let selected = cli.context("info: selecting an adapter");
 
     let mut out = std::io::stdout().lock();
     let backend_names: Vec<String> = backends.iter_names().map(|(name, _)| name.to_lowercase()).collect();
@@ -109,7 +106,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode, CliError> {
         }
         Err(error) => {
             out.flush()?;
-            Err(CliError::library("info: selecting an adapter", error))
+            Err(CliError::new(error.to_string()))
         }
     }
+}
+
+/// The adapters of a new instance on `backends`.
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends = backends;
+    let instance = wgpu::Instance::new(descriptor);
+    pollster::block_on(instance.enumerate_adapters(backends))
 }

@@ -18,6 +18,7 @@ use crate::args::{Cli, LinearCrossEntropyArgs};
 use crate::error::CliError;
 use crate::npy::{Array, Data};
 use crate::output::{PendingOutput, commit_all};
+use crate::progress::Progress;
 
 /// The float inputs, as read.
 struct Floats {
@@ -57,6 +58,7 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
     if args.grad_bias.is_some() && args.bias.is_none() {
         return Err(CliError::new("linear-cross-entropy: --grad-bias needs --bias"));
     }
+    let progress = Progress::start("linear-cross-entropy", "reading the inputs");
     let mut pending: Vec<Option<PendingOutput>> = named
         .iter()
         .map(|(_, path)| path.map(|p| PendingOutput::create(p, &inputs)).transpose())
@@ -148,12 +150,14 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
     }
     let shape = LinearShape::new(rows, d, classes);
     let floats = Floats { hidden, classifier, bias, weight };
+    progress.stage("running on the GPU");
     let out = match storage_dtype(options.dtype, half) {
         DType::F32 => run_typed::<f32>(cli, args, op, shape, &floats, &targets, Stored::F32)?,
         DType::F16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::F16)?,
         DType::BF16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::BF16)?,
     };
 
+    progress.stage("writing the outputs");
     let loss_shape: Vec<usize> = if reduction == Reduction::None { vec![rows] } else { Vec::new() };
     let shapes: [Vec<usize>; 5] = [loss_shape, vec![rows], vec![rows, d], vec![classes, d], vec![classes]];
     let Outputs { loss, lse, grads: [grad_hidden, grad_classifier, grad_bias] } = out;
@@ -173,6 +177,7 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
         }
     }
     commit_all(outputs)?;
+    progress.finish();
     report_written("linear-cross-entropy", &written)
 }
 

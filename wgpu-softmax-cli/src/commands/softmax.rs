@@ -7,6 +7,7 @@ use super::{Stored, read_float, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SoftmaxArgs};
 use crate::error::CliError;
 use crate::output::{PendingOutput, commit_all};
+use crate::progress::Progress;
 
 /// Reads the input, reserves the output, runs the op and writes the result.
 ///
@@ -16,10 +17,12 @@ use crate::output::{PendingOutput, commit_all};
 /// library error, each naming its file.
 pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
     let name = if args.log { "log-softmax" } else { "softmax" };
+    let progress = Progress::start(name, "reading the input");
     let mut output = PendingOutput::create(&args.output, &[&args.input])?;
     let input = read_float(&args.input, "the input")?;
     let shape = input.shape;
     let matrix = rows_of(&shape, args.dim).map_err(|problem| CliError::file(&args.input, problem))?;
+    progress.stage("running on the GPU");
     let ctx = cli.context(name)?;
     let op = if args.log { Softmax::log() } else { Softmax::new() };
     let failed =
@@ -29,8 +32,10 @@ pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
         DType::F16 => Stored::F16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
         DType::BF16 => Stored::BF16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
     };
+    progress.stage("writing the output");
     let written = result.write(&mut output, &shape)?;
     commit_all(vec![output])?;
+    progress.finish();
     report_written(name, &[(&args.output, written, &shape)])
 }
 
