@@ -26,6 +26,14 @@ impl Tolerance {
     /// of a few f32 ulps of 1 (times the reduction's scale, at most 1 here).
     pub const CROSS_ENTROPY_GRAD: Self = Self { atol: 1e-6, rtol: 1e-4 };
 
+    /// Distillation loss, per row or reduced: `T^2` times a KL taken as a sum over the
+    /// teacher's probabilities plus the difference of two f32 logsumexps (each a few ulps
+    /// of its size), so an absolute part that grows with `T^2` (1e-5 at `T = 1`).
+    pub const DISTILL_LOSS: Self = Self { atol: 2e-5, rtol: 2e-4 };
+    /// Distillation gradient `T (q - p)` times the reduction's scale: two f32
+    /// probabilities that cancel where student and teacher agree.
+    pub const DISTILL_GRAD: Self = Self { atol: 2e-6, rtol: 2e-4 };
+
     /// Linear cross-entropy loss and logsumexp: f32 products of `D` terms for the logits,
     /// then the cross-entropy's sums.
     pub const LINEAR_CROSS_ENTROPY_LOSS: Self = Self { atol: 2e-5, rtol: 2e-4 };

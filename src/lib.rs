@@ -33,6 +33,7 @@ pub use ops::cross_entropy::{
     CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
     Reduction, STATUS_WORDS, TargetBuffer, Targets,
 };
+pub use ops::distill::{Distill, DistillBuffers, DistillInput, DistillOutput, DistillReduction};
 pub use ops::linear_cross_entropy::{
     DEFAULT_WORKSPACE_BYTES, LINEAR_BLOCK_CLASSES, LINEAR_SHARE_BYTES, LinearCrossEntropy,
     LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearCrossEntropyOutput, LinearGradients,

@@ -1,17 +1,20 @@
-// What the cross-entropy's kernels share: its options as overridable constants, and how a
-// row's class target and a class's weight are read. Each module that includes this binds
-// `params`, `weight` and (class-index targets) `targets` itself.
+// What the cross-entropy's kernels (and the distillation's) share: their options as
+// overridable constants, and how a row's class target and (with CLASS_WEIGHTS) a class's
+// weight are read. Each module that includes this binds `params`, `weight` (with
+// CLASS_WEIGHTS) and (class-index targets) `targets` itself.
 
 // Class-index targets: i32 (true) or u32 (false) words.
 override TARGETS_SIGNED: bool = true;
 // Class-index targets as i64, two words per row (low, high), PyTorch's int64 on the GPU.
 override TARGETS_WIDE: bool = false;
-override HAS_WEIGHT: bool = false;
 // 0: none, 1: mean, 2: sum.
 override REDUCTION: u32 = 1u;
 
 const REDUCTION_NONE: u32 = 0u;
 const REDUCTION_MEAN: u32 = 1u;
+
+#if CLASS_WEIGHTS
+override HAS_WEIGHT: bool = false;
 
 fn class_weight(c: u32) -> f32 {
     if (HAS_WEIGHT) {
@@ -19,6 +22,7 @@ fn class_weight(c: u32) -> f32 {
     }
     return 1.0;
 }
+#endif
 
 #if !PROBABILITIES
 // The row's class: in [0, cols), or one of these.

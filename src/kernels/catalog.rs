@@ -56,6 +56,13 @@ pub(crate) enum OpKernel {
     /// as the matmul tile computes it, and whose `linear_finish` merges each row's shares
     /// into its loss and logsumexp. The spec's storage type is that of `H`, `W` and `b`.
     LinearCrossEntropy,
+    /// Knowledge distillation from logits: each row's `T^2 KL(softmax(t/T) ||
+    /// softmax(s/T))` and, with `gradient`, its gradient with respect to the student's
+    /// logits into its own tensor.
+    Distill {
+        /// Whether it writes the gradient.
+        gradient: bool,
+    },
 }
 
 const SOFTMAX: &str = include_str!("../../shaders/ops/softmax.wgsl");
@@ -66,6 +73,7 @@ const CROSS_ENTROPY_REDUCE: &str = include_str!("../../shaders/ops/cross_entropy
 const MATMUL_TILE_PART: &str = include_str!("../../shaders/ops/matmul_tile.wgsl");
 const MATMUL: &str = include_str!("../../shaders/ops/matmul.wgsl");
 const LINEAR_CROSS_ENTROPY: &str = include_str!("../../shaders/ops/linear_cross_entropy.wgsl");
+const DISTILL: &str = include_str!("../../shaders/ops/distill.wgsl");
 
 /// The matmul's workgroup is a `MATMUL_SIDE x MATMUL_SIDE` grid of invocations, each
 /// computing `MATMUL_PER x MATMUL_PER` outputs, so a workgroup computes a
@@ -126,7 +134,7 @@ const fn write(element: &'static str) -> BindingType {
 impl OpKernel {
     /// Every op kernel.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
-    pub(crate) const ALL: [Self; 12] = [
+    pub(crate) const ALL: [Self; 14] = [
         Self::Softmax,
         Self::SoftmaxBackward,
         Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None },
@@ -139,6 +147,8 @@ impl OpKernel {
         Self::CrossEntropyReduce { targets: TargetsKind::Probabilities },
         Self::Matmul,
         Self::LinearCrossEntropy,
+        Self::Distill { gradient: false },
+        Self::Distill { gradient: true },
     ];
 
     /// The op's name, for labels.
@@ -150,6 +160,7 @@ impl OpKernel {
             Self::CrossEntropyReduce { .. } => "cross_entropy_reduce",
             Self::Matmul => "matmul",
             Self::LinearCrossEntropy => "linear_cross_entropy",
+            Self::Distill { .. } => "distill",
         }
     }
 
@@ -167,7 +178,7 @@ impl OpKernel {
     /// The strategies the op has: every row op has all four.
     pub(crate) const fn strategies(self) -> &'static [Strategy] {
         match self {
-            Self::Softmax | Self::SoftmaxBackward | Self::CrossEntropy { .. } => &[
+            Self::Softmax | Self::SoftmaxBackward | Self::CrossEntropy { .. } | Self::Distill { .. } => &[
                 Strategy::ThreadPerRow,
                 Strategy::SubgroupPerRow,
                 Strategy::WorkgroupPerRow,
@@ -192,6 +203,7 @@ impl OpKernel {
             Self::CrossEntropy { .. } | Self::LinearCrossEntropy => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
             Self::CrossEntropyReduce { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
             Self::Matmul => &[MATMUL_TILE_PART, MATMUL],
+            Self::Distill { .. } => &[CROSS_ENTROPY_TARGETS, DISTILL],
         }
     }
 
@@ -217,6 +229,13 @@ impl OpKernel {
                 }
                 if targets == TargetsKind::Probabilities {
                     tensors.push(tensor("target_probs", false));
+                }
+                tensors
+            }
+            Self::Distill { gradient } => {
+                let mut tensors = vec![tensor("student", false), tensor("teacher", false)];
+                if gradient {
+                    tensors.push(tensor("grad", true));
                 }
                 tensors
             }
@@ -279,6 +298,15 @@ impl OpKernel {
                 ]);
                 bindings
             }
+            Self::Distill { .. } => vec![
+                // The mask's class targets.
+                binding("targets", read("u32")),
+                // Reduction none: the upstream gradient per row. Batchmean with a mask:
+                // the totals of the reductions, [0] the rows counted.
+                binding("scale", read("f32")),
+                binding("row_loss", write("f32")),
+                binding("status", write("atomic<u32>")),
+            ],
             Self::Matmul => vec![
                 binding("a", read("u32")),
                 binding("b", read("u32")),
@@ -296,8 +324,10 @@ impl OpKernel {
             Self::Softmax | Self::SoftmaxBackward | Self::Matmul => Vec::new(),
             Self::LinearCrossEntropy => Self::FORWARD.flags(),
             Self::CrossEntropy { targets, .. } | Self::CrossEntropyReduce { targets } => {
-                vec![("PROBABILITIES", targets == TargetsKind::Probabilities)]
+                vec![("PROBABILITIES", targets == TargetsKind::Probabilities), ("CLASS_WEIGHTS", true)]
             }
+            // Class targets only as a mask: no weights.
+            Self::Distill { .. } => vec![("PROBABILITIES", false), ("CLASS_WEIGHTS", false)],
         }
     }
 
@@ -312,6 +342,10 @@ impl OpKernel {
                 ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
             ],
             Self::Matmul => matmul_constants(),
+            Self::Distill { .. } => vec![
+                ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
+                ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
+            ],
             Self::LinearCrossEntropy => {
                 let mut constants = Self::FORWARD.constants();
                 constants.extend(matmul_constants());
@@ -364,8 +398,11 @@ impl OpKernel {
             ("B_TRANSPOSED", &[1]),
             MATMUL[5],
         ];
+        const DISTILL_OVERRIDES: [(&str, &[u32]); 5] =
+            [TARGETS[0], TARGETS[1], TARGETS[3], ("HAS_UPSTREAM", &[0, 1]), ("HAS_MASK", &[0, 1])];
         match self {
             Self::Softmax | Self::SoftmaxBackward => &[LOG],
+            Self::Distill { .. } => &DISTILL_OVERRIDES,
             Self::CrossEntropy { .. } => &FUSED,
             Self::LinearCrossEntropy => &LINEAR,
             Self::CrossEntropyReduce { .. } => &TARGETS,
@@ -388,6 +425,7 @@ impl OpKernel {
             Self::Softmax => 12,
             Self::SoftmaxBackward => 8,
             Self::CrossEntropy { .. } | Self::LinearCrossEntropy => 36,
+            Self::Distill { .. } => 28,
             Self::CrossEntropyReduce { .. } | Self::Matmul => 0,
         }
     }

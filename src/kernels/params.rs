@@ -34,8 +34,10 @@ pub(crate) struct RowParams {
     pub(crate) inner: u32,
     /// The linear cross-entropy's features per hidden state (`D`, the sums' length).
     pub(crate) hidden: u32,
+    /// The distillation's temperature `T`.
+    pub(crate) temperature: f32,
     /// Pads the struct to a multiple of 16 bytes, as uniforms want (GL's std140).
-    pub(crate) padding: [u32; 3],
+    pub(crate) padding: [u32; 2],
 }
 
 /// The fields of [`RowParams`] as WGSL declares them, in order.
@@ -53,9 +55,9 @@ pub(crate) const PARAMS_FIELDS: [(&str, &str); 16] = [
     ("z_loss", "f32"),
     ("inner", "u32"),
     ("hidden", "u32"),
+    ("temperature", "f32"),
     ("padding0", "u32"),
     ("padding1", "u32"),
-    ("padding2", "u32"),
 ];
 
 /// The parameters of one dispatch of the matmul module, laid out as its WGSL `Params`

@@ -60,11 +60,12 @@ fn all_modules() -> Vec<Module> {
 #[test]
 fn every_op_storage_type_and_width_is_composed() {
     let specs = KernelSpec::all();
-    // softmax, its backward and the cross-entropy (six kinds) on four strategies, each in
-    // three storage types, two widths for contiguous rows and one for a strided class
-    // axis, with and without the register cache; two reductions; the matmul and the
-    // linear cross-entropy's forward per storage type and width of their loads.
-    assert_eq!(specs.len(), 8 * 4 * 3 * (2 + 1) * 2 + 2 + 3 * 2 * 2);
+    // softmax, its backward, the cross-entropy (six kinds) and the distillation (two) on
+    // four strategies, each in three storage types, two widths for contiguous rows and one
+    // for a strided class axis, with and without the register cache; two reductions; the
+    // matmul and the linear cross-entropy's forward per storage type and width of their
+    // loads.
+    assert_eq!(specs.len(), 10 * 4 * 3 * (2 + 1) * 2 + 2 + 3 * 2 * 2);
     for module in all_modules() {
         let spec = module.spec;
         assert!(module.source.contains(&format!("const PACKET: u32 = {}u;", spec.packet())), "{spec:?}");

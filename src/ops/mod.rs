@@ -2,6 +2,7 @@
 
 mod autotune;
 pub mod cross_entropy;
+pub mod distill;
 pub mod linear_cross_entropy;
 pub(crate) mod matmul;
 mod rows;

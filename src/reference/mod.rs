@@ -8,9 +8,11 @@
 //! kernels use, so that the two agree only if both are right.
 
 mod cross_entropy;
+mod distill;
 mod linear_cross_entropy;
 
 pub use cross_entropy::cross_entropy;
+pub use distill::distill;
 pub use linear_cross_entropy::{linear_cross_entropy, matmul};
 
 use crate::dtype::{Element, widen};

@@ -273,10 +273,12 @@ pub fn exhaustive() -> bool {
 }
 
 /// Draws, for each combination of a test's outer options, a few of its inner variants
-/// (strategy, path, gradient mode...), seeded so that a run is repeatable; and records
-/// which (variant, factor value) pairs ran, so that the test can insist that every
-/// variant met every value of every outer factor ([`Sampler::assert_pairs_covered`]).
-/// In the exhaustive mode every variant runs.
+/// (strategy, path, gradient mode...): greedily those that meet the most (variant, factor
+/// value) pairs not yet run, ties broken by a seeded generator so that a run is
+/// repeatable (a greedy pairwise covering array, built as the test goes). It records the
+/// pairs that ran, so that the test can insist that every variant met every value of
+/// every outer factor ([`Sampler::assert_pairs_covered`]). In the exhaustive mode every
+/// variant runs.
 pub struct Sampler {
     rng: SeededRng,
     variants: usize,
@@ -302,11 +304,18 @@ impl Sampler {
     pub fn draw(&mut self, factors: &[(&'static str, String)]) -> Vec<usize> {
         let mut chosen: Vec<usize> = (0..self.variants).collect();
         if !exhaustive() {
-            // A partial Fisher-Yates shuffle: the first `per_combination` are the draw.
-            for i in 0..self.per_combination {
-                let j = i + self.rng.below((self.variants - i) as u64) as usize;
+            let uncovered = |covered: &std::collections::BTreeSet<_>, variant: usize| {
+                factors
+                    .iter()
+                    .filter(|(name, value)| !covered.contains(&(variant, *name, value.clone())))
+                    .count()
+            };
+            // Shuffle for the ties, then take the variants meeting the most new pairs.
+            for i in (1..chosen.len()).rev() {
+                let j = self.rng.below(i as u64 + 1) as usize;
                 chosen.swap(i, j);
             }
+            chosen.sort_by_key(|&variant| std::cmp::Reverse(uncovered(&self.covered, variant)));
             chosen.truncate(self.per_combination);
         }
         for (name, value) in factors {

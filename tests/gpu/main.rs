@@ -14,6 +14,7 @@ mod class_axis;
 mod concurrency;
 mod cross_entropy;
 mod cross_entropy_options;
+mod distill;
 mod faults;
 mod fuzz_plain_layers;
 mod limits;

@@ -46,6 +46,11 @@ pub enum Command {
     /// states H (N, D) under a classifier W (V, D), and its gradients with respect to H, W
     /// and b, without the N x V logits ever stored whole.
     LinearCrossEntropy(LinearCrossEntropyArgs),
+    /// Knowledge distillation from logits, fused: T^2 KL(softmax(teacher / T) ||
+    /// softmax(student / T)) per row over the class axis (--dim; the last by default), as
+    /// PyTorch's `kl_div(log_softmax(s / T), softmax(t / T), reduction='batchmean') * T^2`,
+    /// and its gradient with respect to the student's logits.
+    Distill(DistillArgs),
     /// Time every op on the benchmark shapes against a vec4 copy (the roofline), the
     /// unfused WGSL baseline and the CPU; print a table, optionally write JSON and SVG.
     Bench(BenchArgs),
@@ -225,6 +230,73 @@ pub struct LinearCrossEntropyArgs {
     /// The loss's options.
     #[command(flatten)]
     pub options: LossArgs,
+}
+
+/// `distill`'s arguments.
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// The student's logits, any shape with a class axis (--dim); float16, float32 or
+    /// float64.
+    #[arg(long, value_name = "S.npy")]
+    pub student: PathBuf,
+    /// The teacher's logits, the student's shape.
+    #[arg(long, value_name = "T.npy")]
+    pub teacher: PathBuf,
+    /// Output: the loss, float32: 0-d for batchmean and sum, the logits' shape without the
+    /// class axis for none.
+    #[arg(long, value_name = "L.npy")]
+    pub loss: PathBuf,
+    /// Output: the gradient of the reduced loss with respect to the student's logits, their
+    /// shape, in the storage type (float16 for f16, else float32); for none, of the sum of
+    /// the losses.
+    #[arg(long, value_name = "G.npy")]
+    pub grad: Option<PathBuf>,
+    /// The temperature T > 0: both logits are divided by it, and the loss multiplied by
+    /// T^2.
+    #[arg(long, value_name = "T", default_value_t = 1.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// How the losses of the rows are reduced: batchmean divides their sum by the rows
+    /// counted (every row, or those --targets does not mask).
+    #[arg(long, value_enum, default_value_t = DistillReductionArg::Batchmean)]
+    pub reduction: DistillReductionArg,
+    /// The class axis (negative from the end).
+    #[arg(long, value_name = "D", default_value_t = -1, allow_negative_numbers = true)]
+    pub dim: isize,
+    /// Optional class targets masking rows, integers, one per row (the logits' shape
+    /// without the class axis): rows equal to --ignore-index count for nothing.
+    #[arg(long, value_name = "Y.npy")]
+    pub targets: Option<PathBuf>,
+    /// The class target whose rows --targets masks.
+    #[arg(long, value_name = "I", default_value_t = -100, allow_negative_numbers = true)]
+    pub ignore_index: i64,
+    /// The storage type of the logits and the gradient on the GPU: inputs are rounded to
+    /// it, the gradient written in it (float16 as float16; bfloat16 as float32, which holds
+    /// every bfloat16 exactly); the loss is float32. Default: f16 for float16 logits, else
+    /// f32.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+}
+
+/// `distill`'s `--reduction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistillReductionArg {
+    /// The sum over the rows divided by the rows counted (PyTorch's batchmean).
+    Batchmean,
+    /// The sum over the rows.
+    Sum,
+    /// One loss per row.
+    None,
+}
+
+impl DistillReductionArg {
+    /// The library's reduction.
+    pub const fn to_reduction(self) -> wgpu_softmax::DistillReduction {
+        match self {
+            Self::Batchmean => wgpu_softmax::DistillReduction::BatchMean,
+            Self::Sum => wgpu_softmax::DistillReduction::Sum,
+            Self::None => wgpu_softmax::DistillReduction::None,
+        }
+    }
 }
 
 /// The options of the cross-entropy, shared by `cross-entropy` and `linear-cross-entropy`.

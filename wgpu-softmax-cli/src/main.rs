@@ -84,6 +84,7 @@ fn run(cli: &Cli) -> Result<ExitCode, CliError> {
         Command::LinearCrossEntropy(args) => {
             commands::linear_cross_entropy::run(cli, args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Distill(args) => commands::distill::run(cli, args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => commands::bench::run(cli, args).map(|()| ExitCode::SUCCESS),
     }
 }

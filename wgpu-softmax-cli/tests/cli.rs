@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{
-    CrossEntropy, CrossEntropyInput, Gradient, LinearCrossEntropy, LinearCrossEntropyInput, LinearShape,
-    Reduction, Shape, Targets, reference,
+    CrossEntropy, CrossEntropyInput, Distill, DistillInput, DistillReduction, Gradient, LinearCrossEntropy,
+    LinearCrossEntropyInput, LinearShape, Reduction, Shape, Targets, reference,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -384,6 +384,73 @@ fn cross_entropy_of_nd_logits_takes_the_classes_on_axis_1() {
     let (loss_shape, loss) = read_f32(&s, "l2.npy");
     assert_eq!(loss_shape, Vec::<usize>::new());
     assert_close("probability loss", &loss, &expected.loss, Tolerance::CROSS_ENTROPY_LOSS);
+}
+
+/// `distill` over a class axis in the middle, with a mask and a temperature: the loss per
+/// row (none) and batchmean, and the gradient, against the reference; refusals that name
+/// the file.
+#[test]
+fn distill_matches_the_reference_over_any_dim() {
+    let s = Scratch::new("distill");
+    let dims = [2, 5, 3];
+    let mut rng = SeededRng::new(31);
+    let (student, teacher) = (rng.logits(30, 4.0), rng.logits(30, 6.0));
+    write_f32(&s, "s.npy", &dims, &student);
+    write_f32(&s, "t.npy", &dims, &teacher);
+    let targets: Vec<i64> = vec![1, -100, 4, 0, 2, 3];
+    let bytes: Vec<u8> = targets.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(&s, "y.npy", &npy_bytes("<i8", false, &[2, 3], &bytes));
+    let shape = Shape::of_dims(&dims, 1).unwrap();
+    for (reduction, loss_shape) in [("none", vec![2, 3]), ("batchmean", vec![])] {
+        let op = Distill::new().temperature(2.0).reduction(if reduction == "none" {
+            DistillReduction::None
+        } else {
+            DistillReduction::BatchMean
+        });
+        let input = DistillInput::new(&student, &teacher, shape).targets(Targets::I64(&targets));
+        let expected = reference::distill(&op, &input).unwrap();
+        let loss = format!("l-{reduction}.npy");
+        let grad = format!("g-{reduction}.npy");
+        run_ok(
+            &s,
+            &[
+                "distill",
+                "--student",
+                "s.npy",
+                "--teacher",
+                "t.npy",
+                "--loss",
+                &loss,
+                "--grad",
+                &grad,
+                "--temperature",
+                "2",
+                "--dim",
+                "1",
+                "--targets",
+                "y.npy",
+                "--reduction",
+                reduction,
+            ],
+        );
+        let (got_shape, got) = read_f32(&s, &loss);
+        assert_eq!(got_shape, loss_shape, "{reduction}");
+        assert_close(&format!("loss {reduction}"), &got, &expected.loss, Tolerance::DISTILL_LOSS);
+        let (got_shape, got) = read_f32(&s, &grad);
+        assert_eq!(got_shape, dims, "{reduction}");
+        assert_close(&format!("grad {reduction}"), &got, &expected.grad.unwrap(), Tolerance::DISTILL_GRAD);
+    }
+    write_f32(&s, "t2.npy", &[2, 15], &teacher);
+    assert_refused(
+        &s,
+        &["distill", "--student", "s.npy", "--teacher", "t2.npy", "--loss", "x.npy"],
+        &["t2.npy", "shape"],
+    );
+    assert_refused(
+        &s,
+        &["distill", "--student", "s.npy", "--teacher", "t.npy", "--loss", "x.npy", "--temperature", "0"],
+        &["temperature"],
+    );
 }
 
 #[test]

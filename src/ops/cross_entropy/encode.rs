@@ -583,13 +583,13 @@ pub(crate) struct BatchBuffers<'b> {
 /// What the passes of one cross-entropy share.
 pub(crate) struct Settings {
     /// The overridable constants of every pass.
-    constants: Vec<(&'static str, u32)>,
+    pub(crate) constants: Vec<(&'static str, u32)>,
     /// The options, as the params carry them.
-    params: RowParams,
+    pub(crate) params: RowParams,
     /// Bytes per class target.
-    target_bytes: u64,
+    pub(crate) target_bytes: u64,
     /// Which kind of targets.
-    targets: TargetsKind,
+    pub(crate) targets: TargetsKind,
 }
 
 /// Where the fused kernel finds the scale of its gradient.
@@ -618,14 +618,14 @@ struct MainBindings<'b> {
 
 /// Bytes of the reductions' totals over `chunks` chunks of rows: [0] the total weight, [1]
 /// the rows not ignored, then per chunk its parts of them, its loss sum and its z-loss sum.
-const fn totals_bytes(chunks: usize) -> u64 {
+pub(crate) const fn totals_bytes(chunks: usize) -> u64 {
     4 * (2 + 4 * chunks as u64)
 }
 
 /// The dispatch of the reductions over rows: the targets, row losses and logsumexps per
 /// chunk of rows, the rest whole.
 #[allow(clippy::too_many_arguments)] // each binding of the reduce module, named
-fn reduce_dispatch<'b>(
+pub(crate) fn reduce_dispatch<'b>(
     settings: &Settings,
     targets: TargetBuffer<'b>,
     weight: Option<BufferRegion<'b>>,
@@ -675,7 +675,7 @@ const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
 
 /// Records `per_chunk` once per chunk of rows (`(first row, rows)`), then `combine` once
 /// over the chunks' results.
-fn record_reductions(
+pub(crate) fn record_reductions(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
     settings: &Settings,

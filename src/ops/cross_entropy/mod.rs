@@ -31,7 +31,10 @@
 mod encode;
 mod host;
 
-pub(crate) use encode::{BatchBuffers, HiddenWindow, linear_shares_bytes};
+pub(crate) use encode::{
+    BatchBuffers, HiddenWindow, Settings, linear_shares_bytes, record_reductions, reduce_dispatch,
+    totals_bytes,
+};
 pub(crate) use host::check_class_targets;
 
 use crate::context::Context;

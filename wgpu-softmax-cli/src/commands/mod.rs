@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod cross_entropy;
+pub mod distill;
 pub mod info;
 pub mod linear_cross_entropy;
 pub mod softmax;
