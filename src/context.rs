@@ -166,7 +166,7 @@ impl Context {
     /// let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))?;
     /// let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
     ///     required_features: adapter.features() & wgpu_softmax::OPTIONAL_FEATURES,
-    ///     required_limits: adapter.limits(),
+    ///     required_limits: Context::required_limits(&adapter),
     ///     ..Default::default()
     /// }))?;
     /// let ctx = Context::from_device(device.clone(), queue.clone());
@@ -189,6 +189,61 @@ impl Context {
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
         Self::from_parts(device, queue, info, DEFAULT_TIMEOUT)
+    }
+
+    /// The limits every op of this crate needs, within what `adapter` offers: WebGPU's
+    /// downlevel defaults ([`wgpu::Limits::downlevel_defaults`]) with enough storage buffers
+    /// per shader stage for the largest module every op must bind (the cross-entropy's,
+    /// with its gradient, status, argmax and logsumexp arrays; more than WebGPU's default
+    /// of 8), and the adapter's alignments. Ask for them when creating a device for
+    /// [`Context::from_device`].
+    ///
+    /// Where the adapter offers less than that, the result keeps the adapter's value, and
+    /// the ops that need more return [`Error::LimitExceeded`] naming the limit (before
+    /// recording anything) instead of failing inside wgpu. Larger tensors than these
+    /// limits' storage bindings are taken in chunks, at some cost in speed:
+    /// [`Context::preferred_limits`] lifts that.
+    ///
+    /// ```no_run
+    /// use wgpu_softmax::{Context, wgpu};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    /// let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))?;
+    /// let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+    ///     required_limits: Context::required_limits(&adapter),
+    ///     ..Default::default()
+    /// }))?;
+    /// let ctx = Context::from_device(device, queue);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn required_limits(adapter: &wgpu::Adapter) -> wgpu::Limits {
+        let offered = adapter.limits();
+        let mut limits = wgpu::Limits::downlevel_defaults().using_alignment(offered.clone());
+        limits.max_storage_buffers_per_shader_stage =
+            limits.max_storage_buffers_per_shader_stage.max(crate::kernels::required_storage_bindings());
+        limits.or_worse_values_from(&offered)
+    }
+
+    /// The limits that unlock this crate's faster paths on `adapter`, within what it
+    /// offers: [`Context::required_limits`], raised to storage buffers for every module
+    /// (the linear cross-entropy's forward that reduces each block of logits as it computes
+    /// it, instead of storing windows of them), the workgroup memory that kernel uses, and
+    /// the adapter's largest storage bindings, buffers and grids (fewer chunks, larger
+    /// windows of the linear cross-entropy's workspace). [`Context::new`] asks for all of
+    /// the adapter's limits, which include these.
+    #[must_use]
+    pub fn preferred_limits(adapter: &wgpu::Adapter) -> wgpu::Limits {
+        let offered = adapter.limits();
+        let mut limits = Self::required_limits(adapter);
+        limits.max_storage_buffers_per_shader_stage =
+            limits.max_storage_buffers_per_shader_stage.max(crate::kernels::preferred_storage_bindings());
+        limits.max_compute_workgroup_storage_size =
+            limits.max_compute_workgroup_storage_size.max(crate::kernels::LINEAR_WORKGROUP_BYTES);
+        limits.max_storage_buffer_binding_size = offered.max_storage_buffer_binding_size;
+        limits.max_buffer_size = offered.max_buffer_size;
+        limits.max_compute_workgroups_per_dimension = offered.max_compute_workgroups_per_dimension;
+        limits.or_worse_values_from(&offered)
     }
 
     fn from_parts(

@@ -35,8 +35,9 @@ impl PipelineCache {
     ///
     /// # Errors
     ///
-    /// [`Error::Validation`] when the parts do not compose or wgpu rejects the module (a
-    /// bug: the naga test composes and validates every module).
+    /// [`Error::LimitExceeded`] when the device allows fewer storage buffers per shader
+    /// stage than the module binds, [`Error::Validation`] when the parts do not compose or
+    /// wgpu rejects the module (a bug: the naga test composes and validates every module).
     pub(crate) fn module(
         &self,
         device: &wgpu::Device,
@@ -47,6 +48,12 @@ impl PipelineCache {
         }
         let composed =
             Arc::new(compose(spec).map_err(|e| Error::Validation(format!("{}: {e}", spec.label())))?);
+        // A typed error where the device cannot bind this many storage buffers, before wgpu
+        // would report it as a validation error at the layout.
+        super::check_storage_bindings(
+            composed.storage_bindings(),
+            device.limits().max_storage_buffers_per_shader_stage,
+        )?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let label = spec.label();
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {

@@ -30,21 +30,10 @@ const EDGES: &str = include_str!("../../shaders/strategy/edges.wgsl");
 /// The placeholder a tensor template's functions and binding are named by.
 const TENSOR_PLACEHOLDER: &str = "TENSOR";
 
-/// Composes the module `spec` names.
-///
-/// # Errors
-///
-/// A message when a part's conditions are malformed (a bug in the parts; the naga test
-/// composes every module).
-pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
+/// The bindings of the module `spec` names, in binding order: the params uniform, the
+/// class-axis tensors, the op's other arrays, and the split's and the edge pass's scratch.
+pub(crate) fn bindings(spec: KernelSpec) -> Vec<Binding> {
     let op = spec.op;
-    let subgroups = spec.needs_subgroups();
-    let mut flags = op.flags();
-    flags.push(("SUBGROUPS", subgroups));
-    flags.push(("STRIDED", spec.strided));
-    flags.push(("HALF", spec.dtype != DType::F32));
-    flags.push(("VECTOR", spec.vector == VectorWidth::Vec4));
-
     let mut bindings = vec![Binding { name: "params", ty: BindingType::Params }];
     bindings.extend(
         op.tensors()
@@ -69,6 +58,24 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     if spec.has_edges() {
         bindings.push(Binding { name: "edges", ty: BindingType::Array { element: "u32", writable: true } });
     }
+    bindings
+}
+
+/// Composes the module `spec` names.
+///
+/// # Errors
+///
+/// A message when a part's conditions are malformed (a bug in the parts; the naga test
+/// composes every module).
+pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
+    let op = spec.op;
+    let subgroups = spec.needs_subgroups();
+    let mut flags = op.flags();
+    flags.push(("SUBGROUPS", subgroups));
+    flags.push(("STRIDED", spec.strided));
+    flags.push(("HALF", spec.dtype != DType::F32));
+    flags.push(("VECTOR", spec.vector == VectorWidth::Vec4));
+    let bindings = bindings(spec);
 
     let mut source =
         format!("// {}: composed from shaders/ by src/kernels; edit the parts.\n\n", spec.label());
@@ -140,6 +147,13 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
         if spec.dtype != DType::F32 {
             entry_points.push(MATMUL_PACK_HALVES);
         }
+    } else if op == OpKernel::Sample {
+        source.push_str(half_conversions(spec.dtype));
+        source.push_str(WORKGROUP_SUM);
+        for part in op.parts() {
+            source.push_str(&preprocess(part, &flags)?);
+        }
+        entry_points.push(super::SAMPLE_ENTRY);
     } else {
         source.push_str(WORKGROUP_SUM);
         for part in op.parts() {

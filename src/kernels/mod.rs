@@ -27,8 +27,12 @@ pub(crate) use catalog::{
     MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER, MATMUL_PRODUCT, MATMUL_TILE, OpKernel,
     STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
 };
+pub(crate) use catalog::{
+    SAMPLE_ENTRY, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS, SAMPLE_PHASE_STATS, SAMPLE_PHASE_TOP_K,
+    SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS,
+};
 pub(crate) use compose::compose;
-pub(crate) use params::{MatmulParams, RowParams};
+pub(crate) use params::{MatmulParams, RowParams, SampleParams};
 
 use crate::dtype::DType;
 use crate::strategy::Strategy;
@@ -111,6 +115,12 @@ impl KernelSpec {
         }
     }
 
+    /// The storage buffers the module binds (every binding but the params uniform): what
+    /// the device's `max_storage_buffers_per_shader_stage` must allow.
+    pub(crate) fn storage_bindings(&self) -> u32 {
+        storage_count(&compose::bindings(*self))
+    }
+
     /// Whether the module needs `Features::SUBGROUP`.
     pub(crate) fn needs_subgroups(&self) -> bool {
         self.op.is_row_op() && self.strategy == Strategy::SubgroupPerRow
@@ -149,7 +159,6 @@ impl KernelSpec {
     /// strategy it supports, each storage type and each vector width (strided: scalar
     /// only), the cross-entropy's reductions, and the matmul and the linear
     /// cross-entropy's forward in each storage type and vector width.
-    #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
     pub(crate) fn all() -> Vec<Self> {
         let mut all = Vec::new();
         for op in OpKernel::ALL {
@@ -168,7 +177,13 @@ impl KernelSpec {
                                     && !cached
                                     && !strided;
                                 let row_op = op.is_row_op() && op != OpKernel::LinearCrossEntropy;
-                                if (row_op && row_variant) || (plain && !strided) || matmul {
+                                // The sampler: one module per storage type of its logits.
+                                let sample = op == OpKernel::Sample
+                                    && vector == VectorWidth::Scalar
+                                    && !cached
+                                    && !strided;
+                                let plain = plain && op != OpKernel::Sample;
+                                if (row_op && row_variant) || (plain && !strided) || matmul || sample {
                                     all.push(Self { op, strategy, dtype, vector, cached, strided });
                                 }
                             }
@@ -263,7 +278,52 @@ pub(crate) struct Module {
     pub(crate) overrides: Vec<(&'static str, &'static [u32])>,
 }
 
+/// How many of `bindings` are storage buffers.
+fn storage_count(bindings: &[Binding]) -> u32 {
+    u32::try_from(bindings.iter().filter(|b| b.ty != BindingType::Params).count()).unwrap_or(u32::MAX)
+}
+
+/// The most storage buffers per shader stage that the modules of every op need: every
+/// module but the linear cross-entropy's fused forward, for which a device with fewer takes
+/// the windows of logits (through the cross-entropy's modules) instead.
+pub(crate) fn required_storage_bindings() -> u32 {
+    KernelSpec::all()
+        .into_iter()
+        .filter(|spec| spec.op != OpKernel::LinearCrossEntropy)
+        .map(|spec| spec.storage_bindings())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The most storage buffers per shader stage that any module binds: with that many, every
+/// op takes its fastest path.
+pub(crate) fn preferred_storage_bindings() -> u32 {
+    KernelSpec::all().into_iter().map(|spec| spec.storage_bindings()).max().unwrap_or(0)
+}
+
+/// Checks that a device allowing `available` storage buffers per shader stage can bind
+/// the `required` of a module.
+///
+/// # Errors
+///
+/// [`Error::LimitExceeded`] naming `max_storage_buffers_per_shader_stage`.
+pub(crate) fn check_storage_bindings(required: u32, available: u32) -> crate::error::Result<()> {
+    if required > available {
+        return Err(crate::error::Error::LimitExceeded {
+            limit: "max_storage_buffers_per_shader_stage",
+            required: u64::from(required),
+            available: u64::from(available),
+        });
+    }
+    Ok(())
+}
+
 impl Module {
+    /// The storage buffers it binds.
+    pub(crate) fn storage_bindings(&self) -> u32 {
+        storage_count(&self.bindings)
+    }
+
     /// The wgpu binding types, binding 0 first.
     pub(crate) fn layout(&self) -> Vec<wgpu::BufferBindingType> {
         self.bindings.iter().map(|b| b.ty.wgpu()).collect()
@@ -272,3 +332,38 @@ impl Module {
 
 #[cfg(test)]
 mod translation_tests;
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    #[test]
+    fn storage_bindings_are_counted_as_composed() {
+        for spec in KernelSpec::all() {
+            let module = compose(spec).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+            assert_eq!(spec.storage_bindings(), module.storage_bindings(), "{}", spec.label());
+        }
+    }
+
+    #[test]
+    fn every_op_is_bounded_by_the_required_storage_bindings() {
+        let required = required_storage_bindings();
+        let preferred = preferred_storage_bindings();
+        // The cross-entropy's kernels bind more than WebGPU's default of 8 (issue 27);
+        // the linear cross-entropy's fused forward is the largest of all.
+        let cross_entropy = KernelSpec::all()
+            .into_iter()
+            .filter(|s| matches!(s.op, OpKernel::CrossEntropy { .. }))
+            .map(|s| s.storage_bindings())
+            .max()
+            .unwrap_or(0);
+        assert!(cross_entropy > 8 && cross_entropy <= required, "{cross_entropy} {required}");
+        assert!(required <= preferred && preferred >= LINEAR_STORAGE_BINDINGS, "{required} {preferred}");
+        // What the pipeline cache refuses, and what it lets through.
+        assert!(matches!(
+            check_storage_bindings(required, 8),
+            Err(crate::error::Error::LimitExceeded { limit: "max_storage_buffers_per_shader_stage", .. })
+        ));
+        assert!(check_storage_bindings(required, required).is_ok());
+    }
+}

@@ -23,8 +23,9 @@ use crate::tensor::{BufferRegion, TensorRef};
 ///
 /// # Errors
 ///
-/// [`Error::StrategyUnavailable`] for a strategy the op or the device lacks, and the
-/// planner's [`Error::LimitExceeded`].
+/// [`Error::StrategyUnavailable`] for a strategy the op or the device lacks, the
+/// planner's [`Error::LimitExceeded`], and [`Error::LimitExceeded`] naming
+/// `max_storage_buffers_per_shader_stage` where the device cannot bind the op's buffers.
 pub(crate) fn plan_rows(
     ctx: &Context,
     op: OpKernel,
@@ -42,13 +43,29 @@ pub(crate) fn plan_rows(
         None if splits && prefers_split_rows(ctx.caps(), shape) => Some(Strategy::SplitRow),
         other => other,
     };
-    match (strategy, plan(ctx.caps(), shape, strategy, row_bytes)) {
+    let planned = match (strategy, plan(ctx.caps(), shape, strategy, row_bytes)) {
         // Rows too wide for any per-row strategy on this driver still split.
         (None, Err(Error::StrategyUnavailable { .. })) if splits => {
             plan(ctx.caps(), shape, Some(Strategy::SplitRow), row_bytes)
         }
         (_, planned) => planned,
-    }
+    }?;
+    // The storage buffers of the op's module for that strategy in f32 (a 16-bit output
+    // adds the edge pass's, which the pipeline cache checks when it builds the module):
+    // refused here, before the op records anything, on a device that cannot bind them.
+    let spec = KernelSpec {
+        op,
+        strategy: planned.strategy,
+        dtype: DType::F32,
+        vector: VectorWidth::Scalar,
+        cached: false,
+        strided: false,
+    };
+    crate::kernels::check_storage_bindings(
+        spec.storage_bindings(),
+        ctx.device().limits().max_storage_buffers_per_shader_stage,
+    )?;
+    Ok(planned)
 }
 
 /// Whether kernels on `ctx` keep an invocation's share of a row in registers between

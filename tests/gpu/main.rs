@@ -14,6 +14,7 @@ mod class_axis;
 mod concurrency;
 mod cross_entropy;
 mod cross_entropy_options;
+mod device_limits;
 mod distill;
 mod faults;
 mod fuzz_plain_layers;
