@@ -34,8 +34,18 @@ pub enum Command {
     /// List the adapters found, their features and limits, and the kernel strategy each
     /// would pick for a few shapes.
     Info,
-    /// Run every op and every kernel strategy of the adapter on random data and compare
-    /// with the f64 reference; exits non-zero on any failure.
+    /// Check what the library ships against the f64 reference on fresh random data, one
+    /// line per group: softmax and log-softmax, and their backward passes, on every
+    /// strategy (SplitRow included) in f32, f16 and bf16, on rows of 10 and of 1499
+    /// classes; the cross-entropy on every strategy with each reduction and target type
+    /// (int64, int32, uint32, probabilities), class weights, ignore_index, label smoothing,
+    /// z-loss, softcap and the logsumexp in f32, the defaults and the z-loss, softcap and
+    /// logsumexp in f16 and bf16; each of those ops over axis 1 of a (2, 3, 4, 5) tensor
+    /// (the cross-entropy in PyTorch's (N, C, d1, d2) layout) on every strategy in f32 and
+    /// bf16; the linear cross-entropy at N = 6, D = 8, V = 45 with every gradient, a bias,
+    /// weights and smoothing, and the loss alone with z-loss and softcap, in f32 and bf16;
+    /// the distillation (temperature 2, masked rows) on every strategy in f32 and bf16.
+    /// Under 30 s on a software adapter. Exits non-zero on any failure.
     Check(CheckArgs),
     /// Softmax (or log-softmax) of an array over one axis (--dim; the last by default).
     Softmax(SoftmaxArgs),

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! wgpu-softmax info
-//! wgpu-softmax check [--seed N]
+//! wgpu-softmax check [--seed N]      (what ships against the f64 reference, a line per group)
 //! wgpu-softmax softmax --input X.npy --output Y.npy [--log] [--dim K] [--dtype f32|f16|bf16]
 //! wgpu-softmax cross-entropy --logits X.npy --targets T.npy --loss L.npy [--grad G.npy]
 //!     [--reduction mean|sum|none] [--ignore-index I] [--label-smoothing E] [--weight WEIGHTS.npy]
