@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod kernels;
 mod ops;
+pub mod philox;
 mod plan;
 pub mod reference;
 // The autotuner's samples always; the tests' random inputs with `testing`.
@@ -39,6 +40,7 @@ pub use ops::linear_cross_entropy::{
     LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearCrossEntropyOutput, LinearGradients,
     LinearPlan, LinearShape,
 };
+pub use ops::sample::{SAMPLE_STATUS_WORDS, SampleBuffers, SampleOutput, SampleStatus, Sampler};
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
 pub use plan::{Chunk, Plan};

@@ -2,7 +2,9 @@
 //! strategies it has, and the choices fixed when its module is composed. One place for
 //! each of these facts; the host ops and the composer read them from here.
 
-use super::params::{MATMUL_PARAMS_FIELDS, MatmulParams, PARAMS_FIELDS, RowParams};
+use super::params::{
+    MATMUL_PARAMS_FIELDS, MatmulParams, PARAMS_FIELDS, RowParams, SAMPLE_PARAMS_FIELDS, SampleParams,
+};
 use super::{Binding, BindingType};
 use crate::strategy::Strategy;
 
@@ -63,6 +65,9 @@ pub(crate) enum OpKernel {
         /// Whether it writes the gradient.
         gradient: bool,
     },
+    /// Sampling token ids from logits (temperature, top-k, top-p, min-p) without a sort:
+    /// one workgroup per row, one step per dispatch (`shaders/ops/sample.wgsl`).
+    Sample,
 }
 
 const SOFTMAX: &str = include_str!("../../shaders/ops/softmax.wgsl");
@@ -74,6 +79,7 @@ const MATMUL_TILE_PART: &str = include_str!("../../shaders/ops/matmul_tile.wgsl"
 const MATMUL: &str = include_str!("../../shaders/ops/matmul.wgsl");
 const LINEAR_CROSS_ENTROPY: &str = include_str!("../../shaders/ops/linear_cross_entropy.wgsl");
 const DISTILL: &str = include_str!("../../shaders/ops/distill.wgsl");
+const SAMPLE: &str = include_str!("../../shaders/ops/sample.wgsl");
 
 /// The matmul's workgroup is a `MATMUL_SIDE x MATMUL_SIDE` grid of invocations, each
 /// computing `MATMUL_PER x MATMUL_PER` outputs, so a workgroup computes a
@@ -114,6 +120,22 @@ pub(crate) const STATUS_BAD_ROWS: u32 = 1;
 /// See [`STATUS_CORRECT`].
 pub(crate) const STATUS_FIRST_BAD_ROW: u32 = 2;
 
+/// Words of the sampler's state per row (see `shaders/ops/sample.wgsl`).
+pub(crate) const SAMPLE_STATE_WORDS: u32 = 8;
+/// The sampler's steps, one per dispatch: the row statistics, a top-k bisection step, the
+/// top-k set's mass, a top-p bisection step, and the draws.
+pub(crate) const SAMPLE_PHASE_STATS: u32 = 0;
+/// See [`SAMPLE_PHASE_STATS`].
+pub(crate) const SAMPLE_PHASE_TOP_K: u32 = 1;
+/// See [`SAMPLE_PHASE_STATS`].
+pub(crate) const SAMPLE_PHASE_MASS: u32 = 2;
+/// See [`SAMPLE_PHASE_STATS`].
+pub(crate) const SAMPLE_PHASE_TOP_P: u32 = 3;
+/// See [`SAMPLE_PHASE_STATS`].
+pub(crate) const SAMPLE_PHASE_DRAW: u32 = 4;
+/// The sampler's entry point.
+pub(crate) const SAMPLE_ENTRY: &str = "sample";
+
 /// A class-axis tensor of an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TensorDecl {
@@ -134,7 +156,7 @@ const fn write(element: &'static str) -> BindingType {
 impl OpKernel {
     /// Every op kernel.
     #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
-    pub(crate) const ALL: [Self; 14] = [
+    pub(crate) const ALL: [Self; 15] = [
         Self::Softmax,
         Self::SoftmaxBackward,
         Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None },
@@ -149,6 +171,7 @@ impl OpKernel {
         Self::LinearCrossEntropy,
         Self::Distill { gradient: false },
         Self::Distill { gradient: true },
+        Self::Sample,
     ];
 
     /// The op's name, for labels.
@@ -161,6 +184,7 @@ impl OpKernel {
             Self::Matmul => "matmul",
             Self::LinearCrossEntropy => "linear_cross_entropy",
             Self::Distill { .. } => "distill",
+            Self::Sample => "sample",
         }
     }
 
@@ -172,7 +196,7 @@ impl OpKernel {
 
     /// Whether it is a row op (run by a strategy's row loop), as opposed to a reduction.
     pub(crate) const fn is_row_op(self) -> bool {
-        !matches!(self, Self::CrossEntropyReduce { .. } | Self::Matmul)
+        !matches!(self, Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample)
     }
 
     /// The strategies the op has: every row op has all four.
@@ -186,7 +210,7 @@ impl OpKernel {
             ],
             // Its shares are laid out as the split's.
             Self::LinearCrossEntropy => &[Strategy::SplitRow],
-            Self::CrossEntropyReduce { .. } | Self::Matmul => &[],
+            Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample => &[],
         }
     }
 
@@ -204,6 +228,7 @@ impl OpKernel {
             Self::CrossEntropyReduce { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
             Self::Matmul => &[MATMUL_TILE_PART, MATMUL],
             Self::Distill { .. } => &[CROSS_ENTROPY_TARGETS, DISTILL],
+            Self::Sample => &[SAMPLE],
         }
     }
 
@@ -239,7 +264,7 @@ impl OpKernel {
                 }
                 tensors
             }
-            Self::CrossEntropyReduce { .. } | Self::Matmul => Vec::new(),
+            Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample => Vec::new(),
         }
     }
 
@@ -315,13 +340,22 @@ impl OpKernel {
                 // The 16-bit result of `pack_halves`.
                 binding("packed", write("u32")),
             ],
+            Self::Sample => vec![
+                // f32 bits, or two 16-bit halves a word (element 2w low in word w).
+                binding("logits", read("u32")),
+                binding("ids", write("i32")),
+                binding("logprobs", write("f32")),
+                // Each row's state between steps: SAMPLE_STATE_WORDS words.
+                binding("state", write("u32")),
+                binding("status", write("atomic<u32>")),
+            ],
         }
     }
 
     /// The flags the op's parts are preprocessed with (`#if NAME`).
     pub(crate) fn flags(self) -> Vec<(&'static str, bool)> {
         match self {
-            Self::Softmax | Self::SoftmaxBackward | Self::Matmul => Vec::new(),
+            Self::Softmax | Self::SoftmaxBackward | Self::Matmul | Self::Sample => Vec::new(),
             Self::LinearCrossEntropy => Self::FORWARD.flags(),
             Self::CrossEntropy { targets, .. } | Self::CrossEntropyReduce { targets } => {
                 vec![("PROBABILITIES", targets == TargetsKind::Probabilities), ("CLASS_WEIGHTS", true)]
@@ -351,6 +385,16 @@ impl OpKernel {
                 constants.extend(matmul_constants());
                 constants
             }
+            Self::Sample => vec![
+                ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
+                ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
+                ("STATE_WORDS", format!("{SAMPLE_STATE_WORDS}u")),
+                ("PHASE_STATS", format!("{SAMPLE_PHASE_STATS}u")),
+                ("PHASE_TOP_K", format!("{SAMPLE_PHASE_TOP_K}u")),
+                ("PHASE_MASS", format!("{SAMPLE_PHASE_MASS}u")),
+                ("PHASE_TOP_P", format!("{SAMPLE_PHASE_TOP_P}u")),
+                ("PHASE_DRAW", format!("{SAMPLE_PHASE_DRAW}u")),
+            ],
         }
     }
 
@@ -407,6 +451,7 @@ impl OpKernel {
             Self::LinearCrossEntropy => &LINEAR,
             Self::CrossEntropyReduce { .. } => &TARGETS,
             Self::Matmul => &MATMUL,
+            Self::Sample => &[],
         }
     }
 
@@ -414,6 +459,7 @@ impl OpKernel {
     pub(crate) const fn params_layout(self) -> (&'static [(&'static str, &'static str)], usize) {
         match self {
             Self::Matmul => (&MATMUL_PARAMS_FIELDS, size_of::<MatmulParams>()),
+            Self::Sample => (&SAMPLE_PARAMS_FIELDS, size_of::<SampleParams>()),
             _ => (&PARAMS_FIELDS, size_of::<RowParams>()),
         }
     }
@@ -426,7 +472,7 @@ impl OpKernel {
             Self::SoftmaxBackward => 8,
             Self::CrossEntropy { .. } | Self::LinearCrossEntropy => 36,
             Self::Distill { .. } => 28,
-            Self::CrossEntropyReduce { .. } | Self::Matmul => 0,
+            Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample => 0,
         }
     }
 }

@@ -98,3 +98,62 @@ pub(crate) fn params_wgsl(fields: &[(&str, &str)]) -> String {
     let fields: Vec<String> = fields.iter().map(|(name, ty)| format!("    {name}: {ty},\n")).collect();
     format!("struct Params {{\n{}}}\n", fields.concat())
 }
+
+/// The parameters of one dispatch of the sampler's module, laid out as its WGSL `Params`
+/// ([`SAMPLE_PARAMS_FIELDS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SampleParams {
+    /// Rows of the logits.
+    pub(crate) rows: u32,
+    /// Classes per row.
+    pub(crate) cols: u32,
+    /// Workgroups along x: grids past the per-dimension limit are spread over y.
+    pub(crate) groups_x: u32,
+    /// The step this dispatch takes (the module's `PHASE_*`).
+    pub(crate) phase: u32,
+    /// The bit a bisection step tries.
+    pub(crate) bit: u32,
+    /// Top-k's k (0: off).
+    pub(crate) top_k: u32,
+    /// Draws per row.
+    pub(crate) num_samples: u32,
+    /// The first draw of each row this dispatch makes.
+    pub(crate) first_sample: u32,
+    /// One past the last.
+    pub(crate) end_sample: u32,
+    /// The seed's low 32 bits (Philox's first key word).
+    pub(crate) seed_lo: u32,
+    /// The seed's high 32 bits.
+    pub(crate) seed_hi: u32,
+    /// Whether the draw writes log-probabilities.
+    pub(crate) logprobs: u32,
+    /// The temperature (0: greedy).
+    pub(crate) temperature: f32,
+    /// Top-p's p (1: off).
+    pub(crate) top_p: f32,
+    /// `ln(min_p)`, the min-p bound below each row's largest scaled logit (0 when off).
+    pub(crate) log_min_p: f32,
+    /// Whether min-p is on.
+    pub(crate) min_p_on: u32,
+}
+
+/// The fields of [`SampleParams`] as WGSL declares them, in order.
+pub(crate) const SAMPLE_PARAMS_FIELDS: [(&str, &str); 16] = [
+    ("rows", "u32"),
+    ("cols", "u32"),
+    ("groups_x", "u32"),
+    ("phase", "u32"),
+    ("bit", "u32"),
+    ("top_k", "u32"),
+    ("num_samples", "u32"),
+    ("first_sample", "u32"),
+    ("end_sample", "u32"),
+    ("seed_lo", "u32"),
+    ("seed_hi", "u32"),
+    ("logprobs", "u32"),
+    ("temperature", "f32"),
+    ("top_p", "f32"),
+    ("log_min_p", "f32"),
+    ("min_p_on", "u32"),
+];

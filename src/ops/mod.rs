@@ -6,6 +6,7 @@ pub mod distill;
 pub mod linear_cross_entropy;
 pub(crate) mod matmul;
 mod rows;
+pub mod sample;
 pub mod softmax;
 pub mod softmax_backward;
 mod validate;

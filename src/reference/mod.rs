@@ -10,10 +10,12 @@
 mod cross_entropy;
 mod distill;
 mod linear_cross_entropy;
+mod sample;
 
 pub use cross_entropy::cross_entropy;
 pub use distill::distill;
 pub use linear_cross_entropy::{linear_cross_entropy, matmul};
+pub use sample::sample_distribution;
 
 use crate::dtype::{Element, widen};
 use crate::error::Result;

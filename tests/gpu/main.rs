@@ -23,6 +23,6 @@ mod linear_cross_entropy;
 mod module_layers;
 mod numerics;
 mod properties;
-mod resources;
+mod sample;
 mod storage_types;
 mod strategies;

@@ -1,0 +1,502 @@
+//! Sampling token ids from logits without a sort: temperature, top-k, top-p and min-p,
+//! seeded draws from Philox 4x32-10 (`shaders/ops/sample.wgsl`).
+//!
+//! # Semantics
+//!
+//! For each row of logits `l` (the class axis last), in this order:
+//!
+//! 1. **Temperature** `T`: `x = l / T`. `T = 0` is greedy: every draw is the argmax of the
+//!    row (the lowest index on ties) and the filters are not applied.
+//! 2. **Top-k** (`top_k > 0`): keep the `k` largest `x` (every token tied with the `k`-th
+//!    is kept too).
+//! 3. **Top-p** (`top_p < 1`), on the top-k-renormalised distribution: keep the smallest
+//!    set of the most probable tokens whose probability mass reaches `p`; the token that
+//!    crosses `p` is kept, and so is every token tied with it.
+//! 4. **Min-p** (`min_p > 0`): keep the tokens whose probability is at least `min_p`
+//!    times the largest probability (`x >= max x + ln(min_p)`).
+//!
+//! A draw is taken from the kept tokens' probabilities renormalised. `-inf` logits are
+//! never drawn; a row whose only finite logit is one token always draws it. A row holding
+//! a NaN or `+inf`, or nothing finite, is counted in the status words
+//! ([`SampleStatus`]) and draws `-1` (log-probability NaN): never a silent draw.
+//!
+//! # Algorithm
+//!
+//! One workgroup of 256 invocations per row, one step per dispatch (so that no dispatch
+//! comes near llvmpipe's limit on an invocation's loop iterations), each row's state
+//! between steps in a small scratch buffer:
+//!
+//! - the row's max and argmax, and whether it is bad: one pass;
+//! - the top-k threshold: the largest order-preserving key `K` of `x`'s bits with
+//!   `count(key >= K) >= k`, by bisection over the 32 bits: 32 passes (top-k only);
+//! - the top-k set's mass, one pass, and the top-p threshold, the largest `K` with
+//!   `mass(key >= max(K, K_k)) >= p * mass(key >= K_k)`: 33 passes (top-p only). Each
+//!   mass is a sum of `exp(x - max)` in one fixed order (chunks, then a tree), monotone in
+//!   the set, so the bisection is sound;
+//! - min-p: a bound on `x`, no pass;
+//! - the draws: one pass for the kept mass of each invocation's chunk, and per draw a
+//!   look at 1/256 of the row.
+//!
+//! So at most 67 passes over a row (with top-k and top-p), plus 1/256 of a row per
+//! draw. Membership is decided everywhere by the same comparison of keys against the
+//! row's final threshold (the largest of the three), so no draw lands on a filtered
+//! token, whatever the rounding of the sums.
+//!
+//! # Random numbers
+//!
+//! Draw `s` of row `r` uses Philox 4x32-10 with key `(seed & 0xffffffff, seed >> 32)`
+//! and counter `(r, s, 0, 0)`; its uniform is the first output word's top 24 bits times
+//! `2^-24` ([`crate::philox::sample_uniform`] on the host). The draw is the kept token
+//! where the running kept mass first exceeds `uniform * total`.
+
+use crate::context::Context;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::kernels::{
+    KernelKey, KernelSpec, OpKernel, SAMPLE_ENTRY, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS, SAMPLE_PHASE_STATS,
+    SAMPLE_PHASE_TOP_K, SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS, STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW,
+    SampleParams, VectorWidth,
+};
+use crate::ops::validate;
+use crate::plan::spread_grid;
+use crate::shape::Shape;
+use crate::strategy::Strategy;
+use crate::tensor::{BufferRegion, TensorRef};
+
+/// Invocations of the sampler's workgroup (one workgroup per row).
+const GROUP: u64 = 256;
+
+/// How many u32 words the sampler's status buffer holds.
+pub const SAMPLE_STATUS_WORDS: usize = 4;
+
+/// Sampling options: temperature, top-k, top-p and min-p, applied in that order (see the
+/// module's semantics), draws per row and the seed.
+///
+/// ```no_run
+/// use wgpu_softmax::{Context, Sampler, Shape};
+/// let ctx = Context::new()?;
+/// let logits = vec![0.5_f32, 2.0, -1.0, 0.0, 3.0, 1.0];
+/// let sampler = Sampler { temperature: 0.8, top_k: 2, num_samples: 4, seed: 7, ..Sampler::default() };
+/// let out = sampler.run(&ctx, &logits, Shape::new(2, 3), true)?;
+/// assert_eq!(out.ids.len(), 2 * 4);
+/// # Ok::<(), wgpu_softmax::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampler {
+    /// Divides the logits; 0 is greedy (the argmax, lowest index on ties). Default 1.
+    pub temperature: f32,
+    /// Keep the `top_k` most probable tokens; 0 is off (the default).
+    pub top_k: u32,
+    /// Keep the smallest set of most probable tokens whose mass reaches `top_p`, in
+    /// `(0, 1]`; 1 is off (the default).
+    pub top_p: f32,
+    /// Keep the tokens of probability at least `min_p` times the largest, in `[0, 1]`; 0
+    /// is off (the default).
+    pub min_p: f32,
+    /// Draws per row. Default 1.
+    pub num_samples: usize,
+    /// The generator's seed. Default 0.
+    pub seed: u64,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, num_samples: 1, seed: 0 }
+    }
+}
+
+/// The caller's buffers for [`Sampler::encode`].
+#[derive(Clone, Copy, Debug)]
+pub struct SampleBuffers<'a> {
+    /// The logits, `(rows, cols)` row-major, f32, f16 or bf16.
+    pub logits: TensorRef<'a>,
+    /// The token ids, `rows x num_samples` i32, row-major.
+    pub ids: BufferRegion<'a>,
+    /// Each draw's log-probability under the filtered, renormalised distribution (f32,
+    /// the shape of `ids`), if wanted.
+    pub logprobs: Option<BufferRegion<'a>>,
+    /// [`SAMPLE_STATUS_WORDS`] u32 words: cleared, then the count of bad rows and the
+    /// first (see [`SampleStatus`]).
+    pub status: BufferRegion<'a>,
+}
+
+/// What the status words say after a run: the rows that held a NaN or `+inf`, or no
+/// finite logit, and so drew `-1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleStatus {
+    /// How many such rows.
+    pub bad_rows: u32,
+    /// The first such row.
+    pub first_bad_row: Option<u32>,
+}
+
+impl SampleStatus {
+    /// Decodes the status words read back from a status buffer.
+    #[must_use]
+    pub fn from_words(words: &[u32]) -> Self {
+        let word = |i: u32| words.get(i as usize).copied().unwrap_or(0);
+        let first = word(STATUS_FIRST_BAD_ROW);
+        Self {
+            bad_rows: word(STATUS_BAD_ROWS),
+            // Stored as u32::MAX - row, so that zero means none and atomicMax keeps the first.
+            first_bad_row: (first != 0).then(|| u32::MAX - first),
+        }
+    }
+}
+
+/// What [`Sampler::run`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleOutput {
+    /// `rows x num_samples` token ids, row-major; -1 for a bad row.
+    pub ids: Vec<i64>,
+    /// Each draw's log-probability, when asked for.
+    pub logprobs: Option<Vec<f32>>,
+    /// The bad rows.
+    pub status: SampleStatus,
+}
+
+impl Sampler {
+    /// Checks the options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for a temperature that is negative or not finite, a top-p
+    /// outside `(0, 1]`, a min-p outside `[0, 1]`, or more than `u32::MAX` draws.
+    pub fn check_options(&self) -> Result<()> {
+        let invalid = |option, problem: String| Err(Error::InvalidOption { option, problem });
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return invalid("temperature", format!("{} is not a finite value >= 0", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return invalid("top_p", format!("{} is not in (0, 1]", self.top_p));
+        }
+        if !(self.min_p >= 0.0 && self.min_p <= 1.0) {
+            return invalid("min_p", format!("{} is not in [0, 1]", self.min_p));
+        }
+        if u32::try_from(self.num_samples).is_err() {
+            return invalid("num_samples", format!("{} is more than u32::MAX", self.num_samples));
+        }
+        Ok(())
+    }
+
+    /// Checks the shape: rows along the last axis.
+    fn check_shape(shape: Shape) -> Result<()> {
+        shape.check_layout()?;
+        if !shape.is_row_major() {
+            return Err(Error::InvalidOption {
+                option: "shape",
+                problem: "the sampler takes the class axis last (inner == 1); a strided class axis is \
+                          not supported yet"
+                    .into(),
+            });
+        }
+        if u32::try_from(shape.len()?).is_err() {
+            return Err(Error::InvalidOption {
+                option: "shape",
+                problem: format!("{} elements is more than the sampler indexes (u32)", shape.len()?),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the draws are the argmax.
+    fn greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+
+    /// Full passes over each row that [`Sampler::encode`] records (the draws' pass
+    /// included, not their look at 1/256 of the row each): 1 + 32 with top-k + 33 with
+    /// top-p + 1; greedy 2.
+    #[must_use]
+    pub fn passes(&self) -> usize {
+        let mut passes = 2;
+        if !self.greedy() {
+            if self.top_k > 0 {
+                passes += 32;
+            }
+            if self.top_p < 1.0 {
+                passes += 33;
+            }
+        }
+        passes
+    }
+
+    /// Records the draws into `encoder`: `num_samples` token ids per row of the logits
+    /// `shape` (class axis last) into `buffers.ids`, their log-probabilities into
+    /// `buffers.logprobs` if given, and the bad rows into `buffers.status` (cleared
+    /// first).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for a bad option or a class axis not last;
+    /// [`Error::ShapeOverflow`] and [`Error::InvalidLayout`] for a bad shape;
+    /// [`Error::MissingUsage`], [`Error::MisalignedOffset`], [`Error::RegionOutOfBounds`]
+    /// and [`Error::BufferTooSmall`] for a buffer that cannot be bound as needed;
+    /// [`Error::AliasedBuffers`] when an output shares the logits' buffer;
+    /// [`Error::LimitExceeded`] for a grid past the device's limits; the context's fault
+    /// if the device was lost.
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        buffers: &SampleBuffers<'_>,
+        shape: Shape,
+    ) -> Result<()> {
+        self.check_options()?;
+        Self::check_shape(shape)?;
+        let rows = shape.rows;
+        let draws = (rows as u64).saturating_mul(self.num_samples as u64);
+        let dtype = buffers.logits.dtype();
+        validate::storage_region(
+            ctx,
+            "logits",
+            &buffers.logits.region(),
+            (shape.len()? as u64).saturating_mul(dtype.size()),
+        )?;
+        validate::storage_region(ctx, "ids", &buffers.ids, 4 * draws)?;
+        validate::distinct(buffers.logits.buffer(), buffers.ids.buffer())?;
+        if let Some(logprobs) = buffers.logprobs {
+            validate::storage_region(ctx, "logprobs", &logprobs, 4 * draws)?;
+            validate::distinct(buffers.logits.buffer(), logprobs.buffer())?;
+        }
+        validate::storage_region(ctx, "status", &buffers.status, 4 * SAMPLE_STATUS_WORDS as u64)?;
+        validate::distinct(buffers.logits.buffer(), buffers.status.buffer())?;
+        ctx.catching(|| {
+            encoder.clear_buffer(
+                buffers.status.buffer(),
+                buffers.status.offset(),
+                Some(4 * SAMPLE_STATUS_WORDS as u64),
+            );
+            if rows == 0 || self.num_samples == 0 {
+                return Ok(());
+            }
+            let state = ctx.scratch_buffer(4 * u64::from(SAMPLE_STATE_WORDS) * rows as u64)?;
+            self.record(ctx, encoder, buffers, shape, &state)
+        })
+    }
+
+    /// Records every step.
+    fn record(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        buffers: &SampleBuffers<'_>,
+        shape: Shape,
+        state: &wgpu::Buffer,
+    ) -> Result<()> {
+        let (rows, cols) = (shape.rows, shape.cols);
+        let dtype = buffers.logits.dtype();
+        let spec = KernelSpec {
+            op: OpKernel::Sample,
+            strategy: Strategy::WorkgroupPerRow,
+            dtype,
+            vector: VectorWidth::Scalar,
+            cached: false,
+            strided: false,
+        };
+        let module = ctx.module(spec)?;
+        let pipeline = ctx.pipeline(&KernelKey { spec, entry_point: SAMPLE_ENTRY, constants: Vec::new() })?;
+        let grid = spread_grid(rows as u64, ctx.caps().max_workgroups_per_dimension)?;
+        let draws = rows as u64 * self.num_samples as u64;
+        let element_bytes = (shape.len()? as u64 * dtype.size()).next_multiple_of(4).max(4);
+        let out_bytes = (4 * draws).max(4);
+        let bound: Vec<(&str, wgpu::BufferBinding<'_>)> = {
+            let mut bound = vec![
+                ("logits", buffers.logits.region().binding(0, element_bytes)),
+                ("ids", buffers.ids.binding(0, out_bytes)),
+                ("state", BufferRegion::new(state).binding(0, state.size())),
+                ("status", buffers.status.binding(0, 4 * SAMPLE_STATUS_WORDS as u64)),
+            ];
+            if let Some(logprobs) = buffers.logprobs {
+                bound.push(("logprobs", logprobs.binding(0, out_bytes)));
+            }
+            bound
+        };
+        let seed = self.seed;
+        #[allow(clippy::cast_possible_truncation)] // ln of an f32 in (0, 1]
+        let log_min_p = if self.min_p > 0.0 { f64::from(self.min_p).ln() as f32 } else { 0.0 };
+        #[allow(clippy::cast_possible_truncation)] // checked: the sizes fit u32
+        let base = SampleParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            groups_x: grid[0],
+            phase: SAMPLE_PHASE_STATS,
+            bit: 0,
+            top_k: self.top_k,
+            num_samples: self.num_samples as u32,
+            first_sample: 0,
+            end_sample: 0,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            logprobs: u32::from(buffers.logprobs.is_some()),
+            temperature: self.temperature,
+            top_p: self.top_p,
+            log_min_p,
+            min_p_on: u32::from(self.min_p > 0.0 && !self.greedy()),
+        };
+        let mut steps = vec![base];
+        if !self.greedy() {
+            if self.top_k > 0 {
+                steps.extend((0..32).rev().map(|bit| SampleParams {
+                    phase: SAMPLE_PHASE_TOP_K,
+                    bit,
+                    ..base
+                }));
+            }
+            if self.top_p < 1.0 {
+                steps.push(SampleParams { phase: SAMPLE_PHASE_MASS, ..base });
+                steps.extend((0..32).rev().map(|bit| SampleParams {
+                    phase: SAMPLE_PHASE_TOP_P,
+                    bit,
+                    ..base
+                }));
+            }
+        }
+        let per_dispatch = draws_per_dispatch(cols, ctx.caps().max_loop_iterations);
+        let mut first = 0_usize;
+        while first < self.num_samples {
+            let end = self.num_samples.min(first.saturating_add(per_dispatch));
+            #[allow(clippy::cast_possible_truncation)] // checked: num_samples fits u32
+            steps.push(SampleParams {
+                phase: SAMPLE_PHASE_DRAW,
+                first_sample: first as u32,
+                end_sample: end as u32,
+                ..base
+            });
+            first = end;
+        }
+        let label = spec.label();
+        for step in steps {
+            let params = ctx.buffer_with(&label, bytemuck::bytes_of(&step), wgpu::BufferUsages::UNIFORM)?;
+            let bindings: Vec<wgpu::BufferBinding<'_>> = module
+                .bindings
+                .iter()
+                .enumerate()
+                .map(|(i, binding)| {
+                    if binding.name == "params" {
+                        return params.as_entire_buffer_binding();
+                    }
+                    bound
+                        .iter()
+                        .find(|(name, _)| *name == binding.name)
+                        .map_or_else(|| ctx.placeholder(i).as_entire_buffer_binding(), |(_, b)| b.clone())
+                })
+                .collect();
+            let group = ctx.bind_buffers(&module, &bindings);
+            Context::dispatch(encoder, &label, &pipeline, &group, grid);
+        }
+        Ok(())
+    }
+
+    /// Samples from `logits` (`shape`, class axis last) on the GPU: uploads them in `T`'s
+    /// storage type, records [`Sampler::encode`], and reads the ids (as i64), the
+    /// log-probabilities if `logprobs`, and the status back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when `logits` is not `shape`'s length, and the errors of
+    /// [`Sampler::encode`].
+    pub fn run<T: Element>(
+        &self,
+        ctx: &Context,
+        logits: &[T],
+        shape: Shape,
+        logprobs: bool,
+    ) -> Result<SampleOutput> {
+        self.check_options()?;
+        Self::check_shape(shape)?;
+        shape.check_len("logits", logits.len())?;
+        let draws = shape.rows * self.num_samples;
+        ctx.catching(|| {
+            let input = ctx.upload_elements(logits)?;
+            let ids = ctx.elements_buffer(DType::F32, draws)?;
+            let lp = logprobs.then(|| ctx.elements_buffer(DType::F32, draws)).transpose()?;
+            let status = ctx.storage_buffer(SAMPLE_STATUS_WORDS)?;
+            let buffers = SampleBuffers {
+                logits: TensorRef::new(&input, T::DTYPE),
+                ids: BufferRegion::new(&ids),
+                logprobs: lp.as_ref().map(BufferRegion::new),
+                status: BufferRegion::new(&status),
+            };
+            let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-softmax: sample"),
+            });
+            self.encode(ctx, &mut encoder, &buffers, shape)?;
+            let bytes = 4 * draws as u64;
+            let mut parts = vec![(&ids, bytes), (&status, 4 * SAMPLE_STATUS_WORDS as u64)];
+            if let Some(lp) = lp.as_ref() {
+                parts.push((lp, bytes));
+            }
+            let mut read = ctx.finish_and_read_many(encoder, &parts)?.into_iter();
+            let mut next = || read.next().unwrap_or_default();
+            let ids: Vec<i32> = bytemuck::pod_collect_to_vec(&next());
+            let status = SampleStatus::from_words(&bytemuck::pod_collect_to_vec(&next()));
+            let logprobs = lp.as_ref().map(|_| bytemuck::pod_collect_to_vec(&next()));
+            Ok(SampleOutput { ids: ids.into_iter().map(i64::from).collect(), logprobs, status })
+        })
+    }
+}
+
+/// Draws of each row one dispatch makes, on a device whose driver stops an invocation's
+/// loops after `max_loop_iterations` (llvmpipe: 65535, all loops together): each
+/// invocation's draw looks at 256 chunk sums and one chunk of `cols / 256` elements, after
+/// the dispatch's own pass over its chunk and the scan of the sums. Stays under half the
+/// limit; without a limit, every draw in one dispatch.
+fn draws_per_dispatch(cols: usize, max_loop_iterations: Option<u64>) -> usize {
+    let chunk = (cols as u64).div_ceil(GROUP);
+    match max_loop_iterations {
+        None => usize::MAX,
+        Some(limit) => {
+            let overhead = chunk + GROUP + 64;
+            let per_draw = chunk + GROUP + 16;
+            let rounds = (limit / 2).saturating_sub(overhead) / per_draw;
+            usize::try_from(rounds.max(1) * GROUP).unwrap_or(usize::MAX)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_per_dispatch_stay_within_llvmpipes_loop_limit() {
+        let limit = crate::plan::LLVMPIPE_LOOP_ITERATIONS;
+        for cols in [1, 50, 32_000, 128_256, 262_144, 1 << 22] {
+            let draws = draws_per_dispatch(cols, Some(limit)) as u64;
+            let chunk = (cols as u64).div_ceil(GROUP);
+            let per_invocation = draws.div_ceil(GROUP);
+            // The pass over the chunk, the scan, the reductions, then each draw's look at
+            // the sums, its chunk and Philox's rounds.
+            let iterations = chunk + GROUP + 16 + per_invocation * (GROUP + chunk + 10);
+            assert!(draws >= GROUP, "{cols}");
+            if cols <= 262_144 {
+                assert!(iterations < limit, "{cols}: {iterations}");
+            }
+        }
+        assert_eq!(draws_per_dispatch(262_144, None), usize::MAX);
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(Sampler::default().check_options().is_ok());
+        for bad in [
+            Sampler { temperature: -1.0, ..Sampler::default() },
+            Sampler { temperature: f32::NAN, ..Sampler::default() },
+            Sampler { top_p: 0.0, ..Sampler::default() },
+            Sampler { top_p: 1.5, ..Sampler::default() },
+            Sampler { min_p: -0.1, ..Sampler::default() },
+            Sampler { min_p: f32::NAN, ..Sampler::default() },
+        ] {
+            assert!(matches!(bad.check_options(), Err(Error::InvalidOption { .. })), "{bad:?}");
+        }
+        let strided = Sampler::check_shape(Shape::with_inner(2, 5, 3));
+        assert!(matches!(strided, Err(Error::InvalidOption { option: "shape", .. })));
+    }
+
+    #[test]
+    fn passes_are_counted() {
+        assert_eq!(Sampler { temperature: 0.0, top_k: 5, ..Sampler::default() }.passes(), 2);
+        assert_eq!(Sampler { top_k: 50, top_p: 0.9, ..Sampler::default() }.passes(), 67);
+    }
+}

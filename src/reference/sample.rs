@@ -1,0 +1,131 @@
+//! The sampler's distribution in f64, found by sorting: the independent check of the
+//! kernel's thresholds, found there by bisection without a sort.
+
+use crate::dtype::{Element, widen};
+use crate::error::{Error, Result};
+use crate::ops::sample::Sampler;
+use crate::shape::Shape;
+
+/// The distribution each row's draws follow under `sampler`'s temperature, top-k, top-p
+/// and min-p (in that order, as [`Sampler`] documents): for each row of `logits` (shape
+/// `shape`, class axis last), the filtered, renormalised probability of every class (0
+/// outside the allowed set), or `None` for a row that holds a NaN or `+inf`, or no finite
+/// logit (the kernel draws -1 there). Greedy (`temperature == 0`) puts all the mass on the
+/// argmax, the lowest index on ties. `num_samples` and `seed` are not used.
+///
+/// # Errors
+///
+/// [`Error::ShapeMismatch`] when `logits.len()` is not `rows * cols`,
+/// [`Error::InvalidOption`] for a bad option or a class axis not last.
+pub fn sample_distribution<T: Element>(
+    logits: &[T],
+    shape: Shape,
+    sampler: &Sampler,
+) -> Result<Vec<Option<Vec<f64>>>> {
+    sampler.check_options()?;
+    if !shape.is_row_major() {
+        return Err(Error::InvalidOption { option: "shape", problem: "the class axis must be last".into() });
+    }
+    shape.check_len("logits", logits.len())?;
+    let cols = shape.cols;
+    Ok((0..shape.rows)
+        .map(|row| {
+            let values: Vec<f64> =
+                widen(&logits[row * cols..(row + 1) * cols]).into_iter().map(f64::from).collect();
+            row_distribution(&values, sampler)
+        })
+        .collect())
+}
+
+fn row_distribution(logits: &[f64], sampler: &Sampler) -> Option<Vec<f64>> {
+    if logits.iter().any(|&l| l.is_nan() || l == f64::INFINITY) || !logits.iter().any(|l| l.is_finite()) {
+        return None;
+    }
+    let mut probabilities = vec![0.0; logits.len()];
+    if sampler.temperature == 0.0 {
+        let mut best = None::<usize>;
+        for (i, &l) in logits.iter().enumerate() {
+            if l.is_finite() && best.is_none_or(|b| l > logits[b]) {
+                best = Some(i);
+            }
+        }
+        probabilities[best?] = 1.0;
+        return Some(probabilities);
+    }
+    let temperature = f64::from(sampler.temperature);
+    let x: Vec<f64> = logits.iter().map(|&l| l / temperature).collect();
+    // The finite tokens, most probable first (ties by index).
+    let mut order: Vec<usize> = (0..x.len()).filter(|&i| x[i].is_finite()).collect();
+    order.sort_by(|&a, &b| x[b].total_cmp(&x[a]).then(a.cmp(&b)));
+    let max = x[order[0]];
+    let weight = |i: usize| (x[i] - max).exp();
+    // Top-k: the k largest, and every token tied with the k-th.
+    let k = sampler.top_k as usize;
+    if k > 0 && k < order.len() {
+        let bound = x[order[k - 1]];
+        order.retain(|&i| x[i] >= bound);
+    }
+    // Top-p on the top-k-renormalised distribution: the smallest most-probable prefix
+    // whose mass reaches p, the crossing token and its ties kept.
+    if sampler.top_p < 1.0 {
+        let total: f64 = order.iter().map(|&i| weight(i)).sum();
+        let needed = f64::from(sampler.top_p) * total;
+        let mut mass = 0.0;
+        let mut bound = x[order[order.len() - 1]];
+        for &i in &order {
+            mass += weight(i);
+            if mass >= needed {
+                bound = x[i];
+                break;
+            }
+        }
+        order.retain(|&i| x[i] >= bound);
+    }
+    // Min-p: probability at least min_p times the largest.
+    if sampler.min_p > 0.0 {
+        let min_p = f64::from(sampler.min_p);
+        order.retain(|&i| weight(i) >= min_p);
+    }
+    let total: f64 = order.iter().map(|&i| weight(i)).sum();
+    for &i in &order {
+        probabilities[i] = weight(i) / total;
+    }
+    Some(probabilities)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_row(logits: &[f32], sampler: Sampler) -> Option<Vec<f64>> {
+        sample_distribution(logits, Shape::new(1, logits.len()), &sampler).unwrap().pop().unwrap()
+    }
+
+    #[test]
+    fn filters_keep_what_they_should() {
+        let logits = [3.0_f32, 1.0, 2.0, 0.0, 2.0];
+        let weights: Vec<f64> = logits.iter().map(|&l| f64::from(l - 3.0).exp()).collect();
+        // Top-k 2 keeps 3.0 and both 2.0 (tied with the second).
+        let p = one_row(&logits, Sampler { top_k: 2, ..Sampler::default() }).unwrap();
+        let total = weights[0] + weights[2] + weights[4];
+        assert!((p[0] - weights[0] / total).abs() < 1e-12 && p[1] == 0.0 && p[3] == 0.0);
+        // Top-p just above the first token's mass keeps the crossing 2.0 and its tie.
+        let all: f64 = weights.iter().sum();
+        #[allow(clippy::cast_possible_truncation)]
+        let top_p = (weights[0] / all + 1e-3) as f32;
+        let p = one_row(&logits, Sampler { top_p, ..Sampler::default() }).unwrap();
+        assert!(p[0] > 0.0 && p[2] > 0.0 && p[4] > 0.0 && p[1] == 0.0);
+        // Min-p 0.3: exp(-1) = 0.37 kept, exp(-2) = 0.14 not.
+        let p = one_row(&logits, Sampler { min_p: 0.3, ..Sampler::default() }).unwrap();
+        assert!(p[2] > 0.0 && p[1] == 0.0);
+        // Greedy: the first of the largest.
+        let p = one_row(&[1.0, 4.0, 4.0], Sampler { temperature: 0.0, ..Sampler::default() }).unwrap();
+        assert_eq!(p, vec![0.0, 1.0, 0.0]);
+        // Masks, a single finite token, NaN and nothing finite.
+        let p = one_row(&[f32::NEG_INFINITY, 5.0, f32::NEG_INFINITY], Sampler::default()).unwrap();
+        assert_eq!(p, vec![0.0, 1.0, 0.0]);
+        assert!(one_row(&[1.0, f32::NAN], Sampler::default()).is_none());
+        assert!(one_row(&[1.0, f32::INFINITY], Sampler::default()).is_none());
+        assert!(one_row(&[f32::NEG_INFINITY; 2], Sampler::default()).is_none());
+    }
+}

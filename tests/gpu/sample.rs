@@ -1,0 +1,402 @@
+//! The sampler against the f64 reference distribution (`reference::sample_distribution`,
+//! found by sorting): every draw in its row's allowed set, greedy equal to the argmax, a
+//! chi-square goodness of fit for each filter and their combination, seeds, the Philox
+//! stream reproduced on the host, log-probabilities, `-inf`, NaN and `+inf` rows, in f32,
+//! f16 and bf16, at vocabularies up to 262144 (past llvmpipe's loop limit if one dispatch
+//! did every step).
+#![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
+#![allow(clippy::cast_precision_loss)] // counts of draws as f64
+
+use wgpu_softmax::Sampler as TokenSampler;
+use wgpu_softmax::philox::sample_uniform;
+use wgpu_softmax::{
+    BufferRegion, Context, Element, SAMPLE_STATUS_WORDS, SampleBuffers, SampleStatus, Shape, TensorRef, bf16,
+    f16, reference,
+};
+
+use crate::common::{POISON_BITS, ctx, poisoned, rng};
+
+/// What one run returns: the ids, the log-probabilities and the status.
+struct Drawn {
+    ids: Vec<i32>,
+    logprobs: Vec<f32>,
+    status: SampleStatus,
+}
+
+/// Samples through the GPU-resident API into poisoned outputs, and checks that every id
+/// and log-probability was written.
+fn draw<T: Element>(ctx: &Context, sampler: &TokenSampler, logits: &[T], shape: Shape) -> Drawn {
+    let input = ctx.upload_elements(logits).unwrap();
+    let draws = shape.rows * sampler.num_samples;
+    let ids = poisoned::<f32>(ctx, draws);
+    let logprobs = poisoned::<f32>(ctx, draws);
+    let status = poisoned::<f32>(ctx, SAMPLE_STATUS_WORDS);
+    let buffers = SampleBuffers {
+        logits: TensorRef::new(&input, T::DTYPE),
+        ids: BufferRegion::new(&ids),
+        logprobs: Some(BufferRegion::new(&logprobs)),
+        status: BufferRegion::new(&status),
+    };
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    let words = ctx.download_u32(&ids, draws).unwrap();
+    assert!(!words.contains(&POISON_BITS), "an id was never written");
+    let logprobs = ctx.download(&logprobs, draws).unwrap();
+    assert!(!logprobs.iter().any(|v| v.to_bits() == POISON_BITS), "a log-probability was never written");
+    let status = SampleStatus::from_words(&ctx.download_u32(&status, SAMPLE_STATUS_WORDS).unwrap());
+    Drawn { ids: words.into_iter().map(|w| w as i32).collect(), logprobs, status }
+}
+
+fn typed<T: Element>(values: &[f32]) -> Vec<T> {
+    values.iter().map(|&v| T::from_f32(v)).collect()
+}
+
+/// Random logits with some `-inf` masks (never in a row's first column, so that no row
+/// is all masks).
+fn masked_logits(seed: u64, rows: usize, cols: usize, scale: f32) -> Vec<f32> {
+    let mut rng = rng(seed);
+    let mut logits = rng.logits(rows * cols, scale);
+    for (i, value) in logits.iter_mut().enumerate() {
+        if i % cols != 0 && rng.below(10) == 0 {
+            *value = f32::NEG_INFINITY;
+        }
+    }
+    logits
+}
+
+/// Checks every draw of `drawn` against the reference: in its row's allowed set, with
+/// the log-probability of the renormalised distribution.
+fn check_draws(what: &str, drawn: &Drawn, expected: &[Option<Vec<f64>>], num_samples: usize) {
+    assert_eq!(drawn.status, SampleStatus::default(), "{what}: no bad rows");
+    for (row, probabilities) in expected.iter().enumerate() {
+        let probabilities = probabilities.as_ref().unwrap();
+        for s in 0..num_samples {
+            let at = row * num_samples + s;
+            let id = drawn.ids[at];
+            assert!(id >= 0 && (id as usize) < probabilities.len(), "{what}: row {row} draw {s}: id {id}");
+            let p = probabilities[id as usize];
+            assert!(p > 0.0, "{what}: row {row} draw {s}: token {id} is filtered out");
+            let (lp, want) = (f64::from(drawn.logprobs[at]), p.ln());
+            assert!(
+                (lp - want).abs() <= 2e-3 + 1e-4 * want.abs(),
+                "{what}: row {row} draw {s}: logprob {lp}, want {want}"
+            );
+        }
+    }
+}
+
+/// The options the tests walk: each filter alone, and all of them together.
+fn filters() -> Vec<(&'static str, TokenSampler)> {
+    let base = TokenSampler::default();
+    vec![
+        ("plain", base),
+        ("temperature 0.6", TokenSampler { temperature: 0.6, ..base }),
+        ("top-k 5", TokenSampler { top_k: 5, ..base }),
+        ("top-p 0.8", TokenSampler { top_p: 0.8, ..base }),
+        ("min-p 0.1", TokenSampler { min_p: 0.1, ..base }),
+        ("all", TokenSampler { temperature: 0.8, top_k: 12, top_p: 0.9, min_p: 0.02, ..base }),
+    ]
+}
+
+#[test]
+fn every_draw_is_in_its_rows_allowed_set() {
+    let ctx = ctx();
+    let cases: [(usize, usize, usize); 5] =
+        [(3, 1, 4), (9, 7, 16), (7, 300, 32), (3, 4097, 64), (2, 32_000, 64)];
+    for (case, &(rows, cols, num_samples)) in cases.iter().enumerate() {
+        let logits = masked_logits(100 + case as u64, rows, cols, 4.0);
+        let shape = Shape::new(rows, cols);
+        for (name, filter) in filters() {
+            let sampler = TokenSampler { num_samples, seed: case as u64, ..filter };
+            let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+            let drawn = draw(ctx, &sampler, &logits, shape);
+            check_draws(&format!("{name}, {rows} x {cols}"), &drawn, &expected, num_samples);
+        }
+    }
+}
+
+/// 262144 classes with top-k and top-p (67 passes, each its own dispatch): past what one
+/// dispatch of llvmpipe could loop through, in every storage type.
+#[test]
+fn the_largest_vocabulary_is_sampled_whole() {
+    let ctx = ctx();
+    let (rows, cols, num_samples) = (2, 262_144, 300);
+    let logits = masked_logits(7, rows, cols, 6.0);
+    let shape = Shape::new(rows, cols);
+    let sampler = TokenSampler {
+        top_k: 1000,
+        top_p: 0.9,
+        min_p: 0.001,
+        num_samples,
+        seed: 3,
+        ..TokenSampler::default()
+    };
+    let f32_draws = {
+        let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+        let drawn = draw(ctx, &sampler, &logits, shape);
+        check_draws("f32, 262144", &drawn, &expected, num_samples);
+        drawn.ids
+    };
+    // Many distinct tokens drawn: the draws walk the whole allowed set, not one chunk.
+    let distinct: std::collections::BTreeSet<i32> = f32_draws.iter().copied().collect();
+    assert!(distinct.len() > 100, "{} distinct tokens", distinct.len());
+    let halves: Vec<bf16> = typed(&logits);
+    let expected = reference::sample_distribution(&halves, shape, &sampler).unwrap();
+    check_draws("bf16, 262144", &draw(ctx, &sampler, &halves, shape), &expected, num_samples);
+    // Plain sampling at the largest vocabulary too.
+    let plain = TokenSampler { num_samples, seed: 4, ..TokenSampler::default() };
+    let halves: Vec<f16> = typed(&logits);
+    let expected = reference::sample_distribution(&halves, shape, &plain).unwrap();
+    check_draws("f16, 262144, plain", &draw(ctx, &plain, &halves, shape), &expected, num_samples);
+}
+
+#[test]
+fn greedy_draws_the_argmax() {
+    let ctx = ctx();
+    let (rows, cols) = (16, 1000);
+    let mut logits = masked_logits(21, rows, cols, 3.0);
+    // Ties: row 1's largest value twice, the first one wins.
+    logits[cols + 10] = 100.0;
+    logits[cols + 500] = 100.0;
+    let shape = Shape::new(rows, cols);
+    let sampler =
+        TokenSampler { temperature: 0.0, top_k: 3, top_p: 0.5, num_samples: 3, ..TokenSampler::default() };
+    for dtype in 0..3 {
+        let (drawn, expected) = match dtype {
+            0 => (
+                draw(ctx, &sampler, &logits, shape),
+                reference::sample_distribution(&logits, shape, &sampler),
+            ),
+            1 => {
+                let v: Vec<f16> = typed(&logits);
+                (draw(ctx, &sampler, &v, shape), reference::sample_distribution(&v, shape, &sampler))
+            }
+            _ => {
+                let v: Vec<bf16> = typed(&logits);
+                (draw(ctx, &sampler, &v, shape), reference::sample_distribution(&v, shape, &sampler))
+            }
+        };
+        let expected = expected.unwrap();
+        for (row, p) in expected.iter().enumerate() {
+            let argmax = p.as_ref().unwrap().iter().position(|&p| p == 1.0).unwrap() as i32;
+            assert_eq!(&drawn.ids[row * 3..row * 3 + 3], &[argmax; 3], "dtype {dtype} row {row}");
+            assert_eq!(&drawn.logprobs[row * 3..row * 3 + 3], &[0.0; 3]);
+        }
+        assert_eq!(drawn.ids[3], 10, "the lowest index of a tie");
+    }
+}
+
+/// The upper `1e-4` quantile of the chi-square distribution with `df` degrees of freedom,
+/// by the Wilson-Hilferty approximation (the normal quantile 3.719).
+fn chi_square_critical(df: usize) -> f64 {
+    let df = df as f64;
+    let z = 3.719_016;
+    let h = 2.0 / (9.0 * df);
+    df * (1.0 - h + z * h.sqrt()).powi(3)
+}
+
+/// The chi-square statistic of `counts` against `probabilities` (over `draws` draws),
+/// with bins whose expected count is under 5 merged (in class order) into one, and its
+/// degrees of freedom.
+fn chi_square(counts: &[u64], probabilities: &[f64], draws: u64) -> (f64, usize) {
+    let mut bins: Vec<(f64, f64)> = Vec::new();
+    let (mut small_expected, mut small_observed) = (0.0, 0.0);
+    for (&count, &p) in counts.iter().zip(probabilities) {
+        let expected = p * draws as f64;
+        if p == 0.0 {
+            assert_eq!(count, 0, "a filtered token was drawn");
+        } else if expected < 5.0 {
+            small_expected += expected;
+            small_observed += count as f64;
+        } else {
+            bins.push((expected, count as f64));
+        }
+    }
+    if small_expected > 0.0 {
+        if small_expected >= 5.0 || bins.is_empty() {
+            bins.push((small_expected, small_observed));
+        } else {
+            // Too small on its own: into the smallest bin.
+            let smallest = bins.iter_mut().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+            smallest.0 += small_expected;
+            smallest.1 += small_observed;
+        }
+    }
+    let statistic = bins.iter().map(|&(e, o)| (o - e) * (o - e) / e).sum();
+    (statistic, bins.len().saturating_sub(1))
+}
+
+/// Chi-square goodness of fit at the significance level `1e-4` (a fixed seed, so the test
+/// is not flaky), for each filter and all together, in each storage type: 6 distinct rows
+/// of 24 classes, each repeated 4 times, 1500 draws a row (6000 per distinct row).
+#[test]
+fn draws_follow_the_reference_distribution() {
+    let ctx = ctx();
+    let (distinct, repeats, cols, num_samples) = (6, 4, 24, 1500);
+    let base = rng(31).logits(distinct * cols, 2.5);
+    let logits: Vec<f32> = (0..distinct * repeats)
+        .flat_map(|row| base[(row % distinct) * cols..(row % distinct + 1) * cols].to_vec())
+        .collect();
+    let shape = Shape::new(distinct * repeats, cols);
+    for (name, filter) in filters() {
+        let sampler = TokenSampler { num_samples, seed: 0x5eed, ..filter };
+        for dtype in ["f32", "f16", "bf16"] {
+            let (drawn, expected) = match dtype {
+                "f32" => (
+                    draw(ctx, &sampler, &logits, shape),
+                    reference::sample_distribution(&logits, shape, &sampler),
+                ),
+                "f16" => {
+                    let v: Vec<f16> = typed(&logits);
+                    (draw(ctx, &sampler, &v, shape), reference::sample_distribution(&v, shape, &sampler))
+                }
+                _ => {
+                    let v: Vec<bf16> = typed(&logits);
+                    (draw(ctx, &sampler, &v, shape), reference::sample_distribution(&v, shape, &sampler))
+                }
+            };
+            let expected = expected.unwrap();
+            check_draws(&format!("{name}, {dtype}"), &drawn, &expected, num_samples);
+            for (d, probabilities) in expected.iter().enumerate().take(distinct) {
+                let mut counts = vec![0_u64; cols];
+                for r in 0..repeats {
+                    let row = r * distinct + d;
+                    for &id in &drawn.ids[row * num_samples..(row + 1) * num_samples] {
+                        counts[id as usize] += 1;
+                    }
+                }
+                let probabilities = probabilities.as_ref().unwrap();
+                let (statistic, df) = chi_square(&counts, probabilities, (repeats * num_samples) as u64);
+                if df == 0 {
+                    // One token allowed: every draw is it (checked above).
+                    continue;
+                }
+                let critical = chi_square_critical(df);
+                assert!(
+                    statistic < critical,
+                    "{name}, {dtype}, row {d}: chi-square {statistic:.1} >= {critical:.1} ({df} df)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_chi_square_check_rejects_a_wrong_distribution() {
+    // The test above cannot pass by construction: draws from a skewed distribution fail.
+    let probabilities = [0.25; 4];
+    let (statistic, df) = chi_square(&[1200, 1000, 1000, 800], &probabilities, 4000);
+    assert!(statistic > chi_square_critical(df));
+    let (statistic, df) = chi_square(&[1010, 990, 1005, 995], &probabilities, 4000);
+    assert!(statistic < chi_square_critical(df));
+    // The Wilson-Hilferty quantile against the exact ones (1e-4: 15.137 at 1 df, 35.564 at
+    // 10, 57.075 at 23), a little above them: a slightly conservative test.
+    for (df, exact, within) in [(1, 15.137, 1.2), (10, 35.564, 0.5), (23, 57.075, 0.5)] {
+        let critical = chi_square_critical(df);
+        assert!(critical >= exact && critical - exact < within, "{df} df: {critical}");
+    }
+}
+
+#[test]
+fn seeds_repeat_and_differ_and_the_stream_is_the_documented_one() {
+    let ctx = ctx();
+    let (rows, cols, num_samples) = (4, 50, 500);
+    let logits = rng(41).logits(rows * cols, 2.0);
+    let shape = Shape::new(rows, cols);
+    let sampler = TokenSampler { num_samples, seed: 0x0123_4567_89ab_cdef, ..TokenSampler::default() };
+    let first = draw(ctx, &sampler, &logits, shape);
+    let again = draw(ctx, &sampler, &logits, shape);
+    assert_eq!(first.ids, again.ids);
+    assert_eq!(
+        first.logprobs.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        again.logprobs.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    let other = draw(ctx, &TokenSampler { seed: sampler.seed + 1, ..sampler }, &logits, shape);
+    let same = first.ids.iter().zip(&other.ids).filter(|(a, b)| a == b).count();
+    assert!(same < first.ids.len() / 2, "{same} of {} draws equal under another seed", first.ids.len());
+    // Each draw is the inverse transform of the documented uniform over the reference
+    // distribution (a uniform within rounding of a class boundary may go either way).
+    let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+    let mut disagree = 0;
+    for (row, p) in expected.iter().enumerate() {
+        let p = p.as_ref().unwrap();
+        for s in 0..num_samples {
+            let u = f64::from(sample_uniform(sampler.seed, row as u32, s as u32));
+            let mut running = 0.0;
+            let token = p.iter().position(|&q| {
+                running += q;
+                running > u
+            });
+            if token.map(|t| t as i32) != Some(first.ids[row * num_samples + s]) {
+                disagree += 1;
+            }
+        }
+    }
+    assert!(disagree <= 2, "{disagree} draws differ from the host's inverse transform");
+}
+
+#[test]
+fn masks_and_bad_rows() {
+    let ctx = ctx();
+    let cols = 300;
+    let ninf = f32::NEG_INFINITY;
+    let mut logits = vec![ninf; 6 * cols];
+    // Row 0: one finite token; row 1: a NaN; row 2: all -inf; row 3: +inf; row 4: two
+    // finite tokens far apart; row 5: random with a NaN at the end.
+    logits[123] = -50.0;
+    logits[cols..2 * cols].iter_mut().for_each(|v| *v = 1.0);
+    logits[cols + 7] = f32::NAN;
+    logits[3 * cols..4 * cols].iter_mut().for_each(|v| *v = 0.5);
+    logits[3 * cols + 299] = f32::INFINITY;
+    logits[4 * cols + 5] = 2.0;
+    logits[4 * cols + 250] = 2.5;
+    let tail = rng(51).logits(cols, 3.0);
+    logits[5 * cols..].copy_from_slice(&tail);
+    logits[6 * cols - 1] = f32::NAN;
+    let shape = Shape::new(6, cols);
+    let num_samples = 64;
+    for (name, filter) in filters() {
+        let sampler = TokenSampler { num_samples, seed: 9, ..filter };
+        for dtype in 0..3 {
+            let drawn = match dtype {
+                0 => draw(ctx, &sampler, &logits, shape),
+                1 => draw(ctx, &sampler, &typed::<f16>(&logits), shape),
+                _ => draw(ctx, &sampler, &typed::<bf16>(&logits), shape),
+            };
+            let what = format!("{name}, dtype {dtype}");
+            let row = |r: usize| &drawn.ids[r * num_samples..(r + 1) * num_samples];
+            let lp = |r: usize| &drawn.logprobs[r * num_samples..(r + 1) * num_samples];
+            assert!(row(0).iter().all(|&id| id == 123), "{what}: the only finite token");
+            assert!(lp(0).iter().all(|&v| v.abs() < 1e-6), "{what}: its log-probability is 0");
+            for bad in [1, 2, 3, 5] {
+                assert!(row(bad).iter().all(|&id| id == -1), "{what}: row {bad} draws -1");
+                assert!(lp(bad).iter().all(|v| v.is_nan()), "{what}: row {bad} log-probabilities NaN");
+            }
+            assert!(row(4).iter().all(|&id| id == 5 || id == 250), "{what}: masks never drawn");
+            assert_eq!(drawn.status, SampleStatus { bad_rows: 4, first_bad_row: Some(1) }, "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_strided_class_axis_is_refused() {
+    let ctx = ctx();
+    let error =
+        TokenSampler::default().run(ctx, &[0.0_f32; 30], Shape::with_inner(2, 5, 3), false).unwrap_err();
+    assert!(matches!(error, wgpu_softmax::Error::InvalidOption { option: "shape", .. }), "{error}");
+}
+
+#[test]
+fn the_host_api_returns_what_the_gpu_api_writes() {
+    let ctx = ctx();
+    let logits = rng(61).logits(3 * 40, 2.0);
+    let shape = Shape::new(3, 40);
+    let sampler = TokenSampler { top_k: 10, top_p: 0.9, num_samples: 8, seed: 77, ..TokenSampler::default() };
+    let host = sampler.run(ctx, &logits, shape, true).unwrap();
+    let gpu = draw(ctx, &sampler, &logits, shape);
+    assert_eq!(host.ids, gpu.ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>());
+    assert_eq!(host.logprobs.unwrap(), gpu.logprobs);
+    assert_eq!(host.status, SampleStatus::default());
+}
