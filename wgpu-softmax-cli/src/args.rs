@@ -61,6 +61,9 @@ pub enum Command {
     /// PyTorch's `kl_div(log_softmax(s / T), softmax(t / T), reduction='batchmean') * T^2`,
     /// and its gradient with respect to the student's logits.
     Distill(DistillArgs),
+    /// Sample token ids from logits (N, V) on the GPU: temperature, top-k, top-p, min-p
+    /// (in that order), seeded Philox draws, no sort.
+    Sample(SampleArgs),
     /// Time every op on the benchmark shapes against a vec4 copy (the roofline), the
     /// unfused WGSL baseline and the CPU; print a table, optionally write JSON and SVG.
     Bench(BenchArgs),
@@ -283,6 +286,46 @@ pub struct DistillArgs {
     /// it, the gradient written in it (float16 as float16; bfloat16 as float32, which holds
     /// every bfloat16 exactly); the loss is float32. Default: f16 for float16 logits, else
     /// f32.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+}
+
+/// `sample`'s arguments.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The logits (N, V) (or (V,), one row), the class axis last; float16, float32 or
+    /// float64.
+    #[arg(long, value_name = "L.npy")]
+    pub logits: PathBuf,
+    /// Output: the token ids, int64: (N,) without --num-samples, (N, K) with it; -1 for a
+    /// row that holds a NaN or +inf, or no finite logit (the command then fails, naming it).
+    #[arg(long, value_name = "IDS.npy")]
+    pub output: PathBuf,
+    /// Draws per row.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub num_samples: Option<u32>,
+    /// The logits are divided by T; 0 draws the argmax (lowest index on ties).
+    #[arg(long, value_name = "T", default_value_t = 1.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Keep the K most probable tokens (and ties with the K-th); 0 is off.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub top_k: u32,
+    /// Keep the smallest set of most probable tokens whose mass reaches P (after top-k), in
+    /// (0, 1]; 1 is off.
+    #[arg(long, value_name = "P", default_value_t = 1.0, allow_negative_numbers = true)]
+    pub top_p: f32,
+    /// Keep the tokens of probability at least M times the largest, in [0, 1]; 0 is off.
+    #[arg(long, value_name = "M", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub min_p: f32,
+    /// The seed of the Philox 4x32-10 stream (counter = row, draw).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Output: each draw's log-probability under the filtered, renormalised distribution,
+    /// float32, the shape of the ids.
+    #[arg(long, value_name = "LP.npy")]
+    pub logprobs: Option<PathBuf>,
+    /// The storage type of the logits on the GPU (they are rounded to it). Default: f16 for
+    /// float16 logits, else f32.
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeArg>,
 }

@@ -85,6 +85,7 @@ fn run(cli: &Cli) -> Result<ExitCode, CliError> {
             commands::linear_cross_entropy::run(cli, args).map(|()| ExitCode::SUCCESS)
         }
         Command::Distill(args) => commands::distill::run(cli, args).map(|()| ExitCode::SUCCESS),
+        Command::Sample(args) => commands::sample::run(cli, args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => commands::bench::run(cli, args).map(|()| ExitCode::SUCCESS),
     }
 }

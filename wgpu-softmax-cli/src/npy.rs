@@ -187,6 +187,8 @@ pub fn format_shape(shape: &[usize]) -> String {
 pub trait Element: npyz::AutoSerialize + Copy {}
 impl Element for f32 {}
 impl Element for f16 {}
+// Token ids.
+impl Element for i64 {}
 
 /// The bytes of a `.npy` file (version 1, little-endian, C order) holding `data` of `shape`.
 ///

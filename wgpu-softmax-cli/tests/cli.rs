@@ -1422,3 +1422,90 @@ fn bench_linear_quick_measures_both_kernels_and_they_agree() {
     assert_refused(&s, &["bench", "--runs", "2"], &["--linear"]);
     assert_refused(&s, &["bench", "--forward"], &["--linear"]);
 }
+
+/// The shape and values of an int64 `.npy` the tool wrote.
+fn read_i64(scratch: &Scratch, name: &str) -> (Vec<usize>, Vec<i64>) {
+    let bytes = std::fs::read(scratch.path(name)).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{name}");
+    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<i8'"), "{header:?}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> =
+        shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let data: Vec<i64> =
+        bytes[10 + header_len..].chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>(), "{name}: {shape:?}");
+    (shape, data)
+}
+
+/// `sample` with every filter: int64 ids (N, K) in each row's allowed set (the f64
+/// reference), the library's draws for the same seed, float32 log-probabilities of the
+/// reference; (N,) without --num-samples; greedy; refusals naming the file or option.
+#[test]
+fn sample_draws_from_the_reference_allowed_set() {
+    let s = Scratch::new("sample");
+    let (rows, cols) = (6, 40);
+    let logits = SeededRng::new(71).logits(rows * cols, 3.0);
+    write_f32(&s, "l.npy", &[rows, cols], &logits);
+    let sampler = wgpu_softmax::Sampler {
+        temperature: 0.7,
+        top_k: 8,
+        top_p: 0.9,
+        min_p: 0.05,
+        num_samples: 50,
+        seed: 3,
+    };
+    run_ok(
+        &s,
+        &[
+            "sample",
+            "--logits",
+            "l.npy",
+            "--output",
+            "ids.npy",
+            "--num-samples",
+            "50",
+            "--temperature",
+            "0.7",
+            "--top-k",
+            "8",
+            "--top-p",
+            "0.9",
+            "--min-p",
+            "0.05",
+            "--seed",
+            "3",
+            "--logprobs",
+            "lp.npy",
+        ],
+    );
+    let shape = Shape::new(rows, cols);
+    let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+    let (ids_shape, ids) = read_i64(&s, "ids.npy");
+    assert_eq!(ids_shape, vec![rows, 50]);
+    let (lp_shape, lp) = read_f32(&s, "lp.npy");
+    assert_eq!(lp_shape, vec![rows, 50]);
+    for (at, &id) in ids.iter().enumerate() {
+        let p = expected[at / 50].as_ref().unwrap()[usize::try_from(id).unwrap()];
+        assert!(p > 0.0, "draw {at}: token {id} is filtered out");
+        assert!((f64::from(lp[at]) - p.ln()).abs() < 1e-3, "draw {at}: {} vs {}", lp[at], p.ln());
+    }
+    // The library's draws with the same seed.
+    let ctx = wgpu_softmax::Context::new().unwrap();
+    assert_eq!(ids, sampler.run(&ctx, &logits, shape, false).unwrap().ids);
+    // One draw per row without --num-samples; greedy is the argmax.
+    run_ok(&s, &["sample", "--logits", "l.npy", "--output", "one.npy", "--temperature", "0"]);
+    let (one_shape, one) = read_i64(&s, "one.npy");
+    assert_eq!(one_shape, vec![rows]);
+    for (row, &id) in one.iter().enumerate() {
+        let values = &logits[row * cols..(row + 1) * cols];
+        let argmax = (0..cols).fold(0, |best, i| if values[i] > values[best] { i } else { best });
+        assert_eq!(id, argmax as i64, "row {row}");
+    }
+    let mut bad = logits.clone();
+    bad[3 * cols + 7] = f32::NAN;
+    write_f32(&s, "bad.npy", &[rows, cols], &bad);
+    assert_refused(&s, &["sample", "--logits", "bad.npy", "--output", "x.npy"], &["bad.npy", "row 3"]);
+    assert_refused(&s, &["sample", "--logits", "l.npy", "--output", "x.npy", "--top-p", "0"], &["top_p"]);
+}
