@@ -1,11 +1,14 @@
 //! Resources: 10,000 host-API calls in a loop keep the process's memory flat. Measured as
 //! the resident set size from /proc/self/statm (Linux), after a warm-up that fills the
-//! pipeline cache and the driver's pools, and again at the end.
+//! pipeline cache and the driver's pools, and again at the end. A binary of its own, unlike
+//! the rest of the GPU suite (`tests/gpu`): the resident set is the whole process's, and
+//! the other tests' buffers would move it.
 #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)] // small test sizes
 #![cfg(target_os = "linux")]
 
-use crate::common;
+#[path = "gpu/common.rs"]
+mod common;
 
 use wgpu_softmax::{CrossEntropy, CrossEntropyInput, Shape, Targets, softmax};
 

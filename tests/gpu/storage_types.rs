@@ -363,3 +363,75 @@ fn regions_of_larger_buffers() {
     let err = Softmax::new().encode(ctx, &mut encoder, short, output, shape).unwrap_err();
     assert!(matches!(err, Error::BufferTooSmall { what: "input", .. }), "{err}");
 }
+
+/// A storage buffer holding exactly `data`, its size rounded up to a word only (wgpu's
+/// minimum), as an embedder's own tensor may be: no room to round a binding up to 16
+/// bytes, so the kernels take the scalar (32-bit word) access path.
+fn exact_buffer<T: bytemuck::Pod>(ctx: &Context, data: &[T]) -> wgpu::Buffer {
+    let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
+    bytes.resize(bytes.len().next_multiple_of(4).max(4), 0);
+    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("exact-size tensor"),
+        size: bytes.len() as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: true,
+    });
+    buffer.slice(..).get_mapped_range_mut().unwrap().copy_from_slice(&bytes);
+    buffer.unmap();
+    buffer
+}
+
+/// Tensors in buffers of exactly their size (no padding to 16 bytes): softmax, log-softmax
+/// and the cross-entropy's gradient take the 32-bit access path in every storage type, on
+/// every strategy, against the reference.
+#[test]
+fn exact_size_buffers_take_the_word_path_in_every_storage_type() {
+    fn check<T: Element>(seed: u64) {
+        let ctx = ctx();
+        // 7 x 19 = 133 elements: 266 bytes in 16 bits, 532 in f32, neither a multiple of 16.
+        let shape = Shape::new(7, 19);
+        let x: Vec<T> = round_to(&rng(seed).logits(shape.rows * shape.cols, 4.0));
+        let targets: Vec<i64> = (0..7_i64).map(|r| r * 5 % 19).collect();
+        for strategy in strategies() {
+            for op in [Softmax::new(), Softmax::log()] {
+                let op = op.strategy(strategy);
+                let input = exact_buffer(ctx, &x);
+                let output = exact_buffer(ctx, &vec![common::poison::<T>(); x.len()]);
+                let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                let tensor = |b| TensorRef::new(b, T::DTYPE);
+                op.encode(ctx, &mut encoder, tensor(&input), tensor(&output), shape).unwrap();
+                ctx.submit_and_wait(encoder).unwrap();
+                let what = format!("{op:?} {} exact-size", T::DTYPE);
+                let got = assert_written(&what, ctx.download_elements::<T>(&output, x.len()).unwrap());
+                let (want, tolerance) = common::expected(op, &widen(&x), shape);
+                let c = compare(&widen(&got), &want, tolerance.for_dtype(T::DTYPE));
+                assert!(c.passed(), "{what}: {c}");
+            }
+            let op = CrossEntropy::new().gradient(Gradient::Separate).strategy(strategy);
+            let logits = exact_buffer(ctx, &x);
+            let grad = exact_buffer(ctx, &vec![common::poison::<T>(); x.len()]);
+            let target_words = exact_buffer(ctx, &common::i64_words(&targets));
+            let loss = ctx.storage_buffer(1).unwrap();
+            let buffers = CrossEntropyBuffers::new(
+                TensorRef::new(&logits, T::DTYPE),
+                TargetBuffer::I64((&target_words).into()),
+                &loss,
+            )
+            .with_grad(TensorRef::new(&grad, T::DTYPE));
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            op.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+            ctx.submit_and_wait(encoder).unwrap();
+            let want =
+                reference::cross_entropy(&op, &CrossEntropyInput::new(&x, shape, Targets::I64(&targets)))
+                    .unwrap();
+            let what = format!("cross-entropy {strategy:?} {} exact-size", T::DTYPE);
+            let got = assert_written(&what, ctx.download_elements::<T>(&grad, x.len()).unwrap());
+            let c =
+                compare(&widen(&got), &want.grad.unwrap(), Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE));
+            assert!(c.passed(), "{what}: {c}");
+        }
+    }
+    check::<f32>(0x57_0051);
+    check::<f16>(0x57_0052);
+    check::<bf16>(0x57_0053);
+}
