@@ -228,7 +228,8 @@ impl Sampler {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] for a bad option or a class axis not last;
+    /// [`Error::InvalidOption`] for a bad option, a class axis not last, or more than
+    /// `u32::MAX` elements or draws in all;
     /// [`Error::ShapeOverflow`] and [`Error::InvalidLayout`] for a bad shape;
     /// [`Error::MissingUsage`], [`Error::MisalignedOffset`], [`Error::RegionOutOfBounds`]
     /// and [`Error::BufferTooSmall`] for a buffer that cannot be bound as needed;
@@ -246,6 +247,15 @@ impl Sampler {
         Self::check_shape(shape)?;
         let rows = shape.rows;
         let draws = (rows as u64).saturating_mul(self.num_samples as u64);
+        if u32::try_from(draws).is_err() {
+            return Err(Error::InvalidOption {
+                option: "num_samples",
+                problem: format!(
+                    "{rows} rows x {} draws is more than the sampler indexes (u32)",
+                    self.num_samples
+                ),
+            });
+        }
         let dtype = buffers.logits.dtype();
         validate::storage_region(
             ctx,

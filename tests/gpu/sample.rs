@@ -413,3 +413,21 @@ fn the_host_api_returns_what_the_gpu_api_writes() {
     assert_eq!(host.logprobs.unwrap(), gpu.logprobs);
     assert_eq!(host.status, SampleStatus::default());
 }
+
+/// More rows than one grid dimension holds (65535 workgroups): the rows continue along y.
+/// Row r's only finite logit is token r % 3, so every draw names its own row.
+#[test]
+fn rows_past_one_grid_dimension() {
+    let ctx = ctx();
+    let (rows, cols) = (65_535 + 200, 3);
+    let mut logits = vec![f32::NEG_INFINITY; rows * cols];
+    for row in 0..rows {
+        logits[row * cols + row % 3] = (row % 7) as f32;
+    }
+    let sampler = TokenSampler { seed: 1, ..TokenSampler::default() };
+    let drawn = draw(ctx, &sampler, &logits, Shape::new(rows, cols));
+    for (row, &id) in drawn.ids.iter().enumerate() {
+        assert_eq!(id, (row % 3) as i32, "row {row}");
+    }
+    assert_eq!(drawn.status, SampleStatus::default());
+}
