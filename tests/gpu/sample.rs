@@ -431,3 +431,29 @@ fn rows_past_one_grid_dimension() {
     }
     assert_eq!(drawn.status, SampleStatus::default());
 }
+
+/// 40000 draws of one row of 262144 classes: more than one dispatch's share on llvmpipe,
+/// so the draws are split across dispatches (in one, an invocation's draws loop past
+/// 65535 iterations and llvmpipe stops it silently: with the split removed this test
+/// fails, ids unwritten). Every draw written and allowed, and the draws fit the reference
+/// by chi-square over 256 bins of 1024 classes.
+#[test]
+fn many_draws_of_the_largest_vocabulary() {
+    let ctx = ctx();
+    let (cols, num_samples) = (262_144, 40_000);
+    let logits = masked_logits(91, 1, cols, 2.0);
+    let shape = Shape::new(1, cols);
+    let sampler = TokenSampler { num_samples, seed: 11, ..TokenSampler::default() };
+    let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+    let drawn = draw(ctx, &sampler, &logits, shape);
+    check_draws("40000 draws", &drawn, &expected, num_samples);
+    let probabilities = expected[0].as_ref().unwrap();
+    let bins: Vec<f64> = probabilities.chunks(1024).map(|c| c.iter().sum()).collect();
+    let mut counts = vec![0_u64; bins.len()];
+    for &id in &drawn.ids {
+        counts[id as usize / 1024] += 1;
+    }
+    let (statistic, df) = chi_square(&counts, &bins, num_samples as u64);
+    let critical = chi_square_critical(df);
+    assert!(statistic < critical, "chi-square {statistic:.1} >= {critical:.1} ({df} df)");
+}
