@@ -44,8 +44,10 @@ pub enum Command {
     /// (the cross-entropy in PyTorch's (N, C, d1, d2) layout) on every strategy in f32 and
     /// bf16; the linear cross-entropy at N = 6, D = 8, V = 45 with every gradient, a bias,
     /// weights and smoothing, and the loss alone with z-loss and softcap, in f32 and bf16;
-    /// the distillation (temperature 2, masked rows) on every strategy in f32 and bf16.
-    /// Under 30 s on a software adapter. Exits non-zero on any failure.
+    /// the distillation (temperature 2, masked rows) on every strategy in f32 and bf16;
+    /// sampling (greedy, and temperature with top-k, top-p and min-p, each and together) of
+    /// 8 x 1000 logits in f32 and bf16, every draw in its row's allowed set with its
+    /// log-probability. Under 30 s on a software adapter. Exits non-zero on any failure.
     Check(CheckArgs),
     /// Softmax (or log-softmax) of an array over one axis (--dim; the last by default).
     Softmax(SoftmaxArgs),

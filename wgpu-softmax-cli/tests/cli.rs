@@ -1001,6 +1001,7 @@ fn check_passes_every_op_and_prints_the_adapter() {
         "N-D layout",
         "linear cross-entropy",
         "distillation",
+        "sampling",
     ] {
         let line =
             stdout.lines().find(|l| l.starts_with(group)).unwrap_or_else(|| panic!("{group}: {stdout}"));

@@ -12,7 +12,10 @@
 //!   cross-entropy in PyTorch's `(N, C, d1, d2)` layout), every strategy, f32 and bf16;
 //! - the linear cross-entropy at 6 x 8 x 45 (with every gradient and a bias, and the
 //!   loss alone), f32 and bf16, the planner's path;
-//! - the distillation: every strategy, f32 and bf16, temperature 2, with a mask.
+//! - the distillation: every strategy, f32 and bf16, temperature 2, with a mask;
+//! - sampling: greedy, and temperature with top-k, top-p and min-p each and together, f32
+//!   and bf16, every draw in its row's allowed set with the log-probability of the
+//!   renormalised distribution.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -22,8 +25,8 @@ use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{Comparison, SeededRng, compare, round_to, widen};
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyInput, Distill, DistillInput, Element, Error, Gradient,
-    LinearCrossEntropy, LinearCrossEntropyInput, LinearShape, Reduction, Shape, Softmax, SoftmaxBackward,
-    Strategy, Targets, bf16, f16, reference,
+    LinearCrossEntropy, LinearCrossEntropyInput, LinearShape, Reduction, Sampler, Shape, Softmax,
+    SoftmaxBackward, Strategy, Targets, bf16, f16, reference,
 };
 
 use crate::args::{CheckArgs, Cli};
@@ -51,11 +54,17 @@ type Outputs = Result<Vec<Vec<f32>>, Error>;
 /// Runs a case with a forced strategy, or the planner's choice (`None`).
 type Runner = Box<dyn Fn(&Context, Option<Strategy>) -> Outputs>;
 
+/// The reference of a case whose expected values depend on its outputs (the draws of a
+/// sampler): one per part, from the outputs.
+type Expect = Box<dyn Fn(&[Vec<f32>]) -> Vec<Vec<f64>>>;
+
 /// One op with one set of options, one storage type and its inputs: the parts of its
 /// result, each with its reference and tolerance, and how to run it.
 struct Case {
     label: String,
     parts: Vec<(&'static str, Vec<f64>, Tolerance)>,
+    /// Where set, the parts' references come from the outputs instead.
+    expect: Option<Expect>,
     /// The strategies to run it with (`None`: the planner's choice).
     strategies: Vec<Option<Strategy>>,
     run: Runner,
@@ -107,7 +116,9 @@ pub fn run(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, CliError> {
                 };
                 match outcome {
                     Ok(outputs) => {
+                        let found = case.expect.as_ref().map(|expect| expect(&outputs));
                         for (index, (part, expected, tolerance)) in case.parts.iter().enumerate() {
+                            let expected = found.as_ref().and_then(|f| f.get(index)).unwrap_or(expected);
                             let actual = outputs.get(index).map_or(&[][..], Vec::as_slice);
                             let comparison = compare(actual, expected, *tolerance);
                             tally.record(&comparison, worst_fraction(actual, expected, *tolerance));
@@ -250,6 +261,12 @@ fn groups(rng: &mut SeededRng) -> Result<Vec<Group>, Error> {
         distill.push(distill_case::<bf16>(rng, shape)?);
     }
 
+    let mut sampling = Vec::new();
+    for sampler in samplers(rng) {
+        sampling.push(sample_case::<f32>(rng, sampler)?);
+        sampling.push(sample_case::<bf16>(rng, sampler)?);
+    }
+
     Ok(vec![
         Group { name: "softmax, log-softmax (4 strategies, f32 f16 bf16)", cases: forward },
         Group { name: "softmax and log-softmax backward (4 strategies, f32 f16 bf16)", cases: backward },
@@ -257,6 +274,7 @@ fn groups(rng: &mut SeededRng) -> Result<Vec<Group>, Error> {
         Group { name: "N-D layout, class axis 1 of (2, 3, 4, 5) (every op above)", cases: layout },
         Group { name: "linear cross-entropy 6x8x45 (gradients, loss alone)", cases: linear },
         Group { name: "distillation (4 strategies, f32 bf16, mask)", cases: distill },
+        Group { name: "sampling (greedy, temperature, top-k, top-p, min-p; f32 bf16)", cases: sampling },
     ])
 }
 
@@ -274,6 +292,7 @@ fn softmax_cases<T: Element>(rng: &mut SeededRng, shape: Shape) -> Result<Vec<Ca
             label: format!("{name} {} {shape}", T::DTYPE),
             parts: vec![("", expected, tolerance.for_dtype(T::DTYPE))],
             strategies: every_strategy(),
+            expect: None,
             run: Box::new(move |ctx, strategy| {
                 Ok(vec![widen(&with_strategy(op, strategy).run(ctx, &x, shape)?)])
             }),
@@ -308,6 +327,7 @@ fn backward_cases<T: Element>(rng: &mut SeededRng, shape: Shape) -> Result<Vec<C
             label: format!("{name} {} {shape}", T::DTYPE),
             parts: vec![("", expected, Tolerance::BACKWARD.for_dtype(T::DTYPE))],
             strategies: every_strategy(),
+            expect: None,
             run: Box::new(move |ctx, strategy| {
                 let op = strategy.map_or(op, |s| op.strategy(s));
                 Ok(vec![widen(&op.run(ctx, &y, &dy, shape)?)])
@@ -450,6 +470,7 @@ fn cross_entropy_case<T: Element>(
         label: format!("cross-entropy {} {} {shape}", options.label(), T::DTYPE),
         parts,
         strategies: every_strategy(),
+        expect: None,
         run: Box::new(move |ctx, strategy| {
             let mut input = CrossEntropyInput::new(&logits, shape, targets.borrow());
             if let Some(w) = &weight {
@@ -514,6 +535,7 @@ fn linear_case<T: Element>(rng: &mut SeededRng, gradients: bool) -> Result<Case,
         label: format!("linear cross-entropy {what} {}", T::DTYPE),
         parts,
         strategies: vec![None],
+        expect: None,
         run: Box::new(move |ctx, _| {
             let input = LinearCrossEntropyInput::new(&hidden, &classifier, LINEAR, Targets::I64(&targets));
             let input = if gradients { input.bias(&bias).weight(&weight) } else { input };
@@ -552,11 +574,76 @@ fn distill_case<T: Element>(rng: &mut SeededRng, shape: Shape) -> Result<Case, E
         label: format!("distillation {} {shape}", T::DTYPE),
         parts,
         strategies: every_strategy(),
+        expect: None,
         run: Box::new(move |ctx, strategy| {
             let op = strategy.map_or(op, |s| op.strategy(s));
             let input = DistillInput::new(&student, &teacher, shape).targets(Targets::I64(&targets));
             let out = op.run(ctx, &input)?;
             Ok(vec![out.loss, widen(&out.grad.unwrap_or_default())])
+        }),
+    })
+}
+
+/// The sampling shape: rows of a vocabulary of 1000.
+const SAMPLE_SHAPE: Shape = Shape::new(8, 1000);
+
+/// Draws per row.
+const DRAWS: usize = 8;
+
+/// Greedy, each filter with a temperature, and all of them together.
+fn samplers(rng: &mut SeededRng) -> Vec<Sampler> {
+    let base = Sampler { num_samples: DRAWS, seed: rng.below(u64::MAX), ..Sampler::default() };
+    vec![
+        Sampler { temperature: 0.0, ..base },
+        Sampler { temperature: 0.8, top_k: 5, ..base },
+        Sampler { temperature: 1.2, top_p: 0.9, ..base },
+        Sampler { min_p: 0.1, ..base },
+        Sampler { temperature: 0.7, top_k: 50, top_p: 0.8, min_p: 0.05, ..base },
+    ]
+}
+
+/// `sampler` on fresh logits in `T`: each draw must be in its row's allowed set (the
+/// reference's distribution gives it a probability above 0), with the log-probability of
+/// that distribution (to `2e-3 + 1e-4 |ln p|`, as the GPU tests hold it).
+fn sample_case<T: Element>(rng: &mut SeededRng, sampler: Sampler) -> Result<Case, Error> {
+    let shape = SAMPLE_SHAPE;
+    let logits: Vec<T> = round_to(&rng.logits(shape.len()?, 4.0));
+    let distribution = reference::sample_distribution(&logits, shape, &sampler)?;
+    let draws = shape.rows * DRAWS;
+    let exact = Tolerance { atol: 0.0, rtol: 0.0 };
+    let logprob = Tolerance { atol: 2e-3, rtol: 1e-4 };
+    let label = format!(
+        "sample temperature {} top-k {} top-p {} min-p {} {}",
+        sampler.temperature,
+        sampler.top_k,
+        sampler.top_p,
+        sampler.min_p,
+        T::DTYPE
+    );
+    Ok(Case {
+        label,
+        // Placeholders: the references come from the draws.
+        parts: vec![("allowed ids", vec![0.0; draws], exact), ("logprobs", vec![0.0; draws], logprob)],
+        strategies: vec![None],
+        expect: Some(Box::new(move |outputs| {
+            let ids = outputs.first().map_or(&[][..], Vec::as_slice);
+            let mut allowed = Vec::with_capacity(draws);
+            let mut logprobs = Vec::with_capacity(draws);
+            for (at, &id) in ids.iter().enumerate() {
+                let row = distribution.get(at / DRAWS).and_then(Option::as_ref);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ids below 2^24
+                let p = row.and_then(|r| r.get(id as usize)).copied().filter(|&p| id >= 0.0 && p > 0.0);
+                // An id outside the allowed set is expected as -1: a mismatch.
+                allowed.push(if p.is_some() { f64::from(id) } else { -1.0 });
+                logprobs.push(p.map_or(f64::NAN, f64::ln));
+            }
+            vec![allowed, logprobs]
+        })),
+        run: Box::new(move |ctx, _| {
+            let out = sampler.run(ctx, &logits, shape, true)?;
+            #[allow(clippy::cast_precision_loss)] // ids below 2^24
+            let ids = out.ids.iter().map(|&id| id as f32).collect();
+            Ok(vec![ids, out.logprobs.unwrap_or_default()])
         }),
     })
 }
