@@ -26,6 +26,8 @@
 //                left of u. Rounding that leaves u at or past the end takes the last kept
 //                element of positive mass.
 //
+// A temperature so small that the largest logit over it overflows f32 draws the argmax.
+//
 // Random numbers: Philox 4x32-10 with key (seed_lo, seed_hi) and counter (row, draw, 0,
 // 0); the uniform is the first output word's top 24 bits times 2^-24.
 
@@ -37,6 +39,9 @@ const STATE_FINITE: u32 = 3u;
 const STATE_TOP_K: u32 = 4u;
 const STATE_TOP_P: u32 = 5u;
 const STATE_MASS_K: u32 = 6u;
+// 1 when the row draws its argmax: greedy, or a temperature so small that the largest
+// logit over it is not a finite f32 (the limit of sampling as T goes to 0).
+const STATE_GREEDY: u32 = 7u;
 
 const NO_INDEX: u32 = 0xffffffffu;
 
@@ -175,6 +180,10 @@ fn stats(local: u32, row: u32) {
         if (!undefined) {
             m = scaled(logit(row, argmax));
         }
+        let greedy = params.temperature <= 0.0 || !is_finite(m);
+        if (!is_finite(m)) {
+            m = 0.0;
+        }
         let base = row * STATE_WORDS;
         state[base + STATE_BAD] = select(0u, 1u, undefined);
         state[base + STATE_MAX] = bitcast<u32>(m);
@@ -183,6 +192,7 @@ fn stats(local: u32, row: u32) {
         state[base + STATE_TOP_K] = 0u;
         state[base + STATE_TOP_P] = 0u;
         state[base + STATE_MASS_K] = 0u;
+        state[base + STATE_GREEDY] = select(0u, 1u, greedy);
         if (undefined) {
             atomicAdd(&status[STATUS_BAD_ROWS], 1u);
             atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - row);
@@ -253,6 +263,9 @@ fn draw_step(local: u32, row: u32) {
     if (params.min_p_on != 0u) {
         threshold = max(threshold, key_of(m + params.log_min_p));
     }
+    // Every filter keeps the most probable token; so does the threshold, whatever the
+    // rounding of a product like top_p * mass.
+    threshold = min(threshold, key_of(m));
     let chunk = chunk_of(local);
     var own = 0.0;
     for (var i = chunk.x; i < chunk.y; i++) {
@@ -283,7 +296,7 @@ fn draw_step(local: u32, row: u32) {
             }
             continue;
         }
-        if (params.temperature <= 0.0) {
+        if (state[base + STATE_GREEDY] != 0u) {
             ids[out] = i32(argmax);
             if (params.logprobs != 0u) {
                 logprobs[out] = 0.0;

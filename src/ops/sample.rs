@@ -15,7 +15,9 @@
 //! 4. **Min-p** (`min_p > 0`): keep the tokens whose probability is at least `min_p`
 //!    times the largest probability (`x >= max x + ln(min_p)`).
 //!
-//! A draw is taken from the kept tokens' probabilities renormalised. `-inf` logits are
+//! A temperature so small that the largest logit over it is not a finite f32 draws the
+//! argmax (the limit as `T` goes to 0). A draw is taken from the kept tokens'
+//! probabilities renormalised; the most probable token is always kept. `-inf` logits are
 //! never drawn; a row whose only finite logit is one token always draws it. A row holding
 //! a NaN or `+inf`, or nothing finite, is counted in the status words
 //! ([`SampleStatus`]) and draws `-1` (log-probability NaN): never a silent draw.

@@ -11,7 +11,8 @@ use crate::shape::Shape;
 /// `shape`, class axis last), the filtered, renormalised probability of every class (0
 /// outside the allowed set), or `None` for a row that holds a NaN or `+inf`, or no finite
 /// logit (the kernel draws -1 there). Greedy (`temperature == 0`) puts all the mass on the
-/// argmax, the lowest index on ties. `num_samples` and `seed` are not used.
+/// argmax, the lowest index on ties, and so does a temperature so small that the largest
+/// logit over it overflows f32. `num_samples` and `seed` are not used.
 ///
 /// # Errors
 ///
@@ -42,7 +43,11 @@ fn row_distribution(logits: &[f64], sampler: &Sampler) -> Option<Vec<f64>> {
         return None;
     }
     let mut probabilities = vec![0.0; logits.len()];
-    if sampler.temperature == 0.0 {
+    let largest = logits.iter().copied().filter(|l| l.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    // A temperature so small that the largest logit over it overflows f32 is greedy.
+    #[allow(clippy::cast_possible_truncation)]
+    let overflows = !((largest / f64::from(sampler.temperature)) as f32).is_finite();
+    if sampler.temperature == 0.0 || overflows {
         let mut best = None::<usize>;
         for (i, &l) in logits.iter().enumerate() {
             if l.is_finite() && best.is_none_or(|b| l > logits[b]) {

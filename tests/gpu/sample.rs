@@ -457,3 +457,26 @@ fn many_draws_of_the_largest_vocabulary() {
     let critical = chi_square_critical(df);
     assert!(statistic < critical, "chi-square {statistic:.1} >= {critical:.1} ({df} df)");
 }
+
+/// A temperature so small that the largest logit over it overflows f32 draws the argmax
+/// (the limit as T goes to 0), and a top-p so small that `top_p * mass` may flush to zero
+/// keeps the most probable token: never a silent -1.
+#[test]
+fn vanishing_temperature_and_top_p_keep_the_top_token() {
+    let ctx = ctx();
+    let logits = [10.0, 100.0, 5.0, 100.0, /* second row */ -3.0, 2.0, 1.5, 0.0];
+    let shape = Shape::new(2, 4);
+    let cold = TokenSampler { temperature: 1e-37, num_samples: 8, ..TokenSampler::default() };
+    let drawn = draw(ctx, &cold, &logits, shape);
+    let expected = reference::sample_distribution(&logits, shape, &cold).unwrap();
+    assert_eq!(expected[0].as_ref().unwrap(), &vec![0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(&drawn.ids[..8], &[1; 8], "the first of the largest");
+    assert!(drawn.logprobs[..8].iter().all(|&v| v == 0.0));
+    assert_eq!(drawn.status, SampleStatus::default());
+    let narrow = TokenSampler { top_p: f32::MIN_POSITIVE / 2.0, num_samples: 8, ..TokenSampler::default() };
+    let expected = reference::sample_distribution(&logits[4..], Shape::new(1, 4), &narrow).unwrap();
+    assert_eq!(expected[0].as_ref().unwrap(), &vec![0.0, 1.0, 0.0, 0.0]);
+    let drawn = draw(ctx, &narrow, &logits[4..], Shape::new(1, 4));
+    assert_eq!(drawn.ids, vec![1; 8]);
+    assert!(drawn.logprobs.iter().all(|&v| v.abs() < 1e-6));
+}
