@@ -13,10 +13,10 @@
 use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::kernels::{KernelSpec, OpKernel, RowParams, TargetsKind, VectorWidth};
+use crate::kernels::{KernelSpec, OpKernel, RowParams, TargetsKind, VectorWidth, check_storage_bindings};
 use crate::ops::cross_entropy::{
     CrossEntropyStatus, STATUS_WORDS, Settings, TargetBuffer, Targets, check_class_targets,
-    record_reductions, reduce_dispatch, totals_bytes,
+    record_reductions, reduce_dispatch, reduce_spec, totals_bytes,
 };
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
@@ -349,6 +349,9 @@ impl Distill {
     ) -> Result<Plan> {
         self.check_options()?;
         self.check_buffers(ctx, buffers, shape)?;
+        // The reductions' module must bind on this device too: refuse before recording.
+        let available = ctx.device().limits().max_storage_buffers_per_shader_stage;
+        check_storage_bindings(reduce_spec(TargetsKind::Classes).storage_bindings(), available)?;
         let elements = shape.len()? as u64;
         let mut tensors = vec![buffers.student, buffers.teacher];
         tensors.extend(buffers.grad);

@@ -47,7 +47,7 @@ pub(crate) struct Product<'b> {
 
 /// The module of the matmul for operands of `dtype` (f32, or the 16-bit type it converts),
 /// loading them `vector` at a time.
-const fn spec(dtype: DType, vector: VectorWidth) -> KernelSpec {
+pub(crate) const fn spec(dtype: DType, vector: VectorWidth) -> KernelSpec {
     KernelSpec {
         op: OpKernel::Matmul,
         strategy: Strategy::WorkgroupPerRow,

@@ -662,7 +662,7 @@ pub(crate) fn reduce_dispatch<'b>(
 }
 
 /// The module of the reductions over rows.
-const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
+pub(crate) const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
     KernelSpec {
         op: OpKernel::CrossEntropyReduce { targets },
         strategy: Strategy::WorkgroupPerRow,

@@ -33,7 +33,7 @@ mod host;
 
 pub(crate) use encode::{
     BatchBuffers, HiddenWindow, Settings, linear_shares_bytes, record_reductions, reduce_dispatch,
-    totals_bytes,
+    reduce_spec, totals_bytes,
 };
 pub(crate) use host::check_class_targets;
 

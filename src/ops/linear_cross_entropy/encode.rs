@@ -7,15 +7,20 @@ use super::{
 use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::{LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES};
+use crate::kernels::{
+    GradientMode, KernelSpec, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES, OpKernel, TargetsKind,
+    VectorWidth, check_storage_bindings,
+};
 use crate::ops::cross_entropy::{
-    BatchBuffers, CrossEntropy, Gradient, HiddenWindow, Reduction, STATUS_WORDS, TargetBuffer,
+    BatchBuffers, CrossEntropy, Gradient, HiddenWindow, Reduction, STATUS_WORDS, TargetBuffer, reduce_spec,
 };
 use crate::ops::matmul::{
-    Operand, Product, record_column_sums, record_pack_halves, record_product, terms_per_dispatch,
+    Operand, Product, record_column_sums, record_pack_halves, record_product, spec as matmul_spec,
+    terms_per_dispatch,
 };
 use crate::ops::validate;
 use crate::shape::Shape;
+use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
 
 impl LinearCrossEntropy {
@@ -64,6 +69,23 @@ impl LinearCrossEntropy {
     ) -> Result<LinearPlan> {
         self.loss.check_options()?;
         self.check_buffers(ctx, buffers, shape)?;
+        // Every pass's module must bind on this device: refuse before recording anything.
+        let available = ctx.device().limits().max_storage_buffers_per_shader_stage;
+        let window_loss = KernelSpec {
+            op: OpKernel::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::InPlace },
+            strategy: Strategy::ThreadPerRow,
+            dtype: DType::F32,
+            vector: VectorWidth::Scalar,
+            cached: false,
+            strided: false,
+        };
+        for spec in [
+            reduce_spec(TargetsKind::Classes),
+            matmul_spec(buffers.hidden.dtype(), VectorWidth::Scalar),
+            window_loss,
+        ] {
+            check_storage_bindings(spec.storage_bindings(), available)?;
+        }
         let wants_grad =
             buffers.grad_hidden.is_some() || buffers.grad_classifier.is_some() || buffers.grad_bias.is_some();
         let stores_logits = wants_grad || !reduces_blocks_in_place(ctx, shape.hidden);
