@@ -144,6 +144,15 @@ impl SampleStatus {
             first_bad_row: (first != 0).then(|| u32::MAX - first),
         }
     }
+
+    /// Reads and decodes a status buffer (`COPY_SRC` needed).
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download_u32`].
+    pub fn read(ctx: &Context, status: &wgpu::Buffer) -> Result<Self> {
+        Ok(Self::from_words(&ctx.download_u32(status, SAMPLE_STATUS_WORDS)?))
+    }
 }
 
 /// What [`Sampler::run`] returns.

@@ -45,7 +45,7 @@ fn draw<T: Element>(ctx: &Context, sampler: &TokenSampler, logits: &[T], shape: 
     assert!(!words.contains(&POISON_BITS), "an id was never written");
     let logprobs = ctx.download(&logprobs, draws).unwrap();
     assert!(!logprobs.iter().any(|v| v.to_bits() == POISON_BITS), "a log-probability was never written");
-    let status = SampleStatus::from_words(&ctx.download_u32(&status, SAMPLE_STATUS_WORDS).unwrap());
+    let status = SampleStatus::read(ctx, &status).unwrap();
     Drawn { ids: words.into_iter().map(|w| w as i32).collect(), logprobs, status }
 }
 

@@ -299,8 +299,8 @@ pub struct SampleArgs {
     /// float64.
     #[arg(long, value_name = "L.npy")]
     pub logits: PathBuf,
-    /// Output: the token ids, int64: (N,) without --num-samples, (N, K) with it; -1 for a
-    /// row that holds a NaN or +inf, or no finite logit (the command then fails, naming it).
+    /// Output: the token ids, int64: (N,) without --num-samples, (N, K) with it. Logits
+    /// with a row that holds a NaN or +inf, or no finite logit, are refused, naming the row.
     #[arg(long, value_name = "IDS.npy")]
     pub output: PathBuf,
     /// Draws per row.
