@@ -12,6 +12,8 @@
 //!     --targets T.npy --loss L.npy [--lse F] [--grad-hidden F] [--grad-classifier F]
 //!     [--grad-bias F] [--reduction R] [--ignore-index I] [--label-smoothing E]
 //!     [--weight WEIGHTS.npy] [--z-loss S] [--softcap T] [--dtype f32|f16|bf16] [--workspace-bytes N]
+//! wgpu-softmax sample --logits L.npy --output IDS.npy [--num-samples K] [--temperature T]
+//!     [--top-k K] [--top-p P] [--min-p M] [--seed S] [--logprobs LP.npy] [--dtype f32|f16|bf16]
 //! ```
 //!
 //! Global options `--backend vulkan|metal|dx12|gl` and `--adapter NAME` (else the `WGPU_*`
