@@ -140,9 +140,16 @@ fn cross_entropy_poisoned<T: Element>(
     (loss, grad)
 }
 
-fn check_cross_entropy<T: Element>(seed: u64) -> usize {
+/// The cross-entropy in storage type `T` on each shape and kind of targets, each with the
+/// variants (strategy x cached-rows path x reduction) `sampler` draws for it.
+fn check_cross_entropy<T: Element>(seed: u64, sampler: &mut common::Sampler) -> usize {
     let mut rng = rng(seed);
     let mut checked = 0;
+    let variants: Vec<(Strategy, Context, Reduction)> = strategies()
+        .into_iter()
+        .flat_map(|s| common::both_paths(ctx()).map(move |p| (s, p)))
+        .flat_map(|(s, p)| [Reduction::Mean, Reduction::None].map(|r| (s, p.clone(), r)))
+        .collect();
     for (rows, cols) in [(301, 7), (41, 129), (6, 1001)] {
         let shape = Shape::new(rows, cols);
         let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
@@ -151,11 +158,13 @@ fn check_cross_entropy<T: Element>(seed: u64) -> usize {
         let probabilities: Vec<T> = round_to(&common::probability_rows(&mut rng, rows, cols));
         for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
             let input = CrossEntropyInput::new(&logits, shape, targets);
-            for (strategy, path) in
-                strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
-            {
-                let ctx = &path;
-                for reduction in [Reduction::Mean, Reduction::None] {
+            let kind = if matches!(targets, Targets::Probabilities(_)) { "probabilities" } else { "classes" };
+            let factors =
+                [("dtype", T::DTYPE.to_string()), ("shape", shape.to_string()), ("targets", kind.to_owned())];
+            for variant in sampler.draw(&factors) {
+                let (strategy, path, reduction) = &variants[variant];
+                let (strategy, reduction, ctx) = (*strategy, *reduction, path);
+                {
                     let base =
                         CrossEntropy::new().reduction(reduction).label_smoothing(0.05).strategy(strategy);
                     let want = reference::cross_entropy(&base, &input).unwrap();
@@ -197,13 +206,20 @@ fn check_cross_entropy<T: Element>(seed: u64) -> usize {
     checked
 }
 
+/// Every storage type, shape and kind of targets, each on a seeded draw of six of the
+/// variants (strategy x cached-rows path x reduction), every variant meeting every value
+/// of each of those (checked); `WGPU_SOFTMAX_EXHAUSTIVE=1` runs every variant of each.
 #[test]
 fn cross_entropy_in_every_storage_type_matches_the_reference() {
-    let checked = check_cross_entropy::<f32>(0x57_0021)
-        + check_cross_entropy::<f16>(0x57_0022)
-        + check_cross_entropy::<bf16>(0x57_0023);
+    let variants = 2 * 2 * strategies().len();
+    let mut sampler = common::Sampler::new(0x57_0024, variants, 6);
+    let checked = check_cross_entropy::<f32>(0x57_0021, &mut sampler)
+        + check_cross_entropy::<f16>(0x57_0022, &mut sampler)
+        + check_cross_entropy::<bf16>(0x57_0023, &mut sampler);
     eprintln!("{checked} cross-entropy runs checked (each: separate, in place, loss only)");
-    assert!(checked >= 3 * 3 * 2 * 2 * 2 * 2);
+    sampler.assert_pairs_covered();
+    let per_combination = if common::exhaustive() { variants } else { 6 };
+    assert_eq!(checked, 3 * 3 * 2 * per_combination);
 }
 
 /// A row whose target has probability 0.999: its gradient there is -0.001 in every type.
