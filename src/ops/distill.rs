@@ -548,14 +548,7 @@ impl Distill {
         let outputs = [Some(buffers.loss), buffers.grad.map(|g| g.region()), buffers.status];
         let inputs =
             [Some(buffers.student.region()), Some(buffers.teacher.region()), targets, buffers.grad_output];
-        for (i, output) in outputs.iter().flatten().enumerate() {
-            for input in inputs.iter().flatten() {
-                validate::distinct(input.buffer(), output.buffer())?;
-            }
-            for other in outputs.iter().flatten().skip(i + 1) {
-                validate::distinct(other.buffer(), output.buffer())?;
-            }
-        }
+        validate::outputs_distinct(&inputs, &outputs)?;
         Ok(())
     }
 

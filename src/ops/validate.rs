@@ -107,6 +107,24 @@ pub(crate) fn distinct(input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<()
     if input == output { Err(Error::AliasedBuffers) } else { Ok(()) }
 }
 
+/// Checks that every output is a buffer of its own: apart from every input and from every
+/// other output (absent ones skipped).
+///
+/// # Errors
+///
+/// [`Error::AliasedBuffers`].
+pub(crate) fn outputs_distinct(
+    inputs: &[Option<BufferRegion<'_>>],
+    outputs: &[Option<BufferRegion<'_>>],
+) -> Result<()> {
+    for (i, output) in outputs.iter().flatten().enumerate() {
+        for other in inputs.iter().flatten().chain(outputs.iter().flatten().skip(i + 1)) {
+            distinct(other.buffer(), output.buffer())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::holds_16_bit;

@@ -540,14 +540,7 @@ impl CrossEntropy {
         let outputs = [Some(buffers.loss), grad, buffers.argmax, buffers.status, buffers.lse, buffers.z_loss];
         let logits = (self.gradient != Gradient::InPlace).then_some(buffers.logits.region());
         let inputs = [logits, Some(targets), buffers.weight, buffers.grad_output];
-        for (i, output) in outputs.iter().flatten().enumerate() {
-            for input in inputs.iter().flatten() {
-                validate::distinct(input.buffer(), output.buffer())?;
-            }
-            for other in outputs.iter().flatten().skip(i + 1) {
-                validate::distinct(other.buffer(), output.buffer())?;
-            }
-        }
+        validate::outputs_distinct(&inputs, &outputs)?;
         if self.gradient == Gradient::InPlace {
             // The logits are written: nothing else may share their buffer.
             for other in inputs.iter().skip(1).chain(&outputs).flatten() {

@@ -374,14 +374,7 @@ impl LinearCrossEntropy {
             buffers.weight,
             buffers.grad_output,
         ];
-        for (i, output) in outputs.iter().flatten().enumerate() {
-            for input in inputs.iter().flatten() {
-                validate::distinct(input.buffer(), output.buffer())?;
-            }
-            for other in outputs.iter().flatten().skip(i + 1) {
-                validate::distinct(other.buffer(), output.buffer())?;
-            }
-        }
+        validate::outputs_distinct(&inputs, &outputs)?;
         Ok(())
     }
 }
