@@ -7,6 +7,7 @@ pub use half::{bf16, f16};
 /// The storage type of a tensor that has the class axis (logits, probabilities,
 /// gradients, softmax inputs and outputs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DType {
     /// IEEE binary32, one element per 32-bit word.
     #[default]
@@ -151,6 +152,25 @@ pub fn round_to<T: Element>(values: &[f32]) -> Vec<T> {
 #[must_use]
 pub fn widen<T: Element>(values: &[T]) -> Vec<f32> {
     values.iter().map(|&v| v.to_f32()).collect()
+}
+
+impl DType {
+    /// `values` rounded to this storage type (to nearest even) and widened back to f32:
+    /// what a tensor of this type holds of them.
+    ///
+    /// ```
+    /// use wgpu_softmax::DType;
+    /// assert_eq!(DType::BF16.round_f32(&[1.0 + 1.0 / 512.0]), [1.0]);
+    /// assert_eq!(DType::F32.round_f32(&[0.1]), [0.1]);
+    /// ```
+    #[must_use]
+    pub fn round_f32(self, values: &[f32]) -> Vec<f32> {
+        match self {
+            Self::F32 => values.to_vec(),
+            Self::F16 => widen(&round_to::<f16>(values)),
+            Self::BF16 => widen(&round_to::<bf16>(values)),
+        }
+    }
 }
 
 #[cfg(test)]

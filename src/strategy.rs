@@ -3,6 +3,7 @@
 /// How the rows of a matrix are spread over GPU invocations. Every strategy computes the
 /// same function; they differ in speed by shape and adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Strategy {
     /// One invocation per row: best for narrow rows (a few to a few dozen classes).
     ThreadPerRow,

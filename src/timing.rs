@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 /// How times are taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Clock {
     /// `TIMESTAMP_QUERY` written into the encoder around the work.
     GpuTimestamps,

@@ -62,12 +62,32 @@ impl Context {
         })
     }
 
-    /// Creates a storage buffer holding `data` rounded to `dtype`.
-    pub(crate) fn upload_f32_as(&self, dtype: DType, data: &[f32]) -> Result<wgpu::Buffer> {
+    /// Creates a storage buffer holding `data` rounded to `dtype` (to nearest even), as
+    /// [`Context::upload_elements`] does for one element type: a way to upload in a
+    /// storage type chosen at run time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::upload`].
+    pub fn upload_f32_as(&self, dtype: DType, data: &[f32]) -> Result<wgpu::Buffer> {
         match dtype {
             DType::F32 => self.upload_elements(data),
             DType::F16 => self.upload_elements(&crate::dtype::round_to::<half::f16>(data)),
             DType::BF16 => self.upload_elements(&crate::dtype::round_to::<half::bf16>(data)),
+        }
+    }
+
+    /// Reads the first `len` elements of `dtype` in `buffer` back to the host, widened to
+    /// f32 (exactly): [`Context::download_elements`] for a storage type chosen at run time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download`].
+    pub fn download_as_f32(&self, buffer: &wgpu::Buffer, dtype: DType, len: usize) -> Result<Vec<f32>> {
+        match dtype {
+            DType::F32 => self.download_elements::<f32>(buffer, len),
+            DType::F16 => Ok(crate::dtype::widen(&self.download_elements::<half::f16>(buffer, len)?)),
+            DType::BF16 => Ok(crate::dtype::widen(&self.download_elements::<half::bf16>(buffer, len)?)),
         }
     }
 

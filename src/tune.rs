@@ -11,6 +11,7 @@ use crate::strategy::Strategy;
 
 /// Which kernel family a tuned choice is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OpFamily {
     /// Softmax and log-softmax.
     Softmax,
@@ -18,6 +19,8 @@ pub enum OpFamily {
     SoftmaxBackward,
     /// The fused cross-entropy.
     CrossEntropy,
+    /// The distillation from logits.
+    Distill,
 }
 
 /// What a tuned choice is for: everything that changes the kernel (the op family, the

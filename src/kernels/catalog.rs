@@ -5,8 +5,11 @@
 use super::params::{
     MATMUL_PARAMS_FIELDS, MatmulParams, PARAMS_FIELDS, RowParams, SAMPLE_PARAMS_FIELDS, SampleParams,
 };
-use super::{Binding, BindingType};
+use super::slots::Slot;
+use super::{Binding, BindingType, REDUCE_WORKGROUP_SIZE, VectorWidth};
+use crate::dtype::DType;
 use crate::strategy::Strategy;
+use crate::tune::OpFamily;
 
 /// Where a cross-entropy's targets come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,8 +109,8 @@ pub(crate) const LINEAR_FINISH: &str = "linear_finish";
 /// tile's slabs and a lane per invocation (a test checks it against the composed module).
 /// A device with less takes the windowed path.
 #[allow(clippy::cast_possible_truncation)] // a lane's 32 bytes
-pub(crate) const LINEAR_WORKGROUP_BYTES: u32 = 4 * 2 * MATMUL_TILE * MATMUL_DEPTH
-    + MATMUL_SIDE * MATMUL_SIDE * (OpKernel::LinearCrossEntropy.share_bytes() as u32 - 4);
+pub(crate) const LINEAR_WORKGROUP_BYTES: u32 =
+    4 * 2 * MATMUL_TILE * MATMUL_DEPTH + MATMUL_SIDE * MATMUL_SIDE * (CROSS_ENTROPY_SHARE_BYTES as u32 - 4);
 /// Storage bindings of the linear cross-entropy's module (a test counts them in the
 /// composed module): a device with fewer per stage takes the windowed path.
 pub(crate) const LINEAR_STORAGE_BINDINGS: u32 = 12;
@@ -136,26 +139,466 @@ pub(crate) const SAMPLE_PHASE_DRAW: u32 = 4;
 /// The sampler's entry point.
 pub(crate) const SAMPLE_ENTRY: &str = "sample";
 
-/// A class-axis tensor of an op.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TensorDecl {
-    /// Its binding's name (and the prefix of its accessors: `name_load`...).
+/// Bytes of the cross-entropy's `Share` (a max and its `Lane`), which the linear
+/// cross-entropy's shares of blocks of classes also are.
+const CROSS_ENTROPY_SHARE_BYTES: u64 = 36;
+
+/// How an op's module is put together around the op's parts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Skeleton {
+    /// Run by a strategy's row loop (`shaders/strategy/`): the op's parts say what a lane
+    /// accumulates from an element, how two lanes merge, what a finished row computes and
+    /// what is written per element.
+    Rows {
+        /// The strategies it has.
+        strategies: &'static [Strategy],
+        /// Parts that build on the strategy's, after it.
+        after: &'static [&'static str],
+        /// The entry points of those parts.
+        entry_points: &'static [&'static str],
+    },
+    /// Its own entry points over its own grid (reductions, tiles of a product, the
+    /// sampler's steps).
+    Own {
+        /// Its entry points.
+        entry_points: &'static [&'static str],
+        /// Entry points only its 16-bit storage types have.
+        half_entry_points: &'static [&'static str],
+        /// Invocations per workgroup.
+        workgroup_size: u32,
+        /// Whether its parts use the workgroup sum (`lib/workgroup_sum.wgsl`).
+        workgroup_sum: bool,
+    },
+}
+
+/// The modules an op has besides its strategies: which storage types and access widths,
+/// and whether it has the register-cache and strided-class-axis variants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Variants {
+    /// Storage types of its class-axis tensors or operands.
+    pub(crate) dtypes: &'static [DType],
+    /// Access widths.
+    pub(crate) vectors: &'static [VectorWidth],
+    /// Whether it has the variant that keeps rows in registers.
+    pub(crate) cached: bool,
+    /// Whether it has the variant for a strided class axis (scalar accesses only).
+    pub(crate) strided: bool,
+}
+
+/// The fields of an op's `Params` uniform, as WGSL declares them, and its size in bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ParamsLayout {
+    /// The fields, in order.
+    pub(crate) fields: &'static [(&'static str, &'static str)],
+    /// The Rust struct's size.
+    #[cfg_attr(not(test), allow(dead_code))] // checked against the composed modules
+    pub(crate) bytes: usize,
+}
+
+const ROW_PARAMS: ParamsLayout = ParamsLayout { fields: &PARAMS_FIELDS, bytes: size_of::<RowParams>() };
+const ROW_VARIANTS: Variants =
+    Variants { dtypes: &DType::ALL, vectors: &VectorWidth::ALL, cached: true, strided: true };
+const ALL_STRATEGIES: &[Strategy] =
+    &[Strategy::ThreadPerRow, Strategy::SubgroupPerRow, Strategy::WorkgroupPerRow, Strategy::SplitRow];
+
+/// One op's kernel, declared in one place: its parts and how they are put together, its
+/// bindings (by slot, in binding order after the params), the flags its parts are
+/// preprocessed with, the constants and overridable constants they read, its `Params`,
+/// the bytes of its split's shares, its modules, and the family its tuned choices are
+/// kept under.
+#[derive(Clone, Debug)]
+pub(crate) struct OpDecl {
+    /// Its name, for labels.
     pub(crate) name: &'static str,
-    /// Whether the op writes it.
-    pub(crate) writable: bool,
+    /// How its module is put together.
+    pub(crate) skeleton: Skeleton,
+    /// Its WGSL parts, in order (before the strategy's, for a row op).
+    pub(crate) parts: &'static [&'static str],
+    /// Its bindings after the params: the class-axis tensors first (the row kernels'
+    /// scratch for the split and the edges is added by the composer).
+    pub(crate) bindings: Vec<Binding>,
+    /// The flags its parts are preprocessed with (`#if NAME`).
+    pub(crate) flags: Vec<(&'static str, bool)>,
+    /// Constants its parts use, written into the module.
+    pub(crate) constants: Vec<(&'static str, String)>,
+    /// The overridable constants its parts declare, with every value this crate sets them
+    /// to (booleans as 0 and 1).
+    pub(crate) overrides: &'static [(&'static str, &'static [u32])],
+    /// Its `Params` uniform.
+    pub(crate) params: ParamsLayout,
+    /// Bytes of a `Share` (a max and the op's `Lane`) as the split's scratch stores it (a
+    /// test checks it against the composed module); 0 without one.
+    pub(crate) share_bytes: u64,
+    /// Its modules.
+    pub(crate) variants: Variants,
+    /// The family its autotuned strategies are kept under; `None`: not autotuned.
+    pub(crate) family: Option<OpFamily>,
 }
 
-const fn read(element: &'static str) -> BindingType {
-    BindingType::Array { element, writable: false }
+const fn tensor(slot: Slot, writable: bool) -> Binding {
+    Binding { slot, ty: BindingType::Tensor { writable }, optional: false }
 }
 
-const fn write(element: &'static str) -> BindingType {
-    BindingType::Array { element, writable: true }
+const fn read(slot: Slot, element: &'static str) -> Binding {
+    Binding { slot, ty: BindingType::Array { element, writable: false }, optional: false }
 }
+
+const fn write(slot: Slot, element: &'static str) -> Binding {
+    Binding { slot, ty: BindingType::Array { element, writable: true }, optional: false }
+}
+
+/// Words the module loads at its access width (`vec4<u32>` in 128-bit modules).
+const fn words(slot: Slot) -> Binding {
+    Binding { slot, ty: BindingType::Words, optional: false }
+}
+
+impl Binding {
+    /// The same binding, which a dispatch may leave unbound (a placeholder is bound).
+    const fn optional(self) -> Self {
+        Self { optional: true, ..self }
+    }
+}
+
+/// The status word indices, as the parts that count bad rows read them.
+fn status_constants() -> Vec<(&'static str, String)> {
+    vec![
+        ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
+        ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
+    ]
+}
+
+/// The matmul tile's sizes, as its part reads them.
+fn matmul_constants() -> Vec<(&'static str, String)> {
+    vec![
+        ("SIDE", format!("{MATMUL_SIDE}u")),
+        ("PER", format!("{MATMUL_PER}u")),
+        ("DEPTH", format!("{MATMUL_DEPTH}u")),
+    ]
+}
+
+const LOG: (&str, &[u32]) = ("LOG_SOFTMAX", &[0, 1]);
+const TARGETS: [(&str, &[u32]); 4] = [
+    ("TARGETS_SIGNED", &[1, 0]),
+    ("TARGETS_WIDE", &[0, 1]),
+    ("HAS_WEIGHT", &[0, 1]),
+    ("REDUCTION", &[1, 0, 2]),
+];
+const FUSED: [(&str, &[u32]); 8] = [
+    TARGETS[0],
+    TARGETS[1],
+    TARGETS[2],
+    TARGETS[3],
+    ("HAS_UPSTREAM", &[0, 1]),
+    ("ARGMAX", &[0, 1]),
+    ("WRITE_LSE", &[0, 1]),
+    ("SOFTCAP", &[0, 1]),
+];
+const MATMUL_OVERRIDES: [(&str, &[u32]); 6] = [
+    ("A_HALF", &[0, 1]),
+    ("B_HALF", &[0, 1]),
+    ("A_TRANSPOSED", &[0, 1]),
+    ("B_TRANSPOSED", &[1, 0]),
+    ("ACCUMULATE", &[0, 1]),
+    ("HAS_BIAS", &[0, 1]),
+];
+// H times W stored transposed, always.
+const LINEAR_OVERRIDES: [(&str, &[u32]); 13] = [
+    FUSED[0],
+    FUSED[1],
+    FUSED[2],
+    FUSED[3],
+    FUSED[4],
+    FUSED[5],
+    FUSED[6],
+    FUSED[7],
+    MATMUL_OVERRIDES[0],
+    MATMUL_OVERRIDES[1],
+    ("A_TRANSPOSED", &[0]),
+    ("B_TRANSPOSED", &[1]),
+    MATMUL_OVERRIDES[5],
+];
+const DISTILL_OVERRIDES: [(&str, &[u32]); 5] =
+    [TARGETS[0], TARGETS[1], TARGETS[3], ("HAS_UPSTREAM", &[0, 1]), ("HAS_MASK", &[0, 1])];
+
+/// Softmax and log-softmax (`LOG_SOFTMAX`).
+fn softmax() -> OpDecl {
+    OpDecl {
+        name: "softmax",
+        skeleton: Skeleton::Rows { strategies: ALL_STRATEGIES, after: &[], entry_points: &[] },
+        parts: &[SOFTMAX],
+        bindings: vec![tensor(Slot::Input, false), tensor(Slot::Output, true)],
+        flags: Vec::new(),
+        constants: Vec::new(),
+        overrides: &[LOG],
+        params: ROW_PARAMS,
+        share_bytes: 12,
+        variants: ROW_VARIANTS,
+        family: Some(OpFamily::Softmax),
+    }
+}
+
+/// Their backward passes (`LOG_SOFTMAX`).
+fn softmax_backward() -> OpDecl {
+    OpDecl {
+        name: "softmax_backward",
+        parts: &[SOFTMAX_BACKWARD],
+        bindings: vec![tensor(Slot::Y, false), tensor(Slot::Dy, false), tensor(Slot::Dx, true)],
+        share_bytes: 8,
+        family: Some(OpFamily::SoftmaxBackward),
+        ..softmax()
+    }
+}
+
+/// The per-row arrays of the fused cross-entropy after its tensors.
+fn cross_entropy_arrays(targets: TargetsKind) -> Vec<Binding> {
+    let mut bindings = Vec::new();
+    if targets == TargetsKind::Classes {
+        bindings.push(read(Slot::Targets, "u32"));
+    }
+    bindings.extend([
+        read(Slot::Weight, "f32").optional(),
+        // Reduction none: the upstream gradient per row. Mean with class indices: the
+        // totals of the reductions, [0] the total weight.
+        read(Slot::Scale, "f32").optional(),
+        write(Slot::RowLoss, "f32"),
+        write(Slot::Argmax, "u32").optional(),
+        write(Slot::Status, "atomic<u32>"),
+        // Each row's logsumexp, when asked for.
+        write(Slot::Lse, "f32").optional(),
+    ]);
+    bindings
+}
+
+/// The fused cross-entropy.
+fn cross_entropy(targets: TargetsKind, gradient: GradientMode) -> OpDecl {
+    let mut bindings = vec![tensor(Slot::Logits, gradient == GradientMode::InPlace)];
+    if gradient == GradientMode::Separate {
+        bindings.push(tensor(Slot::Grad, true));
+    }
+    if targets == TargetsKind::Probabilities {
+        bindings.push(tensor(Slot::TargetProbs, false));
+    }
+    bindings.extend(cross_entropy_arrays(targets));
+    let mut constants = vec![
+        ("HAS_GRADIENT", format!("{}", gradient != GradientMode::None)),
+        ("STATUS_CORRECT", format!("{STATUS_CORRECT}u")),
+    ];
+    constants.extend(status_constants());
+    OpDecl {
+        name: "cross_entropy",
+        parts: &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
+        bindings,
+        flags: vec![("PROBABILITIES", targets == TargetsKind::Probabilities), ("CLASS_WEIGHTS", true)],
+        constants,
+        overrides: &FUSED,
+        share_bytes: CROSS_ENTROPY_SHARE_BYTES,
+        family: Some(OpFamily::CrossEntropy),
+        ..softmax()
+    }
+}
+
+/// The cross-entropy's reductions over rows (the mean's divisor, the mean or sum, the
+/// z-loss on its own).
+fn cross_entropy_reduce(targets: TargetsKind) -> OpDecl {
+    let mut bindings = Vec::new();
+    let mut entry_points: &[&str] =
+        &["reduce_rows", "finish", "z_loss_rows", "reduce_z_loss", "finish_z_loss"];
+    if targets == TargetsKind::Classes {
+        bindings.push(read(Slot::Targets, "u32"));
+        entry_points = &[
+            "total_weight",
+            "combine_total_weight",
+            "reduce_rows",
+            "finish",
+            "z_loss_rows",
+            "reduce_z_loss",
+            "finish_z_loss",
+        ];
+    }
+    // Each pass binds what it reads and writes of these.
+    bindings.extend([
+        read(Slot::Weight, "f32").optional(),
+        read(Slot::RowLoss, "f32").optional(),
+        write(Slot::Totals, "f32").optional(),
+        write(Slot::Loss, "f32").optional(),
+        // The z-loss on its own: each row's logsumexp in, the reduced part out.
+        read(Slot::Lse, "f32").optional(),
+        write(Slot::ZLoss, "f32").optional(),
+    ]);
+    OpDecl {
+        name: "cross_entropy_reduce",
+        skeleton: Skeleton::Own {
+            entry_points,
+            half_entry_points: &[],
+            workgroup_size: REDUCE_WORKGROUP_SIZE,
+            workgroup_sum: true,
+        },
+        parts: &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
+        bindings,
+        flags: vec![("PROBABILITIES", targets == TargetsKind::Probabilities), ("CLASS_WEIGHTS", true)],
+        constants: Vec::new(),
+        overrides: &TARGETS,
+        params: ROW_PARAMS,
+        share_bytes: 0,
+        variants: Variants {
+            dtypes: &[DType::F32],
+            vectors: &[VectorWidth::Scalar],
+            cached: false,
+            strided: false,
+        },
+        family: None,
+    }
+}
+
+/// The modules of matrix products: one per 16-bit type they convert and per width of
+/// their operands' loads.
+const PRODUCT_VARIANTS: Variants =
+    Variants { dtypes: &DType::ALL, vectors: &VectorWidth::ALL, cached: false, strided: false };
+
+/// The linear cross-entropy's matrix products (tiled, f32 sums), the column sums of the
+/// bias's gradient, and the rounding of f32 results into 16-bit storage; the spec's
+/// storage type is the one its 16-bit operands hold.
+fn matmul() -> OpDecl {
+    OpDecl {
+        name: "matmul",
+        skeleton: Skeleton::Own {
+            entry_points: &[MATMUL_PRODUCT, MATMUL_COLUMN_SUMS],
+            half_entry_points: &[MATMUL_PACK_HALVES],
+            workgroup_size: MATMUL_SIDE * MATMUL_SIDE,
+            workgroup_sum: false,
+        },
+        parts: &[MATMUL_TILE_PART, MATMUL],
+        // Each pass binds what it reads and writes of these: the product a, b (bias) into
+        // c; the column sums a into c; the rounding c into packed.
+        bindings: vec![
+            words(Slot::A).optional(),
+            words(Slot::B).optional(),
+            read(Slot::Bias, "u32").optional(),
+            write(Slot::C, "f32"),
+            write(Slot::Packed, "u32").optional(),
+        ],
+        flags: Vec::new(),
+        constants: matmul_constants(),
+        overrides: &MATMUL_OVERRIDES,
+        params: ParamsLayout { fields: &MATMUL_PARAMS_FIELDS, bytes: size_of::<MatmulParams>() },
+        share_bytes: 0,
+        variants: PRODUCT_VARIANTS,
+        family: None,
+    }
+}
+
+/// The linear cross-entropy's forward without stored logits: the fused cross-entropy over
+/// class indices without a gradient, composed with the split strategy, whose
+/// `linear_stats` reduces each block of the logits `H W^T (+ b)` to each row's share as
+/// the matmul tile computes it, and whose `linear_finish` merges each row's shares into
+/// its loss and logsumexp. The spec's storage type is that of `H`, `W` and `b`.
+fn linear_cross_entropy() -> OpDecl {
+    let forward = cross_entropy(TargetsKind::Classes, GradientMode::None);
+    // The logits are never stored: `linear_finish` reads only the shares.
+    let mut bindings = vec![tensor(Slot::Logits, false).optional()];
+    bindings.extend(cross_entropy_arrays(TargetsKind::Classes));
+    // H, W (stored V x D) and b, as the matmul tile names its operands.
+    bindings.extend([words(Slot::A), words(Slot::B), read(Slot::Bias, "u32").optional()]);
+    let mut constants = forward.constants;
+    constants.extend(matmul_constants());
+    OpDecl {
+        name: "linear_cross_entropy",
+        // Its shares are laid out as the split's.
+        skeleton: Skeleton::Rows {
+            strategies: &[Strategy::SplitRow],
+            after: &[MATMUL_TILE_PART, LINEAR_CROSS_ENTROPY],
+            entry_points: &[LINEAR_STATS, LINEAR_FINISH],
+        },
+        bindings,
+        constants,
+        overrides: &LINEAR_OVERRIDES,
+        variants: PRODUCT_VARIANTS,
+        family: None,
+        ..forward
+    }
+}
+
+/// Knowledge distillation from logits: each row's `T^2 KL(softmax(t/T) || softmax(s/T))`
+/// and, with `gradient`, its gradient with respect to the student's logits into its own
+/// tensor.
+fn distill(gradient: bool) -> OpDecl {
+    let mut bindings = vec![tensor(Slot::Student, false), tensor(Slot::Teacher, false)];
+    if gradient {
+        bindings.push(tensor(Slot::Grad, true));
+    }
+    bindings.extend([
+        // The mask's class targets.
+        read(Slot::Targets, "u32").optional(),
+        // Reduction none: the upstream gradient per row. Batchmean with a mask: the
+        // totals of the reductions, [0] the rows counted.
+        read(Slot::Scale, "f32").optional(),
+        write(Slot::RowLoss, "f32"),
+        write(Slot::Status, "atomic<u32>"),
+    ]);
+    OpDecl {
+        name: "distill",
+        parts: &[CROSS_ENTROPY_TARGETS, DISTILL],
+        bindings,
+        // Class targets only as a mask: no weights.
+        flags: vec![("PROBABILITIES", false), ("CLASS_WEIGHTS", false)],
+        constants: status_constants(),
+        overrides: &DISTILL_OVERRIDES,
+        share_bytes: 28,
+        family: Some(OpFamily::Distill),
+        ..softmax()
+    }
+}
+
+/// Sampling token ids from logits (temperature, top-k, top-p, min-p) without a sort: one
+/// workgroup per row, one step per dispatch (`shaders/ops/sample.wgsl`).
+fn sample() -> OpDecl {
+    let mut constants = status_constants();
+    constants.extend([
+        ("STATE_WORDS", format!("{SAMPLE_STATE_WORDS}u")),
+        ("PHASE_STATS", format!("{SAMPLE_PHASE_STATS}u")),
+        ("PHASE_TOP_K", format!("{SAMPLE_PHASE_TOP_K}u")),
+        ("PHASE_MASS", format!("{SAMPLE_PHASE_MASS}u")),
+        ("PHASE_TOP_P", format!("{SAMPLE_PHASE_TOP_P}u")),
+        ("PHASE_DRAW", format!("{SAMPLE_PHASE_DRAW}u")),
+    ]);
+    OpDecl {
+        name: "sample",
+        skeleton: Skeleton::Own {
+            entry_points: &[SAMPLE_ENTRY],
+            half_entry_points: &[],
+            workgroup_size: SAMPLE_WORKGROUP_SIZE,
+            workgroup_sum: true,
+        },
+        parts: &[SAMPLE],
+        bindings: vec![
+            // f32 bits, or 16-bit halves packed in words (see `DType::per_word`).
+            read(Slot::Logits, "u32"),
+            write(Slot::Ids, "i32"),
+            write(Slot::Logprobs, "f32").optional(),
+            // Each row's state between steps: SAMPLE_STATE_WORDS words.
+            write(Slot::State, "u32"),
+            write(Slot::Status, "atomic<u32>"),
+        ],
+        flags: Vec::new(),
+        constants,
+        overrides: &[],
+        params: ParamsLayout { fields: &SAMPLE_PARAMS_FIELDS, bytes: size_of::<SampleParams>() },
+        share_bytes: 0,
+        variants: Variants {
+            dtypes: &DType::ALL,
+            vectors: &[VectorWidth::Scalar],
+            cached: false,
+            strided: false,
+        },
+        family: None,
+    }
+}
+
+/// Invocations per workgroup of the sampler (one workgroup per row).
+pub(crate) const SAMPLE_WORKGROUP_SIZE: u32 = 256;
 
 impl OpKernel {
     /// Every op kernel.
-    #[cfg_attr(not(test), allow(dead_code))] // the registry the naga test walks
     pub(crate) const ALL: [Self; 15] = [
         Self::Softmax,
         Self::SoftmaxBackward,
@@ -174,43 +617,30 @@ impl OpKernel {
         Self::Sample,
     ];
 
-    /// The op's name, for labels.
-    pub(crate) const fn name(self) -> &'static str {
+    /// The op's declaration: everything the composer and the host know of its kernel.
+    pub(crate) fn decl(self) -> OpDecl {
         match self {
-            Self::Softmax => "softmax",
-            Self::SoftmaxBackward => "softmax_backward",
-            Self::CrossEntropy { .. } => "cross_entropy",
-            Self::CrossEntropyReduce { .. } => "cross_entropy_reduce",
-            Self::Matmul => "matmul",
-            Self::LinearCrossEntropy => "linear_cross_entropy",
-            Self::Distill { .. } => "distill",
-            Self::Sample => "sample",
+            Self::Softmax => softmax(),
+            Self::SoftmaxBackward => softmax_backward(),
+            Self::CrossEntropy { targets, gradient } => cross_entropy(targets, gradient),
+            Self::CrossEntropyReduce { targets } => cross_entropy_reduce(targets),
+            Self::Matmul => matmul(),
+            Self::LinearCrossEntropy => linear_cross_entropy(),
+            Self::Distill { gradient } => distill(gradient),
+            Self::Sample => sample(),
         }
     }
 
-    /// Whether its module computes blocks of a matrix product (`matmul_tile.wgsl`, with
-    /// operands `a` and `b`).
-    pub(crate) const fn tiles_products(self) -> bool {
-        matches!(self, Self::Matmul | Self::LinearCrossEntropy)
+    /// Whether it is a row op (run by a strategy's row loop).
+    pub(crate) fn is_row_op(self) -> bool {
+        matches!(self.decl().skeleton, Skeleton::Rows { .. })
     }
 
-    /// Whether it is a row op (run by a strategy's row loop), as opposed to a reduction.
-    pub(crate) const fn is_row_op(self) -> bool {
-        !matches!(self, Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample)
-    }
-
-    /// The strategies the op has: every row op has all four.
-    pub(crate) const fn strategies(self) -> &'static [Strategy] {
-        match self {
-            Self::Softmax | Self::SoftmaxBackward | Self::CrossEntropy { .. } | Self::Distill { .. } => &[
-                Strategy::ThreadPerRow,
-                Strategy::SubgroupPerRow,
-                Strategy::WorkgroupPerRow,
-                Strategy::SplitRow,
-            ],
-            // Its shares are laid out as the split's.
-            Self::LinearCrossEntropy => &[Strategy::SplitRow],
-            Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample => &[],
+    /// The strategies the op has (none for a kernel with its own skeleton).
+    pub(crate) fn strategies(self) -> &'static [Strategy] {
+        match self.decl().skeleton {
+            Skeleton::Rows { strategies, .. } => strategies,
+            Skeleton::Own { .. } => &[],
         }
     }
 
@@ -219,274 +649,22 @@ impl OpKernel {
         (!self.strategies().contains(&strategy)).then_some("this op does not have the strategy")
     }
 
-    /// The WGSL parts of the op, in order.
-    pub(crate) const fn parts(self) -> &'static [&'static str] {
-        match self {
-            Self::Softmax => &[SOFTMAX],
-            Self::SoftmaxBackward => &[SOFTMAX_BACKWARD],
-            Self::CrossEntropy { .. } | Self::LinearCrossEntropy => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
-            Self::CrossEntropyReduce { .. } => &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY_REDUCE],
-            Self::Matmul => &[MATMUL_TILE_PART, MATMUL],
-            Self::Distill { .. } => &[CROSS_ENTROPY_TARGETS, DISTILL],
-            Self::Sample => &[SAMPLE],
-        }
-    }
-
-    /// The WGSL parts of the op that build on the strategy's (after it, in order).
-    pub(crate) const fn strategy_parts(self) -> &'static [&'static str] {
-        match self {
-            Self::LinearCrossEntropy => &[MATMUL_TILE_PART, LINEAR_CROSS_ENTROPY],
-            _ => &[],
-        }
-    }
-
     /// The class-axis tensors, in binding order after the params.
-    pub(crate) fn tensors(self) -> Vec<TensorDecl> {
-        let tensor = |name, writable| TensorDecl { name, writable };
-        match self {
-            Self::LinearCrossEntropy => Self::FORWARD.tensors(),
-            Self::Softmax => vec![tensor("input", false), tensor("output", true)],
-            Self::SoftmaxBackward => vec![tensor("y", false), tensor("dy", false), tensor("dx", true)],
-            Self::CrossEntropy { targets, gradient } => {
-                let mut tensors = vec![tensor("logits", gradient == GradientMode::InPlace)];
-                if gradient == GradientMode::Separate {
-                    tensors.push(tensor("grad", true));
-                }
-                if targets == TargetsKind::Probabilities {
-                    tensors.push(tensor("target_probs", false));
-                }
-                tensors
-            }
-            Self::Distill { gradient } => {
-                let mut tensors = vec![tensor("student", false), tensor("teacher", false)];
-                if gradient {
-                    tensors.push(tensor("grad", true));
-                }
-                tensors
-            }
-            Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample => Vec::new(),
-        }
+    pub(crate) fn tensors(self) -> Vec<Binding> {
+        self.decl().bindings.into_iter().filter(|b| matches!(b.ty, BindingType::Tensor { .. })).collect()
     }
 
     /// The class-axis tensor the op writes, if any.
-    pub(crate) fn output_tensor(self) -> Option<&'static str> {
-        self.tensors().into_iter().find(|t| t.writable).map(|t| t.name)
+    pub(crate) fn output_tensor(self) -> Option<Slot> {
+        self.tensors().into_iter().find(|t| t.ty == BindingType::Tensor { writable: true }).map(|t| t.slot)
     }
 
-    /// The bindings after the params and the tensors (the row kernels' scratch for the
-    /// split and the edges is added by the composer).
-    pub(crate) fn other_bindings(self) -> Vec<Binding> {
-        let binding = |name, ty| Binding { name, ty };
-        match self {
-            Self::Softmax | Self::SoftmaxBackward => Vec::new(),
-            Self::LinearCrossEntropy => {
-                let mut bindings = Self::FORWARD.other_bindings();
-                // H, W (stored V x D) and b, as the matmul tile names its operands.
-                bindings.extend([
-                    binding("a", read("u32")),
-                    binding("b", read("u32")),
-                    binding("bias", read("u32")),
-                ]);
-                bindings
-            }
-            Self::CrossEntropy { targets, .. } => {
-                let mut bindings = Vec::new();
-                if targets == TargetsKind::Classes {
-                    bindings.push(binding("targets", read("u32")));
-                }
-                bindings.extend([
-                    binding("weight", read("f32")),
-                    // Reduction none: the upstream gradient per row. Mean with class
-                    // indices: the totals of the reductions, [0] the total weight.
-                    binding("scale", read("f32")),
-                    binding("row_loss", write("f32")),
-                    binding("argmax", write("u32")),
-                    binding("status", write("atomic<u32>")),
-                    // Each row's logsumexp, when asked for.
-                    binding("lse", write("f32")),
-                ]);
-                bindings
-            }
-            Self::CrossEntropyReduce { targets } => {
-                let mut bindings = Vec::new();
-                if targets == TargetsKind::Classes {
-                    bindings.push(binding("targets", read("u32")));
-                }
-                bindings.extend([
-                    binding("weight", read("f32")),
-                    binding("row_loss", read("f32")),
-                    binding("totals", write("f32")),
-                    binding("loss", write("f32")),
-                    // The z-loss on its own: each row's logsumexp in, the reduced part out.
-                    binding("lse", read("f32")),
-                    binding("z_loss", write("f32")),
-                ]);
-                bindings
-            }
-            Self::Distill { .. } => vec![
-                // The mask's class targets.
-                binding("targets", read("u32")),
-                // Reduction none: the upstream gradient per row. Batchmean with a mask:
-                // the totals of the reductions, [0] the rows counted.
-                binding("scale", read("f32")),
-                binding("row_loss", write("f32")),
-                binding("status", write("atomic<u32>")),
-            ],
-            Self::Matmul => vec![
-                binding("a", read("u32")),
-                binding("b", read("u32")),
-                binding("bias", read("u32")),
-                binding("c", write("f32")),
-                // The 16-bit result of `pack_halves`.
-                binding("packed", write("u32")),
-            ],
-            Self::Sample => vec![
-                // f32 bits, or two 16-bit halves a word (element 2w low in word w).
-                binding("logits", read("u32")),
-                binding("ids", write("i32")),
-                binding("logprobs", write("f32")),
-                // Each row's state between steps: SAMPLE_STATE_WORDS words.
-                binding("state", write("u32")),
-                binding("status", write("atomic<u32>")),
-            ],
-        }
-    }
-
-    /// The flags the op's parts are preprocessed with (`#if NAME`).
-    pub(crate) fn flags(self) -> Vec<(&'static str, bool)> {
-        match self {
-            Self::Softmax | Self::SoftmaxBackward | Self::Matmul | Self::Sample => Vec::new(),
-            Self::LinearCrossEntropy => Self::FORWARD.flags(),
-            Self::CrossEntropy { targets, .. } | Self::CrossEntropyReduce { targets } => {
-                vec![("PROBABILITIES", targets == TargetsKind::Probabilities), ("CLASS_WEIGHTS", true)]
-            }
-            // Class targets only as a mask: no weights.
-            Self::Distill { .. } => vec![("PROBABILITIES", false), ("CLASS_WEIGHTS", false)],
-        }
-    }
-
-    /// Constants the op's parts use, written into the module.
-    pub(crate) fn constants(self) -> Vec<(&'static str, String)> {
-        match self {
-            Self::Softmax | Self::SoftmaxBackward | Self::CrossEntropyReduce { .. } => Vec::new(),
-            Self::CrossEntropy { gradient, .. } => vec![
-                ("HAS_GRADIENT", format!("{}", gradient != GradientMode::None)),
-                ("STATUS_CORRECT", format!("{STATUS_CORRECT}u")),
-                ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
-                ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
-            ],
-            Self::Matmul => matmul_constants(),
-            Self::Distill { .. } => vec![
-                ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
-                ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
-            ],
-            Self::LinearCrossEntropy => {
-                let mut constants = Self::FORWARD.constants();
-                constants.extend(matmul_constants());
-                constants
-            }
-            Self::Sample => vec![
-                ("STATUS_BAD_ROWS", format!("{STATUS_BAD_ROWS}u")),
-                ("STATUS_FIRST_BAD_ROW", format!("{STATUS_FIRST_BAD_ROW}u")),
-                ("STATE_WORDS", format!("{SAMPLE_STATE_WORDS}u")),
-                ("PHASE_STATS", format!("{SAMPLE_PHASE_STATS}u")),
-                ("PHASE_TOP_K", format!("{SAMPLE_PHASE_TOP_K}u")),
-                ("PHASE_MASS", format!("{SAMPLE_PHASE_MASS}u")),
-                ("PHASE_TOP_P", format!("{SAMPLE_PHASE_TOP_P}u")),
-                ("PHASE_DRAW", format!("{SAMPLE_PHASE_DRAW}u")),
-            ],
-        }
-    }
-
-    /// The overridable constants the op's parts declare, with every value this crate
-    /// sets them to (booleans as 0 and 1).
-    pub(crate) const fn overrides(self) -> &'static [(&'static str, &'static [u32])] {
-        const LOG: (&str, &[u32]) = ("LOG_SOFTMAX", &[0, 1]);
-        const TARGETS: [(&str, &[u32]); 4] = [
-            ("TARGETS_SIGNED", &[1, 0]),
-            ("TARGETS_WIDE", &[0, 1]),
-            ("HAS_WEIGHT", &[0, 1]),
-            ("REDUCTION", &[1, 0, 2]),
-        ];
-        const FUSED: [(&str, &[u32]); 8] = [
-            TARGETS[0],
-            TARGETS[1],
-            TARGETS[2],
-            TARGETS[3],
-            ("HAS_UPSTREAM", &[0, 1]),
-            ("ARGMAX", &[0, 1]),
-            ("WRITE_LSE", &[0, 1]),
-            ("SOFTCAP", &[0, 1]),
-        ];
-        const MATMUL: [(&str, &[u32]); 6] = [
-            ("A_HALF", &[0, 1]),
-            ("B_HALF", &[0, 1]),
-            ("A_TRANSPOSED", &[0, 1]),
-            ("B_TRANSPOSED", &[1, 0]),
-            ("ACCUMULATE", &[0, 1]),
-            ("HAS_BIAS", &[0, 1]),
-        ];
-        // H times W stored transposed, always.
-        const LINEAR: [(&str, &[u32]); 13] = [
-            FUSED[0],
-            FUSED[1],
-            FUSED[2],
-            FUSED[3],
-            FUSED[4],
-            FUSED[5],
-            FUSED[6],
-            FUSED[7],
-            MATMUL[0],
-            MATMUL[1],
-            ("A_TRANSPOSED", &[0]),
-            ("B_TRANSPOSED", &[1]),
-            MATMUL[5],
-        ];
-        const DISTILL_OVERRIDES: [(&str, &[u32]); 5] =
-            [TARGETS[0], TARGETS[1], TARGETS[3], ("HAS_UPSTREAM", &[0, 1]), ("HAS_MASK", &[0, 1])];
-        match self {
-            Self::Softmax | Self::SoftmaxBackward => &[LOG],
-            Self::Distill { .. } => &DISTILL_OVERRIDES,
-            Self::CrossEntropy { .. } => &FUSED,
-            Self::LinearCrossEntropy => &LINEAR,
-            Self::CrossEntropyReduce { .. } => &TARGETS,
-            Self::Matmul => &MATMUL,
-            Self::Sample => &[],
-        }
-    }
-
-    /// The fields of the op's `Params` uniform and its size in bytes.
-    pub(crate) const fn params_layout(self) -> (&'static [(&'static str, &'static str)], usize) {
-        match self {
-            Self::Matmul => (&MATMUL_PARAMS_FIELDS, size_of::<MatmulParams>()),
-            Self::Sample => (&SAMPLE_PARAMS_FIELDS, size_of::<SampleParams>()),
-            _ => (&PARAMS_FIELDS, size_of::<RowParams>()),
-        }
-    }
-
-    /// Bytes of a `Share` (a max and the op's `Lane`) as the split's scratch stores it (a
-    /// test checks it against the composed module).
-    pub(crate) const fn share_bytes(self) -> u64 {
-        match self {
-            Self::Softmax => 12,
-            Self::SoftmaxBackward => 8,
-            Self::CrossEntropy { .. } | Self::LinearCrossEntropy => 36,
-            Self::Distill { .. } => 28,
-            Self::CrossEntropyReduce { .. } | Self::Matmul | Self::Sample => 0,
-        }
+    /// Bytes of the op's split shares (see [`OpDecl::share_bytes`]).
+    pub(crate) fn share_bytes(self) -> u64 {
+        self.decl().share_bytes
     }
 }
 
-impl OpKernel {
-    /// The fused cross-entropy the linear cross-entropy's forward is built on.
-    const FORWARD: Self = Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None };
-}
-
-/// The matmul tile's sizes, as its part reads them.
-fn matmul_constants() -> Vec<(&'static str, String)> {
-    vec![
-        ("SIDE", format!("{MATMUL_SIDE}u")),
-        ("PER", format!("{MATMUL_PER}u")),
-        ("DEPTH", format!("{MATMUL_DEPTH}u")),
-    ]
-}
+/// Bytes of the linear cross-entropy's share of a block of classes (a test checks it
+/// against the composed module).
+pub(crate) const LINEAR_SHARE_BYTES: u64 = CROSS_ENTROPY_SHARE_BYTES;

@@ -6,12 +6,10 @@ use std::fmt::Write as _;
 use super::params::params_wgsl;
 use super::preprocess::preprocess;
 use super::{
-    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, LINEAR_FINISH, LINEAR_STATS,
-    MATMUL_COLUMN_SUMS, MATMUL_PACK_HALVES, MATMUL_PRODUCT, Module, ROW_KERNEL, SPLIT_SEGMENT_ELEMENTS,
-    SPLIT_STATS, SPLIT_WRITE, TargetsKind, VectorWidth,
+    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, ROW_KERNEL,
+    SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, Skeleton, Slot, VectorWidth,
 };
 use crate::dtype::DType;
-use crate::kernels::OpKernel;
 use crate::strategy::Strategy;
 
 const SPECIAL: &str = include_str!("../../shaders/lib/special.wgsl");
@@ -31,46 +29,32 @@ const EDGES: &str = include_str!("../../shaders/strategy/edges.wgsl");
 const TENSOR_PLACEHOLDER: &str = "TENSOR";
 
 /// The bindings of the module `spec` names, in binding order: the params uniform, the
-/// class-axis tensors, the op's other arrays, and the split's and the edge pass's scratch.
+/// op's declared bindings, and the split's and the edge pass's scratch.
 pub(crate) fn bindings(spec: KernelSpec) -> Vec<Binding> {
     let op = spec.op;
-    let mut bindings = vec![Binding { name: "params", ty: BindingType::Params }];
-    bindings.extend(
-        op.tensors()
-            .into_iter()
-            .map(|t| Binding { name: t.name, ty: BindingType::Tensor { writable: t.writable } }),
-    );
-    bindings.extend(op.other_bindings());
-    if op.tiles_products() && spec.vector == VectorWidth::Vec4 {
-        // The vector matmul tile loads its operands 128 bits at a time.
-        for binding in &mut bindings {
-            if let (name @ ("a" | "b"), BindingType::Array { writable, .. }) = (binding.name, binding.ty) {
-                *binding = Binding { name, ty: BindingType::Array { element: "vec4<u32>", writable } };
-            }
-        }
-    }
+    let scratch =
+        |slot, element| Binding { slot, ty: BindingType::Array { element, writable: true }, optional: false };
+    let mut bindings = vec![Binding { slot: Slot::Params, ty: BindingType::Params, optional: false }];
+    bindings.extend(op.decl().bindings);
     if op.is_row_op() && spec.strategy == Strategy::SplitRow {
-        bindings.push(Binding {
-            name: "segment_shares",
-            ty: BindingType::Array { element: "Share", writable: true },
-        });
+        bindings.push(scratch(Slot::SegmentShares, "Share"));
     }
     if spec.has_edges() {
-        bindings.push(Binding { name: "edges", ty: BindingType::Array { element: "u32", writable: true } });
+        bindings.push(scratch(Slot::Edges, "u32"));
     }
     bindings
 }
 
-/// Composes the module `spec` names.
+/// Composes the module `spec` names from its op's declaration.
 ///
 /// # Errors
 ///
 /// A message when a part's conditions are malformed (a bug in the parts; the naga test
 /// composes every module).
 pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
-    let op = spec.op;
+    let decl = spec.op.decl();
     let subgroups = spec.needs_subgroups();
-    let mut flags = op.flags();
+    let mut flags = decl.flags.clone();
     flags.push(("SUBGROUPS", subgroups));
     flags.push(("STRIDED", spec.strided));
     flags.push(("HALF", spec.dtype != DType::F32));
@@ -88,12 +72,12 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     if spec.has_edges() {
         let _ = writeln!(source, "const EDGE_GROUP_SIZE: u32 = {EDGE_WORKGROUP_SIZE}u;");
     }
-    for (name, value) in op.constants() {
+    for (name, value) in &decl.constants {
         let ty = if value == "true" || value == "false" { "bool" } else { "u32" };
         let _ = writeln!(source, "const {name}: {ty} = {value};");
     }
     source.push('\n');
-    source.push_str(&params_wgsl(op.params_layout().0));
+    source.push_str(&params_wgsl(decl.params.fields));
     source.push('\n');
     for (index, binding) in bindings.iter().enumerate() {
         let _ = writeln!(source, "{}", declaration(index, binding, spec));
@@ -102,67 +86,55 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     source.push_str(SPECIAL);
 
     let mut entry_points = Vec::new();
-    let mut overrides: Vec<(&'static str, &'static [u32])> = op.overrides().to_vec();
-    if op.is_row_op() {
-        source.push_str(&tensor_accessors(spec)?);
-        for part in op.parts() {
-            source.push_str(&preprocess(part, &flags)?);
-        }
-        source.push_str(&preprocess(ROWS, &flags)?);
-        source.push_str(&packet_cache(spec.cache_packets()));
-        match spec.strategy {
-            Strategy::ThreadPerRow => source.push_str(THREAD),
-            Strategy::SubgroupPerRow => {
-                source.push_str(SUBGROUP);
-                overrides.push(("ROWS_PER_GROUP", &[8, 1, 2, 4, 16, 32]));
-                overrides.push(("LANES_PER_ROW", &[8, 1, 2, 4, 16, 32]));
+    let mut overrides: Vec<(&'static str, &'static [u32])> = decl.overrides.to_vec();
+    match decl.skeleton {
+        Skeleton::Rows { after, entry_points: own_entry_points, .. } => {
+            source.push_str(&tensor_accessors(spec)?);
+            for part in decl.parts {
+                source.push_str(&preprocess(part, &flags)?);
             }
-            Strategy::WorkgroupPerRow | Strategy::SplitRow => {
+            source.push_str(&preprocess(ROWS, &flags)?);
+            source.push_str(&packet_cache(spec.cache_packets()));
+            match spec.strategy {
+                Strategy::ThreadPerRow => source.push_str(THREAD),
+                Strategy::SubgroupPerRow => {
+                    source.push_str(SUBGROUP);
+                    overrides.push(("ROWS_PER_GROUP", &[8, 1, 2, 4, 16, 32]));
+                    overrides.push(("LANES_PER_ROW", &[8, 1, 2, 4, 16, 32]));
+                }
+                Strategy::WorkgroupPerRow | Strategy::SplitRow => {
+                    source.push_str(WORKGROUP_SUM);
+                    source.push_str(WORKGROUP);
+                    overrides.push(("WALK_WIDTH", &[256, 8, 1]));
+                }
+            }
+            entry_points.push(ROW_KERNEL);
+            if spec.strategy == Strategy::SplitRow {
+                source.push_str(SPLIT);
+                entry_points.extend([SPLIT_STATS, SPLIT_WRITE]);
+            }
+            for part in after {
+                source.push_str(&preprocess(part, &flags)?);
+            }
+            entry_points.extend(own_entry_points);
+            if spec.has_edges() {
+                source.push_str(EDGES);
+                entry_points.push(FIX_EDGES);
+            }
+        }
+        Skeleton::Own { entry_points: own_entry_points, half_entry_points, workgroup_sum, .. } => {
+            source.push_str(half_conversions(spec.dtype));
+            if workgroup_sum {
                 source.push_str(WORKGROUP_SUM);
-                source.push_str(WORKGROUP);
-                overrides.push(("WALK_WIDTH", &[256, 8, 1]));
+            }
+            for part in decl.parts {
+                source.push_str(&preprocess(part, &flags)?);
+            }
+            entry_points.extend(own_entry_points);
+            if spec.dtype != DType::F32 {
+                entry_points.extend(half_entry_points);
             }
         }
-        entry_points.push(ROW_KERNEL);
-        if spec.strategy == Strategy::SplitRow {
-            source.push_str(SPLIT);
-            entry_points.extend([SPLIT_STATS, SPLIT_WRITE]);
-        }
-        for part in op.strategy_parts() {
-            source.push_str(&preprocess(part, &flags)?);
-        }
-        if op == OpKernel::LinearCrossEntropy {
-            entry_points.extend([LINEAR_STATS, LINEAR_FINISH]);
-        }
-        if spec.has_edges() {
-            source.push_str(EDGES);
-            entry_points.push(FIX_EDGES);
-        }
-    } else if op == OpKernel::Matmul {
-        source.push_str(half_conversions(spec.dtype));
-        for part in op.parts() {
-            source.push_str(&preprocess(part, &flags)?);
-        }
-        entry_points.extend([MATMUL_PRODUCT, MATMUL_COLUMN_SUMS]);
-        if spec.dtype != DType::F32 {
-            entry_points.push(MATMUL_PACK_HALVES);
-        }
-    } else if op == OpKernel::Sample {
-        source.push_str(half_conversions(spec.dtype));
-        source.push_str(WORKGROUP_SUM);
-        for part in op.parts() {
-            source.push_str(&preprocess(part, &flags)?);
-        }
-        entry_points.push(super::SAMPLE_ENTRY);
-    } else {
-        source.push_str(WORKGROUP_SUM);
-        for part in op.parts() {
-            source.push_str(&preprocess(part, &flags)?);
-        }
-        if op == (OpKernel::CrossEntropyReduce { targets: TargetsKind::Classes }) {
-            entry_points.extend(["total_weight", "combine_total_weight"]);
-        }
-        entry_points.extend(["reduce_rows", "finish", "z_loss_rows", "reduce_z_loss", "finish_z_loss"]);
     }
     Ok(Module { spec, source, bindings, entry_points, overrides })
 }
@@ -170,7 +142,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
 /// The WGSL declaration of binding `index`.
 fn declaration(index: usize, binding: &Binding, spec: KernelSpec) -> String {
     let prefix = format!("@group(0) @binding({index})");
-    let name = binding.name;
+    let name = binding.slot.name();
     match binding.ty {
         BindingType::Params => format!("{prefix} var<uniform> {name}: Params;"),
         BindingType::Tensor { writable } => {
@@ -188,6 +160,13 @@ fn declaration(index: usize, binding: &Binding, spec: KernelSpec) -> String {
         BindingType::Array { element, writable } => {
             format!("{prefix} var<storage, {}> {name}: array<{element}>;", access(writable))
         }
+        BindingType::Words => {
+            let element = match spec.vector {
+                VectorWidth::Scalar => "u32",
+                VectorWidth::Vec4 => "vec4<u32>",
+            };
+            format!("{prefix} var<storage, read> {name}: array<{element}>;")
+        }
     }
 }
 
@@ -202,15 +181,13 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
     source.push_str(half_conversions(spec.dtype));
     let template = if spec.dtype == DType::F32 { ELEM_F32 } else { ELEM_HALF };
     for tensor in spec.op.tensors() {
-        let flags = [
-            ("VECTOR", spec.vector == VectorWidth::Vec4),
-            ("WRITABLE", tensor.writable),
-            ("STRIDED", spec.strided),
-        ];
-        source.push_str(&preprocess(template, &flags)?.replace(TENSOR_PLACEHOLDER, tensor.name));
+        let writable = tensor.ty == BindingType::Tensor { writable: true };
+        let flags =
+            [("VECTOR", spec.vector == VectorWidth::Vec4), ("WRITABLE", writable), ("STRIDED", spec.strided)];
+        source.push_str(&preprocess(template, &flags)?.replace(TENSOR_PLACEHOLDER, tensor.slot.name()));
     }
     source.push_str("// The tensor the row loops write.\n");
-    match spec.op.output_tensor() {
+    match spec.op.output_tensor().map(Slot::name) {
         Some(output) => {
             let _ = write!(
                 source,

@@ -20,6 +20,7 @@ mod catalog;
 mod compose;
 mod params;
 mod preprocess;
+mod slots;
 
 pub(crate) use cache::{KernelKey, PipelineCache};
 pub(crate) use catalog::{
@@ -27,12 +28,14 @@ pub(crate) use catalog::{
     MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER, MATMUL_PRODUCT, MATMUL_TILE, OpKernel,
     STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind,
 };
+pub(crate) use catalog::{LINEAR_SHARE_BYTES, SAMPLE_WORKGROUP_SIZE, Skeleton};
 pub(crate) use catalog::{
     SAMPLE_ENTRY, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS, SAMPLE_PHASE_STATS, SAMPLE_PHASE_TOP_K,
     SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS,
 };
 pub(crate) use compose::compose;
 pub(crate) use params::{MatmulParams, RowParams, SampleParams};
+pub(crate) use slots::{Slot, bind};
 
 use crate::dtype::DType;
 use crate::strategy::Strategy;
@@ -108,10 +111,9 @@ impl KernelSpec {
 
     /// Invocations per workgroup of the row kernel.
     pub(crate) fn workgroup_size(&self) -> u32 {
-        match self.op {
-            OpKernel::Matmul => catalog::MATMUL_SIDE * catalog::MATMUL_SIDE,
-            op if op.is_row_op() => self.strategy.workgroup_size(),
-            _ => REDUCE_WORKGROUP_SIZE,
+        match self.op.decl().skeleton {
+            Skeleton::Rows { .. } => self.strategy.workgroup_size(),
+            Skeleton::Own { workgroup_size, .. } => workgroup_size,
         }
     }
 
@@ -148,42 +150,34 @@ impl KernelSpec {
         };
         format!(
             "wgpu-softmax: {} ({:?}, {}, {:?}{cache})",
-            self.op.name(),
+            self.op.decl().name,
             self.strategy,
             self.dtype,
             self.vector
         )
     }
 
-    /// Every module this crate can compose, in a fixed order: each row op on each
-    /// strategy it supports, each storage type and each vector width (strided: scalar
-    /// only), the cross-entropy's reductions, and the matmul and the linear
-    /// cross-entropy's forward in each storage type and vector width.
+    /// Every module this crate can compose, in a fixed order: for each op kernel, each
+    /// strategy it has (one module for a kernel with its own skeleton), and each of the
+    /// storage types, access widths and variants its declaration lists (strided: scalar
+    /// accesses only).
     pub(crate) fn all() -> Vec<Self> {
         let mut all = Vec::new();
         for op in OpKernel::ALL {
-            let strategies: &[Strategy] =
-                if op.is_row_op() { op.strategies() } else { &[Strategy::WorkgroupPerRow] };
+            let decl = op.decl();
+            let strategies: &[Strategy] = match decl.skeleton {
+                Skeleton::Rows { strategies, .. } => strategies,
+                Skeleton::Own { .. } => &[Strategy::WorkgroupPerRow],
+            };
+            let variants = decl.variants;
+            let cached: &[bool] = if variants.cached { &[false, true] } else { &[false] };
+            let strided: &[bool] = if variants.strided { &[false, true] } else { &[false] };
             for &strategy in strategies {
-                for dtype in DType::ALL {
-                    for vector in VectorWidth::ALL {
-                        for cached in [false, true] {
-                            for strided in [false, true] {
-                                let plain = dtype == DType::F32 && vector == VectorWidth::Scalar && !cached;
-                                let row_variant = !strided || vector == VectorWidth::Scalar;
-                                // The modules of matrix products: one per 16-bit type
-                                // they convert and per width of their operands' loads.
-                                let matmul = matches!(op, OpKernel::Matmul | OpKernel::LinearCrossEntropy)
-                                    && !cached
-                                    && !strided;
-                                let row_op = op.is_row_op() && op != OpKernel::LinearCrossEntropy;
-                                // The sampler: one module per storage type of its logits.
-                                let sample = op == OpKernel::Sample
-                                    && vector == VectorWidth::Scalar
-                                    && !cached
-                                    && !strided;
-                                let plain = plain && op != OpKernel::Sample;
-                                if (row_op && row_variant) || (plain && !strided) || matmul || sample {
+                for &dtype in variants.dtypes {
+                    for &vector in variants.vectors {
+                        for &cached in cached {
+                            for &strided in strided {
+                                if !strided || vector == VectorWidth::Scalar {
                                     all.push(Self { op, strategy, dtype, vector, cached, strided });
                                 }
                             }
@@ -232,6 +226,9 @@ pub(crate) enum BindingType {
         /// Whether the op writes it.
         writable: bool,
     },
+    /// Read-only 32-bit words loaded at the module's access width (a matrix product's
+    /// operands: `vec4<u32>` in 128-bit modules).
+    Words,
     /// An array of `element` (`u32`, `f32`, `atomic<u32>`, `Share`).
     Array {
         /// The WGSL element type.
@@ -249,6 +246,7 @@ impl BindingType {
             Self::Tensor { writable } | Self::Array { writable, .. } => {
                 wgpu::BufferBindingType::Storage { read_only: !writable }
             }
+            Self::Words => wgpu::BufferBindingType::Storage { read_only: true },
         }
     }
 }
@@ -256,10 +254,13 @@ impl BindingType {
 /// One binding of a module, in binding order (binding i is the i-th).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Binding {
-    /// Its name in the WGSL, and the name the host binds a buffer under.
-    pub(crate) name: &'static str,
+    /// What it holds; its WGSL name is the slot's.
+    pub(crate) slot: Slot,
     /// How it is declared.
     pub(crate) ty: BindingType,
+    /// Whether a dispatch may leave it unbound (a placeholder is bound): an absent
+    /// option's array, or what one of the module's passes does not use.
+    pub(crate) optional: bool,
 }
 
 /// A composed module: its source and what the host needs to know of it.

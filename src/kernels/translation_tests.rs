@@ -60,12 +60,33 @@ fn all_modules() -> Vec<Module> {
 #[test]
 fn every_op_storage_type_and_width_is_composed() {
     let specs = KernelSpec::all();
-    // softmax, its backward, the cross-entropy (six kinds) and the distillation (two) on
-    // four strategies, each in three storage types, two widths for contiguous rows and one
-    // for a strided class axis, with and without the register cache; two reductions; the
-    // matmul and the linear cross-entropy's forward per storage type and width of their
-    // loads; the sampler per storage type.
-    assert_eq!(specs.len(), 10 * 4 * 3 * (2 + 1) * 2 + 2 + 3 * 2 * 2 + 3);
+    // Each op kernel, with each strategy it has, storage type and access width it
+    // declares, once: the registry covers every declaration and nothing twice.
+    for op in super::OpKernel::ALL {
+        let decl = op.decl();
+        let mine: Vec<&KernelSpec> = specs.iter().filter(|s| s.op == op).collect();
+        for &dtype in decl.variants.dtypes {
+            for &vector in decl.variants.vectors {
+                let found = mine.iter().filter(|s| s.dtype == dtype && s.vector == vector && !s.strided);
+                let strategies: Vec<Strategy> = found.map(|s| s.strategy).collect();
+                match decl.skeleton {
+                    super::Skeleton::Rows { strategies: declared, .. } => {
+                        for strategy in declared {
+                            assert!(strategies.contains(strategy), "{op:?} {dtype} {vector:?} {strategy:?}");
+                        }
+                    }
+                    super::Skeleton::Own { .. } => {
+                        assert!(!strategies.is_empty(), "{op:?} {dtype} {vector:?}");
+                    }
+                }
+            }
+        }
+        // A strided class axis: scalar accesses only, where the op has the variant.
+        assert_eq!(mine.iter().any(|s| s.strided), decl.variants.strided, "{op:?}");
+        assert!(mine.iter().filter(|s| s.strided).all(|s| s.vector == super::VectorWidth::Scalar), "{op:?}");
+    }
+    let distinct: std::collections::HashSet<&KernelSpec> = specs.iter().collect();
+    assert_eq!(distinct.len(), specs.len(), "a module listed twice");
     for module in all_modules() {
         let spec = module.spec;
         assert!(module.source.contains(&format!("const PACKET: u32 = {}u;", spec.packet())), "{spec:?}");
@@ -109,7 +130,7 @@ fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
         }
         for (index, ((binding, name, space), declared)) in globals.iter().zip(&module.bindings).enumerate() {
             assert_eq!(*binding as usize, index, "{what}");
-            assert_eq!(name, declared.name, "{what}");
+            assert_eq!(name, declared.slot.name(), "{what}");
             let expected = match declared.ty {
                 BindingType::Params => naga::AddressSpace::Uniform,
                 BindingType::Tensor { writable } | BindingType::Array { writable, .. } => {
@@ -121,11 +142,12 @@ fn the_bindings_params_and_workgroup_sizes_are_the_hosts() {
                         },
                     }
                 }
+                BindingType::Words => naga::AddressSpace::Storage { access: naga::StorageAccess::LOAD },
             };
             assert_eq!(*space, expected, "{what}: {name}");
         }
         // Params: the host's fields at the host's offsets.
-        let (fields, params_size) = spec.op.params_layout();
+        let super::catalog::ParamsLayout { fields, bytes: params_size } = spec.op.decl().params;
         let params = parsed.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).unwrap().1;
         let naga::TypeInner::Struct { members, span } = &params.inner else { panic!("{what}: Params") };
         assert_eq!(*span as usize, params_size, "{what}: Params size");

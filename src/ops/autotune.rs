@@ -7,7 +7,8 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::{OpKernel, VectorWidth};
-use crate::plan::{choose_strategy, lanes_per_row, plan, split_segments};
+use crate::ops::rows;
+use crate::plan::{Plan, choose_strategy, lanes_per_row, plan, split_segments};
 use crate::rng::SeededRng;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
@@ -24,18 +25,47 @@ const MAX_LANES_PER_COLUMN: u32 = 8;
 /// without its timed runs.
 const DROP_FACTOR: f64 = 4.0;
 
-/// What besides the shape picks a tuned choice: everything that changes the kernel.
+/// What a row op is planned for, besides its shape: everything that changes its kernel,
+/// the strategy the caller forced, and the bytes per row of the arrays it binds per chunk.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct TuneOptions {
-    /// The op family.
-    pub(crate) family: OpFamily,
+pub(crate) struct RowPlanning<'a> {
+    /// The op's kernel (its declaration names its strategies and tuning family).
+    pub(crate) kernel: OpKernel,
+    /// The strategy the caller forced, if any.
+    pub(crate) forced: Option<Strategy>,
     /// The storage type.
     pub(crate) dtype: DType,
     /// The access width.
     pub(crate) vector: VectorWidth,
     /// The op's own options that change its kernel's speed (the cross-entropy's gradient,
-    /// reduction and targets), packed by the op.
+    /// reduction and targets), packed by the op; 0 for none.
     pub(crate) variant: u32,
+    /// Bytes per row of each array bound per chunk.
+    pub(crate) row_bytes: &'a [u64],
+}
+
+/// Plans a row op, the one way every row op is planned: the forced strategy; else, on a
+/// context that autotunes and for an op whose declaration names a tuning family, the
+/// tuned one (timed once per bucket by `time_one`, the op's hook that records one run on
+/// the sample); else the planner's heuristics.
+///
+/// # Errors
+///
+/// The errors of [`rows::plan_rows`], and those of timing the candidates.
+pub(crate) fn plan_op(
+    ctx: &Context,
+    shape: Shape,
+    planning: RowPlanning<'_>,
+    time_one: &TimeOne<'_>,
+) -> Result<Plan> {
+    let family = planning.kernel.decl().family;
+    let strategy = match (planning.forced, family) {
+        (None, Some(family)) if ctx.autotune() && !shape.is_empty() => {
+            Some(tuned_rows(ctx, family, shape, planning, time_one)?)
+        }
+        (forced, _) => forced,
+    };
+    rows::plan_rows(ctx, planning.kernel, shape, strategy, planning.row_bytes)
 }
 
 /// Random data of a sample of the shape, to time strategies on: the op's class-axis
@@ -86,25 +116,24 @@ fn candidates(ctx: &Context, op: OpKernel, shape: Shape, row_bytes: &[u64]) -> V
 pub(crate) type TimeOne<'a> =
     dyn Fn(&Context, &mut wgpu::CommandEncoder, Strategy, &Sample) -> Result<()> + 'a;
 
-/// The tuned strategy of `op` for `shape` (whose arrays bind `row_bytes` per row) with
-/// `options`: the cached one, or the fastest candidate as timed by `time_one` on a sample,
-/// then cached. Tuning runs without holding the cache's lock; threads racing on one
-/// bucket keep the first answer stored.
-pub(crate) fn tuned_rows(
+/// The tuned strategy of `planning` for `shape`: the cached one, or the fastest candidate
+/// as timed by `time_one` on a sample, then cached. Tuning runs without holding the
+/// cache's lock; threads racing on one bucket keep the first answer stored.
+fn tuned_rows(
     ctx: &Context,
-    op: OpKernel,
+    family: OpFamily,
     shape: Shape,
-    row_bytes: &[u64],
-    options: TuneOptions,
+    planning: RowPlanning<'_>,
     time_one: &TimeOne<'_>,
 ) -> Result<Strategy> {
-    let key = TuneKey::new(options.family, shape)
-        .with(options.dtype, options.vector.words(), options.variant)
+    let RowPlanning { kernel: op, dtype, row_bytes, .. } = planning;
+    let key = TuneKey::new(family, shape)
+        .with(dtype, planning.vector.words(), planning.variant)
         .with_cached_rows(ctx.cached_rows());
     if let Some(found) = ctx.tune_cache().get(&key) {
         return Ok(found);
     }
-    let sample = make_sample(ctx, op, shape, options.dtype)?;
+    let sample = make_sample(ctx, op, shape, dtype)?;
     let timer = Timer::new(ctx);
     let mut best: Option<(f64, Strategy)> = None;
     for strategy in candidates(ctx, op, shape, row_bytes) {

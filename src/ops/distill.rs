@@ -13,7 +13,10 @@
 use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::kernels::{KernelSpec, OpKernel, RowParams, TargetsKind, VectorWidth, check_storage_bindings};
+use crate::kernels::{
+    KernelSpec, OpKernel, RowParams, Slot, TargetsKind, VectorWidth, check_storage_bindings,
+};
+use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::cross_entropy::{
     CrossEntropyStatus, STATUS_WORDS, Settings, TargetBuffer, Targets, check_class_targets,
     record_reductions, reduce_dispatch, reduce_spec, totals_bytes,
@@ -314,13 +317,36 @@ impl Distill {
     /// this shape, [`Error::LimitExceeded`] when a row is too wide for one storage binding
     /// or a grid cannot fit.
     pub fn plan(&self, ctx: &Context, shape: Shape) -> Result<Plan> {
-        self.plan_for(ctx, shape, DType::F32, 8)
+        self.plan_for(ctx, shape, DType::F32, VectorWidth::Vec4, 8)
     }
 
-    fn plan_for(&self, ctx: &Context, shape: Shape, dtype: DType, target_bytes: u64) -> Result<Plan> {
+    fn plan_for(
+        &self,
+        ctx: &Context,
+        shape: Shape,
+        dtype: DType,
+        vector: VectorWidth,
+        target_bytes: u64,
+    ) -> Result<Plan> {
         let tensor = shape.cols as u64 * dtype.size();
         let row_bytes = [tensor, tensor, tensor, target_bytes, 4, 4];
-        rows::plan_rows(ctx, OpKernel::Distill { gradient: true }, shape, self.strategy, &row_bytes)
+        // Planned for the kernel with the gradient: it binds the most.
+        let planning = RowPlanning {
+            kernel: OpKernel::Distill { gradient: true },
+            forced: self.strategy,
+            dtype,
+            vector,
+            variant: u32::from(self.gradient) | (self.reduction as u32) << 1,
+            row_bytes: &row_bytes,
+        };
+        autotune::plan_op(ctx, shape, planning, &|ctx, encoder, strategy, sample| {
+            let op = Self { strategy: Some(strategy), ..*self };
+            let mut buffers = DistillBuffers::new(sample.tensor(0), sample.tensor(1), sample.per_row(0));
+            if self.gradient {
+                buffers = buffers.with_grad(sample.tensor(2));
+            }
+            op.encode(ctx, encoder, &buffers, sample.shape).map(|_| ())
+        })
     }
 
     /// Records the op into the caller's `encoder` over the caller's buffers: with a mask
@@ -358,7 +384,7 @@ impl Distill {
         let vector = rows::vector_width(&tensors, elements);
         let dtype = buffers.student.dtype();
         let wide = matches!(buffers.targets, Some(TargetBuffer::I64(_)));
-        let plan = self.plan_for(ctx, shape, dtype, if wide { 8 } else { 4 })?;
+        let plan = self.plan_for(ctx, shape, dtype, vector, if wide { 8 } else { 4 })?;
         if shape.is_empty() {
             return Ok(plan);
         }
@@ -467,21 +493,21 @@ impl Distill {
         let mut constants: Vec<(&'static str, u32)> =
             settings.constants.iter().copied().filter(|(name, _)| *name != "HAS_WEIGHT").collect();
         constants.extend([("HAS_UPSTREAM", u32::from(upstream)), ("HAS_MASK", u32::from(masked))]);
-        let mut tensors = vec![("student", buffers.student), ("teacher", buffers.teacher)];
-        tensors.extend(buffers.grad.map(|g| ("grad", g)));
-        let mut per_row: Vec<(&'static str, BufferRegion<'b>, u64)> = Vec::new();
+        let mut tensors = vec![(Slot::Student, buffers.student), (Slot::Teacher, buffers.teacher)];
+        tensors.extend(buffers.grad.map(|g| (Slot::Grad, g)));
+        let mut per_row: Vec<(Slot, BufferRegion<'b>, u64)> = Vec::new();
         if let Some(TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t)) = buffers.targets {
-            per_row.push(("targets", t, settings.target_bytes));
+            per_row.push((Slot::Targets, t, settings.target_bytes));
         }
-        let mut whole: Vec<(&'static str, BufferRegion<'b>, u64)> = vec![("status", status, 16)];
+        let mut whole: Vec<(Slot, BufferRegion<'b>, u64)> = vec![(Slot::Status, status, 16)];
         match (buffers.grad_output, totals) {
-            (Some(g), _) => per_row.push(("scale", g, 4)),
+            (Some(g), _) => per_row.push((Slot::Scale, g, 4)),
             (None, Some(t)) if masked && self.reduction == DistillReduction::BatchMean => {
-                whole.push(("scale", t, t.size()));
+                whole.push((Slot::Scale, t, t.size()));
             }
             _ => {}
         }
-        per_row.push(("row_loss", row_loss, 4));
+        per_row.push((Slot::RowLoss, row_loss, 4));
         RowDispatch {
             spec: KernelSpec {
                 op: OpKernel::Distill { gradient: buffers.grad.is_some() },

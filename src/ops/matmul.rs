@@ -6,8 +6,8 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::{
-    KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER, MATMUL_PRODUCT,
-    MATMUL_TILE, MatmulParams, OpKernel, VectorWidth,
+    self, KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER,
+    MATMUL_PRODUCT, MATMUL_TILE, MatmulParams, OpKernel, Slot, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
@@ -152,7 +152,7 @@ fn record(
     constants: Vec<(&'static str, u32)>,
     sizes: PassSizes,
     groups: u64,
-    bound: &[(&str, wgpu::BufferBinding<'_>)],
+    bound: &[(Slot, wgpu::BufferBinding<'_>)],
 ) -> Result<()> {
     let module = ctx.module(spec)?;
     let pipeline = ctx.pipeline(&KernelKey { spec, entry_point, constants })?;
@@ -169,20 +169,7 @@ fn record(
     };
     let label = spec.label();
     let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
-    let bindings: Vec<wgpu::BufferBinding<'_>> = module
-        .bindings
-        .iter()
-        .enumerate()
-        .map(|(i, binding)| {
-            if binding.name == "params" {
-                return params.as_entire_buffer_binding();
-            }
-            bound
-                .iter()
-                .find(|(name, _)| *name == binding.name)
-                .map_or_else(|| ctx.placeholder(i).as_entire_buffer_binding(), |(_, b)| b.clone())
-        })
-        .collect();
+    let bindings = kernels::bind(&module, &params, bound, |i| ctx.placeholder(i))?;
     let group = ctx.bind_buffers(&module, &bindings);
     Context::dispatch(encoder, &label, &pipeline, &group, grid);
     Ok(())
@@ -209,12 +196,12 @@ pub(crate) fn record_product<'b>(
     let operand =
         |t: TensorRef<'b>, elements: usize| t.region().binding(0, operand_bytes(t, elements, vector));
     let mut bound = vec![
-        ("a", operand(a.tensor, m * k)),
-        ("b", operand(b.tensor, k * n)),
-        ("c", words(c, 4 * (m * n) as u64)),
+        (Slot::A, operand(a.tensor, m * k)),
+        (Slot::B, operand(b.tensor, k * n)),
+        (Slot::C, words(c, 4 * (m * n) as u64)),
     ];
     if let Some(bias) = bias {
-        bound.push(("bias", words(bias.region(), n as u64 * bias.dtype().size())));
+        bound.push((Slot::Bias, words(bias.region(), n as u64 * bias.dtype().size())));
     }
     let tile = MATMUL_TILE as usize;
     let blocks = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
@@ -258,7 +245,7 @@ pub(crate) fn record_column_sums(
         return Ok(());
     }
     let spec = spec(DType::F32, VectorWidth::Scalar);
-    let bound = [("a", words(a, 4 * (rows * cols) as u64)), ("c", words(c, 4 * cols as u64))];
+    let bound = [(Slot::A, words(a, 4 * (rows * cols) as u64)), (Slot::C, words(c, 4 * cols as u64))];
     let groups = cols.div_ceil(spec.workgroup_size() as usize) as u64;
     let constants = vec![("ACCUMULATE", u32::from(accumulate))];
     record(ctx, encoder, spec, MATMUL_COLUMN_SUMS, constants, PassSizes::whole(rows, cols, 0), groups, &bound)
@@ -281,8 +268,10 @@ pub(crate) fn record_pack_halves(
         return Ok(());
     }
     let dtype = packed.dtype();
-    let bound =
-        [("c", words(values, 4 * count as u64)), ("packed", words(packed.region(), 2 * count as u64))];
+    let bound = [
+        (Slot::C, words(values, 4 * count as u64)),
+        (Slot::Packed, words(packed.region(), 2 * count as u64)),
+    ];
     let spec = spec(dtype, VectorWidth::Scalar);
     let groups = count.div_ceil(2).div_ceil(spec.workgroup_size() as usize) as u64;
     record(ctx, encoder, spec, MATMUL_PACK_HALVES, Vec::new(), PassSizes::whole(count, 0, 0), groups, &bound)

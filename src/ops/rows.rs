@@ -7,8 +7,8 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelKey, KernelSpec, Module, OpKernel, ROW_KERNEL, RowParams,
-    SPLIT_STATS, SPLIT_WRITE, VectorWidth,
+    self, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelKey, KernelSpec, Module, OpKernel, ROW_KERNEL, RowParams,
+    SPLIT_STATS, SPLIT_WRITE, Slot, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::{Plan, plan, prefers_split_rows, split_segments, spread_grid};
@@ -61,7 +61,7 @@ pub(crate) fn plan_rows(
         cached: false,
         strided: false,
     };
-    crate::kernels::check_storage_bindings(
+    kernels::check_storage_bindings(
         spec.storage_bindings(),
         ctx.device().limits().max_storage_buffers_per_shader_stage,
     )?;
@@ -84,27 +84,31 @@ pub(crate) fn vector_width(tensors: &[TensorRef<'_>], elements: u64) -> VectorWi
     if fits { VectorWidth::Vec4 } else { VectorWidth::Scalar }
 }
 
-/// One row op's dispatch: the kernel, and what the host binds under each of its
-/// bindings' names. Bindings the kernel declares but nothing is given for (an absent
-/// weight, argmax...) get a placeholder.
+/// One row op's dispatch: the kernel, and what the host binds to each of its slots. A
+/// binding the op declares optional and nothing is given for (an absent weight,
+/// argmax...) gets a placeholder; a required one is an error (see [`crate::kernels::bind`]).
 pub(crate) struct RowDispatch<'a> {
     /// The module.
     pub(crate) spec: KernelSpec,
     /// Its overridable constants.
     pub(crate) constants: Vec<(&'static str, u32)>,
     /// Class-axis tensors: bound at each chunk's rows.
-    pub(crate) tensors: Vec<(&'static str, TensorRef<'a>)>,
+    pub(crate) tensors: Vec<(Slot, TensorRef<'a>)>,
     /// Arrays of so many bytes per row: bound at each chunk's rows.
-    pub(crate) per_row: Vec<(&'static str, BufferRegion<'a>, u64)>,
+    pub(crate) per_row: Vec<(Slot, BufferRegion<'a>, u64)>,
     /// Buffers bound from their start, so many bytes.
-    pub(crate) whole: Vec<(&'static str, BufferRegion<'a>, u64)>,
+    pub(crate) whole: Vec<(Slot, BufferRegion<'a>, u64)>,
     /// What the params hold besides each chunk's own fields (the cross-entropy's options).
     pub(crate) params: RowParams,
 }
 
-/// The bind group of `module` for the `rows` rows from row `first`: `params`, each other
-/// binding by name from `dispatch` (tensors and per-row arrays at those rows) or from
-/// `scratch`, and a placeholder for the rest.
+/// The bind group of `module` for the `rows` rows from row `first`: `params`, each slot
+/// from `dispatch` (tensors and per-row arrays at those rows) or from `scratch`.
+///
+/// # Errors
+///
+/// A required binding left unbound, or a buffer for a slot the module lacks (bugs; see
+/// [`crate::kernels::bind`]).
 pub(crate) fn bind_rows(
     ctx: &Context,
     module: &Module,
@@ -112,36 +116,26 @@ pub(crate) fn bind_rows(
     dispatch: &RowDispatch<'_>,
     cols: u64,
     (first, rows): (u64, u64),
-    scratch: &[(&str, &wgpu::Buffer)],
-) -> wgpu::BindGroup {
+    scratch: &[(Slot, &wgpu::Buffer)],
+) -> Result<wgpu::BindGroup> {
     let access_bytes = module.spec.access_bytes();
-    let bindings: Vec<wgpu::BufferBinding<'_>> = module
-        .bindings
+    let tensors = dispatch.tensors.iter().map(|&(slot, tensor)| {
+        let bytes_per_row = cols * tensor.dtype().size();
+        let size = (rows * bytes_per_row).next_multiple_of(access_bytes);
+        (slot, tensor.region().binding(first * bytes_per_row, size))
+    });
+    let per_row = dispatch.per_row.iter().map(|&(slot, region, bytes)| {
+        (slot, region.binding(first * bytes, (rows * bytes).next_multiple_of(4).max(4)))
+    });
+    let whole = dispatch
+        .whole
         .iter()
-        .enumerate()
-        .map(|(i, binding)| {
-            let name = binding.name;
-            if name == "params" {
-                return params.as_entire_buffer_binding();
-            }
-            if let Some((_, tensor)) = dispatch.tensors.iter().find(|(n, _)| *n == name) {
-                let bytes_per_row = cols * tensor.dtype().size();
-                let size = (rows * bytes_per_row).next_multiple_of(access_bytes);
-                return tensor.region().binding(first * bytes_per_row, size);
-            }
-            if let Some((_, region, bytes)) = dispatch.per_row.iter().find(|(n, ..)| *n == name) {
-                return region.binding(first * bytes, (rows * bytes).next_multiple_of(4).max(4));
-            }
-            if let Some((_, region, bytes)) = dispatch.whole.iter().find(|(n, ..)| *n == name) {
-                return region.binding(0, bytes.next_multiple_of(4).max(4));
-            }
-            match scratch.iter().find(|(n, _)| *n == name) {
-                Some((_, buffer)) => buffer.as_entire_buffer_binding(),
-                None => ctx.placeholder(i).as_entire_buffer_binding(),
-            }
-        })
-        .collect();
-    ctx.bind_buffers(module, &bindings)
+        .map(|&(slot, region, bytes)| (slot, region.binding(0, bytes.next_multiple_of(4).max(4))));
+    let scratch = scratch.iter().map(|&(slot, buffer)| (slot, buffer.as_entire_buffer_binding()));
+    let bound: Vec<(Slot, wgpu::BufferBinding<'_>)> =
+        tensors.chain(per_row).chain(whole).chain(scratch).collect();
+    let bindings = kernels::bind(module, params, &bound, |i| ctx.placeholder(i))?;
+    Ok(ctx.bind_buffers(module, &bindings))
 }
 
 /// Records `dispatch` over every chunk of `plan` into `encoder`: the row kernel (or the
@@ -211,12 +205,12 @@ pub(crate) fn encode_rows(
             };
             let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
             let (first, rows) = (chunk.first_row as u64, chunk.rows as u64);
-            let scratch: Vec<(&str, &wgpu::Buffer)> =
-                [("segment_shares", segment_shares.as_ref()), ("edges", edges.as_ref())]
+            let scratch: Vec<(Slot, &wgpu::Buffer)> =
+                [(Slot::SegmentShares, segment_shares.as_ref()), (Slot::Edges, edges.as_ref())]
                     .into_iter()
                     .filter_map(|(name, buffer)| buffer.map(|b| (name, b)))
                     .collect();
-            let bind_group = bind_rows(ctx, &module, &params, dispatch, cols, (first, rows), &scratch);
+            let bind_group = bind_rows(ctx, &module, &params, dispatch, cols, (first, rows), &scratch)?;
             for pipeline in &pipelines {
                 Context::dispatch(encoder, &label, pipeline, &bind_group, chunk.grid);
             }

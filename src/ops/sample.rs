@@ -55,9 +55,9 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    KernelKey, KernelSpec, OpKernel, SAMPLE_ENTRY, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS, SAMPLE_PHASE_STATS,
-    SAMPLE_PHASE_TOP_K, SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS, STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW,
-    SampleParams, VectorWidth,
+    self, KernelKey, KernelSpec, OpKernel, SAMPLE_ENTRY, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS,
+    SAMPLE_PHASE_STATS, SAMPLE_PHASE_TOP_K, SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS, SAMPLE_WORKGROUP_SIZE,
+    STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW, SampleParams, Slot, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
@@ -66,7 +66,7 @@ use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
 
 /// Invocations of the sampler's workgroup (one workgroup per row).
-const GROUP: u64 = 256;
+const GROUP: u64 = SAMPLE_WORKGROUP_SIZE as u64;
 
 /// How many u32 words the sampler's status buffer holds.
 pub const SAMPLE_STATUS_WORDS: usize = 4;
@@ -321,15 +321,15 @@ impl Sampler {
         let draws = rows as u64 * self.num_samples as u64;
         let element_bytes = (shape.len()? as u64 * dtype.size()).next_multiple_of(4).max(4);
         let out_bytes = (4 * draws).max(4);
-        let bound: Vec<(&str, wgpu::BufferBinding<'_>)> = {
+        let bound: Vec<(Slot, wgpu::BufferBinding<'_>)> = {
             let mut bound = vec![
-                ("logits", buffers.logits.region().binding(0, element_bytes)),
-                ("ids", buffers.ids.binding(0, out_bytes)),
-                ("state", BufferRegion::new(state).binding(0, state.size())),
-                ("status", buffers.status.binding(0, 4 * SAMPLE_STATUS_WORDS as u64)),
+                (Slot::Logits, buffers.logits.region().binding(0, element_bytes)),
+                (Slot::Ids, buffers.ids.binding(0, out_bytes)),
+                (Slot::State, BufferRegion::new(state).binding(0, state.size())),
+                (Slot::Status, buffers.status.binding(0, 4 * SAMPLE_STATUS_WORDS as u64)),
             ];
             if let Some(logprobs) = buffers.logprobs {
-                bound.push(("logprobs", logprobs.binding(0, out_bytes)));
+                bound.push((Slot::Logprobs, logprobs.binding(0, out_bytes)));
             }
             bound
         };
@@ -389,20 +389,7 @@ impl Sampler {
         let label = spec.label();
         for step in steps {
             let params = ctx.buffer_with(&label, bytemuck::bytes_of(&step), wgpu::BufferUsages::UNIFORM)?;
-            let bindings: Vec<wgpu::BufferBinding<'_>> = module
-                .bindings
-                .iter()
-                .enumerate()
-                .map(|(i, binding)| {
-                    if binding.name == "params" {
-                        return params.as_entire_buffer_binding();
-                    }
-                    bound
-                        .iter()
-                        .find(|(name, _)| *name == binding.name)
-                        .map_or_else(|| ctx.placeholder(i).as_entire_buffer_binding(), |(_, b)| b.clone())
-                })
-                .collect();
+            let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
             let group = ctx.bind_buffers(&module, &bindings);
             Context::dispatch(encoder, &label, &pipeline, &group, grid);
         }

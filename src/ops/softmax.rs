@@ -16,15 +16,14 @@
 use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::kernels::{KernelSpec, OpKernel, RowParams, VectorWidth};
-use crate::ops::autotune::{self, TuneOptions};
+use crate::kernels::{KernelSpec, OpKernel, RowParams, Slot, VectorWidth};
+use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::TensorRef;
-use crate::tune::OpFamily;
 
 /// Softmax or log-softmax, with the strategy to run it by.
 ///
@@ -89,26 +88,19 @@ impl Softmax {
 
     fn plan_for(&self, ctx: &Context, shape: Shape, dtype: DType, vector: VectorWidth) -> Result<Plan> {
         let row_bytes = [shape.cols as u64 * dtype.size(); 2];
-        let strategy = match self.strategy {
-            None if ctx.autotune() && !shape.is_empty() => {
-                let options = TuneOptions { family: OpFamily::Softmax, dtype, vector, variant: 0 };
-                Some(autotune::tuned_rows(
-                    ctx,
-                    KERNEL,
-                    shape,
-                    &row_bytes,
-                    options,
-                    &|ctx, encoder, strategy, sample| {
-                        let (input, output) = (sample.tensor(0), sample.tensor(1));
-                        let dispatch = self.dispatch(ctx, strategy, input, output, vector);
-                        let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
-                        rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
-                    },
-                )?)
-            }
-            forced => forced,
+        let planning = RowPlanning {
+            kernel: KERNEL,
+            forced: self.strategy,
+            dtype,
+            vector,
+            variant: 0,
+            row_bytes: &row_bytes,
         };
-        rows::plan_rows(ctx, KERNEL, shape, strategy, &row_bytes)
+        autotune::plan_op(ctx, shape, planning, &|ctx, encoder, strategy, sample| {
+            let dispatch = self.dispatch(ctx, strategy, sample.tensor(0), sample.tensor(1), vector);
+            let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
+            rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
+        })
     }
 
     fn dispatch<'a>(
@@ -129,7 +121,7 @@ impl Softmax {
                 strided: false,
             },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
-            tensors: vec![("input", input), ("output", output)],
+            tensors: vec![(Slot::Input, input), (Slot::Output, output)],
             per_row: Vec::new(),
             whole: Vec::new(),
             params: RowParams::default(),

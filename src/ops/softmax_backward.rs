@@ -10,15 +10,14 @@
 use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::kernels::{KernelSpec, OpKernel, RowParams, VectorWidth};
-use crate::ops::autotune::{self, TuneOptions};
+use crate::kernels::{KernelSpec, OpKernel, RowParams, Slot, VectorWidth};
+use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::TensorRef;
-use crate::tune::OpFamily;
 
 /// The backward of softmax or of log-softmax, with the strategy to run it by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -68,30 +67,20 @@ impl SoftmaxBackward {
 
     fn plan_for(&self, ctx: &Context, shape: Shape, dtype: DType, vector: VectorWidth) -> Result<Plan> {
         let row_bytes = [shape.cols as u64 * dtype.size(); 3];
-        let strategy = match self.strategy {
-            None if ctx.autotune() && !shape.is_empty() => {
-                let options = TuneOptions { family: OpFamily::SoftmaxBackward, dtype, vector, variant: 0 };
-                Some(autotune::tuned_rows(
-                    ctx,
-                    KERNEL,
-                    shape,
-                    &row_bytes,
-                    options,
-                    &|ctx, encoder, strategy, sample| {
-                        let dispatch = self.dispatch(
-                            ctx,
-                            strategy,
-                            [sample.tensor(0), sample.tensor(1), sample.tensor(2)],
-                            vector,
-                        );
-                        let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
-                        rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
-                    },
-                )?)
-            }
-            forced => forced,
+        let planning = RowPlanning {
+            kernel: KERNEL,
+            forced: self.strategy,
+            dtype,
+            vector,
+            variant: 0,
+            row_bytes: &row_bytes,
         };
-        rows::plan_rows(ctx, KERNEL, shape, strategy, &row_bytes)
+        autotune::plan_op(ctx, shape, planning, &|ctx, encoder, strategy, sample| {
+            let tensors = [sample.tensor(0), sample.tensor(1), sample.tensor(2)];
+            let dispatch = self.dispatch(ctx, strategy, tensors, vector);
+            let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
+            rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
+        })
     }
 
     fn dispatch<'a>(
@@ -111,7 +100,7 @@ impl SoftmaxBackward {
                 strided: false,
             },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
-            tensors: vec![("y", y), ("dy", dy), ("dx", dx)],
+            tensors: vec![(Slot::Y, y), (Slot::Dy, dy), (Slot::Dx, dx)],
             per_row: Vec::new(),
             whole: Vec::new(),
             params: RowParams::default(),

@@ -13,12 +13,12 @@ pub mod linear;
 pub mod report;
 mod unfused;
 
-use wgpu_softmax::testing::{SeededRng, round_to, widen};
+use wgpu_softmax::testing::SeededRng;
 use wgpu_softmax::timing::Timer;
 use wgpu_softmax::wgpu;
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Gradient, Shape, Softmax,
-    SoftmaxBackward, TargetBuffer, Targets, TensorRef, bf16, f16, reference,
+    SoftmaxBackward, TargetBuffer, Targets, TensorRef, reference,
 };
 
 pub use error::{BenchError, Result};
@@ -298,11 +298,7 @@ impl Workload {
     pub fn with_dtype(op: BenchOp, shape: Shape, seed: u64, dtype: DType) -> Self {
         let mut rng = SeededRng::new(seed);
         let len = shape.rows * shape.cols;
-        let round = |values: Vec<f32>| match dtype {
-            DType::F32 => values,
-            DType::F16 => widen(&round_to::<f16>(&values)),
-            DType::BF16 => widen(&round_to::<bf16>(&values)),
-        };
+        let round = |values: Vec<f32>| dtype.round_f32(&values);
         let logits = round(rng.logits(len, 8.0));
         let targets =
             (0..shape.rows).map(|_| i32::try_from(rng.below(shape.cols as u64)).unwrap_or(0)).collect();
@@ -349,11 +345,7 @@ impl Workload {
         let len = self.shape.rows * self.shape.cols;
         let bytes = (len as u64 * self.dtype.size()).max(4);
         let copies = usize::try_from((ROTATION_BYTES / bytes).clamp(1, 4)).unwrap_or(1);
-        let upload = |values: &[f32]| match self.dtype {
-            DType::F32 => ctx.upload_elements(values),
-            DType::F16 => ctx.upload_elements(&round_to::<f16>(values)),
-            DType::BF16 => ctx.upload_elements(&round_to::<bf16>(values)),
-        };
+        let upload = |values: &[f32]| ctx.upload_f32_as(self.dtype, values);
         let inputs = (0..copies).map(|_| upload(self.input())).collect::<Result<Vec<_>, _>>()?;
         self.gpu = Some(GpuBuffers {
             inputs,
@@ -523,11 +515,9 @@ impl<'a> Bench<'a> {
         self.ctx.submit_and_wait(encoder)?;
         let gpu = workload.gpu.as_ref().ok_or(BenchError::NotUploaded)?;
         let len = workload.shape.rows * workload.shape.cols;
-        let matrix = match (workload.op, workload.dtype) {
-            (BenchOp::CrossEntropyLoss, _) => Vec::new(),
-            (_, DType::F32) => self.ctx.download(&gpu.output, len)?,
-            (_, DType::F16) => widen(&self.ctx.download_elements::<f16>(&gpu.output, len)?),
-            (_, DType::BF16) => widen(&self.ctx.download_elements::<bf16>(&gpu.output, len)?),
+        let matrix = match workload.op {
+            BenchOp::CrossEntropyLoss => Vec::new(),
+            _ => self.ctx.download_as_f32(&gpu.output, workload.dtype, len)?,
         };
         let loss = matches!(workload.op, BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyLoss)
             .then(|| self.ctx.download(&gpu.loss, 1).map(|l| l[0]))

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgpu_softmax::wgpu;
-use wgpu_softmax::{Context, ContextOptions, DType, Reduction};
+use wgpu_softmax::{Context, ContextOptions, Reduction};
 
 use crate::error::CliError;
 
@@ -161,17 +161,6 @@ pub enum DTypeArg {
     F16,
     /// bfloat16.
     Bf16,
-}
-
-impl DTypeArg {
-    /// The library's storage type.
-    pub const fn to_dtype(self) -> DType {
-        match self {
-            Self::F32 => DType::F32,
-            Self::F16 => DType::F16,
-            Self::Bf16 => DType::BF16,
-        }
-    }
 }
 
 /// `cross-entropy`'s arguments.

@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    KernelKey, KernelSpec, LINEAR_FINISH, LINEAR_STATS, MATMUL_TILE, OpKernel, RowParams, TargetsKind,
+    KernelKey, KernelSpec, LINEAR_FINISH, LINEAR_STATS, MATMUL_TILE, OpKernel, RowParams, Slot, TargetsKind,
     VectorWidth,
 };
 use crate::ops::matmul::{Operand, operand_bytes, operand_width};
@@ -221,28 +221,28 @@ impl CrossEntropy {
             ("SOFTCAP", u32::from(self.softcap.is_some())),
         ]);
         let cols_bytes = 4 * u64::from(settings.params.cols);
-        let mut whole: Vec<(&'static str, BufferRegion<'_>, u64)> = vec![("status", bindings.status, 16)];
-        whole.extend(bindings.weight.map(|w| ("weight", w, cols_bytes)));
-        let mut per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
-        let mut tensors: Vec<(&'static str, TensorRef<'_>)> =
-            bindings.logits.map(|logits| ("logits", logits)).into_iter().collect();
+        let mut whole: Vec<(Slot, BufferRegion<'_>, u64)> = vec![(Slot::Status, bindings.status, 16)];
+        whole.extend(bindings.weight.map(|w| (Slot::Weight, w, cols_bytes)));
+        let mut per_row: Vec<(Slot, BufferRegion<'_>, u64)> = Vec::new();
+        let mut tensors: Vec<(Slot, TensorRef<'_>)> =
+            bindings.logits.map(|logits| (Slot::Logits, logits)).into_iter().collect();
         match bindings.targets {
             TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) => {
-                per_row.push(("targets", t, settings.target_bytes));
+                per_row.push((Slot::Targets, t, settings.target_bytes));
             }
-            TargetBuffer::Probabilities(p) => tensors.push(("target_probs", p)),
+            TargetBuffer::Probabilities(p) => tensors.push((Slot::TargetProbs, p)),
         }
         if let (Gradient::Separate, Some(grad)) = (self.gradient, bindings.grad) {
-            tensors.push(("grad", grad));
+            tensors.push((Slot::Grad, grad));
         }
         match bindings.scale {
-            Some(Scale::PerRow(g)) => per_row.push(("scale", g, 4)),
-            Some(Scale::Totals(t)) => whole.push(("scale", t, t.size())),
+            Some(Scale::PerRow(g)) => per_row.push((Slot::Scale, g, 4)),
+            Some(Scale::Totals(t)) => whole.push((Slot::Scale, t, t.size())),
             None => {}
         }
-        per_row.push(("row_loss", bindings.row_loss, 4));
-        per_row.extend(bindings.argmax.map(|a| ("argmax", a, 4)));
-        per_row.extend(bindings.lse.map(|lse| ("lse", lse, 4)));
+        per_row.push((Slot::RowLoss, bindings.row_loss, 4));
+        per_row.extend(bindings.argmax.map(|a| (Slot::Argmax, a, 4)));
+        per_row.extend(bindings.lse.map(|lse| (Slot::Lse, lse, 4)));
         RowDispatch { spec, constants, tensors, per_row, whole, params: settings.params }
     }
 
@@ -402,10 +402,10 @@ impl CrossEntropy {
             ("HAS_BIAS", u32::from(bias.is_some())),
         ]);
         dispatch.whole.extend([
-            ("a", hidden.region(), operand_bytes(hidden, window.rows * features, vector)),
-            ("b", classifier.region(), operand_bytes(classifier, window.cols * features, vector)),
+            (Slot::A, hidden.region(), operand_bytes(hidden, window.rows * features, vector)),
+            (Slot::B, classifier.region(), operand_bytes(classifier, window.cols * features, vector)),
         ]);
-        dispatch.whole.extend(bias.map(|b| ("bias", b.region(), window.cols as u64 * dtype.size())));
+        dispatch.whole.extend(bias.map(|b| (Slot::Bias, b.region(), window.cols as u64 * dtype.size())));
         let module = ctx.module(spec)?;
         let size = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let tile = MATMUL_TILE as usize;
@@ -430,7 +430,7 @@ impl CrossEntropy {
                 };
                 let params =
                     ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
-                let scratch = [("segment_shares", shares)];
+                let scratch = [(Slot::SegmentShares, shares)];
                 let bind_group = rows::bind_rows(
                     ctx,
                     &module,
@@ -439,7 +439,7 @@ impl CrossEntropy {
                     window.cols as u64,
                     (0, window.rows as u64),
                     &scratch,
-                );
+                )?;
                 let pipeline =
                     ctx.pipeline(&KernelKey { spec, entry_point, constants: dispatch.constants.clone() })?;
                 Context::dispatch(encoder, &label, &pipeline, &bind_group, grid);
@@ -628,20 +628,20 @@ pub(crate) fn reduce_dispatch<'b>(
     loss: Option<BufferRegion<'b>>,
     z_loss: Option<BufferRegion<'b>>,
 ) -> RowDispatch<'b> {
-    let mut per_row: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
+    let mut per_row: Vec<(Slot, BufferRegion<'_>, u64)> = Vec::new();
     if let TargetBuffer::U32(t) | TargetBuffer::I32(t) | TargetBuffer::I64(t) = targets {
-        per_row.push(("targets", t, settings.target_bytes));
+        per_row.push((Slot::Targets, t, settings.target_bytes));
     }
-    per_row.extend(row_loss.map(|r| ("row_loss", r, 4)));
-    per_row.extend(lse.map(|lse| ("lse", lse, 4)));
-    let mut whole: Vec<(&'static str, BufferRegion<'_>, u64)> = Vec::new();
-    whole.extend(weight.map(|w| ("weight", w, 4 * u64::from(settings.params.cols))));
-    whole.extend(totals.map(|t| ("totals", t, t.size())));
-    whole.extend(loss.map(|l| ("loss", l, 4)));
+    per_row.extend(row_loss.map(|r| (Slot::RowLoss, r, 4)));
+    per_row.extend(lse.map(|lse| (Slot::Lse, lse, 4)));
+    let mut whole: Vec<(Slot, BufferRegion<'_>, u64)> = Vec::new();
+    whole.extend(weight.map(|w| (Slot::Weight, w, 4 * u64::from(settings.params.cols))));
+    whole.extend(totals.map(|t| (Slot::Totals, t, t.size())));
+    whole.extend(loss.map(|l| (Slot::Loss, l, 4)));
     // The z-loss on its own: one value when the loss is reduced, else one per row.
     match (z_loss, loss.is_some()) {
-        (Some(z), true) => whole.push(("z_loss", z, 4)),
-        (Some(z), false) => per_row.push(("z_loss", z, 4)),
+        (Some(z), true) => whole.push((Slot::ZLoss, z, 4)),
+        (Some(z), false) => per_row.push((Slot::ZLoss, z, 4)),
         (None, _) => {}
     }
     RowDispatch {
@@ -691,13 +691,13 @@ pub(crate) fn record_reductions(
             chunk: k,
             ..settings.params
         })?;
-        let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (first_row as u64, rows as u64), &[]);
+        let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (first_row as u64, rows as u64), &[])?;
         Context::dispatch(encoder, &label, &partial, &group, [1, 1]);
     }
     if let Some(combine) = combine {
         let chunk_count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
         let buffer = uniform(RowParams { chunk: chunk_count, ..settings.params })?;
-        let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (0, 1), &[]);
+        let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (0, 1), &[])?;
         Context::dispatch(encoder, &label, &pipeline(combine)?, &group, [1, 1]);
     }
     Ok(())

@@ -43,16 +43,15 @@ use crate::error::{Error, Result};
 use crate::kernels::{
     GradientMode, OpKernel, STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind, VectorWidth,
 };
-use crate::ops::autotune::{self, TuneOptions};
-use crate::ops::rows;
+use crate::ops::autotune::{self, RowPlanning};
 use crate::plan::{LLVMPIPE_LOOP_ITERATIONS, Plan};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
-use crate::tune::OpFamily;
 
 /// How the per-row losses are reduced, as in PyTorch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Reduction {
     /// One loss per row.
     None,
@@ -91,6 +90,7 @@ pub enum Targets<'a, T = f32> {
 
 /// Targets already on the GPU.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum TargetBuffer<'a> {
     /// One `u32` class index per row.
     U32(BufferRegion<'a>),
@@ -580,46 +580,28 @@ impl CrossEntropy {
     ) -> Result<Plan> {
         let kernel = self.kernel(probabilities);
         let row_bytes = Self::row_bytes(shape, dtype);
-        let strategy = match self.strategy {
-            None if ctx.autotune() && !shape.is_empty() => {
-                let options = TuneOptions {
-                    family: OpFamily::CrossEntropy,
-                    dtype,
-                    vector,
-                    variant: self.tune_variant(probabilities),
-                };
-                // In place would overwrite the sample: time the separate gradient instead.
-                let op = if self.gradient == Gradient::InPlace {
-                    self.gradient(Gradient::Separate)
-                } else {
-                    *self
-                };
-                Some(autotune::tuned_rows(
-                    ctx,
-                    kernel,
-                    shape,
-                    &row_bytes,
-                    options,
-                    &|ctx, encoder, strategy, sample| {
-                        let targets = if probabilities {
-                            TargetBuffer::Probabilities(sample.tensor(1))
-                        } else {
-                            TargetBuffer::I32(sample.per_row(0).into())
-                        };
-                        let mut buffers =
-                            CrossEntropyBuffers::new(sample.tensor(0), targets, sample.per_row(1));
-                        if op.gradient == Gradient::Separate {
-                            buffers = buffers.with_grad(sample.tensor(2));
-                        }
-                        op.strategy(strategy)
-                            .encode_unchecked(ctx, encoder, &buffers, sample.shape, vector)
-                            .map(|_| ())
-                    },
-                )?)
-            }
-            forced => forced,
+        let planning = RowPlanning {
+            kernel,
+            forced: self.strategy,
+            dtype,
+            vector,
+            variant: self.tune_variant(probabilities),
+            row_bytes: &row_bytes,
         };
-        let planned = rows::plan_rows(ctx, kernel, shape, strategy, &row_bytes)?;
+        // In place would overwrite the sample: time the separate gradient instead.
+        let op = if self.gradient == Gradient::InPlace { self.gradient(Gradient::Separate) } else { *self };
+        let planned = autotune::plan_op(ctx, shape, planning, &|ctx, encoder, strategy, sample| {
+            let targets = if probabilities {
+                TargetBuffer::Probabilities(sample.tensor(1))
+            } else {
+                TargetBuffer::I32(sample.per_row(0).into())
+            };
+            let mut buffers = CrossEntropyBuffers::new(sample.tensor(0), targets, sample.per_row(1));
+            if op.gradient == Gradient::Separate {
+                buffers = buffers.with_grad(sample.tensor(2));
+            }
+            op.strategy(strategy).encode_unchecked(ctx, encoder, &buffers, sample.shape, vector).map(|_| ())
+        })?;
         if let Some(limit) = ctx.caps().max_loop_iterations {
             // One invocation of the reduction kernels walks rows / 256 rows.
             let iterations = u64::try_from(shape.rows.div_ceil(256)).unwrap_or(u64::MAX) + 8;

@@ -304,7 +304,7 @@ pub const LINEAR_BLOCK_CLASSES: usize = crate::kernels::MATMUL_TILE as usize;
 
 /// Bytes of one row's share of statistics per block of classes (its max, its sum of
 /// exponentials, and the loss's sums relative to that max).
-pub const LINEAR_SHARE_BYTES: u64 = crate::kernels::OpKernel::LinearCrossEntropy.share_bytes();
+pub const LINEAR_SHARE_BYTES: u64 = crate::kernels::LINEAR_SHARE_BYTES;
 
 /// The default bound on the workspace, a memory budget: 256 MiB, or less where the
 /// device's largest storage binding or buffer is smaller (128 MiB under wgpu's default

@@ -1,12 +1,11 @@
 //! `wgpu-softmax cross-entropy`: the fused softmax cross-entropy of logits and targets,
 //! with its gradient.
 
+use crate::args::DTypeArg;
 use std::path::Path;
 
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{
-    CrossEntropy, CrossEntropyInput, DType, Element, Error, Gradient, Reduction, Shape, Targets,
-};
+use wgpu_softmax::{CrossEntropy, CrossEntropyInput, Element, Error, Gradient, Reduction, Shape, Targets};
 
 use super::{
     FloatInput, Stored, distinct_outputs, float_classes_message, read_float, read_npy, report_written,
@@ -88,11 +87,13 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
     let dtype = storage_dtype(args.options.dtype, half);
     progress.stage("running on the GPU");
     let Outputs { loss, grad, lse } = match dtype {
-        DType::F32 => run_typed(cli, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?,
-        DType::F16 => {
+        DTypeArg::F32 => {
+            run_typed(cli, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?
+        }
+        DTypeArg::F16 => {
             run_typed(cli, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::F16)?
         }
-        DType::BF16 => {
+        DTypeArg::Bf16 => {
             run_typed(cli, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::BF16)?
         }
     };

@@ -2,10 +2,11 @@
 //! `T^2 KL(softmax(teacher / T) || softmax(student / T))` and its gradient with respect to
 //! the student's logits.
 
+use crate::args::DTypeArg;
 use std::path::Path;
 
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{DType, Distill, DistillInput, Element, Error, Shape, Targets};
+use wgpu_softmax::{Distill, DistillInput, Element, Error, Shape, Targets};
 
 use super::{
     FloatInput, Stored, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype,
@@ -72,15 +73,17 @@ pub fn run(cli: &Cli, args: &DistillArgs) -> Result<(), CliError> {
         .gradient(args.grad.is_some());
     let dtype = storage_dtype(args.dtype, half);
     let (loss, grad) = match dtype {
-        DType::F32 => run_typed(cli, args, op, (&student, &teacher, shape, targets.as_deref()), Stored::F32)?,
-        DType::F16 => run_typed(
+        DTypeArg::F32 => {
+            run_typed(cli, args, op, (&student, &teacher, shape, targets.as_deref()), Stored::F32)?
+        }
+        DTypeArg::F16 => run_typed(
             cli,
             args,
             op,
             (&round_to(&student), &round_to(&teacher), shape, targets.as_deref()),
             Stored::F16,
         )?,
-        DType::BF16 => run_typed(
+        DTypeArg::Bf16 => run_typed(
             cli,
             args,
             op,

@@ -2,12 +2,13 @@
 //! under a classifier, with the gradients of both (and of the bias), the logits never
 //! stored whole.
 
+use crate::args::DTypeArg;
 use std::path::Path;
 
 use wgpu_softmax::testing::round_to;
 use wgpu_softmax::{
-    DType, Element, Error, LinearCrossEntropy, LinearCrossEntropyInput, LinearGradients, LinearShape,
-    Reduction, Targets,
+    Element, Error, LinearCrossEntropy, LinearCrossEntropyInput, LinearGradients, LinearShape, Reduction,
+    Targets,
 };
 
 use super::{
@@ -152,9 +153,9 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
     let floats = Floats { hidden, classifier, bias, weight };
     progress.stage("running on the GPU");
     let out = match storage_dtype(options.dtype, half) {
-        DType::F32 => run_typed::<f32>(cli, args, op, shape, &floats, &targets, Stored::F32)?,
-        DType::F16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::F16)?,
-        DType::BF16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::BF16)?,
+        DTypeArg::F32 => run_typed::<f32>(cli, args, op, shape, &floats, &targets, Stored::F32)?,
+        DTypeArg::F16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::F16)?,
+        DTypeArg::Bf16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::BF16)?,
     };
 
     progress.stage("writing the outputs");

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use wgpu_softmax::testing::widen;
-use wgpu_softmax::{DType, bf16, f16};
+use wgpu_softmax::{bf16, f16};
 
 use crate::args::DTypeArg;
 use crate::error::CliError;
@@ -57,8 +57,9 @@ pub struct FloatInput {
 }
 
 /// The storage type a command runs in: `--dtype`, else f16 for a float16 input, else f32.
-pub fn storage_dtype(asked: Option<DTypeArg>, input_is_half: bool) -> DType {
-    asked.map_or(if input_is_half { DType::F16 } else { DType::F32 }, DTypeArg::to_dtype)
+/// The command line's own enum, so that its matches cover exactly the types it offers.
+pub fn storage_dtype(asked: Option<DTypeArg>, input_is_half: bool) -> DTypeArg {
+    asked.unwrap_or(if input_is_half { DTypeArg::F16 } else { DTypeArg::F32 })
 }
 
 /// A result in a storage type, to be written as `.npy`.

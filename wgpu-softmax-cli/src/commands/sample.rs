@@ -1,8 +1,9 @@
 //! `wgpu-softmax sample`: token ids drawn from logits on the GPU (temperature, top-k,
 //! top-p, min-p, seeded Philox draws, no sort).
 
+use crate::args::DTypeArg;
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{DType, Element, Error, SampleOutput, Sampler, Shape};
+use wgpu_softmax::{Element, Error, SampleOutput, Sampler, Shape};
 
 use super::{FloatInput, distinct_outputs, read_float, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SampleArgs};
@@ -48,9 +49,9 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
     let ctx = cli.context("sample")?;
     let logprobs = args.logprobs.is_some();
     let out = match storage_dtype(args.dtype, half) {
-        DType::F32 => draw(&ctx, &sampler, &logits, shape, logprobs),
-        DType::F16 => draw(&ctx, &sampler, &round_to::<wgpu_softmax::f16>(&logits), shape, logprobs),
-        DType::BF16 => draw(&ctx, &sampler, &round_to::<wgpu_softmax::bf16>(&logits), shape, logprobs),
+        DTypeArg::F32 => draw(&ctx, &sampler, &logits, shape, logprobs),
+        DTypeArg::F16 => draw(&ctx, &sampler, &round_to::<wgpu_softmax::f16>(&logits), shape, logprobs),
+        DTypeArg::Bf16 => draw(&ctx, &sampler, &round_to::<wgpu_softmax::bf16>(&logits), shape, logprobs),
     }
     .map_err(|e| CliError::library(format!("sample of {}", args.logits.display()), &e))?;
     if let Some(row) = out.status.first_bad_row {

@@ -1,7 +1,8 @@
 //! `wgpu-softmax softmax`: softmax or log-softmax over any axis of an array.
 
+use crate::args::DTypeArg;
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{DType, Error, Shape, Softmax};
+use wgpu_softmax::{Error, Shape, Softmax};
 
 use super::{Stored, read_float, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SoftmaxArgs};
@@ -28,9 +29,9 @@ pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
     let failed =
         |e| CliError::library(format!("{name} of {} ({})", args.input.display(), shape_text(&shape)), &e);
     let result = match storage_dtype(args.dtype, input.half) {
-        DType::F32 => Stored::F32(op.run(&ctx, &input.data, matrix).map_err(failed)?),
-        DType::F16 => Stored::F16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
-        DType::BF16 => Stored::BF16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
+        DTypeArg::F32 => Stored::F32(op.run(&ctx, &input.data, matrix).map_err(failed)?),
+        DTypeArg::F16 => Stored::F16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
+        DTypeArg::Bf16 => Stored::BF16(op.run(&ctx, &round_to(&input.data), matrix).map_err(failed)?),
     };
     progress.stage("writing the output");
     let written = result.write(&mut output, &shape)?;
