@@ -32,8 +32,7 @@ mod encode;
 mod host;
 
 pub(crate) use encode::{
-    BatchBuffers, HiddenWindow, Settings, linear_shares_bytes, record_reductions, reduce_dispatch,
-    reduce_spec, totals_bytes,
+    MainBindings, Scale, Settings, record_reductions, reduce_dispatch, reduce_spec, totals_bytes,
 };
 pub(crate) use host::check_class_targets;
 

@@ -1,6 +1,7 @@
 //! The GPU-resident API of the linear cross-entropy: checks the caller's buffers, then
 //! records window after window of rows into the caller's encoder.
 
+use super::batch::{BatchBuffers, HiddenWindow};
 use super::{
     LinearCrossEntropy, LinearCrossEntropyBuffers, LinearPlan, LinearShape, RowArrays, WindowLimits,
 };
@@ -11,9 +12,7 @@ use crate::kernels::{
     GradientMode, KernelSpec, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES, OpKernel, TargetsKind,
     VectorWidth, check_storage_bindings,
 };
-use crate::ops::cross_entropy::{
-    BatchBuffers, CrossEntropy, Gradient, HiddenWindow, Reduction, STATUS_WORDS, TargetBuffer, reduce_spec,
-};
+use crate::ops::cross_entropy::{CrossEntropy, Gradient, Reduction, STATUS_WORDS, TargetBuffer, reduce_spec};
 use crate::ops::matmul::{
     Operand, Product, record_column_sums, record_pack_halves, record_product, spec as matmul_spec,
     terms_per_dispatch,

@@ -26,13 +26,15 @@
 //! per row. Storage f32, f16 or bf16 for `H`, `W`, `b` and the gradients (one type for
 //! all); sums in f32, in a fixed order, so the same input gives the same bits.
 
+mod batch;
 mod encode;
 mod host;
 
 use crate::error::{Error, Result};
-use crate::ops::cross_entropy::{CrossEntropy, Reduction, TargetBuffer, Targets, linear_shares_bytes};
+use crate::ops::cross_entropy::{CrossEntropy, Reduction, TargetBuffer, Targets};
 use crate::shape::Shape;
 use crate::tensor::{BufferRegion, TensorRef};
+use batch::linear_shares_bytes;
 
 /// The sizes of a linear cross-entropy: `rows` hidden states of `hidden` features, and
 /// `classes` classes (the classifier's rows).
