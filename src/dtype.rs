@@ -34,9 +34,14 @@ impl DType {
     /// Elements per 32-bit word.
     #[must_use]
     pub const fn per_word(self) -> u32 {
+        self.format().per_word()
+    }
+
+    /// How the kernels lay this type's elements into 32-bit words.
+    pub(crate) const fn format(self) -> WordFormat {
         match self {
-            Self::F32 => 1,
-            Self::F16 | Self::BF16 => 2,
+            Self::F32 => WordFormat { bits: 32 },
+            Self::F16 | Self::BF16 => WordFormat { bits: 16 },
         }
     }
 
@@ -172,6 +177,75 @@ impl DType {
         }
     }
 }
+
+/// How a storage type lays its elements into the 32-bit words the kernels load and store:
+/// element `e` of a tensor lies in word `e / per_word`, `(e % per_word) * bits` bits up. The
+/// one place this is written: the WGSL parts read it as `PER_WORD`, `ELEMENT_BITS` and
+/// `ELEMENT_MASK` (generated into every module), and the packet size, the edge rule, the
+/// edge pass's scratch and the split's segments are derived from it here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WordFormat {
+    /// Bits per element: 32, or 16 for the 16-bit types (an 8-bit type would be 8).
+    pub(crate) bits: u32,
+}
+
+/// Words of the edge pass's scratch per row: the row's elements in the word it starts in
+/// (shared with the row before) and in the word it ends in (shared with the row after), each
+/// at its place in the word.
+pub(crate) const EDGE_WORDS_PER_ROW: u64 = 2;
+
+impl WordFormat {
+    /// Elements per word.
+    pub(crate) const fn per_word(self) -> u32 {
+        32 / self.bits
+    }
+
+    /// The bits of one element, at the bottom of a word.
+    pub(crate) const fn mask(self) -> u32 {
+        if self.bits >= 32 { u32::MAX } else { (1 << self.bits) - 1 }
+    }
+
+    /// Elements one access of `words` words moves.
+    pub(crate) const fn packet(self, words: u32) -> u32 {
+        self.per_word() * words
+    }
+
+    /// Whether a tensor of rows of `cols` elements has words that two rows share, which
+    /// the edge pass writes once every row is done.
+    pub(crate) const fn rows_share_words(self, cols: u64) -> bool {
+        !cols.is_multiple_of(self.per_word() as u64)
+    }
+
+    /// The edge rule's premise: with at least this many elements a row, no word holds
+    /// elements of three rows, so each row shares at most the word it starts in and the
+    /// word it ends in (always true of two elements a word).
+    pub(crate) const fn edge_rule_holds(self, cols: u64) -> bool {
+        cols + 1 >= self.per_word() as u64
+    }
+
+    /// The constants the WGSL parts read the format from.
+    pub(crate) fn wgsl_constants(self) -> [(&'static str, String); 3] {
+        [
+            ("PER_WORD", format!("{}u", self.per_word())),
+            ("ELEMENT_BITS", format!("{}u", self.bits)),
+            ("ELEMENT_MASK", format!("{:#x}u", self.mask())),
+        ]
+    }
+}
+
+/// The most elements any storage type's widest access (128 bits) moves.
+pub(crate) const WIDEST_PACKET: u32 = {
+    let mut widest = 0;
+    let mut i = 0;
+    while i < DType::ALL.len() {
+        let packet = DType::ALL[i].format().packet(4);
+        if packet > widest {
+            widest = packet;
+        }
+        i += 1;
+    }
+    widest
+};
 
 #[cfg(test)]
 mod tests {

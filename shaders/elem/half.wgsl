@@ -1,7 +1,8 @@
-// Elements of TENSOR stored as 16-bit halves, two to a 32-bit word: element 2w in the low
-// half of word w, element 2w + 1 in the high half. `half_to_f32` and `f32_to_half` (bf16
-// or f16) convert one half. Arithmetic is in f32; a value is rounded once, when stored.
-// With VECTOR the binding is an array of vec4<u32>: eight elements to a 128-bit access.
+// Elements of TENSOR stored as 16-bit halves packed in 32-bit words, PER_WORD to a word
+// (see `elem/words.wgsl`: element e is `word_element(word e / PER_WORD, e % PER_WORD)`).
+// `half_to_f32` and `f32_to_half` (bf16 or f16) convert one half. Arithmetic is in f32; a
+// value is rounded once, when stored. With VECTOR the binding is an array of vec4<u32>:
+// 4 * PER_WORD elements to a 128-bit access.
 // With STRIDED a packet is PACKET places of a row along a strided class axis, gathered
 // from where they lie and scattered back (`strided_place`); an output is then an array of
 // atomic words (see `TENSOR_store_element`).
@@ -33,11 +34,12 @@ fn TENSOR_word(w: u32) -> u32 {
 
 fn TENSOR_load(k: u32) -> array<f32, PACKET> {
     var out: array<f32, PACKET>;
-    for (var a = 0u; a < PACKET / 8u; a++) {
-        let v = TENSOR[k * (PACKET / 8u) + a];
+    for (var a = 0u; a < PACKET / (4u * PER_WORD); a++) {
+        let v = TENSOR[k * (PACKET / (4u * PER_WORD)) + a];
         for (var i = 0u; i < 4u; i++) {
-            out[8u * a + 2u * i] = half_to_f32(v[i] & 0xffffu);
-            out[8u * a + 2u * i + 1u] = half_to_f32(v[i] >> 16u);
+            for (var j = 0u; j < PER_WORD; j++) {
+                out[(4u * a + i) * PER_WORD + j] = half_to_f32(word_element(v[i], j));
+            }
         }
     }
     return out;
@@ -49,10 +51,11 @@ fn TENSOR_word(w: u32) -> u32 {
 
 fn TENSOR_load(k: u32) -> array<f32, PACKET> {
     var out: array<f32, PACKET>;
-    for (var w = 0u; w < PACKET / 2u; w++) {
-        let word = TENSOR[k * (PACKET / 2u) + w];
-        out[2u * w] = half_to_f32(word & 0xffffu);
-        out[2u * w + 1u] = half_to_f32(word >> 16u);
+    for (var w = 0u; w < PACKET / PER_WORD; w++) {
+        let word = TENSOR[k * (PACKET / PER_WORD) + w];
+        for (var j = 0u; j < PER_WORD; j++) {
+            out[w * PER_WORD + j] = half_to_f32(word_element(word, j));
+        }
     }
     return out;
 }
@@ -60,20 +63,19 @@ fn TENSOR_load(k: u32) -> array<f32, PACKET> {
 #endif
 
 fn TENSOR_element(e: u32) -> f32 {
-    let word = TENSOR_word(e / 2u);
-    return half_to_f32(select(word & 0xffffu, word >> 16u, (e & 1u) == 1u));
+    return half_to_f32(word_element(TENSOR_word(e / PER_WORD), e % PER_WORD));
 }
 
 #if WRITABLE
 #if STRIDED
-// Along a strided class axis, the two halves of a word belong to neighbouring rows, which
+// Along a strided class axis, the halves of a word belong to neighbouring rows, which
 // other invocations write at any moment. Each stores its own half by clearing it and
-// or-ing in its bits: two atomic operations that leave the other half as it is, whatever
-// order the two rows' stores come in.
+// or-ing in its bits: two atomic operations that leave the other halves as they are,
+// whatever order the rows' stores come in.
 fn TENSOR_store_element(e: u32, x: f32) {
-    let shift = (e & 1u) * 16u;
-    atomicAnd(&TENSOR[e / 2u], ~(0xffffu << shift));
-    atomicOr(&TENSOR[e / 2u], f32_to_half(x) << shift);
+    let j = e % PER_WORD;
+    atomicAnd(&TENSOR[e / PER_WORD], ~word_place(ELEMENT_MASK, j));
+    atomicOr(&TENSOR[e / PER_WORD], word_place(f32_to_half(x), j));
 }
 
 fn TENSOR_store(k: u32, values: array<f32, PACKET>) {
@@ -99,12 +101,16 @@ fn TENSOR_set_word(w: u32, bits: u32) {
 
 fn TENSOR_store(k: u32, values: array<f32, PACKET>) {
     var v = values;
-    for (var a = 0u; a < PACKET / 8u; a++) {
+    for (var a = 0u; a < PACKET / (4u * PER_WORD); a++) {
         var words: vec4<u32>;
         for (var i = 0u; i < 4u; i++) {
-            words[i] = f32_to_half(v[8u * a + 2u * i]) | (f32_to_half(v[8u * a + 2u * i + 1u]) << 16u);
+            var bits = 0u;
+            for (var j = 0u; j < PER_WORD; j++) {
+                bits |= word_place(f32_to_half(v[(4u * a + i) * PER_WORD + j]), j);
+            }
+            words[i] = bits;
         }
-        TENSOR[k * (PACKET / 8u) + a] = words;
+        TENSOR[k * (PACKET / (4u * PER_WORD)) + a] = words;
     }
 }
 #else
@@ -114,30 +120,41 @@ fn TENSOR_set_word(w: u32, bits: u32) {
 
 fn TENSOR_store(k: u32, values: array<f32, PACKET>) {
     var v = values;
-    for (var w = 0u; w < PACKET / 2u; w++) {
-        TENSOR[k * (PACKET / 2u) + w] = f32_to_half(v[2u * w]) | (f32_to_half(v[2u * w + 1u]) << 16u);
+    for (var w = 0u; w < PACKET / PER_WORD; w++) {
+        var bits = 0u;
+        for (var j = 0u; j < PER_WORD; j++) {
+            bits |= word_place(f32_to_half(v[w * PER_WORD + j]), j);
+        }
+        TENSOR[k * (PACKET / PER_WORD) + w] = bits;
     }
 }
 #endif
 
 // Stores the elements of packet k that belong to the row, for a packet shared with a
-// neighbouring row. A word whose two halves both belong to the row is written whole. A
-// word shared with the next row (or with what lies past the tensor) has one owner per half
-// and so no single writer: its half of this row goes to `edges` ([2 row]: the row's first
-// element, when the row starts mid-word; [2 row + 1]: its last, when it ends mid-word),
-// and the `fix_edges` pass writes the word after every row is done.
+// neighbouring row. A word whose elements all belong to the row is written whole. A word
+// the row shares with the row before or after it (or with what lies past the tensor) has
+// no single writer: the row's elements of it, at their places in the word, go to `edges`
+// ([2 row]: the word the row starts in; [2 row + 1]: the word it ends in), and the
+// `fix_edges` pass writes each such word once every row is done. (A word never holds
+// elements of three rows: the host runs this only where `WordFormat::edge_rule_holds`.)
 fn TENSOR_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {
     var v = values;
-    for (var i = 0u; i < PACKET / 2u; i++) {
-        let low = k * PACKET + 2u * i;
-        let low_inside = in_row(span, low);
-        let high_inside = in_row(span, low + 1u);
-        if (low_inside && high_inside) {
-            TENSOR_set_word(low / 2u, f32_to_half(v[2u * i]) | (f32_to_half(v[2u * i + 1u]) << 16u));
-        } else if (low_inside) {
-            edges[2u * span.row + 1u] = f32_to_half(v[2u * i]);
-        } else if (high_inside) {
-            edges[2u * span.row] = f32_to_half(v[2u * i + 1u]);
+    for (var w = 0u; w < PACKET / PER_WORD; w++) {
+        let first = k * PACKET + w * PER_WORD;
+        var bits = 0u;
+        var inside = 0u;
+        for (var j = 0u; j < PER_WORD; j++) {
+            if (in_row(span, first + j)) {
+                bits |= word_place(f32_to_half(v[w * PER_WORD + j]), j);
+                inside += 1u;
+            }
+        }
+        if (inside == PER_WORD) {
+            TENSOR_set_word(first / PER_WORD, bits);
+        } else if (inside > 0u) {
+            // The row's elements reach the word's last place: the row starts in it.
+            let starts_here = in_row(span, first + PER_WORD - 1u);
+            edges[2u * span.row + select(1u, 0u, starts_here)] = bits;
         }
     }
 }

@@ -51,20 +51,25 @@ fn column_sums(@builtin(global_invocation_id) id: vec3<u32>) {
 }
 
 #if HALF
-// Rounds the params.m f32 values of c into halves of the storage type, two to a word of
-// `packed`. A last odd element keeps the high half of its word as it was: it belongs to
-// whatever follows the tensor.
+// Rounds the params.m f32 values of c into halves of the storage type, PER_WORD to a word
+// of `packed`. The places of the last word past the m-th value keep their bits: they
+// belong to whatever follows the tensor.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn pack_halves(@builtin(global_invocation_id) id: vec3<u32>) {
     let w = id.x + id.y * params.groups_x * WORKGROUP_SIZE;
-    if (2u * w >= params.m) {
+    if (PER_WORD * w >= params.m) {
         return;
     }
-    let low = f32_to_half(c[2u * w]);
-    var high = packed[w] >> 16u;
-    if (2u * w + 1u < params.m) {
-        high = f32_to_half(c[2u * w + 1u]);
+    // Only the last word can hold places past the m-th value.
+    var bits = 0u;
+    if (PER_WORD * (w + 1u) > params.m) {
+        bits = packed[w];
     }
-    packed[w] = low | (high << 16u);
+    for (var j = 0u; j < PER_WORD; j++) {
+        if (PER_WORD * w + j < params.m) {
+            bits = (bits & ~word_place(ELEMENT_MASK, j)) | word_place(f32_to_half(c[PER_WORD * w + j]), j);
+        }
+    }
+    packed[w] = bits;
 }
 #endif

@@ -6,9 +6,9 @@
 // op(a) is m x k, op(b) is k x n and c is m x n, row-major. a is stored m x k row-major,
 // or k x m with A_TRANSPOSED; b is stored k x n row-major, or n x k with B_TRANSPOSED.
 // a, b and bias are 32-bit words: f32 bits, or with A_HALF / B_HALF (bias with B_HALF)
-// 16-bit halves two to a word, element 2w in the low half of word w. With VECTOR, a and b
+// 16-bit halves packed PER_WORD to a word (see `elem/words.wgsl`). With VECTOR, a and b
 // are arrays of vec4<u32> and the slabs load 128 bits at a time (a GROUP of four f32 or
-// eight halves along the stored rows); the host composes it only where each operand's
+// 4 * PER_WORD halves along the stored rows); the host composes it only where each operand's
 // stored rows are whole groups, so that a group never straddles two rows.
 //
 // A workgroup computes a TILE x TILE block of c: invocation (x, y) of its SIDE x SIDE
@@ -45,14 +45,14 @@ struct Dims {
 fn word_value(word: u32, index: u32, halves: bool) -> f32 {
 #if HALF
     if (halves) {
-        return half_to_f32(select(word & 0xffffu, word >> 16u, (index & 1u) == 1u));
+        return half_to_f32(word_element(word, index % PER_WORD));
     }
 #endif
     return bitcast<f32>(word);
 }
 
 fn word_index(index: u32, halves: bool) -> u32 {
-    return select(index, index / 2u, halves);
+    return select(index, index / PER_WORD, halves);
 }
 
 #if VECTOR
@@ -101,19 +101,20 @@ fn slab_place(e: u32, k_contiguous: bool) -> SlabPlace {
 }
 
 #if VECTOR
-// Elements in one vector of an operand: four f32, or eight halves.
+// Elements in one vector of an operand: four f32, or 4 * PER_WORD halves.
 fn group_size(halves: bool) -> u32 {
-    return select(4u, 8u, halves);
+    return select(4u, 4u * PER_WORD, halves);
 }
 
 // The elements of a vector of words, in order (the first four alone for f32).
-fn unpack_group(words: vec4<u32>, halves: bool) -> array<f32, 8> {
-    var out: array<f32, 8>;
+fn unpack_group(words: vec4<u32>, halves: bool) -> array<f32, 4u * PER_WORD> {
+    var out: array<f32, 4u * PER_WORD>;
     for (var i = 0u; i < 4u; i++) {
 #if HALF
         if (halves) {
-            out[2u * i] = half_to_f32(words[i] & 0xffffu);
-            out[2u * i + 1u] = half_to_f32(words[i] >> 16u);
+            for (var j = 0u; j < PER_WORD; j++) {
+                out[i * PER_WORD + j] = half_to_f32(word_element(words[i], j));
+            }
             continue;
         }
 #endif
@@ -153,12 +154,12 @@ fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
         let place = group_place(g, a_size, !A_TRANSPOSED);
         let row = row0 + place.across;
         let ka = k0 + place.along_k;
-        var values: array<f32, 8>;
+        var values: array<f32, 4u * PER_WORD>;
         if (row < dims.m && ka < dims.k) {
             let first = select(row * dims.k + ka, ka * dims.m + row, A_TRANSPOSED);
             values = unpack_group(a[first / a_size], A_HALF);
         } else {
-            values = array<f32, 8>();
+            values = array<f32, 4u * PER_WORD>();
         }
         for (var i = 0u; i < a_size; i++) {
             staging[slab_index(place, i)] = values[i];
@@ -169,12 +170,12 @@ fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
         let place = group_place(g, b_size, B_TRANSPOSED);
         let column = column0 + place.across;
         let kb = k0 + place.along_k;
-        var values: array<f32, 8>;
+        var values: array<f32, 4u * PER_WORD>;
         if (column < dims.n && kb < dims.k) {
             let first = select(kb * dims.n + column, column * dims.k + kb, B_TRANSPOSED);
             values = unpack_group(b[first / b_size], B_HALF);
         } else {
-            values = array<f32, 8>();
+            values = array<f32, 4u * PER_WORD>();
         }
         for (var i = 0u; i < b_size; i++) {
             staging[B_SLAB + slab_index(place, i)] = values[i];

@@ -54,8 +54,7 @@ var<workgroup> total_mass: f32;
 fn logit(row: u32, i: u32) -> f32 {
     let index = row * params.cols + i;
 #if HALF
-    let word = logits[index / 2u];
-    return half_to_f32(select(word & 0xffffu, word >> 16u, (index & 1u) == 1u));
+    return half_to_f32(word_element(logits[index / PER_WORD], index % PER_WORD));
 #else
     return bitcast<f32>(logits[index]);
 #endif

@@ -1,6 +1,8 @@
-// 16-bit outputs: the words that two rows share (a row of odd length ends mid-word), or
-// that the last row shares with whatever lies past the tensor. The row kernel leaves each
-// row's half of such a word in `edges`; this pass, run after it, writes each word once.
+// 16-bit outputs: the words that two rows share (a row whose length is not a whole number
+// of words ends mid-word), or that the last row shares with whatever lies past the tensor.
+// The row kernel leaves each row's elements of such a word in `edges`, at their places in
+// the word ([2 row]: the word the row starts in, [2 row + 1]: the word it ends in); this
+// pass, run after it, writes each word once.
 
 @compute @workgroup_size(EDGE_GROUP_SIZE)
 fn fix_edges(
@@ -13,14 +15,17 @@ fn fix_edges(
         return;
     }
     let end = (row + 1u) * params.cols;
-    if ((end & 1u) == 0u) {
+    let places = end % PER_WORD;
+    if (places == 0u) {
         return;
     }
-    // The word holds this row's last element (low half) and the next row's first (high).
-    let word = end / 2u;
-    var high = result_word(word) >> 16u;
+    // The word's first `places` elements are this row's last; the rest are the next row's
+    // first, or lie past the tensor and keep their bits.
+    let word = end / PER_WORD;
+    let mine = (1u << (places * ELEMENT_BITS)) - 1u;
+    var rest = result_word(word);
     if (row + 1u < params.rows) {
-        high = edges[2u * (row + 1u)];
+        rest = edges[2u * (row + 1u)];
     }
-    result_set_word(word, edges[2u * row + 1u] | (high << 16u));
+    result_set_word(word, (edges[2u * row + 1u] & mine) | (rest & ~mine));
 }

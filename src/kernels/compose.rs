@@ -18,6 +18,7 @@ const ELEM_F32: &str = include_str!("../../shaders/elem/f32.wgsl");
 const ELEM_HALF: &str = include_str!("../../shaders/elem/half.wgsl");
 const ELEM_BF16: &str = include_str!("../../shaders/elem/bf16.wgsl");
 const ELEM_F16: &str = include_str!("../../shaders/elem/f16.wgsl");
+const ELEM_WORDS: &str = include_str!("../../shaders/elem/words.wgsl");
 const ROWS: &str = include_str!("../../shaders/strategy/rows.wgsl");
 const THREAD: &str = include_str!("../../shaders/strategy/thread.wgsl");
 const SUBGROUP: &str = include_str!("../../shaders/strategy/subgroup.wgsl");
@@ -66,6 +67,9 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     let _ = writeln!(source, "const WORKGROUP_SIZE: u32 = {}u;", spec.workgroup_size());
     let _ = writeln!(source, "const PACKET: u32 = {}u;", spec.packet());
     let _ = writeln!(source, "const CACHE_PACKETS: u32 = {}u;", spec.cache_packets());
+    for (name, value) in spec.dtype.format().wgsl_constants() {
+        let _ = writeln!(source, "const {name}: u32 = {value};");
+    }
     if spec.strategy == Strategy::SplitRow {
         let _ = writeln!(source, "const SEGMENT_PACKETS: u32 = {}u;", SPLIT_SEGMENT_ELEMENTS / spec.packet());
     }
@@ -123,7 +127,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
             }
         }
         Skeleton::Own { entry_points: own_entry_points, half_entry_points, workgroup_sum, .. } => {
-            source.push_str(half_conversions(spec.dtype));
+            source.push_str(&half_conversions(spec.dtype));
             if workgroup_sum {
                 source.push_str(WORKGROUP_SUM);
             }
@@ -178,7 +182,7 @@ const fn access(writable: bool) -> &'static str {
 /// the tensor's name), and the `result_*` functions the row loops write through.
 fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
     let mut source = String::new();
-    source.push_str(half_conversions(spec.dtype));
+    source.push_str(&half_conversions(spec.dtype));
     let template = if spec.dtype == DType::F32 { ELEM_F32 } else { ELEM_HALF };
     for tensor in spec.op.tensors() {
         let writable = tensor.ty == BindingType::Tensor { writable: true };
@@ -213,12 +217,13 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
     Ok(source)
 }
 
-/// `half_to_f32` and `f32_to_half` for a 16-bit storage type (nothing for f32).
-const fn half_conversions(dtype: DType) -> &'static str {
+/// `half_to_f32` and `f32_to_half` for a 16-bit storage type, and the access to its
+/// elements in words (nothing for f32).
+fn half_conversions(dtype: DType) -> String {
     match dtype {
-        DType::F32 => "",
-        DType::F16 => ELEM_F16,
-        DType::BF16 => ELEM_BF16,
+        DType::F32 => String::new(),
+        DType::F16 => format!("{ELEM_F16}{ELEM_WORDS}"),
+        DType::BF16 => format!("{ELEM_BF16}{ELEM_WORDS}"),
     }
 }
 

@@ -91,7 +91,7 @@ pub(crate) struct KernelSpec {
 impl KernelSpec {
     /// Elements per packet: what one invocation loads at a time from each tensor.
     pub(crate) const fn packet(&self) -> u32 {
-        self.dtype.per_word() * self.vector.words()
+        self.dtype.format().packet(self.vector.words())
     }
 
     /// Packets an invocation keeps between its looks at its share of a row: 32 elements
@@ -331,6 +331,8 @@ impl Module {
     }
 }
 
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod translation_tests;
 

@@ -270,9 +270,11 @@ pub(crate) fn record_pack_halves(
     let dtype = packed.dtype();
     let bound = [
         (Slot::C, words(values, 4 * count as u64)),
-        (Slot::Packed, words(packed.region(), 2 * count as u64)),
+        (Slot::Packed, words(packed.region(), count as u64 * dtype.size())),
     ];
     let spec = spec(dtype, VectorWidth::Scalar);
-    let groups = count.div_ceil(2).div_ceil(spec.workgroup_size() as usize) as u64;
+    // One invocation per word of the result.
+    let words = count.div_ceil(spec.dtype.per_word() as usize);
+    let groups = words.div_ceil(spec.workgroup_size() as usize) as u64;
     record(ctx, encoder, spec, MATMUL_PACK_HALVES, Vec::new(), PassSizes::whole(count, 0, 0), groups, &bound)
 }

@@ -4,7 +4,7 @@
 //! split where the host data exceeds one buffer.
 
 use crate::context::Context;
-use crate::dtype::{DType, Element};
+use crate::dtype::{DType, EDGE_WORDS_PER_ROW, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
     self, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelKey, KernelSpec, Module, OpKernel, ROW_KERNEL, RowParams,
@@ -173,8 +173,16 @@ pub(crate) fn encode_rows(
     let entries: &[&'static str] =
         if spec.strategy == Strategy::SplitRow { &[SPLIT_STATS, SPLIT_WRITE] } else { &[ROW_KERNEL] };
     let pipelines = entries.iter().map(|&e| pipeline(e)).collect::<Result<Vec<_>>>()?;
-    // Rows of even length end on word boundaries: no word is shared, no edge pass.
-    let has_edges = spec.has_edges() && shape.cols % 2 == 1;
+    // Rows of whole words end on word boundaries: no word is shared, no edge pass.
+    let format = spec.dtype.format();
+    let has_edges = spec.has_edges() && format.rows_share_words(shape.cols as u64);
+    if has_edges && !format.edge_rule_holds(shape.cols as u64) {
+        // Never for two elements a word; a wider format would need another edge pass.
+        return Err(Error::Validation(format!(
+            "rows of {} elements share words three ways in {} (a bug in wgpu-softmax)",
+            shape.cols, spec.dtype
+        )));
+    }
     let edges_pipeline = has_edges.then(|| pipeline(FIX_EDGES)).transpose()?;
     let segments = if spec.strategy == Strategy::SplitRow { split_segments(shape.cols) } else { 1 };
     let largest = plan.chunks.iter().map(|c| c.rows).max().unwrap_or(0) as u64;
@@ -185,7 +193,7 @@ pub(crate) fn encode_rows(
         let segment_shares = (spec.strategy == Strategy::SplitRow)
             .then(|| scratch(largest * segments as u64 * spec.op.share_bytes()))
             .transpose()?;
-        let edges = has_edges.then(|| scratch(2 * 4 * largest)).transpose()?;
+        let edges = has_edges.then(|| scratch(EDGE_WORDS_PER_ROW * 4 * largest)).transpose()?;
         for (index, chunk) in plan.chunks.iter().enumerate() {
             let params = RowParams {
                 // Each fits in u32: a chunk fits in one storage binding, so its rows and

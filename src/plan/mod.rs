@@ -10,12 +10,18 @@ use crate::strategy::Strategy;
 pub(crate) const SPLIT_SEGMENT_COLS: usize = crate::kernels::SPLIT_SEGMENT_ELEMENTS as usize;
 
 /// How many segments (workgroups) [`Strategy::SplitRow`] gives a row of `cols`: enough
-/// for its packets whatever the packet size (up to 8 elements), a row spanning at most
-/// two packets more than its columns fill when it starts or ends mid-packet. The WGSL
-/// reads it from the params.
+/// for its packets whatever the storage type and access width (see
+/// [`split_segments_for`]). The WGSL reads it from the params.
 #[must_use]
 pub(crate) const fn split_segments(cols: usize) -> usize {
-    (cols + 16).div_ceil(SPLIT_SEGMENT_COLS)
+    split_segments_for(cols, crate::dtype::WIDEST_PACKET as usize)
+}
+
+/// [`split_segments`] for packets of at most `packet` elements: a row spans at most two
+/// packets more than its columns fill when it starts or ends mid-packet.
+#[must_use]
+pub(crate) const fn split_segments_for(cols: usize, packet: usize) -> usize {
+    (cols + 2 * packet).div_ceil(SPLIT_SEGMENT_COLS)
 }
 
 /// What the planner needs to know about a device: a plain-data copy of its features and
