@@ -8,8 +8,9 @@
 //!
 //! What it shows, in order:
 //! 1. the application's own device, created with the features it wants (subgroups where the
-//!    adapter has them), from the `wgpu` that `wgpu_softmax` re-exports, so that both use
-//!    one version without pinning it;
+//!    adapter has them), from the `wgpu` that `wgpu_softmax` re-exports (with `pollster` and
+//!    `bytemuck`), so that both use one version and the program depends on `wgpu-softmax`
+//!    alone;
 //! 2. its own error handler and device-lost callback, wired to the context's fault
 //!    reporting so that the kernels stop taking work on a broken device;
 //! 3. its logits living at an offset inside a larger buffer of its own, bound there as a
@@ -21,7 +22,7 @@
 
 use std::sync::Arc;
 
-use wgpu_softmax::wgpu;
+use wgpu_softmax::{bytemuck, pollster, wgpu};
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyStatus, DType, Gradient, Reduction, STATUS_WORDS,
     Shape, Softmax, TargetBuffer, TensorRef, reference,
@@ -85,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The logits are the 4 x 10 f32 at byte 256 of the arena: a region of it.
     let logits = TensorRef::new(arena.slice(256..256 + matrix_bytes), DType::F32);
     Softmax::new().encode(&ctx, &mut encoder, logits, &probabilities, shape)?;
-    let buffers = CrossEntropyBuffers::new(logits, TargetBuffer::I32((&targets_buffer).into()), &loss)
+    let buffers = CrossEntropyBuffers::new(logits, TargetBuffer::i32(&targets_buffer), &loss)
         .with_grad(&grad)
         .with_status(&status);
     CrossEntropy::new().reduction(Reduction::Mean).gradient(Gradient::Separate).encode(

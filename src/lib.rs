@@ -3,6 +3,11 @@
 // The wgpu this crate is built on, so that an embedder uses the same version without
 // pinning it: `wgpu_softmax::wgpu::Device`.
 pub use wgpu;
+// What an embedder's own setup needs besides wgpu, at the versions this crate uses: a
+// minimal program depends on `wgpu-softmax` alone (`wgpu_softmax::pollster::block_on` for
+// wgpu's futures, `wgpu_softmax::bytemuck::cast_slice` for buffer contents).
+pub use bytemuck;
+pub use pollster;
 
 pub mod check;
 mod context;

@@ -102,6 +102,41 @@ pub enum TargetBuffer<'a> {
     Probabilities(TensorRef<'a>),
 }
 
+impl<'a> TargetBuffer<'a> {
+    /// One `i64` class index per row, as PyTorch stores them (see [`TargetBuffer::I64`]):
+    /// a buffer, or a region of one.
+    ///
+    /// ```no_run
+    /// # fn f(targets: &wgpu_softmax::wgpu::Buffer) {
+    /// use wgpu_softmax::TargetBuffer;
+    /// let targets = TargetBuffer::i64(targets);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn i64(region: impl Into<BufferRegion<'a>>) -> Self {
+        Self::I64(region.into())
+    }
+
+    /// One `i32` class index per row.
+    #[must_use]
+    pub fn i32(region: impl Into<BufferRegion<'a>>) -> Self {
+        Self::I32(region.into())
+    }
+
+    /// One `u32` class index per row.
+    #[must_use]
+    pub fn u32(region: impl Into<BufferRegion<'a>>) -> Self {
+        Self::U32(region.into())
+    }
+
+    /// `rows x cols` probabilities of the logits' storage type (an f32 buffer, or a
+    /// [`TensorRef`] naming a 16-bit type).
+    #[must_use]
+    pub fn probabilities(tensor: impl Into<TensorRef<'a>>) -> Self {
+        Self::Probabilities(tensor.into())
+    }
+}
+
 /// The host inputs of a cross-entropy, with logits (and probability targets) of any
 /// element type: `f32`, [`crate::f16`](struct@crate::f16) or [`crate::bf16`].
 #[derive(Clone, Copy, Debug)]
