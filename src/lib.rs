@@ -45,7 +45,9 @@ pub use ops::linear_cross_entropy::{
     LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearCrossEntropyOutput, LinearGradients,
     LinearPlan, LinearShape,
 };
-pub use ops::sample::{SAMPLE_STATUS_WORDS, SampleBuffers, SampleOutput, SampleStatus, Sampler};
+pub use ops::sample::{
+    RowSettingBuffers, RowSettings, SAMPLE_STATUS_WORDS, SampleBuffers, SampleOutput, SampleStatus, Sampler,
+};
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
 pub use plan::{Chunk, Plan};

@@ -28,6 +28,15 @@
 //
 // A temperature so small that the largest logit over it overflows f32 draws the argmax.
 //
+// Per-row settings: the bits of params.flags (the `logprobs` field of Params) say which
+// of temperature, top-k, top-p and min-p are per row; those lie in `state` past the rows'
+// state words, each `rows` words (f32 bits, top-k a u32), copied there by the host. A
+// row whose setting is out of range (a temperature negative or not finite, top-p outside
+// (0, 1], min-p outside [0, 1]) is counted in the status words STATUS_BAD_SETTINGS and
+// STATUS_FIRST_BAD_SETTINGS and draws -1. Per row, top-k 0 and top-p 1 are off: the
+// bisection steps run for every row when any row uses the filter, and leave such a
+// row's threshold at 0.
+//
 // Random numbers: Philox 4x32-10 with key (seed_lo, seed_hi) and counter (row, draw, 0,
 // 0); the uniform is the first output word's top 24 bits times 2^-24.
 
@@ -45,6 +54,67 @@ const STATE_GREEDY: u32 = 7u;
 
 const NO_INDEX: u32 = 0xffffffffu;
 
+// The bits of params.logprobs.
+const FLAG_LOGPROBS: u32 = 1u;
+const FLAG_ROW_TEMPERATURE: u32 = 2u;
+const FLAG_ROW_TOP_K: u32 = 4u;
+const FLAG_ROW_TOP_P: u32 = 8u;
+const FLAG_ROW_MIN_P: u32 = 16u;
+
+// The status words of rows whose per-row settings are out of range (the host's
+// SampleStatus reads them): their count, and u32::MAX - the first.
+const STATUS_BAD_SETTINGS: u32 = 4u;
+const STATUS_FIRST_BAD_SETTINGS: u32 = 5u;
+
+fn flag(bit: u32) -> bool {
+    return (params.logprobs & bit) != 0u;
+}
+
+// Setting `which` (0 temperature, 1 top-k, 2 top-p, 3 min-p) of `row`, as stored.
+fn row_setting(which: u32, row: u32) -> u32 {
+    return state[params.rows * STATE_WORDS + which * params.rows + row];
+}
+
+fn temperature_of(row: u32) -> f32 {
+    if (flag(FLAG_ROW_TEMPERATURE)) {
+        return bitcast<f32>(row_setting(0u, row));
+    }
+    return params.temperature;
+}
+
+fn top_k_of(row: u32) -> u32 {
+    if (flag(FLAG_ROW_TOP_K)) {
+        return row_setting(1u, row);
+    }
+    return params.top_k;
+}
+
+fn top_p_of(row: u32) -> f32 {
+    if (flag(FLAG_ROW_TOP_P)) {
+        return bitcast<f32>(row_setting(2u, row));
+    }
+    return params.top_p;
+}
+
+// Whether the row's per-row settings are in range (the scalar ones are checked on the
+// host).
+fn settings_in_range(row: u32) -> bool {
+    var ok = true;
+    if (flag(FLAG_ROW_TEMPERATURE)) {
+        let t = temperature_of(row);
+        ok = ok && is_finite(t) && t >= 0.0;
+    }
+    if (flag(FLAG_ROW_TOP_P)) {
+        let p = top_p_of(row);
+        ok = ok && is_finite(p) && p > 0.0 && p <= 1.0;
+    }
+    if (flag(FLAG_ROW_MIN_P)) {
+        let p = bitcast<f32>(row_setting(3u, row));
+        ok = ok && is_finite(p) && p >= 0.0 && p <= 1.0;
+    }
+    return ok;
+}
+
 var<workgroup> shared_keys: array<u32, WORKGROUP_SIZE>;
 var<workgroup> shared_index: array<u32, WORKGROUP_SIZE>;
 var<workgroup> chunk_mass: array<f32, WORKGROUP_SIZE>;
@@ -60,10 +130,11 @@ fn logit(row: u32, i: u32) -> f32 {
 #endif
 }
 
-// x, the logit at the temperature.
-fn scaled(raw: f32) -> f32 {
-    if (params.temperature > 0.0) {
-        return raw / params.temperature;
+// x, the logit at the row's temperature.
+fn scaled(row: u32, raw: f32) -> f32 {
+    let t = temperature_of(row);
+    if (t > 0.0) {
+        return raw / t;
     }
     return raw;
 }
@@ -175,16 +246,17 @@ fn stats(local: u32, row: u32) {
     if (local == 0u) {
         let argmax = shared_index[0];
         let undefined = bad_total > 0u || finite_total == 0u;
+        let settings_bad = !settings_in_range(row);
         var m = 0.0;
-        if (!undefined) {
-            m = scaled(logit(row, argmax));
+        if (!undefined && !settings_bad) {
+            m = scaled(row, logit(row, argmax));
         }
-        let greedy = params.temperature <= 0.0 || !is_finite(m);
+        let greedy = temperature_of(row) <= 0.0 || !is_finite(m);
         if (!is_finite(m)) {
             m = 0.0;
         }
         let base = row * STATE_WORDS;
-        state[base + STATE_BAD] = select(0u, 1u, undefined);
+        state[base + STATE_BAD] = select(0u, 1u, undefined || settings_bad);
         state[base + STATE_MAX] = bitcast<u32>(m);
         state[base + STATE_ARGMAX] = argmax;
         state[base + STATE_FINITE] = finite_total;
@@ -196,6 +268,10 @@ fn stats(local: u32, row: u32) {
             atomicAdd(&status[STATUS_BAD_ROWS], 1u);
             atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - row);
         }
+        if (settings_bad) {
+            atomicAdd(&status[STATUS_BAD_SETTINGS], 1u);
+            atomicMax(&status[STATUS_FIRST_BAD_SETTINGS], 0xffffffffu - row);
+        }
     }
 }
 
@@ -205,7 +281,7 @@ fn mass_above(local: u32, row: u32, threshold: u32, m: f32) -> f32 {
     let chunk = chunk_of(local);
     var sum = 0.0;
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(logit(row, i));
+        let x = scaled(row, logit(row, i));
         if (kept(x, threshold)) {
             sum += exp_below(x, m);
         }
@@ -219,13 +295,15 @@ fn top_k_step(local: u32, row: u32) {
     let chunk = chunk_of(local);
     var count = 0u;
     for (var i = chunk.x; i < chunk.y; i++) {
-        if (kept(scaled(logit(row, i)), candidate)) {
+        if (kept(scaled(row, logit(row, i)), candidate)) {
             count += 1u;
         }
     }
     let total = workgroup_count(local, count);
     storageBarrier();
-    if (local == 0u && total >= params.top_k) {
+    let k = top_k_of(row);
+    // k = 0 is off (a row's own setting; the host records no step when no row uses it).
+    if (local == 0u && k > 0u && total >= k) {
         state[base + STATE_TOP_K] = candidate;
     }
 }
@@ -246,9 +324,11 @@ fn top_p_step(local: u32, row: u32) {
     let candidate = state[base + STATE_TOP_P] | (1u << params.bit);
     let threshold = max(candidate, state[base + STATE_TOP_K]);
     let mass = mass_above(local, row, threshold, m);
-    let needed = params.top_p * bitcast<f32>(state[base + STATE_MASS_K]);
+    let p = top_p_of(row);
+    let needed = p * bitcast<f32>(state[base + STATE_MASS_K]);
     storageBarrier();
-    if (local == 0u && mass >= needed) {
+    // p = 1 is off (a row's own setting).
+    if (local == 0u && p < 1.0 && mass >= needed) {
         state[base + STATE_TOP_P] = candidate;
     }
 }
@@ -259,7 +339,12 @@ fn draw_step(local: u32, row: u32) {
     let argmax = state[base + STATE_ARGMAX];
     let m = bitcast<f32>(state[base + STATE_MAX]);
     var threshold = max(state[base + STATE_TOP_K], state[base + STATE_TOP_P]);
-    if (params.min_p_on != 0u) {
+    if (flag(FLAG_ROW_MIN_P)) {
+        let min_p = bitcast<f32>(row_setting(3u, row));
+        if (min_p > 0.0) {
+            threshold = max(threshold, key_of(m + log(min_p)));
+        }
+    } else if (params.min_p_on != 0u) {
         threshold = max(threshold, key_of(m + params.log_min_p));
     }
     // Every filter keeps the most probable token; so does the threshold, whatever the
@@ -268,7 +353,7 @@ fn draw_step(local: u32, row: u32) {
     let chunk = chunk_of(local);
     var own = 0.0;
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(logit(row, i));
+        let x = scaled(row, logit(row, i));
         if (kept(x, threshold)) {
             own += exp_below(x, m);
         }
@@ -290,14 +375,14 @@ fn draw_step(local: u32, row: u32) {
         let out = row * params.num_samples + draw;
         if (bad) {
             ids[out] = -1;
-            if (params.logprobs != 0u) {
+            if (flag(FLAG_LOGPROBS)) {
                 logprobs[out] = quiet_nan();
             }
             continue;
         }
         if (state[base + STATE_GREEDY] != 0u) {
             ids[out] = i32(argmax);
-            if (params.logprobs != 0u) {
+            if (flag(FLAG_LOGPROBS)) {
                 logprobs[out] = 0.0;
             }
             continue;
@@ -330,7 +415,7 @@ fn draw_step(local: u32, row: u32) {
         var token_x = 0.0;
         var last_x = 0.0;
         for (var i = span.x; i < span.y; i++) {
-            let x = scaled(logit(row, i));
+            let x = scaled(row, logit(row, i));
             if (kept(x, threshold)) {
                 let e = exp_below(x, m);
                 if (e > 0.0) {
@@ -350,7 +435,7 @@ fn draw_step(local: u32, row: u32) {
             token_x = last_x;
         }
         ids[out] = i32(token);
-        if (params.logprobs != 0u) {
+        if (flag(FLAG_LOGPROBS)) {
             logprobs[out] = (token_x - m) - log_total;
         }
     }

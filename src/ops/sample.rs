@@ -22,6 +22,18 @@
 //! a NaN or `+inf`, or nothing finite, is counted in the status words
 //! ([`SampleStatus`]) and draws `-1` (log-probability NaN): never a silent draw.
 //!
+//! # Per-row settings
+//!
+//! Each of temperature, top-k, top-p and min-p may instead be one value per row, from a
+//! GPU buffer ([`SampleBuffers::with_row_temperature`] and its kin) or, through
+//! [`Sampler::run_with_settings`], from host slices ([`RowSettings`]); a per-row setting
+//! replaces the scalar one for every row. Per row, top-k 0 and top-p 1 are off. A row
+//! whose own setting is out of range (a temperature negative or not finite, top-p
+//! outside `(0, 1]`, min-p outside `[0, 1]`) draws `-1` (log-probability NaN) and is
+//! counted in the status words ([`SampleStatus::bad_setting_rows`]), never drawn from
+//! silently. The passes are those of the filters that any row may use: a per-row top-k
+//! or top-p buffer records that filter's bisection for every row.
+//!
 //! # Algorithm
 //!
 //! One workgroup of 256 invocations per row, one step per dispatch (so that no dispatch
@@ -69,7 +81,25 @@ use crate::tensor::{BufferRegion, TensorRef};
 const GROUP: u64 = SAMPLE_WORKGROUP_SIZE as u64;
 
 /// How many u32 words the sampler's status buffer holds.
-pub const SAMPLE_STATUS_WORDS: usize = 4;
+pub const SAMPLE_STATUS_WORDS: usize = 6;
+
+/// The status words of rows whose per-row settings are out of range (the shader's
+/// `STATUS_BAD_SETTINGS` and `STATUS_FIRST_BAD_SETTINGS`).
+const STATUS_BAD_SETTINGS: u32 = 4;
+/// See [`STATUS_BAD_SETTINGS`].
+const STATUS_FIRST_BAD_SETTINGS: u32 = 5;
+
+/// The bits of the flags word (the `logprobs` field of the shader's `Params`): whether
+/// log-probabilities are written, and which settings are per row.
+const FLAG_LOGPROBS: u32 = 1;
+/// See [`FLAG_LOGPROBS`].
+const FLAG_ROW_TEMPERATURE: u32 = 2;
+/// See [`FLAG_LOGPROBS`].
+const FLAG_ROW_TOP_K: u32 = 4;
+/// See [`FLAG_LOGPROBS`].
+const FLAG_ROW_TOP_P: u32 = 8;
+/// See [`FLAG_LOGPROBS`].
+const FLAG_ROW_MIN_P: u32 = 16;
 
 /// Sampling options: temperature, top-k, top-p and min-p, applied in that order (see the
 /// module's semantics), draws per row and the seed.
@@ -107,6 +137,98 @@ impl Default for Sampler {
     }
 }
 
+/// Per-row settings on the GPU: each one value per row (`rows` 32-bit words from the
+/// region's offset: f32 for temperature, top-p and min-p, u32 for top-k), replacing the
+/// [`Sampler`]'s scalar for every row. Each region is copied into the sampler's scratch
+/// before its passes, so it needs `COPY_SRC` usage and an offset that is a multiple of 4.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowSettingBuffers<'a> {
+    /// Each row's temperature (f32; 0 is greedy for that row).
+    pub temperature: Option<BufferRegion<'a>>,
+    /// Each row's top-k (u32; 0 is off).
+    pub top_k: Option<BufferRegion<'a>>,
+    /// Each row's top-p (f32; 1 is off).
+    pub top_p: Option<BufferRegion<'a>>,
+    /// Each row's min-p (f32; 0 is off).
+    pub min_p: Option<BufferRegion<'a>>,
+}
+
+impl RowSettingBuffers<'_> {
+    /// The flag bits of the settings given.
+    fn flags(&self) -> u32 {
+        let bit = |on: bool, bit: u32| if on { bit } else { 0 };
+        bit(self.temperature.is_some(), FLAG_ROW_TEMPERATURE)
+            | bit(self.top_k.is_some(), FLAG_ROW_TOP_K)
+            | bit(self.top_p.is_some(), FLAG_ROW_TOP_P)
+            | bit(self.min_p.is_some(), FLAG_ROW_MIN_P)
+    }
+
+    /// The settings given, with their names and their place in the scratch.
+    fn given(&self) -> impl Iterator<Item = (&'static str, u64, BufferRegion<'_>)> {
+        [
+            ("row temperature", 0, self.temperature),
+            ("row top_k", 1, self.top_k),
+            ("row top_p", 2, self.top_p),
+            ("row min_p", 3, self.min_p),
+        ]
+        .into_iter()
+        .filter_map(|(what, at, region)| region.map(|region| (what, at, region)))
+    }
+}
+
+/// Per-row settings on the host, for [`Sampler::run_with_settings`] and
+/// [`crate::reference::sample_distribution_with_settings`]: each, when given, one value
+/// per row replacing the [`Sampler`]'s scalar.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RowSettings {
+    /// Each row's temperature.
+    pub temperature: Option<Vec<f32>>,
+    /// Each row's top-k (0 is off).
+    pub top_k: Option<Vec<u32>>,
+    /// Each row's top-p (1 is off).
+    pub top_p: Option<Vec<f32>>,
+    /// Each row's min-p (0 is off).
+    pub min_p: Option<Vec<f32>>,
+}
+
+impl RowSettings {
+    /// Checks that every setting given has one value per row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] naming the setting whose length is not `rows`.
+    pub fn check_rows(&self, rows: usize) -> Result<()> {
+        let lengths = [
+            ("row temperature", self.temperature.as_ref().map(Vec::len)),
+            ("row top_k", self.top_k.as_ref().map(Vec::len)),
+            ("row top_p", self.top_p.as_ref().map(Vec::len)),
+            ("row min_p", self.min_p.as_ref().map(Vec::len)),
+        ];
+        for (what, len) in lengths {
+            if let Some(len) = len {
+                Shape::new(rows, 1).check_len(what, len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The options that row `row` samples under: `sampler` with the per-row settings
+    /// given in place of its scalars (a row past a setting's length keeps the scalar).
+    #[must_use]
+    pub fn for_row(&self, sampler: &Sampler, row: usize) -> Sampler {
+        let pick = |values: &Option<Vec<f32>>, scalar: f32| {
+            values.as_ref().and_then(|v| v.get(row).copied()).unwrap_or(scalar)
+        };
+        Sampler {
+            temperature: pick(&self.temperature, sampler.temperature),
+            top_k: self.top_k.as_ref().and_then(|v| v.get(row).copied()).unwrap_or(sampler.top_k),
+            top_p: pick(&self.top_p, sampler.top_p),
+            min_p: pick(&self.min_p, sampler.min_p),
+            ..*sampler
+        }
+    }
+}
+
 /// The caller's buffers for [`Sampler::encode`].
 #[derive(Clone, Copy, Debug)]
 pub struct SampleBuffers<'a> {
@@ -120,16 +242,64 @@ pub struct SampleBuffers<'a> {
     /// [`SAMPLE_STATUS_WORDS`] u32 words: cleared, then the count of bad rows and the
     /// first (see [`SampleStatus`]).
     pub status: BufferRegion<'a>,
+    /// Settings given per row (none by default).
+    pub rows: RowSettingBuffers<'a>,
+}
+
+impl<'a> SampleBuffers<'a> {
+    /// The logits, the ids and the status, without log-probabilities or per-row settings.
+    #[must_use]
+    pub fn new(logits: TensorRef<'a>, ids: BufferRegion<'a>, status: BufferRegion<'a>) -> Self {
+        Self { logits, ids, logprobs: None, status, rows: RowSettingBuffers::default() }
+    }
+
+    /// The same, writing each draw's log-probability into `logprobs`.
+    #[must_use]
+    pub fn with_logprobs(self, logprobs: impl Into<BufferRegion<'a>>) -> Self {
+        Self { logprobs: Some(logprobs.into()), ..self }
+    }
+
+    /// The same, with each row's temperature (f32) from `region`.
+    #[must_use]
+    pub fn with_row_temperature(mut self, region: impl Into<BufferRegion<'a>>) -> Self {
+        self.rows.temperature = Some(region.into());
+        self
+    }
+
+    /// The same, with each row's top-k (u32) from `region`.
+    #[must_use]
+    pub fn with_row_top_k(mut self, region: impl Into<BufferRegion<'a>>) -> Self {
+        self.rows.top_k = Some(region.into());
+        self
+    }
+
+    /// The same, with each row's top-p (f32) from `region`.
+    #[must_use]
+    pub fn with_row_top_p(mut self, region: impl Into<BufferRegion<'a>>) -> Self {
+        self.rows.top_p = Some(region.into());
+        self
+    }
+
+    /// The same, with each row's min-p (f32) from `region`.
+    #[must_use]
+    pub fn with_row_min_p(mut self, region: impl Into<BufferRegion<'a>>) -> Self {
+        self.rows.min_p = Some(region.into());
+        self
+    }
 }
 
 /// What the status words say after a run: the rows that held a NaN or `+inf`, or no
-/// finite logit, and so drew `-1`.
+/// finite logit, and the rows whose per-row settings were out of range; both drew `-1`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SampleStatus {
-    /// How many such rows.
+    /// How many rows held a NaN or `+inf`, or no finite logit.
     pub bad_rows: u32,
     /// The first such row.
     pub first_bad_row: Option<u32>,
+    /// How many rows had a per-row setting out of range.
+    pub bad_setting_rows: u32,
+    /// The first such row.
+    pub first_bad_setting_row: Option<u32>,
 }
 
 impl SampleStatus {
@@ -137,11 +307,13 @@ impl SampleStatus {
     #[must_use]
     pub fn from_words(words: &[u32]) -> Self {
         let word = |i: u32| words.get(i as usize).copied().unwrap_or(0);
-        let first = word(STATUS_FIRST_BAD_ROW);
+        // Stored as u32::MAX - row, so that zero means none and atomicMax keeps the first.
+        let first = |i: u32| (word(i) != 0).then(|| u32::MAX - word(i));
         Self {
             bad_rows: word(STATUS_BAD_ROWS),
-            // Stored as u32::MAX - row, so that zero means none and atomicMax keeps the first.
-            first_bad_row: (first != 0).then(|| u32::MAX - first),
+            first_bad_row: first(STATUS_FIRST_BAD_ROW),
+            bad_setting_rows: word(STATUS_BAD_SETTINGS),
+            first_bad_setting_row: first(STATUS_FIRST_BAD_SETTINGS),
         }
     }
 
@@ -162,7 +334,7 @@ pub struct SampleOutput {
     pub ids: Vec<i64>,
     /// Each draw's log-probability, when asked for.
     pub logprobs: Option<Vec<f32>>,
-    /// The bad rows.
+    /// The bad rows, and the rows with settings out of range.
     pub status: SampleStatus,
 }
 
@@ -210,26 +382,38 @@ impl Sampler {
         Ok(())
     }
 
-    /// Whether the draws are the argmax.
-    fn greedy(&self) -> bool {
-        self.temperature == 0.0
+    /// Whether every draw is the argmax (a scalar temperature 0, and none per row).
+    fn greedy(&self, row_flags: u32) -> bool {
+        self.temperature == 0.0 && row_flags & FLAG_ROW_TEMPERATURE == 0
     }
 
-    /// Full passes over each row that [`Sampler::encode`] records (the draws' pass
-    /// included, not their look at 1/256 of the row each): 1 + 32 with top-k + 33 with
-    /// top-p + 1; greedy 2.
+    /// Which bisections the passes take, for the per-row settings of `row_flags`: top-k,
+    /// top-p.
+    fn bisections(&self, row_flags: u32) -> (bool, bool) {
+        if self.greedy(row_flags) {
+            return (false, false);
+        }
+        (
+            self.top_k > 0 || row_flags & FLAG_ROW_TOP_K != 0,
+            self.top_p < 1.0 || row_flags & FLAG_ROW_TOP_P != 0,
+        )
+    }
+
+    /// Full passes over each row that [`Sampler::encode`] records without per-row
+    /// settings (the draws' pass included, not their look at 1/256 of the row each): 1 +
+    /// 32 with top-k + 33 with top-p + 1; greedy 2.
     #[must_use]
     pub fn passes(&self) -> usize {
-        let mut passes = 2;
-        if !self.greedy() {
-            if self.top_k > 0 {
-                passes += 32;
-            }
-            if self.top_p < 1.0 {
-                passes += 33;
-            }
-        }
-        passes
+        self.passes_with(&RowSettingBuffers::default())
+    }
+
+    /// Full passes over each row with the per-row settings `rows`: as [`Sampler::passes`],
+    /// a per-row top-k or top-p counting as that filter on (its bisection runs for every
+    /// row), a per-row temperature as not greedy. At most 67.
+    #[must_use]
+    pub fn passes_with(&self, rows: &RowSettingBuffers<'_>) -> usize {
+        let (top_k, top_p) = self.bisections(rows.flags());
+        2 + if top_k { 32 } else { 0 } + if top_p { 33 } else { 0 }
     }
 
     /// Records the draws into `encoder`: `num_samples` token ids per row of the logits
@@ -282,6 +466,9 @@ impl Sampler {
         }
         validate::storage_region(ctx, "status", &buffers.status, 4 * SAMPLE_STATUS_WORDS as u64)?;
         validate::distinct(buffers.logits.buffer(), buffers.status.buffer())?;
+        for (what, _, region) in buffers.rows.given() {
+            copy_source(what, &region, 4 * rows as u64)?;
+        }
         ctx.catching(|| {
             encoder.clear_buffer(
                 buffers.status.buffer(),
@@ -291,7 +478,13 @@ impl Sampler {
             if rows == 0 || self.num_samples == 0 {
                 return Ok(());
             }
-            let state = ctx.scratch_buffer(4 * u64::from(SAMPLE_STATE_WORDS) * rows as u64)?;
+            let row_words = 4 * rows as u64;
+            let settings = if buffers.rows.flags() == 0 { 0 } else { 4 * row_words };
+            let state = ctx.scratch_buffer(u64::from(SAMPLE_STATE_WORDS) * row_words + settings)?;
+            for (_, at, region) in buffers.rows.given() {
+                let to = u64::from(SAMPLE_STATE_WORDS) * row_words + at * row_words;
+                encoder.copy_buffer_to_buffer(region.buffer(), region.offset(), &state, to, row_words);
+            }
             self.record(ctx, encoder, buffers, shape, &state)
         })
     }
@@ -334,6 +527,8 @@ impl Sampler {
             bound
         };
         let seed = self.seed;
+        let row_flags = buffers.rows.flags();
+        let (top_k_on, top_p_on) = self.bisections(row_flags);
         #[allow(clippy::cast_possible_truncation)] // ln of an f32 in (0, 1]
         let log_min_p = if self.min_p > 0.0 { f64::from(self.min_p).ln() as f32 } else { 0.0 };
         #[allow(clippy::cast_possible_truncation)] // checked: the sizes fit u32
@@ -349,29 +544,20 @@ impl Sampler {
             end_sample: 0,
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
-            logprobs: u32::from(buffers.logprobs.is_some()),
+            // The flags word: log-probabilities and the per-row settings.
+            logprobs: if buffers.logprobs.is_some() { FLAG_LOGPROBS } else { 0 } | row_flags,
             temperature: self.temperature,
             top_p: self.top_p,
             log_min_p,
-            min_p_on: u32::from(self.min_p > 0.0 && !self.greedy()),
+            min_p_on: u32::from(self.min_p > 0.0 && !self.greedy(row_flags)),
         };
         let mut steps = vec![base];
-        if !self.greedy() {
-            if self.top_k > 0 {
-                steps.extend((0..32).rev().map(|bit| SampleParams {
-                    phase: SAMPLE_PHASE_TOP_K,
-                    bit,
-                    ..base
-                }));
-            }
-            if self.top_p < 1.0 {
-                steps.push(SampleParams { phase: SAMPLE_PHASE_MASS, ..base });
-                steps.extend((0..32).rev().map(|bit| SampleParams {
-                    phase: SAMPLE_PHASE_TOP_P,
-                    bit,
-                    ..base
-                }));
-            }
+        if top_k_on {
+            steps.extend((0..32).rev().map(|bit| SampleParams { phase: SAMPLE_PHASE_TOP_K, bit, ..base }));
+        }
+        if top_p_on {
+            steps.push(SampleParams { phase: SAMPLE_PHASE_MASS, ..base });
+            steps.extend((0..32).rev().map(|bit| SampleParams { phase: SAMPLE_PHASE_TOP_P, bit, ..base }));
         }
         let per_dispatch = draws_per_dispatch(cols, ctx.caps().max_loop_iterations);
         let mut first = 0_usize;
@@ -411,20 +597,52 @@ impl Sampler {
         shape: Shape,
         logprobs: bool,
     ) -> Result<SampleOutput> {
+        self.run_with_settings(ctx, logits, shape, logprobs, &RowSettings::default())
+    }
+
+    /// As [`Sampler::run`], with the per-row settings `settings` uploaded and bound
+    /// through [`SampleBuffers::with_row_temperature`] and its kin. A row whose own
+    /// setting is out of range draws -1 and is counted in the status.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when `logits` is not `shape`'s length or a setting has not
+    /// one value per row, and the errors of [`Sampler::encode`].
+    pub fn run_with_settings<T: Element>(
+        &self,
+        ctx: &Context,
+        logits: &[T],
+        shape: Shape,
+        logprobs: bool,
+        settings: &RowSettings,
+    ) -> Result<SampleOutput> {
         self.check_options()?;
         Self::check_shape(shape)?;
         shape.check_len("logits", logits.len())?;
+        settings.check_rows(shape.rows)?;
         let draws = shape.rows * self.num_samples;
         ctx.catching(|| {
             let input = ctx.upload_elements(logits)?;
             let ids = ctx.elements_buffer(DType::F32, draws)?;
             let lp = logprobs.then(|| ctx.elements_buffer(DType::F32, draws)).transpose()?;
             let status = ctx.storage_buffer(SAMPLE_STATUS_WORDS)?;
-            let buffers = SampleBuffers {
-                logits: TensorRef::new(&input, T::DTYPE),
-                ids: BufferRegion::new(&ids),
-                logprobs: lp.as_ref().map(BufferRegion::new),
-                status: BufferRegion::new(&status),
+            let floats =
+                |values: &Option<Vec<f32>>| values.as_deref().map(|v| ctx.upload_elements(v)).transpose();
+            let row_temperature = floats(&settings.temperature)?;
+            let row_top_k = settings.top_k.as_deref().map(|v| ctx.upload_elements(v)).transpose()?;
+            let row_top_p = floats(&settings.top_p)?;
+            let row_min_p = floats(&settings.min_p)?;
+            let mut buffers = SampleBuffers::new(
+                TensorRef::new(&input, T::DTYPE),
+                BufferRegion::new(&ids),
+                BufferRegion::new(&status),
+            );
+            buffers.logprobs = lp.as_ref().map(BufferRegion::new);
+            buffers.rows = RowSettingBuffers {
+                temperature: row_temperature.as_ref().map(BufferRegion::new),
+                top_k: row_top_k.as_ref().map(BufferRegion::new),
+                top_p: row_top_p.as_ref().map(BufferRegion::new),
+                min_p: row_min_p.as_ref().map(BufferRegion::new),
             };
             let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-softmax: sample"),
@@ -443,6 +661,31 @@ impl Sampler {
             Ok(SampleOutput { ids: ids.into_iter().map(i64::from).collect(), logprobs, status })
         })
     }
+}
+
+/// Checks that `region` can be copied from: `COPY_SRC` usage, an offset that is a
+/// multiple of 4, within its buffer, and at least `bytes` long.
+fn copy_source(what: &'static str, region: &BufferRegion<'_>, bytes: u64) -> Result<()> {
+    if !region.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC) {
+        return Err(Error::MissingUsage { what, missing: wgpu::BufferUsages::COPY_SRC });
+    }
+    #[allow(clippy::cast_possible_truncation)] // 4
+    let alignment = wgpu::COPY_BUFFER_ALIGNMENT as u32;
+    if !region.offset().is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT) {
+        return Err(Error::MisalignedOffset { what, offset: region.offset(), alignment });
+    }
+    if !region.within_buffer() {
+        return Err(Error::RegionOutOfBounds {
+            what,
+            offset: region.offset(),
+            size: region.size(),
+            buffer_size: region.buffer().size(),
+        });
+    }
+    if region.size() < bytes {
+        return Err(Error::BufferTooSmall { what, required: bytes, actual: region.size() });
+    }
+    Ok(())
 }
 
 /// Draws of each row one dispatch makes, on a device whose driver stops an invocation's
@@ -506,5 +749,45 @@ mod tests {
     fn passes_are_counted() {
         assert_eq!(Sampler { temperature: 0.0, top_k: 5, ..Sampler::default() }.passes(), 2);
         assert_eq!(Sampler { top_k: 50, top_p: 0.9, ..Sampler::default() }.passes(), 67);
+        // Per-row settings: a per-row temperature is not greedy; a per-row top-k or top-p
+        // turns its bisection on for every row.
+        let flags = |temperature: bool, top_k: bool, top_p: bool| {
+            let bit = |on: bool, bit: u32| if on { bit } else { 0 };
+            bit(temperature, FLAG_ROW_TEMPERATURE) | bit(top_k, FLAG_ROW_TOP_K) | bit(top_p, FLAG_ROW_TOP_P)
+        };
+        let greedy = Sampler { temperature: 0.0, ..Sampler::default() };
+        assert_eq!(greedy.bisections(flags(false, true, true)), (false, false));
+        assert_eq!(greedy.bisections(flags(true, true, false)), (true, false));
+        assert_eq!(Sampler::default().bisections(flags(false, false, true)), (false, true));
+        assert_eq!(Sampler::default().bisections(flags(false, false, false)), (false, false));
+    }
+
+    #[test]
+    fn the_shaders_status_words_and_flags_are_these() {
+        let source = include_str!("../../shaders/ops/sample.wgsl");
+        for line in [
+            format!("const STATUS_BAD_SETTINGS: u32 = {STATUS_BAD_SETTINGS}u;"),
+            format!("const STATUS_FIRST_BAD_SETTINGS: u32 = {STATUS_FIRST_BAD_SETTINGS}u;"),
+            format!("const FLAG_LOGPROBS: u32 = {FLAG_LOGPROBS}u;"),
+            format!("const FLAG_ROW_TEMPERATURE: u32 = {FLAG_ROW_TEMPERATURE}u;"),
+            format!("const FLAG_ROW_TOP_K: u32 = {FLAG_ROW_TOP_K}u;"),
+            format!("const FLAG_ROW_TOP_P: u32 = {FLAG_ROW_TOP_P}u;"),
+            format!("const FLAG_ROW_MIN_P: u32 = {FLAG_ROW_MIN_P}u;"),
+        ] {
+            assert!(source.contains(&line), "{line}");
+        }
+        assert!(SAMPLE_STATUS_WORDS > STATUS_FIRST_BAD_SETTINGS as usize);
+        assert!(STATUS_BAD_SETTINGS as usize > STATUS_FIRST_BAD_ROW as usize);
+    }
+
+    #[test]
+    fn row_settings_pick_each_rows_values() {
+        let settings =
+            RowSettings { top_k: Some(vec![3, 0]), min_p: Some(vec![0.1, 0.2]), ..RowSettings::default() };
+        let base = Sampler { temperature: 0.5, top_k: 9, ..Sampler::default() };
+        let second = settings.for_row(&base, 1);
+        assert_eq!((second.temperature, second.top_k, second.min_p), (0.5, 0, 0.2));
+        assert!(settings.check_rows(2).is_ok());
+        assert!(matches!(settings.check_rows(3), Err(Error::ShapeMismatch { what: "row top_k", .. })));
     }
 }

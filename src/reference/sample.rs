@@ -3,7 +3,7 @@
 
 use crate::dtype::{Element, widen};
 use crate::error::{Error, Result};
-use crate::ops::sample::Sampler;
+use crate::ops::sample::{RowSettings, Sampler};
 use crate::shape::Shape;
 
 /// The distribution each row's draws follow under `sampler`'s temperature, top-k, top-p
@@ -23,17 +23,38 @@ pub fn sample_distribution<T: Element>(
     shape: Shape,
     sampler: &Sampler,
 ) -> Result<Vec<Option<Vec<f64>>>> {
+    sample_distribution_with_settings(logits, shape, sampler, &RowSettings::default())
+}
+
+/// As [`sample_distribution`], with the per-row settings `settings` in place of the
+/// sampler's scalars (see [`RowSettings::for_row`]). A row whose own settings are out of
+/// range (what [`Sampler::check_options`] refuses) has no distribution, `None`: the
+/// kernel draws -1 there and counts the row in its status.
+///
+/// # Errors
+///
+/// As [`sample_distribution`], and [`Error::ShapeMismatch`] for a setting without one
+/// value per row.
+pub fn sample_distribution_with_settings<T: Element>(
+    logits: &[T],
+    shape: Shape,
+    sampler: &Sampler,
+    settings: &RowSettings,
+) -> Result<Vec<Option<Vec<f64>>>> {
     sampler.check_options()?;
     if !shape.is_row_major() {
         return Err(Error::InvalidOption { option: "shape", problem: "the class axis must be last".into() });
     }
     shape.check_len("logits", logits.len())?;
+    settings.check_rows(shape.rows)?;
     let cols = shape.cols;
     Ok((0..shape.rows)
         .map(|row| {
+            let own = settings.for_row(sampler, row);
+            own.check_options().ok()?;
             let values: Vec<f64> =
                 widen(&logits[row * cols..(row + 1) * cols]).into_iter().map(f64::from).collect();
-            row_distribution(&values, sampler)
+            row_distribution(&values, &own)
         })
         .collect())
 }
@@ -132,5 +153,25 @@ mod tests {
         assert!(one_row(&[1.0, f32::NAN], Sampler::default()).is_none());
         assert!(one_row(&[1.0, f32::INFINITY], Sampler::default()).is_none());
         assert!(one_row(&[f32::NEG_INFINITY; 2], Sampler::default()).is_none());
+    }
+
+    #[test]
+    fn per_row_settings_replace_the_scalars() {
+        let logits = [
+            3.0_f32, 1.0, 2.0, 0.0, /* row 1 */ 3.0, 1.0, 2.0, 0.0, /* row 2 */ 1.0, 2.0, 0.0, 0.5,
+        ];
+        let shape = Shape::new(3, 4);
+        let settings = RowSettings {
+            temperature: Some(vec![0.0, 1.0, f32::NAN]),
+            top_k: Some(vec![0, 2, 0]),
+            ..RowSettings::default()
+        };
+        let rows = sample_distribution_with_settings(&logits, shape, &Sampler::default(), &settings).unwrap();
+        assert_eq!(rows[0].as_ref().unwrap(), &vec![1.0, 0.0, 0.0, 0.0], "greedy row");
+        let second = rows[1].as_ref().unwrap();
+        assert!(second[0] > 0.0 && second[2] > 0.0 && second[1] == 0.0 && second[3] == 0.0, "top-k 2");
+        assert!(rows[2].is_none(), "a NaN temperature has no distribution");
+        let short = RowSettings { top_p: Some(vec![0.5]), ..RowSettings::default() };
+        assert!(sample_distribution_with_settings(&logits, shape, &Sampler::default(), &short).is_err());
     }
 }

@@ -11,8 +11,8 @@
 use wgpu_softmax::Sampler as TokenSampler;
 use wgpu_softmax::philox::sample_uniform;
 use wgpu_softmax::{
-    BufferRegion, Context, Element, SAMPLE_STATUS_WORDS, SampleBuffers, SampleStatus, Shape, TensorRef, bf16,
-    f16, reference,
+    BufferRegion, Context, Element, RowSettings, SAMPLE_STATUS_WORDS, SampleBuffers, SampleStatus, Shape,
+    TensorRef, bf16, f16, reference,
 };
 
 use crate::common::{POISON_BITS, ctx, poisoned, rng};
@@ -32,12 +32,12 @@ fn draw<T: Element>(ctx: &Context, sampler: &TokenSampler, logits: &[T], shape: 
     let ids = poisoned::<f32>(ctx, draws);
     let logprobs = poisoned::<f32>(ctx, draws);
     let status = poisoned::<f32>(ctx, SAMPLE_STATUS_WORDS);
-    let buffers = SampleBuffers {
-        logits: TensorRef::new(&input, T::DTYPE),
-        ids: BufferRegion::new(&ids),
-        logprobs: Some(BufferRegion::new(&logprobs)),
-        status: BufferRegion::new(&status),
-    };
+    let buffers = SampleBuffers::new(
+        TensorRef::new(&input, T::DTYPE),
+        BufferRegion::new(&ids),
+        BufferRegion::new(&status),
+    )
+    .with_logprobs(&logprobs);
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
     ctx.submit_and_wait(encoder).unwrap();
@@ -388,7 +388,11 @@ fn masks_and_bad_rows() {
                 assert!(lp(bad).iter().all(|v| v.is_nan()), "{what}: row {bad} log-probabilities NaN");
             }
             assert!(row(4).iter().all(|&id| id == 5 || id == 250), "{what}: masks never drawn");
-            assert_eq!(drawn.status, SampleStatus { bad_rows: 4, first_bad_row: Some(1) }, "{what}");
+            assert_eq!(
+                drawn.status,
+                SampleStatus { bad_rows: 4, first_bad_row: Some(1), ..SampleStatus::default() },
+                "{what}"
+            );
         }
     }
 }
@@ -479,4 +483,166 @@ fn vanishing_temperature_and_top_p_keep_the_top_token() {
     let drawn = draw(ctx, &narrow, &logits[4..], Shape::new(1, 4));
     assert_eq!(drawn.ids, vec![1; 8]);
     assert!(drawn.logprobs.iter().all(|&v| v.abs() < 1e-6));
+}
+
+/// Per-row settings (each of temperature, top-k, top-p and min-p a GPU buffer) on one
+/// batch: 7 groups of settings (each filter alone, greedy, all together, and two out of
+/// range), each on its own row of 25 classes repeated 4 times, 1500 draws a row. Every
+/// draw lies in its row's allowed set with its log-probability; each in-range group's
+/// draws (6000) fit the reference by chi-square at 1e-4; the out-of-range rows draw -1
+/// and are counted in the status by row; the host API draws the same ids.
+#[test]
+fn per_row_settings_in_one_batch() {
+    let ctx = ctx();
+    // (temperature, top-k, top-p, min-p) per group; groups 5 and 6 are out of range.
+    let groups: [(f32, u32, f32, f32); 7] = [
+        (0.7, 5, 1.0, 0.0),
+        (1.0, 0, 0.8, 0.0),
+        (1.3, 0, 1.0, 0.1),
+        (0.0, 3, 0.5, 0.0),
+        (0.9, 12, 0.9, 0.02),
+        (1.0, 0, 1.5, 0.0),
+        (-1.0, 4, 1.0, 0.0),
+    ];
+    let (distinct, repeats, cols, num_samples) = (groups.len(), 4, 25, 1500);
+    let base = rng(71).logits(distinct * cols, 2.5);
+    let rows = distinct * repeats;
+    let group_of = |row: usize| row % distinct;
+    let logits: Vec<f32> =
+        (0..rows).flat_map(|row| base[group_of(row) * cols..(group_of(row) + 1) * cols].to_vec()).collect();
+    let shape = Shape::new(rows, cols);
+    let settings = RowSettings {
+        temperature: Some((0..rows).map(|r| groups[group_of(r)].0).collect()),
+        top_k: Some((0..rows).map(|r| groups[group_of(r)].1).collect()),
+        top_p: Some((0..rows).map(|r| groups[group_of(r)].2).collect()),
+        min_p: Some((0..rows).map(|r| groups[group_of(r)].3).collect()),
+    };
+    // Scalars that every per-row setting replaces (these alone would be greedy).
+    let sampler =
+        TokenSampler { temperature: 0.0, top_k: 1, top_p: 0.1, min_p: 0.9, num_samples, seed: 0xbeef };
+    let expected = reference::sample_distribution_with_settings(&logits, shape, &sampler, &settings).unwrap();
+
+    let input = ctx.upload_elements(&logits).unwrap();
+    let draws = rows * num_samples;
+    let (ids, logprobs, status) =
+        (poisoned::<f32>(ctx, draws), poisoned::<f32>(ctx, draws), poisoned::<f32>(ctx, SAMPLE_STATUS_WORDS));
+    let per_row = |values: &Option<Vec<f32>>| ctx.upload_elements(values.as_ref().unwrap()).unwrap();
+    let (temperature, top_p, min_p) =
+        (per_row(&settings.temperature), per_row(&settings.top_p), per_row(&settings.min_p));
+    let top_k = ctx.upload_elements(settings.top_k.as_ref().unwrap()).unwrap();
+    let buffers = SampleBuffers::new(
+        TensorRef::new(&input, f32::DTYPE),
+        BufferRegion::new(&ids),
+        BufferRegion::new(&status),
+    )
+    .with_logprobs(&logprobs)
+    .with_row_temperature(&temperature)
+    .with_row_top_k(&top_k)
+    .with_row_top_p(&top_p)
+    .with_row_min_p(&min_p);
+    assert_eq!(sampler.passes_with(&buffers.rows), 67);
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    let words = ctx.download_u32(&ids, draws).unwrap();
+    assert!(!words.contains(&POISON_BITS), "an id was never written");
+    let ids: Vec<i32> = words.into_iter().map(|w| w as i32).collect();
+    let logprobs = ctx.download(&logprobs, draws).unwrap();
+    assert!(!logprobs.iter().any(|v| v.to_bits() == POISON_BITS), "a log-probability was never written");
+    let status = SampleStatus::read(ctx, &status).unwrap();
+    assert_eq!(
+        status,
+        SampleStatus {
+            bad_setting_rows: 2 * repeats as u32,
+            first_bad_setting_row: Some(5),
+            ..SampleStatus::default()
+        }
+    );
+
+    for (row, probabilities) in expected.iter().enumerate() {
+        let drawn = &ids[row * num_samples..(row + 1) * num_samples];
+        let lps = &logprobs[row * num_samples..(row + 1) * num_samples];
+        let Some(probabilities) = probabilities else {
+            assert!(group_of(row) >= 5, "row {row}: only the out-of-range rows lack a distribution");
+            assert!(drawn.iter().all(|&id| id == -1), "row {row}: out of range draws -1");
+            assert!(lps.iter().all(|v| v.is_nan()), "row {row}: log-probabilities NaN");
+            continue;
+        };
+        for (&id, &lp) in drawn.iter().zip(lps) {
+            assert!(id >= 0 && (id as usize) < cols, "row {row}: id {id}");
+            let p = probabilities[id as usize];
+            assert!(p > 0.0, "row {row} (group {}): token {id} is filtered out", group_of(row));
+            let want = p.ln();
+            assert!(
+                (f64::from(lp) - want).abs() <= 2e-3 + 1e-4 * want.abs(),
+                "row {row}: logprob {lp}, want {want}"
+            );
+        }
+    }
+    for (group, probabilities) in expected.iter().enumerate().take(5) {
+        let probabilities = probabilities.as_ref().unwrap();
+        let mut counts = vec![0_u64; cols];
+        for r in 0..repeats {
+            let row = r * distinct + group;
+            for &id in &ids[row * num_samples..(row + 1) * num_samples] {
+                counts[id as usize] += 1;
+            }
+        }
+        let (statistic, df) = chi_square(&counts, probabilities, (repeats * num_samples) as u64);
+        if group == 3 {
+            // Greedy: every draw is the argmax.
+            assert_eq!(df, 0, "greedy group");
+            continue;
+        }
+        assert!(df > 0, "group {group}: more than one token allowed");
+        let critical = chi_square_critical(df);
+        assert!(statistic < critical, "group {group}: chi-square {statistic:.1} >= {critical:.1} ({df} df)");
+    }
+
+    // The host API uploads the same settings and draws the same ids.
+    let host = sampler.run_with_settings(ctx, &logits, shape, false, &settings).unwrap();
+    assert_eq!(host.ids, ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>());
+    assert_eq!(host.status, status);
+}
+
+/// Per-row setting buffers that cannot be copied from are typed errors before anything is
+/// recorded: no `COPY_SRC`, a misaligned offset, too few rows; a host setting of the
+/// wrong length is a shape mismatch.
+#[test]
+fn per_row_setting_buffers_are_checked() {
+    use wgpu_softmax::Error;
+    let ctx = ctx();
+    let shape = Shape::new(4, 10);
+    let logits = ctx.upload_elements(&rng(81).logits(40, 1.0)).unwrap();
+    let (ids, status) = (poisoned::<f32>(ctx, 4), poisoned::<f32>(ctx, SAMPLE_STATUS_WORDS));
+    let buffers = || {
+        SampleBuffers::new(
+            TensorRef::new(&logits, f32::DTYPE),
+            BufferRegion::new(&ids),
+            BufferRegion::new(&status),
+        )
+    };
+    let storage_only = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let values = ctx.upload_elements(&[0.5_f32; 8]).unwrap();
+    let encode = |buffers: SampleBuffers<'_>| {
+        let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        TokenSampler::default().encode(ctx, &mut encoder, &buffers, shape).unwrap_err()
+    };
+    let error = encode(buffers().with_row_temperature(&storage_only));
+    assert!(matches!(error, Error::MissingUsage { what: "row temperature", .. }), "{error}");
+    let error = encode(buffers().with_row_top_p(BufferRegion::at(&values, 2)));
+    assert!(matches!(error, Error::MisalignedOffset { what: "row top_p", .. }), "{error}");
+    let error = encode(buffers().with_row_min_p(BufferRegion::at(&values, 20)));
+    assert!(matches!(error, Error::BufferTooSmall { what: "row min_p", .. }), "{error}");
+    let error = encode(buffers().with_row_top_k(BufferRegion::at(&values, 0).with_size(64)));
+    assert!(matches!(error, Error::RegionOutOfBounds { what: "row top_k", .. }), "{error}");
+    let short = RowSettings { top_k: Some(vec![1; 3]), ..RowSettings::default() };
+    let error =
+        TokenSampler::default().run_with_settings(ctx, &[0.5_f32; 40], shape, false, &short).unwrap_err();
+    assert!(matches!(error, Error::ShapeMismatch { what: "row top_k", .. }), "{error}");
 }

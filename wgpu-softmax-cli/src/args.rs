@@ -308,6 +308,19 @@ pub struct SampleArgs {
     /// Keep the tokens of probability at least M times the largest, in [0, 1]; 0 is off.
     #[arg(long, value_name = "M", default_value_t = 0.0, allow_negative_numbers = true)]
     pub min_p: f32,
+    /// Each row's temperature, float32 or float64 of shape (N,), in place of --temperature.
+    #[arg(long, value_name = "T.npy")]
+    pub temperature_per_row: Option<PathBuf>,
+    /// Each row's top-k, an integer array (int64, int32...) of shape (N,), in place of
+    /// --top-k; 0 is off for that row.
+    #[arg(long, value_name = "K.npy")]
+    pub top_k_per_row: Option<PathBuf>,
+    /// Each row's top-p, float32 or float64 of shape (N,), in place of --top-p; 1 is off.
+    #[arg(long, value_name = "P.npy")]
+    pub top_p_per_row: Option<PathBuf>,
+    /// Each row's min-p, float32 or float64 of shape (N,), in place of --min-p; 0 is off.
+    #[arg(long, value_name = "M.npy")]
+    pub min_p_per_row: Option<PathBuf>,
     /// The seed of the Philox 4x32-10 stream (counter = row, draw).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,

@@ -1510,3 +1510,77 @@ fn sample_draws_from_the_reference_allowed_set() {
     assert_refused(&s, &["sample", "--logits", "bad.npy", "--output", "x.npy"], &["bad.npy", "row 3"]);
     assert_refused(&s, &["sample", "--logits", "l.npy", "--output", "x.npy", "--top-p", "0"], &["top_p"]);
 }
+
+/// `sample` with per-row settings from `.npy` files (float64 temperatures, int32 top-k,
+/// float32 top-p and min-p): every draw in its row's allowed set under the f64 reference
+/// with those settings, the library's draws for the same seed; a row whose setting is out
+/// of range is refused naming the row; a file of the wrong shape or type is refused
+/// naming the file.
+#[test]
+fn sample_takes_per_row_settings_from_npy_files() {
+    let s = Scratch::new("sample_per_row");
+    let (rows, cols, draws) = (4, 30, 40);
+    let logits = SeededRng::new(73).logits(rows * cols, 3.0);
+    write_f32(&s, "l.npy", &[rows, cols], &logits);
+    let temperature = [0.7_f64, 0.0, 1.2, 1.0];
+    let top_k = [5_i32, 0, 0, 3];
+    let top_p = [1.0_f32, 0.5, 0.8, 1.0];
+    let min_p = [0.0_f32, 0.0, 0.05, 0.0];
+    let bytes: Vec<u8> = temperature.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(&s, "t.npy", &npy_bytes("<f8", false, &[rows], &bytes));
+    let bytes: Vec<u8> = top_k.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_file(&s, "k.npy", &npy_bytes("<i4", false, &[rows], &bytes));
+    write_f32(&s, "p.npy", &[rows], &top_p);
+    write_f32(&s, "m.npy", &[rows], &min_p);
+    let per_row = [
+        "--temperature-per-row",
+        "t.npy",
+        "--top-k-per-row",
+        "k.npy",
+        "--top-p-per-row",
+        "p.npy",
+        "--min-p-per-row",
+        "m.npy",
+    ];
+    let mut args =
+        vec!["sample", "--logits", "l.npy", "--output", "ids.npy", "--num-samples", "40", "--seed", "5"];
+    args.extend(per_row);
+    run_ok(&s, &args);
+    let settings = wgpu_softmax::RowSettings {
+        temperature: Some(temperature.iter().map(|&t| t as f32).collect()),
+        top_k: Some(top_k.iter().map(|&k| k as u32).collect()),
+        top_p: Some(top_p.to_vec()),
+        min_p: Some(min_p.to_vec()),
+    };
+    let sampler = wgpu_softmax::Sampler { num_samples: draws, seed: 5, ..wgpu_softmax::Sampler::default() };
+    let shape = Shape::new(rows, cols);
+    let expected = reference::sample_distribution_with_settings(&logits, shape, &sampler, &settings).unwrap();
+    let (ids_shape, ids) = read_i64(&s, "ids.npy");
+    assert_eq!(ids_shape, vec![rows, draws]);
+    for (at, &id) in ids.iter().enumerate() {
+        let p = expected[at / draws].as_ref().unwrap()[usize::try_from(id).unwrap()];
+        assert!(p > 0.0, "draw {at}: token {id} is filtered out");
+    }
+    // Row 1 is greedy.
+    assert!(expected[1].as_ref().unwrap().contains(&1.0));
+    let ctx = wgpu_softmax::Context::new().unwrap();
+    assert_eq!(ids, sampler.run_with_settings(&ctx, &logits, shape, false, &settings).unwrap().ids);
+    // Row 2's top-p out of range: refused, naming the row.
+    write_f32(&s, "bad_p.npy", &[rows], &[1.0, 0.5, 1.5, 1.0]);
+    assert_refused(
+        &s,
+        &["sample", "--logits", "l.npy", "--output", "x.npy", "--top-p-per-row", "bad_p.npy"],
+        &["per-row setting out of range", "row 2"],
+    );
+    write_f32(&s, "short.npy", &[rows - 1], &[1.0, 1.0, 1.0]);
+    assert_refused(
+        &s,
+        &["sample", "--logits", "l.npy", "--output", "x.npy", "--temperature-per-row", "short.npy"],
+        &["short.npy", "(4,)"],
+    );
+    assert_refused(
+        &s,
+        &["sample", "--logits", "l.npy", "--output", "x.npy", "--top-k-per-row", "p.npy"],
+        &["p.npy", "integers"],
+    );
+}

@@ -2,12 +2,15 @@
 //! top-p, min-p, seeded Philox draws, no sort).
 
 use crate::args::DTypeArg;
+use std::path::Path;
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{Element, Error, SampleOutput, Sampler, Shape};
 
-use super::{FloatInput, distinct_outputs, read_float, report_written, shape_text, storage_dtype};
+use wgpu_softmax::{Element, Error, RowSettings, SampleOutput, Sampler, Shape};
+
+use super::{FloatInput, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SampleArgs};
 use crate::error::CliError;
+use crate::npy::Data;
 use crate::output::{PendingOutput, commit_all};
 
 /// Reads and checks the logits, reserves the outputs, draws and writes the ids (and the
@@ -16,10 +19,16 @@ use crate::output::{PendingOutput, commit_all};
 /// # Errors
 ///
 /// A bad input or output file (an output that is also the input, or two outputs that are
-/// one file), logits that are not (N, V) or (V,), a bad option, a row holding a NaN or
-/// `+inf` or no finite logit, or a library error, each naming its file or option.
+/// one file), logits that are not (N, V) or (V,), a per-row setting that is not (N,) of
+/// its type, a bad option, a row holding a NaN or `+inf` or no finite logit or a per-row
+/// setting out of range, or a library error, each naming its file or option.
 pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
-    let inputs = [args.logits.as_path()];
+    let mut inputs = vec![args.logits.as_path()];
+    inputs.extend(
+        [&args.temperature_per_row, &args.top_k_per_row, &args.top_p_per_row, &args.min_p_per_row]
+            .into_iter()
+            .filter_map(|p| p.as_deref()),
+    );
     distinct_outputs(&[("--output", Some(args.output.as_path())), ("--logprobs", args.logprobs.as_deref())])?;
     let mut ids_output = PendingOutput::create(&args.output, &inputs)?;
     let logprobs_output =
@@ -46,12 +55,26 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
         seed: args.seed,
     };
     sampler.check_options().map_err(|e| CliError::library("sample options", &e))?;
+    let settings = RowSettings {
+        temperature: args
+            .temperature_per_row
+            .as_deref()
+            .map(|p| per_row_floats(p, shape.rows))
+            .transpose()?,
+        top_k: args.top_k_per_row.as_deref().map(|p| per_row_top_k(p, shape.rows)).transpose()?,
+        top_p: args.top_p_per_row.as_deref().map(|p| per_row_floats(p, shape.rows)).transpose()?,
+        min_p: args.min_p_per_row.as_deref().map(|p| per_row_floats(p, shape.rows)).transpose()?,
+    };
     let ctx = cli.context("sample")?;
     let logprobs = args.logprobs.is_some();
     let out = match storage_dtype(args.dtype, half) {
-        DTypeArg::F32 => draw(&ctx, &sampler, &logits, shape, logprobs),
-        DTypeArg::F16 => draw(&ctx, &sampler, &round_to::<wgpu_softmax::f16>(&logits), shape, logprobs),
-        DTypeArg::Bf16 => draw(&ctx, &sampler, &round_to::<wgpu_softmax::bf16>(&logits), shape, logprobs),
+        DTypeArg::F32 => draw(&ctx, &sampler, &logits, shape, logprobs, &settings),
+        DTypeArg::F16 => {
+            draw(&ctx, &sampler, &round_to::<wgpu_softmax::f16>(&logits), shape, logprobs, &settings)
+        }
+        DTypeArg::Bf16 => {
+            draw(&ctx, &sampler, &round_to::<wgpu_softmax::bf16>(&logits), shape, logprobs, &settings)
+        }
     }
     .map_err(|e| CliError::library(format!("sample of {}", args.logits.display()), &e))?;
     if let Some(row) = out.status.first_bad_row {
@@ -63,6 +86,13 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
                 out.status.bad_rows
             ),
         ));
+    }
+    if let Some(row) = out.status.first_bad_setting_row {
+        return Err(CliError::new(format!(
+            "sample: {} row(s) have a per-row setting out of range (a temperature negative or not \
+             finite, a top-p outside (0, 1], a min-p outside [0, 1]); the first is row {row}",
+            out.status.bad_setting_rows
+        )));
     }
     let out_dims: Vec<usize> =
         if args.num_samples.is_some() { vec![shape.rows, num_samples] } else { vec![shape.rows] };
@@ -87,6 +117,51 @@ fn draw<T: Element>(
     logits: &[T],
     shape: Shape,
     logprobs: bool,
+    settings: &RowSettings,
 ) -> Result<SampleOutput, Error> {
-    sampler.run(ctx, logits, shape, logprobs)
+    sampler.run_with_settings(ctx, logits, shape, logprobs, settings)
+}
+
+/// A per-row float setting: float32 or float64 (float16 too) of shape (N,), each value
+/// as f32 (range checks are the kernel's, reported by row).
+fn per_row_floats(path: &Path, rows: usize) -> Result<Vec<f32>, CliError> {
+    let FloatInput { shape, data, .. } = read_float(path, "a per-row setting")?;
+    if shape != [rows] {
+        return Err(CliError::file(
+            path,
+            format!(
+                "a per-row setting must be ({rows},), one value per row of the logits, not {}",
+                shape_text(&shape)
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// Each row's top-k: integers of shape (N,), each in [0, 2^32).
+fn per_row_top_k(path: &Path, rows: usize) -> Result<Vec<u32>, CliError> {
+    let array = read_npy(path)?;
+    if array.shape != [rows] {
+        return Err(CliError::file(
+            path,
+            format!(
+                "--top-k-per-row must be ({rows},), one value per row of the logits, not {}",
+                shape_text(&array.shape)
+            ),
+        ));
+    }
+    let Data::Int(values) = array.data else {
+        return Err(CliError::file(
+            path,
+            format!("--top-k-per-row must hold integers (int64, int32...), not {}", array.dtype),
+        ));
+    };
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, &k)| {
+            u32::try_from(k)
+                .map_err(|_| CliError::file(path, format!("row {row}: top-k {k} is not in [0, 2^32)")))
+        })
+        .collect()
 }
