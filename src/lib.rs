@@ -50,7 +50,10 @@ pub use ops::sample::{
 };
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
-pub use plan::{Chunk, Plan};
+pub use plan::{
+    Chunk, DeviceProfile, LinearExplanation, Pass, Plan, PlanExplanation, PlanRequest, ProfileFeatures,
+    ProfileLimits,
+};
 pub use shape::Shape;
 pub use strategy::Strategy;
 pub use tensor::{BufferRegion, TensorRef};

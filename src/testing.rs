@@ -116,6 +116,14 @@ pub fn record_matmul(
     record_product(ctx, encoder, &product)
 }
 
+/// Compute dispatches the calling thread has recorded into command encoders so far, by
+/// every op on every context: the difference across one op's `encode` is how many
+/// dispatches it recorded (what [`crate::PlanExplanation::dispatches`] predicts).
+#[must_use]
+pub fn dispatches_recorded() -> u64 {
+    crate::context::dispatches_recorded()
+}
+
 /// The strategies autotuning has chosen on `ctx`'s device so far, by op family and shape
 /// bucket.
 #[must_use]

@@ -5,7 +5,7 @@ pub mod cross_entropy;
 pub mod distill;
 pub mod linear_cross_entropy;
 pub(crate) mod matmul;
-mod rows;
+pub(crate) mod rows;
 pub mod sample;
 pub mod softmax;
 pub mod softmax_backward;

@@ -363,7 +363,7 @@ impl Sampler {
     }
 
     /// Checks the shape: rows along the last axis.
-    fn check_shape(shape: Shape) -> Result<()> {
+    pub(crate) fn check_shape(shape: Shape) -> Result<()> {
         shape.check_layout()?;
         if !shape.is_row_major() {
             return Err(Error::InvalidOption {
@@ -693,7 +693,7 @@ fn copy_source(what: &'static str, region: &BufferRegion<'_>, bytes: u64) -> Res
 /// invocation's draw looks at 256 chunk sums and one chunk of `cols / 256` elements, after
 /// the dispatch's own pass over its chunk and the scan of the sums. Stays under half the
 /// limit; without a limit, every draw in one dispatch.
-fn draws_per_dispatch(cols: usize, max_loop_iterations: Option<u64>) -> usize {
+pub(crate) fn draws_per_dispatch(cols: usize, max_loop_iterations: Option<u64>) -> usize {
     let chunk = (cols as u64).div_ceil(GROUP);
     match max_loop_iterations {
         None => usize::MAX,

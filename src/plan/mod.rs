@@ -46,6 +46,11 @@ pub(crate) struct DeviceCaps {
     /// Loop iterations one invocation may run in total before the driver silently stops
     /// its loops, if the driver has such a limit (see [`LLVMPIPE_LOOP_ITERATIONS`]).
     pub(crate) max_loop_iterations: Option<u64>,
+    /// `Limits::max_storage_buffers_per_shader_stage`: which modules the device can bind.
+    pub(crate) max_storage_buffers_per_stage: u32,
+    /// `Limits::max_compute_workgroup_storage_size`: whether the linear cross-entropy's
+    /// fused forward fits.
+    pub(crate) max_workgroup_storage_bytes: u32,
 }
 
 /// llvmpipe (Mesa's software rasteriser behind both lavapipe on Vulkan and llvmpipe on GL)
@@ -56,11 +61,21 @@ pub(crate) struct DeviceCaps {
 pub(crate) const LLVMPIPE_LOOP_ITERATIONS: u64 = 65_535;
 
 impl DeviceCaps {
-    /// The loop-iteration limit of the driver behind `info`, where it has one.
+    /// The loop-iteration limit of the driver of an adapter named `name` whose driver is
+    /// `driver` (as `wgpu::AdapterInfo` gives them), where it has one.
     #[must_use]
-    pub(crate) fn loop_limit_of(info: &wgpu::AdapterInfo) -> Option<u64> {
+    pub(crate) fn loop_limit_of(name: &str, driver: &str) -> Option<u64> {
         let is_llvmpipe = |text: &str| text.to_lowercase().contains("llvmpipe");
-        (is_llvmpipe(&info.name) || is_llvmpipe(&info.driver)).then_some(LLVMPIPE_LOOP_ITERATIONS)
+        (is_llvmpipe(name) || is_llvmpipe(driver)).then_some(LLVMPIPE_LOOP_ITERATIONS)
+    }
+
+    /// Whether kernels keep each invocation's share of a row in registers between their
+    /// looks at it unless told otherwise ([`crate::Context::with_cached_rows`]): on GPUs,
+    /// where a row that fits is then read from memory once; not on CPU adapters, where
+    /// the second look reads the CPU's caches and keeping measured slower.
+    #[must_use]
+    pub(crate) const fn keeps_rows_by_default(&self) -> bool {
+        !self.is_cpu
     }
 }
 
@@ -403,5 +418,13 @@ pub(crate) fn spread_grid(groups: u64, max_per_dimension: u32) -> Result<[u32; 2
     Ok([u32::try_from(x).unwrap_or(u32::MAX), u32::try_from(y).unwrap_or(u32::MAX)])
 }
 
+mod explain;
+mod profile;
+
+pub use explain::{LinearExplanation, Pass, PlanExplanation, PlanRequest};
+pub use profile::{DeviceProfile, ProfileFeatures, ProfileLimits};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wgsl_eval;

@@ -16,6 +16,8 @@ fn gpu_caps() -> DeviceCaps {
         max_buffer_bytes: 256 << 20,
         storage_offset_alignment: 256,
         max_loop_iterations: None,
+        max_storage_buffers_per_stage: 16,
+        max_workgroup_storage_bytes: 32 << 10,
     }
 }
 
@@ -261,6 +263,7 @@ fn plans_cover_every_row_once_within_every_limit() {
             max_buffer_bytes: binding.saturating_mul(4),
             storage_offset_alignment: alignment,
             max_loop_iterations: loops,
+            ..gpu_caps()
         });
     let strategy = prop::option::of(prop::sample::select(Strategy::ALL.to_vec()));
     fuzz_runner()
@@ -305,4 +308,68 @@ fn plans_cover_every_row_once_within_every_limit() {
         )
         .unwrap();
     eprintln!("{} planning cases in {:.2?}", fuzz_cases(), started.elapsed());
+}
+
+/// A profile as public limit tables give it, without a GPU.
+fn profile(name: &str, device_type: wgpu::DeviceType, subgroup_min_size: u32) -> DeviceProfile {
+    DeviceProfile {
+        name: name.to_owned(),
+        device_type,
+        vendor: 0x10de,
+        backend: wgpu::Backend::Vulkan,
+        driver: String::new(),
+        driver_info: String::new(),
+        limits: ProfileLimits {
+            max_compute_workgroup_size_x: 1024,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroups_per_dimension: 65535,
+            max_compute_workgroup_storage_size: 48 << 10,
+            max_storage_buffer_binding_size: (1 << 31) - 4,
+            max_buffer_size: (1 << 32) - 1,
+            max_storage_buffers_per_shader_stage: 1 << 16,
+            min_storage_buffer_offset_alignment: 32,
+            max_uniform_buffer_binding_size: 1 << 16,
+        },
+        features: ProfileFeatures { subgroups: true, shader_f16: true, timestamp_query: true },
+        subgroup_min_size,
+        subgroup_max_size: subgroup_min_size,
+    }
+}
+
+#[test]
+fn a_profile_is_what_the_planner_reads() {
+    let gpu = profile("a GPU", wgpu::DeviceType::DiscreteGpu, 32);
+    let caps = gpu.caps();
+    assert_eq!(
+        caps,
+        DeviceCaps {
+            subgroups: true,
+            subgroup_min_size: 32,
+            is_cpu: false,
+            max_workgroups_per_dimension: 65535,
+            max_storage_binding_bytes: (1 << 31) - 4,
+            max_buffer_bytes: (1 << 32) - 1,
+            storage_offset_alignment: 32,
+            max_loop_iterations: None,
+            max_storage_buffers_per_stage: 1 << 16,
+            max_workgroup_storage_bytes: 48 << 10,
+        }
+    );
+    assert!(gpu.keeps_rows_by_default());
+    let lavapipe = profile("llvmpipe (LLVM 15.0.6, 256 bits)", wgpu::DeviceType::Cpu, 8);
+    assert_eq!(lavapipe.loop_iteration_limit(), Some(LLVMPIPE_LOOP_ITERATIONS));
+    assert!(!lavapipe.keeps_rows_by_default());
+    // The explanation plans as the planner does.
+    let request = PlanRequest::Softmax { log: false, strategy: None };
+    for cols in [10, 1000, 8192, 65_536] {
+        let shape = Shape::new(4096, cols);
+        let explained = gpu.explain(&request, shape, crate::dtype::DType::F32).unwrap();
+        let planned = plan(&caps, shape, None, &[4 * cols as u64; 2]).unwrap();
+        assert_eq!(explained.strategy, planned.strategy, "{cols}");
+        assert_eq!(explained.chunks, planned.chunks.len(), "{cols}");
+        assert_eq!(explained.lanes_per_row, planned.lanes_per_row, "{cols}");
+    }
+    // A class axis that is not last is refused, as the sampler and the planner's caller.
+    let strided = gpu.explain(&request, Shape::with_inner(4, 10, 3), crate::dtype::DType::F32);
+    assert!(matches!(strided, Err(Error::InvalidOption { option: "shape", .. })));
 }

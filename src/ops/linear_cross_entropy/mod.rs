@@ -35,6 +35,7 @@ use crate::ops::cross_entropy::{CrossEntropy, Reduction, TargetBuffer, Targets};
 use crate::shape::Shape;
 use crate::tensor::{BufferRegion, TensorRef};
 use batch::linear_shares_bytes;
+pub(crate) use encode::reduces_blocks_in_place;
 
 /// The sizes of a linear cross-entropy: `rows` hidden states of `hidden` features, and
 /// `classes` classes (the classifier's rows).
@@ -331,6 +332,15 @@ pub(crate) struct WindowLimits {
 }
 
 impl WindowLimits {
+    /// The limits of the device of `caps`.
+    pub(crate) fn of(caps: &crate::plan::DeviceCaps) -> Self {
+        Self {
+            max_binding: caps.max_storage_binding_bytes,
+            max_buffer: caps.max_buffer_bytes,
+            offset_alignment: u64::from(caps.storage_offset_alignment),
+        }
+    }
+
     /// wgpu's default limits.
     #[cfg(test)]
     const DEFAULT: Self = Self { max_binding: 128 << 20, max_buffer: 256 << 20, offset_alignment: 256 };
