@@ -32,8 +32,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the adapters found, their features and limits, and the kernel strategy each
-    /// would pick for a few shapes.
-    Info,
+    /// would pick for a few shapes; with --json, print the selected adapter's profile (the
+    /// format plan --profile reads).
+    Info(InfoArgs),
+    /// Explain what an op would dispatch for a shape on a device, without running it: on a
+    /// device profile (--profile P.json: profiles/ holds some, info --json writes one), or
+    /// on the selected adapter. Prints the strategy, workgroup size, rows per workgroup,
+    /// lanes per row, elements each lane keeps in registers, how many times each input
+    /// element is read from memory, and the dispatches; for the linear cross-entropy its
+    /// tile, windows and workspace.
+    Plan(PlanArgs),
     /// Check what the library ships against the f64 reference on fresh random data, one
     /// line per group: softmax and log-softmax, and their backward passes, on every
     /// strategy (SplitRow included) in f32, f16 and bf16, on rows of 10 and of 1499
@@ -69,6 +77,168 @@ pub enum Command {
     /// Time every op on the benchmark shapes against a vec4 copy (the roofline), the
     /// unfused WGSL baseline and the CPU; print a table, optionally write JSON and SVG.
     Bench(BenchArgs),
+}
+
+/// `info`'s arguments.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Print the selected adapter's profile as JSON instead: its identity, the limits and
+    /// features the planner reads, and its subgroup sizes.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `plan`'s arguments.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan on the device this profile describes (JSON, as info --json prints), instead of
+    /// the selected adapter (--adapter, --backend, WGPU_*).
+    #[arg(long, value_name = "P.json")]
+    pub profile: Option<PathBuf>,
+    /// The op.
+    #[arg(long, value_enum)]
+    pub op: PlanOp,
+    /// Rows and classes, R,C; for linear_cross_entropy N,D,V (rows, hidden features, classes).
+    #[arg(long, value_name = "R,C", value_parser = parse_dims)]
+    pub shape: Dims,
+    /// The storage type of the class-axis tensors (of H and W for linear_cross_entropy).
+    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    pub dtype: DTypeArg,
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The reduction: cross_entropy and linear_cross_entropy take mean, sum or none
+    /// (default mean); distill batchmean, sum or none (default batchmean).
+    #[arg(long, value_enum)]
+    pub reduction: Option<PlanReduction>,
+    /// Where the gradient goes: separate (the default), in-place (cross_entropy only), or
+    /// none. For distill and linear_cross_entropy, anything but none computes it (every
+    /// gradient of the linear op).
+    #[arg(long, value_enum, default_value_t = GradientArg::Separate)]
+    pub gradient: GradientArg,
+    /// cross_entropy: probability targets instead of int64 class indices.
+    #[arg(long)]
+    pub probabilities: bool,
+    /// distill: int64 class targets mask rows.
+    #[arg(long)]
+    pub masked: bool,
+    /// linear_cross_entropy: the classifier has a bias.
+    #[arg(long)]
+    pub bias: bool,
+    /// linear_cross_entropy: the bound on the workspace, in bytes (default: the library's).
+    #[arg(long, value_name = "BYTES")]
+    pub workspace_bytes: Option<u64>,
+    /// Force a strategy (row ops).
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+    /// Plan kernels that keep (true) or do not keep (false) rows in registers, instead of
+    /// the device's default (kept on GPUs, not on CPU adapters).
+    #[arg(long, value_name = "BOOL")]
+    pub cached_rows: Option<bool>,
+    /// sample: the temperature (0 is greedy).
+    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    pub temperature: f32,
+    /// sample: top-k (0 is off).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub top_k: u32,
+    /// sample: top-p (1 is off).
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub top_p: f32,
+    /// sample: draws per row.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub num_samples: usize,
+}
+
+/// The ops `plan` explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanOp {
+    /// Softmax.
+    #[value(name = "softmax")]
+    Softmax,
+    /// Log-softmax.
+    #[value(name = "log_softmax", alias = "log-softmax")]
+    LogSoftmax,
+    /// The backward of softmax.
+    #[value(name = "softmax_backward", alias = "softmax-backward")]
+    SoftmaxBackward,
+    /// The backward of log-softmax.
+    #[value(name = "log_softmax_backward", alias = "log-softmax-backward")]
+    LogSoftmaxBackward,
+    /// The fused softmax cross-entropy.
+    #[value(name = "cross_entropy", alias = "cross-entropy")]
+    CrossEntropy,
+    /// The distillation from logits.
+    #[value(name = "distill")]
+    Distill,
+    /// The fused linear cross-entropy (--shape N,D,V).
+    #[value(name = "linear_cross_entropy", alias = "linear-cross-entropy")]
+    LinearCrossEntropy,
+    /// Sampling token ids.
+    #[value(name = "sample")]
+    Sample,
+}
+
+/// `plan --reduction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanReduction {
+    /// The mean (cross_entropy, linear_cross_entropy).
+    Mean,
+    /// The sum over rows divided by the rows counted (distill).
+    Batchmean,
+    /// The sum.
+    Sum,
+    /// One loss per row.
+    None,
+}
+
+/// `plan --gradient`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GradientArg {
+    /// Into a tensor of its own.
+    Separate,
+    /// Over the logits (cross_entropy).
+    InPlace,
+    /// No gradient.
+    None,
+}
+
+/// `plan --strategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// One invocation per row.
+    Thread,
+    /// A subgroup's lanes per row.
+    Subgroup,
+    /// A workgroup per row.
+    Workgroup,
+    /// A row split across workgroups.
+    Split,
+}
+
+impl StrategyArg {
+    pub const fn to_strategy(self) -> wgpu_softmax::Strategy {
+        match self {
+            Self::Thread => wgpu_softmax::Strategy::ThreadPerRow,
+            Self::Subgroup => wgpu_softmax::Strategy::SubgroupPerRow,
+            Self::Workgroup => wgpu_softmax::Strategy::WorkgroupPerRow,
+            Self::Split => wgpu_softmax::Strategy::SplitRow,
+        }
+    }
+}
+
+/// Sizes given as `R,C` or `N,D,V`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dims(pub Vec<usize>);
+
+/// Parses `R,C` or `N,D,V`: positive integers separated by commas.
+fn parse_dims(text: &str) -> Result<Dims, String> {
+    text.split(',')
+        .map(|part| match part.trim().parse::<usize>() {
+            Ok(value) if value > 0 => Ok(value),
+            _ => Err(format!("{part:?} in {text:?} is not a positive integer; give R,C as 4096,32768")),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Dims)
 }
 
 /// `bench`'s arguments.

@@ -2,7 +2,9 @@
 //! GPU, a listing of the adapters, and a check of every kernel against the f64 reference.
 //!
 //! ```text
-//! wgpu-softmax info
+//! wgpu-softmax info [--json]
+//! wgpu-softmax plan [--profile P.json] --op OP --shape R,C [--dtype f32|f16|bf16] [--json]
+//!     [--reduction R] [--gradient separate|in-place|none] [--strategy S] [--cached-rows BOOL] ...
 //! wgpu-softmax check [--seed N]      (what ships against the f64 reference, a line per group)
 //! wgpu-softmax softmax --input X.npy --output Y.npy [--log] [--dim K] [--dtype f32|f16|bf16]
 //! wgpu-softmax cross-entropy --logits X.npy --targets T.npy --loss L.npy [--grad G.npy]
@@ -25,6 +27,7 @@ mod commands;
 mod error;
 mod npy;
 mod output;
+mod profile;
 mod progress;
 
 use std::io::Write as _;
@@ -79,7 +82,8 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
-        Command::Info => commands::info::run(cli),
+        Command::Info(args) => commands::info::run(cli, args),
+        Command::Plan(args) => commands::plan::run(cli, args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => commands::check::run(cli, args),
         Command::Softmax(args) => commands::softmax::run(cli, args).map(|()| ExitCode::SUCCESS),
         Command::CrossEntropy(args) => commands::cross_entropy::run(cli, args).map(|()| ExitCode::SUCCESS),

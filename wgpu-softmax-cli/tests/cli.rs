@@ -961,6 +961,45 @@ fn info_lists_the_adapter_and_the_strategies() {
     assert!(!searched.contains("noop") && !searched.contains("browser"), "{searched}");
 }
 
+/// `info --json` prints the selected adapter's profile, which `plan --profile` reads back
+/// and plans on as `plan` does on the adapter itself; bad profiles and requests are refused
+/// on one line naming the file or option.
+#[test]
+fn info_json_is_a_profile_that_plan_reads_back() {
+    let s = Scratch::new("info_json");
+    let profile = run_ok(&s, &["info", "--json"]);
+    for field in
+        ["\"name\"", "\"device_type\"", "\"max_storage_buffer_binding_size\"", "\"subgroup_min_size\""]
+    {
+        assert!(profile.contains(field), "{field} missing from {profile}");
+    }
+    std::fs::write(s.path("adapter.json"), &profile).unwrap();
+    let args = ["--op", "cross_entropy", "--shape", "64,1025", "--dtype", "bf16", "--json"];
+    let from_profile = run_ok(&s, &[&["plan", "--profile", "adapter.json"][..], &args[..]].concat());
+    let from_adapter = run_ok(&s, &[&["plan"][..], &args[..]].concat());
+    // The same plan, bar the note that says it was planned from a profile.
+    let without_notes = |json: &str| json.split("\"notes\"").next().unwrap_or_default().to_owned();
+    assert_eq!(without_notes(&from_profile), without_notes(&from_adapter));
+    assert!(from_profile.contains("\"dispatches\": 6"), "{from_profile}");
+    let text = run_ok(&s, &["plan", "--profile", "adapter.json", "--op", "softmax", "--shape", "8,4096"]);
+    assert!(text.contains("reads per element:"), "{text}");
+
+    std::fs::write(s.path("bad.json"), profile.replace("\"subgroups\": true", "\"subgroups\": \"yes\""))
+        .unwrap();
+    std::fs::write(s.path("short.json"), profile.replace("\"max_buffer_size\"", "\"max_buffer\"")).unwrap();
+    fn plan(file: &str) -> [&str; 7] {
+        ["plan", "--profile", file, "--op", "softmax", "--shape", "8,10"]
+    }
+    assert_refused(&s, &plan("bad.json"), &["bad.json", "features.subgroups", "true or false"]);
+    assert_refused(&s, &plan("short.json"), &["short.json", "limits.max_buffer_size"]);
+    assert_refused(&s, &plan("missing.json"), &["missing.json", "cannot read"]);
+    assert_refused(
+        &s,
+        &["plan", "--profile", "adapter.json", "--op", "linear_cross_entropy", "--shape", "8,10"],
+        &["N,D,V"],
+    );
+}
+
 /// Without `XDG_RUNTIME_DIR`, the tool runs itself with a private one: nothing on stderr
 /// (Mesa's Vulkan device-selection layer would print an error line per instance).
 #[test]

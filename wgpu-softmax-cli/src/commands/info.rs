@@ -7,20 +7,28 @@ use std::process::ExitCode;
 use wgpu_softmax::wgpu;
 use wgpu_softmax::{Context, OPTIONAL_FEATURES, Shape, Softmax};
 
-use crate::args::Cli;
+use crate::args::{Cli, InfoArgs};
 use crate::error::CliError;
 
 /// Shapes to show the planner's choice for: narrow, middling, wide and very wide rows.
 const SHAPES: [Shape; 4] =
     [Shape::new(65_536, 10), Shape::new(4096, 1000), Shape::new(64, 131_072), Shape::new(8, 262_144)];
 
-/// Lists every adapter on the selected backends and marks the one the other commands use.
+/// Lists every adapter on the selected backends and marks the one the other commands use;
+/// with `--json`, prints the selected adapter's profile instead.
 ///
 /// # Errors
 ///
 /// When no adapter is found, or the one `--adapter` / `WGPU_ADAPTER_NAME` asks for is not
 /// among them; writing to stdout failing.
-pub fn run(cli: &Cli) -> Result<ExitCode, CliError> {
+pub fn run(cli: &Cli, args: &InfoArgs) -> Result<ExitCode, CliError> {
+    if args.json {
+        // The device the other commands would run on, as the planner reads it: the
+        // adapter's limits and the optional features this crate asks for.
+        let ctx = cli.context("info: selecting an adapter")?;
+        std::io::stdout().lock().write_all(crate::profile::to_json(ctx.profile()).as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let backends = cli.backends();
     let adapters = enumerate(backends);
     // The adapter the other commands would run on: through their own selection.

@@ -7,6 +7,7 @@ pub mod cross_entropy;
 pub mod distill;
 pub mod info;
 pub mod linear_cross_entropy;
+pub mod plan;
 pub mod sample;
 pub mod softmax;
 
