@@ -397,7 +397,12 @@ impl RowPart {
             workgroup_size: self.spec.workgroup_size(),
             rows_per_group: self.plan.rows_per_group,
             lanes_per_row: self.plan.lanes_per_row,
-            walk_width: self.plan.walk_width,
+            // What each strategy's WGSL passes `walk_of` (see `reads_per_element`).
+            walk_width: match self.plan.strategy {
+                Strategy::ThreadPerRow => 1,
+                Strategy::SubgroupPerRow => self.plan.lanes_per_row,
+                _ => self.plan.walk_width.min(self.spec.workgroup_size()),
+            },
             packet_elements: self.spec.packet(),
             cached_elements_per_lane: self.spec.cache_packets() * self.spec.packet(),
             elements_per_lane: self.elements_per_lane,
