@@ -60,6 +60,8 @@ const FLAG_ROW_TEMPERATURE: u32 = 2u;
 const FLAG_ROW_TOP_K: u32 = 4u;
 const FLAG_ROW_TOP_P: u32 = 8u;
 const FLAG_ROW_MIN_P: u32 = 16u;
+const FLAG_PROBS: u32 = 32u;
+const FLAG_MASKED: u32 = 64u;
 
 // The status words of rows whose per-row settings are out of range (the host's
 // SampleStatus reads them): their count, and u32::MAX - the first.
@@ -201,6 +203,73 @@ fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
 fn uniform_of(row: u32, draw: u32) -> f32 {
     let bits = philox(vec4<u32>(row, draw, 0u, 0u), vec2<u32>(params.seed_lo, params.seed_hi));
     return f32(bits.x >> 8u) * 5.9604644775390625e-8;
+}
+
+// The bits of logit `i` of `row` as stored (an f32's, or a 16-bit element's).
+fn stored_bits(row: u32, i: u32) -> u32 {
+    let index = row * params.cols + i;
+#if HALF
+    return word_element(logits[index / PER_WORD], index % PER_WORD);
+#else
+    return logits[index];
+#endif
+}
+
+// Stores `bits` (in the logits' storage type) as masked logit `index`: a 16-bit element
+// through atomics on its half of the word, which a neighbouring row's workgroup may share.
+fn store_masked(index: u32, bits: u32) {
+#if HALF
+    let j = index % PER_WORD;
+    atomicAnd(&masked_logits[index / PER_WORD], ~word_place(ELEMENT_MASK, j));
+    atomicOr(&masked_logits[index / PER_WORD], word_place(bits, j));
+#else
+    atomicStore(&masked_logits[index], bits);
+#endif
+}
+
+// The storage type's bits of an f32.
+fn storage_bits(x: f32) -> u32 {
+#if HALF
+    return f32_to_half(x);
+#else
+    return bitcast<u32>(x);
+#endif
+}
+
+// The masks over the invocation's chunk: the kept tokens' renormalised probabilities (0
+// elsewhere; one-hot on the argmax for a greedy row; NaN for a bad row), and the logits
+// as stored with the tokens not kept set to -inf (every one NaN for a bad row).
+fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, bad: bool, greedy: bool, argmax: u32) {
+    let negative_infinity = storage_bits(bitcast<f32>(0xff800000u));
+    let nan = storage_bits(quiet_nan());
+    for (var i = chunk.x; i < chunk.y; i++) {
+        let x = scaled(row, logit(row, i));
+        var keep = kept(x, threshold);
+        if (greedy) {
+            keep = i == argmax;
+        }
+        let index = row * params.cols + i;
+        if (flag(FLAG_PROBS)) {
+            var p = 0.0;
+            if (bad) {
+                p = quiet_nan();
+            } else if (greedy && keep) {
+                p = 1.0;
+            } else if (keep) {
+                p = exp_below(x, m) / total;
+            }
+            sample_probs[index] = p;
+        }
+        if (flag(FLAG_MASKED)) {
+            var bits = stored_bits(row, i);
+            if (bad) {
+                bits = nan;
+            } else if (!keep) {
+                bits = negative_infinity;
+            }
+            store_masked(index, bits);
+        }
+    }
 }
 
 fn stats(local: u32, row: u32) {
@@ -371,6 +440,9 @@ fn draw_step(local: u32, row: u32) {
     workgroupBarrier();
     let total = total_mass;
     let log_total = log(total);
+    if (params.first_sample == 0u && (flag(FLAG_PROBS) || flag(FLAG_MASKED))) {
+        write_masks(row, chunk, threshold, m, total, bad, state[base + STATE_GREEDY] != 0u, argmax);
+    }
     for (var draw = params.first_sample + local; draw < params.end_sample; draw += WORKGROUP_SIZE) {
         let out = row * params.num_samples + draw;
         if (bad) {

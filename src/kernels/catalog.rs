@@ -578,6 +578,11 @@ fn sample() -> OpDecl {
             // Each row's state between steps: SAMPLE_STATE_WORDS words.
             write(Slot::State, "u32"),
             write(Slot::Status, "atomic<u32>"),
+            // The masks: the filtered, renormalised probabilities (f32), and the masked
+            // logits in the logits' storage type (16-bit halves set through atomics, as
+            // rows may share a word).
+            write(Slot::SampleProbs, "f32").optional(),
+            write(Slot::MaskedLogits, "atomic<u32>").optional(),
         ],
         flags: Vec::new(),
         constants,

@@ -69,6 +69,10 @@ pub(crate) enum Slot {
     SegmentShares,
     /// The 16-bit edge pass's words shared by two rows.
     Edges,
+    /// The sampler's filtered, renormalised probabilities.
+    SampleProbs,
+    /// The sampler's masked logits (filtered-out ones `-inf`).
+    MaskedLogits,
 }
 
 impl Slot {
@@ -106,6 +110,8 @@ impl Slot {
             Self::State => "state",
             Self::SegmentShares => "segment_shares",
             Self::Edges => "edges",
+            Self::SampleProbs => "sample_probs",
+            Self::MaskedLogits => "masked_logits",
         }
     }
 }

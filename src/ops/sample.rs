@@ -34,6 +34,13 @@
 //! silently. The passes are those of the filters that any row may use: a per-row top-k
 //! or top-p buffer records that filter's bisection for every row.
 //!
+//! # Masks
+//!
+//! Optionally ([`SampleBuffers::with_probs`], [`SampleBuffers::with_masked_logits`]) the
+//! first draw dispatch also writes each row's filtered, renormalised probabilities (f32)
+//! and the logits with every token not kept set to `-inf` (in the logits' storage type),
+//! from the same membership test as the draws; `num_samples` may be 0 for the masks alone.
+//!
 //! # Algorithm
 //!
 //! One workgroup of 256 invocations per row, one step per dispatch (so that no dispatch
@@ -100,6 +107,10 @@ const FLAG_ROW_TOP_K: u32 = 4;
 const FLAG_ROW_TOP_P: u32 = 8;
 /// See [`FLAG_LOGPROBS`].
 const FLAG_ROW_MIN_P: u32 = 16;
+/// See [`FLAG_LOGPROBS`]: the first draw dispatch writes the probabilities' mask.
+const FLAG_PROBS: u32 = 32;
+/// See [`FLAG_LOGPROBS`]: the first draw dispatch writes the masked logits.
+const FLAG_MASKED: u32 = 64;
 
 /// Sampling options: temperature, top-k, top-p and min-p, applied in that order (see the
 /// module's semantics), draws per row and the seed.
@@ -244,13 +255,43 @@ pub struct SampleBuffers<'a> {
     pub status: BufferRegion<'a>,
     /// Settings given per row (none by default).
     pub rows: RowSettingBuffers<'a>,
+    /// The filtered, renormalised probabilities, `rows x cols` f32 (`FlashInfer`'s
+    /// `top_k_renorm_probs` / `top_p_renorm_probs`), if wanted: each kept token's
+    /// probability, 0 elsewhere; one-hot on the argmax for a greedy row; NaN for a bad row.
+    pub probs: Option<BufferRegion<'a>>,
+    /// The masked logits, `rows x cols` in the logits' storage type (`FlashInfer`'s
+    /// `top_k_mask_logits`), if wanted: each kept token's logit as stored (not divided by
+    /// the temperature), `-inf` elsewhere; NaN for a bad row.
+    pub masked_logits: Option<BufferRegion<'a>>,
 }
 
 impl<'a> SampleBuffers<'a> {
     /// The logits, the ids and the status, without log-probabilities or per-row settings.
     #[must_use]
     pub fn new(logits: TensorRef<'a>, ids: BufferRegion<'a>, status: BufferRegion<'a>) -> Self {
-        Self { logits, ids, logprobs: None, status, rows: RowSettingBuffers::default() }
+        Self {
+            logits,
+            ids,
+            logprobs: None,
+            status,
+            rows: RowSettingBuffers::default(),
+            probs: None,
+            masked_logits: None,
+        }
+    }
+
+    /// The same, writing the filtered, renormalised probabilities (f32, `rows x cols`)
+    /// into `probs`.
+    #[must_use]
+    pub fn with_probs(self, probs: impl Into<BufferRegion<'a>>) -> Self {
+        Self { probs: Some(probs.into()), ..self }
+    }
+
+    /// The same, writing the masked logits (the logits' storage type, `rows x cols`) into
+    /// `masked_logits`.
+    #[must_use]
+    pub fn with_masked_logits(self, masked_logits: impl Into<BufferRegion<'a>>) -> Self {
+        Self { masked_logits: Some(masked_logits.into()), ..self }
     }
 
     /// The same, writing each draw's log-probability into `logprobs`.
@@ -469,13 +510,31 @@ impl Sampler {
         for (what, _, region) in buffers.rows.given() {
             copy_source(what, &region, 4 * rows as u64)?;
         }
+        let elements = shape.len()? as u64;
+        if let Some(probs) = buffers.probs {
+            validate::storage_region(ctx, "probs", &probs, 4 * elements)?;
+        }
+        if let Some(masked) = buffers.masked_logits {
+            validate::storage_region(ctx, "masked_logits", &masked, elements.saturating_mul(dtype.size()))?;
+        }
+        validate::outputs_distinct(
+            &[Some(buffers.logits.region())],
+            &[
+                Some(buffers.ids),
+                buffers.logprobs,
+                Some(buffers.status),
+                buffers.probs,
+                buffers.masked_logits,
+            ],
+        )?;
+        let masks = buffers.probs.is_some() || buffers.masked_logits.is_some();
         ctx.catching(|| {
             encoder.clear_buffer(
                 buffers.status.buffer(),
                 buffers.status.offset(),
                 Some(4 * SAMPLE_STATUS_WORDS as u64),
             );
-            if rows == 0 || self.num_samples == 0 {
+            if rows == 0 || (self.num_samples == 0 && !masks) {
                 return Ok(());
             }
             let row_words = 4 * rows as u64;
@@ -524,6 +583,12 @@ impl Sampler {
             if let Some(logprobs) = buffers.logprobs {
                 bound.push((Slot::Logprobs, logprobs.binding(0, out_bytes)));
             }
+            if let Some(probs) = buffers.probs {
+                bound.push((Slot::SampleProbs, probs.binding(0, (4 * shape.len()? as u64).max(4))));
+            }
+            if let Some(masked) = buffers.masked_logits {
+                bound.push((Slot::MaskedLogits, masked.binding(0, element_bytes)));
+            }
             bound
         };
         let seed = self.seed;
@@ -545,7 +610,10 @@ impl Sampler {
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
             // The flags word: log-probabilities and the per-row settings.
-            logprobs: if buffers.logprobs.is_some() { FLAG_LOGPROBS } else { 0 } | row_flags,
+            logprobs: if buffers.logprobs.is_some() { FLAG_LOGPROBS } else { 0 }
+                | if buffers.probs.is_some() { FLAG_PROBS } else { 0 }
+                | if buffers.masked_logits.is_some() { FLAG_MASKED } else { 0 }
+                | row_flags,
             temperature: self.temperature,
             top_p: self.top_p,
             log_min_p,
@@ -560,8 +628,9 @@ impl Sampler {
             steps.extend((0..32).rev().map(|bit| SampleParams { phase: SAMPLE_PHASE_TOP_P, bit, ..base }));
         }
         let per_dispatch = draws_per_dispatch(cols, ctx.caps().max_loop_iterations);
+        // At least one draw dispatch: the first writes the masks.
         let mut first = 0_usize;
-        while first < self.num_samples {
+        loop {
             let end = self.num_samples.min(first.saturating_add(per_dispatch));
             #[allow(clippy::cast_possible_truncation)] // checked: num_samples fits u32
             steps.push(SampleParams {
@@ -571,6 +640,9 @@ impl Sampler {
                 ..base
             });
             first = end;
+            if first >= self.num_samples {
+                break;
+            }
         }
         let label = spec.label();
         for step in steps {

@@ -15,7 +15,7 @@ mod sample;
 pub use cross_entropy::cross_entropy;
 pub use distill::distill;
 pub use linear_cross_entropy::{linear_cross_entropy, matmul};
-pub use sample::{sample_distribution, sample_distribution_with_settings};
+pub use sample::{sample_distribution, sample_distribution_with_settings, sample_masks};
 
 use crate::dtype::{Element, widen};
 use crate::error::Result;

@@ -119,6 +119,43 @@ fn row_distribution(logits: &[f64], sampler: &Sampler) -> Option<Vec<f64>> {
     Some(probabilities)
 }
 
+/// The sampler's masks in f64, from [`sample_distribution_with_settings`]: the filtered,
+/// renormalised probabilities (`rows x cols`, NaN for a row without a distribution), and
+/// the masked logits: each logit as given where its probability is positive, `-inf`
+/// elsewhere, NaN for a row without a distribution.
+///
+/// # Errors
+///
+/// As [`sample_distribution_with_settings`].
+pub fn sample_masks<T: Element>(
+    logits: &[T],
+    shape: Shape,
+    sampler: &Sampler,
+    settings: &RowSettings,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let rows = sample_distribution_with_settings(logits, shape, sampler, settings)?;
+    let values = widen(logits);
+    let (mut probs, mut masked) = (Vec::with_capacity(values.len()), Vec::with_capacity(values.len()));
+    for (row, distribution) in rows.iter().enumerate() {
+        let logits = &values[row * shape.cols..(row + 1) * shape.cols];
+        match distribution {
+            None => {
+                probs.extend(std::iter::repeat_n(f64::NAN, shape.cols));
+                masked.extend(std::iter::repeat_n(f64::NAN, shape.cols));
+            }
+            Some(p) => {
+                probs.extend_from_slice(p);
+                masked.extend(
+                    p.iter()
+                        .zip(logits)
+                        .map(|(&p, &l)| if p > 0.0 { f64::from(l) } else { f64::NEG_INFINITY }),
+                );
+            }
+        }
+    }
+    Ok((probs, masked))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -646,3 +646,111 @@ fn per_row_setting_buffers_are_checked() {
         TokenSampler::default().run_with_settings(ctx, &[0.5_f32; 40], shape, false, &short).unwrap_err();
     assert!(matches!(error, Error::ShapeMismatch { what: "row top_k", .. }), "{error}");
 }
+
+/// The masks (filtered, renormalised probabilities and masked logits) against the f64
+/// reference, outputs poisoned first: f32 and bf16 logits of 37 classes (odd: in bf16,
+/// every other row starts mid-word, so neighbouring rows share a word of the masked
+/// logits), with every filter on, a greedy row and a top-k row by per-row settings, and
+/// a row with a NaN. Probabilities within 1e-6 + 1e-4 relative; masked logits exact (the
+/// logit as stored, or -inf; NaN for the bad row). Also with no draws at all.
+#[test]
+fn masks_match_the_reference() {
+    let ctx = ctx();
+    let (rows, cols) = (6, 37);
+    let mut logits = rng(91).logits(rows * cols, 3.0);
+    logits[4 * cols + 11] = f32::NAN;
+    let shape = Shape::new(rows, cols);
+    let settings = RowSettings {
+        temperature: Some(vec![0.8, 0.0, 1.0, 0.8, 0.8, 1.2]),
+        top_k: Some(vec![12, 0, 4, 12, 12, 0]),
+        ..RowSettings::default()
+    };
+    for num_samples in [16, 0] {
+        let sampler =
+            TokenSampler { top_p: 0.9, min_p: 0.02, num_samples, seed: 5, ..TokenSampler::default() };
+        for dtype in ["f32", "bf16"] {
+            let (input, storage, (want_probs, want_masked)) = if dtype == "f32" {
+                (
+                    ctx.upload_elements(&logits).unwrap(),
+                    wgpu_softmax::DType::F32,
+                    reference::sample_masks(&logits, shape, &sampler, &settings).unwrap(),
+                )
+            } else {
+                let halves: Vec<bf16> = typed(&logits);
+                (
+                    ctx.upload_elements(&halves).unwrap(),
+                    wgpu_softmax::DType::BF16,
+                    reference::sample_masks(&halves, shape, &sampler, &settings).unwrap(),
+                )
+            };
+            let len = rows * cols;
+            let ids = poisoned::<f32>(ctx, (rows * num_samples).max(1));
+            let status = poisoned::<f32>(ctx, SAMPLE_STATUS_WORDS);
+            let probs = poisoned::<f32>(ctx, len);
+            let masked = if dtype == "f32" { poisoned::<f32>(ctx, len) } else { poisoned::<bf16>(ctx, len) };
+            let top_k = ctx.upload_elements(settings.top_k.as_ref().unwrap()).unwrap();
+            let temperature = ctx.upload_elements(settings.temperature.as_ref().unwrap()).unwrap();
+            let buffers = SampleBuffers::new(
+                TensorRef::new(&input, storage),
+                BufferRegion::new(&ids),
+                BufferRegion::new(&status),
+            )
+            .with_row_top_k(&top_k)
+            .with_row_temperature(&temperature)
+            .with_probs(&probs)
+            .with_masked_logits(&masked);
+            let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+            ctx.submit_and_wait(encoder).unwrap();
+            let what = format!("{dtype}, {num_samples} draws");
+            let status = SampleStatus::read(ctx, &status).unwrap();
+            assert_eq!(
+                status,
+                SampleStatus { bad_rows: 1, first_bad_row: Some(4), ..SampleStatus::default() },
+                "{what}"
+            );
+            let got_probs = ctx.download(&probs, len).unwrap();
+            let got_masked = ctx.download_as_f32(&masked, storage, len).unwrap();
+            // Every element written (the poison is a NaN, which the bad row's NaN would hide).
+            let masked_poison = if dtype == "f32" { POISON_BITS } else { 0xffba_0000 };
+            assert!(!got_probs.iter().any(|v| v.to_bits() == POISON_BITS), "{what}: a probability unwritten");
+            assert!(
+                !got_masked.iter().any(|v| v.to_bits() == masked_poison),
+                "{what}: a masked logit unwritten"
+            );
+            for i in 0..len {
+                let (row, col) = (i / cols, i % cols);
+                let (p, want) = (f64::from(got_probs[i]), want_probs[i]);
+                if want.is_nan() {
+                    assert!(
+                        p.is_nan() && got_masked[i].is_nan(),
+                        "{what}: row {row} col {col}: NaN for the bad row"
+                    );
+                    continue;
+                }
+                assert!(
+                    (p - want).abs() <= 1e-6 + 1e-4 * want,
+                    "{what}: row {row} col {col}: prob {p}, want {want}"
+                );
+                let m = f64::from(got_masked[i]);
+                assert!(
+                    m == want_masked[i],
+                    "{what}: row {row} col {col}: masked {m}, want {}",
+                    want_masked[i]
+                );
+            }
+            // Each good row's mask keeps some tokens and drops others, and sums to 1.
+            for row in [0, 2, 3, 5] {
+                let kept = (0..cols).filter(|&c| want_probs[row * cols + c] > 0.0).count();
+                assert!(kept > 1 && kept < cols, "{what}: row {row} keeps {kept}");
+                let sum: f64 = got_probs[row * cols..(row + 1) * cols].iter().map(|&p| f64::from(p)).sum();
+                assert!((sum - 1.0).abs() < 1e-5, "{what}: row {row} sums to {sum}");
+            }
+            assert_eq!(
+                (0..cols).filter(|&c| want_probs[cols + c] == 1.0).count(),
+                1,
+                "the greedy row is one-hot"
+            );
+        }
+    }
+}
