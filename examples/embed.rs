@@ -22,11 +22,11 @@
 
 use std::sync::Arc;
 
-use wgpu_softmax::{bytemuck, pollster, wgpu};
 use wgpu_softmax::{
     Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyStatus, DType, Gradient, Reduction, STATUS_WORDS,
     Shape, Softmax, TargetBuffer, TensorRef, reference,
 };
+use wgpu_softmax::{bytemuck, pollster, wgpu};
 
 /// A batch of 4 rows over 10 classes: the application's "model output".
 const ROWS: usize = 4;

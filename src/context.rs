@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::kernels::{KernelKey, Module, PipelineCache};
-use crate::plan::DeviceCaps;
+use crate::plan::{DeviceCaps, DeviceProfile};
 
 /// The optional features this crate uses when the adapter has them.
 /// (Timestamps inside encoders let the benchmark time exactly the passes of one op.)
@@ -57,6 +57,7 @@ struct Shared {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
+    profile: DeviceProfile,
     caps: DeviceCaps,
     kernels: PipelineCache,
     placeholders: std::sync::OnceLock<Vec<wgpu::Buffer>>,
@@ -193,9 +194,11 @@ impl Context {
 
     /// The limits every op of this crate needs, within what `adapter` offers: WebGPU's
     /// downlevel defaults ([`wgpu::Limits::downlevel_defaults`]) with enough storage buffers
-    /// per shader stage for the largest module every op must bind (the cross-entropy's,
-    /// with its gradient, status, argmax and logsumexp arrays; more than WebGPU's default
-    /// of 8), and the adapter's alignments. Ask for them when creating a device for
+    /// per shader stage for the largest module every op must bind (8, WebGPU's default: on
+    /// a device with fewer than its wide kernel binds, the cross-entropy takes a packed
+    /// kernel whose argmax, logsumexp and 16-bit edge words share one scratch binding,
+    /// copied out after each chunk, and the split strategy gives way to the others), and
+    /// the adapter's alignments. Ask for them when creating a device for
     /// [`Context::from_device`].
     ///
     /// Where the adapter offers less than that, the result keeps the adapter's value, and
@@ -252,21 +255,15 @@ impl Context {
         info: wgpu::AdapterInfo,
         timeout: Duration,
     ) -> Self {
-        let limits = device.limits();
-        let caps = DeviceCaps {
-            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
-            subgroup_min_size: info.subgroup_min_size,
-            is_cpu: info.device_type == wgpu::DeviceType::Cpu,
-            max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-            max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
-            max_buffer_bytes: limits.max_buffer_size,
-            storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
-            max_loop_iterations: DeviceCaps::loop_limit_of(&info),
-        };
+        // The planner reads the device through its profile, as it reads a profile of a
+        // device that is not here.
+        let profile = DeviceProfile::from_parts(&info, device.features(), &device.limits());
+        let caps = profile.caps();
         let shared = Shared {
             device,
             queue,
             info,
+            profile,
             caps,
             kernels: PipelineCache::default(),
             placeholders: std::sync::OnceLock::new(),
@@ -330,7 +327,7 @@ impl Context {
     /// [`Context::with_cached_rows`]).
     #[must_use]
     pub fn cached_rows(&self) -> bool {
-        self.cached_rows.unwrap_or(!self.shared.caps.is_cpu)
+        self.cached_rows.unwrap_or(self.shared.caps.keeps_rows_by_default())
     }
 
     /// Whether this context autotunes.
@@ -370,6 +367,14 @@ impl Context {
     /// What the planner knows of this device.
     pub(crate) fn caps(&self) -> &DeviceCaps {
         &self.shared.caps
+    }
+
+    /// The device's profile: the adapter's identity, and the limits and features the device
+    /// was created with, as the planner reads them. `wgpu-softmax info --json` prints it;
+    /// [`DeviceProfile::explain`] plans on it as this context does.
+    #[must_use]
+    pub fn profile(&self) -> &DeviceProfile {
+        &self.shared.profile
     }
 
     /// Whether the device has subgroup operations (`Features::SUBGROUP`), which
@@ -455,6 +460,8 @@ impl Context {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(grid[0], grid[1], 1);
+        #[cfg(feature = "testing")]
+        DISPATCHES_RECORDED.with(|count| count.set(count.get() + 1));
     }
 
     /// A bind group of `module`'s layout over `buffers`, binding 0 first.
@@ -497,6 +504,20 @@ impl Context {
         self.check_health()?;
         Ok(self.shared.kernels.module(self.device(), spec)?.1)
     }
+}
+
+#[cfg(feature = "testing")]
+thread_local! {
+    /// Compute dispatches this thread has recorded through [`Context::dispatch`], every op's
+    /// only way to dispatch: what `testing::dispatches_recorded` reads.
+    static DISPATCHES_RECORDED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Compute dispatches the calling thread has recorded into encoders so far, all ops and
+/// contexts together.
+#[cfg(feature = "testing")]
+pub(crate) fn dispatches_recorded() -> u64 {
+    DISPATCHES_RECORDED.with(std::cell::Cell::get)
 }
 
 /// The adapters of this process's one wgpu instance for `backends`, enumerated once.

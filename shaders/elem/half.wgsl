@@ -154,7 +154,7 @@ fn TENSOR_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {
         } else if (inside > 0u) {
             // The row's elements reach the word's last place: the row starts in it.
             let starts_here = in_row(span, first + PER_WORD - 1u);
-            edges[2u * span.row + select(1u, 0u, starts_here)] = bits;
+            edge_store(2u * span.row + select(1u, 0u, starts_here), bits);
         }
     }
 }

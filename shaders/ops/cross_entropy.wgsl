@@ -433,10 +433,18 @@ fn row_done(span: RowSpan, row: Row) {
 #endif
     row_loss[span.row] = row.loss;
     if (WRITE_LSE) {
+#if PACKED
+        extras[params.extras_rows + span.row] = bitcast<u32>(row.lse);
+#else
         lse[span.row] = row.lse;
+#endif
     }
     if (ARGMAX) {
+#if PACKED
+        extras[span.row] = row.best_index;
+#else
         argmax[span.row] = row.best_index;
+#endif
 #if !PROBABILITIES
         if (row.target_class >= 0 && row.best_index == u32(row.target_class)) {
             atomicAdd(&status[STATUS_CORRECT], 1u);

@@ -25,7 +25,7 @@ fn fix_edges(
     let mine = (1u << (places * ELEMENT_BITS)) - 1u;
     var rest = result_word(word);
     if (row + 1u < params.rows) {
-        rest = edges[2u * (row + 1u)];
+        rest = edge_load(2u * (row + 1u));
     }
-    result_set_word(word, (edges[2u * row + 1u] & mine) | (rest & ~mine));
+    result_set_word(word, (edge_load(2u * row + 1u) & mine) | (rest & ~mine));
 }

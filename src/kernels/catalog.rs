@@ -45,6 +45,10 @@ pub(crate) enum OpKernel {
         targets: TargetsKind,
         /// Where the gradient goes.
         gradient: GradientMode,
+        /// For devices with few storage buffers per stage (WebGPU's default of 8): the
+        /// argmax, the logsumexp and the 16-bit edge words share one scratch binding
+        /// (`extras`, copied out after each chunk), and there is no split strategy.
+        packed: bool,
     },
     /// The cross-entropy's reductions over rows (the mean's divisor, the mean or sum).
     CrossEntropyReduce {
@@ -233,6 +237,11 @@ pub(crate) struct OpDecl {
     pub(crate) variants: Variants,
     /// The family its autotuned strategies are kept under; `None`: not autotuned.
     pub(crate) family: Option<OpFamily>,
+    /// The kernel a device that cannot bind this one's storage buffers takes instead.
+    pub(crate) fallback: Option<OpKernel>,
+    /// Whether the 16-bit edge words go into the `extras` binding rather than one of
+    /// their own.
+    pub(crate) packs_extras: bool,
 }
 
 const fn tensor(slot: Slot, writable: bool) -> Binding {
@@ -334,6 +343,8 @@ fn softmax() -> OpDecl {
         share_bytes: 12,
         variants: ROW_VARIANTS,
         family: Some(OpFamily::Softmax),
+        fallback: None,
+        packs_extras: false,
     }
 }
 
@@ -350,7 +361,7 @@ fn softmax_backward() -> OpDecl {
 }
 
 /// The per-row arrays of the fused cross-entropy after its tensors.
-fn cross_entropy_arrays(targets: TargetsKind) -> Vec<Binding> {
+fn cross_entropy_arrays(targets: TargetsKind, packed: bool) -> Vec<Binding> {
     let mut bindings = Vec::new();
     if targets == TargetsKind::Classes {
         bindings.push(read(Slot::Targets, "u32"));
@@ -361,16 +372,28 @@ fn cross_entropy_arrays(targets: TargetsKind) -> Vec<Binding> {
         // totals of the reductions, [0] the total weight.
         read(Slot::Scale, "f32").optional(),
         write(Slot::RowLoss, "f32"),
-        write(Slot::Argmax, "u32").optional(),
-        write(Slot::Status, "atomic<u32>"),
-        // Each row's logsumexp, when asked for.
-        write(Slot::Lse, "f32").optional(),
     ]);
+    if packed {
+        // [0, R): each row's argmax; [R, 2R): its logsumexp's bits; [2R, 4R): the edge
+        // words; R = params.extras_rows.
+        bindings.extend([write(Slot::Extras, "u32"), write(Slot::Status, "atomic<u32>")]);
+    } else {
+        bindings.extend([
+            write(Slot::Argmax, "u32").optional(),
+            write(Slot::Status, "atomic<u32>"),
+            // Each row's logsumexp, when asked for.
+            write(Slot::Lse, "f32").optional(),
+        ]);
+    }
     bindings
 }
 
+/// Words per row of the packed cross-entropy's `extras` binding: the argmax, the
+/// logsumexp and the two edge words.
+pub(crate) const PACKED_EXTRAS_WORDS: u64 = 4;
+
 /// The fused cross-entropy.
-fn cross_entropy(targets: TargetsKind, gradient: GradientMode) -> OpDecl {
+fn cross_entropy(targets: TargetsKind, gradient: GradientMode, packed: bool) -> OpDecl {
     let mut bindings = vec![tensor(Slot::Logits, gradient == GradientMode::InPlace)];
     if gradient == GradientMode::Separate {
         bindings.push(tensor(Slot::Grad, true));
@@ -378,21 +401,29 @@ fn cross_entropy(targets: TargetsKind, gradient: GradientMode) -> OpDecl {
     if targets == TargetsKind::Probabilities {
         bindings.push(tensor(Slot::TargetProbs, false));
     }
-    bindings.extend(cross_entropy_arrays(targets));
+    bindings.extend(cross_entropy_arrays(targets, packed));
     let mut constants = vec![
         ("HAS_GRADIENT", format!("{}", gradient != GradientMode::None)),
         ("STATUS_CORRECT", format!("{STATUS_CORRECT}u")),
     ];
     constants.extend(status_constants());
+    let strategies: &[Strategy] = if packed { &ALL_STRATEGIES[..3] } else { ALL_STRATEGIES };
     OpDecl {
-        name: "cross_entropy",
+        name: if packed { "cross_entropy_packed" } else { "cross_entropy" },
+        skeleton: Skeleton::Rows { strategies, after: &[], entry_points: &[] },
         parts: &[CROSS_ENTROPY_TARGETS, CROSS_ENTROPY],
         bindings,
-        flags: vec![("PROBABILITIES", targets == TargetsKind::Probabilities), ("CLASS_WEIGHTS", true)],
+        flags: vec![
+            ("PROBABILITIES", targets == TargetsKind::Probabilities),
+            ("CLASS_WEIGHTS", true),
+            ("PACKED", packed),
+        ],
         constants,
         overrides: &FUSED,
         share_bytes: CROSS_ENTROPY_SHARE_BYTES,
         family: Some(OpFamily::CrossEntropy),
+        fallback: (!packed).then_some(OpKernel::CrossEntropy { targets, gradient, packed: true }),
+        packs_extras: packed,
         ..softmax()
     }
 }
@@ -447,6 +478,8 @@ fn cross_entropy_reduce(targets: TargetsKind) -> OpDecl {
             strided: false,
         },
         family: None,
+        fallback: None,
+        packs_extras: false,
     }
 }
 
@@ -484,6 +517,8 @@ fn matmul() -> OpDecl {
         share_bytes: 0,
         variants: PRODUCT_VARIANTS,
         family: None,
+        fallback: None,
+        packs_extras: false,
     }
 }
 
@@ -493,10 +528,10 @@ fn matmul() -> OpDecl {
 /// the matmul tile computes it, and whose `linear_finish` merges each row's shares into
 /// its loss and logsumexp. The spec's storage type is that of `H`, `W` and `b`.
 fn linear_cross_entropy() -> OpDecl {
-    let forward = cross_entropy(TargetsKind::Classes, GradientMode::None);
+    let forward = cross_entropy(TargetsKind::Classes, GradientMode::None, false);
     // The logits are never stored: `linear_finish` reads only the shares.
     let mut bindings = vec![tensor(Slot::Logits, false).optional()];
-    bindings.extend(cross_entropy_arrays(TargetsKind::Classes));
+    bindings.extend(cross_entropy_arrays(TargetsKind::Classes, false));
     // H, W (stored V x D) and b, as the matmul tile names its operands.
     bindings.extend([words(Slot::A), words(Slot::B), read(Slot::Bias, "u32").optional()]);
     let mut constants = forward.constants;
@@ -514,6 +549,13 @@ fn linear_cross_entropy() -> OpDecl {
         overrides: &LINEAR_OVERRIDES,
         variants: PRODUCT_VARIANTS,
         family: None,
+        // A device that cannot bind it takes windows of stored logits through the
+        // cross-entropy's modules.
+        fallback: Some(OpKernel::CrossEntropy {
+            targets: TargetsKind::Classes,
+            gradient: GradientMode::InPlace,
+            packed: false,
+        }),
         ..forward
     }
 }
@@ -596,6 +638,8 @@ fn sample() -> OpDecl {
             strided: false,
         },
         family: None,
+        fallback: None,
+        packs_extras: false,
     }
 }
 
@@ -604,15 +648,21 @@ pub(crate) const SAMPLE_WORKGROUP_SIZE: u32 = 256;
 
 impl OpKernel {
     /// Every op kernel.
-    pub(crate) const ALL: [Self; 15] = [
+    pub(crate) const ALL: [Self; 21] = [
         Self::Softmax,
         Self::SoftmaxBackward,
-        Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::None },
-        Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::Separate },
-        Self::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::InPlace },
-        Self::CrossEntropy { targets: TargetsKind::Probabilities, gradient: GradientMode::None },
-        Self::CrossEntropy { targets: TargetsKind::Probabilities, gradient: GradientMode::Separate },
-        Self::CrossEntropy { targets: TargetsKind::Probabilities, gradient: GradientMode::InPlace },
+        Self::cross_entropy(TargetsKind::Classes, GradientMode::None, false),
+        Self::cross_entropy(TargetsKind::Classes, GradientMode::Separate, false),
+        Self::cross_entropy(TargetsKind::Classes, GradientMode::InPlace, false),
+        Self::cross_entropy(TargetsKind::Probabilities, GradientMode::None, false),
+        Self::cross_entropy(TargetsKind::Probabilities, GradientMode::Separate, false),
+        Self::cross_entropy(TargetsKind::Probabilities, GradientMode::InPlace, false),
+        Self::cross_entropy(TargetsKind::Classes, GradientMode::None, true),
+        Self::cross_entropy(TargetsKind::Classes, GradientMode::Separate, true),
+        Self::cross_entropy(TargetsKind::Classes, GradientMode::InPlace, true),
+        Self::cross_entropy(TargetsKind::Probabilities, GradientMode::None, true),
+        Self::cross_entropy(TargetsKind::Probabilities, GradientMode::Separate, true),
+        Self::cross_entropy(TargetsKind::Probabilities, GradientMode::InPlace, true),
         Self::CrossEntropyReduce { targets: TargetsKind::Classes },
         Self::CrossEntropyReduce { targets: TargetsKind::Probabilities },
         Self::Matmul,
@@ -622,12 +672,17 @@ impl OpKernel {
         Self::Sample,
     ];
 
+    /// The fused cross-entropy's kernel.
+    pub(crate) const fn cross_entropy(targets: TargetsKind, gradient: GradientMode, packed: bool) -> Self {
+        Self::CrossEntropy { targets, gradient, packed }
+    }
+
     /// The op's declaration: everything the composer and the host know of its kernel.
     pub(crate) fn decl(self) -> OpDecl {
         match self {
             Self::Softmax => softmax(),
             Self::SoftmaxBackward => softmax_backward(),
-            Self::CrossEntropy { targets, gradient } => cross_entropy(targets, gradient),
+            Self::CrossEntropy { targets, gradient, packed } => cross_entropy(targets, gradient, packed),
             Self::CrossEntropyReduce { targets } => cross_entropy_reduce(targets),
             Self::Matmul => matmul(),
             Self::LinearCrossEntropy => linear_cross_entropy(),

@@ -40,8 +40,9 @@ pub(crate) fn bindings(spec: KernelSpec) -> Vec<Binding> {
     if op.is_row_op() && spec.strategy == Strategy::SplitRow {
         bindings.push(scratch(Slot::SegmentShares, "Share"));
     }
-    if spec.has_edges() {
-        bindings.push(scratch(Slot::Edges, "u32"));
+    if spec.has_edges() && !op.decl().packs_extras {
+        // Bound only where rows share words (rows of whole words need no edge pass).
+        bindings.push(Binding { optional: true, ..scratch(Slot::Edges, "u32") });
     }
     bindings
 }
@@ -189,6 +190,17 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
         let flags =
             [("VECTOR", spec.vector == VectorWidth::Vec4), ("WRITABLE", writable), ("STRIDED", spec.strided)];
         source.push_str(&preprocess(template, &flags)?.replace(TENSOR_PLACEHOLDER, tensor.slot.name()));
+    }
+    if spec.has_edges() {
+        // The edge words: a binding of their own, or the packed cross-entropy's extras
+        // after its argmax and logsumexp.
+        let place =
+            if spec.op.decl().packs_extras { "extras[2u * params.extras_rows + i]" } else { "edges[i]" };
+        let _ = write!(
+            source,
+            "fn edge_load(i: u32) -> u32 {{\n    return {place};\n}}\n\
+             fn edge_store(i: u32, bits: u32) {{\n    {place} = bits;\n}}\n"
+        );
     }
     source.push_str("// The tensor the row loops write.\n");
     match spec.op.output_tensor().map(Slot::name) {

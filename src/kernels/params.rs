@@ -36,8 +36,11 @@ pub(crate) struct RowParams {
     pub(crate) hidden: u32,
     /// The distillation's temperature `T`.
     pub(crate) temperature: f32,
+    /// The packed cross-entropy's rows per part of its `extras` binding (the most rows
+    /// of any chunk).
+    pub(crate) extras_rows: u32,
     /// Pads the struct to a multiple of 16 bytes, as uniforms want (GL's std140).
-    pub(crate) padding: [u32; 2],
+    pub(crate) padding: u32,
 }
 
 /// The fields of [`RowParams`] as WGSL declares them, in order.
@@ -56,8 +59,8 @@ pub(crate) const PARAMS_FIELDS: [(&str, &str); 16] = [
     ("inner", "u32"),
     ("hidden", "u32"),
     ("temperature", "f32"),
-    ("padding0", "u32"),
-    ("padding1", "u32"),
+    ("extras_rows", "u32"),
+    ("padding", "u32"),
 ];
 
 /// The parameters of one dispatch of the matmul module, laid out as its WGSL `Params`

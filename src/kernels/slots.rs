@@ -69,6 +69,8 @@ pub(crate) enum Slot {
     SegmentShares,
     /// The 16-bit edge pass's words shared by two rows.
     Edges,
+    /// The packed cross-entropy's scratch: the argmax, the logsumexp and the edge words.
+    Extras,
     /// The sampler's filtered, renormalised probabilities.
     SampleProbs,
     /// The sampler's masked logits (filtered-out ones `-inf`).
@@ -110,6 +112,7 @@ impl Slot {
             Self::State => "state",
             Self::SegmentShares => "segment_shares",
             Self::Edges => "edges",
+            Self::Extras => "extras",
             Self::SampleProbs => "sample_probs",
             Self::MaskedLogits => "masked_logits",
         }

@@ -65,7 +65,7 @@ pub(crate) fn plan_op(
         }
         (forced, _) => forced,
     };
-    rows::plan_rows(ctx, planning.kernel, shape, strategy, planning.row_bytes)
+    rows::plan_rows(ctx, (planning.kernel, planning.dtype), shape, strategy, planning.row_bytes)
 }
 
 /// Random data of a sample of the shape, to time strategies on: the op's class-axis
@@ -94,7 +94,12 @@ impl Sample {
 /// The strategies worth timing for `op` on `shape`: those the op has and the device can
 /// run, without most of their lanes idle; the split only where a row is several segments.
 /// The heuristics' choice first, so that the others are measured against a good time.
-fn candidates(ctx: &Context, op: OpKernel, shape: Shape, row_bytes: &[u64]) -> Vec<Strategy> {
+fn candidates(
+    ctx: &Context,
+    (op, dtype): (OpKernel, DType),
+    shape: Shape,
+    row_bytes: &[u64],
+) -> Vec<Strategy> {
     let cols = u32::try_from(shape.cols).unwrap_or(u32::MAX);
     let heuristic = choose_strategy(ctx.caps(), shape);
     let mut found: Vec<Strategy> = op
@@ -103,6 +108,7 @@ fn candidates(ctx: &Context, op: OpKernel, shape: Shape, row_bytes: &[u64]) -> V
         .copied()
         .filter(|&s| s != Strategy::SplitRow || split_segments(shape.cols) >= 2)
         .filter(|&s| plan(ctx.caps(), shape, Some(s), row_bytes).is_ok())
+        .filter(|&s| rows::strategy_fits(ctx.caps(), op, s, dtype))
         .filter(|&s| {
             s == heuristic
                 || lanes_per_row(ctx.caps(), s, shape.cols) <= cols.saturating_mul(MAX_LANES_PER_COLUMN)
@@ -136,7 +142,7 @@ fn tuned_rows(
     let sample = make_sample(ctx, op, shape, dtype)?;
     let timer = Timer::new(ctx);
     let mut best: Option<(f64, Strategy)> = None;
-    for strategy in candidates(ctx, op, shape, row_bytes) {
+    for strategy in candidates(ctx, (op, dtype), shape, row_bytes) {
         let mut record = |encoder: &mut wgpu::CommandEncoder| time_one(ctx, encoder, strategy, &sample);
         // One untimed run compiles the pipeline and warms the caches; a candidate far
         // slower than the best so far stops there.

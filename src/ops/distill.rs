@@ -522,6 +522,7 @@ impl Distill {
             per_row,
             whole,
             params: settings.params,
+            extras: None,
         }
     }
 

@@ -6,20 +6,21 @@
 use crate::context::Context;
 use crate::dtype::{DType, EDGE_WORDS_PER_ROW, Element};
 use crate::error::{Error, Result};
+use crate::kernels::PACKED_EXTRAS_WORDS;
 use crate::kernels::{
     self, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelKey, KernelSpec, Module, OpKernel, ROW_KERNEL, RowParams,
     SPLIT_STATS, SPLIT_WRITE, Slot, VectorWidth,
 };
 use crate::ops::validate;
-use crate::plan::{Plan, plan, prefers_split_rows, split_segments, spread_grid};
+use crate::plan::{DeviceCaps, Plan, plan, prefers_split_rows, split_segments, spread_grid};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
 
-/// Plans `op` on `shape`: the forced strategy if the op has it, else the heuristics'
-/// choice (the split for a few very wide rows on a GPU, where the op has it, and for rows
-/// too wide for any per-row strategy on this driver). `row_bytes` holds the bytes per row
-/// of each array bound per chunk.
+/// Plans `op` over `dtype` data on `shape`: the forced strategy if the op has it, else the
+/// heuristics' choice (the split for a few very wide rows on a GPU, where the op has it
+/// and the device can bind its buffers, and for rows too wide for any per-row strategy on
+/// this driver). `row_bytes` holds the bytes per row of each array bound per chunk.
 ///
 /// # Errors
 ///
@@ -28,7 +29,35 @@ use crate::tensor::{BufferRegion, TensorRef};
 /// `max_storage_buffers_per_shader_stage` where the device cannot bind the op's buffers.
 pub(crate) fn plan_rows(
     ctx: &Context,
-    op: OpKernel,
+    kernel: (OpKernel, DType),
+    shape: Shape,
+    forced: Option<Strategy>,
+    row_bytes: &[u64],
+) -> Result<Plan> {
+    plan_rows_on(ctx.caps(), kernel, shape, forced, row_bytes)
+}
+
+/// The storage buffers `op`'s module for `strategy` and `dtype` binds (a 16-bit output's
+/// edge words counted, whatever the row length).
+fn storage_bindings(op: OpKernel, strategy: Strategy, dtype: DType) -> u32 {
+    KernelSpec { op, strategy, dtype, vector: VectorWidth::Scalar, cached: false, strided: false }
+        .storage_bindings()
+}
+
+/// Whether a device of `caps` can bind the storage buffers of `op`'s module for
+/// `strategy` and `dtype`.
+pub(crate) fn strategy_fits(caps: &DeviceCaps, op: OpKernel, strategy: Strategy, dtype: DType) -> bool {
+    storage_bindings(op, strategy, dtype) <= caps.max_storage_buffers_per_stage
+}
+
+/// [`plan_rows`] on a device known by its caps alone (a context's, or a profile's).
+///
+/// # Errors
+///
+/// As [`plan_rows`].
+pub(crate) fn plan_rows_on(
+    caps: &DeviceCaps,
+    (op, dtype): (OpKernel, DType),
     shape: Shape,
     forced: Option<Strategy>,
     row_bytes: &[u64],
@@ -38,32 +67,25 @@ pub(crate) fn plan_rows(
             return Err(Error::StrategyUnavailable { strategy, reason });
         }
     }
-    let splits = op.strategies().contains(&Strategy::SplitRow);
+    // The split binds the most: a device that cannot bind it plans without it.
+    let splits =
+        op.strategies().contains(&Strategy::SplitRow) && strategy_fits(caps, op, Strategy::SplitRow, dtype);
     let strategy = match forced {
-        None if splits && prefers_split_rows(ctx.caps(), shape) => Some(Strategy::SplitRow),
+        None if splits && prefers_split_rows(caps, shape) => Some(Strategy::SplitRow),
         other => other,
     };
-    let planned = match (strategy, plan(ctx.caps(), shape, strategy, row_bytes)) {
+    let planned = match (strategy, plan(caps, shape, strategy, row_bytes)) {
         // Rows too wide for any per-row strategy on this driver still split.
         (None, Err(Error::StrategyUnavailable { .. })) if splits => {
-            plan(ctx.caps(), shape, Some(Strategy::SplitRow), row_bytes)
+            plan(caps, shape, Some(Strategy::SplitRow), row_bytes)
         }
         (_, planned) => planned,
     }?;
-    // The storage buffers of the op's module for that strategy in f32 (a 16-bit output
-    // adds the edge pass's, which the pipeline cache checks when it builds the module):
-    // refused here, before the op records anything, on a device that cannot bind them.
-    let spec = KernelSpec {
-        op,
-        strategy: planned.strategy,
-        dtype: DType::F32,
-        vector: VectorWidth::Scalar,
-        cached: false,
-        strided: false,
-    };
+    // Refused here, before the op records anything, on a device that cannot bind the
+    // storage buffers of the op's module for that strategy.
     kernels::check_storage_bindings(
-        spec.storage_bindings(),
-        ctx.device().limits().max_storage_buffers_per_shader_stage,
+        storage_bindings(op, planned.strategy, dtype),
+        caps.max_storage_buffers_per_stage,
     )?;
     Ok(planned)
 }
@@ -100,6 +122,28 @@ pub(crate) struct RowDispatch<'a> {
     pub(crate) whole: Vec<(Slot, BufferRegion<'a>, u64)>,
     /// What the params hold besides each chunk's own fields (the cross-entropy's options).
     pub(crate) params: RowParams,
+    /// For a kernel that packs its per-row extras into one scratch binding: where they
+    /// are copied after each chunk.
+    pub(crate) extras: Option<PackedOutputs<'a>>,
+}
+
+/// Where the packed cross-entropy's argmax and logsumexp go: its kernel writes them into
+/// its `extras` scratch, and each chunk's rows are copied out from there (the caller's
+/// buffers need `COPY_DST`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackedOutputs<'a> {
+    /// Each row's argmax (u32).
+    pub(crate) argmax: Option<BufferRegion<'a>>,
+    /// Each row's logsumexp (f32).
+    pub(crate) lse: Option<BufferRegion<'a>>,
+}
+
+/// Whether `op` gives way on `ctx`'s device to the kernel its declaration names as its
+/// fallback: the device cannot bind the storage buffers of `op`'s largest module (its
+/// split strategy with a 16-bit output's edge words).
+pub(crate) fn takes_fallback(ctx: &Context, op: OpKernel) -> bool {
+    let Some(_) = op.decl().fallback else { return false };
+    !op.strategies().iter().all(|&strategy| strategy_fits(ctx.caps(), op, strategy, DType::BF16))
 }
 
 /// The bind group of `module` for the `rows` rows from row `first`: `params`, each slot
@@ -170,19 +214,8 @@ pub(crate) fn encode_rows(
         Strategy::ThreadPerRow => {}
     }
     let pipeline = |entry_point| ctx.pipeline(&KernelKey { spec, entry_point, constants: constants.clone() });
-    let entries: &[&'static str] =
-        if spec.strategy == Strategy::SplitRow { &[SPLIT_STATS, SPLIT_WRITE] } else { &[ROW_KERNEL] };
+    let RowPasses { entries, edges: has_edges } = row_passes(spec, shape.cols)?;
     let pipelines = entries.iter().map(|&e| pipeline(e)).collect::<Result<Vec<_>>>()?;
-    // Rows of whole words end on word boundaries: no word is shared, no edge pass.
-    let format = spec.dtype.format();
-    let has_edges = spec.has_edges() && format.rows_share_words(shape.cols as u64);
-    if has_edges && !format.edge_rule_holds(shape.cols as u64) {
-        // Never for two elements a word; a wider format would need another edge pass.
-        return Err(Error::Validation(format!(
-            "rows of {} elements share words three ways in {} (a bug in wgpu-softmax)",
-            shape.cols, spec.dtype
-        )));
-    }
     let edges_pipeline = has_edges.then(|| pipeline(FIX_EDGES)).transpose()?;
     let segments = if spec.strategy == Strategy::SplitRow { split_segments(shape.cols) } else { 1 };
     let largest = plan.chunks.iter().map(|c| c.rows).max().unwrap_or(0) as u64;
@@ -193,7 +226,12 @@ pub(crate) fn encode_rows(
         let segment_shares = (spec.strategy == Strategy::SplitRow)
             .then(|| scratch(largest * segments as u64 * spec.op.share_bytes()))
             .transpose()?;
-        let edges = has_edges.then(|| scratch(EDGE_WORDS_PER_ROW * 4 * largest)).transpose()?;
+        let packs_extras = spec.op.decl().packs_extras;
+        let edges =
+            (has_edges && !packs_extras).then(|| scratch(EDGE_WORDS_PER_ROW * 4 * largest)).transpose()?;
+        // [argmax | logsumexp | edge words], `largest` rows each.
+        let extras = packs_extras.then(|| scratch(PACKED_EXTRAS_WORDS * 4 * largest)).transpose()?;
+        let extras_rows = u32::try_from(largest).unwrap_or(u32::MAX);
         for (index, chunk) in plan.chunks.iter().enumerate() {
             let params = RowParams {
                 // Each fits in u32: a chunk fits in one storage binding, so its rows and
@@ -209,15 +247,19 @@ pub(crate) fn encode_rows(
                 chunk: u32::try_from(index).unwrap_or(u32::MAX),
                 segments: u32::try_from(segments).unwrap_or(u32::MAX),
                 inner: u32::try_from(shape.inner).unwrap_or(u32::MAX),
+                extras_rows,
                 ..dispatch.params
             };
             let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
             let (first, rows) = (chunk.first_row as u64, chunk.rows as u64);
-            let scratch: Vec<(Slot, &wgpu::Buffer)> =
-                [(Slot::SegmentShares, segment_shares.as_ref()), (Slot::Edges, edges.as_ref())]
-                    .into_iter()
-                    .filter_map(|(name, buffer)| buffer.map(|b| (name, b)))
-                    .collect();
+            let scratch: Vec<(Slot, &wgpu::Buffer)> = [
+                (Slot::SegmentShares, segment_shares.as_ref()),
+                (Slot::Edges, edges.as_ref()),
+                (Slot::Extras, extras.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(|(name, buffer)| buffer.map(|b| (name, b)))
+            .collect();
             let bind_group = bind_rows(ctx, &module, &params, dispatch, cols, (first, rows), &scratch)?;
             for pipeline in &pipelines {
                 Context::dispatch(encoder, &label, pipeline, &bind_group, chunk.grid);
@@ -227,9 +269,52 @@ pub(crate) fn encode_rows(
                 let grid = spread_grid(groups, ctx.caps().max_workgroups_per_dimension)?;
                 Context::dispatch(encoder, &label, pipeline, &bind_group, grid);
             }
+            if let (Some(extras), Some(outputs)) = (&extras, dispatch.extras) {
+                let parts = [(0, outputs.argmax), (4 * largest, outputs.lse)];
+                for (from, to) in parts.into_iter().filter_map(|(from, to)| to.map(|to| (from, to))) {
+                    encoder.copy_buffer_to_buffer(
+                        extras,
+                        from,
+                        to.buffer(),
+                        to.offset() + 4 * first,
+                        4 * rows,
+                    );
+                }
+            }
         }
         Ok(())
     })
+}
+
+/// The passes [`encode_rows`] records per chunk of rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowPasses {
+    /// The row kernel's entry points, one dispatch each: the split's two passes, else one.
+    pub(crate) entries: &'static [&'static str],
+    /// Whether the 16-bit edge pass follows (a 16-bit output whose rows share words).
+    pub(crate) edges: bool,
+}
+
+/// The passes of `spec` (already fitted to the layout) over rows of `cols`.
+///
+/// # Errors
+///
+/// [`Error::Validation`] for rows that would share a word three ways (never for two
+/// elements a word: a bug).
+pub(crate) fn row_passes(spec: KernelSpec, cols: usize) -> Result<RowPasses> {
+    let entries: &'static [&'static str] =
+        if spec.strategy == Strategy::SplitRow { &[SPLIT_STATS, SPLIT_WRITE] } else { &[ROW_KERNEL] };
+    // Rows of whole words end on word boundaries: no word is shared, no edge pass.
+    let format = spec.dtype.format();
+    let edges = spec.has_edges() && format.rows_share_words(cols as u64);
+    if edges && !format.edge_rule_holds(cols as u64) {
+        // Never for two elements a word; a wider format would need another edge pass.
+        return Err(Error::Validation(format!(
+            "rows of {cols} elements share words three ways in {} (a bug in wgpu-softmax)",
+            spec.dtype
+        )));
+    }
+    Ok(RowPasses { entries, edges })
 }
 
 /// `spec` for the layout of `shape`: along a strided class axis, the strided variant, whose

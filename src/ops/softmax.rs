@@ -98,7 +98,7 @@ impl Softmax {
         };
         autotune::plan_op(ctx, shape, planning, &|ctx, encoder, strategy, sample| {
             let dispatch = self.dispatch(ctx, strategy, sample.tensor(0), sample.tensor(1), vector);
-            let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
+            let plan = rows::plan_rows(ctx, (KERNEL, dtype), sample.shape, Some(strategy), &row_bytes)?;
             rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
         })
     }
@@ -125,6 +125,7 @@ impl Softmax {
             per_row: Vec::new(),
             whole: Vec::new(),
             params: RowParams::default(),
+            extras: None,
         }
     }
 

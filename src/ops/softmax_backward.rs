@@ -78,7 +78,7 @@ impl SoftmaxBackward {
         autotune::plan_op(ctx, shape, planning, &|ctx, encoder, strategy, sample| {
             let tensors = [sample.tensor(0), sample.tensor(1), sample.tensor(2)];
             let dispatch = self.dispatch(ctx, strategy, tensors, vector);
-            let plan = rows::plan_rows(ctx, KERNEL, sample.shape, Some(strategy), &row_bytes)?;
+            let plan = rows::plan_rows(ctx, (KERNEL, dtype), sample.shape, Some(strategy), &row_bytes)?;
             rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
         })
     }
@@ -104,6 +104,7 @@ impl SoftmaxBackward {
             per_row: Vec::new(),
             whole: Vec::new(),
             params: RowParams::default(),
+            extras: None,
         }
     }
 

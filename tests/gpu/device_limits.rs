@@ -10,10 +10,12 @@ use crate::common;
 use common::{assert_written, backward_poisoned, ctx, poisoned, rng, softmax_poisoned};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::compare;
+use wgpu_softmax::testing::round_to;
 use wgpu_softmax::{
-    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Error, Gradient,
-    LinearCrossEntropy, LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearShape, STATUS_WORDS, Shape,
-    Softmax, SoftmaxBackward, TargetBuffer, Targets, reference, wgpu,
+    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Element, Error, Gradient,
+    LinearCrossEntropy, LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearShape, Reduction,
+    STATUS_WORDS, Shape, Softmax, SoftmaxBackward, TargetBuffer, Targets, TensorRef, bf16, f16, reference,
+    wgpu,
 };
 
 /// The limit the ops name when a device cannot bind their buffers.
@@ -73,10 +75,11 @@ fn ran<T>(what: &str, ctx: &Context, result: Result<T, Error>) -> Option<T> {
 }
 
 #[test]
-fn the_required_limits_fit_the_adapter_and_ask_for_more_than_webgpus_default() {
+fn the_required_limits_fit_the_adapter_and_webgpus_default() {
     let ctx = embedder_device(Context::required_limits);
     let limits = ctx.device().limits();
-    assert!(limits.max_storage_buffers_per_shader_stage > 8, "{limits:?}");
+    // Every op runs on WebGPU's 8 storage buffers per stage (the cross-entropy packed).
+    assert_eq!(limits.max_storage_buffers_per_shader_stage, 8, "{limits:?}");
     let preferred = embedder_device(Context::preferred_limits).device().limits();
     assert!(
         preferred.max_storage_buffers_per_shader_stage >= limits.max_storage_buffers_per_shader_stage,
@@ -131,12 +134,12 @@ fn the_backward_runs_or_is_refused_by_name() {
 }
 
 #[test]
-fn the_cross_entropy_runs_or_is_refused_by_name_before_recording() {
+fn the_cross_entropy_runs_on_webgpus_eight_buffers_and_is_refused_by_name_below() {
     let shape = Shape::new(7, 19);
     let mut rng = rng(0xD1_0003);
     let logits = rng.logits(shape.len().unwrap(), 5.0);
     let targets: Vec<i64> = (0..7_i64).map(|i| i * 5 % 19).collect();
-    let op = CrossEntropy::new().lse(true).gradient(Gradient::Separate);
+    let op = CrossEntropy::new().lse(true).argmax(true).gradient(Gradient::Separate);
     let input = CrossEntropyInput::new(&logits, shape, Targets::I64(&targets));
     let want = reference::cross_entropy(&op, &input).unwrap();
     let mut refused = 0;
@@ -146,6 +149,7 @@ fn the_cross_entropy_runs_or_is_refused_by_name_before_recording() {
         let loss = poisoned::<f32>(&ctx, 1);
         let grad = poisoned::<f32>(&ctx, logits.len());
         let lse = poisoned::<f32>(&ctx, shape.rows);
+        let argmax = ctx.upload_elements(&[u32::MAX; 7]).unwrap();
         // A status the op would clear first: still 7s after a refusal means nothing ran.
         let status = ctx.upload_elements(&[7u32; STATUS_WORDS]).unwrap();
         let buffers = CrossEntropyBuffers::new(
@@ -155,6 +159,7 @@ fn the_cross_entropy_runs_or_is_refused_by_name_before_recording() {
         )
         .with_grad(&grad)
         .with_lse(&lse)
+        .with_argmax(&argmax)
         .with_status(&status);
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         let result = op.encode(&ctx, &mut encoder, &buffers, shape);
@@ -177,10 +182,156 @@ fn the_cross_entropy_runs_or_is_refused_by_name_before_recording() {
         let gpu_lse = assert_written(name, ctx.download(&lse, shape.rows).unwrap());
         let c = compare(&gpu_lse, want.lse.as_deref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
         assert!(c.passed(), "{name} lse: {c}");
+        assert_eq!(&ctx.download_u32(&argmax, 7).unwrap(), want.argmax.as_ref().unwrap(), "{name} argmax");
         ctx.check_health().unwrap();
     }
-    // WebGPU's 8 storage buffers, and the downlevel 4, are below what it binds.
-    assert_eq!(refused, 2);
+    // WebGPU's 8 storage buffers take the packed kernel; the downlevel 4 are too few.
+    assert_eq!(refused, 1);
+}
+
+/// wgpu's default limits (WebGPU's 8 storage buffers per stage) with bindings small enough
+/// that a batch takes several chunks: the packed cross-entropy's extras are copied out
+/// chunk by chunk.
+fn eight_buffers_in_chunks() -> Context {
+    embedder_device(|_| wgpu::Limits { max_storage_buffer_binding_size: 16384, ..wgpu::Limits::default() })
+}
+
+/// One run of `op` on `ctx` through the GPU-resident API, every output poisoned first,
+/// checked against the f64 reference: the loss, the gradient (its own buffer or over the
+/// logits), the logsumexp and the argmax where `op` asks for them.
+fn check_packed<T: Element>(ctx: &Context, op: CrossEntropy, input: &CrossEntropyInput<'_, T>, what: &str) {
+    let shape = input.shape;
+    let want = reference::cross_entropy(&op, input).unwrap();
+    let logits = ctx.upload_elements(input.logits).unwrap();
+    let targets_buffer = match input.targets {
+        Targets::Probabilities(p) => ctx.upload_elements(p).unwrap(),
+        Targets::I64(t) => ctx.upload_elements(&common::i64_words(t)).unwrap(),
+        Targets::I32(t) => ctx.upload_elements(t).unwrap(),
+        other => panic!("{what}: no case gives {other:?}"),
+    };
+    let targets = match input.targets {
+        Targets::Probabilities(_) => TargetBuffer::probabilities(TensorRef::new(&targets_buffer, T::DTYPE)),
+        Targets::I64(_) => TargetBuffer::i64(&targets_buffer),
+        _ => TargetBuffer::i32(&targets_buffer),
+    };
+    let loss_len = if op.get_reduction() == Reduction::None { shape.rows } else { 1 };
+    let loss = poisoned::<f32>(ctx, loss_len);
+    let grad = poisoned::<T>(ctx, input.logits.len());
+    let lse = poisoned::<f32>(ctx, shape.rows);
+    let argmax = ctx.upload_elements(&vec![u32::MAX; shape.rows]).unwrap();
+    let weight = input.weight.map(|w| ctx.upload_elements(w).unwrap());
+    let mut buffers = CrossEntropyBuffers::new(TensorRef::new(&logits, T::DTYPE), targets, &loss);
+    if op.get_gradient() == Gradient::Separate {
+        buffers = buffers.with_grad(TensorRef::new(&grad, T::DTYPE));
+    }
+    if op.get_lse() {
+        buffers = buffers.with_lse(&lse);
+    }
+    if op.get_argmax() {
+        buffers = buffers.with_argmax(&argmax);
+    }
+    if let Some(w) = &weight {
+        buffers = buffers.with_weight(w);
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    let plan = op.encode(ctx, &mut encoder, &buffers, shape).unwrap_or_else(|e| panic!("{what}: {e}"));
+    ctx.submit_and_wait(encoder).unwrap();
+    assert!(plan.chunks().len() > 1, "{what}: one chunk, {plan:?}");
+    let c = compare(
+        &assert_written(what, ctx.download(&loss, loss_len).unwrap()),
+        &want.loss,
+        Tolerance::CROSS_ENTROPY_LOSS,
+    );
+    assert!(c.passed(), "{what}: loss {c}");
+    if op.get_gradient() != Gradient::Skip {
+        let written = if op.get_gradient() == Gradient::InPlace { &logits } else { &grad };
+        let gpu: Vec<T> = assert_written(what, ctx.download_elements(written, input.logits.len()).unwrap());
+        let tolerance = Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE);
+        let c = compare(&wgpu_softmax::testing::widen(&gpu), want.grad.as_deref().unwrap(), tolerance);
+        assert!(c.passed(), "{what}: grad {c}");
+    }
+    if op.get_lse() {
+        let gpu = assert_written(what, ctx.download(&lse, shape.rows).unwrap());
+        let c = compare(&gpu, want.lse.as_deref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+        assert!(c.passed(), "{what}: lse {c}");
+    }
+    if op.get_argmax() {
+        assert_eq!(
+            &ctx.download_u32(&argmax, shape.rows).unwrap(),
+            want.argmax.as_ref().unwrap(),
+            "{what}: argmax"
+        );
+    }
+    ctx.check_health().unwrap();
+}
+
+#[test]
+fn the_packed_cross_entropy_matches_the_reference_in_every_mode_over_chunks() {
+    let ctx = eight_buffers_in_chunks();
+    assert_eq!(ctx.device().limits().max_storage_buffers_per_shader_stage, 8);
+    // Odd rows of 19 classes: 16-bit outputs share words between rows (the edge words go
+    // into the extras too); 600 rows make several chunks of a 16384-byte binding.
+    let shape = Shape::new(600, 19);
+    let mut rng = rng(0xD1_0005);
+    let logits = rng.logits(shape.len().unwrap(), 6.0);
+    let classes: Vec<i64> = (0..600).map(|r| if r % 11 == 4 { -100 } else { rng.below(19) as i64 }).collect();
+    let classes_i32: Vec<i32> = classes.iter().map(|&c| i32::try_from(c).unwrap()).collect();
+    let probabilities = common::probability_rows(&mut rng, shape.rows, shape.cols);
+    let weight: Vec<f32> = (0..19).map(|_| 0.5 + rng.below(100) as f32 / 100.0).collect();
+    let op = CrossEntropy::new();
+    // Each storage type, kind of targets, gradient mode and reduction at least once, the
+    // argmax and the logsumexp copied out, and the z-loss reading the logsumexp back.
+    let f32_case = CrossEntropyInput::new(&logits, shape, Targets::I64(&classes)).weight(&weight);
+    check_packed(
+        &ctx,
+        op.gradient(Gradient::Separate).argmax(true).lse(true).z_loss(1e-3),
+        &f32_case,
+        "f32, i64 classes, weight, separate, mean, argmax, lse, z-loss",
+    );
+    let f32_probabilities = CrossEntropyInput::new(&logits, shape, Targets::Probabilities(&probabilities));
+    check_packed(
+        &ctx,
+        op.gradient(Gradient::Skip).reduction(Reduction::None).argmax(true).lse(true),
+        &f32_probabilities,
+        "f32, probabilities, no gradient, none, argmax, lse",
+    );
+    let half: Vec<bf16> = round_to(&logits);
+    let half_probabilities: Vec<bf16> = round_to(&probabilities);
+    check_packed(
+        &ctx,
+        op.gradient(Gradient::InPlace).reduction(Reduction::Sum).lse(true).label_smoothing(0.1),
+        &CrossEntropyInput::new(&half, shape, Targets::I32(&classes_i32)),
+        "bf16, i32 classes, in place, sum, lse, smoothing",
+    );
+    check_packed(
+        &ctx,
+        op.gradient(Gradient::Separate).argmax(true).softcap(20.0),
+        &CrossEntropyInput::new(&half, shape, Targets::Probabilities(&half_probabilities)),
+        "bf16, probabilities, separate, mean, argmax, softcap",
+    );
+    let f16_logits: Vec<f16> = round_to(&logits);
+    check_packed(
+        &ctx,
+        op.gradient(Gradient::Separate).reduction(Reduction::None).argmax(true).lse(true),
+        &CrossEntropyInput::new(&f16_logits, shape, Targets::I64(&classes)),
+        "f16, i64 classes, separate, none, argmax, lse",
+    );
+    // Its argmax and logsumexp are copied into the caller's buffers: they need COPY_DST.
+    let logits_buffer = ctx.upload_elements(&logits).unwrap();
+    let targets_buffer = ctx.upload_elements(&common::i64_words(&classes)).unwrap();
+    let loss = poisoned::<f32>(&ctx, 1);
+    let no_copy = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 4 * 600,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let buffers = CrossEntropyBuffers::new(&logits_buffer, TargetBuffer::i64(&targets_buffer), &loss)
+        .with_lse(&no_copy);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    let refused =
+        op.gradient(Gradient::Skip).lse(true).encode(&ctx, &mut encoder, &buffers, shape).unwrap_err();
+    assert!(matches!(refused, Error::MissingUsage { what: "lse", .. }), "{refused}");
 }
 
 #[test]

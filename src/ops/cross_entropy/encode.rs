@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::{KernelKey, KernelSpec, OpKernel, RowParams, Slot, TargetsKind, VectorWidth};
-use crate::ops::rows::{self, RowDispatch};
+use crate::ops::rows::{self, PackedOutputs, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
 use crate::shape::Shape;
@@ -117,7 +117,7 @@ impl CrossEntropy {
                 KernelSpec {
                     cached: rows::keeps_rows(ctx),
                     strided: false,
-                    op: self.kernel(probabilities),
+                    op: self.kernel_on(ctx, probabilities),
                     strategy: plan.strategy,
                     dtype,
                     vector,
@@ -237,9 +237,14 @@ impl CrossEntropy {
             None => {}
         }
         per_row.push((Slot::RowLoss, bindings.row_loss, 4));
-        per_row.extend(bindings.argmax.map(|a| (Slot::Argmax, a, 4)));
-        per_row.extend(bindings.lse.map(|lse| (Slot::Lse, lse, 4)));
-        RowDispatch { spec, constants, tensors, per_row, whole, params: settings.params }
+        let extras = if spec.op.decl().packs_extras {
+            Some(PackedOutputs { argmax: bindings.argmax, lse: bindings.lse })
+        } else {
+            per_row.extend(bindings.argmax.map(|a| (Slot::Argmax, a, 4)));
+            per_row.extend(bindings.lse.map(|lse| (Slot::Lse, lse, 4)));
+            None
+        };
+        RowDispatch { spec, constants, tensors, per_row, whole, params: settings.params, extras }
     }
 
     /// Checks every caller buffer's usage, offset, size and type against the shape and
@@ -293,6 +298,15 @@ impl CrossEntropy {
         }
         if let Some(l) = &buffers.lse {
             validate::storage_region(ctx, "lse", l, rows_bytes)?;
+        }
+        // On a device of few storage buffers the packed kernel copies them out.
+        let probabilities = matches!(buffers.targets, TargetBuffer::Probabilities(_));
+        if self.kernel_on(ctx, probabilities) != self.kernel(probabilities, false) {
+            for (what, region) in [("argmax", buffers.argmax), ("lse", buffers.lse)] {
+                if region.is_some_and(|r| !r.buffer().usage().contains(wgpu::BufferUsages::COPY_DST)) {
+                    return Err(Error::MissingUsage { what, missing: wgpu::BufferUsages::COPY_DST });
+                }
+            }
         }
         if let Some(z) = &buffers.z_loss {
             validate::storage_region(ctx, "z_loss", z, loss_bytes)?;
@@ -404,6 +418,7 @@ pub(crate) fn reduce_dispatch<'b>(
         per_row,
         whole,
         params: settings.params,
+        extras: None,
     }
 }
 

@@ -43,6 +43,7 @@ use crate::kernels::{
     GradientMode, OpKernel, STATUS_BAD_ROWS, STATUS_CORRECT, STATUS_FIRST_BAD_ROW, TargetsKind, VectorWidth,
 };
 use crate::ops::autotune::{self, RowPlanning};
+use crate::ops::rows;
 use crate::plan::{LLVMPIPE_LOOP_ITERATIONS, Plan};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
@@ -554,7 +555,7 @@ impl CrossEntropy {
     }
 
     /// The kernel this op runs with these targets: what its module is composed with.
-    pub(crate) const fn kernel(&self, probabilities: bool) -> OpKernel {
+    pub(crate) const fn kernel(&self, probabilities: bool, packed: bool) -> OpKernel {
         OpKernel::CrossEntropy {
             targets: if probabilities { TargetsKind::Probabilities } else { TargetsKind::Classes },
             gradient: match self.gradient {
@@ -562,7 +563,15 @@ impl CrossEntropy {
                 Gradient::Separate => GradientMode::Separate,
                 Gradient::InPlace => GradientMode::InPlace,
             },
+            packed,
         }
+    }
+
+    /// The kernel this op runs on `ctx`'s device: the packed one where the device cannot
+    /// bind the other's storage buffers (see [`rows::takes_fallback`]).
+    pub(crate) fn kernel_on(&self, ctx: &Context, probabilities: bool) -> OpKernel {
+        let wide = self.kernel(probabilities, false);
+        if rows::takes_fallback(ctx, wide) { self.kernel(probabilities, true) } else { wide }
     }
 
     /// The options that change the kernel's speed, for the autotuner's key.
@@ -612,7 +621,7 @@ impl CrossEntropy {
         vector: VectorWidth,
         probabilities: bool,
     ) -> Result<Plan> {
-        let kernel = self.kernel(probabilities);
+        let kernel = self.kernel_on(ctx, probabilities);
         let row_bytes = Self::row_bytes(shape, dtype);
         let planning = RowPlanning {
             kernel,

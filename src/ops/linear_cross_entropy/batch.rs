@@ -77,7 +77,7 @@ impl CrossEntropy {
         let spec = KernelSpec {
             cached: rows::keeps_rows(ctx),
             strided: false,
-            op: self.kernel(false),
+            op: self.kernel_on(ctx, false),
             strategy: plan.strategy,
             dtype: logits.dtype(),
             vector,

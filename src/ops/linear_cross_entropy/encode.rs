@@ -9,8 +9,8 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    GradientMode, KernelSpec, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES, OpKernel, TargetsKind,
-    VectorWidth, check_storage_bindings,
+    KernelSpec, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES, TargetsKind, VectorWidth,
+    check_storage_bindings,
 };
 use crate::ops::cross_entropy::{CrossEntropy, Gradient, Reduction, STATUS_WORDS, TargetBuffer, reduce_spec};
 use crate::ops::matmul::{
@@ -18,6 +18,7 @@ use crate::ops::matmul::{
     terms_per_dispatch,
 };
 use crate::ops::validate;
+use crate::plan::DeviceCaps;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -71,7 +72,7 @@ impl LinearCrossEntropy {
         // Every pass's module must bind on this device: refuse before recording anything.
         let available = ctx.device().limits().max_storage_buffers_per_shader_stage;
         let window_loss = KernelSpec {
-            op: OpKernel::CrossEntropy { targets: TargetsKind::Classes, gradient: GradientMode::InPlace },
+            op: CrossEntropy::new().gradient(Gradient::InPlace).kernel_on(ctx, false),
             strategy: Strategy::ThreadPerRow,
             dtype: DType::F32,
             vector: VectorWidth::Scalar,
@@ -87,13 +88,8 @@ impl LinearCrossEntropy {
         }
         let wants_grad =
             buffers.grad_hidden.is_some() || buffers.grad_classifier.is_some() || buffers.grad_bias.is_some();
-        let stores_logits = wants_grad || !reduces_blocks_in_place(ctx, shape.hidden);
-        let caps = ctx.caps();
-        let limits = WindowLimits {
-            max_binding: caps.max_storage_binding_bytes,
-            max_buffer: caps.max_buffer_bytes,
-            offset_alignment: u64::from(caps.storage_offset_alignment),
-        };
+        let stores_logits = wants_grad || !reduces_blocks_in_place(ctx.caps(), shape.hidden);
+        let limits = WindowLimits::of(ctx.caps());
         let arrays = RowArrays {
             target_bytes: if matches!(buffers.targets, TargetBuffer::I64(_)) { 8 } else { 4 },
             hidden_row_bytes: shape.hidden as u64 * buffers.hidden.dtype().size(),
@@ -335,6 +331,12 @@ impl LinearCrossEntropy {
         validate::storage_region(ctx, "loss", &buffers.loss, loss_bytes)?;
         if let Some(l) = &buffers.lse {
             validate::storage_region(ctx, "lse", l, rows_bytes)?;
+            // On a device of few storage buffers the windows' packed kernel copies it out.
+            let window = CrossEntropy::new().gradient(Gradient::InPlace);
+            let packed = window.kernel_on(ctx, false) != window.kernel(false, false);
+            if packed && !l.buffer().usage().contains(wgpu::BufferUsages::COPY_DST) {
+                return Err(Error::MissingUsage { what: "lse", missing: wgpu::BufferUsages::COPY_DST });
+            }
         }
         if let Some(g) = &buffers.grad_hidden {
             validate::tensor(ctx, ("grad_hidden", "hidden"), g, dtype, hidden_elements as u64)?;
@@ -383,9 +385,8 @@ impl LinearCrossEntropy {
 /// twelve storage bindings fit the device's limits, and its sums over the `hidden`
 /// features fit one dispatch under the driver's loop limit (that kernel cannot split
 /// them). Else the loss takes the windows of logits, whose products split their sums.
-fn reduces_blocks_in_place(ctx: &Context, hidden: usize) -> bool {
-    let limits = ctx.device().limits();
-    limits.max_compute_workgroup_storage_size >= LINEAR_WORKGROUP_BYTES
-        && limits.max_storage_buffers_per_shader_stage >= LINEAR_STORAGE_BINDINGS
-        && hidden <= terms_per_dispatch(ctx.caps().max_loop_iterations) / 2
+pub(crate) fn reduces_blocks_in_place(caps: &DeviceCaps, hidden: usize) -> bool {
+    caps.max_workgroup_storage_bytes >= LINEAR_WORKGROUP_BYTES
+        && caps.max_storage_buffers_per_stage >= LINEAR_STORAGE_BINDINGS
+        && hidden <= terms_per_dispatch(caps.max_loop_iterations) / 2
 }
