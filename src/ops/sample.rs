@@ -459,8 +459,10 @@ impl Sampler {
 
     /// Records the draws into `encoder`: `num_samples` token ids per row of the logits
     /// `shape` (class axis last) into `buffers.ids`, their log-probabilities into
-    /// `buffers.logprobs` if given, and the bad rows into `buffers.status` (cleared
-    /// first).
+    /// `buffers.logprobs` if given, the masks into `buffers.probs` and
+    /// `buffers.masked_logits` if given, and the bad rows and the rows with settings out
+    /// of range into `buffers.status` (cleared first), each row under its own settings
+    /// where `buffers.rows` gives them.
     ///
     /// # Errors
     ///
@@ -468,8 +470,11 @@ impl Sampler {
     /// `u32::MAX` elements or draws in all;
     /// [`Error::ShapeOverflow`] and [`Error::InvalidLayout`] for a bad shape;
     /// [`Error::MissingUsage`], [`Error::MisalignedOffset`], [`Error::RegionOutOfBounds`]
-    /// and [`Error::BufferTooSmall`] for a buffer that cannot be bound as needed;
-    /// [`Error::AliasedBuffers`] when an output shares the logits' buffer;
+    /// and [`Error::BufferTooSmall`] for a buffer that cannot be bound as needed, or a
+    /// per-row setting's region that cannot be copied from (`COPY_SRC`, an offset a
+    /// multiple of 4, `4 * rows` bytes);
+    /// [`Error::AliasedBuffers`] when an output shares the logits' buffer or another
+    /// output's (each output a buffer of its own);
     /// [`Error::LimitExceeded`] for a grid past the device's limits; the context's fault
     /// if the device was lost.
     pub fn encode(
