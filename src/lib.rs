@@ -13,6 +13,7 @@ pub mod check;
 mod context;
 mod dtype;
 mod error;
+mod explain;
 mod health;
 mod kernels;
 mod ops;
@@ -35,6 +36,7 @@ pub use check::Tolerance;
 pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
 pub use dtype::{DType, Element, bf16, f16};
 pub use error::{Error, Result};
+pub use explain::{LinearExplanation, Pass, PlanExplanation, PlanRequest};
 pub use ops::cross_entropy::{
     CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
     Reduction, STATUS_WORDS, TargetBuffer, Targets,
@@ -50,10 +52,7 @@ pub use ops::sample::{
 };
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
-pub use plan::{
-    Chunk, DeviceProfile, LinearExplanation, Pass, Plan, PlanExplanation, PlanRequest, ProfileFeatures,
-    ProfileLimits,
-};
+pub use plan::{Chunk, DeviceProfile, Plan, ProfileFeatures, ProfileLimits};
 pub use shape::Shape;
 pub use strategy::Strategy;
 pub use tensor::{BufferRegion, TensorRef};

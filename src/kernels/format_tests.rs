@@ -1,15 +1,15 @@
 //! The storage format as one place: the 16-bit types' layout as the composed modules read
 //! it, and an imaginary format of four 8-bit elements a word planned through the same
-//! functions (packets, the split's segments, the edge rule), with a CPU twin of the row
-//! kernels' edge stores and the `fix_edges` pass checked against plain packing. No 8-bit
-//! type ships; this shows that one would need no change to the planner or the edge rule.
+//! functions (packets and the edge rule; the split's segments in `plan`'s tests), with a
+//! CPU twin of the row kernels' edge stores and the `fix_edges` pass checked against plain
+//! packing. No 8-bit type ships; this shows that one would need no change to the planner
+//! or the edge rule.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a failed unwrap is a failed test
 #![allow(clippy::cast_possible_truncation)] // small test sizes
 #![allow(clippy::needless_range_loop)] // words numbered as the WGSL numbers them
 
-use super::{KernelSpec, SPLIT_SEGMENT_ELEMENTS, VectorWidth, compose};
+use super::{KernelSpec, VectorWidth, compose};
 use crate::dtype::{DType, EDGE_WORDS_PER_ROW, WordFormat};
-use crate::plan::split_segments_for;
 use crate::rng::SeededRng;
 
 const EIGHT_BIT: WordFormat = WordFormat { bits: 8 };
@@ -123,18 +123,6 @@ fn an_eight_bit_format_plans_through_the_same_functions() {
     assert_eq!(EIGHT_BIT.per_word(), 4);
     assert_eq!(EIGHT_BIT.mask(), 0xff);
     assert_eq!([VectorWidth::Scalar, VectorWidth::Vec4].map(|v| EIGHT_BIT.packet(v.words())), [4, 16]);
-    // The split's segments hold every packet of a row, whatever packet it starts in the
-    // middle of: a row spans at most ceil((offset + cols) / packet) packets.
-    for packet in [EIGHT_BIT.packet(1), EIGHT_BIT.packet(4), DType::BF16.format().packet(4)] {
-        let per_segment = (SPLIT_SEGMENT_ELEMENTS / packet) as usize;
-        for cols in [1, 15, 16, 17, 4095, 4096, 4097, 65_533, 128_256, 262_147] {
-            for offset in 0..packet as usize {
-                let spanned = (offset + cols).div_ceil(packet as usize);
-                let segments = split_segments_for(cols, packet as usize);
-                assert!(segments * per_segment >= spanned, "packet {packet}, {cols} cols from {offset}");
-            }
-        }
-    }
     // Edges: rows of a whole number of words share none.
     assert!(!EIGHT_BIT.rows_share_words(128) && EIGHT_BIT.rows_share_words(130));
     assert!(EIGHT_BIT.edge_rule_holds(3) && !EIGHT_BIT.edge_rule_holds(2));

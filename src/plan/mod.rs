@@ -418,13 +418,9 @@ pub(crate) fn spread_grid(groups: u64, max_per_dimension: u32) -> Result<[u32; 2
     Ok([u32::try_from(x).unwrap_or(u32::MAX), u32::try_from(y).unwrap_or(u32::MAX)])
 }
 
-mod explain;
 mod profile;
 
-pub use explain::{LinearExplanation, Pass, PlanExplanation, PlanRequest};
 pub use profile::{DeviceProfile, ProfileFeatures, ProfileLimits};
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod wgsl_eval;

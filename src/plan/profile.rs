@@ -217,3 +217,32 @@ impl DeviceProfile {
         }
     }
 }
+
+#[cfg(test)]
+impl DeviceProfile {
+    /// A profile as public limit tables give it, without a GPU.
+    pub(crate) fn for_tests(name: &str, device_type: wgpu::DeviceType, subgroup_min_size: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            device_type,
+            vendor: 0x10de,
+            backend: wgpu::Backend::Vulkan,
+            driver: String::new(),
+            driver_info: String::new(),
+            limits: ProfileLimits {
+                max_compute_workgroup_size_x: 1024,
+                max_compute_invocations_per_workgroup: 1024,
+                max_compute_workgroups_per_dimension: 65535,
+                max_compute_workgroup_storage_size: 48 << 10,
+                max_storage_buffer_binding_size: (1 << 31) - 4,
+                max_buffer_size: (1 << 32) - 1,
+                max_storage_buffers_per_shader_stage: 1 << 16,
+                min_storage_buffer_offset_alignment: 32,
+                max_uniform_buffer_binding_size: 1 << 16,
+            },
+            features: ProfileFeatures { subgroups: true, shader_f16: true, timestamp_query: true },
+            subgroup_min_size,
+            subgroup_max_size: subgroup_min_size,
+        }
+    }
+}

@@ -310,35 +310,9 @@ fn plans_cover_every_row_once_within_every_limit() {
     eprintln!("{} planning cases in {:.2?}", fuzz_cases(), started.elapsed());
 }
 
-/// A profile as public limit tables give it, without a GPU.
-fn profile(name: &str, device_type: wgpu::DeviceType, subgroup_min_size: u32) -> DeviceProfile {
-    DeviceProfile {
-        name: name.to_owned(),
-        device_type,
-        vendor: 0x10de,
-        backend: wgpu::Backend::Vulkan,
-        driver: String::new(),
-        driver_info: String::new(),
-        limits: ProfileLimits {
-            max_compute_workgroup_size_x: 1024,
-            max_compute_invocations_per_workgroup: 1024,
-            max_compute_workgroups_per_dimension: 65535,
-            max_compute_workgroup_storage_size: 48 << 10,
-            max_storage_buffer_binding_size: (1 << 31) - 4,
-            max_buffer_size: (1 << 32) - 1,
-            max_storage_buffers_per_shader_stage: 1 << 16,
-            min_storage_buffer_offset_alignment: 32,
-            max_uniform_buffer_binding_size: 1 << 16,
-        },
-        features: ProfileFeatures { subgroups: true, shader_f16: true, timestamp_query: true },
-        subgroup_min_size,
-        subgroup_max_size: subgroup_min_size,
-    }
-}
-
 #[test]
 fn a_profile_is_what_the_planner_reads() {
-    let gpu = profile("a GPU", wgpu::DeviceType::DiscreteGpu, 32);
+    let gpu = DeviceProfile::for_tests("a GPU", wgpu::DeviceType::DiscreteGpu, 32);
     let caps = gpu.caps();
     assert_eq!(
         caps,
@@ -356,20 +330,25 @@ fn a_profile_is_what_the_planner_reads() {
         }
     );
     assert!(gpu.keeps_rows_by_default());
-    let lavapipe = profile("llvmpipe (LLVM 15.0.6, 256 bits)", wgpu::DeviceType::Cpu, 8);
+    let lavapipe = DeviceProfile::for_tests("llvmpipe (LLVM 15.0.6, 256 bits)", wgpu::DeviceType::Cpu, 8);
     assert_eq!(lavapipe.loop_iteration_limit(), Some(LLVMPIPE_LOOP_ITERATIONS));
     assert!(!lavapipe.keeps_rows_by_default());
-    // The explanation plans as the planner does.
-    let request = PlanRequest::Softmax { log: false, strategy: None };
-    for cols in [10, 1000, 8192, 65_536] {
-        let shape = Shape::new(4096, cols);
-        let explained = gpu.explain(&request, shape, crate::dtype::DType::F32).unwrap();
-        let planned = plan(&caps, shape, None, &[4 * cols as u64; 2]).unwrap();
-        assert_eq!(explained.strategy, planned.strategy, "{cols}");
-        assert_eq!(explained.chunks, planned.chunks.len(), "{cols}");
-        assert_eq!(explained.lanes_per_row, planned.lanes_per_row, "{cols}");
+}
+
+#[test]
+fn the_splits_segments_hold_every_packet_of_an_eight_bit_format_too() {
+    // An imaginary storage type of four 8-bit elements a word (none ships): the segments
+    // hold every packet of a row, whatever packet it starts in the middle of; a row spans
+    // at most ceil((offset + cols) / packet) packets.
+    let eight_bit = crate::dtype::WordFormat { bits: 8 };
+    for packet in [eight_bit.packet(1), eight_bit.packet(4), crate::dtype::DType::BF16.format().packet(4)] {
+        let per_segment = SPLIT_SEGMENT_COLS / packet as usize;
+        for cols in [1, 15, 16, 17, 4095, 4096, 4097, 65_533, 128_256, 262_147] {
+            for offset in 0..packet as usize {
+                let spanned = (offset + cols).div_ceil(packet as usize);
+                let segments = split_segments_for(cols, packet as usize);
+                assert!(segments * per_segment >= spanned, "packet {packet}, {cols} cols from {offset}");
+            }
+        }
     }
-    // A class axis that is not last is refused, as the sampler and the planner's caller.
-    let strided = gpu.explain(&request, Shape::with_inner(4, 10, 3), crate::dtype::DType::F32);
-    assert!(matches!(strided, Err(Error::InvalidOption { option: "shape", .. })));
 }

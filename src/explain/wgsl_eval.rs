@@ -1,5 +1,5 @@
 //! Evaluating the WGSL's own cache test on the CPU, to check the host's twin of it
-//! ([`super::explain::reads_per_element`]) against the composed modules: a tiny
+//! ([`super::reads_per_element`]) against the composed modules: a tiny
 //! interpreter of naga's IR for pure integer functions (literals, constants, overrides,
 //! arguments, a uniform's fields, arithmetic, comparisons, `min`/`max`, calls, locals,
 //! `if` and `return`), enough for `run_packets`, `row_cached`, `segment_cached` and
@@ -11,10 +11,10 @@ use std::collections::HashMap;
 
 use naga::{BinaryOperator, Expression, Function, Handle, Literal, MathFunction, Module, Statement};
 
-use super::explain::{reads_per_element, run_packets, share_packets};
-use super::{DeviceCaps, Plan, SPLIT_SEGMENT_COLS};
+use super::{reads_per_element, run_packets, share_packets};
 use crate::dtype::DType;
 use crate::kernels::{KernelSpec, OpKernel, VectorWidth, compose};
+use crate::plan::{DeviceCaps, Plan, SPLIT_SEGMENT_COLS};
 use crate::strategy::Strategy;
 
 /// A WGSL value: the u32, i32 and bool scalars these functions use.
@@ -347,7 +347,8 @@ fn reads_follow_the_register_cache_on_a_gpu_and_not_on_a_cpu() {
         max_workgroup_storage_bytes: 48 << 10,
     };
     let reads = |caps: &DeviceCaps, dtype: DType, cols: usize| {
-        let plan = super::plan(caps, crate::shape::Shape::new(4096, cols), None, &[cols as u64 * 4]).unwrap();
+        let plan =
+            crate::plan::plan(caps, crate::shape::Shape::new(4096, cols), None, &[cols as u64 * 4]).unwrap();
         let spec = KernelSpec {
             cached: caps.keeps_rows_by_default(),
             ..spec(plan.strategy, dtype, VectorWidth::Vec4, true)

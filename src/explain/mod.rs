@@ -9,7 +9,6 @@
 //! reduction passes, which products) is counted here as their `encode` records it; a GPU
 //! test counts the dispatches an op really records on the adapter and compares.
 
-use super::{DeviceCaps, DeviceProfile, Plan, SPLIT_SEGMENT_COLS};
 use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -24,6 +23,7 @@ use crate::ops::linear_cross_entropy::{
 use crate::ops::matmul::{spec as matmul_spec, terms_per_dispatch};
 use crate::ops::rows::{plan_rows_on, row_passes, strategy_fits};
 use crate::ops::sample::{Sampler, draws_per_dispatch};
+use crate::plan::{DeviceCaps, DeviceProfile, Plan, SPLIT_SEGMENT_COLS};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 
@@ -756,7 +756,7 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
     }
     let runs = shape.rows > 0 && sampler.num_samples > 0;
     if runs {
-        super::spread_grid(shape.rows as u64, caps.max_workgroups_per_dimension)?;
+        crate::plan::spread_grid(shape.rows as u64, caps.max_workgroups_per_dimension)?;
     }
     // As `Sampler::record`: one step per full pass but the draws' (`Sampler::passes`),
     // then the draws, split where the driver's loop limit needs it.
@@ -800,3 +800,8 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         ],
     })
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod wgsl_eval;
