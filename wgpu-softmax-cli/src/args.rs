@@ -24,6 +24,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub adapter: Option<String>,
 
+    /// After an op command, print on stderr what the planner chose for it on this device,
+    /// the time of each stage (files against the GPU) and the peak memory.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

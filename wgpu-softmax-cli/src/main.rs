@@ -29,6 +29,7 @@ mod npy;
 mod output;
 mod profile;
 mod progress;
+mod verbose;
 
 use std::io::Write as _;
 use std::process::ExitCode;

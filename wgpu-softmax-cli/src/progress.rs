@@ -21,6 +21,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// the value is dropped.
 pub struct Progress {
     stage: Arc<Mutex<String>>,
+    /// Each stage's name and when it began, for [`StageTimes`].
+    marks: Vec<(String, Instant)>,
     done: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -56,18 +58,29 @@ impl Progress {
                 bar.finish_and_clear();
             })
             .ok();
-        Self { stage, done: Some(done), thread }
+        let marks = vec![(shown_first(&stage), started)];
+        Self { stage, marks, done: Some(done), thread }
     }
 
     /// Names the stage the command is in now.
-    pub fn stage(&self, stage: &str) {
+    pub fn stage(&mut self, stage: &str) {
         stage.clone_into(&mut self.stage.lock().unwrap_or_else(PoisonError::into_inner));
+        self.marks.push((stage.to_owned(), Instant::now()));
     }
 
     /// Clears the line (if shown) and waits for it to be gone, so that what the command
-    /// prints next starts on a clean line.
-    pub fn finish(mut self) {
+    /// prints next starts on a clean line; returns how long each stage took.
+    pub fn finish(mut self) -> StageTimes {
         self.stop();
+        let end = Instant::now();
+        let ends = self.marks.iter().skip(1).map(|(_, at)| *at).chain([end]);
+        StageTimes(
+            self.marks
+                .iter()
+                .zip(ends)
+                .map(|((name, began), ended)| (name.clone(), ended - *began))
+                .collect(),
+        )
     }
 
     fn stop(&mut self) {
@@ -77,6 +90,15 @@ impl Progress {
         }
     }
 }
+
+/// The first stage's name, as the line shows it.
+fn shown_first(stage: &Mutex<String>) -> String {
+    stage.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// How long each stage of a command took, in order.
+#[derive(Clone, Debug, Default)]
+pub struct StageTimes(pub Vec<(String, Duration)>);
 
 impl Drop for Progress {
     fn drop(&mut self) {

@@ -948,6 +948,34 @@ fn successful_commands_say_what_they_wrote() {
 }
 
 #[test]
+fn verbose_commands_report_their_plan_stage_times_and_memory_on_stderr() {
+    let s = cross_entropy_inputs("verbose");
+    let mut args = cross_entropy_args("t.npy", &[]);
+    args.push("--verbose");
+    let out = run_in(&s.dir, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // stdout is what it always is; the report is on stderr.
+    assert_eq!(
+        text(&out.stdout),
+        "cross-entropy: wrote l.npy (float32, shape ()) and g.npy (float32, shape (4, 3))\n"
+    );
+    let stderr = text(&out.stderr);
+    for expected in [
+        "cross-entropy --verbose:",
+        "plan:   strategy:",
+        "plan:   dispatches:",
+        "time: reading the inputs",
+        "running on the GPU",
+        "memory: the op's largest buffer of its own",
+        "process peak resident",
+    ] {
+        assert!(stderr.contains(expected), "{expected} not in {stderr}");
+    }
+    let quiet = run_in(&s.dir, &cross_entropy_args("t.npy", &[]));
+    assert!(!text(&quiet.stderr).contains("--verbose"), "{}", text(&quiet.stderr));
+}
+
+#[test]
 fn info_lists_the_adapter_and_the_strategies() {
     let s = Scratch::new("info");
     let stdout = run_ok(&s, &["info"]);

@@ -5,17 +5,22 @@ use crate::args::DTypeArg;
 use std::path::Path;
 
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{CrossEntropy, CrossEntropyInput, Element, Error, Gradient, Reduction, Shape, Targets};
+use wgpu_softmax::{
+    Context, CrossEntropy, CrossEntropyInput, Element, Error, Gradient, PlanRequest, Reduction, Shape,
+    Targets,
+};
 
 use super::{
     FloatInput, Stored, distinct_outputs, float_classes_message, read_float, read_npy, report_written,
     shape_text, storage_dtype, whole_number_floats,
 };
 use crate::args::{Cli, CrossEntropyArgs};
+use crate::commands::plan;
 use crate::error::CliError;
 use crate::npy::{self, Array, Data};
 use crate::output::{PendingOutput, commit_all};
 use crate::progress::Progress;
+use crate::verbose;
 
 /// Class-index or probability targets, as read.
 enum TargetData {
@@ -42,7 +47,7 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         ("--lse", args.lse.as_deref()),
     ];
     distinct_outputs(&named)?;
-    let progress = Progress::start("cross-entropy", "reading the inputs");
+    let mut progress = Progress::start("cross-entropy", "reading the inputs");
     let mut loss_output = PendingOutput::create(&args.loss, &inputs)?;
     let grad_output = args.grad.as_deref().map(|grad| PendingOutput::create(grad, &inputs)).transpose()?;
     let lse_output = args.lse.as_deref().map(|lse| PendingOutput::create(lse, &inputs)).transpose()?;
@@ -86,15 +91,16 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
     }
     let dtype = storage_dtype(args.options.dtype, half);
     progress.stage("running on the GPU");
+    let ctx = cli.context("cross-entropy")?;
     let Outputs { loss, grad, lse } = match dtype {
         DTypeArg::F32 => {
-            run_typed(cli, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?
+            run_typed(&ctx, args, op, (&logits, shape, &targets, weight.as_deref()), Stored::F32)?
         }
         DTypeArg::F16 => {
-            run_typed(cli, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::F16)?
+            run_typed(&ctx, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::F16)?
         }
         DTypeArg::Bf16 => {
-            run_typed(cli, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::BF16)?
+            run_typed(&ctx, args, op, (&round_to(&logits), shape, &targets, weight.as_deref()), Stored::BF16)?
         }
     };
 
@@ -121,7 +127,16 @@ pub fn run(cli: &Cli, args: &CrossEntropyArgs) -> Result<(), CliError> {
         written.push((path, "float32", per_sample_shape.as_slice()));
     }
     commit_all(outputs)?;
-    progress.finish();
+    let times = progress.finish();
+    if cli.verbose {
+        let request = PlanRequest::CrossEntropy {
+            reduction,
+            gradient,
+            probabilities: matches!(targets, TargetData::Probabilities(_)),
+            strategy: None,
+        };
+        verbose::report("cross-entropy", &ctx, Some(request), (shape, plan::dtype(dtype)), &times);
+    }
     report_written("cross-entropy", &written)
 }
 
@@ -135,7 +150,7 @@ struct Outputs {
 /// Checks the inputs (before any GPU work) and runs the op with logits and probability
 /// targets rounded to `T`.
 fn run_typed<T: Element>(
-    cli: &Cli,
+    ctx: &Context,
     args: &CrossEntropyArgs,
     op: CrossEntropy,
     (logits, shape, targets, weight): (&[T], Shape, &TargetData, Option<&[f32]>),
@@ -154,8 +169,7 @@ fn run_typed<T: Element>(
         input = input.weight(w);
     }
     op.check_input(&input).map_err(|e| attribute(&e, args))?;
-    let ctx = cli.context("cross-entropy")?;
-    let out = op.run(&ctx, &input).map_err(|e| attribute(&e, args))?;
+    let out = op.run(ctx, &input).map_err(|e| attribute(&e, args))?;
     Ok(Outputs { loss: out.loss, grad: out.grad.map(stored), lse: out.lse })
 }
 

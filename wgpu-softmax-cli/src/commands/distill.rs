@@ -6,15 +6,18 @@ use crate::args::DTypeArg;
 use std::path::Path;
 
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{Distill, DistillInput, Element, Error, Shape, Targets};
+use wgpu_softmax::{Context, Distill, DistillInput, Element, Error, PlanRequest, Shape, Targets};
 
 use super::{
     FloatInput, Stored, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype,
 };
 use crate::args::{Cli, DistillArgs};
+use crate::commands::plan;
 use crate::error::CliError;
 use crate::npy::{Array, Data};
 use crate::output::{PendingOutput, commit_all};
+use crate::progress::Progress;
+use crate::verbose;
 
 /// Reads and checks every input, reserves the outputs, runs the op and writes the loss
 /// and the gradient.
@@ -25,6 +28,7 @@ use crate::output::{PendingOutput, commit_all};
 /// one file), mismatched shapes, a bad mask target or option, or a library error, each
 /// naming its file or option.
 pub fn run(cli: &Cli, args: &DistillArgs) -> Result<(), CliError> {
+    let mut progress = Progress::start("distill", "reading the inputs");
     let mut inputs = vec![args.student.as_path(), args.teacher.as_path()];
     inputs.extend(args.targets.as_deref());
     distinct_outputs(&[("--loss", Some(args.loss.as_path())), ("--grad", args.grad.as_deref())])?;
@@ -72,19 +76,21 @@ pub fn run(cli: &Cli, args: &DistillArgs) -> Result<(), CliError> {
         .ignore_index(args.ignore_index)
         .gradient(args.grad.is_some());
     let dtype = storage_dtype(args.dtype, half);
+    progress.stage("running on the GPU");
+    let ctx = cli.context("distill")?;
     let (loss, grad) = match dtype {
         DTypeArg::F32 => {
-            run_typed(cli, args, op, (&student, &teacher, shape, targets.as_deref()), Stored::F32)?
+            run_typed(&ctx, args, op, (&student, &teacher, shape, targets.as_deref()), Stored::F32)?
         }
         DTypeArg::F16 => run_typed(
-            cli,
+            &ctx,
             args,
             op,
             (&round_to(&student), &round_to(&teacher), shape, targets.as_deref()),
             Stored::F16,
         )?,
         DTypeArg::Bf16 => run_typed(
-            cli,
+            &ctx,
             args,
             op,
             (&round_to(&student), &round_to(&teacher), shape, targets.as_deref()),
@@ -92,6 +98,7 @@ pub fn run(cli: &Cli, args: &DistillArgs) -> Result<(), CliError> {
         )?,
     };
 
+    progress.stage("writing the outputs");
     let loss_shape: Vec<usize> =
         if reduction == wgpu_softmax::DistillReduction::None { row_dims } else { Vec::new() };
     loss_output.write(&loss_shape, &loss)?;
@@ -106,12 +113,22 @@ pub fn run(cli: &Cli, args: &DistillArgs) -> Result<(), CliError> {
         written.push((path, grad_dtype, dims.as_slice()));
     }
     commit_all(outputs)?;
+    let times = progress.finish();
+    if cli.verbose {
+        let request = PlanRequest::Distill {
+            reduction,
+            gradient: args.grad.is_some(),
+            masked: args.targets.is_some(),
+            strategy: None,
+        };
+        verbose::report("distill", &ctx, Some(request), (shape, plan::dtype(dtype)), &times);
+    }
     report_written("distill", &written)
 }
 
 /// Checks the inputs (before any GPU work) and runs the op with logits rounded to `T`.
 fn run_typed<T: Element>(
-    cli: &Cli,
+    ctx: &Context,
     args: &DistillArgs,
     op: Distill,
     (student, teacher, shape, targets): (&[T], &[T], Shape, Option<&[i64]>),
@@ -122,8 +139,7 @@ fn run_typed<T: Element>(
         input = input.targets(Targets::I64(t));
     }
     op.check_input(&input).map_err(|e| attribute(&e, args))?;
-    let ctx = cli.context("distill")?;
-    let out = op.run(&ctx, &input).map_err(|e| attribute(&e, args))?;
+    let out = op.run(ctx, &input).map_err(|e| attribute(&e, args))?;
     Ok((out.loss, out.grad.map(stored)))
 }
 

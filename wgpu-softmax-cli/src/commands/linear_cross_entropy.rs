@@ -7,8 +7,8 @@ use std::path::Path;
 
 use wgpu_softmax::testing::round_to;
 use wgpu_softmax::{
-    Element, Error, LinearCrossEntropy, LinearCrossEntropyInput, LinearGradients, LinearShape, Reduction,
-    Targets,
+    Context, Element, Error, LinearCrossEntropy, LinearCrossEntropyInput, LinearGradients, LinearShape,
+    PlanRequest, Reduction, Shape, Targets,
 };
 
 use super::{
@@ -16,10 +16,12 @@ use super::{
     shape_text, storage_dtype, whole_number_floats,
 };
 use crate::args::{Cli, LinearCrossEntropyArgs};
+use crate::commands::plan;
 use crate::error::CliError;
 use crate::npy::{Array, Data};
 use crate::output::{PendingOutput, commit_all};
 use crate::progress::Progress;
+use crate::verbose;
 
 /// The float inputs, as read.
 struct Floats {
@@ -59,7 +61,7 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
     if args.grad_bias.is_some() && args.bias.is_none() {
         return Err(CliError::new("linear-cross-entropy: --grad-bias needs --bias"));
     }
-    let progress = Progress::start("linear-cross-entropy", "reading the inputs");
+    let mut progress = Progress::start("linear-cross-entropy", "reading the inputs");
     let mut pending: Vec<Option<PendingOutput>> = named
         .iter()
         .map(|(_, path)| path.map(|p| PendingOutput::create(p, &inputs)).transpose())
@@ -150,12 +152,14 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
         op = op.softcap(t);
     }
     let shape = LinearShape::new(rows, d, classes);
+    let has_bias = bias.is_some();
     let floats = Floats { hidden, classifier, bias, weight };
     progress.stage("running on the GPU");
+    let ctx = cli.context("linear-cross-entropy")?;
     let out = match storage_dtype(options.dtype, half) {
-        DTypeArg::F32 => run_typed::<f32>(cli, args, op, shape, &floats, &targets, Stored::F32)?,
-        DTypeArg::F16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::F16)?,
-        DTypeArg::Bf16 => run_typed(cli, args, op, shape, &floats, &targets, Stored::BF16)?,
+        DTypeArg::F32 => run_typed::<f32>(&ctx, args, op, shape, &floats, &targets, Stored::F32)?,
+        DTypeArg::F16 => run_typed(&ctx, args, op, shape, &floats, &targets, Stored::F16)?,
+        DTypeArg::Bf16 => run_typed(&ctx, args, op, shape, &floats, &targets, Stored::BF16)?,
     };
 
     progress.stage("writing the outputs");
@@ -178,14 +182,31 @@ pub fn run(cli: &Cli, args: &LinearCrossEntropyArgs) -> Result<(), CliError> {
         }
     }
     commit_all(outputs)?;
-    progress.finish();
+    let times = progress.finish();
+    if cli.verbose {
+        let request = PlanRequest::LinearCrossEntropy {
+            hidden: d,
+            reduction,
+            gradients,
+            bias: has_bias,
+            workspace_bytes: args.workspace_bytes,
+        };
+        let dtype = plan::dtype(storage_dtype(options.dtype, half));
+        verbose::report(
+            "linear-cross-entropy",
+            &ctx,
+            Some(request),
+            (Shape::new(rows, classes), dtype),
+            &times,
+        );
+    }
     report_written("linear-cross-entropy", &written)
 }
 
 /// Checks the inputs (before any GPU work) and runs the op with the float inputs rounded
 /// to `T`.
 fn run_typed<T: Element>(
-    cli: &Cli,
+    ctx: &Context,
     args: &LinearCrossEntropyArgs,
     op: LinearCrossEntropy,
     shape: LinearShape,
@@ -204,8 +225,7 @@ fn run_typed<T: Element>(
         input = input.weight(w);
     }
     op.check_input(&input).map_err(|e| attribute(&e, args))?;
-    let ctx = cli.context("linear-cross-entropy")?;
-    let out = op.run(&ctx, &input).map_err(|e| attribute(&e, args))?;
+    let out = op.run(ctx, &input).map_err(|e| attribute(&e, args))?;
     Ok(Outputs {
         loss: out.loss,
         lse: out.lse,

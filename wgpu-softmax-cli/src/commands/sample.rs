@@ -5,13 +5,16 @@ use crate::args::DTypeArg;
 use std::path::Path;
 use wgpu_softmax::testing::round_to;
 
-use wgpu_softmax::{Element, Error, RowSettings, SampleOutput, Sampler, Shape};
+use wgpu_softmax::{Element, Error, PlanRequest, RowSettings, SampleOutput, Sampler, Shape};
 
 use super::{FloatInput, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SampleArgs};
+use crate::commands::plan;
 use crate::error::CliError;
 use crate::npy::Data;
 use crate::output::{PendingOutput, commit_all};
+use crate::progress::Progress;
+use crate::verbose;
 
 /// Reads and checks the logits, reserves the outputs, draws and writes the ids (and the
 /// log-probabilities).
@@ -23,6 +26,7 @@ use crate::output::{PendingOutput, commit_all};
 /// its type, a bad option, a row holding a NaN or `+inf` or no finite logit or a per-row
 /// setting out of range, or a library error, each naming its file or option.
 pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
+    let mut progress = Progress::start("sample", "reading the inputs");
     let mut inputs = vec![args.logits.as_path()];
     inputs.extend(
         [&args.temperature_per_row, &args.top_k_per_row, &args.top_p_per_row, &args.min_p_per_row]
@@ -65,9 +69,11 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
         top_p: args.top_p_per_row.as_deref().map(|p| per_row_floats(p, shape.rows)).transpose()?,
         min_p: args.min_p_per_row.as_deref().map(|p| per_row_floats(p, shape.rows)).transpose()?,
     };
+    progress.stage("running on the GPU");
     let ctx = cli.context("sample")?;
     let logprobs = args.logprobs.is_some();
-    let out = match storage_dtype(args.dtype, half) {
+    let dtype = storage_dtype(args.dtype, half);
+    let out = match dtype {
         DTypeArg::F32 => draw(&ctx, &sampler, &logits, shape, logprobs, &settings),
         DTypeArg::F16 => {
             draw(&ctx, &sampler, &round_to::<wgpu_softmax::f16>(&logits), shape, logprobs, &settings)
@@ -96,6 +102,7 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
     }
     let out_dims: Vec<usize> =
         if args.num_samples.is_some() { vec![shape.rows, num_samples] } else { vec![shape.rows] };
+    progress.stage("writing the outputs");
     ids_output.write(&out_dims, &out.ids)?;
     let mut outputs = vec![ids_output];
     let mut written = vec![(args.output.as_path(), "int64", out_dims.as_slice())];
@@ -108,6 +115,11 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
         written.push((path, "float32", out_dims.as_slice()));
     }
     commit_all(outputs)?;
+    let times = progress.finish();
+    if cli.verbose {
+        let request = PlanRequest::Sample(sampler);
+        verbose::report("sample", &ctx, Some(request), (shape, plan::dtype(dtype)), &times);
+    }
     report_written("sample", &written)
 }
 

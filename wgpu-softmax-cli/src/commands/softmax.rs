@@ -2,13 +2,15 @@
 
 use crate::args::DTypeArg;
 use wgpu_softmax::testing::round_to;
-use wgpu_softmax::{Error, Shape, Softmax};
+use wgpu_softmax::{Error, PlanRequest, Shape, Softmax};
 
 use super::{Stored, read_float, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SoftmaxArgs};
+use crate::commands::plan;
 use crate::error::CliError;
 use crate::output::{PendingOutput, commit_all};
 use crate::progress::Progress;
+use crate::verbose;
 
 /// Reads the input, reserves the output, runs the op and writes the result.
 ///
@@ -18,7 +20,7 @@ use crate::progress::Progress;
 /// library error, each naming its file.
 pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
     let name = if args.log { "log-softmax" } else { "softmax" };
-    let progress = Progress::start(name, "reading the input");
+    let mut progress = Progress::start(name, "reading the input");
     let mut output = PendingOutput::create(&args.output, &[&args.input])?;
     let input = read_float(&args.input, "the input")?;
     let shape = input.shape;
@@ -36,7 +38,12 @@ pub fn run(cli: &Cli, args: &SoftmaxArgs) -> Result<(), CliError> {
     progress.stage("writing the output");
     let written = result.write(&mut output, &shape)?;
     commit_all(vec![output])?;
-    progress.finish();
+    let times = progress.finish();
+    if cli.verbose {
+        let request = PlanRequest::Softmax { log: args.log, strategy: None };
+        let dtype = plan::dtype(storage_dtype(args.dtype, input.half));
+        verbose::report(name, &ctx, Some(request), (matrix, dtype), &times);
+    }
     report_written(name, &[(&args.output, written, &shape)])
 }
 
