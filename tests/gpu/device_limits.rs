@@ -12,10 +12,10 @@ use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::compare;
 use wgpu_softmax::testing::round_to;
 use wgpu_softmax::{
-    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Element, Error, Gradient,
-    LinearCrossEntropy, LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearShape, Reduction,
-    STATUS_WORDS, Shape, Softmax, SoftmaxBackward, TargetBuffer, Targets, TensorRef, bf16, f16, reference,
-    wgpu,
+    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Distill,
+    DistillInput, Element, Error, Gradient, LinearCrossEntropy, LinearCrossEntropyBuffers,
+    LinearCrossEntropyInput, LinearShape, Reduction, STATUS_WORDS, Sampler, Shape, Softmax, SoftmaxBackward,
+    Strategy, TargetBuffer, Targets, TensorRef, bf16, f16, reference, wgpu,
 };
 
 /// The limit the ops name when a device cannot bind their buffers.
@@ -398,4 +398,49 @@ fn the_linear_cross_entropy_runs_or_is_refused_by_name() {
         }
         ctx.check_health().unwrap();
     }
+}
+
+#[test]
+fn the_distillation_and_the_sampler_run_or_are_refused_by_name() {
+    // Odd rows in bf16: the distillation's gradient shares words between rows (its edge
+    // words), and on 8 storage buffers its split gives way to the other strategies.
+    let shape = Shape::new(9, 301);
+    let mut rng = rng(0xD1_0006);
+    let student: Vec<bf16> = round_to(&rng.logits(shape.len().unwrap(), 4.0));
+    let teacher: Vec<bf16> = round_to(&rng.logits(shape.len().unwrap(), 4.0));
+    let op = Distill::new().temperature(2.0);
+    let input = DistillInput::new(&student, &teacher, shape);
+    let want = reference::distill(&op, &input).unwrap();
+    let logits = rng.logits(shape.len().unwrap(), 4.0);
+    let greedy = Sampler { temperature: 0.0, num_samples: 2, ..Sampler::default() };
+    let mut refused = 0;
+    for (name, ctx) in devices() {
+        // Forced, the split with its 16-bit edge words binds 9: refused by name on 8.
+        let split = op.strategy(Strategy::SplitRow).run(&ctx, &input);
+        if ctx.device().limits().max_storage_buffers_per_shader_stage < 9 {
+            assert!(matches!(split, Err(Error::LimitExceeded { limit: LIMIT, .. })), "{name}: {split:?}");
+        }
+        if let Some(out) = ran(&format!("{name} distill"), &ctx, op.run(&ctx, &input)) {
+            let c = compare(&out.loss, &want.loss, Tolerance::DISTILL_LOSS);
+            assert!(c.passed(), "{name} distill loss: {c}");
+            let grad = wgpu_softmax::testing::widen(&out.grad.unwrap());
+            let c =
+                compare(&grad, want.grad.as_deref().unwrap(), Tolerance::DISTILL_GRAD.for_dtype(DType::BF16));
+            assert!(c.passed(), "{name} distill grad: {c}");
+        } else {
+            refused += 1;
+        }
+        if let Some(out) = ran(&format!("{name} sample"), &ctx, greedy.run(&ctx, &logits, shape, false)) {
+            for (row, ids) in out.ids.chunks(2).enumerate() {
+                let values = &logits[row * shape.cols..(row + 1) * shape.cols];
+                let best = (0..shape.cols).fold(0, |b, c| if values[c] > values[b] { c } else { b });
+                assert_eq!(ids, [best as i64; 2], "{name} sample row {row}");
+            }
+        } else {
+            refused += 1;
+        }
+        ctx.check_health().unwrap();
+    }
+    // Only the downlevel defaults' 4 storage buffers are too few, for both.
+    assert_eq!(refused, 2);
 }
