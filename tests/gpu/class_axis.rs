@@ -17,8 +17,8 @@ use common::{ctx, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{compare, round_to, widen};
 use wgpu_softmax::{
-    CrossEntropy, CrossEntropyInput, Element, Error, Gradient, Reduction, Shape, Softmax, SoftmaxBackward,
-    Strategy, Targets, bf16, f16, reference,
+    Context, CrossEntropy, CrossEntropyInput, DType, Element, Error, Gradient, Reduction, Shape, Softmax,
+    SoftmaxBackward, Strategy, Targets, bf16, f16, reference,
 };
 
 /// Tensors and the axis to normalise over: odd positions after the axis with odd classes,
@@ -34,27 +34,42 @@ fn shapes() -> Vec<Shape> {
     LAYOUTS.iter().map(|&(dims, dim)| Shape::of_dims(dims, dim).unwrap()).collect()
 }
 
-fn check_softmax<T: Element>(seed: u64) -> usize {
-    let mut rng = rng(seed);
-    let mut checked = 0;
-    for shape in shapes() {
-        let input: Vec<T> = round_to(&rng.logits(shape.len().unwrap(), 10.0));
-        for strategy in strategies() {
-            for op in [Softmax::new(), Softmax::log()] {
-                let op = op.strategy(strategy);
-                checked += usize::from(common::softmax_matches_reference(ctx(), op, &input, shape));
-            }
-        }
-    }
-    checked
+/// Softmax (or log-softmax, with `log`) in storage type `T` over `shape` (inputs drawn
+/// from `seed`) on `strategy` and `path`, against the reference; false where the device
+/// does not have the strategy.
+fn check_softmax<T: Element>(seed: u64, shape: Shape, strategy: Strategy, path: &Context, log: bool) -> bool {
+    let input: Vec<T> = round_to(&rng(seed).logits(shape.len().unwrap(), 10.0));
+    let op = if log { Softmax::log() } else { Softmax::new() }.strategy(strategy);
+    common::softmax_matches_reference(path, op, &input, shape)
 }
 
+/// The factors of the softmax's and the backward's tests: layout, strategy, log or not,
+/// storage type.
+fn factors(strategies: usize) -> [(&'static str, usize); 4] {
+    [("layout", LAYOUTS.len()), ("strategy", strategies), ("log", 2), ("dtype", DType::ALL.len())]
+}
+
+/// Every layout, strategy, op and storage type on a pairwise covering array: every pair of
+/// values of any two of these runs (checked). `WGPU_SOFTMAX_EXHAUSTIVE=1` runs the full
+/// product.
 #[test]
 fn softmax_over_any_axis_in_every_storage_type() {
-    let checked =
-        check_softmax::<f32>(0xA7_0001) + check_softmax::<f16>(0xA7_0002) + check_softmax::<bf16>(0xA7_0003);
-    eprintln!("{checked} softmax runs checked");
-    assert!(checked >= 3 * LAYOUTS.len() * 2 * 3);
+    let (shapes, strategies, path) = (shapes(), strategies(), ctx());
+    let mut pairs = common::Pairs::new(0xA7_0006, factors(strategies.len()));
+    for row in pairs.rows() {
+        let [l, s, log, d] = row;
+        let seed = 0xA7_0001 + (16 * d + l) as u64;
+        let (shape, strategy, log) = (shapes[l], strategies[s], log == 1);
+        let ran = match DType::ALL[d] {
+            DType::F32 => check_softmax::<f32>(seed, shape, strategy, path, log),
+            DType::F16 => check_softmax::<f16>(seed, shape, strategy, path, log),
+            _ => check_softmax::<bf16>(seed, shape, strategy, path, log),
+        };
+        if ran {
+            pairs.ran(row);
+        }
+    }
+    pairs.assert_pairs_covered();
 }
 
 /// The other cached setting (on lavapipe, the register cache GPUs use), one strategy.
@@ -96,46 +111,59 @@ fn host_api_takes_any_dim() {
     assert!(matches!(err, Error::InvalidLayout { rows: 3, inner: 2 }), "{err}");
 }
 
-fn check_backward<T: Element>(seed: u64) -> usize {
+/// The backward of softmax (or of log-softmax, with `log`) in storage type `T` over
+/// `shape` (inputs drawn from `seed`) on `strategy` and `path`, against the reference;
+/// false where the device does not have the strategy.
+fn check_backward<T: Element>(
+    seed: u64,
+    shape: Shape,
+    strategy: Strategy,
+    path: &Context,
+    log: bool,
+) -> bool {
     let mut rng = rng(seed);
-    let mut checked = 0;
-    for shape in shapes() {
-        let len = shape.len().unwrap();
-        let x = rng.logits(len, 6.0);
-        for log in [false, true] {
-            let forward = if log { reference::log_softmax(&x, shape) } else { reference::softmax(&x, shape) };
-            let y: Vec<T> = round_to(&forward.unwrap().iter().map(|&v| v as f32).collect::<Vec<_>>());
-            let dy: Vec<T> = round_to(&rng.logits(len, 1.0));
-            let want = if log {
-                reference::log_softmax_backward(&y, &dy, shape)
-            } else {
-                reference::softmax_backward(&y, &dy, shape)
-            }
-            .unwrap();
-            for strategy in strategies() {
-                let op = if log { SoftmaxBackward::log() } else { SoftmaxBackward::new() }.strategy(strategy);
-                let gpu = match common::backward_poisoned(ctx(), op, &y, &dy, shape) {
-                    Ok(gpu) => gpu,
-                    Err(Error::StrategyUnavailable { .. }) => continue,
-                    Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
-                };
-                let what = format!("{op:?} {} on {shape}", T::DTYPE);
-                let c = compare(&widen(&gpu), &want, Tolerance::BACKWARD.for_dtype(T::DTYPE));
-                assert!(c.passed(), "{what}: {c}");
-                checked += 1;
-            }
-        }
+    let len = shape.len().unwrap();
+    let x = rng.logits(len, 6.0);
+    let forward = if log { reference::log_softmax(&x, shape) } else { reference::softmax(&x, shape) };
+    let y: Vec<T> = round_to(&forward.unwrap().iter().map(|&v| v as f32).collect::<Vec<_>>());
+    let dy: Vec<T> = round_to(&rng.logits(len, 1.0));
+    let want = if log {
+        reference::log_softmax_backward(&y, &dy, shape)
+    } else {
+        reference::softmax_backward(&y, &dy, shape)
     }
-    checked
+    .unwrap();
+    let op = if log { SoftmaxBackward::log() } else { SoftmaxBackward::new() }.strategy(strategy);
+    let gpu = match common::backward_poisoned(path, op, &y, &dy, shape) {
+        Ok(gpu) => gpu,
+        Err(Error::StrategyUnavailable { .. }) => return false,
+        Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
+    };
+    let what = format!("{op:?} {} on {shape} cached {}", T::DTYPE, path.cached_rows());
+    let c = compare(&widen(&gpu), &want, Tolerance::BACKWARD.for_dtype(T::DTYPE));
+    assert!(c.passed(), "{what}: {c}");
+    true
 }
 
+/// As the softmax's test, for the backward passes; and the host API.
 #[test]
 fn backward_over_any_axis_in_every_storage_type() {
-    let checked = check_backward::<f32>(0xA7_0011)
-        + check_backward::<f16>(0xA7_0012)
-        + check_backward::<bf16>(0xA7_0013);
-    eprintln!("{checked} backward runs checked");
-    assert!(checked >= 3 * LAYOUTS.len() * 2 * 3);
+    let (shapes, strategies, path) = (shapes(), strategies(), ctx());
+    let mut pairs = common::Pairs::new(0xA7_0015, factors(strategies.len()));
+    for row in pairs.rows() {
+        let [l, s, log, d] = row;
+        let seed = 0xA7_0011 + (16 * d + l) as u64;
+        let (shape, strategy, log) = (shapes[l], strategies[s], log == 1);
+        let ran = match DType::ALL[d] {
+            DType::F32 => check_backward::<f32>(seed, shape, strategy, path, log),
+            DType::F16 => check_backward::<f16>(seed, shape, strategy, path, log),
+            _ => check_backward::<bf16>(seed, shape, strategy, path, log),
+        };
+        if ran {
+            pairs.ran(row);
+        }
+    }
+    pairs.assert_pairs_covered();
     // The host API too.
     let shape = Shape::of_dims(&[3, 8, 5], 1).unwrap();
     let mut rng = rng(0xA7_0014);
@@ -176,64 +204,93 @@ fn ce_ops() -> Vec<CrossEntropy> {
         .collect()
 }
 
-fn check_cross_entropy<T: Element>(seed: u64) -> usize {
-    let mut rng = rng(seed);
-    let mut checked = 0;
-    for dims in CE_LAYOUTS {
-        let shape = Shape::of_dims(dims, 1).unwrap();
-        let logits: Vec<T> = round_to(&rng.logits(shape.len().unwrap(), 6.0));
-        let weight: Vec<f32> = (0..shape.cols).map(|_| rng.uniform(0.5, 2.0)).collect();
-        let classes = class_targets(&mut rng, shape.rows, shape.cols);
-        let probabilities: Vec<T> = round_to(&probability_targets(&mut rng, shape));
-        for (index, strategy) in strategies().into_iter().enumerate() {
-            for probabilities_given in [false, true] {
-                let targets = if probabilities_given {
-                    Targets::Probabilities(&probabilities)
-                } else {
-                    Targets::I64(&classes)
-                };
-                let mut input = CrossEntropyInput::new(&logits, shape, targets);
-                input.weight = (!probabilities_given).then_some(weight.as_slice());
-                for op in ce_ops() {
-                    let op = op.strategy(strategy).lse(true);
-                    // In place on one strategy in turn: the atomic half-word stores read
-                    // the logits they overwrite.
-                    let in_place = index % 2 == usize::from(probabilities_given);
-                    let op = if in_place { op.gradient(Gradient::InPlace) } else { op };
-                    let gpu = match common::cross_entropy_poisoned(ctx(), op, &input, !in_place) {
-                        Ok(gpu) => gpu,
-                        Err(Error::StrategyUnavailable { .. }) => continue,
-                        Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
-                    };
-                    let want = reference::cross_entropy(&op, &input).unwrap();
-                    let what = format!("{op:?} {} on {shape}, in place {in_place}", T::DTYPE);
-                    let loss = compare(&gpu.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
-                    assert!(loss.passed(), "{what} loss: {loss}");
-                    if let Some(lse) = &gpu.lse {
-                        let lse = compare(lse, want.lse.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
-                        assert!(lse.passed(), "{what} lse: {lse}");
-                    }
-                    let z =
-                        compare(&gpu.z_loss, want.z_loss.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
-                    assert!(z.passed(), "{what} z-loss part: {z}");
-                    let tolerance = Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE);
-                    let grad = compare(&widen(&gpu.grad), want.grad.as_ref().unwrap(), tolerance);
-                    assert!(grad.passed(), "{what} grad: {grad}");
-                    checked += 1;
-                }
-            }
-        }
-    }
-    checked
+/// One row of the cross-entropy's test: the layout (its inputs drawn from `seed`), the
+/// strategy, the targets, the options (the reduction) and where the gradient goes.
+struct CeRow {
+    seed: u64,
+    dims: &'static [usize],
+    strategy: Strategy,
+    probabilities: bool,
+    op: CrossEntropy,
+    in_place: bool,
 }
 
+/// `row` in storage type `T` through the GPU-resident API on poisoned outputs, with every
+/// option at once, against the reference; false where the device does not have the
+/// strategy.
+fn check_cross_entropy<T: Element>(row: &CeRow) -> bool {
+    let CeRow { seed, dims, strategy, probabilities, op, in_place } = *row;
+    let mut rng = rng(seed);
+    let shape = Shape::of_dims(dims, 1).unwrap();
+    let logits: Vec<T> = round_to(&rng.logits(shape.len().unwrap(), 6.0));
+    let weight: Vec<f32> = (0..shape.cols).map(|_| rng.uniform(0.5, 2.0)).collect();
+    let classes = class_targets(&mut rng, shape.rows, shape.cols);
+    let probability_rows: Vec<T> = round_to(&probability_targets(&mut rng, shape));
+    let targets =
+        if probabilities { Targets::Probabilities(&probability_rows) } else { Targets::I64(&classes) };
+    let mut input = CrossEntropyInput::new(&logits, shape, targets);
+    input.weight = (!probabilities).then_some(weight.as_slice());
+    let op = op.strategy(strategy).lse(true);
+    // In place, the atomic half-word stores read the logits they overwrite.
+    let op = if in_place { op.gradient(Gradient::InPlace) } else { op };
+    let gpu = match common::cross_entropy_poisoned(ctx(), op, &input, !in_place) {
+        Ok(gpu) => gpu,
+        Err(Error::StrategyUnavailable { .. }) => return false,
+        Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
+    };
+    let want = reference::cross_entropy(&op, &input).unwrap();
+    let what = format!("{op:?} {} on {shape}, in place {in_place}", T::DTYPE);
+    let loss = compare(&gpu.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+    assert!(loss.passed(), "{what} loss: {loss}");
+    if let Some(lse) = &gpu.lse {
+        let lse = compare(lse, want.lse.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+        assert!(lse.passed(), "{what} lse: {lse}");
+    }
+    let z = compare(&gpu.z_loss, want.z_loss.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+    assert!(z.passed(), "{what} z-loss part: {z}");
+    let tolerance = Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE);
+    let grad = compare(&widen(&gpu.grad), want.grad.as_ref().unwrap(), tolerance);
+    assert!(grad.passed(), "{what} grad: {grad}");
+    true
+}
+
+/// Every layout, strategy, kind of targets, reduction, gradient (its own tensor or in
+/// place) and storage type on a pairwise covering array: every pair of values of any two
+/// of these runs (checked). `WGPU_SOFTMAX_EXHAUSTIVE=1` runs the full product.
 #[test]
 fn cross_entropy_in_pytorch_layout_in_every_storage_type() {
-    let checked = check_cross_entropy::<f32>(0xA7_0021)
-        + check_cross_entropy::<f16>(0xA7_0022)
-        + check_cross_entropy::<bf16>(0xA7_0023);
-    eprintln!("{checked} cross-entropy runs checked");
-    assert!(checked >= 3 * CE_LAYOUTS.len() * 3 * 2 * 3);
+    let (strategies, ops) = (strategies(), ce_ops());
+    let mut pairs = common::Pairs::new(
+        0xA7_0024,
+        [
+            ("layout", CE_LAYOUTS.len()),
+            ("strategy", strategies.len()),
+            ("probabilities", 2),
+            ("reduction", ops.len()),
+            ("in place", 2),
+            ("dtype", DType::ALL.len()),
+        ],
+    );
+    for row in pairs.rows() {
+        let [l, s, probabilities, r, in_place, d] = row;
+        let args = CeRow {
+            seed: 0xA7_0021 + (16 * d + l) as u64,
+            dims: CE_LAYOUTS[l],
+            strategy: strategies[s],
+            probabilities: probabilities == 1,
+            op: ops[r],
+            in_place: in_place == 1,
+        };
+        let ran = match DType::ALL[d] {
+            DType::F32 => check_cross_entropy::<f32>(&args),
+            DType::F16 => check_cross_entropy::<f16>(&args),
+            _ => check_cross_entropy::<bf16>(&args),
+        };
+        if ran {
+            pairs.ran(row);
+        }
+    }
+    pairs.assert_pairs_covered();
 }
 
 /// The host API: N-D logits with `(N, d1..dk)` class targets; reduction none gives one

@@ -113,6 +113,7 @@ pub fn poison<T: Element>() -> T {
         DType::F32 => bytemuck::cast::<u32, [T; 1]>(POISON_BITS)[0],
         DType::F16 => bytemuck::cast::<u16, [T; 1]>(0xfdba)[0],
         DType::BF16 => bytemuck::cast::<u16, [T; 1]>(0xffba)[0],
+        other => panic!("no poison chosen for {other}"),
     }
 }
 
@@ -267,77 +268,165 @@ pub fn softmax_matches_reference<T: Element>(ctx: &Context, op: Softmax, input: 
 }
 
 /// Whether this run checks every combination of options (`WGPU_SOFTMAX_EXHAUSTIVE=1`: for
-/// a GPU or a long run), instead of the seeded sample [`Sampler`] draws.
+/// a GPU or a long run), instead of the seeded pairwise covering array [`Pairs`] draws.
 pub fn exhaustive() -> bool {
     std::env::var("WGPU_SOFTMAX_EXHAUSTIVE").is_ok_and(|v| v == "1")
 }
 
-/// Draws, for each combination of a test's outer options, a few of its inner variants
-/// (strategy, path, gradient mode...): greedily those that meet the most (variant, factor
-/// value) pairs not yet run, ties broken by a seeded generator so that a run is
-/// repeatable (a greedy pairwise covering array, built as the test goes). It records the
-/// pairs that ran, so that the test can insist that every variant met every value of
-/// every outer factor ([`Sampler::assert_pairs_covered`]). In the exhaustive mode every
-/// variant runs.
-pub struct Sampler {
-    rng: SeededRng,
-    variants: usize,
-    per_combination: usize,
-    covered: std::collections::BTreeSet<(usize, &'static str, String)>,
-    factors: std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>>,
+/// One pair of factor values: (factor, value, other factor, its value), the first factor
+/// the earlier.
+type Pair = (usize, usize, usize, usize);
+
+/// A pairwise covering array over a test's `N` factors (strategy, cached-rows path,
+/// storage type, shape, each option...): rows of one value per factor such that every
+/// pair of values of any two factors is in some row. On a software adapter a row costs a
+/// pipeline or two to compile, and the full product of a test's factors thousands; a
+/// covering array takes about the product of the two largest factors' sizes.
+///
+/// Built greedily when the test starts (each row the best of a few seeded candidates
+/// at meeting pairs not yet met), so a run is repeatable and `WGPU_SOFTMAX_SEED` varies it;
+/// where a value does not matter to the pairs, a row takes the factor's first, so a test
+/// lists each factor's cheapest value first (on lavapipe, compiling the register-cache
+/// path takes several times as long as the streaming one). The test notes each row it ran ([`Pairs::ran`]) and at the end insists that the rows
+/// that ran met every pair ([`Pairs::assert_pairs_covered`]), so that a row skipped or a
+/// factor that grew goes noticed. `WGPU_SOFTMAX_EXHAUSTIVE=1` gives the full product
+/// instead.
+pub struct Pairs<const N: usize> {
+    names: [&'static str; N],
+    sizes: [usize; N],
+    rows: Vec<[usize; N]>,
+    ran: std::collections::BTreeSet<Pair>,
 }
 
-impl Sampler {
-    /// A sampler of `per_combination` of `variants` variants per combination.
-    pub fn new(seed: u64, variants: usize, per_combination: usize) -> Self {
-        Self {
-            rng: rng(seed),
-            variants,
-            per_combination: per_combination.min(variants),
-            covered: std::collections::BTreeSet::new(),
-            factors: std::collections::BTreeMap::new(),
-        }
+impl<const N: usize> Pairs<N> {
+    /// The rows for factors named and sized `factors`, drawn with `seed` (the full
+    /// product in the exhaustive mode).
+    pub fn new(seed: u64, factors: [(&'static str, usize); N]) -> Self {
+        let names = factors.map(|(name, _)| name);
+        let sizes = factors.map(|(_, size)| size);
+        assert!(sizes.iter().all(|&size| size > 0), "a factor without values: {factors:?}");
+        let rows = if exhaustive() { product(sizes) } else { covering(&mut rng(seed), sizes) };
+        Self { names, sizes, rows, ran: std::collections::BTreeSet::new() }
     }
 
-    /// The variants to run for the combination whose factors have the values `factors`
-    /// (name, value), all of them in the exhaustive mode; notes the pairs they cover.
-    pub fn draw(&mut self, factors: &[(&'static str, String)]) -> Vec<usize> {
-        let mut chosen: Vec<usize> = (0..self.variants).collect();
-        if !exhaustive() {
-            let uncovered = |covered: &std::collections::BTreeSet<_>, variant: usize| {
-                factors
-                    .iter()
-                    .filter(|(name, value)| !covered.contains(&(variant, *name, value.clone())))
-                    .count()
-            };
-            // Shuffle for the ties, then take the variants meeting the most new pairs.
-            for i in (1..chosen.len()).rev() {
-                let j = self.rng.below(i as u64 + 1) as usize;
-                chosen.swap(i, j);
-            }
-            chosen.sort_by_key(|&variant| std::cmp::Reverse(uncovered(&self.covered, variant)));
-            chosen.truncate(self.per_combination);
-        }
-        for (name, value) in factors {
-            self.factors.entry(name).or_default().insert(value.clone());
-            for &variant in &chosen {
-                self.covered.insert((variant, name, value.clone()));
-            }
-        }
-        chosen
+    /// Rows made elsewhere (another test's, projected onto these factors, to compile the
+    /// same pipelines), to run and check as [`Pairs::new`]'s.
+    pub fn with_rows(factors: [(&'static str, usize); N], rows: Vec<[usize; N]>) -> Self {
+        let names = factors.map(|(name, _)| name);
+        let sizes = factors.map(|(_, size)| size);
+        Self { names, sizes, rows, ran: std::collections::BTreeSet::new() }
     }
 
-    /// Panics unless every variant ran with every value of every factor seen.
+    /// The rows to run, each the index of a value of every factor in the order given.
+    pub fn rows(&self) -> Vec<[usize; N]> {
+        self.rows.clone()
+    }
+
+    /// Notes that `row` ran (and passed).
+    pub fn ran(&mut self, row: [usize; N]) {
+        self.ran.extend(pairs_of(&row));
+    }
+
+    /// Panics unless the rows that ran met every pair of values of any two factors.
     pub fn assert_pairs_covered(&self) {
-        for (name, values) in &self.factors {
-            for value in values {
-                for variant in 0..self.variants {
-                    assert!(
-                        self.covered.contains(&(variant, *name, value.clone())),
-                        "the sample never ran variant {variant} with {name} = {value}: raise the draws per combination"
-                    );
-                }
+        for pair @ (i, a, j, b) in all_pairs(self.sizes) {
+            assert!(
+                self.ran.contains(&pair),
+                "no row that ran had {} = {a} with {} = {b}",
+                self.names[i],
+                self.names[j]
+            );
+        }
+        eprintln!("{} rows met every pair of values of {:?}", self.rows.len(), self.names);
+    }
+}
+
+/// Every pair of values of two different factors of sizes `sizes`.
+fn all_pairs<const N: usize>(sizes: [usize; N]) -> Vec<Pair> {
+    let mut pairs = Vec::new();
+    for i in 0..N {
+        for j in i + 1..N {
+            for a in 0..sizes[i] {
+                pairs.extend((0..sizes[j]).map(|b| (i, a, j, b)));
             }
         }
+    }
+    pairs
+}
+
+/// The pairs of values `row` meets.
+fn pairs_of<const N: usize>(row: &[usize; N]) -> Vec<Pair> {
+    (0..N).flat_map(|i| (i + 1..N).map(move |j| (i, row[i], j, row[j]))).collect()
+}
+
+/// The full product of factors of sizes `sizes`, the last factor varying fastest.
+fn product<const N: usize>(sizes: [usize; N]) -> Vec<[usize; N]> {
+    let mut rows = vec![[0; N]];
+    for (i, &size) in sizes.iter().enumerate() {
+        rows = rows
+            .into_iter()
+            .flat_map(|row| {
+                (0..size).map(move |v| {
+                    let mut row = row;
+                    row[i] = v;
+                    row
+                })
+            })
+            .collect();
+    }
+    rows
+}
+
+/// A pairwise covering array, greedily: each row is the best of a few candidates, each
+/// started from a pair not yet met (drawn at random) and completed factor by factor (in a
+/// random order) with the value that meets the most pairs not yet met with the values
+/// already chosen. Ties go to the first values, which a test lists as its cheapest (the
+/// adapter's own cached-rows path before the other, say).
+fn covering<const N: usize>(rng: &mut SeededRng, sizes: [usize; N]) -> Vec<[usize; N]> {
+    const CANDIDATES: usize = 24;
+    let mut unmet: std::collections::BTreeSet<Pair> = all_pairs(sizes).into_iter().collect();
+    let unmet_with = |unmet: &std::collections::BTreeSet<Pair>, f: usize, v: usize, g: usize, w: usize| {
+        let pair = if f < g { (f, v, g, w) } else { (g, w, f, v) };
+        unmet.contains(&pair)
+    };
+    let mut rows = Vec::new();
+    while !unmet.is_empty() {
+        let pending: Vec<Pair> = unmet.iter().copied().collect();
+        let mut best: Option<([usize; N], (usize, usize))> = None;
+        for _ in 0..CANDIDATES {
+            let (i, a, j, b) = pending[rng.below(pending.len() as u64) as usize];
+            let mut row = [usize::MAX; N];
+            row[i] = a;
+            row[j] = b;
+            let mut order: Vec<usize> = (0..N).filter(|&f| f != i && f != j).collect();
+            shuffle(rng, &mut order);
+            for f in order {
+                let met = |v: usize| {
+                    (0..N).filter(|&g| row[g] != usize::MAX && unmet_with(&unmet, f, v, g, row[g])).count()
+                };
+                // Ties go to the first value: a test lists its cheapest value first.
+                let chosen = (0..sizes[f]).max_by_key(|&v| (met(v), std::cmp::Reverse(v))).unwrap_or(0);
+                row[f] = chosen;
+            }
+            let met = pairs_of(&row).iter().filter(|pair| unmet.contains(pair)).count();
+            // Of the rows that meet as many pairs, the one of the first values (the cheapest).
+            let score = (met, usize::MAX - row.iter().sum::<usize>());
+            if best.is_none_or(|(_, most)| score > most) {
+                best = Some((row, score));
+            }
+        }
+        let (row, _) = best.unwrap();
+        for pair in pairs_of(&row) {
+            unmet.remove(&pair);
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+fn shuffle<T>(rng: &mut SeededRng, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
     }
 }

@@ -10,102 +10,126 @@ use common::{ctx, poisoned, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{compare, round_to, widen};
 use wgpu_softmax::{
-    BufferRegion, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, Element, Error,
-    Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef, bf16, f16,
-    reference,
+    BufferRegion, Context, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, DType,
+    Element, Error, Gradient, Reduction, STATUS_WORDS, Shape, Strategy, TargetBuffer, Targets, TensorRef,
+    bf16, f16, reference,
 };
 
 fn strategies() -> Vec<Strategy> {
     common::strategies_with_split(ctx())
 }
 
-/// The options combined: (z-loss, softcap, reduction, class weights).
-fn combinations() -> Vec<(f32, Option<f32>, Reduction, bool)> {
-    let mut all = Vec::new();
-    for (z, cap) in [(0.1, None), (0.0, Some(3.0)), (0.05, Some(5.0))] {
-        for reduction in [Reduction::None, Reduction::Mean, Reduction::Sum] {
-            for weighted in [false, true] {
-                all.push((z, cap, reduction, weighted));
-            }
-        }
-    }
-    all
+/// One row of the options' test: the shape (its inputs drawn from `seed`), the kind of
+/// targets, the strategy, the cached-rows path and the options.
+struct Row<'a> {
+    seed: u64,
+    shape: (usize, usize),
+    probabilities: bool,
+    path: &'a Context,
+    strategy: Strategy,
+    z_and_cap: (f32, Option<f32>),
+    reduction: Reduction,
+    weighted: bool,
 }
 
-fn check_options<T: Element>(seed: u64) -> usize {
+/// `row` in storage type `T` through the GPU-resident API against the reference: loss,
+/// gradient, logsumexp and the z-loss part.
+fn check_options<T: Element>(row: &Row<'_>) {
+    let Row {
+        seed,
+        shape: (rows, cols),
+        probabilities,
+        path,
+        strategy,
+        z_and_cap: (z, cap),
+        reduction,
+        weighted,
+    } = *row;
     let mut rng = rng(seed);
-    let combos = combinations();
-    let mut next_combo = 0;
-    let mut checked = 0;
-    for (rows, cols) in [(97, 7), (33, 300)] {
-        let shape = Shape::new(rows, cols);
-        let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
-        let classes: Vec<i64> =
-            (0..rows).map(|r| if r % 5 == 2 { -100 } else { rng.below(cols as u64) as i64 }).collect();
-        let weight: Vec<f32> = (0..cols).map(|_| rng.uniform(0.2, 2.0)).collect();
-        let probabilities: Vec<T> = round_to(&common::probability_rows(&mut rng, rows, cols));
-        for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
-            for (strategy, path) in
-                strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
-            {
-                // One combination per case, in turn: every combination is met on each
-                // storage type, over the shapes, targets, strategies and cached settings.
-                {
-                    let (z, cap, reduction, weighted) = combos[next_combo % combos.len()];
-                    next_combo += 1;
-                    let mut op =
-                        CrossEntropy::new().reduction(reduction).z_loss(z).lse(true).strategy(strategy);
-                    if let Some(t) = cap {
-                        op = op.softcap(t);
-                    }
-                    let mut input = CrossEntropyInput::new(&logits, shape, targets);
-                    if weighted {
-                        input = input.weight(&weight);
-                    }
-                    let want = reference::cross_entropy(&op, &input).unwrap();
-                    let what = format!(
-                        "{} {shape} {strategy:?} cached {} {reduction:?} z {z} softcap {cap:?} weighted {weighted} {targets:?}",
-                        T::DTYPE,
-                        path.cached_rows()
-                    );
-                    let got = common::cross_entropy_poisoned(&path, op, &input, true).unwrap();
-                    let c = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
-                    assert!(c.passed(), "{what}: loss {c}");
-                    let c = compare(
-                        &widen(&got.grad),
-                        want.grad.as_ref().unwrap(),
-                        Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
-                    );
-                    assert!(c.passed(), "{what}: grad {c}");
-                    let c = compare(
-                        got.lse.as_ref().unwrap(),
-                        want.lse.as_ref().unwrap(),
-                        Tolerance::CROSS_ENTROPY_LOSS,
-                    );
-                    assert!(c.passed(), "{what}: lse {c}");
-                    // The z-loss part on its own: zeros without a z-loss.
-                    let no_z_loss = vec![0.0; got.z_loss.len()];
-                    let c = compare(
-                        &got.z_loss,
-                        want.z_loss.as_ref().unwrap_or(&no_z_loss),
-                        Tolerance::CROSS_ENTROPY_LOSS,
-                    );
-                    assert!(c.passed(), "{what}: z-loss part {c}");
-                    checked += 1;
-                }
-            }
-        }
+    let shape = Shape::new(rows, cols);
+    let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
+    let classes: Vec<i64> =
+        (0..rows).map(|r| if r % 5 == 2 { -100 } else { rng.below(cols as u64) as i64 }).collect();
+    let weight: Vec<f32> = (0..cols).map(|_| rng.uniform(0.2, 2.0)).collect();
+    let probability_rows: Vec<T> = round_to(&common::probability_rows(&mut rng, rows, cols));
+    let targets =
+        if probabilities { Targets::Probabilities(&probability_rows) } else { Targets::I64(&classes) };
+    let mut op = CrossEntropy::new().reduction(reduction).z_loss(z).lse(true).strategy(strategy);
+    if let Some(t) = cap {
+        op = op.softcap(t);
     }
-    assert!(next_combo >= combos.len(), "every combination is run");
-    checked
+    let mut input = CrossEntropyInput::new(&logits, shape, targets);
+    if weighted {
+        input = input.weight(&weight);
+    }
+    let want = reference::cross_entropy(&op, &input).unwrap();
+    let what = format!(
+        "{} {shape} {strategy:?} cached {} {reduction:?} z {z} softcap {cap:?} weighted {weighted} {targets:?}",
+        T::DTYPE,
+        path.cached_rows()
+    );
+    let got = common::cross_entropy_poisoned(path, op, &input, true).unwrap();
+    let c = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+    assert!(c.passed(), "{what}: loss {c}");
+    let c = compare(
+        &widen(&got.grad),
+        want.grad.as_ref().unwrap(),
+        Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
+    );
+    assert!(c.passed(), "{what}: grad {c}");
+    let c = compare(got.lse.as_ref().unwrap(), want.lse.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_LOSS);
+    assert!(c.passed(), "{what}: lse {c}");
+    // The z-loss part on its own: zeros without a z-loss.
+    let no_z_loss = vec![0.0; got.z_loss.len()];
+    let c = compare(&got.z_loss, want.z_loss.as_ref().unwrap_or(&no_z_loss), Tolerance::CROSS_ENTROPY_LOSS);
+    assert!(c.passed(), "{what}: z-loss part {c}");
 }
 
+/// The z-loss, the softcap (each alone and together), every reduction, class weights or
+/// none, in every storage type, on every strategy and cached-rows path, narrow and wide
+/// rows, class and probability targets, on a pairwise covering array: every pair of
+/// values of any two of these runs (checked). `WGPU_SOFTMAX_EXHAUSTIVE=1` runs the full
+/// product.
 #[test]
 fn options_match_the_reference_in_every_storage_type() {
-    let checked =
-        check_options::<f32>(0x0e_0001) + check_options::<f16>(0x0e_0002) + check_options::<bf16>(0x0e_0003);
-    eprintln!("{checked} runs checked (loss, gradient, logsumexp and z-loss part each)");
-    assert!(checked >= 3 * 2 * 2 * 2 * 2);
+    let strategies = strategies();
+    let paths = common::both_paths(ctx());
+    let shapes = [(97, 7), (33, 300)];
+    let z_and_cap = [(0.1, None), (0.0, Some(3.0)), (0.05, Some(5.0))];
+    let reductions = [Reduction::None, Reduction::Mean, Reduction::Sum];
+    let mut pairs = common::Pairs::new(
+        0x0e_0004,
+        [
+            ("dtype", DType::ALL.len()),
+            ("shape", shapes.len()),
+            ("probabilities", 2),
+            ("strategy", strategies.len()),
+            ("path", paths.len()),
+            ("z-loss and softcap", z_and_cap.len()),
+            ("reduction", reductions.len()),
+            ("weighted", 2),
+        ],
+    );
+    for row in pairs.rows() {
+        let [d, shape, probabilities, s, p, zc, r, weighted] = row;
+        let args = Row {
+            seed: 0x0e_0001 + (16 * d + shape) as u64,
+            shape: shapes[shape],
+            probabilities: probabilities == 1,
+            path: &paths[p],
+            strategy: strategies[s],
+            z_and_cap: z_and_cap[zc],
+            reduction: reductions[r],
+            weighted: weighted == 1,
+        };
+        match DType::ALL[d] {
+            DType::F32 => check_options::<f32>(&args),
+            DType::F16 => check_options::<f16>(&args),
+            _ => check_options::<bf16>(&args),
+        }
+        pairs.ran(row);
+    }
+    pairs.assert_pairs_covered();
 }
 
 /// The host API returns the logsumexp and applies the options, in every element type;
@@ -196,7 +220,7 @@ fn int64_targets_outside_i32_are_bad_targets_on_the_gpu() {
     let loss = poisoned::<f32>(ctx, 5);
     let status = ctx.storage_buffer(STATUS_WORDS).unwrap();
     let buffers = CrossEntropyBuffers::new(
-        TensorRef::new(&logits_buffer, wgpu_softmax::DType::F32),
+        TensorRef::new(&logits_buffer, DType::F32),
         TargetBuffer::I64(BufferRegion::new(&targets_buffer)),
         &loss,
     )

@@ -96,9 +96,10 @@ fn check_resident<T: Element>(ctx: &Context, op: Distill, c: &Case<T>, masked: b
     assert_eq!(CrossEntropyStatus::from_words(&words).bad_target_rows, 0, "{what}: status cleared and clean");
 }
 
-/// Every strategy the adapter has, in every storage type, each with a seeded draw of the
-/// options (reduction, mask, temperature), rows narrow and wide, contiguous and along a
-/// class axis that is not last. The sampler checks that every strategy met every option.
+/// Every strategy the adapter has, every storage type, every reduction, with and without
+/// a mask, a few temperatures, rows narrow and wide, contiguous and along a class axis
+/// that is not last: on a pairwise covering array, every pair of values of any two of
+/// these runs (checked). `WGPU_SOFTMAX_EXHAUSTIVE=1` runs the full product.
 #[test]
 fn every_strategy_and_storage_type_matches_the_reference() {
     let ctx = ctx();
@@ -109,37 +110,32 @@ fn every_strategy_and_storage_type_matches_the_reference() {
         Shape::new(3, 5000),
         Shape::of_dims(&[4, 70, 3], 1).unwrap(),
     ];
-    let options: Vec<(DistillReduction, bool, f32)> = vec![
-        (DistillReduction::BatchMean, false, 1.0),
-        (DistillReduction::BatchMean, true, 2.0),
-        (DistillReduction::Sum, true, 0.5),
-        (DistillReduction::Sum, false, 4.0),
-        (DistillReduction::None, true, 1.5),
-        (DistillReduction::None, false, 3.0),
-    ];
-    let mut sampler = common::Sampler::new(0xD157_0001, options.len(), 2);
-    for (k, &strategy) in strategies.iter().enumerate() {
-        for (d, dtype) in DType::ALL.into_iter().enumerate() {
-            for (s, &shape) in shapes.iter().enumerate() {
-                let factors = [
-                    ("strategy", format!("{strategy:?}")),
-                    ("dtype", format!("{dtype}")),
-                    ("shape", shape.to_string()),
-                ];
-                for o in sampler.draw(&factors) {
-                    let (reduction, masked, t) = options[o];
-                    let op = Distill::new().reduction(reduction).temperature(t).strategy(strategy);
-                    let seed = 0xD157 + (100 * k + 10 * d + s) as u64;
-                    match dtype {
-                        DType::F32 => check_resident(ctx, op, &case::<f32>(seed, shape), masked),
-                        DType::F16 => check_resident(ctx, op, &case::<f16>(seed, shape), masked),
-                        _ => check_resident(ctx, op, &case::<bf16>(seed, shape), masked),
-                    }
-                }
-            }
+    let reductions = [DistillReduction::BatchMean, DistillReduction::Sum, DistillReduction::None];
+    let temperatures = [0.5, 1.0, 2.0, 4.0];
+    let mut pairs = common::Pairs::new(
+        0xD157_0001,
+        [
+            ("strategy", strategies.len()),
+            ("dtype", DType::ALL.len()),
+            ("shape", shapes.len()),
+            ("reduction", reductions.len()),
+            ("masked", 2),
+            ("temperature", temperatures.len()),
+        ],
+    );
+    for row in pairs.rows() {
+        let [k, d, s, r, masked, t] = row;
+        let (shape, masked) = (shapes[s], masked == 1);
+        let op = Distill::new().reduction(reductions[r]).temperature(temperatures[t]).strategy(strategies[k]);
+        let seed = 0xD157 + (100 * k + 10 * d + s) as u64;
+        match DType::ALL[d] {
+            DType::F32 => check_resident(ctx, op, &case::<f32>(seed, shape), masked),
+            DType::F16 => check_resident(ctx, op, &case::<f16>(seed, shape), masked),
+            _ => check_resident(ctx, op, &case::<bf16>(seed, shape), masked),
         }
+        pairs.ran(row);
     }
-    sampler.assert_pairs_covered();
+    pairs.assert_pairs_covered();
 }
 
 /// The host API, with the planner's choice, against the reference: with and without the

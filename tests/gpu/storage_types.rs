@@ -26,74 +26,108 @@ fn strategies() -> Vec<Strategy> {
     common::strategies_with_split(ctx())
 }
 
-fn check_softmax<T: Element>(seed: u64) -> usize {
-    let mut rng = rng(seed);
-    let mut checked = 0;
-    for (rows, cols) in SHAPES {
-        let shape = Shape::new(rows, cols);
-        let input: Vec<T> = round_to(&rng.logits(rows * cols, 10.0));
-        for (strategy, path) in
-            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
-        {
-            for op in [Softmax::new(), Softmax::log()] {
-                let op = op.strategy(strategy);
-                checked += usize::from(common::softmax_matches_reference(&path, op, &input, shape));
-            }
-        }
-    }
-    checked
+/// The seed of storage type `dtype`'s inputs on shape `shape` of [`SHAPES`].
+fn seed_of(base: u64, dtype: usize, shape: usize) -> u64 {
+    base + (16 * dtype + shape) as u64
 }
 
+/// Softmax (or log-softmax, with `log`) in storage type `T` on `strategy` and `path`, on
+/// `shape`'s inputs drawn from `seed`, against the reference; false where the device does
+/// not have the strategy.
+fn check_softmax<T: Element>(seed: u64, shape: Shape, strategy: Strategy, path: &Context, log: bool) -> bool {
+    let input: Vec<T> = round_to(&rng(seed).logits(shape.rows * shape.cols, 10.0));
+    let op = if log { Softmax::log() } else { Softmax::new() }.strategy(strategy);
+    common::softmax_matches_reference(path, op, &input, shape)
+}
+
+/// The factors of the storage-type tests of softmax and its backward: storage type,
+/// shape, strategy, cached-rows path, log or not.
+fn row_factors(strategies: usize, paths: usize) -> [(&'static str, usize); 5] {
+    [
+        ("dtype", DType::ALL.len()),
+        ("shape", SHAPES.len()),
+        ("strategy", strategies),
+        ("path", paths),
+        ("log", 2),
+    ]
+}
+
+/// Every storage type, shape, strategy, cached-rows path and op (softmax, log-softmax),
+/// on a pairwise covering array: every pair of values of any two of these runs (checked).
+/// `WGPU_SOFTMAX_EXHAUSTIVE=1` runs the full product.
 #[test]
 fn softmax_in_every_storage_type_matches_the_reference() {
-    let checked =
-        check_softmax::<f32>(0x57_0001) + check_softmax::<f16>(0x57_0002) + check_softmax::<bf16>(0x57_0003);
-    eprintln!("{checked} softmax runs checked");
-    assert!(checked >= 3 * SHAPES.len() * 2 * 2 * 2);
-}
-
-fn check_backward<T: Element>(seed: u64) -> usize {
-    let mut rng = rng(seed);
-    let mut checked = 0;
-    for (rows, cols) in SHAPES {
-        let shape = Shape::new(rows, cols);
-        let x = rng.logits(rows * cols, 6.0);
-        for log in [false, true] {
-            let forward = if log { reference::log_softmax(&x, shape) } else { reference::softmax(&x, shape) };
-            let y: Vec<T> = round_to(&forward.unwrap().iter().map(|&v| v as f32).collect::<Vec<_>>());
-            let dy: Vec<T> = round_to(&rng.logits(rows * cols, 1.0));
-            let want = if log {
-                reference::log_softmax_backward(&y, &dy, shape)
-            } else {
-                reference::softmax_backward(&y, &dy, shape)
-            }
-            .unwrap();
-            for (strategy, path) in
-                strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
-            {
-                let op = if log { SoftmaxBackward::log() } else { SoftmaxBackward::new() }.strategy(strategy);
-                let gpu = match common::backward_poisoned(&path, op, &y, &dy, shape) {
-                    Ok(gpu) => gpu,
-                    Err(Error::StrategyUnavailable { .. }) => continue,
-                    Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
-                };
-                let what = format!("{op:?} {} on {shape}", T::DTYPE);
-                let c = compare(&widen(&gpu), &want, Tolerance::BACKWARD.for_dtype(T::DTYPE));
-                assert!(c.passed(), "{what}: {c}");
-                checked += 1;
-            }
+    let (strategies, paths) = (strategies(), common::both_paths(ctx()));
+    let mut pairs = common::Pairs::new(0x57_0004, row_factors(strategies.len(), paths.len()));
+    for row in pairs.rows() {
+        let [d, s, strategy, path, log] = row;
+        let shape = Shape::new(SHAPES[s].0, SHAPES[s].1);
+        let seed = seed_of(0x57_0001, d, s);
+        let (strategy, path, log) = (strategies[strategy], &paths[path], log == 1);
+        let ran = match DType::ALL[d] {
+            DType::F32 => check_softmax::<f32>(seed, shape, strategy, path, log),
+            DType::F16 => check_softmax::<f16>(seed, shape, strategy, path, log),
+            _ => check_softmax::<bf16>(seed, shape, strategy, path, log),
+        };
+        if ran {
+            pairs.ran(row);
         }
     }
-    checked
+    pairs.assert_pairs_covered();
 }
 
+/// The backward of softmax (or of log-softmax, with `log`) in storage type `T` on
+/// `strategy` and `path`, on `shape`'s inputs drawn from `seed`, against the reference;
+/// false where the device does not have the strategy.
+fn check_backward<T: Element>(
+    seed: u64,
+    shape: Shape,
+    strategy: Strategy,
+    path: &Context,
+    log: bool,
+) -> bool {
+    let mut rng = rng(seed);
+    let x = rng.logits(shape.rows * shape.cols, 6.0);
+    let forward = if log { reference::log_softmax(&x, shape) } else { reference::softmax(&x, shape) };
+    let y: Vec<T> = round_to(&forward.unwrap().iter().map(|&v| v as f32).collect::<Vec<_>>());
+    let dy: Vec<T> = round_to(&rng.logits(shape.rows * shape.cols, 1.0));
+    let want = if log {
+        reference::log_softmax_backward(&y, &dy, shape)
+    } else {
+        reference::softmax_backward(&y, &dy, shape)
+    }
+    .unwrap();
+    let op = if log { SoftmaxBackward::log() } else { SoftmaxBackward::new() }.strategy(strategy);
+    let gpu = match common::backward_poisoned(path, op, &y, &dy, shape) {
+        Ok(gpu) => gpu,
+        Err(Error::StrategyUnavailable { .. }) => return false,
+        Err(e) => panic!("{op:?} {} on {shape}: {e}", T::DTYPE),
+    };
+    let c = compare(&widen(&gpu), &want, Tolerance::BACKWARD.for_dtype(T::DTYPE));
+    assert!(c.passed(), "{op:?} {} on {shape} cached {}: {c}", T::DTYPE, path.cached_rows());
+    true
+}
+
+/// As the softmax's test, for the backward passes.
 #[test]
 fn backward_in_every_storage_type_matches_the_reference() {
-    let checked = check_backward::<f32>(0x57_0011)
-        + check_backward::<f16>(0x57_0012)
-        + check_backward::<bf16>(0x57_0013);
-    eprintln!("{checked} backward runs checked");
-    assert!(checked >= 3 * SHAPES.len() * 2 * 2);
+    let (strategies, paths) = (strategies(), common::both_paths(ctx()));
+    let mut pairs = common::Pairs::new(0x57_0014, row_factors(strategies.len(), paths.len()));
+    for row in pairs.rows() {
+        let [d, s, strategy, path, log] = row;
+        let shape = Shape::new(SHAPES[s].0, SHAPES[s].1);
+        let seed = seed_of(0x57_0011, d, s);
+        let (strategy, path, log) = (strategies[strategy], &paths[path], log == 1);
+        let ran = match DType::ALL[d] {
+            DType::F32 => check_backward::<f32>(seed, shape, strategy, path, log),
+            DType::F16 => check_backward::<f16>(seed, shape, strategy, path, log),
+            _ => check_backward::<bf16>(seed, shape, strategy, path, log),
+        };
+        if ran {
+            pairs.ran(row);
+        }
+    }
+    pairs.assert_pairs_covered();
 }
 
 /// Runs the cross-entropy through the GPU-resident API with poisoned outputs; returns the
@@ -140,133 +174,168 @@ fn cross_entropy_poisoned<T: Element>(
     (loss, grad)
 }
 
-/// The cross-entropy in storage type `T` on each shape and kind of targets, each with the
-/// variants (strategy x cached-rows path x reduction) `sampler` draws for it.
-fn check_cross_entropy<T: Element>(seed: u64, sampler: &mut common::Sampler) -> usize {
+/// The cross-entropy in storage type `T` on `rows x cols` logits drawn from `seed`, with
+/// class (some ignored) or probability targets, on `strategy` and `path`: the loss with
+/// the gradient separate, in place and skipped, and the gradients bit-equal.
+fn check_cross_entropy<T: Element>(
+    seed: u64,
+    (rows, cols): (usize, usize),
+    probabilities: bool,
+    (strategy, ctx): (Strategy, &Context),
+    reduction: Reduction,
+) {
     let mut rng = rng(seed);
-    let mut checked = 0;
-    let variants: Vec<(Strategy, Context, Reduction)> = strategies()
-        .into_iter()
-        .flat_map(|s| common::both_paths(ctx()).map(move |p| (s, p)))
-        .flat_map(|(s, p)| [Reduction::Mean, Reduction::None].map(|r| (s, p.clone(), r)))
-        .collect();
-    for (rows, cols) in [(301, 7), (41, 129), (6, 1001)] {
-        let shape = Shape::new(rows, cols);
-        let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
-        let classes: Vec<i64> =
-            (0..rows).map(|r| if r % 7 == 3 { -100 } else { rng.below(cols as u64) as i64 }).collect();
-        let probabilities: Vec<T> = round_to(&common::probability_rows(&mut rng, rows, cols));
-        for targets in [Targets::I64(&classes), Targets::Probabilities(&probabilities)] {
-            let input = CrossEntropyInput::new(&logits, shape, targets);
-            let kind = if matches!(targets, Targets::Probabilities(_)) { "probabilities" } else { "classes" };
-            let factors =
-                [("dtype", T::DTYPE.to_string()), ("shape", shape.to_string()), ("targets", kind.to_owned())];
-            for variant in sampler.draw(&factors) {
-                let (strategy, path, reduction) = &variants[variant];
-                let (strategy, reduction, ctx) = (*strategy, *reduction, path);
-                {
-                    let base =
-                        CrossEntropy::new().reduction(reduction).label_smoothing(0.05).strategy(strategy);
-                    let want = reference::cross_entropy(&base, &input).unwrap();
-                    let (separate_loss, separate) = cross_entropy_poisoned(ctx, base, &input);
-                    let (in_place_loss, in_place) =
-                        cross_entropy_poisoned(ctx, base.gradient(Gradient::InPlace), &input);
-                    let (skip_loss, none) =
-                        cross_entropy_poisoned(ctx, base.gradient(Gradient::Skip), &input);
-                    let what = format!(
-                        "{} {shape} {strategy:?} cached {} {reduction:?} {targets:?}",
-                        T::DTYPE,
-                        ctx.cached_rows()
-                    );
-                    assert!(none.is_none());
-                    for loss in [&separate_loss, &in_place_loss, &skip_loss] {
-                        let c = compare(loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
-                        assert!(c.passed(), "{what}: loss {c}");
-                    }
-                    let (separate, in_place) = (separate.unwrap(), in_place.unwrap());
-                    // In place or not: the same bits, in every storage type.
-                    assert!(
-                        separate
-                            .iter()
-                            .zip(&in_place)
-                            .all(|(a, b)| bytemuck::bytes_of(a) == bytemuck::bytes_of(b)),
-                        "{what}: the in-place gradient differs from the separate one"
-                    );
-                    let c = compare(
-                        &widen(&separate),
-                        want.grad.as_ref().unwrap(),
-                        Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
-                    );
-                    assert!(c.passed(), "{what}: grad {c}");
-                    checked += 1;
-                }
-            }
-        }
+    let shape = Shape::new(rows, cols);
+    let logits: Vec<T> = round_to(&rng.logits(rows * cols, 6.0));
+    let classes: Vec<i64> =
+        (0..rows).map(|r| if r % 7 == 3 { -100 } else { rng.below(cols as u64) as i64 }).collect();
+    let probability_rows: Vec<T> = round_to(&common::probability_rows(&mut rng, rows, cols));
+    let targets =
+        if probabilities { Targets::Probabilities(&probability_rows) } else { Targets::I64(&classes) };
+    let input = CrossEntropyInput::new(&logits, shape, targets);
+    let base = CrossEntropy::new().reduction(reduction).label_smoothing(0.05).strategy(strategy);
+    let want = reference::cross_entropy(&base, &input).unwrap();
+    let (separate_loss, separate) = cross_entropy_poisoned(ctx, base, &input);
+    let (in_place_loss, in_place) = cross_entropy_poisoned(ctx, base.gradient(Gradient::InPlace), &input);
+    let (skip_loss, none) = cross_entropy_poisoned(ctx, base.gradient(Gradient::Skip), &input);
+    let what =
+        format!("{} {shape} {strategy:?} cached {} {reduction:?} {targets:?}", T::DTYPE, ctx.cached_rows());
+    assert!(none.is_none());
+    for loss in [&separate_loss, &in_place_loss, &skip_loss] {
+        let c = compare(loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+        assert!(c.passed(), "{what}: loss {c}");
     }
-    checked
+    let (separate, in_place) = (separate.unwrap(), in_place.unwrap());
+    // In place or not: the same bits, in every storage type.
+    assert!(
+        separate.iter().zip(&in_place).all(|(a, b)| bytemuck::bytes_of(a) == bytemuck::bytes_of(b)),
+        "{what}: the in-place gradient differs from the separate one"
+    );
+    let c = compare(
+        &widen(&separate),
+        want.grad.as_ref().unwrap(),
+        Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE),
+    );
+    assert!(c.passed(), "{what}: grad {c}");
 }
 
-/// Every storage type, shape and kind of targets, each on a seeded draw of six of the
-/// variants (strategy x cached-rows path x reduction), every variant meeting every value
-/// of each of those (checked); `WGPU_SOFTMAX_EXHAUSTIVE=1` runs every variant of each.
+/// Every storage type, shape, kind of targets, strategy, cached-rows path and reduction,
+/// on a pairwise covering array: every pair of values of any two of these runs (checked);
+/// `WGPU_SOFTMAX_EXHAUSTIVE=1` runs the full product.
 #[test]
 fn cross_entropy_in_every_storage_type_matches_the_reference() {
-    let variants = 2 * 2 * strategies().len();
-    let mut sampler = common::Sampler::new(0x57_0024, variants, 6);
-    let checked = check_cross_entropy::<f32>(0x57_0021, &mut sampler)
-        + check_cross_entropy::<f16>(0x57_0022, &mut sampler)
-        + check_cross_entropy::<bf16>(0x57_0023, &mut sampler);
-    eprintln!("{checked} cross-entropy runs checked (each: separate, in place, loss only)");
-    sampler.assert_pairs_covered();
-    let per_combination = if common::exhaustive() { variants } else { 6 };
-    assert_eq!(checked, 3 * 3 * 2 * per_combination);
+    let (strategies, paths) = (strategies(), common::both_paths(ctx()));
+    let mut pairs = common::Pairs::new(CE_SEED, ce_factors(strategies.len(), paths.len()));
+    for row in pairs.rows() {
+        let [d, s, probabilities, strategy, path, r] = row;
+        let seed = 0x57_0021 + (16 * d + s) as u64;
+        let variant = (strategies[strategy], &paths[path]);
+        let (shape, probabilities, reduction) = (CE_SHAPES[s], probabilities == 1, CE_REDUCTIONS[r]);
+        match DType::ALL[d] {
+            DType::F32 => check_cross_entropy::<f32>(seed, shape, probabilities, variant, reduction),
+            DType::F16 => check_cross_entropy::<f16>(seed, shape, probabilities, variant, reduction),
+            _ => check_cross_entropy::<bf16>(seed, shape, probabilities, variant, reduction),
+        }
+        pairs.ran(row);
+    }
+    pairs.assert_pairs_covered();
 }
 
-/// A row whose target has probability 0.999: its gradient there is -0.001 in every type.
-/// Rounding q to bf16 first gives 1.0 - 1 = 0, a 100% error on the class that matters.
+/// The shapes, reductions, covering array's seed and factors of the cross-entropy's
+/// storage-type test: storage type, shape, probabilities or classes, strategy, cached-rows
+/// path, reduction.
+const CE_SHAPES: [(usize, usize); 3] = [(301, 7), (41, 129), (6, 1001)];
+const CE_REDUCTIONS: [Reduction; 2] = [Reduction::Mean, Reduction::None];
+const CE_SEED: u64 = 0x57_0024;
+fn ce_factors(strategies: usize, paths: usize) -> [(&'static str, usize); 6] {
+    [
+        ("dtype", DType::ALL.len()),
+        ("shape", CE_SHAPES.len()),
+        ("probabilities", 2),
+        ("strategy", strategies),
+        ("path", paths),
+        ("reduction", CE_REDUCTIONS.len()),
+    ]
+}
+
+/// A row whose target has probability 0.999: its gradient there is -0.001 in every type
+/// (over the rows, for the mean). Rounding q to bf16 first gives 1.0 - 1 = 0, a 100% error
+/// on the class that matters. The gradient separate and in place, on the storage types,
+/// kinds of targets (the class, or its one-hot probabilities), strategies, cached-rows
+/// paths and reductions that the cross-entropy's test runs (the same pipelines), which meet
+/// every pair of values of two of them (checked).
 #[test]
 fn a_confident_rows_target_gradient_survives_16_bit_storage() {
-    fn check<T: Element>() {
+    fn check<T: Element>(probabilities: bool, (strategy, path): (Strategy, &Context), reduction: Reduction) {
         let cols = 50;
         // q_0 = 0.999, the rest share 0.001: logits ln(q).
         let mut q = vec![0.001 / (cols - 1) as f64; cols];
         q[0] = 0.999;
         let logits: Vec<T> = round_to(&q.iter().map(|&v| v.ln() as f32).collect::<Vec<_>>());
-        let targets = [0_i64, 0, 0, 0];
-        let rows = targets.len();
+        let classes = [0_i64, 0, 0, 0];
+        let rows = classes.len();
         let logits: Vec<T> = logits.iter().copied().cycle().take(rows * cols).collect();
-        let input = CrossEntropyInput::new(&logits, Shape::new(rows, cols), Targets::I64(&targets));
-        for (strategy, path) in
-            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
-        {
-            let op = CrossEntropy::new().reduction(Reduction::Sum).strategy(strategy);
-            let want = reference::cross_entropy(&op, &input).unwrap().grad.unwrap();
-            for op in [op, op.gradient(Gradient::InPlace)] {
-                let grad = widen(&op.run(&path, &input).unwrap().grad.unwrap());
-                for row in 0..rows {
-                    let (got, expected) = (f64::from(grad[row * cols]), want[row * cols]);
-                    assert!(expected < -9e-4, "the reference's q is not 0.999: {expected}");
-                    // Within 1%: bf16's rounding is 0.4%, and f32's sum of 50 exponentials
-                    // next to a 1 carries about 0.2% into 1 - q (PyTorch's does the same).
-                    assert!(
-                        (got - expected).abs() <= 0.01 * expected.abs(),
-                        "{} {strategy:?} {:?}: gradient at the target {got}, reference {expected}",
-                        T::DTYPE,
-                        op.get_gradient()
-                    );
-                }
+        let one_hot: Vec<T> =
+            round_to(&(0..rows * cols).map(|i| if i % cols == 0 { 1.0 } else { 0.0 }).collect::<Vec<_>>());
+        let targets = if probabilities { Targets::Probabilities(&one_hot) } else { Targets::I64(&classes) };
+        let input = CrossEntropyInput::new(&logits, Shape::new(rows, cols), targets);
+        let op = CrossEntropy::new().reduction(reduction).strategy(strategy);
+        let want = reference::cross_entropy(&op, &input).unwrap().grad.unwrap();
+        // The mean's gradient is each row's over the rows.
+        let rows_in_mean = if reduction == Reduction::Mean { rows as f64 } else { 1.0 };
+        for op in [op, op.gradient(Gradient::InPlace)] {
+            let grad = widen(&cross_entropy_poisoned(path, op, &input).1.unwrap());
+            for row in 0..rows {
+                let (got, expected) = (f64::from(grad[row * cols]), want[row * cols]);
+                assert!(expected * rows_in_mean < -9e-4, "the reference's q is not 0.999: {expected}");
+                // Within 1%: bf16's rounding is 0.4%, and f32's sum of 50 exponentials
+                // next to a 1 carries about 0.2% into 1 - q (PyTorch's does the same).
+                assert!(
+                    (got - expected).abs() <= 0.01 * expected.abs(),
+                    "{} {strategy:?} cached {} {reduction:?} {:?}: gradient at the target {got}, reference {expected}",
+                    T::DTYPE,
+                    path.cached_rows(),
+                    op.get_gradient()
+                );
             }
         }
     }
-    check::<f32>();
-    check::<f16>();
-    check::<bf16>();
+    let (strategies, paths) = (strategies(), common::both_paths(ctx()));
+    let mut rows: Vec<[usize; 5]> = common::Pairs::new(CE_SEED, ce_factors(strategies.len(), paths.len()))
+        .rows()
+        .into_iter()
+        .map(|[d, _, probabilities, s, p, r]| [d, probabilities, s, p, r])
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let factors = [
+        ("dtype", DType::ALL.len()),
+        ("probabilities", 2),
+        ("strategy", strategies.len()),
+        ("path", paths.len()),
+        ("reduction", CE_REDUCTIONS.len()),
+    ];
+    let mut pairs = common::Pairs::with_rows(factors, rows);
+    for row in pairs.rows() {
+        let [d, probabilities, s, p, r] = row;
+        let (probabilities, variant, reduction) =
+            (probabilities == 1, (strategies[s], &paths[p]), CE_REDUCTIONS[r]);
+        match DType::ALL[d] {
+            DType::F32 => check::<f32>(probabilities, variant, reduction),
+            DType::F16 => check::<f16>(probabilities, variant, reduction),
+            _ => check::<bf16>(probabilities, variant, reduction),
+        }
+        pairs.ran(row);
+    }
+    pairs.assert_pairs_covered();
 }
 
 /// Special values are told by bit pattern in each type: -inf masks, NaN rows, +inf rows.
+/// On the storage types, strategies, cached-rows paths and ops that the softmax's test
+/// runs (the same pipelines), which meet every pair of values of two of them (checked).
 #[test]
 fn special_values_in_every_storage_type() {
-    fn check<T: Element>() {
+    fn check<T: Element>(strategy: Strategy, path: &Context, log: bool) -> bool {
         let inf = f32::INFINITY;
         let rows = [
             [1.0, -inf, 2.0, 0.5, 1.0],
@@ -276,36 +345,44 @@ fn special_values_in_every_storage_type() {
         ];
         let input: Vec<T> = round_to(&rows.concat());
         let shape = Shape::new(4, 5);
-        for (strategy, path) in
-            strategies().into_iter().flat_map(|s| common::both_paths(ctx()).map(|p| (s, p)))
-        {
-            for op in [Softmax::new(), Softmax::log()] {
-                let op = op.strategy(strategy);
-                let Ok(gpu) = common::softmax_poisoned(&path, op, &input, shape) else { continue };
-                let gpu = widen(&gpu);
-                let what = format!("{op:?} {}", T::DTYPE);
-                assert_eq!(
-                    gpu[1],
-                    if op.is_log() { f32::NEG_INFINITY } else { 0.0 },
-                    "{what}: a masked entry"
-                );
-                assert!(
-                    gpu[5..].iter().all(|v| v.is_nan()),
-                    "{what}: NaN, all-masked and +inf rows: {gpu:?}"
-                );
-                let want = if op.is_log() {
-                    reference::log_softmax(&input, shape)
-                } else {
-                    reference::softmax(&input, shape)
-                };
-                let c = compare(&gpu, &want.unwrap(), Tolerance::LOG_SOFTMAX.for_dtype(T::DTYPE));
-                assert!(c.passed(), "{what}: {c}");
-            }
+        let op = if log { Softmax::log() } else { Softmax::new() }.strategy(strategy);
+        let Ok(gpu) = common::softmax_poisoned(path, op, &input, shape) else { return false };
+        let gpu = widen(&gpu);
+        let what = format!("{op:?} {} cached {}", T::DTYPE, path.cached_rows());
+        assert_eq!(gpu[1], if op.is_log() { f32::NEG_INFINITY } else { 0.0 }, "{what}: a masked entry");
+        assert!(gpu[5..].iter().all(|v| v.is_nan()), "{what}: NaN, all-masked and +inf rows: {gpu:?}");
+        let want = if op.is_log() {
+            reference::log_softmax(&input, shape)
+        } else {
+            reference::softmax(&input, shape)
+        };
+        let c = compare(&gpu, &want.unwrap(), Tolerance::LOG_SOFTMAX.for_dtype(T::DTYPE));
+        assert!(c.passed(), "{what}: {c}");
+        true
+    }
+    let (strategies, paths) = (strategies(), common::both_paths(ctx()));
+    let mut rows: Vec<[usize; 4]> = common::Pairs::new(0x57_0004, row_factors(strategies.len(), paths.len()))
+        .rows()
+        .into_iter()
+        .map(|[d, _, s, p, log]| [d, s, p, log])
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let factors =
+        [("dtype", DType::ALL.len()), ("strategy", strategies.len()), ("path", paths.len()), ("log", 2)];
+    let mut pairs = common::Pairs::with_rows(factors, rows);
+    for row in pairs.rows() {
+        let [d, s, p, log] = row;
+        let ran = match DType::ALL[d] {
+            DType::F32 => check::<f32>(strategies[s], &paths[p], log == 1),
+            DType::F16 => check::<f16>(strategies[s], &paths[p], log == 1),
+            _ => check::<bf16>(strategies[s], &paths[p], log == 1),
+        };
+        if ran {
+            pairs.ran(row);
         }
     }
-    check::<f32>();
-    check::<f16>();
-    check::<bf16>();
+    pairs.assert_pairs_covered();
 }
 
 #[test]
@@ -399,55 +476,65 @@ fn exact_buffer<T: bytemuck::Pod>(ctx: &Context, data: &[T]) -> wgpu::Buffer {
 
 /// Tensors in buffers of exactly their size (no padding to 16 bytes): softmax, log-softmax
 /// and the cross-entropy's gradient take the 32-bit access path in every storage type, on
-/// every strategy, against the reference.
+/// every strategy, against the reference: each storage type, strategy and op (softmax or
+/// log-softmax, each with the cross-entropy) on a pairwise covering array (every pair of
+/// values of two of them, checked; the full product with `WGPU_SOFTMAX_EXHAUSTIVE=1`).
 #[test]
 fn exact_size_buffers_take_the_word_path_in_every_storage_type() {
-    fn check<T: Element>(seed: u64) {
+    fn check<T: Element>(seed: u64, strategy: Strategy, log: bool) {
         let ctx = ctx();
         // 7 x 19 = 133 elements: 266 bytes in 16 bits, 532 in f32, neither a multiple of 16.
         let shape = Shape::new(7, 19);
         let x: Vec<T> = round_to(&rng(seed).logits(shape.rows * shape.cols, 4.0));
         let targets: Vec<i64> = (0..7_i64).map(|r| r * 5 % 19).collect();
-        for strategy in strategies() {
-            for op in [Softmax::new(), Softmax::log()] {
-                let op = op.strategy(strategy);
-                let input = exact_buffer(ctx, &x);
-                let output = exact_buffer(ctx, &vec![common::poison::<T>(); x.len()]);
-                let mut encoder = ctx.device().create_command_encoder(&Default::default());
-                let tensor = |b| TensorRef::new(b, T::DTYPE);
-                op.encode(ctx, &mut encoder, tensor(&input), tensor(&output), shape).unwrap();
-                ctx.submit_and_wait(encoder).unwrap();
-                let what = format!("{op:?} {} exact-size", T::DTYPE);
-                let got = assert_written(&what, ctx.download_elements::<T>(&output, x.len()).unwrap());
-                let (want, tolerance) = common::expected(op, &widen(&x), shape);
-                let c = compare(&widen(&got), &want, tolerance.for_dtype(T::DTYPE));
-                assert!(c.passed(), "{what}: {c}");
-            }
-            let op = CrossEntropy::new().gradient(Gradient::Separate).strategy(strategy);
-            let logits = exact_buffer(ctx, &x);
-            let grad = exact_buffer(ctx, &vec![common::poison::<T>(); x.len()]);
-            let target_words = exact_buffer(ctx, &common::i64_words(&targets));
-            let loss = ctx.storage_buffer(1).unwrap();
-            let buffers = CrossEntropyBuffers::new(
-                TensorRef::new(&logits, T::DTYPE),
-                TargetBuffer::I64((&target_words).into()),
-                &loss,
-            )
-            .with_grad(TensorRef::new(&grad, T::DTYPE));
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            op.encode(ctx, &mut encoder, &buffers, shape).unwrap();
-            ctx.submit_and_wait(encoder).unwrap();
-            let want =
-                reference::cross_entropy(&op, &CrossEntropyInput::new(&x, shape, Targets::I64(&targets)))
-                    .unwrap();
-            let what = format!("cross-entropy {strategy:?} {} exact-size", T::DTYPE);
-            let got = assert_written(&what, ctx.download_elements::<T>(&grad, x.len()).unwrap());
-            let c =
-                compare(&widen(&got), &want.grad.unwrap(), Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE));
-            assert!(c.passed(), "{what}: {c}");
-        }
+        let op = if log { Softmax::log() } else { Softmax::new() }.strategy(strategy);
+        let input = exact_buffer(ctx, &x);
+        let output = exact_buffer(ctx, &vec![common::poison::<T>(); x.len()]);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        let tensor = |b| TensorRef::new(b, T::DTYPE);
+        op.encode(ctx, &mut encoder, tensor(&input), tensor(&output), shape).unwrap();
+        ctx.submit_and_wait(encoder).unwrap();
+        let what = format!("{op:?} {} exact-size", T::DTYPE);
+        let got = assert_written(&what, ctx.download_elements::<T>(&output, x.len()).unwrap());
+        let (want, tolerance) = common::expected(op, &widen(&x), shape);
+        let c = compare(&widen(&got), &want, tolerance.for_dtype(T::DTYPE));
+        assert!(c.passed(), "{what}: {c}");
+
+        let op = CrossEntropy::new().gradient(Gradient::Separate).strategy(strategy);
+        let logits = exact_buffer(ctx, &x);
+        let grad = exact_buffer(ctx, &vec![common::poison::<T>(); x.len()]);
+        let target_words = exact_buffer(ctx, &common::i64_words(&targets));
+        let loss = ctx.storage_buffer(1).unwrap();
+        let buffers = CrossEntropyBuffers::new(
+            TensorRef::new(&logits, T::DTYPE),
+            TargetBuffer::I64((&target_words).into()),
+            &loss,
+        )
+        .with_grad(TensorRef::new(&grad, T::DTYPE));
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        op.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+        ctx.submit_and_wait(encoder).unwrap();
+        let want = reference::cross_entropy(&op, &CrossEntropyInput::new(&x, shape, Targets::I64(&targets)))
+            .unwrap();
+        let what = format!("cross-entropy {strategy:?} {} exact-size", T::DTYPE);
+        let got = assert_written(&what, ctx.download_elements::<T>(&grad, x.len()).unwrap());
+        let c = compare(&widen(&got), &want.grad.unwrap(), Tolerance::CROSS_ENTROPY_GRAD.for_dtype(T::DTYPE));
+        assert!(c.passed(), "{what}: {c}");
     }
-    check::<f32>(0x57_0051);
-    check::<f16>(0x57_0052);
-    check::<bf16>(0x57_0053);
+    let strategies = strategies();
+    let mut pairs = common::Pairs::new(
+        0x57_0054,
+        [("dtype", DType::ALL.len()), ("strategy", strategies.len()), ("log", 2)],
+    );
+    for row in pairs.rows() {
+        let [d, s, log] = row;
+        let (strategy, log) = (strategies[s], log == 1);
+        match DType::ALL[d] {
+            DType::F32 => check::<f32>(0x57_0051, strategy, log),
+            DType::F16 => check::<f16>(0x57_0052, strategy, log),
+            _ => check::<bf16>(0x57_0053, strategy, log),
+        }
+        pairs.ran(row);
+    }
+    pairs.assert_pairs_covered();
 }
