@@ -28,7 +28,7 @@
 //
 // A temperature so small that the largest logit over it overflows f32 draws the argmax.
 //
-// Per-row settings: the bits of params.flags (the `logprobs` field of Params) say which
+// Per-row settings: the bits of params.flags say which
 // of temperature, top-k, top-p and min-p are per row; those lie in `state` past the rows'
 // state words, each `rows` words (f32 bits, top-k a u32), copied there by the host. A
 // row whose setting is out of range (a temperature negative or not finite, top-p outside
@@ -54,22 +54,11 @@ const STATE_GREEDY: u32 = 7u;
 
 const NO_INDEX: u32 = 0xffffffffu;
 
-// The bits of params.logprobs.
-const FLAG_LOGPROBS: u32 = 1u;
-const FLAG_ROW_TEMPERATURE: u32 = 2u;
-const FLAG_ROW_TOP_K: u32 = 4u;
-const FLAG_ROW_TOP_P: u32 = 8u;
-const FLAG_ROW_MIN_P: u32 = 16u;
-const FLAG_PROBS: u32 = 32u;
-const FLAG_MASKED: u32 = 64u;
-
-// The status words of rows whose per-row settings are out of range (the host's
-// SampleStatus reads them): their count, and u32::MAX - the first.
-const STATUS_BAD_SETTINGS: u32 = 4u;
-const STATUS_FIRST_BAD_SETTINGS: u32 = 5u;
+// FLAG_* (the bits of params.flags) and STATUS_BAD_SETTINGS, STATUS_FIRST_BAD_SETTINGS
+// (the status words of rows whose per-row settings are out of range) come from the host.
 
 fn flag(bit: u32) -> bool {
-    return (params.logprobs & bit) != 0u;
+    return (params.flags & bit) != 0u;
 }
 
 // Setting `which` (0 temperature, 1 top-k, 2 top-p, 3 min-p) of `row`, as stored.

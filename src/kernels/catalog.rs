@@ -140,6 +140,36 @@ pub(crate) const SAMPLE_PHASE_MASS: u32 = 2;
 pub(crate) const SAMPLE_PHASE_TOP_P: u32 = 3;
 /// See [`SAMPLE_PHASE_STATS`].
 pub(crate) const SAMPLE_PHASE_DRAW: u32 = 4;
+/// The sampler's status words of rows whose per-row settings are out of range: their
+/// count, and `u32::MAX - the first` (after the bad rows' words).
+pub(crate) const SAMPLE_STATUS_BAD_SETTINGS: u32 = 4;
+/// See [`SAMPLE_STATUS_BAD_SETTINGS`].
+pub(crate) const SAMPLE_STATUS_FIRST_BAD_SETTINGS: u32 = 5;
+/// The bits of the sampler's `params.flags`: log-probabilities written, which settings
+/// are per row, and which masks the first draw dispatch writes.
+pub(crate) const SAMPLE_FLAG_LOGPROBS: u32 = 1;
+/// See [`SAMPLE_FLAG_LOGPROBS`].
+pub(crate) const SAMPLE_FLAG_ROW_TEMPERATURE: u32 = 2;
+/// See [`SAMPLE_FLAG_LOGPROBS`].
+pub(crate) const SAMPLE_FLAG_ROW_TOP_K: u32 = 4;
+/// See [`SAMPLE_FLAG_LOGPROBS`].
+pub(crate) const SAMPLE_FLAG_ROW_TOP_P: u32 = 8;
+/// See [`SAMPLE_FLAG_LOGPROBS`].
+pub(crate) const SAMPLE_FLAG_ROW_MIN_P: u32 = 16;
+/// See [`SAMPLE_FLAG_LOGPROBS`].
+pub(crate) const SAMPLE_FLAG_PROBS: u32 = 32;
+/// See [`SAMPLE_FLAG_LOGPROBS`].
+pub(crate) const SAMPLE_FLAG_MASKED: u32 = 64;
+/// The flags as the shader names them.
+const SAMPLE_FLAGS: [(&str, u32); 7] = [
+    ("FLAG_LOGPROBS", SAMPLE_FLAG_LOGPROBS),
+    ("FLAG_ROW_TEMPERATURE", SAMPLE_FLAG_ROW_TEMPERATURE),
+    ("FLAG_ROW_TOP_K", SAMPLE_FLAG_ROW_TOP_K),
+    ("FLAG_ROW_TOP_P", SAMPLE_FLAG_ROW_TOP_P),
+    ("FLAG_ROW_MIN_P", SAMPLE_FLAG_ROW_MIN_P),
+    ("FLAG_PROBS", SAMPLE_FLAG_PROBS),
+    ("FLAG_MASKED", SAMPLE_FLAG_MASKED),
+];
 /// The sampler's entry point.
 pub(crate) const SAMPLE_ENTRY: &str = "sample";
 
@@ -602,7 +632,10 @@ fn sample() -> OpDecl {
         ("PHASE_MASS", format!("{SAMPLE_PHASE_MASS}u")),
         ("PHASE_TOP_P", format!("{SAMPLE_PHASE_TOP_P}u")),
         ("PHASE_DRAW", format!("{SAMPLE_PHASE_DRAW}u")),
+        ("STATUS_BAD_SETTINGS", format!("{SAMPLE_STATUS_BAD_SETTINGS}u")),
+        ("STATUS_FIRST_BAD_SETTINGS", format!("{SAMPLE_STATUS_FIRST_BAD_SETTINGS}u")),
     ]);
+    constants.extend(SAMPLE_FLAGS.iter().map(|&(name, bit)| (name, format!("{bit}u"))));
     OpDecl {
         name: "sample",
         skeleton: Skeleton::Own {

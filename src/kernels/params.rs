@@ -129,8 +129,9 @@ pub(crate) struct SampleParams {
     pub(crate) seed_lo: u32,
     /// The seed's high 32 bits.
     pub(crate) seed_hi: u32,
-    /// Whether the draw writes log-probabilities.
-    pub(crate) logprobs: u32,
+    /// The `SAMPLE_FLAG_*` bits: log-probabilities written, which settings are per row,
+    /// which masks are written.
+    pub(crate) flags: u32,
     /// The temperature (0: greedy).
     pub(crate) temperature: f32,
     /// Top-p's p (1: off).
@@ -154,7 +155,7 @@ pub(crate) const SAMPLE_PARAMS_FIELDS: [(&str, &str); 16] = [
     ("end_sample", "u32"),
     ("seed_lo", "u32"),
     ("seed_hi", "u32"),
-    ("logprobs", "u32"),
+    ("flags", "u32"),
     ("temperature", "f32"),
     ("top_p", "f32"),
     ("log_min_p", "f32"),
