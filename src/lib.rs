@@ -48,7 +48,8 @@ pub use ops::linear_cross_entropy::{
     LinearPlan, LinearShape,
 };
 pub use ops::sample::{
-    RowSettingBuffers, RowSettings, SAMPLE_STATUS_WORDS, SampleBuffers, SampleOutput, SampleStatus, Sampler,
+    RowSettingBuffers, RowSettings, SAMPLE_STATUS_WORDS, SampleBuffers, SampleOutput, SampleOutputs,
+    SampleStatus, Sampler,
 };
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};

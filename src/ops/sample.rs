@@ -348,6 +348,17 @@ impl SampleStatus {
     }
 }
 
+/// Which outputs [`Sampler::run_with_outputs`] returns besides the ids and the status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleOutputs {
+    /// Each draw's log-probability.
+    pub logprobs: bool,
+    /// The filtered, renormalised probabilities.
+    pub probs: bool,
+    /// The masked logits.
+    pub masked_logits: bool,
+}
+
 /// What [`Sampler::run`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleOutput {
@@ -355,6 +366,12 @@ pub struct SampleOutput {
     pub ids: Vec<i64>,
     /// Each draw's log-probability, when asked for.
     pub logprobs: Option<Vec<f32>>,
+    /// The filtered, renormalised probabilities (`rows x cols`), when asked for (see
+    /// [`SampleBuffers::probs`]).
+    pub probs: Option<Vec<f32>>,
+    /// The masked logits (`rows x cols`, widened to f32 from the logits' storage type),
+    /// when asked for (see [`SampleBuffers::masked_logits`]).
+    pub masked_logits: Option<Vec<f32>>,
     /// The bad rows, and the rows with settings out of range.
     pub status: SampleStatus,
 }
@@ -673,6 +690,37 @@ impl Sampler {
         logprobs: bool,
         settings: &RowSettings,
     ) -> Result<SampleOutput> {
+        let outputs = SampleOutputs { logprobs, ..SampleOutputs::default() };
+        self.run_with_outputs(ctx, logits, shape, outputs, settings)
+    }
+
+    /// As [`Sampler::run_with_settings`], returning the outputs `outputs` asks for: the
+    /// log-probabilities, and the masks ([`SampleBuffers::with_probs`],
+    /// [`SampleBuffers::with_masked_logits`]). With `num_samples` 0 it only masks.
+    ///
+    /// ```no_run
+    /// use wgpu_softmax::{Context, RowSettings, SampleOutputs, Sampler, Shape};
+    /// let ctx = Context::new()?;
+    /// let logits = [1.0_f32, 3.0, 2.0, 0.5];
+    /// let top2 = Sampler { top_k: 2, num_samples: 0, ..Sampler::default() };
+    /// let masks = SampleOutputs { probs: true, masked_logits: true, ..SampleOutputs::default() };
+    /// let out = top2.run_with_outputs(&ctx, &logits, Shape::new(1, 4), masks, &RowSettings::default())?;
+    /// assert_eq!(out.masked_logits.unwrap()[0], f32::NEG_INFINITY);
+    /// # Ok::<(), wgpu_softmax::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Sampler::run_with_settings`].
+    pub fn run_with_outputs<T: Element>(
+        &self,
+        ctx: &Context,
+        logits: &[T],
+        shape: Shape,
+        outputs: SampleOutputs,
+        settings: &RowSettings,
+    ) -> Result<SampleOutput> {
+        let logprobs = outputs.logprobs;
         self.check_options()?;
         Self::check_shape(shape)?;
         shape.check_len("logits", logits.len())?;
@@ -695,6 +743,11 @@ impl Sampler {
                 BufferRegion::new(&status),
             );
             buffers.logprobs = lp.as_ref().map(BufferRegion::new);
+            let len = shape.len()?;
+            let probs = outputs.probs.then(|| ctx.elements_buffer(DType::F32, len)).transpose()?;
+            let masked = outputs.masked_logits.then(|| ctx.elements_buffer(T::DTYPE, len)).transpose()?;
+            buffers.probs = probs.as_ref().map(BufferRegion::new);
+            buffers.masked_logits = masked.as_ref().map(BufferRegion::new);
             buffers.rows = RowSettingBuffers {
                 temperature: row_temperature.as_ref().map(BufferRegion::new),
                 top_k: row_top_k.as_ref().map(BufferRegion::new),
@@ -710,12 +763,27 @@ impl Sampler {
             if let Some(lp) = lp.as_ref() {
                 parts.push((lp, bytes));
             }
+            if let Some(p) = probs.as_ref() {
+                parts.push((p, 4 * len as u64));
+            }
+            if let Some(m) = masked.as_ref() {
+                parts.push((m, len as u64 * T::DTYPE.size()));
+            }
             let mut read = ctx.finish_and_read_many(encoder, &parts)?.into_iter();
             let mut next = || read.next().unwrap_or_default();
             let ids: Vec<i32> = bytemuck::pod_collect_to_vec(&next());
             let status = SampleStatus::from_words(&bytemuck::pod_collect_to_vec(&next()));
             let logprobs = lp.as_ref().map(|_| bytemuck::pod_collect_to_vec(&next()));
-            Ok(SampleOutput { ids: ids.into_iter().map(i64::from).collect(), logprobs, status })
+            let probs = probs.as_ref().map(|_| bytemuck::pod_collect_to_vec(&next()));
+            let masked_logits =
+                masked.as_ref().map(|_| crate::dtype::widen(&bytemuck::pod_collect_to_vec::<u8, T>(&next())));
+            Ok(SampleOutput {
+                ids: ids.into_iter().map(i64::from).collect(),
+                logprobs,
+                probs,
+                masked_logits,
+                status,
+            })
         })
     }
 }

@@ -503,6 +503,14 @@ pub struct SampleArgs {
     /// float32, the shape of the ids.
     #[arg(long, value_name = "LP.npy")]
     pub logprobs: Option<PathBuf>,
+    /// Output: the filtered, renormalised probabilities, float32, the logits' shape (0 for
+    /// every filtered-out token; one-hot at temperature 0).
+    #[arg(long, value_name = "P.npy")]
+    pub probs: Option<PathBuf>,
+    /// Output: the logits as stored on the GPU with every filtered-out token -inf, float32,
+    /// the logits' shape.
+    #[arg(long, value_name = "M.npy")]
+    pub masked_logits: Option<PathBuf>,
     /// The storage type of the logits on the GPU (they are rounded to it). Default: f16 for
     /// float16 logits, else f32.
     #[arg(long, value_enum)]

@@ -1651,3 +1651,49 @@ fn sample_takes_per_row_settings_from_npy_files() {
         &["p.npy", "integers"],
     );
 }
+
+#[test]
+fn sample_writes_the_masks_the_reference_gives() {
+    let s = Scratch::new("sample-masks");
+    let (rows, cols) = (5, 37);
+    let logits = SeededRng::new(73).logits(rows * cols, 3.0);
+    write_f32(&s, "l.npy", &[rows, cols], &logits);
+    let sampler =
+        wgpu_softmax::Sampler { top_k: 6, top_p: 0.8, temperature: 0.9, ..wgpu_softmax::Sampler::default() };
+    let args = [
+        "sample",
+        "--logits",
+        "l.npy",
+        "--output",
+        "ids.npy",
+        "--top-k",
+        "6",
+        "--top-p",
+        "0.8",
+        "--temperature",
+        "0.9",
+        "--probs",
+        "p.npy",
+        "--masked-logits",
+        "m.npy",
+    ];
+    run_ok(&s, &args);
+    let shape = Shape::new(rows, cols);
+    let (probs, masked) =
+        reference::sample_masks(&logits, shape, &sampler, &wgpu_softmax::RowSettings::default()).unwrap();
+    let (p_shape, p) = read_f32(&s, "p.npy");
+    assert_eq!(p_shape, vec![rows, cols]);
+    let c = compare(&p, &probs, Tolerance { atol: 1e-6, rtol: 1e-4 });
+    assert!(c.passed(), "probabilities: {c}");
+    let (m_shape, m) = read_f32(&s, "m.npy");
+    assert_eq!(m_shape, vec![rows, cols]);
+    for (at, (&got, &want)) in m.iter().zip(&masked).enumerate() {
+        assert_eq!(f64::from(got), want, "masked logit {at}");
+    }
+    // Each output a file of its own.
+    assert_refused(
+        &s,
+        &["sample", "--logits", "l.npy", "--output", "x.npy", "--probs", "x.npy"],
+        &["--probs", "--output"],
+    );
+}

@@ -5,7 +5,7 @@ use crate::args::DTypeArg;
 use std::path::Path;
 use wgpu_softmax::testing::round_to;
 
-use wgpu_softmax::{Element, Error, PlanRequest, RowSettings, SampleOutput, Sampler, Shape};
+use wgpu_softmax::{Element, Error, PlanRequest, RowSettings, SampleOutput, SampleOutputs, Sampler, Shape};
 
 use super::{FloatInput, distinct_outputs, read_float, read_npy, report_written, shape_text, storage_dtype};
 use crate::args::{Cli, SampleArgs};
@@ -33,10 +33,17 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
             .into_iter()
             .filter_map(|p| p.as_deref()),
     );
-    distinct_outputs(&[("--output", Some(args.output.as_path())), ("--logprobs", args.logprobs.as_deref())])?;
+    distinct_outputs(&[
+        ("--output", Some(args.output.as_path())),
+        ("--logprobs", args.logprobs.as_deref()),
+        ("--probs", args.probs.as_deref()),
+        ("--masked-logits", args.masked_logits.as_deref()),
+    ])?;
     let mut ids_output = PendingOutput::create(&args.output, &inputs)?;
-    let logprobs_output =
-        args.logprobs.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
+    let create = |path: Option<&Path>| path.map(|path| PendingOutput::create(path, &inputs)).transpose();
+    let logprobs_output = create(args.logprobs.as_deref())?;
+    let probs_output = create(args.probs.as_deref())?;
+    let masked_output = create(args.masked_logits.as_deref())?;
 
     let FloatInput { shape: dims, data: logits, half } = read_float(&args.logits, "the logits")?;
     let shape = match dims.as_slice() {
@@ -71,7 +78,11 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
     };
     progress.stage("running on the GPU");
     let ctx = cli.context("sample")?;
-    let logprobs = args.logprobs.is_some();
+    let logprobs = SampleOutputs {
+        logprobs: args.logprobs.is_some(),
+        probs: args.probs.is_some(),
+        masked_logits: args.masked_logits.is_some(),
+    };
     let dtype = storage_dtype(args.dtype, half);
     let out = match dtype {
         DTypeArg::F32 => draw(&ctx, &sampler, &logits, shape, logprobs, &settings),
@@ -114,6 +125,19 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
         outputs.push(file);
         written.push((path, "float32", out_dims.as_slice()));
     }
+    for (file, path, values, what) in [
+        (probs_output, args.probs.as_deref(), out.probs.as_deref(), "probabilities"),
+        (masked_output, args.masked_logits.as_deref(), out.masked_logits.as_deref(), "masked logits"),
+    ] {
+        if let (Some(mut file), Some(path)) = (file, path) {
+            let Some(values) = values else {
+                return Err(CliError::new(format!("sample: internal error: the {what} were not returned")));
+            };
+            file.write(&dims, values)?;
+            outputs.push(file);
+            written.push((path, "float32", dims.as_slice()));
+        }
+    }
     commit_all(outputs)?;
     let times = progress.finish();
     if cli.verbose {
@@ -128,10 +152,10 @@ fn draw<T: Element>(
     sampler: &Sampler,
     logits: &[T],
     shape: Shape,
-    logprobs: bool,
+    outputs: SampleOutputs,
     settings: &RowSettings,
 ) -> Result<SampleOutput, Error> {
-    sampler.run_with_settings(ctx, logits, shape, logprobs, settings)
+    sampler.run_with_outputs(ctx, logits, shape, outputs, settings)
 }
 
 /// A per-row float setting: float32 or float64 (float16 too) of shape (N,), each value
