@@ -61,6 +61,17 @@ fn flag(bit: u32) -> bool {
     return (params.flags & bit) != 0u;
 }
 
+// Draw `out`'s token id: an i32, or with FLAG_IDS_I64 an i64 as PyTorch stores them, two
+// words, low first (-1 sign-extended).
+fn store_id(out: u32, id: i32) {
+    if (flag(FLAG_IDS_I64)) {
+        ids[2u * out] = id;
+        ids[2u * out + 1u] = select(0, -1, id < 0);
+    } else {
+        ids[out] = id;
+    }
+}
+
 // Setting `which` (0 temperature, 1 top-k, 2 top-p, 3 min-p) of `row`, as stored.
 fn row_setting(which: u32, row: u32) -> u32 {
     return state[params.rows * STATE_WORDS + which * params.rows + row];
@@ -435,14 +446,14 @@ fn draw_step(local: u32, row: u32) {
     for (var draw = params.first_sample + local; draw < params.end_sample; draw += WORKGROUP_SIZE) {
         let out = row * params.num_samples + draw;
         if (bad) {
-            ids[out] = -1;
+            store_id(out, -1);
             if (flag(FLAG_LOGPROBS)) {
                 logprobs[out] = quiet_nan();
             }
             continue;
         }
         if (state[base + STATE_GREEDY] != 0u) {
-            ids[out] = i32(argmax);
+            store_id(out, i32(argmax));
             if (flag(FLAG_LOGPROBS)) {
                 logprobs[out] = 0.0;
             }
@@ -495,7 +506,7 @@ fn draw_step(local: u32, row: u32) {
             token = last_kept;
             token_x = last_x;
         }
-        ids[out] = i32(token);
+        store_id(out, i32(token));
         if (flag(FLAG_LOGPROBS)) {
             logprobs[out] = (token_x - m) - log_total;
         }

@@ -160,8 +160,10 @@ pub(crate) const SAMPLE_FLAG_ROW_MIN_P: u32 = 16;
 pub(crate) const SAMPLE_FLAG_PROBS: u32 = 32;
 /// See [`SAMPLE_FLAG_LOGPROBS`].
 pub(crate) const SAMPLE_FLAG_MASKED: u32 = 64;
+/// See [`SAMPLE_FLAG_LOGPROBS`]: ids written as i64, two words each.
+pub(crate) const SAMPLE_FLAG_IDS_I64: u32 = 128;
 /// The flags as the shader names them.
-const SAMPLE_FLAGS: [(&str, u32); 7] = [
+const SAMPLE_FLAGS: [(&str, u32); 8] = [
     ("FLAG_LOGPROBS", SAMPLE_FLAG_LOGPROBS),
     ("FLAG_ROW_TEMPERATURE", SAMPLE_FLAG_ROW_TEMPERATURE),
     ("FLAG_ROW_TOP_K", SAMPLE_FLAG_ROW_TOP_K),
@@ -169,6 +171,7 @@ const SAMPLE_FLAGS: [(&str, u32); 7] = [
     ("FLAG_ROW_MIN_P", SAMPLE_FLAG_ROW_MIN_P),
     ("FLAG_PROBS", SAMPLE_FLAG_PROBS),
     ("FLAG_MASKED", SAMPLE_FLAG_MASKED),
+    ("FLAG_IDS_I64", SAMPLE_FLAG_IDS_I64),
 ];
 /// The sampler's entry point.
 pub(crate) const SAMPLE_ENTRY: &str = "sample";

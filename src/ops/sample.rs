@@ -74,11 +74,12 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    self, KernelKey, KernelSpec, OpKernel, SAMPLE_ENTRY, SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED,
-    SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P, SAMPLE_FLAG_ROW_TEMPERATURE, SAMPLE_FLAG_ROW_TOP_K,
-    SAMPLE_FLAG_ROW_TOP_P, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS, SAMPLE_PHASE_STATS, SAMPLE_PHASE_TOP_K,
-    SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS, SAMPLE_STATUS_BAD_SETTINGS, SAMPLE_STATUS_FIRST_BAD_SETTINGS,
-    SAMPLE_WORKGROUP_SIZE, STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW, SampleParams, Slot, VectorWidth,
+    self, KernelKey, KernelSpec, OpKernel, SAMPLE_ENTRY, SAMPLE_FLAG_IDS_I64, SAMPLE_FLAG_LOGPROBS,
+    SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P, SAMPLE_FLAG_ROW_TEMPERATURE,
+    SAMPLE_FLAG_ROW_TOP_K, SAMPLE_FLAG_ROW_TOP_P, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS, SAMPLE_PHASE_STATS,
+    SAMPLE_PHASE_TOP_K, SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS, SAMPLE_STATUS_BAD_SETTINGS,
+    SAMPLE_STATUS_FIRST_BAD_SETTINGS, SAMPLE_WORKGROUP_SIZE, STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW,
+    SampleParams, Slot, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
@@ -225,8 +226,11 @@ impl RowSettings {
 pub struct SampleBuffers<'a> {
     /// The logits, `(rows, cols)` row-major, f32, f16 or bf16.
     pub logits: TensorRef<'a>,
-    /// The token ids, `rows x num_samples` i32, row-major.
+    /// The token ids, `rows x num_samples`, row-major: i32, or i64 (two words each, low
+    /// first, as PyTorch stores them) with `ids_i64`.
     pub ids: BufferRegion<'a>,
+    /// Whether `ids` holds i64 ids (see [`SampleBuffers::with_i64_ids`]).
+    pub ids_i64: bool,
     /// Each draw's log-probability under the filtered, renormalised distribution (f32,
     /// the shape of `ids`), if wanted.
     pub logprobs: Option<BufferRegion<'a>>,
@@ -257,7 +261,16 @@ impl<'a> SampleBuffers<'a> {
             rows: RowSettingBuffers::default(),
             probs: None,
             masked_logits: None,
+            ids_i64: false,
         }
+    }
+
+    /// The same, writing the ids as i64 (two 32-bit words each, low first, -1 for a bad
+    /// row sign-extended): a buffer a PyTorch `LongTensor` can read. `ids` then needs
+    /// `8 x rows x num_samples` bytes.
+    #[must_use]
+    pub const fn with_i64_ids(self) -> Self {
+        Self { ids_i64: true, ..self }
     }
 
     /// The same, writing the filtered, renormalised probabilities (f32, `rows x cols`)
@@ -485,7 +498,9 @@ impl Sampler {
         Self::check_shape(shape)?;
         let rows = shape.rows;
         let draws = (rows as u64).saturating_mul(self.num_samples as u64);
-        if u32::try_from(draws).is_err() {
+        // i64 ids take two words each: their words are indexed in u32 too.
+        let id_words = if buffers.ids_i64 { draws.saturating_mul(2) } else { draws };
+        if u32::try_from(id_words).is_err() {
             return Err(Error::InvalidOption {
                 option: "num_samples",
                 problem: format!(
@@ -501,7 +516,8 @@ impl Sampler {
             &buffers.logits.region(),
             (shape.len()? as u64).saturating_mul(dtype.size()),
         )?;
-        validate::storage_region(ctx, "ids", &buffers.ids, 4 * draws)?;
+        let id_bytes = if buffers.ids_i64 { 8 } else { 4 };
+        validate::storage_region(ctx, "ids", &buffers.ids, id_bytes * draws)?;
         validate::distinct(buffers.logits.buffer(), buffers.ids.buffer())?;
         if let Some(logprobs) = buffers.logprobs {
             validate::storage_region(ctx, "logprobs", &logprobs, 4 * draws)?;
@@ -578,7 +594,7 @@ impl Sampler {
         let bound: Vec<(Slot, wgpu::BufferBinding<'_>)> = {
             let mut bound = vec![
                 (Slot::Logits, buffers.logits.region().binding(0, element_bytes)),
-                (Slot::Ids, buffers.ids.binding(0, out_bytes)),
+                (Slot::Ids, buffers.ids.binding(0, if buffers.ids_i64 { 2 * out_bytes } else { out_bytes })),
                 (Slot::State, BufferRegion::new(state).binding(0, state.size())),
                 (Slot::Status, buffers.status.binding(0, 4 * SAMPLE_STATUS_WORDS as u64)),
             ];
@@ -615,6 +631,7 @@ impl Sampler {
             flags: if buffers.logprobs.is_some() { SAMPLE_FLAG_LOGPROBS } else { 0 }
                 | if buffers.probs.is_some() { SAMPLE_FLAG_PROBS } else { 0 }
                 | if buffers.masked_logits.is_some() { SAMPLE_FLAG_MASKED } else { 0 }
+                | if buffers.ids_i64 { SAMPLE_FLAG_IDS_I64 } else { 0 }
                 | row_flags,
             temperature: self.temperature,
             top_p: self.top_p,

@@ -11,8 +11,8 @@
 use wgpu_softmax::Sampler as TokenSampler;
 use wgpu_softmax::philox::sample_uniform;
 use wgpu_softmax::{
-    BufferRegion, Context, Element, RowSettings, SAMPLE_STATUS_WORDS, SampleBuffers, SampleStatus, Shape,
-    TensorRef, bf16, f16, reference,
+    BufferRegion, Context, DType, Element, Error, RowSettings, SAMPLE_STATUS_WORDS, SampleBuffers,
+    SampleStatus, Shape, TensorRef, bf16, f16, reference,
 };
 
 use crate::common::{POISON_BITS, ctx, poisoned, rng};
@@ -402,7 +402,7 @@ fn a_strided_class_axis_is_refused() {
     let ctx = ctx();
     let error =
         TokenSampler::default().run(ctx, &[0.0_f32; 30], Shape::with_inner(2, 5, 3), false).unwrap_err();
-    assert!(matches!(error, wgpu_softmax::Error::InvalidOption { option: "shape", .. }), "{error}");
+    assert!(matches!(error, Error::InvalidOption { option: "shape", .. }), "{error}");
 }
 
 #[test]
@@ -672,14 +672,14 @@ fn masks_match_the_reference() {
             let (input, storage, (want_probs, want_masked)) = if dtype == "f32" {
                 (
                     ctx.upload_elements(&logits).unwrap(),
-                    wgpu_softmax::DType::F32,
+                    DType::F32,
                     reference::sample_masks(&logits, shape, &sampler, &settings).unwrap(),
                 )
             } else {
                 let halves: Vec<bf16> = typed(&logits);
                 (
                     ctx.upload_elements(&halves).unwrap(),
-                    wgpu_softmax::DType::BF16,
+                    DType::BF16,
                     reference::sample_masks(&halves, shape, &sampler, &settings).unwrap(),
                 )
             };
@@ -753,4 +753,45 @@ fn masks_match_the_reference() {
             );
         }
     }
+}
+
+/// Ids as i64 (PyTorch's LongTensor): the same draws as i32, each in two words, low first,
+/// a bad row's -1 sign-extended; and a buffer for i32 ids only is refused, typed.
+#[test]
+fn ids_as_i64_are_the_i32_draws_in_two_words() {
+    let ctx = ctx();
+    let shape = Shape::new(4, 50);
+    let mut logits = rng(93).logits(shape.len().unwrap(), 2.0);
+    logits[2 * 50 + 7] = f32::NAN; // row 2 is bad: -1
+    let sampler = TokenSampler { top_k: 12, num_samples: 6, seed: 21, ..TokenSampler::default() };
+    let narrow = draw(ctx, &sampler, &logits, shape);
+    let draws = shape.rows * sampler.num_samples;
+    let input = ctx.upload_elements(&logits).unwrap();
+    let wide = poisoned::<f32>(ctx, 2 * draws);
+    let status = poisoned::<f32>(ctx, SAMPLE_STATUS_WORDS);
+    let buffers = SampleBuffers::new(
+        TensorRef::new(&input, DType::F32),
+        BufferRegion::new(&wide),
+        BufferRegion::new(&status),
+    )
+    .with_i64_ids();
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+    ctx.submit_and_wait(encoder).unwrap();
+    let words = ctx.download_u32(&wide, 2 * draws).unwrap();
+    let ids: Vec<i64> = words.chunks(2).map(|w| i64::from(w[0]) | (i64::from(w[1]) << 32)).collect();
+    assert_eq!(ids, narrow.ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>());
+    assert!(ids[2 * 6..3 * 6].iter().all(|&id| id == -1), "{ids:?}");
+    assert!(ids.iter().filter(|&&id| id >= 0).count() == 18, "{ids:?}");
+    // i32's room is half of what i64 ids need.
+    let short = poisoned::<f32>(ctx, draws);
+    let buffers = SampleBuffers::new(
+        TensorRef::new(&input, DType::F32),
+        BufferRegion::new(&short),
+        BufferRegion::new(&status),
+    )
+    .with_i64_ids();
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    let refused = sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap_err();
+    assert!(matches!(refused, Error::BufferTooSmall { .. } | Error::RegionOutOfBounds { .. }), "{refused}");
 }
