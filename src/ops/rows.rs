@@ -142,8 +142,8 @@ pub(crate) struct PackedOutputs<'a> {
 /// fallback: the device cannot bind the storage buffers of `op`'s largest module (its
 /// split strategy with a 16-bit output's edge words).
 pub(crate) fn takes_fallback(ctx: &Context, op: OpKernel) -> bool {
-    let Some(_) = op.decl().fallback else { return false };
-    !op.strategies().iter().all(|&strategy| strategy_fits(ctx.caps(), op, strategy, DType::BF16))
+    op.decl().fallback.is_some()
+        && !op.strategies().iter().all(|&strategy| strategy_fits(ctx.caps(), op, strategy, DType::BF16))
 }
 
 /// The bind group of `module` for the `rows` rows from row `first`: `params`, each slot

@@ -526,7 +526,7 @@ impl Sampler {
         validate::storage_region(ctx, "status", &buffers.status, 4 * SAMPLE_STATUS_WORDS as u64)?;
         validate::distinct(buffers.logits.buffer(), buffers.status.buffer())?;
         for (what, _, region) in buffers.rows.given() {
-            copy_source(what, &region, 4 * rows as u64)?;
+            validate::copy_source(what, &region, 4 * rows as u64)?;
         }
         let elements = shape.len()? as u64;
         if let Some(probs) = buffers.probs {
@@ -803,31 +803,6 @@ impl Sampler {
             })
         })
     }
-}
-
-/// Checks that `region` can be copied from: `COPY_SRC` usage, an offset that is a
-/// multiple of 4, within its buffer, and at least `bytes` long.
-fn copy_source(what: &'static str, region: &BufferRegion<'_>, bytes: u64) -> Result<()> {
-    if !region.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC) {
-        return Err(Error::MissingUsage { what, missing: wgpu::BufferUsages::COPY_SRC });
-    }
-    #[allow(clippy::cast_possible_truncation)] // 4
-    let alignment = wgpu::COPY_BUFFER_ALIGNMENT as u32;
-    if !region.offset().is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT) {
-        return Err(Error::MisalignedOffset { what, offset: region.offset(), alignment });
-    }
-    if !region.within_buffer() {
-        return Err(Error::RegionOutOfBounds {
-            what,
-            offset: region.offset(),
-            size: region.size(),
-            buffer_size: region.buffer().size(),
-        });
-    }
-    if region.size() < bytes {
-        return Err(Error::BufferTooSmall { what, required: bytes, actual: region.size() });
-    }
-    Ok(())
 }
 
 /// Draws of each row one dispatch makes, on a device whose driver stops an invocation's

@@ -19,11 +19,42 @@ pub(crate) fn storage_region(
     region: &BufferRegion<'_>,
     bytes: u64,
 ) -> Result<()> {
-    let buffer = region.buffer();
-    if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-        return Err(Error::MissingUsage { what, missing: wgpu::BufferUsages::STORAGE });
-    }
     let alignment = ctx.caps().storage_offset_alignment.max(1);
+    usable_region(what, region, bytes, (wgpu::BufferUsages::STORAGE, alignment))?;
+    let buffer = region.buffer();
+    let words = bytes.next_multiple_of(4);
+    if region.offset() + words > buffer.size() {
+        // A 16-bit tensor of odd length ends mid-word; the word is bound whole (what lies
+        // past the tensor in it is kept as it is).
+        return Err(Error::BufferTooSmall { what, required: words, actual: buffer.size() - region.offset() });
+    }
+    Ok(())
+}
+
+/// Checks that `region` can be copied from: `COPY_SRC` usage, an offset that is a
+/// multiple of 4, within its buffer, and at least `bytes` long.
+///
+/// # Errors
+///
+/// As [`storage_region`].
+pub(crate) fn copy_source(what: &'static str, region: &BufferRegion<'_>, bytes: u64) -> Result<()> {
+    #[allow(clippy::cast_possible_truncation)] // 4
+    let alignment = wgpu::COPY_BUFFER_ALIGNMENT as u32;
+    usable_region(what, region, bytes, (wgpu::BufferUsages::COPY_SRC, alignment))
+}
+
+/// Checks that `region`'s buffer has `usage`, that it starts at a multiple of `alignment`,
+/// lies within its buffer and holds at least `bytes`.
+fn usable_region(
+    what: &'static str,
+    region: &BufferRegion<'_>,
+    bytes: u64,
+    (usage, alignment): (wgpu::BufferUsages, u32),
+) -> Result<()> {
+    let buffer = region.buffer();
+    if !buffer.usage().contains(usage) {
+        return Err(Error::MissingUsage { what, missing: usage });
+    }
     if !region.offset().is_multiple_of(u64::from(alignment)) {
         return Err(Error::MisalignedOffset { what, offset: region.offset(), alignment });
     }
@@ -37,12 +68,6 @@ pub(crate) fn storage_region(
     }
     if region.size() < bytes {
         return Err(Error::BufferTooSmall { what, required: bytes, actual: region.size() });
-    }
-    let words = bytes.next_multiple_of(4);
-    if region.offset() + words > buffer.size() {
-        // A 16-bit tensor of odd length ends mid-word; the word is bound whole (what lies
-        // past the tensor in it is kept as it is).
-        return Err(Error::BufferTooSmall { what, required: words, actual: buffer.size() - region.offset() });
     }
     Ok(())
 }

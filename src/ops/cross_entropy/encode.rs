@@ -301,7 +301,7 @@ impl CrossEntropy {
         }
         // On a device of few storage buffers the packed kernel copies them out.
         let probabilities = matches!(buffers.targets, TargetBuffer::Probabilities(_));
-        if self.kernel_on(ctx, probabilities) != self.kernel(probabilities, false) {
+        if self.packs_on(ctx, probabilities) {
             for (what, region) in [("argmax", buffers.argmax), ("lse", buffers.lse)] {
                 if region.is_some_and(|r| !r.buffer().usage().contains(wgpu::BufferUsages::COPY_DST)) {
                     return Err(Error::MissingUsage { what, missing: wgpu::BufferUsages::COPY_DST });

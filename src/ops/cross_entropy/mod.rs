@@ -570,8 +570,13 @@ impl CrossEntropy {
     /// The kernel this op runs on `ctx`'s device: the packed one where the device cannot
     /// bind the other's storage buffers (see [`rows::takes_fallback`]).
     pub(crate) fn kernel_on(&self, ctx: &Context, probabilities: bool) -> OpKernel {
-        let wide = self.kernel(probabilities, false);
-        if rows::takes_fallback(ctx, wide) { self.kernel(probabilities, true) } else { wide }
+        self.kernel(probabilities, self.packs_on(ctx, probabilities))
+    }
+
+    /// Whether this op runs its packed kernel on `ctx`'s device, and so copies its argmax
+    /// and logsumexp out (their buffers need `COPY_DST`).
+    pub(crate) fn packs_on(&self, ctx: &Context, probabilities: bool) -> bool {
+        rows::takes_fallback(ctx, self.kernel(probabilities, false))
     }
 
     /// The options that change the kernel's speed, for the autotuner's key.

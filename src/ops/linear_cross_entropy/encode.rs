@@ -332,8 +332,7 @@ impl LinearCrossEntropy {
         if let Some(l) = &buffers.lse {
             validate::storage_region(ctx, "lse", l, rows_bytes)?;
             // On a device of few storage buffers the windows' packed kernel copies it out.
-            let window = CrossEntropy::new().gradient(Gradient::InPlace);
-            let packed = window.kernel_on(ctx, false) != window.kernel(false, false);
+            let packed = CrossEntropy::new().gradient(Gradient::InPlace).packs_on(ctx, false);
             if packed && !l.buffer().usage().contains(wgpu::BufferUsages::COPY_DST) {
                 return Err(Error::MissingUsage { what: "lse", missing: wgpu::BufferUsages::COPY_DST });
             }
