@@ -37,6 +37,9 @@ pub use context::{Context, ContextOptions, DEFAULT_TIMEOUT, OPTIONAL_FEATURES};
 pub use dtype::{DType, Element, bf16, f16};
 pub use error::{Error, Result};
 pub use explain::{LinearExplanation, Pass, PlanExplanation, PlanRequest};
+pub use ops::chain_verify::{
+    CHAIN_STATUS_WORDS, ChainBuffers, ChainOutput, ChainShape, ChainStatus, ChainVerifier,
+};
 pub use ops::cross_entropy::{
     CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyOutput, CrossEntropyStatus, Gradient,
     Reduction, STATUS_WORDS, TargetBuffer, Targets,

@@ -38,9 +38,23 @@ pub const fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// (exact in f32).
 #[must_use]
 pub fn sample_uniform(seed: u64, row: u32, sample: u32) -> f32 {
+    unit_uniform(seed, [row, sample, 0, 0])
+}
+
+/// The uniform in `[0, 1)` of [`crate::ChainVerifier`] for `row` and draft `position`:
+/// `stream` 1 is the acceptance test's, 2 the draw's. Philox 4x32-10 with key `(seed low
+/// 32 bits, seed high 32 bits)` and counter `(row, position, stream, 0)`, the first output
+/// word's top 24 bits times `2^-24` (exact in f32).
+#[must_use]
+pub fn chain_verify_uniform(seed: u64, row: u32, position: u32, stream: u32) -> f32 {
+    unit_uniform(seed, [row, position, stream, 0])
+}
+
+/// The first output word's top 24 bits times `2^-24`, for `counter` under `seed`.
+fn unit_uniform(seed: u64, counter: [u32; 4]) -> f32 {
     #[allow(clippy::cast_possible_truncation)] // the seed's two halves
     let key = [seed as u32, (seed >> 32) as u32];
-    let bits = philox4x32_10([row, sample, 0, 0], key)[0] >> 8;
+    let bits = philox4x32_10(counter, key)[0] >> 8;
     #[allow(clippy::cast_precision_loss)] // 24 bits: exact
     let unit = bits as f32 / (1u32 << 24) as f32;
     unit

@@ -4,6 +4,7 @@
 
 use super::params::{
     MATMUL_PARAMS_FIELDS, MatmulParams, PARAMS_FIELDS, RowParams, SAMPLE_PARAMS_FIELDS, SampleParams,
+    VERIFY_PARAMS_FIELDS, VerifyParams,
 };
 use super::slots::Slot;
 use super::{Binding, BindingType, REDUCE_WORKGROUP_SIZE, VectorWidth};
@@ -75,6 +76,9 @@ pub(crate) enum OpKernel {
     /// Sampling token ids from logits (temperature, top-k, top-p, min-p) without a sort:
     /// one workgroup per row, one step per dispatch (`shaders/ops/sample.wgsl`).
     Sample,
+    /// Chain speculative-decoding verification: the drafts accepted in order, then a token
+    /// from the residual or the bonus distribution (`shaders/ops/chain_verify.wgsl`).
+    ChainVerify,
 }
 
 const SOFTMAX: &str = include_str!("../../shaders/ops/softmax.wgsl");
@@ -87,6 +91,8 @@ const MATMUL: &str = include_str!("../../shaders/ops/matmul.wgsl");
 const LINEAR_CROSS_ENTROPY: &str = include_str!("../../shaders/ops/linear_cross_entropy.wgsl");
 const DISTILL: &str = include_str!("../../shaders/ops/distill.wgsl");
 const SAMPLE: &str = include_str!("../../shaders/ops/sample.wgsl");
+const PHILOX: &str = include_str!("../../shaders/lib/philox.wgsl");
+const CHAIN_VERIFY: &str = include_str!("../../shaders/ops/chain_verify.wgsl");
 
 /// The matmul's workgroup is a `MATMUL_SIDE x MATMUL_SIDE` grid of invocations, each
 /// computing `MATMUL_PER x MATMUL_PER` outputs, so a workgroup computes a
@@ -647,7 +653,7 @@ fn sample() -> OpDecl {
             workgroup_size: SAMPLE_WORKGROUP_SIZE,
             workgroup_sum: true,
         },
-        parts: &[SAMPLE],
+        parts: &[PHILOX, SAMPLE],
         bindings: vec![
             // f32 bits, or 16-bit halves packed in words (see `DType::per_word`).
             read(Slot::Logits, "u32"),
@@ -682,9 +688,57 @@ fn sample() -> OpDecl {
 /// Invocations per workgroup of the sampler (one workgroup per row).
 pub(crate) const SAMPLE_WORKGROUP_SIZE: u32 = 256;
 
+/// The chain verifier's entry point.
+pub(crate) const CHAIN_VERIFY_ENTRY: &str = "verify";
+/// The bit of the chain verifier's `params.flags`: ids written as i64, two words each.
+pub(crate) const CHAIN_VERIFY_FLAG_IDS_I64: u32 = 1;
+
+/// Chain speculative-decoding verification: one workgroup per row walks the drafts in
+/// order and draws the row's last token (`shaders/ops/chain_verify.wgsl`).
+fn chain_verify() -> OpDecl {
+    let mut constants = status_constants();
+    constants.push(("FLAG_IDS_I64", format!("{CHAIN_VERIFY_FLAG_IDS_I64}u")));
+    OpDecl {
+        name: "chain_verify",
+        skeleton: Skeleton::Own {
+            entry_points: &[CHAIN_VERIFY_ENTRY],
+            half_entry_points: &[],
+            workgroup_size: SAMPLE_WORKGROUP_SIZE,
+            workgroup_sum: false,
+        },
+        parts: &[PHILOX, CHAIN_VERIFY],
+        bindings: vec![
+            // `rows x drafts` token ids.
+            read(Slot::DraftIds, "i32"),
+            // `rows x drafts x cols` and `rows x (drafts + 1) x cols` probabilities.
+            read(Slot::DraftProbs, "f32"),
+            read(Slot::TargetProbs, "f32"),
+            // `rows x (drafts + 1)` token ids (i32, or i64 as two words).
+            write(Slot::Ids, "i32"),
+            write(Slot::Accepted, "u32"),
+            write(Slot::Status, "atomic<u32>"),
+        ],
+        flags: Vec::new(),
+        constants,
+        overrides: &[],
+        params: ParamsLayout { fields: &VERIFY_PARAMS_FIELDS, bytes: size_of::<VerifyParams>() },
+        share_bytes: 0,
+        // Probabilities are f32.
+        variants: Variants {
+            dtypes: &[DType::F32],
+            vectors: &[VectorWidth::Scalar],
+            cached: false,
+            strided: false,
+        },
+        family: None,
+        fallback: None,
+        packs_extras: false,
+    }
+}
+
 impl OpKernel {
     /// Every op kernel.
-    pub(crate) const ALL: [Self; 21] = [
+    pub(crate) const ALL: [Self; 22] = [
         Self::Softmax,
         Self::SoftmaxBackward,
         Self::cross_entropy(TargetsKind::Classes, GradientMode::None, false),
@@ -706,6 +760,7 @@ impl OpKernel {
         Self::Distill { gradient: false },
         Self::Distill { gradient: true },
         Self::Sample,
+        Self::ChainVerify,
     ];
 
     /// The fused cross-entropy's kernel.
@@ -724,6 +779,7 @@ impl OpKernel {
             Self::LinearCrossEntropy => linear_cross_entropy(),
             Self::Distill { gradient } => distill(gradient),
             Self::Sample => sample(),
+            Self::ChainVerify => chain_verify(),
         }
     }
 

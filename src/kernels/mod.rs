@@ -23,6 +23,7 @@ mod preprocess;
 mod slots;
 
 pub(crate) use cache::{KernelKey, PipelineCache};
+pub(crate) use catalog::{CHAIN_VERIFY_ENTRY, CHAIN_VERIFY_FLAG_IDS_I64};
 pub(crate) use catalog::{
     GradientMode, LINEAR_FINISH, LINEAR_STATS, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES,
     MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER, MATMUL_PRODUCT, MATMUL_TILE, OpKernel,
@@ -36,7 +37,7 @@ pub(crate) use catalog::{
     SAMPLE_STATE_WORDS, SAMPLE_STATUS_BAD_SETTINGS, SAMPLE_STATUS_FIRST_BAD_SETTINGS,
 };
 pub(crate) use compose::compose;
-pub(crate) use params::{MatmulParams, RowParams, SampleParams};
+pub(crate) use params::{MatmulParams, RowParams, SampleParams, VerifyParams};
 pub(crate) use slots::{Slot, bind};
 
 use crate::dtype::DType;

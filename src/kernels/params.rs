@@ -161,3 +161,38 @@ pub(crate) const SAMPLE_PARAMS_FIELDS: [(&str, &str); 16] = [
     ("log_min_p", "f32"),
     ("min_p_on", "u32"),
 ];
+
+/// The parameters of the chain verifier's dispatch, laid out as its WGSL `Params`
+/// ([`VERIFY_PARAMS_FIELDS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct VerifyParams {
+    /// Rows (sequences) verified.
+    pub(crate) rows: u32,
+    /// The vocabulary.
+    pub(crate) cols: u32,
+    /// Draft tokens per row.
+    pub(crate) drafts: u32,
+    /// Workgroups along x: grids past the per-dimension limit are spread over y.
+    pub(crate) groups_x: u32,
+    /// The seed's low 32 bits (Philox's first key word).
+    pub(crate) seed_lo: u32,
+    /// The seed's high 32 bits.
+    pub(crate) seed_hi: u32,
+    /// The `CHAIN_VERIFY_FLAG_*` bits.
+    pub(crate) flags: u32,
+    /// Pads the struct to 16 bytes' multiple.
+    pub(crate) padding: u32,
+}
+
+/// The fields of [`VerifyParams`] as WGSL declares them, in order.
+pub(crate) const VERIFY_PARAMS_FIELDS: [(&str, &str); 8] = [
+    ("rows", "u32"),
+    ("cols", "u32"),
+    ("drafts", "u32"),
+    ("groups_x", "u32"),
+    ("seed_lo", "u32"),
+    ("seed_hi", "u32"),
+    ("flags", "u32"),
+    ("padding", "u32"),
+];

@@ -75,6 +75,12 @@ pub(crate) enum Slot {
     SampleProbs,
     /// The sampler's masked logits (filtered-out ones `-inf`).
     MaskedLogits,
+    /// The chain verifier's draft token ids.
+    DraftIds,
+    /// The chain verifier's draft probabilities.
+    DraftProbs,
+    /// The chain verifier's count of accepted drafts per row.
+    Accepted,
 }
 
 impl Slot {
@@ -115,6 +121,9 @@ impl Slot {
             Self::Extras => "extras",
             Self::SampleProbs => "sample_probs",
             Self::MaskedLogits => "masked_logits",
+            Self::DraftIds => "draft_ids",
+            Self::DraftProbs => "draft_probs",
+            Self::Accepted => "accepted",
         }
     }
 }

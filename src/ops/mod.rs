@@ -1,6 +1,7 @@
 //! The operations, one module each: options, validation, encoding and the host API.
 
 mod autotune;
+pub mod chain_verify;
 pub mod cross_entropy;
 pub mod distill;
 pub mod linear_cross_entropy;

@@ -7,11 +7,13 @@
 //! It computes the row max and the sum in two plain passes, not the online recurrence the
 //! kernels use, so that the two agree only if both are right.
 
+mod chain_verify;
 mod cross_entropy;
 mod distill;
 mod linear_cross_entropy;
 mod sample;
 
+pub use chain_verify::{ChainRow, chain_verify};
 pub use cross_entropy::cross_entropy;
 pub use distill::distill;
 pub use linear_cross_entropy::{linear_cross_entropy, matmul};

@@ -10,6 +10,7 @@ mod common;
 mod api;
 mod autotune;
 mod backward;
+mod chain_verify;
 mod class_axis;
 mod concurrency;
 mod cross_entropy;

@@ -202,7 +202,7 @@ fn greedy_draws_the_argmax() {
 
 /// The upper `1e-4` quantile of the chi-square distribution with `df` degrees of freedom,
 /// by the Wilson-Hilferty approximation (the normal quantile 3.719).
-fn chi_square_critical(df: usize) -> f64 {
+pub(crate) fn chi_square_critical(df: usize) -> f64 {
     let df = df as f64;
     let z = 3.719_016;
     let h = 2.0 / (9.0 * df);
@@ -212,7 +212,7 @@ fn chi_square_critical(df: usize) -> f64 {
 /// The chi-square statistic of `counts` against `probabilities` (over `draws` draws),
 /// with bins whose expected count is under 5 merged (in class order) into one, and its
 /// degrees of freedom.
-fn chi_square(counts: &[u64], probabilities: &[f64], draws: u64) -> (f64, usize) {
+pub(crate) fn chi_square(counts: &[u64], probabilities: &[f64], draws: u64) -> (f64, usize) {
     let mut bins: Vec<(f64, f64)> = Vec::new();
     let (mut small_expected, mut small_observed) = (0.0, 0.0);
     for (&count, &p) in counts.iter().zip(probabilities) {
