@@ -43,12 +43,14 @@ fn uniform_at(row: u32, position: u32, stream: u32) -> f32 {
     return unit_uniform(philox(vec4<u32>(row, position, stream, 0u), vec2<u32>(params.seed_lo, params.seed_hi)).x);
 }
 
+// The probabilities are bound from the block's first row, params.row_base; the ids and
+// counts whole.
 fn draft_prob(row: u32, position: u32, token: u32) -> f32 {
-    return draft_probs[(row * params.drafts + position) * params.cols + token];
+    return draft_probs[((row - params.row_base) * params.drafts + position) * params.cols + token];
 }
 
 fn target_prob(row: u32, position: u32, token: u32) -> f32 {
-    return target_probs[(row * (params.drafts + 1u) + position) * params.cols + token];
+    return target_probs[((row - params.row_base) * (params.drafts + 1u) + position) * params.cols + token];
 }
 
 fn is_probability(x: f32) -> bool {
@@ -170,10 +172,11 @@ fn give_up(row: u32) {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn verify(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
-    let row = group.x + group.y * params.groups_x;
-    if (row >= params.rows) {
+    let local_row = group.x + group.y * params.groups_x;
+    if (local_row >= params.block_rows) {
         return;
     }
+    let row = params.row_base + local_row;
     // Workgroup memory is not zeroed for us (the pipelines skip it, for speed).
     if (local == 0u) {
         atomicStore(&flawed, 0u);

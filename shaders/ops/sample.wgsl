@@ -1,5 +1,9 @@
 // Sampling a token id per draw from each row of logits, without a sort: one workgroup per
-// row, one step per dispatch (params.phase), each row's state between steps in `state`.
+// row, each row's state between steps in `state`. The statistics, the digit steps of the
+// threshold searches and the draws are entry points of their own (sample_stats,
+// sample_search, sample_draw); a search dispatch takes the digit steps params.first_step
+// .. params.end_step (all of them unless the driver limits an invocation's loop
+// iterations).
 //
 // Values: x = logit / temperature (the logit itself when greedy); only finite x take
 // part. key(x) is the order-preserving u32 of x's bits, so that `key(a) >= key(b)` is
@@ -9,22 +13,25 @@
 // one comparison, so no draw can land on a filtered token.
 //
 // Steps:
-//   PHASE_STATS  the row's max m of x (through the argmax of the logits, lowest index on
-//                ties), the finite count, whether it holds a NaN or +inf (or nothing
-//                finite): such a row is counted in `status` and draws -1;
-//   PHASE_TOP_K  one bit of the top-k key K_k, the largest K with count(key >= K) >= k,
-//                highest bit first (32 dispatches);
-//   PHASE_MASS   M_k, the mass sum of exp(x - m) over key >= K_k;
-//   PHASE_TOP_P  one bit of the top-p key K_p, the largest K with
-//                mass(key >= max(K, K_k)) >= top_p * M_k (32 dispatches). Each mass is the
-//                same fixed tree of sums of non-negative terms, so it is monotone in the
-//                set and the bisection is sound;
-//   PHASE_DRAW   the draws first_sample .. end_sample of each row: each invocation's
-//                contiguous chunk's kept mass, their running sums by invocation 0 (the
-//                total S), then per draw u = uniform * S, the chunk where the running sum
-//                passes u, and in it the element where its own running sum passes what is
-//                left of u. Rounding that leaves u at or past the end takes the last kept
-//                element of positive mass.
+//   STEP_STATS      the row's max m of x (through the argmax of the logits, lowest index
+//                   on ties), the finite count, whether it holds a NaN or +inf (or nothing
+//                   finite): such a row is counted in `status` and draws -1;
+//   STEP_TOP_K + l  digit l (DIGIT_BITS bits, highest first) of the top-k key K_k, the
+//                   largest K with count(key >= K) >= k: a histogram of the digit over
+//                   the keys under the digits found so far, and the largest digit whose
+//                   count, with every count above it, reaches k (LEVELS steps);
+//   STEP_TOP_P + l  digit l of the top-p key K_p, the largest K with
+//                   mass(key >= max(K, K_k)) >= top_p * M_k, where M_k, the top-k set's
+//                   mass, is the first step's whole histogram: a histogram of the mass
+//                   sum of exp(x - m) (LEVELS steps). Each bin is a sum in one fixed order
+//                   (chunks, then a tree), so the bits repeat; where rounding leaves no
+//                   digit reaching the mass, digit 0 keeps the whole bin (a superset);
+//   STEP_DRAW       the draws first_sample .. end_sample of each row: each invocation's
+//                   contiguous chunk's kept mass, their running sums by invocation 0 (the
+//                   total S), then per draw u = uniform * S, the chunk where the running
+//                   sum passes u, and in it the element where its own running sum passes
+//                   what is left of u. Rounding that leaves u at or past the end takes the
+//                   last kept element of positive mass.
 //
 // A temperature so small that the largest logit over it overflows f32 draws the argmax.
 //
@@ -34,8 +41,8 @@
 // row whose setting is out of range (a temperature negative or not finite, top-p outside
 // (0, 1], min-p outside [0, 1]) is counted in the status words STATUS_BAD_SETTINGS and
 // STATUS_FIRST_BAD_SETTINGS and draws -1. Per row, top-k 0 and top-p 1 are off: the
-// bisection steps run for every row when any row uses the filter, and leave such a
-// row's threshold at 0.
+// digit steps run for every row when any row uses the filter (FLAG_TOP_K_ON,
+// FLAG_TOP_P_ON), and leave such a row's threshold at 0.
 //
 // Random numbers: Philox 4x32-10 with key (seed_lo, seed_hi) and counter (row, draw, 0,
 // 0); the uniform is the first output word's top 24 bits times 2^-24.
@@ -51,6 +58,11 @@ const STATE_MASS_K: u32 = 6u;
 // 1 when the row draws its argmax: greedy, or a temperature so small that the largest
 // logit over it is not a finite f32 (the limit of sampling as T goes to 0).
 const STATE_GREEDY: u32 = 7u;
+// The count of keys above the top-k digits found so far, and the mass above the top-p's.
+const STATE_TOP_K_ABOVE: u32 = 8u;
+const STATE_TOP_P_ABOVE: u32 = 9u;
+
+// The digits of the threshold searches. DIGIT_BITS, BINS and LEVELS come from the host.
 
 const NO_INDEX: u32 = 0xffffffffu;
 
@@ -123,8 +135,14 @@ var<workgroup> chunk_mass: array<f32, WORKGROUP_SIZE>;
 var<workgroup> chunk_end: array<f32, WORKGROUP_SIZE>;
 var<workgroup> total_mass: f32;
 
+// Element `i` of `row` in the bound block of rows (the logits and the masks are bound
+// from the block's first row, params.row_base).
+fn element_index(row: u32, i: u32) -> u32 {
+    return (row - params.row_base) * params.cols + i;
+}
+
 fn logit(row: u32, i: u32) -> f32 {
-    let index = row * params.cols + i;
+    let index = element_index(row, i);
 #if HALF
     return half_to_f32(word_element(logits[index / PER_WORD], index % PER_WORD));
 #else
@@ -179,7 +197,7 @@ fn uniform_of(row: u32, draw: u32) -> f32 {
 
 // The bits of logit `i` of `row` as stored (an f32's, or a 16-bit element's).
 fn stored_bits(row: u32, i: u32) -> u32 {
-    let index = row * params.cols + i;
+    let index = element_index(row, i);
 #if HALF
     return word_element(logits[index / PER_WORD], index % PER_WORD);
 #else
@@ -220,7 +238,7 @@ fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, b
         if (greedy) {
             keep = i == argmax;
         }
-        let index = row * params.cols + i;
+        let index = element_index(row, i);
         if (flag(FLAG_PROBS)) {
             var p = 0.0;
             if (bad) {
@@ -305,6 +323,8 @@ fn stats(local: u32, row: u32) {
         state[base + STATE_TOP_P] = 0u;
         state[base + STATE_MASS_K] = 0u;
         state[base + STATE_GREEDY] = select(0u, 1u, greedy);
+        state[base + STATE_TOP_K_ABOVE] = 0u;
+        state[base + STATE_TOP_P_ABOVE] = 0u;
         if (undefined) {
             atomicAdd(&status[STATUS_BAD_ROWS], 1u);
             atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - row);
@@ -316,62 +336,129 @@ fn stats(local: u32, row: u32) {
     }
 }
 
-// The kept mass sum of exp(x - m) over the row for `threshold`, in a fixed order:
-// each invocation's chunk in order, then the workgroup's tree.
-fn mass_above(local: u32, row: u32, threshold: u32, m: f32) -> f32 {
+// Whether `key`'s digits above `level` are those of `prefix`.
+fn under_prefix(key: u32, prefix: u32, level: u32) -> bool {
+    if (level == 0u) {
+        return true;
+    }
+    let shift = 32u - DIGIT_BITS * level;
+    return (key >> shift) == (prefix >> shift);
+}
+
+// Digit `level` of `key`, the highest first.
+fn digit_of(key: u32, level: u32) -> u32 {
+    return (key >> (32u - DIGIT_BITS * (level + 1u))) & (BINS - 1u);
+}
+
+// `prefix` with digit `level` set to `digit`.
+fn with_digit(prefix: u32, level: u32, digit: u32) -> u32 {
+    return prefix | (digit << (32u - DIGIT_BITS * (level + 1u)));
+}
+
+// Digit `level` of the top-k key: the histogram of the digit over the finite keys under
+// the digits found so far, and the largest digit whose count, with the counts above it,
+// reaches k.
+fn top_k_level(local: u32, row: u32, level: u32) {
+    let base = row * STATE_WORDS;
+    let prefix = state[base + STATE_TOP_K];
     let chunk = chunk_of(local);
-    var sum = 0.0;
+    var counts: array<u32, BINS>;
     for (var i = chunk.x; i < chunk.y; i++) {
         let x = scaled(row, logit(row, i));
-        if (kept(x, threshold)) {
-            sum += exp_below(x, m);
+        if (is_finite(x)) {
+            let key = key_of(x);
+            if (under_prefix(key, prefix, level)) {
+                counts[digit_of(key, level)] += 1u;
+            }
         }
     }
-    return workgroup_sum(local, sum);
-}
-
-fn top_k_step(local: u32, row: u32) {
-    let base = row * STATE_WORDS;
-    let candidate = state[base + STATE_TOP_K] | (1u << params.bit);
-    let chunk = chunk_of(local);
-    var count = 0u;
-    for (var i = chunk.x; i < chunk.y; i++) {
-        if (kept(scaled(row, logit(row, i)), candidate)) {
-            count += 1u;
-        }
+    // The workgroup's histogram, which invocation 0 reads.
+    var count_bins: array<u32, BINS>;
+    for (var b = 0u; b < BINS; b++) {
+        count_bins[b] = workgroup_count(local, counts[b]);
     }
-    let total = workgroup_count(local, count);
-    storageBarrier();
     let k = top_k_of(row);
     // k = 0 is off (a row's own setting; the host records no step when no row uses it).
-    if (local == 0u && k > 0u && total >= k) {
-        state[base + STATE_TOP_K] = candidate;
+    if (local == 0u && k > 0u) {
+        let above_before = state[base + STATE_TOP_K_ABOVE];
+        var above = above_before;
+        // No digit reaching k: k is more than the finite keys, and digit 0 keeps them all.
+        var digit = 0u;
+        var found = false;
+        for (var b = BINS; b > 0u; b--) {
+            if (above + count_bins[b - 1u] >= k) {
+                digit = b - 1u;
+                found = true;
+                break;
+            }
+            above += count_bins[b - 1u];
+        }
+        if (!found) {
+            above = above_before;
+        }
+        state[base + STATE_TOP_K] = with_digit(prefix, level, digit);
+        state[base + STATE_TOP_K_ABOVE] = above;
     }
-}
-
-fn mass_step(local: u32, row: u32) {
-    let base = row * STATE_WORDS;
-    let m = bitcast<f32>(state[base + STATE_MAX]);
-    let mass = mass_above(local, row, state[base + STATE_TOP_K], m);
     storageBarrier();
-    if (local == 0u) {
-        state[base + STATE_MASS_K] = bitcast<u32>(mass);
-    }
+    workgroupBarrier();
 }
 
-fn top_p_step(local: u32, row: u32) {
+// Digit `level` of the top-p key: the histogram of the kept mass (key >= K_k) under the
+// digits found so far, and the largest digit whose mass, with the mass above it, reaches
+// top_p * M_k; the first level's whole histogram is M_k.
+fn top_p_level(local: u32, row: u32, level: u32) {
     let base = row * STATE_WORDS;
     let m = bitcast<f32>(state[base + STATE_MAX]);
-    let candidate = state[base + STATE_TOP_P] | (1u << params.bit);
-    let threshold = max(candidate, state[base + STATE_TOP_K]);
-    let mass = mass_above(local, row, threshold, m);
+    let top_k = state[base + STATE_TOP_K];
+    let prefix = state[base + STATE_TOP_P];
+    let chunk = chunk_of(local);
+    var masses: array<f32, BINS>;
+    for (var i = chunk.x; i < chunk.y; i++) {
+        let x = scaled(row, logit(row, i));
+        if (kept(x, top_k)) {
+            let key = key_of(x);
+            if (under_prefix(key, prefix, level)) {
+                masses[digit_of(key, level)] += exp_below(x, m);
+            }
+        }
+    }
+    var mass_bins: array<f32, BINS>;
+    for (var b = 0u; b < BINS; b++) {
+        mass_bins[b] = workgroup_sum(local, masses[b]);
+    }
     let p = top_p_of(row);
-    let needed = p * bitcast<f32>(state[base + STATE_MASS_K]);
-    storageBarrier();
     // p = 1 is off (a row's own setting).
-    if (local == 0u && p < 1.0 && mass >= needed) {
-        state[base + STATE_TOP_P] = candidate;
+    if (local == 0u && p < 1.0) {
+        if (level == 0u) {
+            var whole = 0.0;
+            for (var b = BINS; b > 0u; b--) {
+                whole += mass_bins[b - 1u];
+            }
+            state[base + STATE_MASS_K] = bitcast<u32>(whole);
+            state[base + STATE_TOP_P_ABOVE] = bitcast<u32>(0.0);
+        }
+        let needed = p * bitcast<f32>(state[base + STATE_MASS_K]);
+        let above_before = bitcast<f32>(state[base + STATE_TOP_P_ABOVE]);
+        var above = above_before;
+        // Where rounding leaves no digit reaching the mass, digit 0 keeps the whole bin.
+        var digit = 0u;
+        var found = false;
+        for (var b = BINS; b > 0u; b--) {
+            if (above + mass_bins[b - 1u] >= needed) {
+                digit = b - 1u;
+                found = true;
+                break;
+            }
+            above += mass_bins[b - 1u];
+        }
+        if (!found) {
+            above = above_before;
+        }
+        state[base + STATE_TOP_P] = with_digit(prefix, level, digit);
+        state[base + STATE_TOP_P_ABOVE] = bitcast<u32>(above);
     }
+    storageBarrier();
+    workgroupBarrier();
 }
 
 fn draw_step(local: u32, row: u32) {
@@ -485,27 +572,46 @@ fn draw_step(local: u32, row: u32) {
     }
 }
 
+// Three entry points, so that each pipeline holds only its own step's state: llvmpipe
+// runs a kernel whose loop holds every step several times slower per workgroup.
+
+// The workgroup's row: the block's first row plus its place in the grid, or past the
+// block's last (then params.rows or more).
+fn row_of(group: vec3<u32>) -> u32 {
+    let local_row = group.x + group.y * params.groups_x;
+    return select(params.rows, params.row_base + local_row, local_row < params.block_rows);
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn sample(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
-    let row = group.x + group.y * params.groups_x;
+fn sample_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
+    if (row < params.rows) {
+        stats(local, row);
+    }
+}
+
+// The digit steps first_step .. end_step of the top-k and top-p searches that run.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
     if (row >= params.rows) {
         return;
     }
-    switch params.phase {
-        case PHASE_STATS: {
-            stats(local, row);
+    for (var step = params.first_step; step < params.end_step; step++) {
+        if (step < STEP_TOP_P) {
+            if (flag(FLAG_TOP_K_ON)) {
+                top_k_level(local, row, step - STEP_TOP_K);
+            }
+        } else if (flag(FLAG_TOP_P_ON)) {
+            top_p_level(local, row, step - STEP_TOP_P);
         }
-        case PHASE_TOP_K: {
-            top_k_step(local, row);
-        }
-        case PHASE_MASS: {
-            mass_step(local, row);
-        }
-        case PHASE_TOP_P: {
-            top_p_step(local, row);
-        }
-        default: {
-            draw_step(local, row);
-        }
+    }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn sample_draw(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
+    if (row < params.rows) {
+        draw_step(local, row);
     }
 }

@@ -22,7 +22,7 @@ use crate::ops::linear_cross_entropy::{
 };
 use crate::ops::matmul::{spec as matmul_spec, terms_per_dispatch};
 use crate::ops::rows::{plan_rows_on, row_passes, strategy_fits};
-use crate::ops::sample::{Sampler, draws_per_dispatch};
+use crate::ops::sample::{Sampler, draws_per_dispatch, row_block};
 use crate::plan::{DeviceCaps, DeviceProfile, Plan, SPLIT_SEGMENT_COLS};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
@@ -758,14 +758,19 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
     if runs {
         crate::plan::spread_grid(shape.rows as u64, caps.max_workgroups_per_dimension)?;
     }
-    // As `Sampler::record`: one step per full pass but the draws' (`Sampler::passes`),
-    // then the draws, split where the driver's loop limit needs it.
+    // As `Sampler::record`: the statistics, the threshold searches in as few dispatches
+    // as the driver's loop limit allows, then the draws, split the same way.
     let per_dispatch = draws_per_dispatch(shape.cols, caps.max_loop_iterations);
     let draw_dispatches = sampler.num_samples.div_ceil(per_dispatch.max(1));
+    // Blocks of rows whose logits fit one binding, each with every step.
+    let blocks =
+        if runs { shape.rows.div_ceil(row_block(shape.rows, shape.cols, dtype, false, caps)?) } else { 0 };
     let mut passes = Vec::new();
     if runs {
-        passes.push(Pass { name: "statistics and filters".to_owned(), dispatches: sampler.passes() - 1 });
-        passes.push(Pass { name: "draws".to_owned(), dispatches: draw_dispatches });
+        passes.push(Pass { name: "statistics".to_owned(), dispatches: blocks });
+        let searches = sampler.search_dispatches(0, shape.cols, caps.max_loop_iterations).len();
+        passes.push(Pass { name: "top-k and top-p thresholds".to_owned(), dispatches: blocks * searches });
+        passes.push(Pass { name: "draws".to_owned(), dispatches: blocks * draw_dispatches });
     }
     let spec = KernelSpec {
         op: OpKernel::Sample,
@@ -789,13 +794,13 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         cached_elements_per_lane: 0,
         elements_per_lane: (shape.cols as u64).div_ceil(u64::from(SAMPLE_WORKGROUP_SIZE)),
         reads_per_element: Some(u32::try_from(sampler.passes()).unwrap_or(u32::MAX)),
-        chunks: usize::from(runs),
+        chunks: blocks,
         dispatches: passes.iter().map(|p| p.dispatches).sum(),
         passes,
         linear: None,
         notes: vec![
-            "the sampler's own kernel: one workgroup per row, one dispatch per step; each full pass reads \
-             the row once (top-k and top-p search 32 bits of the key, one pass each)"
+            "the sampler's own kernel: one workgroup per row; each full pass reads the row once (top-k and \
+             top-p each select their key 4 bits a pass, 8 passes)"
                 .to_owned(),
         ],
     })

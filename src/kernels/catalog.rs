@@ -74,7 +74,8 @@ pub(crate) enum OpKernel {
         gradient: bool,
     },
     /// Sampling token ids from logits (temperature, top-k, top-p, min-p) without a sort:
-    /// one workgroup per row, one step per dispatch (`shaders/ops/sample.wgsl`).
+    /// one workgroup per row, its steps in as few dispatches as the driver's loop limit allows
+    /// (`shaders/ops/sample.wgsl`).
     Sample,
     /// Chain speculative-decoding verification: the drafts accepted in order, then a token
     /// from the residual or the bonus distribution (`shaders/ops/chain_verify.wgsl`).
@@ -134,18 +135,23 @@ pub(crate) const STATUS_BAD_ROWS: u32 = 1;
 pub(crate) const STATUS_FIRST_BAD_ROW: u32 = 2;
 
 /// Words of the sampler's state per row (see `shaders/ops/sample.wgsl`).
-pub(crate) const SAMPLE_STATE_WORDS: u32 = 8;
-/// The sampler's steps, one per dispatch: the row statistics, a top-k bisection step, the
-/// top-k set's mass, a top-p bisection step, and the draws.
-pub(crate) const SAMPLE_PHASE_STATS: u32 = 0;
-/// See [`SAMPLE_PHASE_STATS`].
-pub(crate) const SAMPLE_PHASE_TOP_K: u32 = 1;
-/// See [`SAMPLE_PHASE_STATS`].
-pub(crate) const SAMPLE_PHASE_MASS: u32 = 2;
-/// See [`SAMPLE_PHASE_STATS`].
-pub(crate) const SAMPLE_PHASE_TOP_P: u32 = 3;
-/// See [`SAMPLE_PHASE_STATS`].
-pub(crate) const SAMPLE_PHASE_DRAW: u32 = 4;
+pub(crate) const SAMPLE_STATE_WORDS: u32 = 10;
+/// Bits of each digit of the sampler's threshold searches: a histogram of `2^bits` bins
+/// per step.
+pub(crate) const SAMPLE_DIGIT_BITS: u32 = 4;
+/// Bins of each histogram.
+pub(crate) const SAMPLE_BINS: u32 = 1 << SAMPLE_DIGIT_BITS;
+/// Digits of a 32-bit key: the steps of each threshold search.
+pub(crate) const SAMPLE_LEVELS: u32 = 32 / SAMPLE_DIGIT_BITS;
+/// The sampler's steps, in order: the row statistics, the top-k key's digits, the top-p
+/// key's digits, and the draws.
+pub(crate) const SAMPLE_STEP_STATS: u32 = 0;
+/// See [`SAMPLE_STEP_STATS`].
+pub(crate) const SAMPLE_STEP_TOP_K: u32 = 1;
+/// See [`SAMPLE_STEP_STATS`].
+pub(crate) const SAMPLE_STEP_TOP_P: u32 = SAMPLE_STEP_TOP_K + SAMPLE_LEVELS;
+/// See [`SAMPLE_STEP_STATS`].
+pub(crate) const SAMPLE_STEP_DRAW: u32 = SAMPLE_STEP_TOP_P + SAMPLE_LEVELS;
 /// The sampler's status words of rows whose per-row settings are out of range: their
 /// count, and `u32::MAX - the first` (after the bad rows' words).
 pub(crate) const SAMPLE_STATUS_BAD_SETTINGS: u32 = 4;
@@ -168,8 +174,12 @@ pub(crate) const SAMPLE_FLAG_PROBS: u32 = 32;
 pub(crate) const SAMPLE_FLAG_MASKED: u32 = 64;
 /// See [`SAMPLE_FLAG_LOGPROBS`]: ids written as i64, two words each.
 pub(crate) const SAMPLE_FLAG_IDS_I64: u32 = 128;
+/// See [`SAMPLE_FLAG_LOGPROBS`]: whether the top-k digit steps run (some row uses top-k).
+pub(crate) const SAMPLE_FLAG_TOP_K_ON: u32 = 256;
+/// See [`SAMPLE_FLAG_LOGPROBS`]: whether the top-p digit steps run.
+pub(crate) const SAMPLE_FLAG_TOP_P_ON: u32 = 512;
 /// The flags as the shader names them.
-const SAMPLE_FLAGS: [(&str, u32); 8] = [
+const SAMPLE_FLAGS: [(&str, u32); 10] = [
     ("FLAG_LOGPROBS", SAMPLE_FLAG_LOGPROBS),
     ("FLAG_ROW_TEMPERATURE", SAMPLE_FLAG_ROW_TEMPERATURE),
     ("FLAG_ROW_TOP_K", SAMPLE_FLAG_ROW_TOP_K),
@@ -178,9 +188,16 @@ const SAMPLE_FLAGS: [(&str, u32); 8] = [
     ("FLAG_PROBS", SAMPLE_FLAG_PROBS),
     ("FLAG_MASKED", SAMPLE_FLAG_MASKED),
     ("FLAG_IDS_I64", SAMPLE_FLAG_IDS_I64),
+    ("FLAG_TOP_K_ON", SAMPLE_FLAG_TOP_K_ON),
+    ("FLAG_TOP_P_ON", SAMPLE_FLAG_TOP_P_ON),
 ];
-/// The sampler's entry point.
-pub(crate) const SAMPLE_ENTRY: &str = "sample";
+/// The sampler's entry points: the row statistics, the digit steps of the threshold
+/// searches, and the draws.
+pub(crate) const SAMPLE_STATS_ENTRY: &str = "sample_stats";
+/// See [`SAMPLE_STATS_ENTRY`].
+pub(crate) const SAMPLE_SEARCH_ENTRY: &str = "sample_search";
+/// See [`SAMPLE_STATS_ENTRY`].
+pub(crate) const SAMPLE_DRAW_ENTRY: &str = "sample_draw";
 
 /// Bytes of the cross-entropy's `Share` (a max and its `Lane`), which the linear
 /// cross-entropy's shares of blocks of classes also are.
@@ -636,11 +653,12 @@ fn sample() -> OpDecl {
     let mut constants = status_constants();
     constants.extend([
         ("STATE_WORDS", format!("{SAMPLE_STATE_WORDS}u")),
-        ("PHASE_STATS", format!("{SAMPLE_PHASE_STATS}u")),
-        ("PHASE_TOP_K", format!("{SAMPLE_PHASE_TOP_K}u")),
-        ("PHASE_MASS", format!("{SAMPLE_PHASE_MASS}u")),
-        ("PHASE_TOP_P", format!("{SAMPLE_PHASE_TOP_P}u")),
-        ("PHASE_DRAW", format!("{SAMPLE_PHASE_DRAW}u")),
+        ("STEP_STATS", format!("{SAMPLE_STEP_STATS}u")),
+        ("STEP_TOP_K", format!("{SAMPLE_STEP_TOP_K}u")),
+        ("STEP_TOP_P", format!("{SAMPLE_STEP_TOP_P}u")),
+        ("STEP_DRAW", format!("{SAMPLE_STEP_DRAW}u")),
+        ("DIGIT_BITS", format!("{SAMPLE_DIGIT_BITS}u")),
+        ("BINS", format!("{SAMPLE_BINS}u")),
         ("STATUS_BAD_SETTINGS", format!("{SAMPLE_STATUS_BAD_SETTINGS}u")),
         ("STATUS_FIRST_BAD_SETTINGS", format!("{SAMPLE_STATUS_FIRST_BAD_SETTINGS}u")),
     ]);
@@ -648,7 +666,7 @@ fn sample() -> OpDecl {
     OpDecl {
         name: "sample",
         skeleton: Skeleton::Own {
-            entry_points: &[SAMPLE_ENTRY],
+            entry_points: &[SAMPLE_STATS_ENTRY, SAMPLE_SEARCH_ENTRY, SAMPLE_DRAW_ENTRY],
             half_entry_points: &[],
             workgroup_size: SAMPLE_WORKGROUP_SIZE,
             workgroup_sum: true,

@@ -113,10 +113,19 @@ pub(crate) struct SampleParams {
     pub(crate) cols: u32,
     /// Workgroups along x: grids past the per-dimension limit are spread over y.
     pub(crate) groups_x: u32,
-    /// The step this dispatch takes (the module's `PHASE_*`).
-    pub(crate) phase: u32,
-    /// The bit a bisection step tries.
-    pub(crate) bit: u32,
+    /// The first row of the block of rows this dispatch samples (its logits and masks
+    /// bound from that row on).
+    pub(crate) row_base: u32,
+    /// Rows in the block.
+    pub(crate) block_rows: u32,
+    /// Pads the struct to a multiple of 16 bytes.
+    pub(crate) padding0: u32,
+    /// See `padding0`.
+    pub(crate) padding1: u32,
+    /// The first step this dispatch takes (the module's `STEP_*`).
+    pub(crate) first_step: u32,
+    /// One past its last.
+    pub(crate) end_step: u32,
     /// Top-k's k (0: off).
     pub(crate) top_k: u32,
     /// Draws per row.
@@ -143,12 +152,16 @@ pub(crate) struct SampleParams {
 }
 
 /// The fields of [`SampleParams`] as WGSL declares them, in order.
-pub(crate) const SAMPLE_PARAMS_FIELDS: [(&str, &str); 16] = [
+pub(crate) const SAMPLE_PARAMS_FIELDS: [(&str, &str); 20] = [
     ("rows", "u32"),
     ("cols", "u32"),
     ("groups_x", "u32"),
-    ("phase", "u32"),
-    ("bit", "u32"),
+    ("row_base", "u32"),
+    ("block_rows", "u32"),
+    ("padding0", "u32"),
+    ("padding1", "u32"),
+    ("first_step", "u32"),
+    ("end_step", "u32"),
     ("top_k", "u32"),
     ("num_samples", "u32"),
     ("first_sample", "u32"),
@@ -181,12 +194,21 @@ pub(crate) struct VerifyParams {
     pub(crate) seed_hi: u32,
     /// The `CHAIN_VERIFY_FLAG_*` bits.
     pub(crate) flags: u32,
-    /// Pads the struct to 16 bytes' multiple.
-    pub(crate) padding: u32,
+    /// The first row of the block of rows this dispatch verifies (the probabilities are
+    /// bound from that row on).
+    pub(crate) row_base: u32,
+    /// Rows in the block.
+    pub(crate) block_rows: u32,
+    /// Pads the struct to a multiple of 16 bytes.
+    pub(crate) padding0: u32,
+    /// See `padding0`.
+    pub(crate) padding1: u32,
+    /// See `padding0`.
+    pub(crate) padding2: u32,
 }
 
 /// The fields of [`VerifyParams`] as WGSL declares them, in order.
-pub(crate) const VERIFY_PARAMS_FIELDS: [(&str, &str); 8] = [
+pub(crate) const VERIFY_PARAMS_FIELDS: [(&str, &str); 12] = [
     ("rows", "u32"),
     ("cols", "u32"),
     ("drafts", "u32"),
@@ -194,5 +216,9 @@ pub(crate) const VERIFY_PARAMS_FIELDS: [(&str, &str); 8] = [
     ("seed_lo", "u32"),
     ("seed_hi", "u32"),
     ("flags", "u32"),
-    ("padding", "u32"),
+    ("row_base", "u32"),
+    ("block_rows", "u32"),
+    ("padding0", "u32"),
+    ("padding1", "u32"),
+    ("padding2", "u32"),
 ];

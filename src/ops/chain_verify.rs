@@ -44,7 +44,7 @@ use crate::kernels::{
 };
 use crate::ops::sample::{SAMPLE_STATUS_WORDS, SampleBuffers, Sampler};
 use crate::ops::validate;
-use crate::plan::spread_grid;
+use crate::plan::{rows_per_chunk, spread_grid};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -251,7 +251,7 @@ impl ChainVerifier {
         encoder: &mut wgpu::CommandEncoder,
         buffers: &ChainBuffers<'_>,
         shape: ChainShape,
-        [draft_ids, draft_probs, target_probs, out]: [usize; 4],
+        [draft_ids, _, target_probs, out]: [usize; 4],
     ) -> Result<()> {
         let spec = KernelSpec {
             op: OpKernel::ChainVerify,
@@ -264,34 +264,48 @@ impl ChainVerifier {
         let module = ctx.module(spec)?;
         let pipeline =
             ctx.pipeline(&KernelKey { spec, entry_point: CHAIN_VERIFY_ENTRY, constants: Vec::new() })?;
-        let grid = spread_grid(shape.rows as u64, ctx.caps().max_workgroups_per_dimension)?;
         // A binding is never empty: K = 0 binds the draft tensors' first word.
         let bytes = |n: usize| (4 * n as u64).max(4);
         let id_bytes = if buffers.ids_i64 { 2 * bytes(out) } else { bytes(out) };
-        let bound = [
+        let whole = [
             (Slot::DraftIds, buffers.draft_ids.binding(0, bytes(draft_ids))),
-            (Slot::DraftProbs, buffers.draft_probs.binding(0, bytes(draft_probs))),
-            (Slot::TargetProbs, buffers.target_probs.binding(0, bytes(target_probs))),
             (Slot::Ids, buffers.ids.binding(0, id_bytes)),
             (Slot::Accepted, buffers.accepted.binding(0, bytes(shape.rows))),
             (Slot::Status, buffers.status.binding(0, 4 * CHAIN_STATUS_WORDS as u64)),
         ];
-        #[allow(clippy::cast_possible_truncation)] // checked: the sizes fit u32
-        let params = VerifyParams {
-            rows: shape.rows as u32,
-            cols: shape.vocab as u32,
-            drafts: shape.drafts as u32,
-            groups_x: grid[0],
-            seed_lo: self.seed as u32,
-            seed_hi: (self.seed >> 32) as u32,
-            flags: if buffers.ids_i64 { CHAIN_VERIFY_FLAG_IDS_I64 } else { 0 },
-            padding: 0,
-        };
+        // Blocks of rows whose probabilities each fit one storage binding, at aligned
+        // offsets.
+        let (draft_row, target_row) =
+            (4 * (shape.drafts * shape.vocab) as u64, 4 * (target_probs / shape.rows) as u64);
+        let block = rows_per_chunk(shape.rows, 1, &[draft_row, target_row], ctx.caps(), u64::MAX)?;
         let label = spec.label();
-        let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
-        let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
-        let group = ctx.bind_buffers(&module, &bindings);
-        Context::dispatch(encoder, &label, &pipeline, &group, grid);
+        for first_row in (0..shape.rows).step_by(block.max(1)) {
+            let block_rows = block.min(shape.rows - first_row);
+            let grid = spread_grid(block_rows as u64, ctx.caps().max_workgroups_per_dimension)?;
+            let span = |width: u64| (first_row as u64 * width, (block_rows as u64 * width).max(4));
+            let (draft_at, draft_len) = span(draft_row);
+            let (target_at, target_len) = span(target_row);
+            let mut bound = whole.to_vec();
+            bound.push((Slot::DraftProbs, buffers.draft_probs.binding(draft_at, draft_len)));
+            bound.push((Slot::TargetProbs, buffers.target_probs.binding(target_at, target_len)));
+            #[allow(clippy::cast_possible_truncation)] // checked: the sizes fit u32
+            let params = VerifyParams {
+                rows: shape.rows as u32,
+                cols: shape.vocab as u32,
+                drafts: shape.drafts as u32,
+                groups_x: grid[0],
+                seed_lo: self.seed as u32,
+                seed_hi: (self.seed >> 32) as u32,
+                flags: if buffers.ids_i64 { CHAIN_VERIFY_FLAG_IDS_I64 } else { 0 },
+                row_base: first_row as u32,
+                block_rows: block_rows as u32,
+                ..VerifyParams::default()
+            };
+            let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+            let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
+            let group = ctx.bind_buffers(&module, &bindings);
+            Context::dispatch(encoder, &label, &pipeline, &group, grid);
+        }
         Ok(())
     }
 

@@ -32,7 +32,7 @@
 //! outside `(0, 1]`, min-p outside `[0, 1]`) draws `-1` (log-probability NaN) and is
 //! counted in the status words ([`SampleStatus::bad_setting_rows`]), never drawn from
 //! silently. The passes are those of the filters that any row may use: a per-row top-k
-//! or top-p buffer records that filter's bisection for every row.
+//! or top-p buffer runs that filter's search for every row.
 //!
 //! # Masks
 //!
@@ -43,25 +43,32 @@
 //!
 //! # Algorithm
 //!
-//! One workgroup of 256 invocations per row, one step per dispatch (so that no dispatch
-//! comes near llvmpipe's limit on an invocation's loop iterations), each row's state
-//! between steps in a small scratch buffer:
+//! One workgroup of 256 invocations per row, each row's state between steps in a small
+//! scratch buffer: a dispatch for the statistics, one for the threshold searches (on a
+//! driver that limits an invocation's loop iterations, llvmpipe, as many as stay under
+//! half the limit: one up to about 400000 columns), and the draws':
 //!
 //! - the row's max and argmax, and whether it is bad: one pass;
 //! - the top-k threshold: the largest order-preserving key `K` of `x`'s bits with
-//!   `count(key >= K) >= k`, by bisection over the 32 bits: 32 passes (top-k only);
-//! - the top-k set's mass, one pass, and the top-p threshold, the largest `K` with
-//!   `mass(key >= max(K, K_k)) >= p * mass(key >= K_k)`: 33 passes (top-p only). Each
-//!   mass is a sum of `exp(x - max)` in one fixed order (chunks, then a tree), monotone in
-//!   the set, so the bisection is sound;
+//!   `count(key >= K) >= k`, a radix selection 4 bits at a time, highest first: per
+//!   step, a 16-bin histogram of the digit over the keys under the digits found so far,
+//!   and the largest digit whose count, with the counts above it, reaches `k`: 8 passes
+//!   (top-k only);
+//! - the top-p threshold, the largest `K` with `mass(key >= max(K, K_k)) >= p * M_k`,
+//!   the same way with histograms of the mass `exp(x - max)` of the top-k set, whose
+//!   first histogram is `M_k`: 8 passes (top-p only). Each bin is a sum in one fixed
+//!   order (chunks, then a tree), so the bits repeat; where rounding leaves no digit
+//!   reaching the mass, digit 0 keeps the whole bin, a superset;
 //! - min-p: a bound on `x`, no pass;
 //! - the draws: one pass for the kept mass of each invocation's chunk, and per draw a
 //!   look at 1/256 of the row.
 //!
-//! So at most 67 passes over a row (with top-k and top-p), plus 1/256 of a row per
-//! draw. Membership is decided everywhere by the same comparison of keys against the
-//! row's final threshold (the largest of the three), so no draw lands on a filtered
-//! token, whatever the rounding of the sums.
+//! So at most 18 passes over a row (with top-k and top-p), plus 1/256 of a row per
+//! draw, in 3 dispatches (2 without top-k and top-p) up to 400000 columns on llvmpipe
+//! and on any GPU. Membership is
+//! decided everywhere by the same comparison of keys against the row's final threshold
+//! (the largest of the three), so no draw lands on a filtered token, whatever the
+//! rounding of the sums.
 //!
 //! # Random numbers
 //!
@@ -74,15 +81,16 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    self, KernelKey, KernelSpec, OpKernel, SAMPLE_ENTRY, SAMPLE_FLAG_IDS_I64, SAMPLE_FLAG_LOGPROBS,
-    SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P, SAMPLE_FLAG_ROW_TEMPERATURE,
-    SAMPLE_FLAG_ROW_TOP_K, SAMPLE_FLAG_ROW_TOP_P, SAMPLE_PHASE_DRAW, SAMPLE_PHASE_MASS, SAMPLE_PHASE_STATS,
-    SAMPLE_PHASE_TOP_K, SAMPLE_PHASE_TOP_P, SAMPLE_STATE_WORDS, SAMPLE_STATUS_BAD_SETTINGS,
-    SAMPLE_STATUS_FIRST_BAD_SETTINGS, SAMPLE_WORKGROUP_SIZE, STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW,
+    self, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_DRAW_ENTRY, SAMPLE_FLAG_IDS_I64,
+    SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P,
+    SAMPLE_FLAG_ROW_TEMPERATURE, SAMPLE_FLAG_ROW_TOP_K, SAMPLE_FLAG_ROW_TOP_P, SAMPLE_FLAG_TOP_K_ON,
+    SAMPLE_FLAG_TOP_P_ON, SAMPLE_LEVELS, SAMPLE_SEARCH_ENTRY, SAMPLE_STATE_WORDS, SAMPLE_STATS_ENTRY,
+    SAMPLE_STATUS_BAD_SETTINGS, SAMPLE_STATUS_FIRST_BAD_SETTINGS, SAMPLE_STEP_DRAW, SAMPLE_STEP_STATS,
+    SAMPLE_STEP_TOP_K, SAMPLE_STEP_TOP_P, SAMPLE_WORKGROUP_SIZE, STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW,
     SampleParams, Slot, VectorWidth,
 };
 use crate::ops::validate;
-use crate::plan::spread_grid;
+use crate::plan::{DeviceCaps, rows_per_chunk, spread_grid};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -438,9 +446,9 @@ impl Sampler {
         self.temperature == 0.0 && row_flags & SAMPLE_FLAG_ROW_TEMPERATURE == 0
     }
 
-    /// Which bisections the passes take, for the per-row settings of `row_flags`: top-k,
+    /// Which threshold searches run, for the per-row settings of `row_flags`: top-k,
     /// top-p.
-    fn bisections(&self, row_flags: u32) -> (bool, bool) {
+    fn searches(&self, row_flags: u32) -> (bool, bool) {
         if self.greedy(row_flags) {
             return (false, false);
         }
@@ -451,20 +459,61 @@ impl Sampler {
     }
 
     /// Full passes over each row that [`Sampler::encode`] records without per-row
-    /// settings (the draws' pass included, not their look at 1/256 of the row each): 1 +
-    /// 32 with top-k + 33 with top-p + 1; greedy 2.
+    /// settings (the draws' pass included, not their look at 1/256 of the row each): the
+    /// statistics, 8 with top-k (a 4-bit digit of its key each), 8 with top-p, and the
+    /// draws'; greedy 2. At most 18.
     #[must_use]
     pub fn passes(&self) -> usize {
         self.passes_with(&RowSettingBuffers::default())
     }
 
     /// Full passes over each row with the per-row settings `rows`: as [`Sampler::passes`],
-    /// a per-row top-k or top-p counting as that filter on (its bisection runs for every
-    /// row), a per-row temperature as not greedy. At most 67.
+    /// a per-row top-k or top-p counting as that filter on (its search runs for every
+    /// row), a per-row temperature as not greedy. At most 18.
     #[must_use]
     pub fn passes_with(&self, rows: &RowSettingBuffers<'_>) -> usize {
-        let (top_k, top_p) = self.bisections(rows.flags());
-        2 + if top_k { 32 } else { 0 } + if top_p { 33 } else { 0 }
+        let (top_k, top_p) = self.searches(rows.flags());
+        let levels = SAMPLE_LEVELS as usize;
+        2 + if top_k { levels } else { 0 } + if top_p { levels } else { 0 }
+    }
+
+    /// The dispatches of the threshold searches' digit steps, as ranges of steps, for rows
+    /// of `cols` with the per-row settings `row_flags`: none without top-k or top-p, all
+    /// in one where the driver does not limit an invocation's loop iterations
+    /// (`max_loop_iterations`), else as many steps a dispatch as stay under half the limit
+    /// (llvmpipe: one dispatch up to about 400000 columns).
+    pub(crate) fn search_dispatches(
+        &self,
+        row_flags: u32,
+        cols: usize,
+        max_loop_iterations: Option<u64>,
+    ) -> Vec<(u32, u32)> {
+        let (top_k, top_p) = self.searches(row_flags);
+        if !top_k && !top_p {
+            return Vec::new();
+        }
+        let Some(limit) = max_loop_iterations else {
+            return vec![(SAMPLE_STEP_TOP_K, SAMPLE_STEP_DRAW)];
+        };
+        let chunk = (cols as u64).div_ceil(GROUP);
+        // A workgroup tree per bin: log2(GROUP) levels and the write; then the choice.
+        let tree = u64::from(GROUP.ilog2()) + 2;
+        let cost = |step: u32| -> u64 {
+            let runs = if step < SAMPLE_STEP_TOP_P { top_k } else { top_p };
+            if runs { chunk + u64::from(SAMPLE_BINS) * (tree + 2) + 16 } else { 0 }
+        };
+        let mut ranges = Vec::new();
+        let (mut first, mut spent) = (SAMPLE_STEP_TOP_K, 0);
+        for step in SAMPLE_STEP_TOP_K..SAMPLE_STEP_DRAW {
+            let step_cost = cost(step);
+            if step > first && spent + step_cost > limit / 2 {
+                ranges.push((first, step));
+                (first, spent) = (step, 0);
+            }
+            spent += step_cost;
+        }
+        ranges.push((first, SAMPLE_STEP_DRAW));
+        ranges
     }
 
     /// Records the draws into `encoder`: `num_samples` token ids per row of the logits
@@ -586,14 +635,14 @@ impl Sampler {
             strided: false,
         };
         let module = ctx.module(spec)?;
-        let pipeline = ctx.pipeline(&KernelKey { spec, entry_point: SAMPLE_ENTRY, constants: Vec::new() })?;
-        let grid = spread_grid(rows as u64, ctx.caps().max_workgroups_per_dimension)?;
         let draws = rows as u64 * self.num_samples as u64;
-        let element_bytes = (shape.len()? as u64 * dtype.size()).next_multiple_of(4).max(4);
         let out_bytes = (4 * draws).max(4);
-        let bound: Vec<(Slot, wgpu::BufferBinding<'_>)> = {
+        // Blocks of rows whose logits and masks each fit one storage binding, starting at
+        // aligned offsets; the ids, log-probabilities, state and status are bound whole.
+        let row_bytes = cols as u64 * dtype.size();
+        let block = row_block(rows, cols, dtype, buffers.probs.is_some(), ctx.caps())?;
+        let whole: Vec<(Slot, wgpu::BufferBinding<'_>)> = {
             let mut bound = vec![
-                (Slot::Logits, buffers.logits.region().binding(0, element_bytes)),
                 (Slot::Ids, buffers.ids.binding(0, if buffers.ids_i64 { 2 * out_bytes } else { out_bytes })),
                 (Slot::State, BufferRegion::new(state).binding(0, state.size())),
                 (Slot::Status, buffers.status.binding(0, 4 * SAMPLE_STATUS_WORDS as u64)),
@@ -601,74 +650,99 @@ impl Sampler {
             if let Some(logprobs) = buffers.logprobs {
                 bound.push((Slot::Logprobs, logprobs.binding(0, out_bytes)));
             }
-            if let Some(probs) = buffers.probs {
-                bound.push((Slot::SampleProbs, probs.binding(0, (4 * shape.len()? as u64).max(4))));
-            }
-            if let Some(masked) = buffers.masked_logits {
-                bound.push((Slot::MaskedLogits, masked.binding(0, element_bytes)));
-            }
             bound
         };
+        let blocks: Vec<(usize, usize)> =
+            (0..rows).step_by(block.max(1)).map(|first| (first, block.min(rows - first))).collect();
         let seed = self.seed;
         let row_flags = buffers.rows.flags();
-        let (top_k_on, top_p_on) = self.bisections(row_flags);
+        let (top_k_on, top_p_on) = self.searches(row_flags);
         #[allow(clippy::cast_possible_truncation)] // ln of an f32 in (0, 1]
         let log_min_p = if self.min_p > 0.0 { f64::from(self.min_p).ln() as f32 } else { 0.0 };
         #[allow(clippy::cast_possible_truncation)] // checked: the sizes fit u32
         let base = SampleParams {
             rows: rows as u32,
             cols: cols as u32,
-            groups_x: grid[0],
-            phase: SAMPLE_PHASE_STATS,
-            bit: 0,
+            groups_x: 0,
+            row_base: 0,
+            block_rows: 0,
+            padding0: 0,
+            padding1: 0,
+            first_step: SAMPLE_STEP_STATS,
+            end_step: SAMPLE_STEP_TOP_K,
             top_k: self.top_k,
             num_samples: self.num_samples as u32,
             first_sample: 0,
             end_sample: 0,
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
-            // The flags word: log-probabilities and the per-row settings.
+            // The flags word: the outputs, the per-row settings, the searches that run.
             flags: if buffers.logprobs.is_some() { SAMPLE_FLAG_LOGPROBS } else { 0 }
                 | if buffers.probs.is_some() { SAMPLE_FLAG_PROBS } else { 0 }
                 | if buffers.masked_logits.is_some() { SAMPLE_FLAG_MASKED } else { 0 }
                 | if buffers.ids_i64 { SAMPLE_FLAG_IDS_I64 } else { 0 }
+                | if top_k_on { SAMPLE_FLAG_TOP_K_ON } else { 0 }
+                | if top_p_on { SAMPLE_FLAG_TOP_P_ON } else { 0 }
                 | row_flags,
             temperature: self.temperature,
             top_p: self.top_p,
             log_min_p,
             min_p_on: u32::from(self.min_p > 0.0 && !self.greedy(row_flags)),
         };
-        let mut steps = vec![base];
-        if top_k_on {
-            steps.extend((0..32).rev().map(|bit| SampleParams { phase: SAMPLE_PHASE_TOP_K, bit, ..base }));
-        }
-        if top_p_on {
-            steps.push(SampleParams { phase: SAMPLE_PHASE_MASS, ..base });
-            steps.extend((0..32).rev().map(|bit| SampleParams { phase: SAMPLE_PHASE_TOP_P, bit, ..base }));
-        }
+        let mut steps = vec![(SAMPLE_STATS_ENTRY, base)];
+        steps.extend(
+            self.search_dispatches(row_flags, cols, ctx.caps().max_loop_iterations).into_iter().map(
+                |(first_step, end_step)| (SAMPLE_SEARCH_ENTRY, SampleParams { first_step, end_step, ..base }),
+            ),
+        );
         let per_dispatch = draws_per_dispatch(cols, ctx.caps().max_loop_iterations);
         // At least one draw dispatch: the first writes the masks.
         let mut first = 0_usize;
         loop {
             let end = self.num_samples.min(first.saturating_add(per_dispatch));
             #[allow(clippy::cast_possible_truncation)] // checked: num_samples fits u32
-            steps.push(SampleParams {
-                phase: SAMPLE_PHASE_DRAW,
-                first_sample: first as u32,
-                end_sample: end as u32,
-                ..base
-            });
+            steps.push((
+                SAMPLE_DRAW_ENTRY,
+                SampleParams { first_sample: first as u32, end_sample: end as u32, ..base },
+            ));
             first = end;
             if first >= self.num_samples {
                 break;
             }
         }
         let label = spec.label();
-        for step in steps {
-            let params = ctx.buffer_with(&label, bytemuck::bytes_of(&step), wgpu::BufferUsages::UNIFORM)?;
-            let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
-            let group = ctx.bind_buffers(&module, &bindings);
-            Context::dispatch(encoder, &label, &pipeline, &group, grid);
+        for (first_row, block_rows) in blocks {
+            let grid = spread_grid(block_rows as u64, ctx.caps().max_workgroups_per_dimension)?;
+            // The block's elements: a multiple of 4 bytes (16-bit rows end inside a word).
+            let block_bytes = |width: u64| (block_rows as u64 * width).next_multiple_of(4).max(4);
+            let at = |width: u64| first_row as u64 * width;
+            let mut bound = whole.clone();
+            bound
+                .push((Slot::Logits, buffers.logits.region().binding(at(row_bytes), block_bytes(row_bytes))));
+            if let Some(probs) = buffers.probs {
+                bound.push((
+                    Slot::SampleProbs,
+                    probs.binding(at(4 * cols as u64), block_bytes(4 * cols as u64)),
+                ));
+            }
+            if let Some(masked) = buffers.masked_logits {
+                bound.push((Slot::MaskedLogits, masked.binding(at(row_bytes), block_bytes(row_bytes))));
+            }
+            for (entry_point, step) in &steps {
+                let pipeline = ctx.pipeline(&KernelKey { spec, entry_point, constants: Vec::new() })?;
+                #[allow(clippy::cast_possible_truncation)] // checked: the sizes fit u32
+                let step = SampleParams {
+                    groups_x: grid[0],
+                    row_base: first_row as u32,
+                    block_rows: block_rows as u32,
+                    ..*step
+                };
+                let params =
+                    ctx.buffer_with(&label, bytemuck::bytes_of(&step), wgpu::BufferUsages::UNIFORM)?;
+                let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
+                let group = ctx.bind_buffers(&module, &bindings);
+                Context::dispatch(encoder, &label, &pipeline, &group, grid);
+            }
         }
         Ok(())
     }
@@ -805,6 +879,26 @@ impl Sampler {
     }
 }
 
+/// Rows per block of the sampler's dispatches: as many as keep the block's logits (and
+/// probabilities, with `probs`) within one storage binding at an aligned offset.
+///
+/// # Errors
+///
+/// [`Error::LimitExceeded`] when even the smallest aligned block exceeds a binding.
+pub(crate) fn row_block(
+    rows: usize,
+    cols: usize,
+    dtype: DType,
+    probs: bool,
+    caps: &DeviceCaps,
+) -> Result<usize> {
+    let mut widths = vec![cols as u64 * dtype.size()];
+    if probs {
+        widths.push(4 * cols as u64);
+    }
+    rows_per_chunk(rows, 1, &widths, caps, u64::MAX)
+}
+
 /// Draws of each row one dispatch makes, on a device whose driver stops an invocation's
 /// loops after `max_loop_iterations` (llvmpipe: 65535, all loops together): each
 /// invocation's draw looks at 256 chunk sums and one chunk of `cols / 256` elements, after
@@ -846,6 +940,22 @@ mod tests {
     }
 
     #[test]
+    fn search_steps_fit_llvmpipes_loop_limit_in_one_dispatch_up_to_400000_columns() {
+        let limit = Some(crate::plan::LLVMPIPE_LOOP_ITERATIONS);
+        let both = Sampler { top_k: 50, top_p: 0.9, ..Sampler::default() };
+        let all = vec![(SAMPLE_STEP_TOP_K, SAMPLE_STEP_DRAW)];
+        assert_eq!(both.search_dispatches(0, 262_144, None), all);
+        assert_eq!(both.search_dispatches(0, 400_000, limit), all);
+        assert!(Sampler::default().search_dispatches(0, 262_144, limit).is_empty());
+        // Wider rows: contiguous ranges that cover every step.
+        let ranges = both.search_dispatches(0, 1 << 22, limit);
+        assert!(ranges.len() > 1);
+        assert_eq!(ranges.first().map(|r| r.0), Some(SAMPLE_STEP_TOP_K));
+        assert_eq!(ranges.last().map(|r| r.1), Some(SAMPLE_STEP_DRAW));
+        assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1));
+    }
+
+    #[test]
     fn options_are_checked() {
         assert!(Sampler::default().check_options().is_ok());
         for bad in [
@@ -865,9 +975,10 @@ mod tests {
     #[test]
     fn passes_are_counted() {
         assert_eq!(Sampler { temperature: 0.0, top_k: 5, ..Sampler::default() }.passes(), 2);
-        assert_eq!(Sampler { top_k: 50, top_p: 0.9, ..Sampler::default() }.passes(), 67);
+        assert_eq!(Sampler { top_k: 50, top_p: 0.9, ..Sampler::default() }.passes(), 18);
+        assert_eq!(Sampler { top_p: 0.9, ..Sampler::default() }.passes(), 10);
         // Per-row settings: a per-row temperature is not greedy; a per-row top-k or top-p
-        // turns its bisection on for every row.
+        // turns its search on for every row.
         let flags = |temperature: bool, top_k: bool, top_p: bool| {
             let bit = |on: bool, bit: u32| if on { bit } else { 0 };
             bit(temperature, SAMPLE_FLAG_ROW_TEMPERATURE)
@@ -875,10 +986,10 @@ mod tests {
                 | bit(top_p, SAMPLE_FLAG_ROW_TOP_P)
         };
         let greedy = Sampler { temperature: 0.0, ..Sampler::default() };
-        assert_eq!(greedy.bisections(flags(false, true, true)), (false, false));
-        assert_eq!(greedy.bisections(flags(true, true, false)), (true, false));
-        assert_eq!(Sampler::default().bisections(flags(false, false, true)), (false, true));
-        assert_eq!(Sampler::default().bisections(flags(false, false, false)), (false, false));
+        assert_eq!(greedy.searches(flags(false, true, true)), (false, false));
+        assert_eq!(greedy.searches(flags(true, true, false)), (true, false));
+        assert_eq!(Sampler::default().searches(flags(false, false, true)), (false, true));
+        assert_eq!(Sampler::default().searches(flags(false, false, false)), (false, false));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The sampler's distribution in f64, found by sorting: the independent check of the
-//! kernel's thresholds, found there by bisection without a sort.
+//! kernel's thresholds, found there by radix selection without a sort.
 
 use crate::dtype::{Element, widen};
 use crate::error::{Error, Result};

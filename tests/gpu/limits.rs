@@ -206,3 +206,50 @@ fn an_input_over_128_mib_runs_on_the_default_device() {
     let c = compare(got.grad.as_ref().unwrap(), want.grad.as_ref().unwrap(), Tolerance::CROSS_ENTROPY_GRAD);
     assert!(c.passed(), "{c}");
 }
+
+/// The sampler and the chain verifier in blocks of rows on the small device (logits, masks
+/// and probabilities past one 16 KiB binding): every draw in its row's allowed set, and
+/// the same draws and masks as the default device's single block, since each row's
+/// uniforms follow its own index.
+#[test]
+fn sampling_splits_rows_over_bindings() {
+    use wgpu_softmax::{ChainShape, ChainVerifier, RowSettings, SampleOutputs, Sampler, bf16};
+    let (rows, cols) = (300, 33);
+    let shape = Shape::new(rows, cols);
+    let logits = rng(0x11_0007).logits(rows * cols, 4.0);
+    let sampler = Sampler { top_k: 7, top_p: 0.8, num_samples: 3, seed: 11, ..Sampler::default() };
+    let outputs = SampleOutputs { logprobs: true, probs: true, masked_logits: true };
+    let settings = RowSettings::default();
+    let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+    let blocked = sampler.run_with_outputs(small(), &logits, shape, outputs, &settings).unwrap();
+    let whole = sampler.run_with_outputs(ctx(), &logits, shape, outputs, &settings).unwrap();
+    assert_eq!(blocked, whole, "f32: blocks of rows draw and mask as one block does");
+    for (row, probabilities) in expected.iter().enumerate() {
+        let probabilities = probabilities.as_ref().unwrap();
+        for &id in &blocked.ids[row * 3..row * 3 + 3] {
+            assert!(probabilities[usize::try_from(id).unwrap()] > 0.0, "row {row}: {id} is filtered");
+        }
+    }
+    // bf16 at 34 columns: blocks of 64 rows start at aligned offsets in both the logits
+    // (68 bytes a row) and the probabilities (136); at 33 the smallest aligned block (128
+    // rows) would not fit this device's binding, and that is a typed error.
+    let (rows, cols) = (300, 34);
+    let shape = Shape::new(rows, cols);
+    let halves: Vec<bf16> =
+        rng(0x11_0009).logits(rows * cols, 4.0).iter().map(|&v| bf16::from_f32(v)).collect();
+    let blocked = sampler.run_with_outputs(small(), &halves, shape, outputs, &settings).unwrap();
+    let whole = sampler.run_with_outputs(ctx(), &halves, shape, outputs, &settings).unwrap();
+    assert_eq!(blocked, whole, "bf16: blocks of rows draw and mask as one block does");
+
+    // The verifier: 40 rows of 2 drafts over 60 tokens, 19 KiB of target probabilities.
+    let chain = ChainShape { rows: 40, drafts: 2, vocab: 60 };
+    let mut draws = rng(0x11_0008);
+    let target = common::probability_rows(&mut draws, 40 * 3, 60);
+    let draft = common::probability_rows(&mut draws, 40 * 2, 60);
+    let draft_ids: Vec<i32> = (0..80).map(|_| draws.below(60) as i32).collect();
+    let verifier = ChainVerifier { seed: 5 };
+    let blocked = verifier.run(small(), &draft_ids, &draft, &target, chain).unwrap();
+    let whole = verifier.run(ctx(), &draft_ids, &draft, &target, chain).unwrap();
+    assert_eq!(blocked, whole, "the verifier in blocks of rows");
+    assert_eq!(blocked.status.bad_rows, 0);
+}

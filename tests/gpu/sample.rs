@@ -129,8 +129,8 @@ fn every_draw_is_in_its_rows_allowed_set() {
     }
 }
 
-/// 262144 classes with top-k and top-p (67 passes, each its own dispatch): past what one
-/// dispatch of llvmpipe could loop through, in every storage type.
+/// 262144 classes with top-k and top-p (18 passes, in one dispatch before the draws'
+/// near llvmpipe's loop limit), in every storage type.
 #[test]
 fn the_largest_vocabulary_is_sampled_whole() {
     let ctx = ctx();
@@ -540,7 +540,7 @@ fn per_row_settings_in_one_batch() {
     .with_row_top_k(&top_k)
     .with_row_top_p(&top_p)
     .with_row_min_p(&min_p);
-    assert_eq!(sampler.passes_with(&buffers.rows), 67);
+    assert_eq!(sampler.passes_with(&buffers.rows), 18);
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
     ctx.submit_and_wait(encoder).unwrap();
