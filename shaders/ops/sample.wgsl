@@ -336,6 +336,45 @@ fn stats(local: u32, row: u32) {
     }
 }
 
+// Eight bins per invocation summed over the workgroup by one tree (a fixed order, so the
+// same bits every run): counts as u32, or with `floats` f32 masses carried as their bits.
+// On a CPU adapter barriers are dear: one tree for eight bins takes an eighth of the
+// barriers of a tree per bin.
+var<workgroup> bin_tree: array<array<vec4<u32>, 2>, WORKGROUP_SIZE>;
+
+fn add_bins(a: vec4<u32>, b: vec4<u32>, floats: bool) -> vec4<u32> {
+    if (floats) {
+        return bitcast<vec4<u32>>(bitcast<vec4<f32>>(a) + bitcast<vec4<f32>>(b));
+    }
+    return a + b;
+}
+
+fn workgroup_sum8(local: u32, low: vec4<u32>, high: vec4<u32>, floats: bool) -> array<vec4<u32>, 2> {
+    bin_tree[local][0] = low;
+    bin_tree[local][1] = high;
+    workgroupBarrier();
+    for (var width = WORKGROUP_SIZE / 2u; width > 0u; width /= 2u) {
+        if (local < width) {
+            bin_tree[local][0] = add_bins(bin_tree[local][0], bin_tree[local + width][0], floats);
+            bin_tree[local][1] = add_bins(bin_tree[local][1], bin_tree[local + width][1], floats);
+        }
+        workgroupBarrier();
+    }
+    let total = bin_tree[0];
+    // Nobody overwrites the root before everyone has read it.
+    workgroupBarrier();
+    return total;
+}
+
+// Digit `d` of 16 as four vec4 masks, so that a histogram accumulates in registers (an
+// array indexed by the digit is a scatter through memory on a SIMD adapter). BINS is 16
+// (a host test holds it there).
+fn one_hot(d: u32) -> array<vec4<bool>, 4> {
+    let lanes = vec4<u32>(0u, 1u, 2u, 3u);
+    let digit = vec4<u32>(d);
+    return array<vec4<bool>, 4>(lanes == digit, lanes + 4u == digit, lanes + 8u == digit, lanes + 12u == digit);
+}
+
 // Whether `key`'s digits above `level` are those of `prefix`.
 fn under_prefix(key: u32, prefix: u32, level: u32) -> bool {
     if (level == 0u) {
@@ -362,20 +401,27 @@ fn top_k_level(local: u32, row: u32, level: u32) {
     let base = row * STATE_WORDS;
     let prefix = state[base + STATE_TOP_K];
     let chunk = chunk_of(local);
-    var counts: array<u32, BINS>;
+    var counts = array<vec4<u32>, 4>();
     for (var i = chunk.x; i < chunk.y; i++) {
         let x = scaled(row, logit(row, i));
         if (is_finite(x)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
-                counts[digit_of(key, level)] += 1u;
+                let hot = one_hot(digit_of(key, level));
+                for (var q = 0u; q < 4u; q++) {
+                    counts[q] += select(vec4<u32>(0u), vec4<u32>(1u), hot[q]);
+                }
             }
         }
     }
     // The workgroup's histogram, which invocation 0 reads.
     var count_bins: array<u32, BINS>;
-    for (var b = 0u; b < BINS; b++) {
-        count_bins[b] = workgroup_count(local, counts[b]);
+    for (var half = 0u; half < 2u; half++) {
+        let total = workgroup_sum8(local, counts[2u * half], counts[2u * half + 1u], false);
+        for (var i = 0u; i < 4u; i++) {
+            count_bins[8u * half + i] = total[0][i];
+            count_bins[8u * half + 4u + i] = total[1][i];
+        }
     }
     let k = top_k_of(row);
     // k = 0 is off (a row's own setting; the host records no step when no row uses it).
@@ -412,19 +458,28 @@ fn top_p_level(local: u32, row: u32, level: u32) {
     let top_k = state[base + STATE_TOP_K];
     let prefix = state[base + STATE_TOP_P];
     let chunk = chunk_of(local);
-    var masses: array<f32, BINS>;
+    var masses = array<vec4<f32>, 4>();
     for (var i = chunk.x; i < chunk.y; i++) {
         let x = scaled(row, logit(row, i));
         if (kept(x, top_k)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
-                masses[digit_of(key, level)] += exp_below(x, m);
+                let hot = one_hot(digit_of(key, level));
+                let w = exp_below(x, m);
+                for (var q = 0u; q < 4u; q++) {
+                    masses[q] += select(vec4<f32>(0.0), vec4<f32>(w), hot[q]);
+                }
             }
         }
     }
     var mass_bins: array<f32, BINS>;
-    for (var b = 0u; b < BINS; b++) {
-        mass_bins[b] = workgroup_sum(local, masses[b]);
+    for (var half = 0u; half < 2u; half++) {
+        let low = bitcast<vec4<u32>>(masses[2u * half]);
+        let total = workgroup_sum8(local, low, bitcast<vec4<u32>>(masses[2u * half + 1u]), true);
+        for (var i = 0u; i < 4u; i++) {
+            mass_bins[8u * half + i] = bitcast<f32>(total[0][i]);
+            mass_bins[8u * half + 4u + i] = bitcast<f32>(total[1][i]);
+        }
     }
     let p = top_p_of(row);
     // p = 1 is off (a row's own setting).

@@ -940,6 +940,12 @@ mod tests {
     }
 
     #[test]
+    fn the_histograms_have_the_sixteen_bins_the_shader_keeps_in_four_vec4s() {
+        assert_eq!(SAMPLE_BINS, 16);
+        assert_eq!(SAMPLE_LEVELS * SAMPLE_BINS.ilog2(), 32);
+    }
+
+    #[test]
     fn search_steps_fit_llvmpipes_loop_limit_in_one_dispatch_up_to_400000_columns() {
         let limit = Some(crate::plan::LLVMPIPE_LOOP_ITERATIONS);
         let both = Sampler { top_k: 50, top_p: 0.9, ..Sampler::default() };

@@ -11,6 +11,7 @@ mod cpu;
 mod error;
 pub mod linear;
 pub mod report;
+pub mod sampling;
 mod unfused;
 
 use wgpu_softmax::testing::SeededRng;
@@ -24,6 +25,10 @@ use wgpu_softmax::{
 pub use error::{BenchError, Result};
 pub use linear::{LinearConfig, LinearKernel, LinearPass, LinearRecord, LinearReport, run_linear_suite};
 pub use report::{OpSummary, Record, Report, Rooflines, StrategyChoice};
+pub use sampling::{
+    SAMPLE_BATCHES, SAMPLE_VOCABS, SampleConfig, SampleFilter, SampleKernel, SampleRecord, SampleReport,
+    SortSampler, run_sample_suite,
+};
 use unfused::{Unfused, UnfusedBuffers};
 pub use wgpu_softmax::timing::{Clock, median};
 

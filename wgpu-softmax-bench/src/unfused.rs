@@ -266,7 +266,7 @@ impl Unfused {
 
 /// Runs `work` inside wgpu error scopes: what the baseline does wrong comes back as an
 /// error instead of reaching the device's uncaptured-error handler.
-fn catching<T>(ctx: &Context, work: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn catching<T>(ctx: &Context, work: impl FnOnce() -> Result<T>) -> Result<T> {
     ctx.check_health()?;
     let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
     let result = work();
@@ -277,7 +277,7 @@ fn catching<T>(ctx: &Context, work: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 /// Lays `groups` workgroups out as an `[x, y]` grid within `max_per_dimension` a side.
-fn spread_grid(groups: usize, max_per_dimension: u32) -> Result<[u32; 2]> {
+pub(crate) fn spread_grid(groups: usize, max_per_dimension: u32) -> Result<[u32; 2]> {
     let max = usize::try_from(max_per_dimension.max(1)).unwrap_or(usize::MAX);
     let x = groups.clamp(1, max);
     let y = groups.div_ceil(x).max(1);

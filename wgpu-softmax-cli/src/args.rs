@@ -267,6 +267,12 @@ pub struct BenchArgs {
     /// at N = 4096, D = 256, V = 32768 and 50257 (with --quick: 512 x 64 x 8192).
     #[arg(long, conflicts_with = "svg")]
     pub linear: bool,
+    /// Measure sampling instead: the fused sampler against a sort-based GPU composition
+    /// and the logits copied to the CPU and sampled there, with top-k 50 + top-p 0.9 and
+    /// top-p 0.9, at 1, 8, 64 and 256 rows of 32000, 128256 and 262144 tokens (with
+    /// --quick: 1 and 8 rows of 32000), by wall clock.
+    #[arg(long, conflicts_with_all = ["svg", "linear", "from_json"])]
+    pub sample: bool,
     /// With --linear: this many timed runs per measurement and no warm-up (default: one
     /// warm-up, then 3 runs; 1 run with --quick). A software adapter needs minutes per run
     /// at the full sizes.

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wgpu_softmax_bench::{BenchOp, LinearConfig, Report, SuiteConfig, run_linear_suite, run_suite};
+use wgpu_softmax_bench::{
+    BenchOp, LinearConfig, Report, SampleConfig, SuiteConfig, run_linear_suite, run_sample_suite, run_suite,
+};
 
 use crate::args::{BenchArgs, Cli};
 use crate::error::CliError;
@@ -28,6 +30,23 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<(), CliError> {
     let mut json = args.json.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
     let mut svg = args.svg.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
     let started = Instant::now();
+    if args.sample {
+        let config = if args.quick { SampleConfig::quick() } else { SampleConfig::full() };
+        let bar = progress_bar(config.measurements())?;
+        let ctx = cli.context("bench")?;
+        let ctx = ctx.with_timeout(ctx.timeout().max(LINEAR_TIMEOUT));
+        let report = run_sample_suite(&ctx, &config, &mut |done, _, what| show(&bar, done, what))
+            .map_err(|e| CliError::new(format!("bench: {e}")))?;
+        bar.finish_and_clear();
+        println!("{}", report.table());
+        println!("suite took {:.1} s", started.elapsed().as_secs_f64());
+        if let (Some(mut file), Some(path)) = (json.take(), args.json.as_deref()) {
+            file.write_bytes(report.to_json().as_bytes())?;
+            commit_all(vec![file])?;
+            println!("bench: wrote {}", path.display());
+        }
+        return Ok(());
+    }
     if args.linear {
         let report = measure_linear(cli, args)?;
         println!("{}", report.table());
@@ -129,5 +148,5 @@ fn show(bar: &ProgressBar, done: usize, what: &str) {
     bar.set_message(what.to_owned());
 }
 
-/// The longest wait for one run of the linear suite.
+/// The longest wait for one run of the linear or the sampling suite.
 const LINEAR_TIMEOUT: Duration = Duration::from_secs(30 * 60);
