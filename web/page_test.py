@@ -25,7 +25,7 @@ WEBGPU_ARGS = [
     "--use-webgpu-adapter=swiftshader",
     "--no-sandbox",
     "--disable-dev-shm-usage",
-    "--window-size=800,700",
+    "--window-size=800,850",
 ]
 # WebGPU turned off: the page must say that it cannot run.
 NO_WEBGPU_ARGS = ["--headless=new", "--disable-features=WebGPU", "--no-sandbox", "--disable-dev-shm-usage"]
