@@ -60,6 +60,8 @@ struct Shared {
     profile: DeviceProfile,
     caps: DeviceCaps,
     kernels: PipelineCache,
+    /// Error checks not settled yet (on the web).
+    pending: crate::pending::Pending,
     placeholders: std::sync::OnceLock<Vec<wgpu::Buffer>>,
     health: Arc<Health>,
     tune_cache: crate::tune::TuneCache,
@@ -112,16 +114,31 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// As [`Context::new`].
+    /// As [`Context::new`]; on the web, [`Error::NeedsAsync`]: use
+    /// [`Context::with_options_async`].
     pub fn with_options(options: ContextOptions) -> Result<Self> {
+        Self::blocking("Context::new and Context::with_options", "Context::new_async")?;
         pollster::block_on(Self::with_options_async(options))
     }
 
-    /// The async form of [`Context::with_options`].
+    /// The async form of [`Context::new`], and the way to create a context on the web
+    /// (wasm32 with wgpu's WebGPU backend), where it asks the browser for its WebGPU
+    /// adapter (`navigator.gpu`).
     ///
     /// # Errors
     ///
-    /// As [`Context::new`].
+    /// As [`Context::new`]; on the web, [`Error::NoWebGpu`] when the browser has no WebGPU
+    /// adapter to give.
+    pub async fn new_async() -> Result<Self> {
+        Self::with_options_async(ContextOptions::default()).await
+    }
+
+    /// The async form of [`Context::with_options`]. On the web, the backends and the
+    /// adapter's name are not read (the browser offers one adapter).
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::new_async`].
     pub async fn with_options_async(options: ContextOptions) -> Result<Self> {
         let backends =
             options.backends.unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()));
@@ -266,6 +283,7 @@ impl Context {
             profile,
             caps,
             kernels: PipelineCache::default(),
+            pending: crate::pending::Pending::default(),
             placeholders: std::sync::OnceLock::new(),
             health: Arc::default(),
             tune_cache: crate::tune::TuneCache::default(),
@@ -484,6 +502,32 @@ impl Context {
         })
     }
 
+    /// `Ok` on native; on the web, where nothing may wait for the GPU,
+    /// [`Error::NeedsAsync`] naming `call` and the async call to use `instead`.
+    pub(crate) fn blocking(call: &'static str, instead: &'static str) -> Result<()> {
+        if cfg!(target_arch = "wasm32") { Err(Error::NeedsAsync { call, instead }) } else { Ok(()) }
+    }
+
+    /// Error checks not settled yet (on the web).
+    pub(crate) fn pending(&self) -> &crate::pending::Pending {
+        &self.shared.pending
+    }
+
+    /// Waits for wgpu's verdict on everything this context (and its clones) recorded so far,
+    /// and returns the first error it caught, as the blocking host API returns it at once.
+    /// On native the verdict is in already and this returns at once; on the web, where
+    /// wgpu reports its errors asynchronously, the ops' `encode` methods cannot return
+    /// them, and this (or any async download, which calls it) is where they arrive.
+    ///
+    /// # Errors
+    ///
+    /// The first error caught since the last check ([`Error::Validation`],
+    /// [`Error::OutOfMemory`], ...), and the context's faults.
+    pub async fn check_errors_async(&self) -> Result<()> {
+        self.shared.pending.settle().await?;
+        self.check_health()
+    }
+
     /// The compiled pipeline for `key`, compiling it on first use.
     ///
     /// # Errors
@@ -492,7 +536,7 @@ impl Context {
     /// compile (a bug).
     pub(crate) fn pipeline(&self, key: &KernelKey) -> Result<wgpu::ComputePipeline> {
         self.check_health()?;
-        self.shared.kernels.pipeline(self.device(), key)
+        self.shared.kernels.pipeline(self.device(), &self.shared.pending, key)
     }
 
     /// The composed module of `spec`, compiling it on first use.
@@ -502,7 +546,7 @@ impl Context {
     /// As [`Context::pipeline`].
     pub(crate) fn module(&self, spec: crate::kernels::KernelSpec) -> Result<Arc<Module>> {
         self.check_health()?;
-        Ok(self.shared.kernels.module(self.device(), spec)?.1)
+        Ok(self.shared.kernels.module(self.device(), &self.shared.pending, spec)?.1)
     }
 }
 
@@ -530,6 +574,7 @@ pub(crate) fn dispatches_recorded() -> u64 {
 /// - on GL, whose instance has one EGL context, every device goes through the same
 ///   adapter and so the same context lock, instead of two adapter objects making one EGL
 ///   context current on two threads at once (which EGL refuses, and wgpu-hal panics on).
+#[cfg(not(target_arch = "wasm32"))]
 async fn shared_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     type Cache = Vec<(wgpu::Backends, Vec<wgpu::Adapter>)>;
     static ADAPTERS: std::sync::OnceLock<futures_intrusive::sync::Mutex<Cache>> = std::sync::OnceLock::new();
@@ -552,6 +597,7 @@ async fn shared_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 /// whose name contains the wanted name, else the first by power preference (discrete GPUs
 /// first for high performance and by default, integrated first for low power, CPU
 /// adapters last).
+#[cfg(not(target_arch = "wasm32"))]
 async fn select_adapter(backends: wgpu::Backends, options: &ContextOptions) -> Result<wgpu::Adapter> {
     let adapters = shared_adapters(backends).await;
     let wanted_name = options
@@ -584,4 +630,25 @@ async fn select_adapter(backends: wgpu::Backends, options: &ContextOptions) -> R
         .into_iter()
         .min_by_key(rank)
         .ok_or_else(|| Error::NoAdapter { request: format!("backends {backends:?}: none found") })
+}
+
+/// The browser's WebGPU adapter, by the options' power preference: the browser offers one
+/// adapter, and no backends or names to choose among.
+#[cfg(target_arch = "wasm32")]
+async fn select_adapter(_backends: wgpu::Backends, options: &ContextOptions) -> Result<wgpu::Adapter> {
+    // Checked first: without `navigator.gpu` (or off the main thread and dedicated
+    // workers) wgpu's WebGPU instance cannot be created.
+    if !wgpu::util::is_browser_webgpu_supported().await {
+        return Err(Error::NoWebGpu("navigator.gpu is missing or requestAdapter() gave none".to_owned()));
+    }
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::BROWSER_WEBGPU;
+    let instance = wgpu::Instance::new(descriptor);
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: options.power_preference.unwrap_or_default(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoWebGpu(e.to_string()))
 }

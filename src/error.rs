@@ -273,6 +273,25 @@ pub enum Error {
     /// Reading a result back from the GPU failed.
     #[error("reading the result back from the GPU failed: {0}")]
     Readback(String),
+
+    /// A call that waits for the GPU was made on the web, where nothing may block the
+    /// browser's thread (and a wait there would never end: the GPU's answers arrive as
+    /// events of the very thread that waits).
+    #[error("{call} waits for the GPU, which cannot be done on the web; use {instead} and await it")]
+    NeedsAsync {
+        /// The blocking call.
+        call: &'static str,
+        /// The async call to use instead.
+        instead: &'static str,
+    },
+
+    /// The browser offers no WebGPU adapter.
+    #[error(
+        "this browser offers no WebGPU adapter ({0}). Use a browser with WebGPU turned on \
+         (Chrome and Edge have it; on Linux, start Chromium with --enable-unsafe-webgpu \
+         --enable-features=Vulkan), from a secure context (https or localhost)"
+    )]
+    NoWebGpu(String),
 }
 
 /// The axes of a tensor of `ndim` dimensions, as a message gives them: `-4 to 3`, negative

@@ -17,6 +17,7 @@ mod explain;
 mod health;
 mod kernels;
 mod ops;
+mod pending;
 pub mod philox;
 mod plan;
 pub mod reference;

@@ -83,12 +83,14 @@ impl Timer {
     /// # Errors
     ///
     /// What `record` returns, [`crate::Error::Timeout`], and the context's faults
-    /// (converted into `record`'s error type).
+    /// (converted into `record`'s error type); on the web, where timing waits for the
+    /// GPU, [`crate::Error::NeedsAsync`] (and so for an autotuning context's ops).
     pub fn time<E: From<Error>>(
         &self,
         ctx: &Context,
         record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<(), E>,
     ) -> Result<f64, E> {
+        Context::blocking("Timer::time (and an autotuning context's ops)", "a context without autotune")?;
         let mut encoder = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-softmax: bench") });

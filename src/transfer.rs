@@ -178,8 +178,10 @@ impl Context {
     /// # Errors
     ///
     /// [`Error::Timeout`] when the GPU takes longer; [`Error::Validation`] or
-    /// [`Error::OutOfMemory`] when wgpu rejects the commands.
+    /// [`Error::OutOfMemory`] when wgpu rejects the commands; on the web,
+    /// [`Error::NeedsAsync`]: use [`Context::submit`] and [`Context::check_errors_async`].
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        Self::blocking("Context::submit_and_wait", "Context::submit, then Context::check_errors_async")?;
         self.check_health()?;
         let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let index = self.queue().submit([encoder.finish()]);
@@ -187,6 +189,23 @@ impl Context {
             return Err(Error::from_wgpu(&error));
         }
         self.wait_for(Some(&index))
+    }
+
+    /// Submits `encoder` without waiting for the GPU: the way to run recorded ops on the
+    /// web. A validation error wgpu finds in the commands comes back here on native, and
+    /// from the next [`Context::check_errors_async`] or async download on the web.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Validation`] or [`Error::OutOfMemory`] when wgpu rejects the commands (on
+    /// native), and the context's faults.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.check_health()?;
+        let out_of_memory = self.device().push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        self.queue().submit([encoder.finish()]);
+        let validation = validation.pop();
+        self.pending().scopes(validation, out_of_memory.pop()).map_or(Ok(()), Err)
     }
 
     /// Reads the first `len` f32 of `buffer` back to the host: records a copy, submits it,
@@ -197,7 +216,8 @@ impl Context {
     ///
     /// [`Error::MissingUsage`] when `buffer` lacks `COPY_SRC`, [`Error::BufferTooSmall`]
     /// when it holds fewer than `len` f32, [`Error::Timeout`] and [`Error::Readback`] when
-    /// the GPU does not deliver.
+    /// the GPU does not deliver; on the web, [`Error::NeedsAsync`]: use
+    /// [`Context::download_async`].
     pub fn download(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         self.check_download(buffer, f32_bytes(len))?;
         let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -256,24 +276,8 @@ impl Context {
         mut encoder: wgpu::CommandEncoder,
         parts: &[(&wgpu::Buffer, u64)],
     ) -> Result<Vec<Vec<u8>>> {
-        // One staging buffer per part: each is no larger than its source, so within
-        // max_buffer_size whatever their total.
-        let staging: Vec<Option<wgpu::Buffer>> = parts
-            .iter()
-            .map(|&(buffer, bytes)| {
-                let words = bytes.next_multiple_of(4).min(buffer.size() / 4 * 4);
-                (words > 0).then(|| {
-                    let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("wgpu-softmax: readback"),
-                        size: words,
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, words);
-                    staging
-                })
-            })
-            .collect();
+        Self::blocking("a host-API call that reads results back", "Context::download_async")?;
+        let staging = self.stage(&mut encoder, parts);
         self.submit_and_wait(encoder)?;
 
         let (sender, receiver) = futures_intrusive::channel::shared::channel(parts.len().max(1));
@@ -304,6 +308,37 @@ impl Context {
             self.device().poll(wgpu::PollType::Poll).map_err(|e| Error::Readback(e.to_string()))?;
             std::thread::yield_now();
         }
+        Self::take_staged(&staging, parts)
+    }
+
+    /// Appends copies of the first `bytes` of each buffer into new staging buffers (none
+    /// for a part of no bytes). One staging buffer per part: each is no larger than its
+    /// source, so within `max_buffer_size` whatever their total.
+    fn stage(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        parts: &[(&wgpu::Buffer, u64)],
+    ) -> Vec<Option<wgpu::Buffer>> {
+        parts
+            .iter()
+            .map(|&(buffer, bytes)| {
+                let words = bytes.next_multiple_of(4).min(buffer.size() / 4 * 4);
+                (words > 0).then(|| {
+                    let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("wgpu-softmax: readback"),
+                        size: words,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, words);
+                    staging
+                })
+            })
+            .collect()
+    }
+
+    /// The bytes of mapped staging buffers, each cut to its part's length, unmapped after.
+    fn take_staged(staging: &[Option<wgpu::Buffer>], parts: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
         staging
             .iter()
             .zip(parts)
@@ -321,16 +356,17 @@ impl Context {
     /// Runs `work` inside wgpu error scopes, so that a validation or out-of-memory error it
     /// causes comes back as this crate's error instead of reaching the device's
     /// uncaptured-error handler (whose default panics).
+    /// On the web, wgpu's verdict arrives later: an error it finds is returned by the next
+    /// [`Context::check_errors_async`] or async download instead.
     pub(crate) fn catching<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
         self.check_health()?;
         let out_of_memory = self.device().push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let result = work();
-        let validation = pollster::block_on(validation.pop());
-        let out_of_memory = pollster::block_on(out_of_memory.pop());
-        let outcome = match (out_of_memory, validation) {
-            (Some(error), _) | (None, Some(error)) => Err(Error::from_wgpu(&error)),
-            (None, None) => result,
+        let validation = validation.pop();
+        let outcome = match self.pending().scopes(validation, out_of_memory.pop()) {
+            Some(error) => Err(error),
+            None => result,
         };
         if outcome.is_err() {
             // A lost device shows first as failures like these; a poll lets its callback
@@ -357,6 +393,138 @@ impl Context {
         // A device lost while we waited is the better explanation of whatever happened.
         self.check_health()?;
         waited
+    }
+}
+
+/// The async host API: reading results back without blocking, the only way on the web.
+/// On native these wait as their blocking forms do (and return when those would).
+impl Context {
+    /// Reads the first `len` f32 of `buffer` back to the host, as [`Context::download`]
+    /// does, without blocking: on the web, the copy is submitted and its mapping awaited
+    /// as the browser delivers it. Before it returns, every error check pending on this
+    /// context has settled ([`Context::check_errors_async`]): the first error wgpu found
+    /// in anything recorded since the last check is returned instead of the data.
+    ///
+    /// ```no_run
+    /// # async fn run() -> wgpu_softmax::Result<()> {
+    /// use wgpu_softmax::{Context, Shape, Softmax};
+    /// let ctx = Context::new_async().await?;
+    /// let input = ctx.upload(&[1.0, 2.0, 3.0, 4.0])?;
+    /// let output = ctx.storage_buffer(4)?;
+    /// let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    /// Softmax::new().encode(&ctx, &mut encoder, &input, &output, Shape::new(1, 4))?;
+    /// ctx.submit(encoder)?;
+    /// let probabilities = ctx.download_async(&output, 4).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download`], and the first error pending on the context. On the web
+    /// there is no timeout: the browser settles every mapping, failing it when the device
+    /// is lost.
+    pub async fn download_async(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = f32_bytes(len);
+        self.check_download(buffer, bytes)?;
+        let parts = self.read_many_async(&[(buffer, bytes)]).await?;
+        Ok(bytemuck::pod_collect_to_vec(parts.first().map_or(&[][..], Vec::as_slice)))
+    }
+
+    /// Reads the first `len` elements of `buffer` back to the host, as
+    /// [`Context::download_elements`] does, without blocking (see
+    /// [`Context::download_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download_async`].
+    pub async fn download_elements_async<T: Element>(
+        &self,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<T>> {
+        let bytes = (len as u64).saturating_mul(T::DTYPE.size());
+        self.check_download(buffer, bytes)?;
+        let parts = self.read_many_async(&[(buffer, bytes)]).await?;
+        Ok(bytemuck::pod_collect_to_vec(parts.first().map_or(&[][..], Vec::as_slice)))
+    }
+
+    /// Reads the first `len` elements of `dtype` in `buffer` back to the host, widened to
+    /// f32, as [`Context::download_as_f32`] does, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download_async`].
+    pub async fn download_as_f32_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        dtype: DType,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        match dtype {
+            DType::F32 => self.download_elements_async::<f32>(buffer, len).await,
+            DType::F16 => {
+                Ok(crate::dtype::widen(&self.download_elements_async::<half::f16>(buffer, len).await?))
+            }
+            DType::BF16 => {
+                Ok(crate::dtype::widen(&self.download_elements_async::<half::bf16>(buffer, len).await?))
+            }
+        }
+    }
+
+    /// Reads the first `len` u32 of `buffer` back to the host (argmax indices, status
+    /// words, sampled ids), as [`Context::download_u32`] does, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::download_async`].
+    pub async fn download_u32_async(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<u32>> {
+        let floats = self.download_async(buffer, len).await?;
+        Ok(floats.into_iter().map(f32::to_bits).collect())
+    }
+
+    /// Copies the first bytes of each buffer into staging buffers, submits, and returns each
+    /// part's bytes once mapped and once every pending error check has settled.
+    async fn read_many_async(&self, parts: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
+        let encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-softmax: readback"),
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.finish_and_read_many(encoder, parts)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let mut encoder = encoder;
+            self.check_health()?;
+            let staging = self.stage(&mut encoder, parts);
+            self.submit(encoder)?;
+            let expected = staging.iter().flatten().count();
+            let (sender, receiver) = futures_intrusive::channel::shared::channel(expected.max(1));
+            for buffer in staging.iter().flatten() {
+                let sender = sender.clone();
+                buffer.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+                    // The receiver lives until every mapping has answered or this call
+                    // has given up; then nobody needs the result.
+                    let _ = sender.try_send(result);
+                });
+            }
+            drop(sender);
+            for _ in 0..expected {
+                let mapped = receiver.receive().await;
+                if let Some(Ok(())) = mapped {
+                    continue;
+                }
+                // A failed mapping is mostly the consequence of an earlier error or a lost
+                // device; those explain it better.
+                self.check_errors_async().await?;
+                return Err(Error::Readback(match mapped {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the mapping's callback was dropped".to_owned(),
+                }));
+            }
+            self.check_errors_async().await?;
+            Self::take_staged(&staging, parts)
+        }
     }
 }
 

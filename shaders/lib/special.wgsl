@@ -8,7 +8,9 @@ const QUIET_NAN_BITS: u32 = 0x7fc00000u;
 const MAGNITUDE_MASK: u32 = 0x7fffffffu;
 
 // The most negative finite f32: the running max of a row that has seen no finite value.
-const LOWEST_FINITE: f32 = -3.40282347e38;
+// Written exactly, in hex: the decimal -3.40282347e38 lies just past it, which naga rounds
+// to it but Tint (Chromium's WGSL compiler) refuses as not representable in f32.
+const LOWEST_FINITE: f32 = -0x1.fffffep+127f;
 
 fn is_negative_infinity(x: f32) -> bool {
     return bitcast<u32>(x) == NEGATIVE_INFINITY_BITS;
@@ -20,16 +22,24 @@ fn is_nan_or_positive_infinity(x: f32) -> bool {
         && bitcast<u32>(x) != NEGATIVE_INFINITY_BITS;
 }
 
+// The special values come from the bits of private variables, not of the constants: a
+// bitcast of a constant is a constant expression, and WGSL makes a constant expression
+// that is NaN or infinite an error (Tint refuses the module; naga lets it through). A
+// private variable's value is a run-time one.
+var<private> quiet_nan_bits: u32 = QUIET_NAN_BITS;
+var<private> negative_infinity_bits: u32 = NEGATIVE_INFINITY_BITS;
+var<private> positive_infinity_bits: u32 = POSITIVE_INFINITY_BITS;
+
 fn quiet_nan() -> f32 {
-    return bitcast<f32>(QUIET_NAN_BITS);
+    return bitcast<f32>(quiet_nan_bits);
 }
 
 fn negative_infinity() -> f32 {
-    return bitcast<f32>(NEGATIVE_INFINITY_BITS);
+    return bitcast<f32>(negative_infinity_bits);
 }
 
 fn positive_infinity() -> f32 {
-    return bitcast<f32>(POSITIVE_INFINITY_BITS);
+    return bitcast<f32>(positive_infinity_bits);
 }
 
 fn is_finite(x: f32) -> bool {

@@ -240,7 +240,10 @@ fn tile_sums(local: u32, block: Block, dims: Dims, k_first: u32, k_end: u32) -> 
     for (var k0 = k_first; k0 < k_end; k0 += DEPTH) {
         load_slabs(local, block.row0, block.column0, k0, dims);
         workgroupBarrier();
-        var step: array<f32, PER * PER>;
+        // Zeroed explicitly at every step: Chromium (Tint, on SwiftShader) kept the last
+        // step's sums in a variable declared in a loop without an initializer, where WGSL
+        // (and naga) make it zero each time the declaration runs.
+        var step = array<f32, PER * PER>();
         for (var kk = 0u; kk < DEPTH; kk++) {
             var a_row: array<f32, PER>;
             var b_column: array<f32, PER>;

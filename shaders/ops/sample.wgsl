@@ -230,7 +230,7 @@ fn storage_bits(x: f32) -> u32 {
 // elsewhere; one-hot on the argmax for a greedy row; NaN for a bad row), and the logits
 // as stored with the tokens not kept set to -inf (every one NaN for a bad row).
 fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, bad: bool, greedy: bool, argmax: u32) {
-    let negative_infinity = storage_bits(bitcast<f32>(0xff800000u));
+    let masked = storage_bits(negative_infinity());
     let nan = storage_bits(quiet_nan());
     for (var i = chunk.x; i < chunk.y; i++) {
         let x = scaled(row, logit(row, i));
@@ -255,7 +255,7 @@ fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, b
             if (bad) {
                 bits = nan;
             } else if (!keep) {
-                bits = negative_infinity;
+                bits = masked;
             }
             store_masked(index, bits);
         }

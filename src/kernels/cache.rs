@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use super::{KernelSpec, Module, compose};
 use crate::error::{Error, Result};
+use crate::pending::Pending;
 
 /// Identifies one compiled pipeline: a module, an entry point and the values of its
 /// overridable constants.
@@ -38,9 +39,11 @@ impl PipelineCache {
     /// [`Error::LimitExceeded`] when the device allows fewer storage buffers per shader
     /// stage than the module binds, [`Error::Validation`] when the parts do not compose or
     /// wgpu rejects the module (a bug: the naga test composes and validates every module).
+    /// On the web, wgpu's verdict comes later, through `pending`.
     pub(crate) fn module(
         &self,
         device: &wgpu::Device,
+        pending: &Pending,
         spec: KernelSpec,
     ) -> Result<(wgpu::ShaderModule, Arc<Module>)> {
         if let Some(found) = read_lock(&self.modules).get(&spec) {
@@ -60,7 +63,7 @@ impl PipelineCache {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(composed.source.as_str().into()),
         });
-        if let Some(error) = pollster::block_on(scope.pop()) {
+        if let Some(error) = pending.scope(scope.pop()) {
             return Err(Error::from_wgpu(&error));
         }
         let mut modules = write_lock(&self.modules);
@@ -100,12 +103,17 @@ impl PipelineCache {
     /// # Errors
     ///
     /// As [`PipelineCache::module`], and [`Error::Validation`] when wgpu rejects the
-    /// pipeline.
-    pub(crate) fn pipeline(&self, device: &wgpu::Device, key: &KernelKey) -> Result<wgpu::ComputePipeline> {
+    /// pipeline (on the web, later, through `pending`).
+    pub(crate) fn pipeline(
+        &self,
+        device: &wgpu::Device,
+        pending: &Pending,
+        key: &KernelKey,
+    ) -> Result<wgpu::ComputePipeline> {
         if let Some(found) = read_lock(&self.pipelines).get(key) {
             return Ok(found.clone());
         }
-        let (shader, module) = self.module(device, key.spec)?;
+        let (shader, module) = self.module(device, pending, key.spec)?;
         let constants: Vec<(&str, f64)> =
             key.constants.iter().map(|&(name, value)| (name, f64::from(value))).collect();
         let layout = self.layouts(device, &module).1;
@@ -122,7 +130,7 @@ impl PipelineCache {
             },
             cache: None,
         });
-        if let Some(error) = pollster::block_on(scope.pop()) {
+        if let Some(error) = pending.scope(scope.pop()) {
             return Err(Error::from_wgpu(&error));
         }
         let mut pipelines = write_lock(&self.pipelines);

@@ -9,7 +9,7 @@ use common::{ctx, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::compare;
 use wgpu_softmax::{
-    Context, ContextOptions, Error, Shape, Softmax, Strategy, log_softmax, reference, softmax,
+    Context, ContextOptions, DType, Error, Shape, Softmax, Strategy, log_softmax, reference, softmax,
 };
 
 #[test]
@@ -221,4 +221,36 @@ fn a_buffer_of_another_device_is_a_typed_error() {
     // The context is still healthy, and works on its own buffers.
     ctx().check_health().unwrap();
     assert_eq!(softmax(ctx(), &[0.0, 0.0], Shape::new(1, 2)).unwrap(), vec![0.5, 0.5]);
+}
+
+/// The async API (the web's only way; on native it waits as the blocking API does): an
+/// op submitted without a wait and read back by `download_async` matches the reference
+/// and the blocking download, in every read-back form; a command wgpu refuses comes back
+/// from `submit` as a typed error, and the context keeps working after it.
+#[test]
+fn the_async_api_reads_what_the_blocking_api_reads() {
+    let ctx = ctx();
+    let shape = Shape::new(5, 37);
+    let x = rng(0xAB_0A5C).logits(shape.rows * shape.cols, 8.0);
+    let input = ctx.upload(&x).unwrap();
+    let output = ctx.storage_buffer(x.len()).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    Softmax::new().encode(ctx, &mut encoder, &input, &output, shape).unwrap();
+    ctx.submit(encoder).unwrap();
+    let read = pollster::block_on(ctx.download_async(&output, x.len())).unwrap();
+    let c = compare(&read, &reference::softmax(&x, shape).unwrap(), Tolerance::SOFTMAX);
+    assert!(c.passed(), "softmax through the async API: {c}");
+    assert_eq!(read, ctx.download(&output, x.len()).unwrap());
+    let widened = pollster::block_on(ctx.download_as_f32_async(&output, DType::F32, x.len()));
+    assert_eq!(widened.unwrap(), read);
+    let words = pollster::block_on(ctx.download_u32_async(&output, 3)).unwrap();
+    assert_eq!(words, read[..3].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+
+    let small = ctx.storage_buffer(4).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(&small, 0, &small, 8, 64);
+    let refused = ctx.submit(encoder);
+    assert!(matches!(refused, Err(Error::Validation(_))), "a copy past the end: {refused:?}");
+    pollster::block_on(ctx.check_errors_async()).unwrap();
+    ctx.check_health().unwrap();
 }
