@@ -1,6 +1,7 @@
 //! The fused kernels of [`wgpu_softmax`] on [Burn](https://burn.dev) tensors, with
 //! autodiff, on Burn's own wgpu device: softmax, log-softmax, cross-entropy and linear
-//! cross-entropy, as functions a Burn model calls in place of Burn's own.
+//! cross-entropy, and distillation from logits, as functions a Burn model calls in place of
+//! Burn's own.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), wgpu_softmax_burn::Error> {
@@ -55,7 +56,8 @@
 //! - [`cross_entropy`] writes `dloss/dlogits` in the same pass as the loss and keeps only
 //!   that, which the backward pass scales by the incoming gradient;
 //! - [`linear_cross_entropy`] writes `dH`, `dW` and `db` in its forward pass (never the
-//!   `N x V` logits) and the backward pass scales them.
+//!   `N x V` logits) and the backward pass scales them;
+//! - [`distill`] writes the student's gradient with the loss, as the cross-entropy does.
 //!
 //! Untracked inputs (inference, or a device without autodiff) skip the gradients.
 //!
@@ -69,6 +71,7 @@ mod bind;
 mod convert;
 mod cross_entropy;
 mod device;
+mod distill;
 mod error;
 mod linear;
 mod softmax;
@@ -77,10 +80,11 @@ use burn::tensor::Tensor;
 
 pub use cross_entropy::{CrossEntropyOptions, cross_entropy};
 pub use device::BurnDevice;
+pub use distill::distill;
 pub use error::{Error, Result};
 pub use linear::linear_cross_entropy;
 pub use softmax::{log_softmax, softmax};
-pub use wgpu_softmax::Reduction;
+pub use wgpu_softmax::{Distill, DistillReduction, Reduction};
 
 /// Where `tensor` lies in its wgpu buffer: the byte offset the ops bind it at. For tests
 /// and diagnostics of Burn's memory pool.

@@ -18,11 +18,11 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{
-    CrossEntropy, CrossEntropyInput, LinearCrossEntropy, LinearCrossEntropyInput, LinearGradients,
-    LinearShape, Shape, Targets, reference,
+    CrossEntropy, CrossEntropyInput, Distill, DistillInput, DistillReduction, LinearCrossEntropy,
+    LinearCrossEntropyInput, LinearGradients, LinearShape, Shape, Targets, reference,
 };
 use wgpu_softmax_burn::{
-    BurnDevice, CrossEntropyOptions, Error, Reduction, cross_entropy, linear_cross_entropy,
+    BurnDevice, CrossEntropyOptions, Error, Reduction, cross_entropy, distill, linear_cross_entropy,
 };
 
 /// The device every test shares. Without an adapter, the test fails with the message
@@ -478,4 +478,66 @@ fn wrong_shapes_and_dims_are_typed_errors() {
     let t = Tensor::<1, Int>::from_data(TensorData::new(vec![0_i64, 1, 2], [3]), &device);
     let err = linear_cross_entropy(x, w, None, t, &CrossEntropyOptions::new()).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+}
+
+/// The distillation: loss and the student's gradient against the reference (batchmean
+/// with masked rows, and none with an upstream gradient per row) and against Burn's
+/// composition of the same KL divergence.
+#[test]
+fn distill_matches_the_reference_and_burn() {
+    let device = shared().autodiff();
+    let (rows, cols) = (7, 129);
+    let mut rng = rng(2632);
+    for dtype in trained_dtypes() {
+        for (op, masked) in [
+            (Distill::new().temperature(2.0).ignore_index(5), true),
+            (Distill::new().reduction(DistillReduction::None), false),
+        ] {
+            let what = format!("distill {dtype:?} {op:?}");
+            let s = tensor(rng.logits(rows * cols, 4.0), [rows, cols], dtype, &device).require_grad();
+            let t = tensor(rng.logits(rows * cols, 4.0), [rows, cols], dtype, &device);
+            let (mut tv, _) = targets(&mut rng, rows, cols, &device);
+            tv[1] = 5;
+            let tt =
+                masked.then(|| Tensor::<1, Int>::from_data(TensorData::new(tv.clone(), [rows]), &device));
+            let loss = distill(s.clone(), t.clone(), tt, op).unwrap();
+            let upstream: Vec<f32> = (0..loss.dims()[0]).map(|_| rng.uniform(0.5, 1.5)).collect();
+            let u = tensor(upstream.clone(), [upstream.len()], DType::F32, &device);
+            let ds = values(s.grad(&(loss.clone() * u).sum().backward()).unwrap());
+            let loss = values(loss);
+
+            let (sv, tvals) = (values(s), values(t));
+            let mut input = DistillInput::new(&sv, &tvals, Shape::new(rows, cols));
+            if masked {
+                input = input.targets(Targets::I64(&tv));
+            }
+            if op.get_reduction() == DistillReduction::None {
+                input = input.grad_output(&upstream);
+            }
+            let expected = reference::distill(&op, &input).unwrap();
+            check(&format!("{what} loss"), &loss, &expected.loss, tolerance(Tolerance::DISTILL_LOSS, dtype));
+            let mut grad_ref = expected.grad.unwrap();
+            if op.get_reduction() != DistillReduction::None {
+                grad_ref.iter_mut().for_each(|g| *g *= f64::from(upstream[0]));
+            }
+            check(&format!("{what} gradient"), &ds, &grad_ref, tolerance(Tolerance::DISTILL_GRAD, dtype));
+
+            // Burn's composition (unmasked, f32): T^2 * sum(p_t * (log p_t - log_softmax(s/T))) per row.
+            if masked || dtype != DType::F32 {
+                continue;
+            }
+            let temperature = op.get_temperature();
+            let s2 = tensor(sv.clone(), [rows, cols], dtype, &device).require_grad();
+            let t2 = tensor(tvals.clone(), [rows, cols], dtype, &device);
+            let log_q = activation::log_softmax(s2.clone() / temperature, 1);
+            let log_p = activation::log_softmax(t2 / temperature, 1);
+            let rows_loss = (log_p.clone().exp() * (log_p - log_q)).sum_dim(1).squeeze::<1>()
+                * (temperature * temperature);
+            let u2 = tensor(upstream.clone(), [rows], DType::F32, &device);
+            let ds2 = values(s2.grad(&(rows_loss.clone() * u2).sum().backward()).unwrap());
+            let tol = Tolerance { atol: 1e-5, rtol: 1e-4 };
+            check_f32(&format!("{what} loss vs Burn"), &loss, &values(rows_loss), tol);
+            check_f32(&format!("{what} gradient vs Burn"), &ds, &ds2, tol);
+        }
+    }
 }
