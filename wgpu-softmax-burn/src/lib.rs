@@ -1,7 +1,7 @@
 //! The fused kernels of [`wgpu_softmax`] on [Burn](https://burn.dev) tensors, with
 //! autodiff, on Burn's own wgpu device: softmax, log-softmax, cross-entropy and linear
 //! cross-entropy, and distillation from logits, as functions a Burn model calls in place of
-//! Burn's own.
+//! Burn's own; and [`sample`], the GPU sampler, on Burn logits.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), wgpu_softmax_burn::Error> {
@@ -74,6 +74,7 @@ mod device;
 mod distill;
 mod error;
 mod linear;
+mod sample;
 mod softmax;
 
 use burn::tensor::Tensor;
@@ -83,8 +84,9 @@ pub use device::BurnDevice;
 pub use distill::distill;
 pub use error::{Error, Result};
 pub use linear::linear_cross_entropy;
+pub use sample::sample;
 pub use softmax::{log_softmax, softmax};
-pub use wgpu_softmax::{Distill, DistillReduction, Reduction};
+pub use wgpu_softmax::{Distill, DistillReduction, Reduction, Sampler};
 
 /// Where `tensor` lies in its wgpu buffer: the byte offset the ops bind it at. For tests
 /// and diagnostics of Burn's memory pool.

@@ -19,10 +19,10 @@ use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{SeededRng, compare};
 use wgpu_softmax::{
     CrossEntropy, CrossEntropyInput, Distill, DistillInput, DistillReduction, LinearCrossEntropy,
-    LinearCrossEntropyInput, LinearGradients, LinearShape, Shape, Targets, reference,
+    LinearCrossEntropyInput, LinearGradients, LinearShape, Sampler, Shape, Targets, reference,
 };
 use wgpu_softmax_burn::{
-    BurnDevice, CrossEntropyOptions, Error, Reduction, cross_entropy, distill, linear_cross_entropy,
+    BurnDevice, CrossEntropyOptions, Error, Reduction, cross_entropy, distill, linear_cross_entropy, sample,
 };
 
 /// The device every test shares. Without an adapter, the test fails with the message
@@ -540,4 +540,33 @@ fn distill_matches_the_reference_and_burn() {
             check_f32(&format!("{what} gradient vs Burn"), &ds, &ds2, tol);
         }
     }
+}
+
+/// Sampling from Burn logits: greedy draws are Burn's argmax, top-k draws land only on
+/// tokens the reference's filtered distribution keeps, and a seed replays its draws.
+#[test]
+fn sample_draws_from_the_filtered_distribution() {
+    let device = shared().device();
+    let (rows, cols) = (6, 300);
+    let mut rng = rng(2633);
+    let xs = rng.logits(rows * cols, 5.0);
+    let x = tensor(xs.clone(), [rows, cols], DType::F32, &device);
+    let ids = |t: Tensor<2, Int>| t.into_data().iter::<i64>().collect::<Vec<i64>>();
+
+    let greedy = ids(sample(x.clone(), &Sampler { temperature: 0.0, ..Sampler::default() }).unwrap());
+    let argmax = ids(x.clone().argmax(1));
+    assert_eq!(greedy, argmax, "greedy draws against Burn's argmax");
+
+    let sampler = Sampler { temperature: 0.9, top_k: 5, num_samples: 16, seed: 26, ..Sampler::default() };
+    let drawn = ids(sample(x.clone(), &sampler).unwrap());
+    assert_eq!(drawn.len(), rows * 16);
+    let kept = reference::sample_distribution(&xs, Shape::new(rows, cols), &sampler).unwrap();
+    for (i, &id) in drawn.iter().enumerate() {
+        let row = kept[i / 16].as_ref().expect("every row has a distribution");
+        assert!(
+            id >= 0 && (id as usize) < cols && row[id as usize] > 0.0,
+            "draw {i}: token {id} is not kept"
+        );
+    }
+    assert_eq!(drawn, ids(sample(x, &sampler).unwrap()), "the same seed draws the same ids");
 }
