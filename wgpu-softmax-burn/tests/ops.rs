@@ -478,6 +478,10 @@ fn wrong_shapes_and_dims_are_typed_errors() {
     let t = Tensor::<1, Int>::from_data(TensorData::new(vec![0_i64, 1, 2], [3]), &device);
     let err = linear_cross_entropy(x, w, None, t, &CrossEntropyOptions::new()).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    // A tensor on a wgpu device this crate did not set up (Burn's own default device).
+    let foreign = Tensor::<2>::from_data(TensorData::new(vec![0.5_f32; 4], [2, 2]), &Device::default());
+    let err = wgpu_softmax_burn::softmax(foreign, 1).unwrap_err();
+    assert!(matches!(err, Error::UnknownDevice { .. }), "{err}");
 }
 
 /// The distillation: loss and the student's gradient against the reference (batchmean
@@ -569,4 +573,22 @@ fn sample_draws_from_the_filtered_distribution() {
         );
     }
     assert_eq!(drawn, ids(sample(x, &sampler).unwrap()), "the same seed draws the same ids");
+}
+
+/// The ordering rule: a Burn kernel still queued when our op is called has written its
+/// output before our kernel reads it, and a Burn kernel launched right after reads what
+/// ours wrote, with no sync in between.
+#[test]
+fn burn_writes_ours_reads_and_burn_reads_ours_in_order() {
+    let device = shared().device();
+    let (rows, cols) = (8, 77);
+    let mut rng = rng(2634);
+    let a = rng.logits(rows * cols, 2.0);
+    let x = tensor(a.clone(), [rows, cols], DType::F32, &device) * 2.0 + 1.0; // queued in Burn
+    let y = wgpu_softmax_burn::softmax(x, 1).unwrap();
+    let z = values(y * 3.0 - 1.0); // Burn reads our output at once
+    let shifted: Vec<f32> = a.iter().map(|&v| v * 2.0 + 1.0).collect();
+    let p = reference::softmax(&shifted, Shape::new(rows, cols)).unwrap();
+    let expected: Vec<f64> = p.iter().map(|q| 3.0 * q - 1.0).collect();
+    check("Burn, ours, Burn", &z, &expected, Tolerance { atol: 1e-6, rtol: 1e-4 });
 }
