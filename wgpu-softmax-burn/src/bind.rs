@@ -13,6 +13,8 @@
 //! submits it at once, so that every Burn kernel launched afterwards, which reads what
 //! this crate wrote, comes later on the same queue.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn_backend::{DType as BurnDType, Shape as BurnShape, TensorMetadata};
 use burn_cubecl::CubeDevice;
 use burn_cubecl::cubecl::client::Client;
@@ -23,6 +25,15 @@ use wgpu_softmax::{BufferRegion, Context, DType, TensorRef, wgpu};
 
 use crate::device::context_for;
 use crate::error::{Error, Result};
+
+/// Whether [`Launch::output`] fills each new output with poison (see
+/// [`crate::poison_new_outputs`]).
+static POISON: AtomicBool = AtomicBool::new(false);
+
+/// Turns the poisoning of new outputs on or off.
+pub(crate) fn set_poison(on: bool) {
+    POISON.store(on, Ordering::Relaxed);
+}
 
 /// The CubeCL server of Burn's wgpu runtime, whose storage holds the tensors' buffers.
 type Server = WgpuServer<AutoCompiler>;
@@ -121,7 +132,18 @@ impl Launch {
         let handle = self.client.memory_dedicated_allocation(bytes.max(4), |bytes| self.client.empty(bytes));
         let tensor =
             CubeTensor::new_contiguous(self.client.clone(), self.device.clone(), shape, handle, dtype);
-        self.bind(tensor)
+        let bound = self.bind(tensor)?;
+        if POISON.load(Ordering::Relaxed) && bound.bytes > 0 {
+            // All ones: NaN in every float type, -1 in every int type. Written on the queue
+            // ahead of the op's submission, so an element the op leaves unwritten shows.
+            let region = bound.region();
+            let bytes = bound.bytes.next_multiple_of(4);
+            if region.offset() + bytes <= region.buffer().size() {
+                let ones = vec![0xff_u8; usize::try_from(bytes).unwrap_or(0)];
+                self.ctx.queue().write_buffer(region.buffer(), region.offset(), &ones);
+            }
+        }
+        Ok(bound)
     }
 
     /// Binds `tensor` as it lies, without making it contiguous or moving it.

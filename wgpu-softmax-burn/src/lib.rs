@@ -102,3 +102,11 @@ pub fn buffer_offset<const D: usize>(tensor: &Tensor<D>) -> Result<u64> {
     let launch = bind::Launch::on("tensor", &tensor)?;
     Ok(launch.bind(tensor)?.region().offset())
 }
+
+/// Fills every output this crate allocates from now on with all-ones bytes (NaN in every
+/// float type, -1 in every int type) before the op writes it, so that a test comparing the
+/// values sees any element the op leaves unwritten. For tests; off by default.
+#[doc(hidden)]
+pub fn poison_new_outputs(on: bool) {
+    bind::set_poison(on);
+}

@@ -7,6 +7,9 @@
 //! bf16, so Burn runs no kernel on bf16 tensors (`supports_dtype(BF16)` is false): bf16
 //! tensors are uploaded and read back by Burn, and only this crate's forward ops run on
 //! them, checked against the reference; a tracked bf16 tensor is a typed error.
+//!
+//! Every output the crate allocates is filled with NaN before its op runs, so each
+//! comparison also checks that the op wrote every element.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
@@ -31,6 +34,9 @@ fn shared() -> &'static BurnDevice {
     static SHARED: OnceLock<BurnDevice> = OnceLock::new();
     SHARED.get_or_init(|| match BurnDevice::new() {
         Ok(shared) => {
+            // Every output the crate allocates starts as NaN (or -1 ids): each comparison
+            // against the reference then also checks that every element was written.
+            wgpu_softmax_burn::poison_new_outputs(true);
             let _ = writeln!(std::io::stderr(), "Burn tests run on: {}", shared.context().describe());
             shared
         }
