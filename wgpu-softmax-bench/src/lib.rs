@@ -229,7 +229,10 @@ impl SuiteConfig {
     #[must_use]
     pub fn quick() -> Self {
         Self {
-            shapes: [(16384, 128), (4096, 1024), (8, 262_144)].iter().map(|&(r, c)| Shape::new(r, c)).collect(),
+            shapes: [(16384, 128), (4096, 1024), (8, 262_144)]
+                .iter()
+                .map(|&(r, c)| Shape::new(r, c))
+                .collect(),
             warmup: 1,
             gpu_runs: 3,
             cpu_runs: 1,
