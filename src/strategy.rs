@@ -10,8 +10,10 @@ pub enum Strategy {
     /// One subgroup per row, reduced with subgroup operations. Needs
     /// `wgpu::Features::SUBGROUP`.
     SubgroupPerRow,
-    /// One workgroup of 256 invocations per row, reduced in shared memory. Runs on every
-    /// adapter; best for wide rows.
+    /// One workgroup per row, reduced in shared memory (after subgroup shuffles where the
+    /// device has subgroups). Runs on every adapter; best for wide rows. 256 invocations,
+    /// or up to 1024 where the planner sizes the workgroup so that a kept row fits its
+    /// registers.
     WorkgroupPerRow,
     /// Each row split across workgroups of 256 invocations, one per segment of
     /// 4096 columns: a statistics pass (the cross-entropy's merges its segments' partial
@@ -30,7 +32,8 @@ impl Strategy {
     /// which is left out here: add it to go through every strategy.
     pub const ALL: [Self; 3] = [Self::ThreadPerRow, Self::SubgroupPerRow, Self::WorkgroupPerRow];
 
-    /// Invocations in one workgroup of this strategy's kernel (fixed in the WGSL).
+    /// Invocations in one workgroup of this strategy's kernel, unless the planner sizes
+    /// it ([`crate::Plan::workgroup_size`] tells what a plan runs).
     #[must_use]
     pub const fn workgroup_size(self) -> u32 {
         match self {

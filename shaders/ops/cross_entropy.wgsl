@@ -33,6 +33,9 @@ override WRITE_LSE: bool = false;
 // Caps the logits at params.softcap: a constant of the pipeline, so that the kernels
 // without it compile (and run) without its code.
 override SOFTCAP: bool = false;
+// The mean or sum over rows folded into this kernel (see `group_done`): the divisor
+// is read from `totals` rather than `scale`.
+override FOLD_REDUCTION: bool = false;
 
 const USES_MAX: bool = true;
 
@@ -299,11 +302,24 @@ fn row_scale(row: u32) -> f32 {
 #else
         // An all-ignored batch has total 0: every row is ignored and gets gradient 0, so
         // this value is never used.
-        return 1.0 / max(scale[0], 1.17549435e-38);
+        return 1.0 / max(mean_divisor(0u), 1.17549435e-38);
 #endif
     }
     return 1.0;
 }
+
+#if !PROBABILITIES
+// The mean's divisors over class indices: [0] the sum of w_y over the rows not ignored,
+// [1] their count, as the total_weight pass left them.
+fn mean_divisor(index: u32) -> f32 {
+#if FOLDS
+    if (FOLD_REDUCTION) {
+        return bitcast<f32>(atomicLoad(&totals[index]));
+    }
+#endif
+    return scale[index];
+}
+#endif
 
 // The z-loss coefficient as the kernel applies it. The mean over class targets divides
 // the row losses by the summed weights W, but the z-loss by the count N of rows not
@@ -311,7 +327,7 @@ fn row_scale(row: u32) -> f32 {
 fn z_loss_coefficient() -> f32 {
 #if !PROBABILITIES
     if (REDUCTION == REDUCTION_MEAN && HAS_WEIGHT && params.z_loss > 0.0) {
-        return params.z_loss * (scale[0] / max(scale[1], 1.0));
+        return params.z_loss * (mean_divisor(0u) / max(mean_divisor(1u), 1.0));
     }
 #endif
     return params.z_loss;
@@ -452,3 +468,51 @@ fn row_done(span: RowSpan, row: Row) {
 #endif
     }
 }
+
+#if FOLDS
+// The mean or sum over rows, folded into the row kernel (FOLD_REDUCTION) so that the op
+// records no pass after it. Once a workgroup has written its rows' losses it takes a
+// ticket; the workgroup that takes the last sums the chunk's row losses into the chunk's
+// total, in one fixed order whichever workgroup that is (invocation i adds rows i,
+// i + WORKGROUP_SIZE, ..., then the tree), and after the last chunk adds the chunks'
+// totals in chunk order into the loss: the same bits run after run, no float atomics.
+// A storage barrier orders storage memory device-wide on every backend naga writes
+// (SPIR-V's Device scope, HLSL's DeviceMemoryBarrier, GLSL's memoryBarrierBuffer), so
+// the losses are written before the ticket is taken, and read after it.
+var<workgroup> group_ticket: u32;
+
+fn group_done(local: u32, groups: u32) {
+    if (!FOLD_REDUCTION) {
+        return;
+    }
+    storageBarrier();
+    if (local == 0u) {
+        group_ticket = atomicAdd(&totals[ticket_word()], 1u);
+    }
+    if (workgroupUniformLoad(&group_ticket) + 1u != groups) {
+        return;
+    }
+    storageBarrier();
+    var sum = 0.0;
+    for (var row = local; row < params.rows; row += WORKGROUP_SIZE) {
+        sum += row_loss[row];
+    }
+    let chunk_total = workgroup_sum(local, sum);
+    if (local == 0u) {
+        atomicStore(&totals[loss_partial(params.chunk)], bitcast<u32>(chunk_total));
+        // The next chunk's dispatch counts its workgroups from 0 again.
+        atomicStore(&totals[ticket_word()], 0u);
+        if (params.chunk + 1u == params.chunks) {
+            var total = 0.0;
+            for (var k = 0u; k < params.chunks; k++) {
+                total += bitcast<f32>(atomicLoad(&totals[loss_partial(k)]));
+            }
+#if PROBABILITIES
+            loss[0] = reduced_loss(total, 0.0);
+#else
+            loss[0] = reduced_loss(total, mean_divisor(0u));
+#endif
+        }
+    }
+}
+#endif

@@ -3,26 +3,9 @@
 // invocation i sums rows i, i + WORKGROUP_SIZE, ... in order, then a tree in shared
 // memory; then one invocation adds the chunks' partial sums in chunk order.
 //
-// `totals`: [0] the sum of w_y over the rows not ignored and [1] their count (mean with
-// class indices); [2 + 4k] and [4 + 4k] chunk k's parts of them; [3 + 4k] chunk k's sum
-// of row losses; [5 + 4k] its sum of z-losses. `loss`: [0] the reduced loss. `z_loss`:
-// the z-loss on its own, reduced as the loss is.
-
-fn weight_partial(chunk: u32) -> u32 {
-    return 2u + 4u * chunk;
-}
-
-fn loss_partial(chunk: u32) -> u32 {
-    return 3u + 4u * chunk;
-}
-
-fn count_partial(chunk: u32) -> u32 {
-    return 4u + 4u * chunk;
-}
-
-fn z_loss_partial(chunk: u32) -> u32 {
-    return 5u + 4u * chunk;
-}
+// `totals` (laid out in cross_entropy_targets.wgsl): the mean's divisor and each chunk's
+// sums. `loss`: [0] the reduced loss. `z_loss`: the z-loss on its own, reduced as the
+// loss is.
 
 #if !PROBABILITIES
 // The mean's denominator for class-index targets, one chunk's part: the sum over its rows
@@ -44,6 +27,11 @@ fn total_weight(@builtin(local_invocation_index) local: u32) {
     if (local == 0u) {
         totals[weight_partial(params.chunk)] = total;
         totals[count_partial(params.chunk)] = total_count;
+        if (params.chunks == 1u) {
+            // The whole divisor already: no combining pass follows.
+            totals[0] = total;
+            totals[1] = total_count;
+        }
     }
 }
 
@@ -61,7 +49,8 @@ fn combine_total_weight() {
 }
 #endif
 
-// One chunk's sum of its per-row losses.
+// One chunk's sum of its per-row losses (where the fused kernel does not fold it in: the
+// packed kernel, or a z-loss reduced on its own).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_rows(@builtin(local_invocation_index) local: u32) {
     var sum = 0.0;
@@ -82,20 +71,11 @@ fn finish() {
     for (var k = 0u; k < params.chunk; k++) {
         total += totals[loss_partial(k)];
     }
-    var reduced = total;
-    if (REDUCTION == REDUCTION_MEAN) {
 #if PROBABILITIES
-        reduced = total / f32(params.total_rows);
+    loss[0] = reduced_loss(total, 0.0);
 #else
-        if (totals[0] == 0.0) {
-            // Every row ignored: the mean of nothing is NaN, as in PyTorch.
-            reduced = quiet_nan();
-        } else {
-            reduced = total / totals[0];
-        }
+    loss[0] = reduced_loss(total, totals[0]);
 #endif
-    }
-    loss[0] = reduced;
 }
 
 // The z-loss of one row, on its own for logging: z * lse^2 from the logsumexp the fused

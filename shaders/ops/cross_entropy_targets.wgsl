@@ -62,3 +62,45 @@ fn class_target(row: u32) -> i32 {
     return i32(raw);
 }
 #endif
+
+// The totals of the reductions over rows, as f32 words: [0] the sum of w_y over the rows
+// not ignored and [1] their count (the mean's divisors with class indices); per chunk k,
+// [2 + 4k] and [4 + 4k] its parts of them, [3 + 4k] its sum of row losses, [5 + 4k] its
+// sum of z-losses; then, after the last chunk's, the ticket word of the fused kernel's
+// folded reduction (a u32).
+fn weight_partial(chunk: u32) -> u32 {
+    return 2u + 4u * chunk;
+}
+
+fn loss_partial(chunk: u32) -> u32 {
+    return 3u + 4u * chunk;
+}
+
+fn count_partial(chunk: u32) -> u32 {
+    return 4u + 4u * chunk;
+}
+
+fn z_loss_partial(chunk: u32) -> u32 {
+    return 5u + 4u * chunk;
+}
+
+fn ticket_word() -> u32 {
+    return 2u + 4u * params.chunks;
+}
+
+// The reduced loss from the sum of every row's loss, and for the mean over class indices
+// the sum `weight` of w_y over the rows not ignored.
+fn reduced_loss(total: f32, weight: f32) -> f32 {
+    if (REDUCTION == REDUCTION_MEAN) {
+#if PROBABILITIES
+        return total / f32(params.total_rows);
+#else
+        if (weight == 0.0) {
+            // Every row ignored: the mean of nothing is NaN, as in PyTorch.
+            return quiet_nan();
+        }
+        return total / weight;
+#endif
+    }
+    return total;
+}

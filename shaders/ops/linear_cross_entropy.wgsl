@@ -85,15 +85,15 @@ fn linear_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_
 
 // Each row's loss and logsumexp from its blocks' shares: one workgroup per row.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn linear_finish(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-    let row = flat_group_index(group);
+fn linear_finish(place: Place) {
+    let row = flat_group_index(place.group);
     if (row >= params.rows) {
         return;
     }
     let span = row_span(row);
     row_begin(span);
-    let finished = merged_row(span, local);
-    if (local == 0u) {
+    let finished = merged_row(span, place);
+    if (place.local == 0u) {
         row_done(span, finished);
     }
 }

@@ -105,11 +105,19 @@ fn run_packets(count: u32, lanes: u32, width: u32) -> u32 {
     return ((count + blocks - 1u) / blocks + width - 1u) / width * width;
 }
 
+// The most packets a row spans: rows of whole packets start on packet boundaries (every
+// row does when cols is a multiple of PACKET); others may start and end mid-packet.
+fn row_packets_most() -> u32 {
+    if (params.cols % PACKET == 0u) {
+        return params.cols / PACKET;
+    }
+    return params.cols / PACKET + 2u;
+}
+
 // Whether every invocation of `lanes` sharing a row in blocks of `width` keeps all its
-// packets: the same answer for every row (a row spans at most cols / PACKET + 2 packets),
-// so for every lane.
+// packets: the same answer for every row, so for every lane.
 fn row_cached(lanes: u32, width: u32) -> bool {
-    return CACHE_PACKETS != 0u && run_packets(params.cols / PACKET + 2u, lanes, width) / width <= CACHE_PACKETS;
+    return CACHE_PACKETS != 0u && run_packets(row_packets_most(), lanes, width) / width <= CACHE_PACKETS;
 }
 
 // An invocation's share of a row: the max of its element keys, and its lane relative to

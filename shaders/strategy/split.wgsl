@@ -31,12 +31,10 @@ fn segment_walk(segment: Segment, local: u32) -> Walk {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn split_stats(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
+fn split_stats(place: Place) {
+    let local = place.local;
     // One (row, segment) per workgroup: uniform, so the barriers stay in uniform control.
-    let segment = segment_of(group);
+    let segment = segment_of(place.group);
     if (segment.row >= params.rows) {
         return;
     }
@@ -44,27 +42,34 @@ fn split_stats(
     let span = row_span(segment.row);
     row_begin(span);
     let own = share_over(span, segment_walk(segment, local), &cache, segment_cached());
-    let share = workgroup_merge(local, own);
+    let share = workgroup_merge(place, own);
     if (local == 0u) {
         segment_shares[segment.index] = share;
     }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn split_write(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let segment = segment_of(group);
-    if (segment.row >= params.rows) {
-        return;
+fn split_write(place: Place) {
+    // One (row, segment) per workgroup: uniform, so the barriers stay in uniform control.
+    let segment = segment_of(place.group);
+    if (segment.row < params.rows) {
+        segment_write(place, segment);
     }
+#if FOLDS
+    // Every workgroup of the grid, the surplus ones too, after its segment.
+    group_done(place.local, place.grid.x * place.grid.y);
+#endif
+}
+
+// The write pass's work on one segment of a row.
+fn segment_write(place: Place, segment: Segment) {
+    let local = place.local;
     let span = row_span(segment.row);
     row_begin(span);
     var cache: PacketCache;
     let cached = segment_cached();
     let own = share_over(span, segment_walk(segment, local), &cache, cached);
-    let finished = merged_row(span, local);
+    let finished = merged_row(span, place);
     if (segment.index % params.segments == 0u && local == 0u) {
         row_done(span, finished);
     }
@@ -74,11 +79,11 @@ fn split_write(
 // The whole row from its segments' shares: each invocation merges a part of them in
 // order, then a tree. Every workgroup that calls it for the row gets the same result.
 // Call in uniform control flow.
-fn merged_row(span: RowSpan, local: u32) -> Row {
+fn merged_row(span: RowSpan, place: Place) -> Row {
     var part = share_empty();
-    for (var s = local; s < params.segments; s += WORKGROUP_SIZE) {
+    for (var s = place.local; s < params.segments; s += WORKGROUP_SIZE) {
         part = share_merge(part, segment_shares[span.row * params.segments + s]);
     }
-    let total = workgroup_merge(local, part);
+    let total = workgroup_merge(place, part);
     return row_finish(span, total.lane, total.max);
 }

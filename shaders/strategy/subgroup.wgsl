@@ -27,6 +27,10 @@ fn row_kernel(
     @builtin(num_subgroups) subgroups: u32,
     @builtin(subgroup_invocation_id) lane_index: u32,
     @builtin(subgroup_size) subgroup_size: u32,
+#if FOLDS
+    @builtin(local_invocation_index) local: u32,
+    @builtin(num_workgroups) grid: vec3<u32>,
+#endif
 ) {
     // A subgroup wider than the workgroup holds only the workgroup's invocations.
     let rows_at_once = min(subgroup_size, WORKGROUP_SIZE) / LANES_PER_ROW;
@@ -57,4 +61,7 @@ fn row_kernel(
             write_over(span, walk, finished, own, &cache, cached);
         }
     }
+#if FOLDS
+    group_done(local, grid.x * grid.y);
+#endif
 }

@@ -1,14 +1,6 @@
 // Strategy: one invocation per row. Best for narrow rows, where a row is a few packets.
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn row_kernel(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let row = flat_group_index(group) * WORKGROUP_SIZE + local;
-    if (row >= params.rows) {
-        return;
-    }
+fn thread_row(row: u32) {
     let span = row_span(row);
     row_begin(span);
     var cache: PacketCache;
@@ -18,4 +10,22 @@ fn row_kernel(
     let finished = row_finish(span, own.lane, own.max);
     row_done(span, finished);
     write_over(span, walk, finished, own, &cache, cached);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn row_kernel(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+#if FOLDS
+    @builtin(num_workgroups) grid: vec3<u32>,
+#endif
+) {
+    let row = flat_group_index(group) * WORKGROUP_SIZE + local;
+    if (row < params.rows) {
+        thread_row(row);
+    }
+#if FOLDS
+    // Every workgroup of the grid, the surplus ones too, after its rows.
+    group_done(local, grid.x * grid.y);
+#endif
 }

@@ -1,7 +1,13 @@
 // Strategy: one workgroup per row, the invocations' shares merged by a tree in shared
-// memory. Needs no subgroups.
+// memory. Needs no subgroups; where the device has them (SUBGROUPS), each subgroup first
+// merges its lanes' shares by shuffles, and the tree takes one share per subgroup.
 
+#if SUBGROUPS
+// One share per subgroup, for subgroups of at least SUBGROUP_TREE_MIN_LANES lanes.
+var<workgroup> shared_shares: array<Share, WORKGROUP_SIZE / SUBGROUP_TREE_MIN_LANES>;
+#else
 var<workgroup> shared_shares: array<Share, WORKGROUP_SIZE>;
+#endif
 
 // Neighbouring invocations that walk one contiguous run of a row together (see
 // `walk_of`): a power of two; the whole workgroup (the plain interleave) unless the host
@@ -12,8 +18,56 @@ fn walk_width() -> u32 {
     return min(WALK_WIDTH, WORKGROUP_SIZE);
 }
 
+#if SUBGROUPS
+// Where an invocation sits: its workgroup, and its place among the workgroup's subgroups.
+struct Place {
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) lanes: u32,
+#if FOLDS
+    @builtin(num_workgroups) grid: vec3<u32>,
+#endif
+}
+
+// The whole workgroup's share from each invocation's: a butterfly within each subgroup,
+// then a tree over the subgroups' shares (a power of two of them: the workgroup and the
+// subgroup sizes are). Call in uniform control flow.
+fn workgroup_merge(place: Place, own: Share) -> Share {
+    var share = own;
+    for (var mask = 1u; mask < place.lanes; mask <<= 1u) {
+        share = share_merge(share, share_shuffle_xor(share, mask));
+    }
+    if (place.lane == 0u) {
+        shared_shares[place.subgroup] = share;
+    }
+    workgroupBarrier();
+    for (var width = place.subgroups / 2u; width > 0u; width /= 2u) {
+        if (place.local < width) {
+            shared_shares[place.local] = share_merge(shared_shares[place.local], shared_shares[place.local + width]);
+        }
+        workgroupBarrier();
+    }
+    let total = shared_shares[0];
+    // Nobody overwrites the tree's root before everyone has read it.
+    workgroupBarrier();
+    return total;
+}
+#else
+// Where an invocation sits: its workgroup, and its index in it.
+struct Place {
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+#if FOLDS
+    @builtin(num_workgroups) grid: vec3<u32>,
+#endif
+}
+
 // The whole workgroup's share from each invocation's. Call in uniform control flow.
-fn workgroup_merge(local: u32, own: Share) -> Share {
+fn workgroup_merge(place: Place, own: Share) -> Share {
+    let local = place.local;
     shared_shares[local] = own;
     workgroupBarrier();
     for (var width = WORKGROUP_SIZE / 2u; width > 0u; width /= 2u) {
@@ -27,25 +81,32 @@ fn workgroup_merge(local: u32, own: Share) -> Share {
     workgroupBarrier();
     return total;
 }
+#endif
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn row_kernel(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    // The row is the same for the whole workgroup, so this return keeps the barriers
-    // below in uniform control flow.
-    let row = flat_group_index(group);
-    if (row >= params.rows) {
-        return;
+fn row_kernel(place: Place) {
+    // The row is the same for the whole workgroup, so this branch keeps the barriers
+    // inside it in uniform control flow.
+    let row = flat_group_index(place.group);
+    if (row < params.rows) {
+        workgroup_row(place, row);
     }
+#if FOLDS
+    // Every workgroup of the grid, the surplus ones too, after its row.
+    group_done(place.local, place.grid.x * place.grid.y);
+#endif
+}
+
+// The row kernel's work on one row.
+fn workgroup_row(place: Place, row: u32) {
+    let local = place.local;
     let span = row_span(row);
     row_begin(span);
     var cache: PacketCache;
     let cached = row_cached(WORKGROUP_SIZE, walk_width());
     let walk = walk_of(span.first_packet, span.end_packet, local, WORKGROUP_SIZE, walk_width());
     let own = share_over(span, walk, &cache, cached);
-    let total = workgroup_merge(local, own);
+    let total = workgroup_merge(place, own);
     let finished = row_finish(span, total.lane, total.max);
     if (local == 0u) {
         row_done(span, finished);

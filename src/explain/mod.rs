@@ -13,7 +13,7 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    self, KernelSpec, MATMUL_TILE, OpKernel, SAMPLE_WORKGROUP_SIZE, TargetsKind, VectorWidth,
+    self, GroupShape, KernelSpec, MATMUL_TILE, OpKernel, SAMPLE_WORKGROUP_SIZE, TargetsKind, VectorWidth,
 };
 use crate::ops::cross_entropy::{CrossEntropy, Gradient, Reduction, reduce_spec};
 use crate::ops::distill::{Distill, DistillReduction};
@@ -23,7 +23,7 @@ use crate::ops::linear_cross_entropy::{
 use crate::ops::matmul::{spec as matmul_spec, terms_per_dispatch};
 use crate::ops::rows::{plan_rows_on, row_passes, strategy_fits};
 use crate::ops::sample::{Sampler, draws_per_dispatch, row_block};
-use crate::plan::{DeviceCaps, DeviceProfile, Plan, SPLIT_SEGMENT_COLS};
+use crate::plan::{DeviceCaps, DeviceProfile, Plan, reads_per_element};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 
@@ -337,15 +337,18 @@ impl RowOp {
     /// [`crate::ops::rows::encode_rows`] records from that plan.
     fn explain(&self, target: &Target, shape: Shape, dtype: DType, row_bytes: &[u64]) -> Result<RowPart> {
         let caps = &target.caps;
-        let plan = plan_rows_on(caps, (self.plan_kernel, dtype), shape, self.forced, row_bytes)?;
-        let spec = KernelSpec {
+        let plan =
+            plan_rows_on(caps, (self.plan_kernel, dtype), shape, self.forced, row_bytes, target.keeps_rows)?;
+        let requested = KernelSpec {
             op: self.kernel,
             strategy: plan.strategy,
             dtype,
             vector: VectorWidth::Vec4,
             cached: target.keeps_rows,
             strided: false,
+            group: GroupShape::DEFAULT,
         };
+        let spec = crate::ops::rows::planned_spec(requested, &plan, shape);
         // The pipeline cache refuses a module that binds more than the device allows.
         kernels::check_storage_bindings(spec.storage_bindings(), caps.max_storage_buffers_per_stage)?;
         let passes = row_passes(spec, shape.cols)?;
@@ -382,6 +385,22 @@ impl RowPart {
              without room for them takes 32-bit accesses, whose cache holds as many elements"
                 .to_owned(),
         ];
+        if !self.spec.cached && self.plan.strategy == Strategy::WorkgroupPerRow && self.reads > 1 {
+            notes.push(
+                "rows wider than the widest workgroup's registers hold are streamed twice: each \
+                 workgroup walks its row again right after its first walk, in the same order, so \
+                 that the second read finds the row in L2 while the resident workgroups' rows fit \
+                 there (a few MiB: hundreds of rows of 32k f32)"
+                    .to_owned(),
+            );
+        }
+        if self.spec.group.subgroup_tree && self.spec.needs_subgroups() {
+            notes.push(
+                "the workgroup merges its shares through subgroup shuffles, then a tree over one \
+                 share per subgroup"
+                    .to_owned(),
+            );
+        }
         if self.reads == 2 && self.spec.op.output_tensor().is_none() {
             notes.push(
                 "this kernel writes no class-axis tensor: its second walk of an uncached share feeds \
@@ -414,47 +433,6 @@ impl RowPart {
             notes,
         }
     }
-}
-
-/// Packets in each block's run of `count` packets shared by `lanes` invocations in blocks
-/// of `width`: the WGSL's `run_packets` (`shaders/strategy/rows.wgsl`), in u64.
-pub(crate) const fn run_packets(count: u64, lanes: u64, width: u64) -> u64 {
-    let blocks = lanes / width;
-    (count.div_ceil(blocks)).div_ceil(width) * width
-}
-
-/// Packets one invocation of `lanes` sharing a row of `cols` in blocks of `width` walks, as
-/// the WGSL's `row_cached` counts them (a row spans at most `cols / packet + 2` packets).
-pub(crate) const fn share_packets(cols: u64, packet: u64, lanes: u64, width: u64) -> u64 {
-    run_packets(cols / packet + 2, lanes, width) / width
-}
-
-/// How many times `spec` reads each element of a row of `cols` under `plan`, and the most
-/// elements one invocation's share spans: the host's twin of the WGSL's cache test
-/// (`row_cached` and the split's `segment_cached`, with the lanes and walk width each
-/// strategy passes them). A unit test evaluates the WGSL's own functions against it.
-pub(crate) fn reads_per_element(spec: &KernelSpec, plan: &Plan, cols: usize) -> (u32, u64) {
-    let packet = u64::from(spec.packet());
-    let cache = u64::from(spec.cache_packets());
-    let workgroup = u64::from(spec.workgroup_size());
-    let width = u64::from(plan.walk_width).min(workgroup).max(1);
-    let cols = cols as u64;
-    let (packets, split) = match plan.strategy {
-        Strategy::ThreadPerRow => (share_packets(cols, packet, 1, 1), false),
-        Strategy::SubgroupPerRow => {
-            let lanes = u64::from(plan.lanes_per_row).max(1);
-            (share_packets(cols, packet, lanes, lanes), false)
-        }
-        Strategy::WorkgroupPerRow => (share_packets(cols, packet, workgroup, width), false),
-        Strategy::SplitRow => {
-            let segment = SPLIT_SEGMENT_COLS as u64 / packet;
-            (run_packets(segment, workgroup, width) / width, true)
-        }
-    };
-    let kept = cache != 0 && packets <= cache;
-    // One look that keeps the share, else two; the split's statistics pass reads once more.
-    let reads = u32::from(!kept) + 1 + u32::from(split);
-    (reads, packets * packet)
 }
 
 /// Counts the cross-entropy's passes over rows as its `encode` records them: the
@@ -514,16 +492,25 @@ fn explain_cross_entropy(
     let mut after = Vec::new();
     if divisor && chunks > 0 {
         before.push(reductions("total_weight", chunks, false));
-        before.push(reductions("combine_total_weight", 0, true));
+        // One chunk's pass writes the whole divisor itself.
+        before.push(reductions("combine_total_weight", 0, chunks > 1));
     }
-    if reduction != Reduction::None && chunks > 0 {
+    let folds = op.folds_reduction(caps, kernel, &main.plan, shape, false);
+    if reduction != Reduction::None && chunks > 0 && !folds {
         after.push(reductions("reduce_rows", chunks, false));
         after.push(reductions("finish", 0, true));
     }
     let mut explained = main.finish("cross_entropy", shape, dtype, before, after);
+    if folds {
+        explained.notes.push(
+            "the mean or sum over rows is folded into the row kernel: its last workgroup to finish \
+             sums the row losses in a fixed order"
+                .to_owned(),
+        );
+    }
     explained.notes.push(
         "a z-loss buffer of its own (the GPU-resident API's CrossEntropyBuffers::with_z_loss) adds one \
-         dispatch per chunk, and one more with a reduction"
+         dispatch per chunk, and one more with a reduction, and keeps the reduction out of the row kernel"
             .to_owned(),
     );
     Ok(explained)
@@ -595,6 +582,7 @@ fn explain_linear(
         vector: VectorWidth::Scalar,
         cached: false,
         strided: false,
+        group: GroupShape::DEFAULT,
     };
     for spec in [reduce_spec(TargetsKind::Classes), matmul_spec(dtype, VectorWidth::Scalar), window_loss] {
         kernels::check_storage_bindings(spec.storage_bindings(), caps.max_storage_buffers_per_stage)?;
@@ -701,6 +689,7 @@ fn explain_linear(
                 vector: VectorWidth::Scalar,
                 cached: false,
                 strided: false,
+                group: GroupShape::DEFAULT,
             };
             notes.push(format!(
                 "no logits stored: each {MATMUL_TILE}x{MATMUL_TILE} block of logits is reduced to its rows' \
@@ -779,6 +768,7 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         vector: VectorWidth::Scalar,
         cached: false,
         strided: false,
+        group: GroupShape::DEFAULT,
     };
     kernels::check_storage_bindings(spec.storage_bindings(), caps.max_storage_buffers_per_stage)?;
     Ok(PlanExplanation {

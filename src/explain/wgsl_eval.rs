@@ -11,10 +11,10 @@ use std::collections::HashMap;
 
 use naga::{BinaryOperator, Expression, Function, Handle, Literal, MathFunction, Module, Statement};
 
-use super::{reads_per_element, run_packets, share_packets};
 use crate::dtype::DType;
-use crate::kernels::{KernelSpec, OpKernel, VectorWidth, compose};
+use crate::kernels::{GroupShape, KernelSpec, OpKernel, VectorWidth, compose};
 use crate::plan::{DeviceCaps, Plan, SPLIT_SEGMENT_COLS};
+use crate::plan::{reads_per_element, run_packets, share_packets};
 use crate::strategy::Strategy;
 
 /// A WGSL value: the u32, i32 and bool scalars these functions use.
@@ -234,21 +234,41 @@ fn binary(op: BinaryOperator, l: Value, r: Value) -> Value {
 }
 
 fn spec(strategy: Strategy, dtype: DType, vector: VectorWidth, cached: bool) -> KernelSpec {
-    KernelSpec { op: OpKernel::Softmax, strategy, dtype, vector, cached, strided: false }
+    KernelSpec {
+        op: OpKernel::Softmax,
+        strategy,
+        dtype,
+        vector,
+        cached,
+        strided: false,
+        group: GroupShape::DEFAULT,
+    }
 }
 
 /// Widths around every threshold of the cache test, and the list.
-const WIDTHS: [u32; 28] = [
+const WIDTHS: [u32; 34] = [
     1, 7, 10, 23, 24, 27, 28, 100, 500, 1000, 1007, 1008, 1019, 1020, 1024, 1025, 4096, 4097, 8175, 8176,
-    8183, 8184, 8187, 8188, 8192, 32768, 128_256, 262_144,
+    8183, 8184, 8187, 8188, 8192, 16384, 16385, 32760, 32767, 32768, 65535, 65536, 128_256, 262_144,
 ];
 
 #[test]
 fn the_hosts_cache_test_is_the_wgsls() {
     // (lanes, walk width) as each strategy passes them: a thread (1, 1), a subgroup's
-    // lanes per row (n, n), a workgroup (256, its walk width).
-    let shares: [(u32, u32); 9] =
-        [(1, 1), (2, 2), (4, 4), (8, 8), (16, 16), (32, 32), (256, 256), (256, 8), (256, 1)];
+    // lanes per row (n, n), a workgroup (its size, its walk width).
+    let shares: [(u32, u32); 12] = [
+        (1, 1),
+        (2, 2),
+        (4, 4),
+        (8, 8),
+        (16, 16),
+        (32, 32),
+        (256, 256),
+        (256, 8),
+        (256, 1),
+        (512, 512),
+        (1024, 1024),
+        (1024, 8),
+    ];
     for dtype in DType::ALL {
         for vector in VectorWidth::ALL {
             for cached in [false, true] {
@@ -299,6 +319,7 @@ fn the_hosts_split_cache_test_is_the_wgsls() {
                     assert_eq!(width, walk.min(spec.workgroup_size()));
                     let plan = Plan {
                         strategy: Strategy::SplitRow,
+                        group: spec.group,
                         rows_per_group: 1,
                         lanes_per_row: 256,
                         walk_width: walk,
@@ -345,29 +366,41 @@ fn reads_follow_the_register_cache_on_a_gpu_and_not_on_a_cpu() {
         max_loop_iterations: None,
         max_storage_buffers_per_stage: 64,
         max_workgroup_storage_bytes: 48 << 10,
+        max_workgroup_lanes: 1024,
     };
     let reads = |caps: &DeviceCaps, dtype: DType, cols: usize| {
-        let plan =
-            crate::plan::plan(caps, crate::shape::Shape::new(4096, cols), None, &[cols as u64 * 4]).unwrap();
-        let spec = KernelSpec {
-            cached: caps.keeps_rows_by_default(),
-            ..spec(plan.strategy, dtype, VectorWidth::Vec4, true)
-        };
+        let shape = crate::shape::Shape::new(4096, cols);
+        let keeps = caps.keeps_rows_by_default();
+        let kernel = (OpKernel::Softmax, dtype);
+        let row_bytes = [cols as u64 * dtype.size(); 2];
+        let plan = crate::ops::rows::plan_rows_on(caps, kernel, shape, None, &row_bytes, keeps).unwrap();
+        let requested = KernelSpec { cached: keeps, ..spec(plan.strategy, dtype, VectorWidth::Vec4, true) };
+        let spec = crate::ops::rows::planned_spec(requested, &plan, shape);
         reads_per_element(&spec, &plan, cols).0
     };
-    // A 32-lane subgroup keeps 32 x 32 elements less two packets of slack; a 256-lane
-    // workgroup 256 x 32 less the same.
+    // A 32-lane subgroup keeps up to 32 x 36 f32 (32 words and a packet more for rows
+    // that start mid-packet); wider rows take a workgroup of as many lanes as hold them,
+    // up to 1024 lanes of 36 f32 or 72 16-bit elements.
     for (cols, f32_reads, bf16_reads) in [
         (10, 1, 1),
         (1000, 1, 1),
-        (1019, 1, 2),
-        (1020, 2, 2),
-        (4096, 2, 2),
+        (1019, 1, 1),
+        (1020, 1, 1),
+        (1025, 1, 1),
+        (4096, 1, 1),
         (4097, 1, 1),
-        (8183, 1, 1),
-        (8187, 1, 2),
-        (8188, 2, 2),
-        (8192, 2, 2),
+        (8192, 1, 1),
+        (8193, 1, 1),
+        (32767, 1, 1),
+        (32768, 1, 1),
+        (32769, 1, 1),
+        (36864, 1, 1),
+        (36868, 2, 1),
+        (65535, 2, 1),
+        (65536, 2, 1),
+        (73728, 2, 1),
+        (73736, 2, 2),
+        (128_256, 2, 2),
     ] {
         assert_eq!(reads(&gpu, DType::F32, cols), f32_reads, "f32 {cols}");
         assert_eq!(reads(&gpu, DType::BF16, cols), bf16_reads, "bf16 {cols}");

@@ -298,6 +298,10 @@ pub(crate) struct OpDecl {
     /// Whether the 16-bit edge words go into the `extras` binding rather than one of
     /// their own.
     pub(crate) packs_extras: bool,
+    /// Whether the row kernel can fold the reduction over rows into itself (the
+    /// cross-entropy's mean or sum: `FOLDS`, the strategies' `group_done`), its last
+    /// workgroup summing the row losses.
+    pub(crate) folds_reduction: bool,
 }
 
 const fn tensor(slot: Slot, writable: bool) -> Binding {
@@ -348,7 +352,7 @@ const TARGETS: [(&str, &[u32]); 4] = [
     ("HAS_WEIGHT", &[0, 1]),
     ("REDUCTION", &[1, 0, 2]),
 ];
-const FUSED: [(&str, &[u32]); 8] = [
+const FUSED: [(&str, &[u32]); 9] = [
     TARGETS[0],
     TARGETS[1],
     TARGETS[2],
@@ -357,6 +361,7 @@ const FUSED: [(&str, &[u32]); 8] = [
     ("ARGMAX", &[0, 1]),
     ("WRITE_LSE", &[0, 1]),
     ("SOFTCAP", &[0, 1]),
+    ("FOLD_REDUCTION", &[0, 1]),
 ];
 const MATMUL_OVERRIDES: [(&str, &[u32]); 6] = [
     ("A_HALF", &[0, 1]),
@@ -367,7 +372,7 @@ const MATMUL_OVERRIDES: [(&str, &[u32]); 6] = [
     ("HAS_BIAS", &[0, 1]),
 ];
 // H times W stored transposed, always.
-const LINEAR_OVERRIDES: [(&str, &[u32]); 13] = [
+const LINEAR_OVERRIDES: [(&str, &[u32]); 14] = [
     FUSED[0],
     FUSED[1],
     FUSED[2],
@@ -376,6 +381,8 @@ const LINEAR_OVERRIDES: [(&str, &[u32]); 13] = [
     FUSED[5],
     FUSED[6],
     FUSED[7],
+    // Declared by the cross-entropy's part, never set: the linear op reduces by its own passes.
+    ("FOLD_REDUCTION", &[0]),
     MATMUL_OVERRIDES[0],
     MATMUL_OVERRIDES[1],
     ("A_TRANSPOSED", &[0]),
@@ -401,6 +408,7 @@ fn softmax() -> OpDecl {
         family: Some(OpFamily::Softmax),
         fallback: None,
         packs_extras: false,
+        folds_reduction: false,
     }
 }
 
@@ -458,6 +466,11 @@ fn cross_entropy(targets: TargetsKind, gradient: GradientMode, packed: bool) -> 
         bindings.push(tensor(Slot::TargetProbs, false));
     }
     bindings.extend(cross_entropy_arrays(targets, packed));
+    if !packed {
+        // The reduction folded in (`group_done`): the totals (the mean's divisor in, each
+        // chunk's loss sum and the workgroups' ticket), and the reduced loss out.
+        bindings.extend([write(Slot::Totals, "atomic<u32>").optional(), write(Slot::Loss, "f32").optional()]);
+    }
     let mut constants = vec![
         ("HAS_GRADIENT", format!("{}", gradient != GradientMode::None)),
         ("STATUS_CORRECT", format!("{STATUS_CORRECT}u")),
@@ -480,6 +493,7 @@ fn cross_entropy(targets: TargetsKind, gradient: GradientMode, packed: bool) -> 
         family: Some(OpFamily::CrossEntropy),
         fallback: (!packed).then_some(OpKernel::CrossEntropy { targets, gradient, packed: true }),
         packs_extras: packed,
+        folds_reduction: !packed,
         ..softmax()
     }
 }
@@ -536,6 +550,7 @@ fn cross_entropy_reduce(targets: TargetsKind) -> OpDecl {
         family: None,
         fallback: None,
         packs_extras: false,
+        folds_reduction: false,
     }
 }
 
@@ -575,6 +590,7 @@ fn matmul() -> OpDecl {
         family: None,
         fallback: None,
         packs_extras: false,
+        folds_reduction: false,
     }
 }
 
@@ -612,6 +628,7 @@ fn linear_cross_entropy() -> OpDecl {
             gradient: GradientMode::InPlace,
             packed: false,
         }),
+        folds_reduction: false,
         ..forward
     }
 }
@@ -700,6 +717,7 @@ fn sample() -> OpDecl {
         family: None,
         fallback: None,
         packs_extras: false,
+        folds_reduction: false,
     }
 }
 
@@ -751,6 +769,7 @@ fn chain_verify() -> OpDecl {
         family: None,
         fallback: None,
         packs_extras: false,
+        folds_reduction: false,
     }
 }
 

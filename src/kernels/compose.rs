@@ -7,7 +7,7 @@ use super::params::params_wgsl;
 use super::preprocess::preprocess;
 use super::{
     Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, ROW_KERNEL,
-    SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, Skeleton, Slot, VectorWidth,
+    SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, SUBGROUP_TREE_MIN_LANES, Skeleton, Slot, VectorWidth,
 };
 use crate::dtype::DType;
 use crate::strategy::Strategy;
@@ -61,6 +61,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     flags.push(("STRIDED", spec.strided));
     flags.push(("HALF", spec.dtype != DType::F32));
     flags.push(("VECTOR", spec.vector == VectorWidth::Vec4));
+    flags.push(("FOLDS", decl.folds_reduction));
     let bindings = bindings(spec);
 
     let mut source =
@@ -100,22 +101,32 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
             }
             source.push_str(&preprocess(ROWS, &flags)?);
             source.push_str(&packet_cache(spec.cache_packets()));
+            let workgroup_sum = matches!(spec.strategy, Strategy::WorkgroupPerRow | Strategy::SplitRow);
+            if decl.folds_reduction && !workgroup_sum {
+                source.push_str(WORKGROUP_SUM);
+            }
             match spec.strategy {
-                Strategy::ThreadPerRow => source.push_str(THREAD),
+                Strategy::ThreadPerRow => source.push_str(&preprocess(THREAD, &flags)?),
                 Strategy::SubgroupPerRow => {
-                    source.push_str(SUBGROUP);
+                    source.push_str(&preprocess(SUBGROUP, &flags)?);
                     overrides.push(("ROWS_PER_GROUP", &[8, 1, 2, 4, 16, 32]));
                     overrides.push(("LANES_PER_ROW", &[8, 1, 2, 4, 16, 32]));
                 }
                 Strategy::WorkgroupPerRow | Strategy::SplitRow => {
+                    if spec.group.subgroup_tree {
+                        let _ = writeln!(
+                            source,
+                            "const SUBGROUP_TREE_MIN_LANES: u32 = {SUBGROUP_TREE_MIN_LANES}u;"
+                        );
+                    }
                     source.push_str(WORKGROUP_SUM);
-                    source.push_str(WORKGROUP);
+                    source.push_str(&preprocess(WORKGROUP, &flags)?);
                     overrides.push(("WALK_WIDTH", &[256, 8, 1]));
                 }
             }
             entry_points.push(ROW_KERNEL);
             if spec.strategy == Strategy::SplitRow {
-                source.push_str(SPLIT);
+                source.push_str(&preprocess(SPLIT, &flags)?);
                 entry_points.extend([SPLIT_STATS, SPLIT_WRITE]);
             }
             for part in after {

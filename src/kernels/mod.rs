@@ -80,9 +80,10 @@ pub(crate) struct KernelSpec {
     /// The access width of those tensors.
     pub(crate) vector: VectorWidth,
     /// Whether an invocation keeps its share of a row in registers between its looks at
-    /// it ([`CACHE_ELEMENTS`] of each tensor), so that a row that fits is read once. On for
-    /// GPUs; off for CPU adapters, where the second read comes from the CPU's caches and
-    /// the kept packets measured slower.
+    /// it ([`CACHE_WORDS`] of each tensor), so that a row that fits is read once. On for
+    /// GPUs where the planner finds that every row fits (a row that does not gets the
+    /// streaming module, which holds no cache); off for CPU adapters, where the second
+    /// read comes from the CPU's caches and the kept packets measured slower.
     pub(crate) cached: bool,
     /// Whether the class axis is strided (`params.inner` elements between one class of a
     /// row and the next, rows off the class axis neighbouring in memory): packets are
@@ -90,7 +91,46 @@ pub(crate) struct KernelSpec {
     /// output is stored half by half through atomics, since two neighbouring rows share
     /// each word.
     pub(crate) strided: bool,
+    /// The workgroup of [`Strategy::WorkgroupPerRow`] and [`Strategy::SplitRow`]: how many
+    /// invocations, and how they merge their shares.
+    pub(crate) group: GroupShape,
 }
+
+/// The workgroup of the strategies that give a row (or a segment) a whole workgroup: sized
+/// by the planner for the device and the row, so that on a GPU a row of up to
+/// `lanes * CACHE_WORDS` words is read from memory once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GroupShape {
+    /// Invocations per workgroup: a power of two from 64 to 1024.
+    pub(crate) lanes: u32,
+    /// Whether the shares merge by subgroup shuffles first, then a tree in shared memory
+    /// over one share per subgroup (needs `Features::SUBGROUP` and subgroups of at least
+    /// [`SUBGROUP_TREE_MIN_LANES`] lanes): fewer barriers, and a quarter of the shared
+    /// memory or less.
+    pub(crate) subgroup_tree: bool,
+}
+
+impl GroupShape {
+    /// What a workgroup per row has unless the planner sizes it: the strategy's
+    /// [`Strategy::workgroup_size`], a tree in shared memory.
+    pub(crate) const DEFAULT: Self =
+        Self { lanes: Strategy::WorkgroupPerRow.workgroup_size(), subgroup_tree: false };
+
+    /// The sizes the planner chooses among, smallest first.
+    pub(crate) const LANES: [u32; 3] = [256, 512, 1024];
+
+    /// Bytes of workgroup memory the row loop of a workgroup of this shape declares for an
+    /// op whose share takes `share_bytes`: the tree's shares and the workgroup sum's
+    /// floats. A unit test checks it against every composed module.
+    pub(crate) const fn workgroup_bytes(self, share_bytes: u64) -> u64 {
+        let shares = if self.subgroup_tree { self.lanes / SUBGROUP_TREE_MIN_LANES } else { self.lanes };
+        shares as u64 * share_bytes + 4 * self.lanes as u64
+    }
+}
+
+/// The smallest subgroup the subgroup tree allows for: its shared array holds one share per
+/// subgroup of at least this many lanes (WebGPU promises 4 or more).
+pub(crate) const SUBGROUP_TREE_MIN_LANES: u32 = 4;
 
 impl KernelSpec {
     /// Elements per packet: what one invocation loads at a time from each tensor.
@@ -98,14 +138,11 @@ impl KernelSpec {
         self.dtype.format().packet(self.vector.words())
     }
 
-    /// Packets an invocation keeps between its looks at its share of a row: 32 elements
-    /// of each tensor (a rows' share that fits is read once).
+    /// Packets an invocation keeps between its looks at its share of a row: [`CACHE_WORDS`]
+    /// words of each tensor (32 f32 or 64 16-bit elements), and one packet more, for rows
+    /// that start and end mid-packet (a row's share that fits is read once).
     pub(crate) const fn cache_packets(&self) -> u32 {
-        if !self.cached {
-            return 0;
-        }
-        let packets = CACHE_ELEMENTS / self.packet();
-        if packets == 0 { 1 } else { packets }
+        if self.cached { cache_packets(self.vector) } else { 0 }
     }
 
     /// Bytes one access moves: what a binding's size is rounded up to.
@@ -116,7 +153,10 @@ impl KernelSpec {
     /// Invocations per workgroup of the row kernel.
     pub(crate) fn workgroup_size(&self) -> u32 {
         match self.op.decl().skeleton {
-            Skeleton::Rows { .. } => self.strategy.workgroup_size(),
+            Skeleton::Rows { .. } => match self.strategy {
+                Strategy::WorkgroupPerRow | Strategy::SplitRow => self.group.lanes,
+                Strategy::ThreadPerRow | Strategy::SubgroupPerRow => self.strategy.workgroup_size(),
+            },
             Skeleton::Own { workgroup_size, .. } => workgroup_size,
         }
     }
@@ -129,7 +169,12 @@ impl KernelSpec {
 
     /// Whether the module needs `Features::SUBGROUP`.
     pub(crate) fn needs_subgroups(&self) -> bool {
-        self.op.is_row_op() && self.strategy == Strategy::SubgroupPerRow
+        self.op.is_row_op()
+            && match self.strategy {
+                Strategy::SubgroupPerRow => true,
+                Strategy::WorkgroupPerRow | Strategy::SplitRow => self.group.subgroup_tree,
+                Strategy::ThreadPerRow => false,
+            }
     }
 
     /// Whether the op writes a 16-bit class-axis tensor, and so needs the edge pass for
@@ -152,8 +197,16 @@ impl KernelSpec {
             (false, true) => ", strided",
             (true, true) => ", cached, strided",
         };
+        let group = match self.strategy {
+            Strategy::WorkgroupPerRow | Strategy::SplitRow if self.group != GroupShape::DEFAULT => format!(
+                ", {} lanes{}",
+                self.group.lanes,
+                if self.group.subgroup_tree { ", subgroup tree" } else { "" }
+            ),
+            _ => String::new(),
+        };
         format!(
-            "wgpu-softmax: {} ({:?}, {}, {:?}{cache})",
+            "wgpu-softmax: {} ({:?}, {}, {:?}{cache}{group})",
             self.op.decl().name,
             self.strategy,
             self.dtype,
@@ -177,12 +230,31 @@ impl KernelSpec {
             let cached: &[bool] = if variants.cached { &[false, true] } else { &[false] };
             let strided: &[bool] = if variants.strided { &[false, true] } else { &[false] };
             for &strategy in strategies {
+                // A workgroup per row also at its widest, merged through subgroups: the
+                // shape of the GPUs' kernels (the same parts at another size).
+                let wide = GroupShape { lanes: 1024, subgroup_tree: true };
+                let groups: &[GroupShape] = match (decl.skeleton, strategy) {
+                    (Skeleton::Rows { .. }, Strategy::WorkgroupPerRow | Strategy::SplitRow) => {
+                        &[GroupShape::DEFAULT, wide]
+                    }
+                    _ => &[GroupShape::DEFAULT],
+                };
                 for &dtype in variants.dtypes {
                     for &vector in variants.vectors {
                         for &cached in cached {
                             for &strided in strided {
-                                if !strided || vector == VectorWidth::Scalar {
-                                    all.push(Self { op, strategy, dtype, vector, cached, strided });
+                                for &group in groups {
+                                    if !strided || vector == VectorWidth::Scalar {
+                                        all.push(Self {
+                                            op,
+                                            strategy,
+                                            dtype,
+                                            vector,
+                                            cached,
+                                            strided,
+                                            group,
+                                        });
+                                    }
                                 }
                             }
                         }
@@ -194,13 +266,19 @@ impl KernelSpec {
     }
 }
 
-/// Elements of each class-axis tensor an invocation keeps in registers between its looks
-/// at its share of a row.
-pub(crate) const CACHE_ELEMENTS: u32 = 32;
+/// 32-bit words of each class-axis tensor an invocation keeps in registers between its
+/// looks at its share of a row: 32 f32, or 64 16-bit elements.
+pub(crate) const CACHE_WORDS: u32 = 32;
+
+/// Packets of accesses of `vector` words a cached module keeps per tensor:
+/// [`CACHE_WORDS`], and one packet more for a row that starts and ends mid-packet.
+pub(crate) const fn cache_packets(vector: VectorWidth) -> u32 {
+    CACHE_WORDS / vector.words() + 1
+}
 
 /// The most bindings any module declares (a test checks every module against it): the
 /// context keeps that many placeholder buffers for bindings a dispatch leaves unused.
-pub(crate) const MAX_BINDINGS: usize = 13;
+pub(crate) const MAX_BINDINGS: usize = 15;
 
 /// Invocations per workgroup of the cross-entropy's reductions over rows.
 pub(crate) const REDUCE_WORKGROUP_SIZE: u32 = 256;

@@ -39,8 +39,9 @@ pub(crate) struct RowParams {
     /// The packed cross-entropy's rows per part of its `extras` binding (the most rows
     /// of any chunk).
     pub(crate) extras_rows: u32,
-    /// Pads the struct to a multiple of 16 bytes, as uniforms want (GL's std140).
-    pub(crate) padding: u32,
+    /// How many chunks the op's rows are dispatched in (the cross-entropy's folded
+    /// reduction finishes after the last).
+    pub(crate) chunks: u32,
 }
 
 /// The fields of [`RowParams`] as WGSL declares them, in order.
@@ -60,7 +61,7 @@ pub(crate) const PARAMS_FIELDS: [(&str, &str); 16] = [
     ("hidden", "u32"),
     ("temperature", "f32"),
     ("extras_rows", "u32"),
-    ("padding", "u32"),
+    ("chunks", "u32"),
 ];
 
 /// The parameters of one dispatch of the matmul module, laid out as its WGSL `Params`

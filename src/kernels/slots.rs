@@ -184,7 +184,7 @@ fn check_slots(module: &Module, bound: &[Slot]) -> crate::error::Result<()> {
 mod tests {
     use super::*;
     use crate::dtype::DType;
-    use crate::kernels::{KernelSpec, OpKernel, VectorWidth, compose};
+    use crate::kernels::{GroupShape, KernelSpec, OpKernel, VectorWidth, compose};
     use crate::strategy::Strategy;
 
     fn module(op: OpKernel) -> Module {
@@ -195,6 +195,7 @@ mod tests {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            group: GroupShape::DEFAULT,
         };
         compose(spec).unwrap_or_else(|e| panic!("{e}"))
     }

@@ -39,8 +39,8 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    self, CHAIN_VERIFY_ENTRY, CHAIN_VERIFY_FLAG_IDS_I64, KernelKey, KernelSpec, OpKernel, STATUS_BAD_ROWS,
-    STATUS_FIRST_BAD_ROW, Slot, VectorWidth, VerifyParams,
+    self, CHAIN_VERIFY_ENTRY, CHAIN_VERIFY_FLAG_IDS_I64, GroupShape, KernelKey, KernelSpec, OpKernel,
+    STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW, Slot, VectorWidth, VerifyParams,
 };
 use crate::ops::sample::{SAMPLE_STATUS_WORDS, SampleBuffers, Sampler};
 use crate::ops::validate;
@@ -260,6 +260,7 @@ impl ChainVerifier {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            group: GroupShape::DEFAULT,
         };
         let module = ctx.module(spec)?;
         let pipeline =

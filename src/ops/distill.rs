@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    KernelSpec, OpKernel, RowParams, Slot, TargetsKind, VectorWidth, check_storage_bindings,
+    GroupShape, KernelSpec, OpKernel, RowParams, Slot, TargetsKind, VectorWidth, check_storage_bindings,
 };
 use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::cross_entropy::{
@@ -516,6 +516,7 @@ impl Distill {
                 vector,
                 cached: rows::keeps_rows(ctx),
                 strided: false,
+                group: GroupShape::DEFAULT,
             },
             constants,
             tensors,

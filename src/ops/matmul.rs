@@ -6,8 +6,8 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::{
-    self, KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES, MATMUL_PER,
-    MATMUL_PRODUCT, MATMUL_TILE, MatmulParams, OpKernel, Slot, VectorWidth,
+    self, GroupShape, KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES,
+    MATMUL_PER, MATMUL_PRODUCT, MATMUL_TILE, MatmulParams, OpKernel, Slot, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
@@ -55,6 +55,7 @@ pub(crate) const fn spec(dtype: DType, vector: VectorWidth) -> KernelSpec {
         vector,
         cached: false,
         strided: false,
+        group: GroupShape::DEFAULT,
     }
 }
 

@@ -8,11 +8,13 @@ use crate::dtype::{DType, EDGE_WORDS_PER_ROW, Element};
 use crate::error::{Error, Result};
 use crate::kernels::PACKED_EXTRAS_WORDS;
 use crate::kernels::{
-    self, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelKey, KernelSpec, Module, OpKernel, ROW_KERNEL, RowParams,
-    SPLIT_STATS, SPLIT_WRITE, Slot, VectorWidth,
+    self, EDGE_WORKGROUP_SIZE, FIX_EDGES, GroupShape, KernelKey, KernelSpec, Module, OpKernel, ROW_KERNEL,
+    RowParams, SPLIT_STATS, SPLIT_WRITE, Slot, VectorWidth,
 };
 use crate::ops::validate;
-use crate::plan::{DeviceCaps, Plan, plan, prefers_split_rows, split_segments, spread_grid};
+use crate::plan::{
+    DeviceCaps, Plan, group_shape, plan, prefers_split_rows, split_segments, spread_grid, walk_width,
+};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -34,14 +36,22 @@ pub(crate) fn plan_rows(
     forced: Option<Strategy>,
     row_bytes: &[u64],
 ) -> Result<Plan> {
-    plan_rows_on(ctx.caps(), kernel, shape, forced, row_bytes)
+    plan_rows_on(ctx.caps(), kernel, shape, forced, row_bytes, keeps_rows(ctx))
 }
 
 /// The storage buffers `op`'s module for `strategy` and `dtype` binds (a 16-bit output's
 /// edge words counted, whatever the row length).
 fn storage_bindings(op: OpKernel, strategy: Strategy, dtype: DType) -> u32 {
-    KernelSpec { op, strategy, dtype, vector: VectorWidth::Scalar, cached: false, strided: false }
-        .storage_bindings()
+    KernelSpec {
+        op,
+        strategy,
+        dtype,
+        vector: VectorWidth::Scalar,
+        cached: false,
+        strided: false,
+        group: GroupShape::DEFAULT,
+    }
+    .storage_bindings()
 }
 
 /// Whether a device of `caps` can bind the storage buffers of `op`'s module for
@@ -50,7 +60,9 @@ pub(crate) fn strategy_fits(caps: &DeviceCaps, op: OpKernel, strategy: Strategy,
     storage_bindings(op, strategy, dtype) <= caps.max_storage_buffers_per_stage
 }
 
-/// [`plan_rows`] on a device known by its caps alone (a context's, or a profile's).
+/// [`plan_rows`] on a device known by its caps alone (a context's, or a profile's), for
+/// kernels that keep rows in registers or not (`keeps_rows`, which sizes a workgroup per
+/// row to hold its row).
 ///
 /// # Errors
 ///
@@ -61,6 +73,7 @@ pub(crate) fn plan_rows_on(
     shape: Shape,
     forced: Option<Strategy>,
     row_bytes: &[u64],
+    keeps_rows: bool,
 ) -> Result<Plan> {
     if let Some(strategy) = forced {
         if let Some(reason) = op.refuses(strategy) {
@@ -74,13 +87,17 @@ pub(crate) fn plan_rows_on(
         None if splits && prefers_split_rows(caps, shape) => Some(Strategy::SplitRow),
         other => other,
     };
-    let planned = match (strategy, plan(caps, shape, strategy, row_bytes)) {
+    let mut planned = match (strategy, plan(caps, shape, strategy, row_bytes)) {
         // Rows too wide for any per-row strategy on this driver still split.
         (None, Err(Error::StrategyUnavailable { .. })) if splits => {
             plan(caps, shape, Some(Strategy::SplitRow), row_bytes)
         }
         (_, planned) => planned,
     }?;
+    let elements_per_word = dtype.format().packet(1);
+    planned.group =
+        group_shape(caps, planned.strategy, shape.cols, elements_per_word, op.share_bytes(), keeps_rows);
+    planned.walk_width = walk_width(caps, planned.group.lanes);
     // Refused here, before the op records anything, on a device that cannot bind the
     // storage buffers of the op's module for that strategy.
     kernels::check_storage_bindings(
@@ -202,7 +219,7 @@ pub(crate) fn encode_rows(
         return Ok(());
     }
     shape.check_layout()?;
-    let spec = layout_spec(dispatch.spec, shape);
+    let spec = planned_spec(dispatch.spec, plan, shape);
     let module = ctx.module(spec)?;
     let mut constants = dispatch.constants.clone();
     match spec.strategy {
@@ -325,6 +342,19 @@ pub(crate) fn layout_spec(spec: KernelSpec, shape: Shape) -> KernelSpec {
     } else {
         KernelSpec { strided: true, vector: VectorWidth::Scalar, ..spec }
     }
+}
+
+/// The module `plan` runs for `spec` over `shape`: fitted to the layout
+/// ([`layout_spec`]), with the plan's workgroup, and the cached module only where every
+/// row fits its registers (else the streaming one, which holds no cache: each its own
+/// pipeline).
+pub(crate) fn planned_spec(spec: KernelSpec, plan: &Plan, shape: Shape) -> KernelSpec {
+    let mut spec = layout_spec(spec, shape);
+    if matches!(plan.strategy, Strategy::WorkgroupPerRow | Strategy::SplitRow) {
+        spec.group = plan.group;
+    }
+    spec.cached = spec.cached && crate::plan::keeps_share(&spec, plan, shape.cols);
+    spec
 }
 
 /// The host API of a row op with one output: uploads `inputs` (row-major `shape`, padded

@@ -81,7 +81,7 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    self, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_DRAW_ENTRY, SAMPLE_FLAG_IDS_I64,
+    self, GroupShape, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_DRAW_ENTRY, SAMPLE_FLAG_IDS_I64,
     SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P,
     SAMPLE_FLAG_ROW_TEMPERATURE, SAMPLE_FLAG_ROW_TOP_K, SAMPLE_FLAG_ROW_TOP_P, SAMPLE_FLAG_TOP_K_ON,
     SAMPLE_FLAG_TOP_P_ON, SAMPLE_LEVELS, SAMPLE_SEARCH_ENTRY, SAMPLE_STATE_WORDS, SAMPLE_STATS_ENTRY,
@@ -633,6 +633,7 @@ impl Sampler {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            group: GroupShape::DEFAULT,
         };
         let module = ctx.module(spec)?;
         let draws = rows as u64 * self.num_samples as u64;

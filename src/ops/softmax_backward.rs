@@ -10,7 +10,7 @@
 use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::kernels::{KernelSpec, OpKernel, RowParams, Slot, VectorWidth};
+use crate::kernels::{GroupShape, KernelSpec, OpKernel, RowParams, Slot, VectorWidth};
 use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
@@ -98,6 +98,7 @@ impl SoftmaxBackward {
                 vector,
                 cached: rows::keeps_rows(ctx),
                 strided: false,
+                group: GroupShape::DEFAULT,
             },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],
             tensors: vec![(Slot::Y, y), (Slot::Dy, dy), (Slot::Dx, dx)],

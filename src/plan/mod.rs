@@ -3,6 +3,7 @@
 //! Plain Rust with no GPU, so it can be unit- and property-tested anywhere.
 
 use crate::error::{Error, Result};
+use crate::kernels::{CACHE_WORDS, GroupShape, SUBGROUP_TREE_MIN_LANES, VectorWidth};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 
@@ -49,8 +50,11 @@ pub(crate) struct DeviceCaps {
     /// `Limits::max_storage_buffers_per_shader_stage`: which modules the device can bind.
     pub(crate) max_storage_buffers_per_stage: u32,
     /// `Limits::max_compute_workgroup_storage_size`: whether the linear cross-entropy's
-    /// fused forward fits.
+    /// fused forward fits, and how wide a workgroup per row may be.
     pub(crate) max_workgroup_storage_bytes: u32,
+    /// The most invocations one workgroup may have along x (`Limits::
+    /// max_compute_invocations_per_workgroup` and `max_compute_workgroup_size_x`).
+    pub(crate) max_workgroup_lanes: u32,
 }
 
 /// llvmpipe (Mesa's software rasteriser behind both lavapipe on Vulkan and llvmpipe on GL)
@@ -84,6 +88,9 @@ impl DeviceCaps {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub(crate) strategy: Strategy,
+    /// The workgroup of [`Strategy::WorkgroupPerRow`] and [`Strategy::SplitRow`]
+    /// ([`GroupShape::DEFAULT`] for the others).
+    pub(crate) group: GroupShape,
     pub(crate) rows_per_group: u32,
     pub(crate) lanes_per_row: u32,
     pub(crate) walk_width: u32,
@@ -107,6 +114,15 @@ impl Plan {
     #[must_use]
     pub const fn lanes_per_row(&self) -> u32 {
         self.lanes_per_row
+    }
+
+    /// Invocations per workgroup of the row kernel.
+    #[must_use]
+    pub const fn workgroup_size(&self) -> u32 {
+        match self.strategy {
+            Strategy::WorkgroupPerRow | Strategy::SplitRow => self.group.lanes,
+            Strategy::ThreadPerRow | Strategy::SubgroupPerRow => self.strategy.workgroup_size(),
+        }
     }
 
     /// The dispatches, in row order; empty for an empty shape. More than one when the
@@ -157,6 +173,14 @@ const THREAD_PER_ROW_MAX_COLS_CPU: usize = 256;
 /// long while most of the device idles.
 const SUBGROUP_PER_ROW_MAX_COLS_GPU: usize = 4096;
 
+/// The widest f32 row a subgroup per row keeps in its lanes' registers on a device of
+/// `caps` ([`CACHE_WORDS`] per lane): wider rows go to a workgroup per row on a GPU, whose
+/// workgroup the planner sizes to hold them, so that they too are read once.
+fn subgroup_cached_cols(caps: &DeviceCaps) -> usize {
+    let lanes = caps.subgroup_min_size.clamp(1, Strategy::SubgroupPerRow.workgroup_size());
+    (lanes * CACHE_WORDS) as usize
+}
+
 /// Along a strided class axis, rows at least this many to a run of neighbours go to
 /// [`Strategy::ThreadPerRow`] whatever their width: neighbouring invocations then read
 /// neighbouring elements at every step (the loads coalesce, as PyTorch's kernel for an
@@ -173,7 +197,9 @@ pub(crate) fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
     let side_by_side = shape.inner >= STRIDED_THREAD_PER_ROW_MIN_INNER;
     let preferred = if shape.cols <= thread_max || side_by_side {
         Strategy::ThreadPerRow
-    } else if caps.subgroups && (caps.is_cpu || shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU) {
+    } else if caps.subgroups
+        && (caps.is_cpu || shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU.min(subgroup_cached_cols(caps)))
+    {
         // On a CPU adapter the subgroup path beat the shared-memory tree at every width it
         // can run on lavapipe (1,024 to 32,768 columns; wider rows loop past llvmpipe's
         // limit and fall back below).
@@ -217,9 +243,52 @@ const CPU_SIMD_LANES: u32 = 8;
 /// (the plain interleave); on a CPU adapter, which runs a workgroup slice by slice, one
 /// SIMD slice, so that each slice streams through its own run. 64x262144 softmax on
 /// lavapipe: 161 ms interleaved, see BENCHMARKS.md for the run.
-pub(crate) fn walk_width(caps: &DeviceCaps, strategy: Strategy) -> u32 {
-    let lanes = strategy.workgroup_size();
+pub(crate) fn walk_width(caps: &DeviceCaps, lanes: u32) -> u32 {
     if caps.is_cpu { CPU_SIMD_LANES.min(lanes) } else { lanes }
+}
+
+/// The workgroup of a workgroup per row (or a split row's segment) for rows of `cols`
+/// elements, `elements_per_word` to a 32-bit word, of an op whose share takes
+/// `share_bytes`, on a device of `caps`: merged through subgroups where the device has
+/// them; and, for kernels that keep rows in registers (`keeps_rows`), the fewest
+/// invocations (of [`GroupShape::LANES`]) whose registers hold the row, so that it is read
+/// once, within the device's invocation and workgroup-memory limits. Otherwise (streaming
+/// rows, or rows wider than the widest workgroup holds) [`GroupShape::DEFAULT`]'s size.
+pub(crate) fn group_shape(
+    caps: &DeviceCaps,
+    strategy: Strategy,
+    cols: usize,
+    elements_per_word: u32,
+    share_bytes: u64,
+    keeps_rows: bool,
+) -> GroupShape {
+    let subgroup_tree = caps.subgroups && caps.subgroup_min_size >= SUBGROUP_TREE_MIN_LANES;
+    let default = GroupShape { subgroup_tree, ..GroupShape::DEFAULT };
+    if !keeps_rows || strategy != Strategy::WorkgroupPerRow {
+        return default;
+    }
+    let allowed = |group: &GroupShape| {
+        group.lanes <= caps.max_workgroup_lanes
+            && group.workgroup_bytes(share_bytes) <= u64::from(caps.max_workgroup_storage_bytes)
+    };
+    GroupShape::LANES
+        .into_iter()
+        .map(|lanes| GroupShape { lanes, subgroup_tree })
+        .filter(allowed)
+        .find(|group| {
+            let width = walk_width(caps, group.lanes);
+            row_read_once(cols, elements_per_word, group.lanes, width)
+        })
+        .unwrap_or(default)
+}
+
+/// Whether `lanes` invocations sharing a row of `cols` elements (`elements_per_word` to a
+/// word) in blocks of `width` keep all of it in registers, with 128-bit accesses: the
+/// WGSL's `row_cached` for the cached module.
+pub(crate) const fn row_read_once(cols: usize, elements_per_word: u32, lanes: u32, width: u32) -> bool {
+    let packet = 4 * elements_per_word as u64;
+    let cache_packets = crate::kernels::cache_packets(VectorWidth::Vec4) as u64;
+    share_packets(cols as u64, packet, lanes as u64, width as u64) <= cache_packets
 }
 
 /// Rows one workgroup of `strategy` handles on this device for rows of `cols` (the
@@ -332,7 +401,15 @@ pub(crate) fn plan(
             chunks.push(Chunk { first_row, rows, grid });
         }
     }
-    Ok(Plan { strategy, rows_per_group, lanes_per_row, walk_width: walk_width(caps, strategy), chunks })
+    let group = GroupShape::DEFAULT;
+    Ok(Plan {
+        strategy,
+        group,
+        rows_per_group,
+        lanes_per_row,
+        walk_width: walk_width(caps, group.lanes),
+        chunks,
+    })
 }
 
 /// The most rows one chunk may hold: at most `max_rows` (what one grid covers), whole runs
@@ -419,8 +496,12 @@ pub(crate) fn spread_grid(groups: u64, max_per_dimension: u32) -> Result<[u32; 2
 }
 
 mod profile;
+mod reads;
 
 pub use profile::{DeviceProfile, ProfileFeatures, ProfileLimits};
+#[cfg(test)]
+pub(crate) use reads::run_packets;
+pub(crate) use reads::{keeps_share, reads_per_element, share_packets};
 
 #[cfg(test)]
 mod tests;

@@ -214,6 +214,9 @@ impl DeviceProfile {
             max_loop_iterations: self.loop_iteration_limit(),
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+            max_workgroup_lanes: limits
+                .max_compute_invocations_per_workgroup
+                .min(limits.max_compute_workgroup_size_x),
         }
     }
 }

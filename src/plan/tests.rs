@@ -18,6 +18,7 @@ fn gpu_caps() -> DeviceCaps {
         max_loop_iterations: None,
         max_storage_buffers_per_stage: 16,
         max_workgroup_storage_bytes: 32 << 10,
+        max_workgroup_lanes: 1024,
     }
 }
 
@@ -327,6 +328,7 @@ fn a_profile_is_what_the_planner_reads() {
             max_loop_iterations: None,
             max_storage_buffers_per_stage: 1 << 16,
             max_workgroup_storage_bytes: 48 << 10,
+            max_workgroup_lanes: 1024,
         }
     );
     assert!(gpu.keeps_rows_by_default());

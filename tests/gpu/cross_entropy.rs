@@ -317,6 +317,36 @@ fn the_mean_is_the_same_bits_every_run() {
     }
 }
 
+/// The mean and the sum fold their reduction into the fused kernel: only the mean's
+/// divisor pass (class indices) and the kernel are recorded, on every strategy, and the
+/// loss and gradient still match the reference, with outputs poisoned.
+#[test]
+fn the_mean_and_sum_take_at_most_two_dispatches() {
+    let mut rng = rng(0xCE_0005);
+    // More rows than one workgroup of the reduction passes takes, and than a few grids
+    // of the thread kernel: many workgroups race for the last ticket.
+    let data = inputs(&mut rng, 1500, 33);
+    let weighted =
+        CrossEntropyInput::new(&data.logits, data.shape, Targets::I64(&data.indices)).weight(&data.weight);
+    let soft = CrossEntropyInput::new(&data.logits, data.shape, Targets::Probabilities(&data.probabilities));
+    for strategy in strategies() {
+        // The split's statistics pass comes before its kernel's write pass.
+        let kernel = if strategy == Strategy::SplitRow { 2 } else { 1 };
+        for (reduction, input, divisor) in
+            [(Reduction::Mean, &weighted, 1), (Reduction::Sum, &weighted, 0), (Reduction::Mean, &soft, 0)]
+        {
+            let most = divisor + kernel;
+            let op = CrossEntropy::new().reduction(reduction).label_smoothing(0.05).strategy(strategy);
+            let before = wgpu_softmax::testing::dispatches_recorded();
+            let (gpu, _) = run_resident(op, input);
+            let recorded = wgpu_softmax::testing::dispatches_recorded() - before;
+            let what = format!("{strategy:?} {reduction:?}");
+            assert!(recorded <= most, "{what}: {recorded} dispatches");
+            assert_matches_reference(&what, &gpu, op, input);
+        }
+    }
+}
+
 #[test]
 fn seed_vectors() {
     for strategy in strategies() {

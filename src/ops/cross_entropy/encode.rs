@@ -5,7 +5,9 @@ use super::{CrossEntropy, CrossEntropyBuffers, Gradient, Reduction, STATUS_WORDS
 use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKey, KernelSpec, OpKernel, RowParams, Slot, TargetsKind, VectorWidth};
+use crate::kernels::{
+    GroupShape, KernelKey, KernelSpec, OpKernel, RowParams, Slot, TargetsKind, VectorWidth,
+};
 use crate::ops::rows::{self, PackedOutputs, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
@@ -15,8 +17,13 @@ use crate::tensor::{BufferRegion, TensorRef};
 
 impl CrossEntropy {
     /// Records the op into the caller's `encoder` over the caller's buffers: the fused
-    /// kernel, plus a pass before it (the mean's divisor, for class-index targets) and one
-    /// after it (the mean or sum over rows). Submits nothing; returns the plan.
+    /// kernel, plus a pass before it (the mean's divisor, for class-index targets). The
+    /// mean or sum over rows is folded into the fused kernel, whose last workgroup to
+    /// finish sums the row losses in a fixed order: two dispatches in all for the mean
+    /// over class indices, one otherwise (per chunk of rows past one storage binding; and
+    /// a 16-bit gradient of rows of odd length adds its edge pass). The packed kernel (a
+    /// device of few storage buffers) and a z-loss buffer of its own take passes of their
+    /// own after it instead. Submits nothing; returns the plan.
     ///
     /// Class-index targets out of range are not checked on the host here: their rows get
     /// a NaN loss and are counted in the status words ([`super::CrossEntropyStatus`]).
@@ -65,11 +72,14 @@ impl CrossEntropy {
         if shape.is_empty() {
             return Ok(plan);
         }
-        let settings = self.settings(buffers.targets, buffers.weight.is_some(), shape)?;
+        let mut settings = self.settings(buffers.targets, buffers.weight.is_some(), shape)?;
         let divisor_pass = self.reduction == Reduction::Mean && !probabilities;
         let reduce_pass = self.reduction != Reduction::None;
         let z_loss_pass = buffers.z_loss.is_some();
+        let fold =
+            self.folds_reduction(ctx.caps(), self.kernel_on(ctx, probabilities), &plan, shape, z_loss_pass);
         let chunks: Vec<(usize, usize)> = plan.chunks.iter().map(|c| (c.first_row, c.rows)).collect();
+        settings.params.chunks = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
         let rows_bytes = 4 * shape.rows as u64;
 
         ctx.catching(|| {
@@ -94,10 +104,15 @@ impl CrossEntropy {
                 .then(|| ctx.scratch_buffer(rows_bytes))
                 .transpose()?;
             let totals = totals.as_ref().map(|t| BufferRegion::new(t).with_size(totals_bytes));
+            if let Some(t) = totals {
+                // The folded reduction's ticket starts from 0.
+                encoder.clear_buffer(t.buffer(), t.offset(), Some(totals_bytes));
+            }
             let row_loss = row_losses.as_ref().map_or(buffers.loss, BufferRegion::new);
 
             let scale = match (buffers.grad_output, totals) {
                 (Some(g), _) => Some(Scale::PerRow(g)),
+                (None, Some(totals)) if fold => Some(Scale::Folded { totals, loss: buffers.loss }),
                 (None, Some(t)) if divisor_pass => Some(Scale::Totals(t)),
                 _ => None,
             };
@@ -117,6 +132,7 @@ impl CrossEntropy {
                 KernelSpec {
                     cached: rows::keeps_rows(ctx),
                     strided: false,
+                    group: GroupShape::DEFAULT,
                     op: self.kernel_on(ctx, probabilities),
                     strategy: plan.strategy,
                     dtype,
@@ -134,18 +150,12 @@ impl CrossEntropy {
                 buffers.z_loss,
             );
             if divisor_pass {
-                record_reductions(
-                    ctx,
-                    encoder,
-                    &settings,
-                    &reduce,
-                    &chunks,
-                    "total_weight",
-                    Some("combine_total_weight"),
-                )?;
+                // One chunk's pass writes the whole divisor itself.
+                let combine = (chunks.len() > 1).then_some("combine_total_weight");
+                record_reductions(ctx, encoder, &settings, &reduce, &chunks, "total_weight", combine)?;
             }
             rows::encode_rows(ctx, encoder, &main, shape, &plan)?;
-            if reduce_pass {
+            if reduce_pass && !fold {
                 record_reductions(ctx, encoder, &settings, &reduce, &chunks, "reduce_rows", Some("finish"))?;
             }
             if z_loss_pass && reduce_pass {
@@ -215,6 +225,7 @@ impl CrossEntropy {
             ("ARGMAX", u32::from(self.argmax)),
             ("WRITE_LSE", u32::from(bindings.lse.is_some())),
             ("SOFTCAP", u32::from(self.softcap.is_some())),
+            ("FOLD_REDUCTION", u32::from(matches!(bindings.scale, Some(Scale::Folded { .. })))),
         ]);
         let cols_bytes = 4 * u64::from(settings.params.cols);
         let mut whole: Vec<(Slot, BufferRegion<'_>, u64)> = vec![(Slot::Status, bindings.status, 16)];
@@ -234,6 +245,9 @@ impl CrossEntropy {
         match bindings.scale {
             Some(Scale::PerRow(g)) => per_row.push((Slot::Scale, g, 4)),
             Some(Scale::Totals(t)) => whole.push((Slot::Scale, t, t.size())),
+            Some(Scale::Folded { totals, loss }) => {
+                whole.extend([(Slot::Totals, totals, totals.size()), (Slot::Loss, loss, 4)]);
+            }
             None => {}
         }
         per_row.push((Slot::RowLoss, bindings.row_loss, 4));
@@ -351,6 +365,14 @@ pub(crate) enum Scale<'b> {
     PerRow(BufferRegion<'b>),
     /// The totals of the reductions, whose first word is the mean's divisor.
     Totals(BufferRegion<'b>),
+    /// The mean or sum folded into the kernel: the totals (the mean's divisor in, each
+    /// chunk's loss sum and the workgroups' ticket) and the reduced loss out.
+    Folded {
+        /// The totals.
+        totals: BufferRegion<'b>,
+        /// The reduced loss.
+        loss: BufferRegion<'b>,
+    },
 }
 
 /// The buffers of the fused kernel's dispatch.
@@ -377,9 +399,10 @@ pub(crate) struct MainBindings<'b> {
 }
 
 /// Bytes of the reductions' totals over `chunks` chunks of rows: [0] the total weight, [1]
-/// the rows not ignored, then per chunk its parts of them, its loss sum and its z-loss sum.
+/// the rows not ignored, then per chunk its parts of them, its loss sum and its z-loss
+/// sum, then the folded reduction's ticket (see `shaders/ops/cross_entropy_targets.wgsl`).
 pub(crate) const fn totals_bytes(chunks: usize) -> u64 {
-    4 * (2 + 4 * chunks as u64)
+    4 * (2 + 4 * chunks as u64 + 1)
 }
 
 /// The dispatch of the reductions over rows: the targets, row losses and logsumexps per
@@ -431,6 +454,7 @@ pub(crate) const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
         vector: VectorWidth::Scalar,
         cached: false,
         strided: false,
+        group: GroupShape::DEFAULT,
     }
 }
 

@@ -23,8 +23,9 @@
 //! written out.
 //!
 //! The loss is `logsumexp(x) - x[y]`, never the log of a probability: logits `[0, 1000]`
-//! with target 0 give exactly 1000. The mean and sum are reduced in a fixed order, so the
-//! same input gives the same bits on the same adapter. Special values follow softmax: a row
+//! with target 0 give exactly 1000. The mean and sum are reduced in a fixed order (by the
+//! fused kernel's last workgroup to finish, whichever it is), so the same input gives the
+//! same bits on the same adapter. Special values follow softmax: a row
 //! with a NaN or `+inf`, or only `-inf`, has a NaN loss and gradient (unless ignored); a
 //! target class whose logit is `-inf` has an infinite loss.
 
@@ -44,7 +45,7 @@ use crate::kernels::{
 };
 use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::rows;
-use crate::plan::{LLVMPIPE_LOOP_ITERATIONS, Plan};
+use crate::plan::{DeviceCaps, LLVMPIPE_LOOP_ITERATIONS, Plan};
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -571,6 +572,29 @@ impl CrossEntropy {
     /// bind the other's storage buffers (see [`rows::takes_fallback`]).
     pub(crate) fn kernel_on(&self, ctx: &Context, probabilities: bool) -> OpKernel {
         self.kernel(probabilities, self.packs_on(ctx, probabilities))
+    }
+
+    /// Whether the fused `kernel` sums the row losses itself (the mean or sum folded into
+    /// its last workgroup, so that nothing is dispatched after it) for `plan` over `shape`
+    /// on a device of `caps`: not for reduction none, not when a z-loss buffer of its own
+    /// is reduced too (`z_loss_pass`), not for the packed kernel (no bindings to spare),
+    /// and not where the last workgroup's walk over the rows would pass the driver's loop
+    /// limit (the separate reduction passes walk them with more invocations).
+    pub(crate) fn folds_reduction(
+        &self,
+        caps: &DeviceCaps,
+        kernel: OpKernel,
+        plan: &Plan,
+        shape: Shape,
+        z_loss_pass: bool,
+    ) -> bool {
+        if self.reduction == Reduction::None || z_loss_pass || !kernel.decl().folds_reduction {
+            return false;
+        }
+        caps.max_loop_iterations.is_none_or(|limit| {
+            let walk = (shape.rows as u64).div_ceil(u64::from(plan.workgroup_size())) + 8;
+            walk.saturating_add(crate::plan::loop_iterations(caps, plan.strategy(), shape.cols)) < limit
+        })
     }
 
     /// Whether this op runs its packed kernel on `ctx`'s device, and so copies its argmax

@@ -7,8 +7,8 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    KernelKey, KernelSpec, LINEAR_FINISH, LINEAR_SHARE_BYTES, LINEAR_STATS, MATMUL_TILE, OpKernel, RowParams,
-    Slot,
+    GroupShape, KernelKey, KernelSpec, LINEAR_FINISH, LINEAR_SHARE_BYTES, LINEAR_STATS, MATMUL_TILE,
+    OpKernel, RowParams, Slot,
 };
 use crate::ops::cross_entropy::{
     CrossEntropy, MainBindings, Reduction, STATUS_WORDS, Scale, TargetBuffer, record_reductions,
@@ -77,6 +77,7 @@ impl CrossEntropy {
         let spec = KernelSpec {
             cached: rows::keeps_rows(ctx),
             strided: false,
+            group: GroupShape::DEFAULT,
             op: self.kernel_on(ctx, false),
             strategy: plan.strategy,
             dtype: logits.dtype(),
@@ -166,6 +167,7 @@ impl CrossEntropy {
         let spec = KernelSpec {
             cached: false,
             strided: false,
+            group: GroupShape::DEFAULT,
             op: OpKernel::LinearCrossEntropy,
             strategy: Strategy::SplitRow,
             dtype,

@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    KernelSpec, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES, TargetsKind, VectorWidth,
+    GroupShape, KernelSpec, LINEAR_STORAGE_BINDINGS, LINEAR_WORKGROUP_BYTES, TargetsKind, VectorWidth,
     check_storage_bindings,
 };
 use crate::ops::cross_entropy::{CrossEntropy, Gradient, Reduction, STATUS_WORDS, TargetBuffer, reduce_spec};
@@ -78,6 +78,7 @@ impl LinearCrossEntropy {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            group: GroupShape::DEFAULT,
         };
         for spec in [
             reduce_spec(TargetsKind::Classes),
