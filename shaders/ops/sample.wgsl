@@ -135,14 +135,25 @@ var<workgroup> chunk_mass: array<f32, WORKGROUP_SIZE>;
 var<workgroup> chunk_end: array<f32, WORKGROUP_SIZE>;
 var<workgroup> total_mass: f32;
 
-// Element `i` of `row` in the bound block of rows (the logits and the masks are bound
-// from the block's first row, params.row_base).
-fn element_index(row: u32, i: u32) -> u32 {
-    return (row - params.row_base) * params.cols + i;
+// Where the workgroup's row begins in the bound block of rows (the logits and the masks
+// are bound from the block's first row, params.row_base, a multiple of params.inner):
+// class c of row r = o * inner + j (o the position before the class axis, j after it)
+// is element (o * cols + c) * inner + j, so class c of the row is element
+// row_origin + c * inner. Set once per invocation by `enter_row`.
+var<private> row_origin: u32;
+
+fn enter_row(row: u32) {
+    let local = row - params.row_base;
+    row_origin = local / params.inner * params.cols * params.inner + local % params.inner;
 }
 
-fn logit(row: u32, i: u32) -> f32 {
-    let index = element_index(row, i);
+// Element `i` (the class) of the workgroup's row in the bound block.
+fn element_index(i: u32) -> u32 {
+    return row_origin + i * params.inner;
+}
+
+fn logit(i: u32) -> f32 {
+    let index = element_index(i);
 #if HALF
     return half_to_f32(word_element(logits[index / PER_WORD], index % PER_WORD));
 #else
@@ -195,9 +206,9 @@ fn uniform_of(row: u32, draw: u32) -> f32 {
     return unit_uniform(philox(vec4<u32>(row, draw, 0u, 0u), vec2<u32>(params.seed_lo, params.seed_hi)).x);
 }
 
-// The bits of logit `i` of `row` as stored (an f32's, or a 16-bit element's).
-fn stored_bits(row: u32, i: u32) -> u32 {
-    let index = element_index(row, i);
+// The bits of logit `i` of the row as stored (an f32's, or a 16-bit element's).
+fn stored_bits(i: u32) -> u32 {
+    let index = element_index(i);
 #if HALF
     return word_element(logits[index / PER_WORD], index % PER_WORD);
 #else
@@ -233,12 +244,12 @@ fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, b
     let masked = storage_bits(negative_infinity());
     let nan = storage_bits(quiet_nan());
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         var keep = kept(x, threshold);
         if (greedy) {
             keep = i == argmax;
         }
-        let index = element_index(row, i);
+        let index = element_index(i);
         if (flag(FLAG_PROBS)) {
             var p = 0.0;
             if (bad) {
@@ -251,7 +262,7 @@ fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, b
             sample_probs[index] = p;
         }
         if (flag(FLAG_MASKED)) {
-            var bits = stored_bits(row, i);
+            var bits = stored_bits(i);
             if (bad) {
                 bits = nan;
             } else if (!keep) {
@@ -269,7 +280,7 @@ fn stats(local: u32, row: u32) {
     var bad = 0u;
     var finite = 0u;
     for (var i = chunk.x; i < chunk.y; i++) {
-        let raw = logit(row, i);
+        let raw = logit(i);
         if (is_nan_or_positive_infinity(raw)) {
             bad = 1u;
         }
@@ -308,7 +319,7 @@ fn stats(local: u32, row: u32) {
         let settings_bad = !settings_in_range(row);
         var m = 0.0;
         if (!undefined && !settings_bad) {
-            m = scaled(row, logit(row, argmax));
+            m = scaled(row, logit(argmax));
         }
         let greedy = temperature_of(row) <= 0.0 || !is_finite(m);
         if (!is_finite(m)) {
@@ -403,7 +414,7 @@ fn top_k_level(local: u32, row: u32, level: u32) {
     let chunk = chunk_of(local);
     var counts = array<vec4<u32>, 4>();
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         if (is_finite(x)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
@@ -460,7 +471,7 @@ fn top_p_level(local: u32, row: u32, level: u32) {
     let chunk = chunk_of(local);
     var masses = array<vec4<f32>, 4>();
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         if (kept(x, top_k)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
@@ -536,7 +547,7 @@ fn draw_step(local: u32, row: u32) {
     let chunk = chunk_of(local);
     var own = 0.0;
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         if (kept(x, threshold)) {
             own += exp_below(x, m);
         }
@@ -601,7 +612,7 @@ fn draw_step(local: u32, row: u32) {
         var token_x = 0.0;
         var last_x = 0.0;
         for (var i = span.x; i < span.y; i++) {
-            let x = scaled(row, logit(row, i));
+            let x = scaled(row, logit(i));
             if (kept(x, threshold)) {
                 let e = exp_below(x, m);
                 if (e > 0.0) {
@@ -641,6 +652,7 @@ fn row_of(group: vec3<u32>) -> u32 {
 fn sample_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let row = row_of(group);
     if (row < params.rows) {
+        enter_row(row);
         stats(local, row);
     }
 }
@@ -652,6 +664,7 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
     if (row >= params.rows) {
         return;
     }
+    enter_row(row);
     for (var step = params.first_step; step < params.end_step; step++) {
         if (step < STEP_TOP_P) {
             if (flag(FLAG_TOP_K_ON)) {
@@ -667,6 +680,7 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
 fn sample_draw(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let row = row_of(group);
     if (row < params.rows) {
+        enter_row(row);
         draw_step(local, row);
     }
 }

@@ -763,8 +763,7 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
     let per_dispatch = draws_per_dispatch(shape.cols, caps.max_loop_iterations);
     let draw_dispatches = sampler.num_samples.div_ceil(per_dispatch.max(1));
     // Blocks of rows whose logits fit one binding, each with every step.
-    let blocks =
-        if runs { shape.rows.div_ceil(row_block(shape.rows, shape.cols, dtype, false, caps)?) } else { 0 };
+    let blocks = if runs { shape.rows.div_ceil(row_block(shape, dtype, false, caps)?) } else { 0 };
     let mut passes = Vec::new();
     if runs {
         passes.push(Pass { name: "statistics".to_owned(), dispatches: blocks });

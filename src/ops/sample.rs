@@ -3,7 +3,8 @@
 //!
 //! # Semantics
 //!
-//! For each row of logits `l` (the class axis last), in this order:
+//! For each row of logits `l` (a [`Shape`]: the class axis last, or anywhere, read where
+//! it lies), in this order:
 //!
 //! 1. **Temperature** `T`: `x = l / T`. `T = 0` is greedy: every draw is the argmax of the
 //!    row (the lowest index on ties) and the filters are not applied.
@@ -40,6 +41,15 @@
 //! first draw dispatch also writes each row's filtered, renormalised probabilities (f32)
 //! and the logits with every token not kept set to `-inf` (in the logits' storage type),
 //! from the same membership test as the draws; `num_samples` may be 0 for the masks alone.
+//! Both are in the logits' layout, along a strided class axis too.
+//!
+//! # Layout
+//!
+//! Rows are numbered as [`Shape`] does: along a class axis that is not last (`inner > 1`),
+//! row `o * inner + j` is the position `(o, j)` off the axis, and its classes lie `inner`
+//! elements apart; each workgroup reads its row's classes where they lie (nothing is
+//! gathered or transposed). The ids and log-probabilities are `rows x num_samples` in
+//! that row order, which is PyTorch's order of the tensor with the class axis removed.
 //!
 //! # Algorithm
 //!
@@ -232,7 +242,7 @@ impl RowSettings {
 /// The caller's buffers for [`Sampler::encode`].
 #[derive(Clone, Copy, Debug)]
 pub struct SampleBuffers<'a> {
-    /// The logits, `(rows, cols)` row-major, f32, f16 or bf16.
+    /// The logits in the [`Shape`]'s layout (the class axis anywhere), f32, f16 or bf16.
     pub logits: TensorRef<'a>,
     /// The token ids, `rows x num_samples`, row-major: i32, or i64 (two words each, low
     /// first, as PyTorch stores them) with `ids_i64`.
@@ -247,11 +257,11 @@ pub struct SampleBuffers<'a> {
     pub status: BufferRegion<'a>,
     /// Settings given per row (none by default).
     pub rows: RowSettingBuffers<'a>,
-    /// The filtered, renormalised probabilities, `rows x cols` f32 (`FlashInfer`'s
+    /// The filtered, renormalised probabilities, f32 in the logits' layout (`FlashInfer`'s
     /// `top_k_renorm_probs` / `top_p_renorm_probs`), if wanted: each kept token's
     /// probability, 0 elsewhere; one-hot on the argmax for a greedy row; NaN for a bad row.
     pub probs: Option<BufferRegion<'a>>,
-    /// The masked logits, `rows x cols` in the logits' storage type (`FlashInfer`'s
+    /// The masked logits, in the logits' storage type and layout (`FlashInfer`'s
     /// `top_k_mask_logits`), if wanted: each kept token's logit as stored (not divided by
     /// the temperature), `-inf` elsewhere; NaN for a bad row.
     pub masked_logits: Option<BufferRegion<'a>>,
@@ -281,14 +291,14 @@ impl<'a> SampleBuffers<'a> {
         Self { ids_i64: true, ..self }
     }
 
-    /// The same, writing the filtered, renormalised probabilities (f32, `rows x cols`)
+    /// The same, writing the filtered, renormalised probabilities (f32, the logits' layout)
     /// into `probs`.
     #[must_use]
     pub fn with_probs(self, probs: impl Into<BufferRegion<'a>>) -> Self {
         Self { probs: Some(probs.into()), ..self }
     }
 
-    /// The same, writing the masked logits (the logits' storage type, `rows x cols`) into
+    /// The same, writing the masked logits (the logits' storage type and layout) into
     /// `masked_logits`.
     #[must_use]
     pub fn with_masked_logits(self, masked_logits: impl Into<BufferRegion<'a>>) -> Self {
@@ -387,10 +397,10 @@ pub struct SampleOutput {
     pub ids: Vec<i64>,
     /// Each draw's log-probability, when asked for.
     pub logprobs: Option<Vec<f32>>,
-    /// The filtered, renormalised probabilities (`rows x cols`), when asked for (see
+    /// The filtered, renormalised probabilities (in the logits' layout), when asked for (see
     /// [`SampleBuffers::probs`]).
     pub probs: Option<Vec<f32>>,
-    /// The masked logits (`rows x cols`, widened to f32 from the logits' storage type),
+    /// The masked logits (in the logits' layout, widened to f32 from their storage type),
     /// when asked for (see [`SampleBuffers::masked_logits`]).
     pub masked_logits: Option<Vec<f32>>,
     /// The bad rows, and the rows with settings out of range.
@@ -421,17 +431,9 @@ impl Sampler {
         Ok(())
     }
 
-    /// Checks the shape: rows along the last axis.
+    /// Checks the shape: whole runs of `inner` rows, every element indexable in u32.
     pub(crate) fn check_shape(shape: Shape) -> Result<()> {
         shape.check_layout()?;
-        if !shape.is_row_major() {
-            return Err(Error::InvalidOption {
-                option: "shape",
-                problem: "the sampler takes the class axis last (inner == 1); a strided class axis is \
-                          not supported yet"
-                    .into(),
-            });
-        }
         if u32::try_from(shape.len()?).is_err() {
             return Err(Error::InvalidOption {
                 option: "shape",
@@ -517,7 +519,7 @@ impl Sampler {
     }
 
     /// Records the draws into `encoder`: `num_samples` token ids per row of the logits
-    /// `shape` (class axis last) into `buffers.ids`, their log-probabilities into
+    /// `shape` (the class axis anywhere) into `buffers.ids`, their log-probabilities into
     /// `buffers.logprobs` if given, the masks into `buffers.probs` and
     /// `buffers.masked_logits` if given, and the bad rows and the rows with settings out
     /// of range into `buffers.status` (cleared first), each row under its own settings
@@ -525,7 +527,7 @@ impl Sampler {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] for a bad option, a class axis not last, or more than
+    /// [`Error::InvalidOption`] for a bad option, or more than
     /// `u32::MAX` elements or draws in all;
     /// [`Error::ShapeOverflow`] and [`Error::InvalidLayout`] for a bad shape;
     /// [`Error::MissingUsage`], [`Error::MisalignedOffset`], [`Error::RegionOutOfBounds`]
@@ -640,7 +642,7 @@ impl Sampler {
         // Blocks of rows whose logits and masks each fit one storage binding, starting at
         // aligned offsets; the ids, log-probabilities, state and status are bound whole.
         let row_bytes = cols as u64 * dtype.size();
-        let block = row_block(rows, cols, dtype, buffers.probs.is_some(), ctx.caps())?;
+        let block = row_block(shape, dtype, buffers.probs.is_some(), ctx.caps())?;
         let whole: Vec<(Slot, wgpu::BufferBinding<'_>)> = {
             let mut bound = vec![
                 (Slot::Ids, buffers.ids.binding(0, if buffers.ids_i64 { 2 * out_bytes } else { out_bytes })),
@@ -666,8 +668,8 @@ impl Sampler {
             groups_x: 0,
             row_base: 0,
             block_rows: 0,
+            inner: shape.inner as u32,
             padding0: 0,
-            padding1: 0,
             first_step: SAMPLE_STEP_STATS,
             end_step: SAMPLE_STEP_TOP_K,
             top_k: self.top_k,
@@ -747,7 +749,7 @@ impl Sampler {
         Ok(())
     }
 
-    /// Samples from `logits` (`shape`, class axis last) on the GPU: uploads them in `T`'s
+    /// Samples from `logits` (`shape`, the class axis anywhere) on the GPU: uploads them in `T`'s
     /// storage type, records [`Sampler::encode`], and reads the ids (as i64), the
     /// log-probabilities if `logprobs`, and the status back.
     ///
@@ -880,23 +882,22 @@ impl Sampler {
 }
 
 /// Rows per block of the sampler's dispatches: as many as keep the block's logits (and
-/// probabilities, with `probs`) within one storage binding at an aligned offset.
+/// probabilities, with `probs`) within one storage binding at an aligned offset. A block
+/// is whole runs of `shape.inner` rows (one position before the class axis each: `cols *
+/// inner` elements that hold those rows and nothing else), so that it is contiguous in
+/// memory along a strided class axis too.
 ///
 /// # Errors
 ///
 /// [`Error::LimitExceeded`] when even the smallest aligned block exceeds a binding.
-pub(crate) fn row_block(
-    rows: usize,
-    cols: usize,
-    dtype: DType,
-    probs: bool,
-    caps: &DeviceCaps,
-) -> Result<usize> {
-    let mut widths = vec![cols as u64 * dtype.size()];
+pub(crate) fn row_block(shape: Shape, dtype: DType, probs: bool, caps: &DeviceCaps) -> Result<usize> {
+    let run = (shape.cols as u64).saturating_mul(shape.inner as u64);
+    let mut widths = vec![run.saturating_mul(dtype.size())];
     if probs {
-        widths.push(4 * cols as u64);
+        widths.push(run.saturating_mul(4));
     }
-    rows_per_chunk(rows, 1, &widths, caps, u64::MAX)
+    let runs = rows_per_chunk(shape.rows / shape.inner, 1, &widths, caps, u64::MAX)?;
+    Ok(runs.saturating_mul(shape.inner))
 }
 
 /// Draws of each row one dispatch makes, on a device whose driver stops an invocation's
@@ -974,8 +975,9 @@ mod tests {
         ] {
             assert!(matches!(bad.check_options(), Err(Error::InvalidOption { .. })), "{bad:?}");
         }
-        let strided = Sampler::check_shape(Shape::with_inner(2, 5, 3));
-        assert!(matches!(strided, Err(Error::InvalidOption { option: "shape", .. })));
+        assert!(Sampler::check_shape(Shape::with_inner(2, 5, 3)).is_ok());
+        let ragged = Sampler::check_shape(Shape { rows: 5, cols: 4, inner: 3 });
+        assert!(matches!(ragged, Err(Error::InvalidLayout { .. })));
     }
 
     #[test]
