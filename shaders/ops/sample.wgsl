@@ -26,6 +26,10 @@
 //                   sum of exp(x - m) (LEVELS steps). Each bin is a sum in one fixed order
 //                   (chunks, then a tree), so the bits repeat; where rounding leaves no
 //                   digit reaching the mass, digit 0 keeps the whole bin (a superset);
+//   finish          after a top-k digit step, once the keys at or above the digits found
+//                   so far number at most CANDIDATES: both thresholds from those keys,
+//                   gathered and sorted in workgroup memory (finish_in_memory); the
+//                   remaining digit steps of both searches are skipped (STATE_SETTLED);
 //   STEP_DRAW       the draws first_sample .. end_sample of each row: each invocation's
 //                   contiguous chunk's kept mass, their running sums by invocation 0 (the
 //                   total S), then per draw u = uniform * S, the chunk where the running
@@ -61,6 +65,8 @@ const STATE_GREEDY: u32 = 7u;
 // The count of keys above the top-k digits found so far, and the mass above the top-p's.
 const STATE_TOP_K_ABOVE: u32 = 8u;
 const STATE_TOP_P_ABOVE: u32 = 9u;
+// 1 once both thresholds are final (the candidates' finish ran): later digit steps skip.
+const STATE_SETTLED: u32 = 10u;
 
 // The digits of the threshold searches. DIGIT_BITS, BINS and LEVELS come from the host.
 
@@ -336,6 +342,7 @@ fn stats(local: u32, row: u32) {
         state[base + STATE_GREEDY] = select(0u, 1u, greedy);
         state[base + STATE_TOP_K_ABOVE] = 0u;
         state[base + STATE_TOP_P_ABOVE] = 0u;
+        state[base + STATE_SETTLED] = 0u;
         if (undefined) {
             atomicAdd(&status[STATUS_BAD_ROWS], 1u);
             atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - row);
@@ -435,6 +442,9 @@ fn top_k_level(local: u32, row: u32, level: u32) {
         }
     }
     let k = top_k_of(row);
+    if (local == 0u) {
+        shared_word = NO_INDEX;
+    }
     // k = 0 is off (a row's own setting; the host records no step when no row uses it).
     if (local == 0u && k > 0u) {
         let above_before = state[base + STATE_TOP_K_ABOVE];
@@ -455,9 +465,123 @@ fn top_k_level(local: u32, row: u32, level: u32) {
         }
         state[base + STATE_TOP_K] = with_digit(prefix, level, digit);
         state[base + STATE_TOP_K_ABOVE] = above;
+        // The keys at or above the new digit's floor: those above it and its bin's.
+        shared_word = select(NO_INDEX, above + count_bins[digit], found);
+    }
+    storageBarrier();
+    let candidates = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    if (candidates <= CANDIDATES) {
+        finish_in_memory(local, row);
+    }
+}
+
+// The candidates' finish: once the keys at or above the top-k search's floor (its digits
+// so far, the rest 0) number at most CANDIDATES, one pass gathers them with their masses
+// into workgroup memory, a sort puts them in descending order of key, and both thresholds
+// are read off it: K_k the k-th key, K_p the key where the running mass of the keys at
+// or above K_k first reaches top_p times their whole (summed in that order). Equal keys
+// are equal values of equal mass, so the order among them changes no sum's bits. K_k is
+// the radix search's; K_p is the largest K whose mass reaches top_p * M_k, M_k and the
+// running sums taken in one fixed order, so every threshold is one consistent set of
+// values as before.
+var<workgroup> candidate_keys: array<u32, CANDIDATES>;
+var<workgroup> candidate_mass: array<f32, CANDIDATES>;
+var<workgroup> candidate_count: atomic<u32>;
+
+fn finish_in_memory(local: u32, row: u32) {
+    let base = row * STATE_WORDS;
+    let m = bitcast<f32>(state[base + STATE_MAX]);
+    let floor = state[base + STATE_TOP_K];
+    // Key 0 is a NaN's, below every finite key: the padding sorts last.
+    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
+        candidate_keys[i] = 0u;
+        candidate_mass[i] = 0.0;
+    }
+    if (local == 0u) {
+        atomicStore(&candidate_count, 0u);
+    }
+    workgroupBarrier();
+    let chunk = chunk_of(local);
+    for (var i = chunk.x; i < chunk.y; i++) {
+        let x = scaled(row, logit(i));
+        if (kept(x, floor)) {
+            let at = atomicAdd(&candidate_count, 1u);
+            // Always: the count was taken from the same keys.
+            if (at < CANDIDATES) {
+                candidate_keys[at] = key_of(x);
+                candidate_mass[at] = exp_below(x, m);
+            }
+        }
+    }
+    workgroupBarrier();
+    sort_candidates_descending(local);
+    if (local == 0u) {
+        let count = min(atomicLoad(&candidate_count), CANDIDATES);
+        let k = top_k_of(row);
+        let top_k = candidate_keys[min(k, count) - 1u];
+        var top_p = 0u;
+        let p = top_p_of(row);
+        if (flag(FLAG_TOP_P_ON) && p < 1.0) {
+            var kept_count = 0u;
+            var whole = 0.0;
+            while (kept_count < count && candidate_keys[kept_count] >= top_k) {
+                whole += candidate_mass[kept_count];
+                kept_count++;
+            }
+            let needed = p * whole;
+            var running = 0.0;
+            for (var i = 0u; i < kept_count; i++) {
+                running += candidate_mass[i];
+                if (running >= needed) {
+                    top_p = candidate_keys[i];
+                    break;
+                }
+            }
+            state[base + STATE_MASS_K] = bitcast<u32>(whole);
+        }
+        state[base + STATE_TOP_K] = top_k;
+        state[base + STATE_TOP_P] = top_p;
+        state[base + STATE_SETTLED] = 1u;
     }
     storageBarrier();
     workgroupBarrier();
+}
+
+// A bitonic sort of the candidates, descending by key (their masses alongside).
+fn sort_candidates_descending(local: u32) {
+    for (var size = 2u; size <= CANDIDATES; size *= 2u) {
+        for (var stride = size / 2u; stride > 0u; stride /= 2u) {
+            for (var pair = local; pair < CANDIDATES / 2u; pair += WORKGROUP_SIZE) {
+                // The pair's first element has the stride's bit clear.
+                let i = 2u * pair - (pair & (stride - 1u));
+                let j = i + stride;
+                let a = candidate_keys[i];
+                let b = candidate_keys[j];
+                // Descending where the size's bit of i is clear, ascending where set.
+                if ((a < b) == ((i & size) == 0u)) {
+                    candidate_keys[i] = b;
+                    candidate_keys[j] = a;
+                    let w = candidate_mass[i];
+                    candidate_mass[i] = candidate_mass[j];
+                    candidate_mass[j] = w;
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+}
+
+// Whether the row's thresholds are final, as a value uniform over the workgroup.
+var<workgroup> shared_word: u32;
+
+fn settled(local: u32, row: u32) -> bool {
+    if (local == 0u) {
+        shared_word = state[row * STATE_WORDS + STATE_SETTLED];
+    }
+    let done = workgroupUniformLoad(&shared_word) != 0u;
+    workgroupBarrier();
+    return done;
 }
 
 // Digit `level` of the top-p key: the histogram of the kept mass (key >= K_k) under the
@@ -666,6 +790,9 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
     }
     enter_row(row);
     for (var step = params.first_step; step < params.end_step; step++) {
+        if (settled(local, row)) {
+            break;
+        }
         if (step < STEP_TOP_P) {
             if (flag(FLAG_TOP_K_ON)) {
                 top_k_level(local, row, step - STEP_TOP_K);

@@ -69,13 +69,22 @@
 //!   first histogram is `M_k`: 8 passes (top-p only). Each bin is a sum in one fixed
 //!   order (chunks, then a tree), so the bits repeat; where rounding leaves no digit
 //!   reaching the mass, digit 0 keeps the whole bin, a superset;
+//! - the candidates' finish: once the top-k search's candidates (the keys at or above its
+//!   digits so far, the rest 0; their count is the histogram's) number at most 512, one
+//!   pass gathers them with their masses into workgroup memory and sorts them, and both
+//!   thresholds are read off the sorted keys: `K_k` the `k`-th (the radix search's own
+//!   answer), `K_p` the key where the running mass of the keys at or above `K_k`, summed
+//!   in that one order, first reaches `p` times their whole. The rest of both searches is
+//!   skipped: with top-k 50 a row takes 2 to 4 top-k digit passes and this one instead of
+//!   16 (a sampler with top-k up to 512 and no heavy ties always finishes this way);
 //! - min-p: a bound on `x`, no pass;
 //! - the draws: one pass for the kept mass of each invocation's chunk, and per draw a
 //!   look at 1/256 of the row.
 //!
-//! So at most 18 passes over a row (with top-k and top-p), plus 1/256 of a row per
-//! draw, in 3 dispatches (2 without top-k and top-p) up to 400000 columns on llvmpipe
-//! and on any GPU. Membership is
+//! So at most 18 passes over a row (with top-k and top-p, where the candidates never
+//! shrink to 512: top-k above 512, or more than 512 keys tied at the `k`-th), plus 1/256
+//! of a row per draw, in 3 dispatches (2 without top-k and top-p) up to 400000 columns on
+//! llvmpipe and on any GPU. Membership is
 //! decided everywhere by the same comparison of keys against the row's final threshold
 //! (the largest of the three), so no draw lands on a filtered token, whatever the
 //! rounding of the sums.
@@ -91,8 +100,8 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    self, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_DRAW_ENTRY, SAMPLE_FLAG_IDS_I64,
-    SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P,
+    self, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_CANDIDATES, SAMPLE_DRAW_ENTRY,
+    SAMPLE_FLAG_IDS_I64, SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P,
     SAMPLE_FLAG_ROW_TEMPERATURE, SAMPLE_FLAG_ROW_TOP_K, SAMPLE_FLAG_ROW_TOP_P, SAMPLE_FLAG_TOP_K_ON,
     SAMPLE_FLAG_TOP_P_ON, SAMPLE_LEVELS, SAMPLE_SEARCH_ENTRY, SAMPLE_STATE_WORDS, SAMPLE_STATS_ENTRY,
     SAMPLE_STATUS_BAD_SETTINGS, SAMPLE_STATUS_FIRST_BAD_SETTINGS, SAMPLE_STEP_DRAW, SAMPLE_STEP_STATS,
@@ -461,9 +470,11 @@ impl Sampler {
     }
 
     /// Full passes over each row that [`Sampler::encode`] records without per-row
-    /// settings (the draws' pass included, not their look at 1/256 of the row each): the
-    /// statistics, 8 with top-k (a 4-bit digit of its key each), 8 with top-p, and the
-    /// draws'; greedy 2. At most 18.
+    /// settings, in the worst case (the draws' pass included, not their look at 1/256 of
+    /// the row each): the statistics, 8 with top-k (a 4-bit digit of its key each), 8 with
+    /// top-p, and the draws'; greedy 2. At most 18. With top-k a row usually takes fewer:
+    /// its searches end with one pass once 512 keys or fewer remain candidates (see the
+    /// module's algorithm).
     #[must_use]
     pub fn passes(&self) -> usize {
         self.passes_with(&RowSettingBuffers::default())
@@ -504,13 +515,20 @@ impl Sampler {
             let runs = if step < SAMPLE_STEP_TOP_P { top_k } else { top_p };
             if runs { chunk + u64::from(SAMPLE_BINS) * (tree + 2) + 16 } else { 0 }
         };
+        // The candidates' finish, at most once a row and then the dispatch's last step: a
+        // pass, the sort's stages, and the scans of the candidates.
+        let finish = if top_k {
+            chunk + u64::from(SAMPLE_CANDIDATES) * 2 + u64::from(SAMPLE_CANDIDATES.ilog2()).pow(2) + 64
+        } else {
+            0
+        };
         let mut ranges = Vec::new();
-        let (mut first, mut spent) = (SAMPLE_STEP_TOP_K, 0);
+        let (mut first, mut spent) = (SAMPLE_STEP_TOP_K, finish);
         for step in SAMPLE_STEP_TOP_K..SAMPLE_STEP_DRAW {
             let step_cost = cost(step);
             if step > first && spent + step_cost > limit / 2 {
                 ranges.push((first, step));
-                (first, spent) = (step, 0);
+                (first, spent) = (step, finish);
             }
             spent += step_cost;
         }
