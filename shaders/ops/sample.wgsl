@@ -28,8 +28,11 @@
 //                   digit reaching the mass, digit 0 keeps the whole bin (a superset);
 //   finish          after a top-k digit step, once the keys at or above the digits found
 //                   so far number at most CANDIDATES: both thresholds from those keys,
-//                   gathered and sorted in workgroup memory (finish_in_memory); the
-//                   remaining digit steps of both searches are skipped (STATE_SETTLED);
+//                   gathered and sorted in workgroup memory (finish_in_memory); after a
+//                   top-p digit step, once its bin holds at most CANDIDATES keys (counted
+//                   beside the masses), K_p from that bin's keys likewise
+//                   (finish_top_p_in_memory); the remaining digit steps are skipped
+//                   (STATE_SETTLED);
 //   STEP_DRAW       the draws first_sample .. end_sample of each row: each invocation's
 //                   contiguous chunk's kept mass, their running sums by invocation 0 (the
 //                   total S), then per draw u = uniform * S, the chunk where the running
@@ -489,10 +492,11 @@ var<workgroup> candidate_keys: array<u32, CANDIDATES>;
 var<workgroup> candidate_mass: array<f32, CANDIDATES>;
 var<workgroup> candidate_count: atomic<u32>;
 
-fn finish_in_memory(local: u32, row: u32) {
-    let base = row * STATE_WORDS;
-    let m = bitcast<f32>(state[base + STATE_MAX]);
-    let floor = state[base + STATE_TOP_K];
+// Gathers the kept keys (x finite, key >= lower) whose digits above `levels` are those of
+// `prefix`, with their masses, into the candidates, and sorts them in descending order of
+// key; returns how many there are (at most CANDIDATES: the caller counted them).
+fn gather_candidates(local: u32, row: u32, lower: u32, prefix: u32, levels: u32) -> u32 {
+    let m = bitcast<f32>(state[row * STATE_WORDS + STATE_MAX]);
     // Key 0 is a NaN's, below every finite key: the padding sorts last.
     for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
         candidate_keys[i] = 0u;
@@ -505,7 +509,7 @@ fn finish_in_memory(local: u32, row: u32) {
     let chunk = chunk_of(local);
     for (var i = chunk.x; i < chunk.y; i++) {
         let x = scaled(row, logit(i));
-        if (kept(x, floor)) {
+        if (kept(x, lower) && under_prefix(key_of(x), prefix, levels)) {
             let at = atomicAdd(&candidate_count, 1u);
             // Always: the count was taken from the same keys.
             if (at < CANDIDATES) {
@@ -516,8 +520,13 @@ fn finish_in_memory(local: u32, row: u32) {
     }
     workgroupBarrier();
     sort_candidates_descending(local);
+    return min(atomicLoad(&candidate_count), CANDIDATES);
+}
+
+fn finish_in_memory(local: u32, row: u32) {
+    let base = row * STATE_WORDS;
+    let count = gather_candidates(local, row, state[base + STATE_TOP_K], 0u, 0u);
     if (local == 0u) {
-        let count = min(atomicLoad(&candidate_count), CANDIDATES);
         let k = top_k_of(row);
         let top_k = candidate_keys[min(k, count) - 1u];
         var top_p = 0u;
@@ -594,6 +603,7 @@ fn top_p_level(local: u32, row: u32, level: u32) {
     let prefix = state[base + STATE_TOP_P];
     let chunk = chunk_of(local);
     var masses = array<vec4<f32>, 4>();
+    var counts = array<vec4<u32>, 4>();
     for (var i = chunk.x; i < chunk.y; i++) {
         let x = scaled(row, logit(i));
         if (kept(x, top_k)) {
@@ -603,20 +613,28 @@ fn top_p_level(local: u32, row: u32, level: u32) {
                 let w = exp_below(x, m);
                 for (var q = 0u; q < 4u; q++) {
                     masses[q] += select(vec4<f32>(0.0), vec4<f32>(w), hot[q]);
+                    counts[q] += select(vec4<u32>(0u), vec4<u32>(1u), hot[q]);
                 }
             }
         }
     }
     var mass_bins: array<f32, BINS>;
+    var count_bins: array<u32, BINS>;
     for (var half = 0u; half < 2u; half++) {
         let low = bitcast<vec4<u32>>(masses[2u * half]);
         let total = workgroup_sum8(local, low, bitcast<vec4<u32>>(masses[2u * half + 1u]), true);
+        let count = workgroup_sum8(local, counts[2u * half], counts[2u * half + 1u], false);
         for (var i = 0u; i < 4u; i++) {
             mass_bins[8u * half + i] = bitcast<f32>(total[0][i]);
             mass_bins[8u * half + 4u + i] = bitcast<f32>(total[1][i]);
+            count_bins[8u * half + i] = count[0][i];
+            count_bins[8u * half + 4u + i] = count[1][i];
         }
     }
     let p = top_p_of(row);
+    if (local == 0u) {
+        shared_word = NO_INDEX;
+    }
     // p = 1 is off (a row's own setting).
     if (local == 0u && p < 1.0) {
         if (level == 0u) {
@@ -646,6 +664,39 @@ fn top_p_level(local: u32, row: u32, level: u32) {
         }
         state[base + STATE_TOP_P] = with_digit(prefix, level, digit);
         state[base + STATE_TOP_P_ABOVE] = bitcast<u32>(above);
+        // The keys under the new digit: its bin's count.
+        shared_word = select(NO_INDEX, count_bins[digit], found);
+    }
+    storageBarrier();
+    let candidates = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    if (candidates <= CANDIDATES && level + 1u < LEVELS) {
+        finish_top_p_in_memory(local, row, level + 1u);
+    }
+}
+
+// The top-p search's finish: once the keys under its digits so far (the top-k set's)
+// number at most CANDIDATES, they are gathered and sorted, and K_p is the key where the
+// mass above them plus their running mass, in that order, first reaches top_p * M_k;
+// where rounding leaves none reaching it, the digits so far with the rest 0 (the whole
+// bin, a superset, as the digit steps would).
+fn finish_top_p_in_memory(local: u32, row: u32, levels: u32) {
+    let base = row * STATE_WORDS;
+    let prefix = state[base + STATE_TOP_P];
+    let count = gather_candidates(local, row, state[base + STATE_TOP_K], prefix, levels);
+    if (local == 0u) {
+        let needed = top_p_of(row) * bitcast<f32>(state[base + STATE_MASS_K]);
+        var running = bitcast<f32>(state[base + STATE_TOP_P_ABOVE]);
+        var top_p = prefix;
+        for (var i = 0u; i < count; i++) {
+            running += candidate_mass[i];
+            if (running >= needed) {
+                top_p = candidate_keys[i];
+                break;
+            }
+        }
+        state[base + STATE_TOP_P] = top_p;
+        state[base + STATE_SETTLED] = 1u;
     }
     storageBarrier();
     workgroupBarrier();

@@ -664,6 +664,7 @@ fn sample() -> OpDecl {
         ("DIGIT_BITS", format!("{SAMPLE_DIGIT_BITS}u")),
         ("BINS", format!("{SAMPLE_BINS}u")),
         ("CANDIDATES", format!("{SAMPLE_CANDIDATES}u")),
+        ("LEVELS", format!("{SAMPLE_LEVELS}u")),
         ("STATUS_BAD_SETTINGS", format!("{SAMPLE_STATUS_BAD_SETTINGS}u")),
         ("STATUS_FIRST_BAD_SETTINGS", format!("{SAMPLE_STATUS_FIRST_BAD_SETTINGS}u")),
     ]);

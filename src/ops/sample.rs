@@ -75,14 +75,22 @@
 //!   thresholds are read off the sorted keys: `K_k` the `k`-th (the radix search's own
 //!   answer), `K_p` the key where the running mass of the keys at or above `K_k`, summed
 //!   in that one order, first reaches `p` times their whole. The rest of both searches is
-//!   skipped: with top-k 50 a row takes 2 to 4 top-k digit passes and this one instead of
-//!   16 (a sampler with top-k up to 512 and no heavy ties always finishes this way);
+//!   skipped: with top-k 50 over 32000 logits uniform in (-4, 4), 4 top-k digit passes
+//!   and this one instead of 16 (a sampler with top-k up to 512 and no heavy ties always
+//!   finishes this way).
+//!   Likewise the top-p search, whose steps count the keys of each bin beside its mass:
+//!   once its bin holds at most 512 keys, one pass gathers and sorts them, and `K_p` is
+//!   the key where the mass above the bin plus their running mass first reaches `p * M_k`
+//!   (none reaching it by rounding: the whole bin, as the digit steps would keep). Top-p
+//!   0.9 alone over 32000 logits uniform in (-4, 4) finishes after 3 or 4 digits: 6 or 7
+//!   passes in all instead of 10;
 //! - min-p: a bound on `x`, no pass;
 //! - the draws: one pass for the kept mass of each invocation's chunk, and per draw a
 //!   look at 1/256 of the row.
 //!
 //! So at most 18 passes over a row (with top-k and top-p, where the candidates never
-//! shrink to 512: top-k above 512, or more than 512 keys tied at the `k`-th), plus 1/256
+//! shrink to 512: top-k above 512 and more than 512 keys in every top-p bin, or more
+//! than 512 keys tied at each threshold), plus 1/256
 //! of a row per draw, in 3 dispatches (2 without top-k and top-p) up to 400000 columns on
 //! llvmpipe and on any GPU. Membership is
 //! decided everywhere by the same comparison of keys against the row's final threshold
@@ -472,9 +480,9 @@ impl Sampler {
     /// Full passes over each row that [`Sampler::encode`] records without per-row
     /// settings, in the worst case (the draws' pass included, not their look at 1/256 of
     /// the row each): the statistics, 8 with top-k (a 4-bit digit of its key each), 8 with
-    /// top-p, and the draws'; greedy 2. At most 18. With top-k a row usually takes fewer:
-    /// its searches end with one pass once 512 keys or fewer remain candidates (see the
-    /// module's algorithm).
+    /// top-p, and the draws'; greedy 2. At most 18. A row usually takes fewer: each search
+    /// ends with one pass once 512 keys or fewer remain candidates (see the module's
+    /// algorithm).
     #[must_use]
     pub fn passes(&self) -> usize {
         self.passes_with(&RowSettingBuffers::default())
@@ -511,13 +519,14 @@ impl Sampler {
         let chunk = (cols as u64).div_ceil(GROUP);
         // A workgroup tree per bin: log2(GROUP) levels and the write; then the choice.
         let tree = u64::from(GROUP.ilog2()) + 2;
+        // A top-p step sums counts beside masses: twice the trees.
         let cost = |step: u32| -> u64 {
-            let runs = if step < SAMPLE_STEP_TOP_P { top_k } else { top_p };
-            if runs { chunk + u64::from(SAMPLE_BINS) * (tree + 2) + 16 } else { 0 }
+            let (runs, trees) = if step < SAMPLE_STEP_TOP_P { (top_k, 1) } else { (top_p, 2) };
+            if runs { chunk + trees * u64::from(SAMPLE_BINS) * (tree + 2) + 16 } else { 0 }
         };
         // The candidates' finish, at most once a row and then the dispatch's last step: a
         // pass, the sort's stages, and the scans of the candidates.
-        let finish = if top_k {
+        let finish = if top_k || top_p {
             chunk + u64::from(SAMPLE_CANDIDATES) * 2 + u64::from(SAMPLE_CANDIDATES.ilog2()).pow(2) + 64
         } else {
             0

@@ -155,6 +155,37 @@ fn every_draw_is_in_its_rows_allowed_set() {
     }
 }
 
+/// Both ways the thresholds are found with top-k on: finished from the candidates in
+/// workgroup memory (top-k 50: a few hundred keys remain after a few digits), and by the
+/// radix search alone where the candidates never shrink to 512 (top-k 600; and 700 keys
+/// tied at the row's largest, with top-k 50, where every tie is kept).
+#[test]
+fn top_k_with_few_or_many_candidates() {
+    let ctx = ctx();
+    let (rows, cols, num_samples) = (4, 4097, 64);
+    let mut logits = masked_logits(131, rows, cols, 4.0);
+    // Row 3: 700 keys tied at 9.0, above every other.
+    for c in 0..700 {
+        logits[3 * cols + c * 5] = 9.0;
+    }
+    let shape = Shape::new(rows, cols);
+    for top_k in [50, 600] {
+        let sampler = TokenSampler {
+            top_k,
+            top_p: 0.9,
+            temperature: 0.9,
+            num_samples,
+            seed: 13,
+            ..TokenSampler::default()
+        };
+        let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+        let kept = expected[3].as_ref().unwrap().iter().filter(|&&p| p > 0.0).count();
+        assert!(kept >= 630, "the ties' row keeps {kept}: top-p 0.9 of 700 equal tokens");
+        let drawn = draw(ctx, &sampler, &logits, shape);
+        check_draws(&format!("top-k {top_k}"), &drawn, &expected, num_samples);
+    }
+}
+
 /// 262144 classes with top-k and top-p (18 passes, in one dispatch before the draws'
 /// near llvmpipe's loop limit), in every storage type.
 #[test]
