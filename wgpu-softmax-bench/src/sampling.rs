@@ -112,6 +112,10 @@ pub struct SampleConfig {
     pub runs: usize,
     /// See [`SampleConfig::runs`].
     pub long_run_ms: f64,
+    /// A kind whose run at a shape with the first filter takes more than this is not run
+    /// with the other filters at that shape (the table shows `-`): the sort baseline at
+    /// 256 x 262144 on a software adapter, minutes a run, the same sort for every filter.
+    pub skip_other_filters_ms: f64,
     /// Seed of the logits and the draws.
     pub seed: u64,
 }
@@ -127,6 +131,7 @@ impl SampleConfig {
             warmup: 1,
             runs: 3,
             long_run_ms: 1000.0,
+            skip_other_filters_ms: 60_000.0,
             seed: 0x5A_4D91,
         }
     }
@@ -137,7 +142,8 @@ impl SampleConfig {
         Self { batches: vec![1, 8], vocabs: vec![32_000], runs: 1, ..Self::full() }
     }
 
-    /// How many (shape, filter, kernel) measurements the suite takes.
+    /// How many (shape, filter, kernel) measurements the suite takes at most (fewer where
+    /// a kind is slow: [`SampleConfig::skip_other_filters_ms`]).
     #[must_use]
     pub fn measurements(&self) -> usize {
         self.batches.len() * self.vocabs.len() * self.filters.len() * SampleKernel::ALL.len()
@@ -177,6 +183,8 @@ pub struct SampleReport {
     pub records: Vec<SampleRecord>,
     /// The suite's [`SampleConfig::long_run_ms`].
     pub long_run_ms: f64,
+    /// The suite's [`SampleConfig::skip_other_filters_ms`].
+    pub skip_other_filters_ms: f64,
 }
 
 impl SampleReport {
@@ -215,7 +223,10 @@ impl SampleReport {
                 let record = self.record_of(kernel, fused);
                 let mark = record.is_some_and(|r| r.warm_up_timed);
                 single |= mark;
-                format!("{:.2}{}", record.map_or(f64::NAN, |r| r.median_ms), if mark { "*" } else { "" })
+                record.map_or_else(
+                    || "-".to_owned(),
+                    |r| format!("{:.2}{}", r.median_ms, if mark { "*" } else { "" }),
+                )
             };
             let cells = SampleKernel::ALL.map(&mut cell);
             let [fused_cell, gpu_cell, cpu_cell, softmax_cell] = &cells;
@@ -235,6 +246,13 @@ impl SampleReport {
         }
         if single {
             let _ = writeln!(out, "* one run, no warm-up: its first run took over {} ms", self.long_run_ms);
+        }
+        if self.records.iter().any(|r| r.median_ms > self.skip_other_filters_ms) {
+            let _ = writeln!(
+                out,
+                "- not run: with the first filter at that shape it took over {} ms",
+                self.skip_other_filters_ms
+            );
         }
         out
     }
@@ -589,6 +607,7 @@ pub fn run_sample_suite(
         clock: "wall clock, recording to the end of the wait".to_owned(),
         records: Vec::new(),
         long_run_ms: config.long_run_ms,
+        skip_other_filters_ms: config.skip_other_filters_ms,
     };
     let total = config.measurements();
     let mut done = 0;
@@ -603,8 +622,14 @@ pub fn run_sample_suite(
         for &rows in &config.batches {
             let shape = Shape::new(rows, vocab);
             let workload = Workload::new(ctx, shape, config.seed)?;
+            // The kinds whose first filter's run here took over `skip_other_filters_ms`.
+            let mut slow: Vec<&str> = Vec::new();
             for &filter in &config.filters {
                 for kernel in SampleKernel::ALL {
+                    if slow.contains(&kernel.name()) {
+                        done += 1;
+                        continue;
+                    }
                     progress(
                         done,
                         total,
@@ -623,6 +648,9 @@ pub fn run_sample_suite(
                     }
                     while times.len() < config.runs.max(1) && !warm_up_timed {
                         times.push(run()?);
+                    }
+                    if median(&times) > config.skip_other_filters_ms {
+                        slow.push(kernel.name());
                     }
                     report.records.push(SampleRecord {
                         kernel: kernel.name(),
@@ -649,6 +677,40 @@ mod tests {
     use wgpu_softmax::reference;
 
     use super::*;
+
+    /// The table marks a time taken without a warm-up with `*` and a kind not run with `-`,
+    /// each explained under it.
+    #[test]
+    fn the_table_marks_single_runs_and_skipped_kinds() {
+        let record =
+            |kernel: SampleKernel, filter: SampleFilter, median_ms: f64, warm_up_timed: bool| SampleRecord {
+                kernel: kernel.name(),
+                rows: 256,
+                vocab: 262_144,
+                filter: filter.name(),
+                median_ms,
+                runs: if warm_up_timed { 1 } else { 3 },
+                warm_up_timed,
+            };
+        let (both, top_p) = (SampleFilter::TopKTopP, SampleFilter::TopP);
+        let report = SampleReport {
+            adapter: "a".to_owned(),
+            backend: "b".to_owned(),
+            clock: "c".to_owned(),
+            records: vec![
+                record(SampleKernel::Fused, both, 10.0, false),
+                record(SampleKernel::GpuSort, both, 90_000.0, true),
+                record(SampleKernel::Fused, top_p, 12.0, false),
+            ],
+            long_run_ms: 1000.0,
+            skip_other_filters_ms: 60_000.0,
+        };
+        let table = report.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[2].contains("90000.00*"), "{table}");
+        assert!(lines[3].split_whitespace().nth(3) == Some("-"), "{table}");
+        assert!(table.contains("* one run, no warm-up") && table.contains("- not run"), "{table}");
+    }
 
     /// Each baseline's draws lie in the allowed set of the f64 reference, for both
     /// filters, at a vocabulary that is not a power of two (the sort's padding) and past
