@@ -799,7 +799,9 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         linear: None,
         notes: vec![
             "the sampler's own kernel: one workgroup per row; each full pass reads the row once (top-k and \
-             top-p each select their key 4 bits a pass, 8 passes)"
+             top-p each select their key 4 bits a pass, 8 passes at most: once 512 keys or fewer remain \
+             candidates, one pass gathers and sorts them and the search ends; reads per element counts the \
+             worst case)"
                 .to_owned(),
         ],
     })
