@@ -26,6 +26,13 @@
 //                   sum of exp(x - m) (LEVELS steps). Each bin is a sum in one fixed order
 //                   (chunks, then a tree), so the bits repeat; where rounding leaves no
 //                   digit reaching the mass, digit 0 keeps the whole bin (a superset);
+//   finish          after a top-k digit step, once the keys at or above the digits found
+//                   so far number at most CANDIDATES: both thresholds from those keys,
+//                   gathered and sorted in workgroup memory (finish_in_memory); after a
+//                   top-p digit step, once its bin holds at most CANDIDATES keys (counted
+//                   beside the masses), K_p from that bin's keys likewise
+//                   (finish_top_p_in_memory); the remaining digit steps are skipped
+//                   (STATE_SETTLED);
 //   STEP_DRAW       the draws first_sample .. end_sample of each row: each invocation's
 //                   contiguous chunk's kept mass, their running sums by invocation 0 (the
 //                   total S), then per draw u = uniform * S, the chunk where the running
@@ -61,6 +68,8 @@ const STATE_GREEDY: u32 = 7u;
 // The count of keys above the top-k digits found so far, and the mass above the top-p's.
 const STATE_TOP_K_ABOVE: u32 = 8u;
 const STATE_TOP_P_ABOVE: u32 = 9u;
+// 1 once both thresholds are final (the candidates' finish ran): later digit steps skip.
+const STATE_SETTLED: u32 = 10u;
 
 // The digits of the threshold searches. DIGIT_BITS, BINS and LEVELS come from the host.
 
@@ -135,14 +144,25 @@ var<workgroup> chunk_mass: array<f32, WORKGROUP_SIZE>;
 var<workgroup> chunk_end: array<f32, WORKGROUP_SIZE>;
 var<workgroup> total_mass: f32;
 
-// Element `i` of `row` in the bound block of rows (the logits and the masks are bound
-// from the block's first row, params.row_base).
-fn element_index(row: u32, i: u32) -> u32 {
-    return (row - params.row_base) * params.cols + i;
+// Where the workgroup's row begins in the bound block of rows (the logits and the masks
+// are bound from the block's first row, params.row_base, a multiple of params.inner):
+// class c of row r = o * inner + j (o the position before the class axis, j after it)
+// is element (o * cols + c) * inner + j, so class c of the row is element
+// row_origin + c * inner. Set once per invocation by `enter_row`.
+var<private> row_origin: u32;
+
+fn enter_row(row: u32) {
+    let local = row - params.row_base;
+    row_origin = local / params.inner * params.cols * params.inner + local % params.inner;
 }
 
-fn logit(row: u32, i: u32) -> f32 {
-    let index = element_index(row, i);
+// Element `i` (the class) of the workgroup's row in the bound block.
+fn element_index(i: u32) -> u32 {
+    return row_origin + i * params.inner;
+}
+
+fn logit(i: u32) -> f32 {
+    let index = element_index(i);
 #if HALF
     return half_to_f32(word_element(logits[index / PER_WORD], index % PER_WORD));
 #else
@@ -195,9 +215,9 @@ fn uniform_of(row: u32, draw: u32) -> f32 {
     return unit_uniform(philox(vec4<u32>(row, draw, 0u, 0u), vec2<u32>(params.seed_lo, params.seed_hi)).x);
 }
 
-// The bits of logit `i` of `row` as stored (an f32's, or a 16-bit element's).
-fn stored_bits(row: u32, i: u32) -> u32 {
-    let index = element_index(row, i);
+// The bits of logit `i` of the row as stored (an f32's, or a 16-bit element's).
+fn stored_bits(i: u32) -> u32 {
+    let index = element_index(i);
 #if HALF
     return word_element(logits[index / PER_WORD], index % PER_WORD);
 #else
@@ -233,12 +253,12 @@ fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, b
     let masked = storage_bits(negative_infinity());
     let nan = storage_bits(quiet_nan());
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         var keep = kept(x, threshold);
         if (greedy) {
             keep = i == argmax;
         }
-        let index = element_index(row, i);
+        let index = element_index(i);
         if (flag(FLAG_PROBS)) {
             var p = 0.0;
             if (bad) {
@@ -251,7 +271,7 @@ fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, b
             sample_probs[index] = p;
         }
         if (flag(FLAG_MASKED)) {
-            var bits = stored_bits(row, i);
+            var bits = stored_bits(i);
             if (bad) {
                 bits = nan;
             } else if (!keep) {
@@ -269,7 +289,7 @@ fn stats(local: u32, row: u32) {
     var bad = 0u;
     var finite = 0u;
     for (var i = chunk.x; i < chunk.y; i++) {
-        let raw = logit(row, i);
+        let raw = logit(i);
         if (is_nan_or_positive_infinity(raw)) {
             bad = 1u;
         }
@@ -308,7 +328,7 @@ fn stats(local: u32, row: u32) {
         let settings_bad = !settings_in_range(row);
         var m = 0.0;
         if (!undefined && !settings_bad) {
-            m = scaled(row, logit(row, argmax));
+            m = scaled(row, logit(argmax));
         }
         let greedy = temperature_of(row) <= 0.0 || !is_finite(m);
         if (!is_finite(m)) {
@@ -325,6 +345,7 @@ fn stats(local: u32, row: u32) {
         state[base + STATE_GREEDY] = select(0u, 1u, greedy);
         state[base + STATE_TOP_K_ABOVE] = 0u;
         state[base + STATE_TOP_P_ABOVE] = 0u;
+        state[base + STATE_SETTLED] = 0u;
         if (undefined) {
             atomicAdd(&status[STATUS_BAD_ROWS], 1u);
             atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - row);
@@ -403,7 +424,7 @@ fn top_k_level(local: u32, row: u32, level: u32) {
     let chunk = chunk_of(local);
     var counts = array<vec4<u32>, 4>();
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         if (is_finite(x)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
@@ -424,6 +445,9 @@ fn top_k_level(local: u32, row: u32, level: u32) {
         }
     }
     let k = top_k_of(row);
+    if (local == 0u) {
+        shared_word = NO_INDEX;
+    }
     // k = 0 is off (a row's own setting; the host records no step when no row uses it).
     if (local == 0u && k > 0u) {
         let above_before = state[base + STATE_TOP_K_ABOVE];
@@ -444,9 +468,129 @@ fn top_k_level(local: u32, row: u32, level: u32) {
         }
         state[base + STATE_TOP_K] = with_digit(prefix, level, digit);
         state[base + STATE_TOP_K_ABOVE] = above;
+        // The keys at or above the new digit's floor: those above it and its bin's.
+        shared_word = select(NO_INDEX, above + count_bins[digit], found);
+    }
+    storageBarrier();
+    let candidates = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    if (candidates <= CANDIDATES) {
+        finish_in_memory(local, row);
+    }
+}
+
+// The candidates' finish: once the keys at or above the top-k search's floor (its digits
+// so far, the rest 0) number at most CANDIDATES, one pass gathers them with their masses
+// into workgroup memory, a sort puts them in descending order of key, and both thresholds
+// are read off it: K_k the k-th key, K_p the key where the running mass of the keys at
+// or above K_k first reaches top_p times their whole (summed in that order). Equal keys
+// are equal values of equal mass, so the order among them changes no sum's bits. K_k is
+// the radix search's; K_p is the largest K whose mass reaches top_p * M_k, M_k and the
+// running sums taken in one fixed order, so every threshold is one consistent set of
+// values as before.
+var<workgroup> candidate_keys: array<u32, CANDIDATES>;
+var<workgroup> candidate_mass: array<f32, CANDIDATES>;
+var<workgroup> candidate_count: atomic<u32>;
+
+// Gathers the kept keys (x finite, key >= lower) whose digits above `levels` are those of
+// `prefix`, with their masses, into the candidates, and sorts them in descending order of
+// key; returns how many there are (at most CANDIDATES: the caller counted them).
+fn gather_candidates(local: u32, row: u32, lower: u32, prefix: u32, levels: u32) -> u32 {
+    let m = bitcast<f32>(state[row * STATE_WORDS + STATE_MAX]);
+    // Key 0 is a NaN's, below every finite key: the padding sorts last.
+    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
+        candidate_keys[i] = 0u;
+        candidate_mass[i] = 0.0;
+    }
+    if (local == 0u) {
+        atomicStore(&candidate_count, 0u);
+    }
+    workgroupBarrier();
+    let chunk = chunk_of(local);
+    for (var i = chunk.x; i < chunk.y; i++) {
+        let x = scaled(row, logit(i));
+        if (kept(x, lower) && under_prefix(key_of(x), prefix, levels)) {
+            let at = atomicAdd(&candidate_count, 1u);
+            // Always: the count was taken from the same keys.
+            if (at < CANDIDATES) {
+                candidate_keys[at] = key_of(x);
+                candidate_mass[at] = exp_below(x, m);
+            }
+        }
+    }
+    workgroupBarrier();
+    sort_candidates_descending(local);
+    return min(atomicLoad(&candidate_count), CANDIDATES);
+}
+
+fn finish_in_memory(local: u32, row: u32) {
+    let base = row * STATE_WORDS;
+    let count = gather_candidates(local, row, state[base + STATE_TOP_K], 0u, 0u);
+    if (local == 0u) {
+        let k = top_k_of(row);
+        let top_k = candidate_keys[min(k, count) - 1u];
+        var top_p = 0u;
+        let p = top_p_of(row);
+        if (flag(FLAG_TOP_P_ON) && p < 1.0) {
+            var kept_count = 0u;
+            var whole = 0.0;
+            while (kept_count < count && candidate_keys[kept_count] >= top_k) {
+                whole += candidate_mass[kept_count];
+                kept_count++;
+            }
+            let needed = p * whole;
+            var running = 0.0;
+            for (var i = 0u; i < kept_count; i++) {
+                running += candidate_mass[i];
+                if (running >= needed) {
+                    top_p = candidate_keys[i];
+                    break;
+                }
+            }
+            state[base + STATE_MASS_K] = bitcast<u32>(whole);
+        }
+        state[base + STATE_TOP_K] = top_k;
+        state[base + STATE_TOP_P] = top_p;
+        state[base + STATE_SETTLED] = 1u;
     }
     storageBarrier();
     workgroupBarrier();
+}
+
+// A bitonic sort of the candidates, descending by key (their masses alongside).
+fn sort_candidates_descending(local: u32) {
+    for (var size = 2u; size <= CANDIDATES; size *= 2u) {
+        for (var stride = size / 2u; stride > 0u; stride /= 2u) {
+            for (var pair = local; pair < CANDIDATES / 2u; pair += WORKGROUP_SIZE) {
+                // The pair's first element has the stride's bit clear.
+                let i = 2u * pair - (pair & (stride - 1u));
+                let j = i + stride;
+                let a = candidate_keys[i];
+                let b = candidate_keys[j];
+                // Descending where the size's bit of i is clear, ascending where set.
+                if ((a < b) == ((i & size) == 0u)) {
+                    candidate_keys[i] = b;
+                    candidate_keys[j] = a;
+                    let w = candidate_mass[i];
+                    candidate_mass[i] = candidate_mass[j];
+                    candidate_mass[j] = w;
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+}
+
+// Whether the row's thresholds are final, as a value uniform over the workgroup.
+var<workgroup> shared_word: u32;
+
+fn settled(local: u32, row: u32) -> bool {
+    if (local == 0u) {
+        shared_word = state[row * STATE_WORDS + STATE_SETTLED];
+    }
+    let done = workgroupUniformLoad(&shared_word) != 0u;
+    workgroupBarrier();
+    return done;
 }
 
 // Digit `level` of the top-p key: the histogram of the kept mass (key >= K_k) under the
@@ -459,8 +603,9 @@ fn top_p_level(local: u32, row: u32, level: u32) {
     let prefix = state[base + STATE_TOP_P];
     let chunk = chunk_of(local);
     var masses = array<vec4<f32>, 4>();
+    var counts = array<vec4<u32>, 4>();
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         if (kept(x, top_k)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
@@ -468,20 +613,28 @@ fn top_p_level(local: u32, row: u32, level: u32) {
                 let w = exp_below(x, m);
                 for (var q = 0u; q < 4u; q++) {
                     masses[q] += select(vec4<f32>(0.0), vec4<f32>(w), hot[q]);
+                    counts[q] += select(vec4<u32>(0u), vec4<u32>(1u), hot[q]);
                 }
             }
         }
     }
     var mass_bins: array<f32, BINS>;
+    var count_bins: array<u32, BINS>;
     for (var half = 0u; half < 2u; half++) {
         let low = bitcast<vec4<u32>>(masses[2u * half]);
         let total = workgroup_sum8(local, low, bitcast<vec4<u32>>(masses[2u * half + 1u]), true);
+        let count = workgroup_sum8(local, counts[2u * half], counts[2u * half + 1u], false);
         for (var i = 0u; i < 4u; i++) {
             mass_bins[8u * half + i] = bitcast<f32>(total[0][i]);
             mass_bins[8u * half + 4u + i] = bitcast<f32>(total[1][i]);
+            count_bins[8u * half + i] = count[0][i];
+            count_bins[8u * half + 4u + i] = count[1][i];
         }
     }
     let p = top_p_of(row);
+    if (local == 0u) {
+        shared_word = NO_INDEX;
+    }
     // p = 1 is off (a row's own setting).
     if (local == 0u && p < 1.0) {
         if (level == 0u) {
@@ -511,6 +664,39 @@ fn top_p_level(local: u32, row: u32, level: u32) {
         }
         state[base + STATE_TOP_P] = with_digit(prefix, level, digit);
         state[base + STATE_TOP_P_ABOVE] = bitcast<u32>(above);
+        // The keys under the new digit: its bin's count.
+        shared_word = select(NO_INDEX, count_bins[digit], found);
+    }
+    storageBarrier();
+    let candidates = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    if (candidates <= CANDIDATES && level + 1u < LEVELS) {
+        finish_top_p_in_memory(local, row, level + 1u);
+    }
+}
+
+// The top-p search's finish: once the keys under its digits so far (the top-k set's)
+// number at most CANDIDATES, they are gathered and sorted, and K_p is the key where the
+// mass above them plus their running mass, in that order, first reaches top_p * M_k;
+// where rounding leaves none reaching it, the digits so far with the rest 0 (the whole
+// bin, a superset, as the digit steps would).
+fn finish_top_p_in_memory(local: u32, row: u32, levels: u32) {
+    let base = row * STATE_WORDS;
+    let prefix = state[base + STATE_TOP_P];
+    let count = gather_candidates(local, row, state[base + STATE_TOP_K], prefix, levels);
+    if (local == 0u) {
+        let needed = top_p_of(row) * bitcast<f32>(state[base + STATE_MASS_K]);
+        var running = bitcast<f32>(state[base + STATE_TOP_P_ABOVE]);
+        var top_p = prefix;
+        for (var i = 0u; i < count; i++) {
+            running += candidate_mass[i];
+            if (running >= needed) {
+                top_p = candidate_keys[i];
+                break;
+            }
+        }
+        state[base + STATE_TOP_P] = top_p;
+        state[base + STATE_SETTLED] = 1u;
     }
     storageBarrier();
     workgroupBarrier();
@@ -536,7 +722,7 @@ fn draw_step(local: u32, row: u32) {
     let chunk = chunk_of(local);
     var own = 0.0;
     for (var i = chunk.x; i < chunk.y; i++) {
-        let x = scaled(row, logit(row, i));
+        let x = scaled(row, logit(i));
         if (kept(x, threshold)) {
             own += exp_below(x, m);
         }
@@ -601,7 +787,7 @@ fn draw_step(local: u32, row: u32) {
         var token_x = 0.0;
         var last_x = 0.0;
         for (var i = span.x; i < span.y; i++) {
-            let x = scaled(row, logit(row, i));
+            let x = scaled(row, logit(i));
             if (kept(x, threshold)) {
                 let e = exp_below(x, m);
                 if (e > 0.0) {
@@ -641,6 +827,7 @@ fn row_of(group: vec3<u32>) -> u32 {
 fn sample_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let row = row_of(group);
     if (row < params.rows) {
+        enter_row(row);
         stats(local, row);
     }
 }
@@ -652,7 +839,11 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
     if (row >= params.rows) {
         return;
     }
+    enter_row(row);
     for (var step = params.first_step; step < params.end_step; step++) {
+        if (settled(local, row)) {
+            break;
+        }
         if (step < STEP_TOP_P) {
             if (flag(FLAG_TOP_K_ON)) {
                 top_k_level(local, row, step - STEP_TOP_K);
@@ -667,6 +858,7 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
 fn sample_draw(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let row = row_of(group);
     if (row < params.rows) {
+        enter_row(row);
         draw_step(local, row);
     }
 }

@@ -752,8 +752,7 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
     let per_dispatch = draws_per_dispatch(shape.cols, caps.max_loop_iterations);
     let draw_dispatches = sampler.num_samples.div_ceil(per_dispatch.max(1));
     // Blocks of rows whose logits fit one binding, each with every step.
-    let blocks =
-        if runs { shape.rows.div_ceil(row_block(shape.rows, shape.cols, dtype, false, caps)?) } else { 0 };
+    let blocks = if runs { shape.rows.div_ceil(row_block(shape, dtype, false, caps)?) } else { 0 };
     let mut passes = Vec::new();
     if runs {
         passes.push(Pass { name: "statistics".to_owned(), dispatches: blocks });
@@ -790,7 +789,9 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         linear: None,
         notes: vec![
             "the sampler's own kernel: one workgroup per row; each full pass reads the row once (top-k and \
-             top-p each select their key 4 bits a pass, 8 passes)"
+             top-p each select their key 4 bits a pass, 8 passes at most: once 512 keys or fewer remain \
+             candidates, one pass gathers and sorts them and the search ends; reads per element counts the \
+             worst case)"
                 .to_owned(),
         ],
     })

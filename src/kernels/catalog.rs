@@ -135,7 +135,11 @@ pub(crate) const STATUS_BAD_ROWS: u32 = 1;
 pub(crate) const STATUS_FIRST_BAD_ROW: u32 = 2;
 
 /// Words of the sampler's state per row (see `shaders/ops/sample.wgsl`).
-pub(crate) const SAMPLE_STATE_WORDS: u32 = 10;
+pub(crate) const SAMPLE_STATE_WORDS: u32 = 11;
+/// Keys the sampler's searches finish in workgroup memory: once the top-k search's
+/// candidates (the keys at or above its digits so far) are at most this many, one pass
+/// gathers and sorts them and both thresholds are read off them.
+pub(crate) const SAMPLE_CANDIDATES: u32 = 512;
 /// Bits of each digit of the sampler's threshold searches: a histogram of `2^bits` bins
 /// per step.
 pub(crate) const SAMPLE_DIGIT_BITS: u32 = 4;
@@ -676,6 +680,8 @@ fn sample() -> OpDecl {
         ("STEP_DRAW", format!("{SAMPLE_STEP_DRAW}u")),
         ("DIGIT_BITS", format!("{SAMPLE_DIGIT_BITS}u")),
         ("BINS", format!("{SAMPLE_BINS}u")),
+        ("CANDIDATES", format!("{SAMPLE_CANDIDATES}u")),
+        ("LEVELS", format!("{SAMPLE_LEVELS}u")),
         ("STATUS_BAD_SETTINGS", format!("{SAMPLE_STATUS_BAD_SETTINGS}u")),
         ("STATUS_FIRST_BAD_SETTINGS", format!("{SAMPLE_STATUS_FIRST_BAD_SETTINGS}u")),
     ]);

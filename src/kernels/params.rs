@@ -117,12 +117,13 @@ pub(crate) struct SampleParams {
     /// The first row of the block of rows this dispatch samples (its logits and masks
     /// bound from that row on).
     pub(crate) row_base: u32,
-    /// Rows in the block.
+    /// Rows in the block (a multiple of `inner`).
     pub(crate) block_rows: u32,
+    /// Elements between one class of a row and the next: 1 for the class axis last (see
+    /// [`crate::Shape::inner`]).
+    pub(crate) inner: u32,
     /// Pads the struct to a multiple of 16 bytes.
     pub(crate) padding0: u32,
-    /// See `padding0`.
-    pub(crate) padding1: u32,
     /// The first step this dispatch takes (the module's `STEP_*`).
     pub(crate) first_step: u32,
     /// One past its last.
@@ -159,8 +160,8 @@ pub(crate) const SAMPLE_PARAMS_FIELDS: [(&str, &str); 20] = [
     ("groups_x", "u32"),
     ("row_base", "u32"),
     ("block_rows", "u32"),
+    ("inner", "u32"),
     ("padding0", "u32"),
-    ("padding1", "u32"),
     ("first_step", "u32"),
     ("end_step", "u32"),
     ("top_k", "u32"),

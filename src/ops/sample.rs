@@ -3,7 +3,8 @@
 //!
 //! # Semantics
 //!
-//! For each row of logits `l` (the class axis last), in this order:
+//! For each row of logits `l` (a [`Shape`]: the class axis last, or anywhere, read where
+//! it lies), in this order:
 //!
 //! 1. **Temperature** `T`: `x = l / T`. `T = 0` is greedy: every draw is the argmax of the
 //!    row (the lowest index on ties) and the filters are not applied.
@@ -40,6 +41,15 @@
 //! first draw dispatch also writes each row's filtered, renormalised probabilities (f32)
 //! and the logits with every token not kept set to `-inf` (in the logits' storage type),
 //! from the same membership test as the draws; `num_samples` may be 0 for the masks alone.
+//! Both are in the logits' layout, along a strided class axis too.
+//!
+//! # Layout
+//!
+//! Rows are numbered as [`Shape`] does: along a class axis that is not last (`inner > 1`),
+//! row `o * inner + j` is the position `(o, j)` off the axis, and its classes lie `inner`
+//! elements apart; each workgroup reads its row's classes where they lie (nothing is
+//! gathered or transposed). The ids and log-probabilities are `rows x num_samples` in
+//! that row order, which is PyTorch's order of the tensor with the class axis removed.
 //!
 //! # Algorithm
 //!
@@ -59,13 +69,30 @@
 //!   first histogram is `M_k`: 8 passes (top-p only). Each bin is a sum in one fixed
 //!   order (chunks, then a tree), so the bits repeat; where rounding leaves no digit
 //!   reaching the mass, digit 0 keeps the whole bin, a superset;
+//! - the candidates' finish: once the top-k search's candidates (the keys at or above its
+//!   digits so far, the rest 0; their count is the histogram's) number at most 512, one
+//!   pass gathers them with their masses into workgroup memory and sorts them, and both
+//!   thresholds are read off the sorted keys: `K_k` the `k`-th (the radix search's own
+//!   answer), `K_p` the key where the running mass of the keys at or above `K_k`, summed
+//!   in that one order, first reaches `p` times their whole. The rest of both searches is
+//!   skipped: with top-k 50 over 32000 logits uniform in (-4, 4), 4 top-k digit passes
+//!   and this one instead of 16 (a sampler with top-k up to 512 and no heavy ties always
+//!   finishes this way).
+//!   Likewise the top-p search, whose steps count the keys of each bin beside its mass:
+//!   once its bin holds at most 512 keys, one pass gathers and sorts them, and `K_p` is
+//!   the key where the mass above the bin plus their running mass first reaches `p * M_k`
+//!   (none reaching it by rounding: the whole bin, as the digit steps would keep). Top-p
+//!   0.9 alone over 32000 logits uniform in (-4, 4) finishes after 3 or 4 digits: 6 or 7
+//!   passes in all instead of 10;
 //! - min-p: a bound on `x`, no pass;
 //! - the draws: one pass for the kept mass of each invocation's chunk, and per draw a
 //!   look at 1/256 of the row.
 //!
-//! So at most 18 passes over a row (with top-k and top-p), plus 1/256 of a row per
-//! draw, in 3 dispatches (2 without top-k and top-p) up to 400000 columns on llvmpipe
-//! and on any GPU. Membership is
+//! So at most 18 passes over a row (with top-k and top-p, where the candidates never
+//! shrink to 512: top-k above 512 and more than 512 keys in every top-p bin, or more
+//! than 512 keys tied at each threshold), plus 1/256
+//! of a row per draw, in 3 dispatches (2 without top-k and top-p) up to 400000 columns on
+//! llvmpipe and on any GPU. Membership is
 //! decided everywhere by the same comparison of keys against the row's final threshold
 //! (the largest of the three), so no draw lands on a filtered token, whatever the
 //! rounding of the sums.
@@ -81,8 +108,8 @@ use crate::context::Context;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    self, GroupShape, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_DRAW_ENTRY, SAMPLE_FLAG_IDS_I64,
-    SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P,
+    self, GroupShape, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_CANDIDATES, SAMPLE_DRAW_ENTRY,
+    SAMPLE_FLAG_IDS_I64, SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P,
     SAMPLE_FLAG_ROW_TEMPERATURE, SAMPLE_FLAG_ROW_TOP_K, SAMPLE_FLAG_ROW_TOP_P, SAMPLE_FLAG_TOP_K_ON,
     SAMPLE_FLAG_TOP_P_ON, SAMPLE_LEVELS, SAMPLE_SEARCH_ENTRY, SAMPLE_STATE_WORDS, SAMPLE_STATS_ENTRY,
     SAMPLE_STATUS_BAD_SETTINGS, SAMPLE_STATUS_FIRST_BAD_SETTINGS, SAMPLE_STEP_DRAW, SAMPLE_STEP_STATS,
@@ -232,7 +259,7 @@ impl RowSettings {
 /// The caller's buffers for [`Sampler::encode`].
 #[derive(Clone, Copy, Debug)]
 pub struct SampleBuffers<'a> {
-    /// The logits, `(rows, cols)` row-major, f32, f16 or bf16.
+    /// The logits in the [`Shape`]'s layout (the class axis anywhere), f32, f16 or bf16.
     pub logits: TensorRef<'a>,
     /// The token ids, `rows x num_samples`, row-major: i32, or i64 (two words each, low
     /// first, as PyTorch stores them) with `ids_i64`.
@@ -247,11 +274,11 @@ pub struct SampleBuffers<'a> {
     pub status: BufferRegion<'a>,
     /// Settings given per row (none by default).
     pub rows: RowSettingBuffers<'a>,
-    /// The filtered, renormalised probabilities, `rows x cols` f32 (`FlashInfer`'s
+    /// The filtered, renormalised probabilities, f32 in the logits' layout (`FlashInfer`'s
     /// `top_k_renorm_probs` / `top_p_renorm_probs`), if wanted: each kept token's
     /// probability, 0 elsewhere; one-hot on the argmax for a greedy row; NaN for a bad row.
     pub probs: Option<BufferRegion<'a>>,
-    /// The masked logits, `rows x cols` in the logits' storage type (`FlashInfer`'s
+    /// The masked logits, in the logits' storage type and layout (`FlashInfer`'s
     /// `top_k_mask_logits`), if wanted: each kept token's logit as stored (not divided by
     /// the temperature), `-inf` elsewhere; NaN for a bad row.
     pub masked_logits: Option<BufferRegion<'a>>,
@@ -281,14 +308,14 @@ impl<'a> SampleBuffers<'a> {
         Self { ids_i64: true, ..self }
     }
 
-    /// The same, writing the filtered, renormalised probabilities (f32, `rows x cols`)
+    /// The same, writing the filtered, renormalised probabilities (f32, the logits' layout)
     /// into `probs`.
     #[must_use]
     pub fn with_probs(self, probs: impl Into<BufferRegion<'a>>) -> Self {
         Self { probs: Some(probs.into()), ..self }
     }
 
-    /// The same, writing the masked logits (the logits' storage type, `rows x cols`) into
+    /// The same, writing the masked logits (the logits' storage type and layout) into
     /// `masked_logits`.
     #[must_use]
     pub fn with_masked_logits(self, masked_logits: impl Into<BufferRegion<'a>>) -> Self {
@@ -387,10 +414,10 @@ pub struct SampleOutput {
     pub ids: Vec<i64>,
     /// Each draw's log-probability, when asked for.
     pub logprobs: Option<Vec<f32>>,
-    /// The filtered, renormalised probabilities (`rows x cols`), when asked for (see
+    /// The filtered, renormalised probabilities (in the logits' layout), when asked for (see
     /// [`SampleBuffers::probs`]).
     pub probs: Option<Vec<f32>>,
-    /// The masked logits (`rows x cols`, widened to f32 from the logits' storage type),
+    /// The masked logits (in the logits' layout, widened to f32 from their storage type),
     /// when asked for (see [`SampleBuffers::masked_logits`]).
     pub masked_logits: Option<Vec<f32>>,
     /// The bad rows, and the rows with settings out of range.
@@ -421,17 +448,9 @@ impl Sampler {
         Ok(())
     }
 
-    /// Checks the shape: rows along the last axis.
+    /// Checks the shape: whole runs of `inner` rows, every element indexable in u32.
     pub(crate) fn check_shape(shape: Shape) -> Result<()> {
         shape.check_layout()?;
-        if !shape.is_row_major() {
-            return Err(Error::InvalidOption {
-                option: "shape",
-                problem: "the sampler takes the class axis last (inner == 1); a strided class axis is \
-                          not supported yet"
-                    .into(),
-            });
-        }
         if u32::try_from(shape.len()?).is_err() {
             return Err(Error::InvalidOption {
                 option: "shape",
@@ -459,9 +478,11 @@ impl Sampler {
     }
 
     /// Full passes over each row that [`Sampler::encode`] records without per-row
-    /// settings (the draws' pass included, not their look at 1/256 of the row each): the
-    /// statistics, 8 with top-k (a 4-bit digit of its key each), 8 with top-p, and the
-    /// draws'; greedy 2. At most 18.
+    /// settings, in the worst case (the draws' pass included, not their look at 1/256 of
+    /// the row each): the statistics, 8 with top-k (a 4-bit digit of its key each), 8 with
+    /// top-p, and the draws'; greedy 2. At most 18. A row usually takes fewer: each search
+    /// ends with one pass once 512 keys or fewer remain candidates (see the module's
+    /// algorithm).
     #[must_use]
     pub fn passes(&self) -> usize {
         self.passes_with(&RowSettingBuffers::default())
@@ -498,17 +519,25 @@ impl Sampler {
         let chunk = (cols as u64).div_ceil(GROUP);
         // A workgroup tree per bin: log2(GROUP) levels and the write; then the choice.
         let tree = u64::from(GROUP.ilog2()) + 2;
+        // A top-p step sums counts beside masses: twice the trees.
         let cost = |step: u32| -> u64 {
-            let runs = if step < SAMPLE_STEP_TOP_P { top_k } else { top_p };
-            if runs { chunk + u64::from(SAMPLE_BINS) * (tree + 2) + 16 } else { 0 }
+            let (runs, trees) = if step < SAMPLE_STEP_TOP_P { (top_k, 1) } else { (top_p, 2) };
+            if runs { chunk + trees * u64::from(SAMPLE_BINS) * (tree + 2) + 16 } else { 0 }
+        };
+        // The candidates' finish, at most once a row and then the dispatch's last step: a
+        // pass, the sort's stages, and the scans of the candidates.
+        let finish = if top_k || top_p {
+            chunk + u64::from(SAMPLE_CANDIDATES) * 2 + u64::from(SAMPLE_CANDIDATES.ilog2()).pow(2) + 64
+        } else {
+            0
         };
         let mut ranges = Vec::new();
-        let (mut first, mut spent) = (SAMPLE_STEP_TOP_K, 0);
+        let (mut first, mut spent) = (SAMPLE_STEP_TOP_K, finish);
         for step in SAMPLE_STEP_TOP_K..SAMPLE_STEP_DRAW {
             let step_cost = cost(step);
             if step > first && spent + step_cost > limit / 2 {
                 ranges.push((first, step));
-                (first, spent) = (step, 0);
+                (first, spent) = (step, finish);
             }
             spent += step_cost;
         }
@@ -517,7 +546,7 @@ impl Sampler {
     }
 
     /// Records the draws into `encoder`: `num_samples` token ids per row of the logits
-    /// `shape` (class axis last) into `buffers.ids`, their log-probabilities into
+    /// `shape` (the class axis anywhere) into `buffers.ids`, their log-probabilities into
     /// `buffers.logprobs` if given, the masks into `buffers.probs` and
     /// `buffers.masked_logits` if given, and the bad rows and the rows with settings out
     /// of range into `buffers.status` (cleared first), each row under its own settings
@@ -525,7 +554,7 @@ impl Sampler {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] for a bad option, a class axis not last, or more than
+    /// [`Error::InvalidOption`] for a bad option, or more than
     /// `u32::MAX` elements or draws in all;
     /// [`Error::ShapeOverflow`] and [`Error::InvalidLayout`] for a bad shape;
     /// [`Error::MissingUsage`], [`Error::MisalignedOffset`], [`Error::RegionOutOfBounds`]
@@ -641,7 +670,7 @@ impl Sampler {
         // Blocks of rows whose logits and masks each fit one storage binding, starting at
         // aligned offsets; the ids, log-probabilities, state and status are bound whole.
         let row_bytes = cols as u64 * dtype.size();
-        let block = row_block(rows, cols, dtype, buffers.probs.is_some(), ctx.caps())?;
+        let block = row_block(shape, dtype, buffers.probs.is_some(), ctx.caps())?;
         let whole: Vec<(Slot, wgpu::BufferBinding<'_>)> = {
             let mut bound = vec![
                 (Slot::Ids, buffers.ids.binding(0, if buffers.ids_i64 { 2 * out_bytes } else { out_bytes })),
@@ -667,8 +696,8 @@ impl Sampler {
             groups_x: 0,
             row_base: 0,
             block_rows: 0,
+            inner: shape.inner as u32,
             padding0: 0,
-            padding1: 0,
             first_step: SAMPLE_STEP_STATS,
             end_step: SAMPLE_STEP_TOP_K,
             top_k: self.top_k,
@@ -748,7 +777,7 @@ impl Sampler {
         Ok(())
     }
 
-    /// Samples from `logits` (`shape`, class axis last) on the GPU: uploads them in `T`'s
+    /// Samples from `logits` (`shape`, the class axis anywhere) on the GPU: uploads them in `T`'s
     /// storage type, records [`Sampler::encode`], and reads the ids (as i64), the
     /// log-probabilities if `logprobs`, and the status back.
     ///
@@ -881,23 +910,22 @@ impl Sampler {
 }
 
 /// Rows per block of the sampler's dispatches: as many as keep the block's logits (and
-/// probabilities, with `probs`) within one storage binding at an aligned offset.
+/// probabilities, with `probs`) within one storage binding at an aligned offset. A block
+/// is whole runs of `shape.inner` rows (one position before the class axis each: `cols *
+/// inner` elements that hold those rows and nothing else), so that it is contiguous in
+/// memory along a strided class axis too.
 ///
 /// # Errors
 ///
 /// [`Error::LimitExceeded`] when even the smallest aligned block exceeds a binding.
-pub(crate) fn row_block(
-    rows: usize,
-    cols: usize,
-    dtype: DType,
-    probs: bool,
-    caps: &DeviceCaps,
-) -> Result<usize> {
-    let mut widths = vec![cols as u64 * dtype.size()];
+pub(crate) fn row_block(shape: Shape, dtype: DType, probs: bool, caps: &DeviceCaps) -> Result<usize> {
+    let run = (shape.cols as u64).saturating_mul(shape.inner as u64);
+    let mut widths = vec![run.saturating_mul(dtype.size())];
     if probs {
-        widths.push(4 * cols as u64);
+        widths.push(run.saturating_mul(4));
     }
-    rows_per_chunk(rows, 1, &widths, caps, u64::MAX)
+    let runs = rows_per_chunk(shape.rows / shape.inner, 1, &widths, caps, u64::MAX)?;
+    Ok(runs.saturating_mul(shape.inner))
 }
 
 /// Draws of each row one dispatch makes, on a device whose driver stops an invocation's
@@ -975,8 +1003,9 @@ mod tests {
         ] {
             assert!(matches!(bad.check_options(), Err(Error::InvalidOption { .. })), "{bad:?}");
         }
-        let strided = Sampler::check_shape(Shape::with_inner(2, 5, 3));
-        assert!(matches!(strided, Err(Error::InvalidOption { option: "shape", .. })));
+        assert!(Sampler::check_shape(Shape::with_inner(2, 5, 3)).is_ok());
+        let ragged = Sampler::check_shape(Shape { rows: 5, cols: 4, inner: 3 });
+        assert!(matches!(ragged, Err(Error::InvalidLayout { .. })));
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! kernel's thresholds, found there by radix selection without a sort.
 
 use crate::dtype::{Element, widen};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::sample::{RowSettings, Sampler};
 use crate::shape::Shape;
 
 /// The distribution each row's draws follow under `sampler`'s temperature, top-k, top-p
 /// and min-p (in that order, as [`Sampler`] documents): for each row of `logits` (shape
-/// `shape`, class axis last), the filtered, renormalised probability of every class (0
+/// `shape`, the class axis anywhere; rows in [`Shape`]'s order), the filtered, renormalised probability of every class (0
 /// outside the allowed set), or `None` for a row that holds a NaN or `+inf`, or no finite
 /// logit (the kernel draws -1 there). Greedy (`temperature == 0`) puts all the mass on the
 /// argmax, the lowest index on ties, and so does a temperature so small that the largest
@@ -17,7 +17,8 @@ use crate::shape::Shape;
 /// # Errors
 ///
 /// [`Error::ShapeMismatch`] when `logits.len()` is not `rows * cols`,
-/// [`Error::InvalidOption`] for a bad option or a class axis not last.
+/// [`Error::InvalidOption`] for a bad option, [`Error::InvalidLayout`] for rows that are
+/// not whole runs of `inner`.
 pub fn sample_distribution<T: Element>(
     logits: &[T],
     shape: Shape,
@@ -42,18 +43,15 @@ pub fn sample_distribution_with_settings<T: Element>(
     settings: &RowSettings,
 ) -> Result<Vec<Option<Vec<f64>>>> {
     sampler.check_options()?;
-    if !shape.is_row_major() {
-        return Err(Error::InvalidOption { option: "shape", problem: "the class axis must be last".into() });
-    }
+    shape.check_layout()?;
     shape.check_len("logits", logits.len())?;
     settings.check_rows(shape.rows)?;
-    let cols = shape.cols;
+    let values = widen(logits);
     Ok((0..shape.rows)
         .map(|row| {
             let own = settings.for_row(sampler, row);
             own.check_options().ok()?;
-            let values: Vec<f64> =
-                widen(&logits[row * cols..(row + 1) * cols]).into_iter().map(f64::from).collect();
+            let values: Vec<f64> = (0..shape.cols).map(|c| f64::from(values[shape.index(row, c)])).collect();
             row_distribution(&values, &own)
         })
         .collect())
@@ -120,9 +118,9 @@ fn row_distribution(logits: &[f64], sampler: &Sampler) -> Option<Vec<f64>> {
 }
 
 /// The sampler's masks in f64, from [`sample_distribution_with_settings`]: the filtered,
-/// renormalised probabilities (`rows x cols`, NaN for a row without a distribution), and
-/// the masked logits: each logit as given where its probability is positive, `-inf`
-/// elsewhere, NaN for a row without a distribution.
+/// renormalised probabilities (NaN for a row without a distribution), and the masked
+/// logits: each logit as given where its probability is positive, `-inf` elsewhere, NaN
+/// for a row without a distribution; both in the logits' layout (`shape`).
 ///
 /// # Errors
 ///
@@ -135,22 +133,13 @@ pub fn sample_masks<T: Element>(
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let rows = sample_distribution_with_settings(logits, shape, sampler, settings)?;
     let values = widen(logits);
-    let (mut probs, mut masked) = (Vec::with_capacity(values.len()), Vec::with_capacity(values.len()));
+    let (mut probs, mut masked) = (vec![f64::NAN; values.len()], vec![f64::NAN; values.len()]);
     for (row, distribution) in rows.iter().enumerate() {
-        let logits = &values[row * shape.cols..(row + 1) * shape.cols];
-        match distribution {
-            None => {
-                probs.extend(std::iter::repeat_n(f64::NAN, shape.cols));
-                masked.extend(std::iter::repeat_n(f64::NAN, shape.cols));
-            }
-            Some(p) => {
-                probs.extend_from_slice(p);
-                masked.extend(
-                    p.iter()
-                        .zip(logits)
-                        .map(|(&p, &l)| if p > 0.0 { f64::from(l) } else { f64::NEG_INFINITY }),
-                );
-            }
+        let Some(p) = distribution else { continue };
+        for (c, &p) in p.iter().enumerate() {
+            let at = shape.index(row, c);
+            probs[at] = p;
+            masked[at] = if p > 0.0 { f64::from(values[at]) } else { f64::NEG_INFINITY };
         }
     }
     Ok((probs, masked))
@@ -190,6 +179,29 @@ mod tests {
         assert!(one_row(&[1.0, f32::NAN], Sampler::default()).is_none());
         assert!(one_row(&[1.0, f32::INFINITY], Sampler::default()).is_none());
         assert!(one_row(&[f32::NEG_INFINITY; 2], Sampler::default()).is_none());
+    }
+
+    #[test]
+    fn a_strided_class_axis_reads_each_row_where_it_lies() {
+        // (2, 4, 3) over dim 1: row o * 3 + j is logits[o][..][j].
+        let logits: Vec<f32> = (0..24_u8).map(|v| f32::from(v % 7) * 0.5).collect();
+        let strided = Shape::with_inner(2, 4, 3);
+        let rows: Vec<f32> = (0..6)
+            .flat_map(|r| (0..4).map(move |c| (r, c)))
+            .map(|(r, c)| logits[strided.index(r, c)])
+            .collect();
+        let sampler = Sampler { top_k: 2, ..Sampler::default() };
+        let settings = RowSettings::default();
+        let want = sample_distribution(&rows, Shape::new(6, 4), &sampler).unwrap();
+        assert_eq!(sample_distribution(&logits, strided, &sampler).unwrap(), want);
+        let (probs, masked) = sample_masks(&logits, strided, &sampler, &settings).unwrap();
+        for (r, row) in want.iter().enumerate() {
+            for (c, &p) in row.as_ref().unwrap().iter().enumerate() {
+                let at = strided.index(r, c);
+                assert_eq!(probs[at], p);
+                assert_eq!(masked[at], if p > 0.0 { f64::from(logits[at]) } else { f64::NEG_INFINITY });
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use wgpu_softmax::{
     SampleStatus, Shape, TensorRef, bf16, f16, reference,
 };
 
-use crate::common::{POISON_BITS, ctx, poisoned, rng};
+use crate::common::{POISON_BITS, ctx, is_poison, poisoned, rng};
 
 /// What one run returns: the ids, the log-probabilities and the status.
 struct Drawn {
@@ -27,17 +27,36 @@ struct Drawn {
 /// Samples through the GPU-resident API into poisoned outputs, and checks that every id
 /// and log-probability was written.
 fn draw<T: Element>(ctx: &Context, sampler: &TokenSampler, logits: &[T], shape: Shape) -> Drawn {
+    draw_outputs(ctx, sampler, logits, shape, false).0
+}
+
+/// The filtered probabilities and the masked logits (widened to f32) read back.
+type Masks = (Vec<f32>, Vec<f32>);
+
+/// As [`draw`], with `masks`: the filtered probabilities and the masked logits (widened to
+/// f32) too, written into poisoned buffers, each checked written.
+fn draw_outputs<T: Element>(
+    ctx: &Context,
+    sampler: &TokenSampler,
+    logits: &[T],
+    shape: Shape,
+    masks: bool,
+) -> (Drawn, Option<Masks>) {
     let input = ctx.upload_elements(logits).unwrap();
-    let draws = shape.rows * sampler.num_samples;
+    let (draws, len) = (shape.rows * sampler.num_samples, logits.len());
     let ids = poisoned::<f32>(ctx, draws);
     let logprobs = poisoned::<f32>(ctx, draws);
     let status = poisoned::<f32>(ctx, SAMPLE_STATUS_WORDS);
-    let buffers = SampleBuffers::new(
+    let mask_buffers = masks.then(|| (poisoned::<f32>(ctx, len), poisoned::<T>(ctx, len)));
+    let mut buffers = SampleBuffers::new(
         TensorRef::new(&input, T::DTYPE),
         BufferRegion::new(&ids),
         BufferRegion::new(&status),
     )
     .with_logprobs(&logprobs);
+    if let Some((probs, masked)) = &mask_buffers {
+        buffers = buffers.with_probs(probs).with_masked_logits(masked);
+    }
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
     sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
     ctx.submit_and_wait(encoder).unwrap();
@@ -46,7 +65,14 @@ fn draw<T: Element>(ctx: &Context, sampler: &TokenSampler, logits: &[T], shape: 
     let logprobs = ctx.download(&logprobs, draws).unwrap();
     assert!(!logprobs.iter().any(|v| v.to_bits() == POISON_BITS), "a log-probability was never written");
     let status = SampleStatus::read(ctx, &status).unwrap();
-    Drawn { ids: words.into_iter().map(|w| w as i32).collect(), logprobs, status }
+    let masks = mask_buffers.map(|(probs, masked)| {
+        let probs = ctx.download(&probs, len).unwrap();
+        assert!(!probs.iter().any(|v| v.to_bits() == POISON_BITS), "a probability was never written");
+        let stored = ctx.download_elements::<T>(&masked, len).unwrap();
+        assert!(!stored.iter().any(|&v| is_poison(v)), "a masked logit was never written");
+        (probs, stored.iter().map(|v| v.to_f32()).collect())
+    });
+    (Drawn { ids: words.into_iter().map(|w| w as i32).collect(), logprobs, status }, masks)
 }
 
 fn typed<T: Element>(values: &[f32]) -> Vec<T> {
@@ -126,6 +152,37 @@ fn every_draw_is_in_its_rows_allowed_set() {
                 check_draws(&format!("{name}, {rows} x {cols}, bf16"), &drawn, &expected, num_samples);
             }
         }
+    }
+}
+
+/// Both ways the thresholds are found with top-k on: finished from the candidates in
+/// workgroup memory (top-k 50: a few hundred keys remain after a few digits), and by the
+/// radix search alone where the candidates never shrink to 512 (top-k 600; and 700 keys
+/// tied at the row's largest, with top-k 50, where every tie is kept).
+#[test]
+fn top_k_with_few_or_many_candidates() {
+    let ctx = ctx();
+    let (rows, cols, num_samples) = (4, 4097, 64);
+    let mut logits = masked_logits(131, rows, cols, 4.0);
+    // Row 3: 700 keys tied at 9.0, above every other.
+    for c in 0..700 {
+        logits[3 * cols + c * 5] = 9.0;
+    }
+    let shape = Shape::new(rows, cols);
+    for top_k in [50, 600] {
+        let sampler = TokenSampler {
+            top_k,
+            top_p: 0.9,
+            temperature: 0.9,
+            num_samples,
+            seed: 13,
+            ..TokenSampler::default()
+        };
+        let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+        let kept = expected[3].as_ref().unwrap().iter().filter(|&&p| p > 0.0).count();
+        assert!(kept >= 630, "the ties' row keeps {kept}: top-p 0.9 of 700 equal tokens");
+        let drawn = draw(ctx, &sampler, &logits, shape);
+        check_draws(&format!("top-k {top_k}"), &drawn, &expected, num_samples);
     }
 }
 
@@ -397,12 +454,66 @@ fn masks_and_bad_rows() {
     }
 }
 
+/// A class axis in the middle: logits (2, V, 3) sampled over dim 1 (6 rows of V classes,
+/// 3 elements apart; at an odd V, 16-bit rows share words), every filter on, in each
+/// storage type. Every draw is in its row's allowed set; each is exactly the inverse
+/// transform of the documented uniform over the reference distribution; the draws and
+/// log-probabilities are bit-identical to those of the same rows laid out contiguously;
+/// and the masks come back in the caller's layout, equal to the reference's there.
 #[test]
-fn a_strided_class_axis_is_refused() {
+fn a_class_axis_in_the_middle_is_sampled_where_it_lies() {
     let ctx = ctx();
-    let error =
-        TokenSampler::default().run(ctx, &[0.0_f32; 30], Shape::with_inner(2, 5, 3), false).unwrap_err();
-    assert!(matches!(error, Error::InvalidOption { option: "shape", .. }), "{error}");
+    let (outer, cols, inner, num_samples) = (2, 301, 3, 64);
+    let strided = Shape::with_inner(outer, cols, inner);
+    let logits = rng(97).logits(strided.len().unwrap(), 3.0);
+    // The same rows, each contiguous: row r's class c is element index(r, c).
+    let rows = Shape::new(strided.rows, cols);
+    let contiguous: Vec<f32> = (0..rows.rows)
+        .flat_map(|r| (0..cols).map(move |c| (r, c)))
+        .map(|(r, c)| logits[strided.index(r, c)])
+        .collect();
+    let sampler = TokenSampler { temperature: 0.8, top_k: 40, top_p: 0.9, min_p: 0.01, num_samples, seed: 3 };
+    fn check<T: Element>(
+        ctx: &Context,
+        sampler: &TokenSampler,
+        logits: &[f32],
+        contiguous: &[f32],
+        strided: Shape,
+    ) {
+        let what = format!("{:?}", T::DTYPE);
+        let (logits, contiguous): (Vec<T>, Vec<T>) = (typed(logits), typed(contiguous));
+        let (drawn, masks) = draw_outputs(ctx, sampler, &logits, strided, true);
+        let (probs, masked) = masks.unwrap();
+        let expected = reference::sample_distribution(&logits, strided, sampler).unwrap();
+        check_draws(&what, &drawn, &expected, sampler.num_samples);
+        for (row, p) in expected.iter().enumerate() {
+            let p = p.as_ref().unwrap();
+            for s in 0..sampler.num_samples {
+                let u = f64::from(sample_uniform(sampler.seed, row as u32, s as u32));
+                let mut running = 0.0;
+                let token = p.iter().position(|&q| {
+                    running += q;
+                    running > u
+                });
+                let id = drawn.ids[row * sampler.num_samples + s];
+                assert_eq!(token.map(|t| t as i32), Some(id), "{what}: row {row} draw {s}");
+            }
+        }
+        let flat = draw(ctx, sampler, &contiguous, Shape::new(strided.rows, strided.cols));
+        assert_eq!(drawn.ids, flat.ids, "{what}: the contiguous rows' draws");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&drawn.logprobs), bits(&flat.logprobs), "{what}: log-probabilities");
+        let (want_probs, want_masked) =
+            reference::sample_masks(&logits, strided, sampler, &RowSettings::default()).unwrap();
+        for (i, (&want, &p)) in want_probs.iter().zip(&probs).enumerate() {
+            let p = f64::from(p);
+            assert!((p - want).abs() <= 1e-6 + 1e-4 * want, "{what}: element {i}: prob {p}, want {want}");
+            assert!(f64::from(masked[i]) == want_masked[i], "{what}: element {i}: masked {}", masked[i]);
+        }
+    }
+    check::<f32>(ctx, &sampler, &logits, &contiguous, strided);
+    check::<f16>(ctx, &sampler, &logits, &contiguous, strided);
+    check::<bf16>(ctx, &sampler, &logits, &contiguous, strided);
 }
 
 #[test]

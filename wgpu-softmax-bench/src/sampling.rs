@@ -104,12 +104,18 @@ pub struct SampleConfig {
     /// Untimed runs of each measurement first (every kind's pipelines are compiled once,
     /// before the suite, on a small shape).
     pub warmup: usize,
-    /// Timed runs; the median is reported. A measurement whose first run takes more than
-    /// [`SampleConfig::long_run_ms`] stops there (the sort baseline at the largest
-    /// shapes on a software adapter).
+    /// Timed runs; the median is reported. A measurement whose first warm-up run takes
+    /// more than [`SampleConfig::long_run_ms`] keeps that run as its one time, and runs
+    /// no more (the sort baseline and the host's sort at the largest shapes on a software
+    /// adapter, where one run takes seconds and its first-run costs are a small part):
+    /// its record says so ([`SampleRecord::warm_up_timed`]).
     pub runs: usize,
     /// See [`SampleConfig::runs`].
     pub long_run_ms: f64,
+    /// A kind whose run at a shape with the first filter takes more than this is not run
+    /// with the other filters at that shape (the table shows `-`): the sort baseline at
+    /// 256 x 262144 on a software adapter, minutes a run, the same sort for every filter.
+    pub skip_other_filters_ms: f64,
     /// Seed of the logits and the draws.
     pub seed: u64,
 }
@@ -124,7 +130,8 @@ impl SampleConfig {
             filters: SampleFilter::ALL.to_vec(),
             warmup: 1,
             runs: 3,
-            long_run_ms: 5000.0,
+            long_run_ms: 1000.0,
+            skip_other_filters_ms: 60_000.0,
             seed: 0x5A_4D91,
         }
     }
@@ -135,7 +142,8 @@ impl SampleConfig {
         Self { batches: vec![1, 8], vocabs: vec![32_000], runs: 1, ..Self::full() }
     }
 
-    /// How many (shape, filter, kernel) measurements the suite takes.
+    /// How many (shape, filter, kernel) measurements the suite takes at most (fewer where
+    /// a kind is slow: [`SampleConfig::skip_other_filters_ms`]).
     #[must_use]
     pub fn measurements(&self) -> usize {
         self.batches.len() * self.vocabs.len() * self.filters.len() * SampleKernel::ALL.len()
@@ -157,6 +165,9 @@ pub struct SampleRecord {
     pub median_ms: f64,
     /// Timed runs behind the median.
     pub runs: usize,
+    /// Whether the one time is the first run, without a warm-up (a run over
+    /// [`SampleConfig::long_run_ms`]).
+    pub warm_up_timed: bool,
 }
 
 /// A sampling suite's results on one adapter.
@@ -170,22 +181,23 @@ pub struct SampleReport {
     pub clock: String,
     /// Every measurement.
     pub records: Vec<SampleRecord>,
+    /// The suite's [`SampleConfig::long_run_ms`].
+    pub long_run_ms: f64,
+    /// The suite's [`SampleConfig::skip_other_filters_ms`].
+    pub skip_other_filters_ms: f64,
 }
 
 impl SampleReport {
-    /// The median of `kernel` at the shape and filter of `like`.
-    fn median_of(&self, kernel: SampleKernel, like: &SampleRecord) -> Option<f64> {
-        self.records
-            .iter()
-            .find(|r| {
-                r.kernel == kernel.name()
-                    && (r.rows, r.vocab, r.filter) == (like.rows, like.vocab, like.filter)
-            })
-            .map(|r| r.median_ms)
+    /// The record of `kernel` at the shape and filter of `like`.
+    fn record_of(&self, kernel: SampleKernel, like: &SampleRecord) -> Option<&SampleRecord> {
+        self.records.iter().find(|r| {
+            r.kernel == kernel.name() && (r.rows, r.vocab, r.filter) == (like.rows, like.vocab, like.filter)
+        })
     }
 
-    /// The table: per shape and filter, each kind's median, and the fused sampler's
-    /// speed-ups over the baselines and its time over the softmax's.
+    /// The table: per shape and filter, each kind's median (`*`: one run without a
+    /// warm-up, see [`SampleConfig::runs`]), and the fused sampler's speed-ups over the
+    /// baselines and its time over the softmax's.
     #[must_use]
     pub fn table(&self) -> String {
         let mut out = format!("{} ({}), times by {}\n", self.adapter, self.backend, self.clock);
@@ -202,22 +214,44 @@ impl SampleReport {
             "vs cpu",
             "/softmax"
         );
+        let mut single = false;
         for fused in self.records.iter().filter(|r| r.kernel == SampleKernel::Fused.name()) {
-            let other = |kernel| self.median_of(kernel, fused).unwrap_or(f64::NAN);
+            let other = |kernel| self.record_of(kernel, fused).map_or(f64::NAN, |r| r.median_ms);
             let (gpu, cpu, softmax) =
                 (other(SampleKernel::GpuSort), other(SampleKernel::CpuSort), other(SampleKernel::Softmax));
+            let mut cell = |kernel| {
+                let record = self.record_of(kernel, fused);
+                let mark = record.is_some_and(|r| r.warm_up_timed);
+                single |= mark;
+                record.map_or_else(
+                    || "-".to_owned(),
+                    |r| format!("{:.2}{}", r.median_ms, if mark { "*" } else { "" }),
+                )
+            };
+            let cells = SampleKernel::ALL.map(&mut cell);
+            let [fused_cell, gpu_cell, cpu_cell, softmax_cell] = &cells;
             let _ = writeln!(
                 out,
-                "{:<14} {:<20} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>8.2}x {:>8.2}x {:>8.2}x",
+                "{:<14} {:<20} {:>10} {:>10} {:>10} {:>10} {:>8.2}x {:>8.2}x {:>8.2}x",
                 format!("{}x{}", fused.rows, fused.vocab),
                 fused.filter,
-                fused.median_ms,
-                gpu,
-                cpu,
-                softmax,
+                fused_cell,
+                gpu_cell,
+                cpu_cell,
+                softmax_cell,
                 gpu / fused.median_ms,
                 cpu / fused.median_ms,
                 fused.median_ms / softmax
+            );
+        }
+        if single {
+            let _ = writeln!(out, "* one run, no warm-up: its first run took over {} ms", self.long_run_ms);
+        }
+        if self.records.iter().any(|r| r.median_ms > self.skip_other_filters_ms) {
+            let _ = writeln!(
+                out,
+                "- not run: with the first filter at that shape it took over {} ms",
+                self.skip_other_filters_ms
             );
         }
         out
@@ -572,6 +606,8 @@ pub fn run_sample_suite(
         backend: format!("{:?}", info.backend),
         clock: "wall clock, recording to the end of the wait".to_owned(),
         records: Vec::new(),
+        long_run_ms: config.long_run_ms,
+        skip_other_filters_ms: config.skip_other_filters_ms,
     };
     let total = config.measurements();
     let mut done = 0;
@@ -586,8 +622,14 @@ pub fn run_sample_suite(
         for &rows in &config.batches {
             let shape = Shape::new(rows, vocab);
             let workload = Workload::new(ctx, shape, config.seed)?;
+            // The kinds whose first filter's run here took over `skip_other_filters_ms`.
+            let mut slow: Vec<&str> = Vec::new();
             for &filter in &config.filters {
                 for kernel in SampleKernel::ALL {
+                    if slow.contains(&kernel.name()) {
+                        done += 1;
+                        continue;
+                    }
                     progress(
                         done,
                         total,
@@ -595,16 +637,20 @@ pub fn run_sample_suite(
                     );
                     let run = || workload.run(ctx, &sort, kernel, (filter, config.seed)).map(|r| r.0);
                     let mut times = Vec::new();
+                    let mut warm_up_timed = false;
                     for _ in 0..config.warmup {
-                        if run()? > config.long_run_ms {
+                        let first = run()?;
+                        if first > config.long_run_ms {
+                            times.push(first);
+                            warm_up_timed = true;
                             break;
                         }
                     }
-                    while times.len() < config.runs.max(1) {
+                    while times.len() < config.runs.max(1) && !warm_up_timed {
                         times.push(run()?);
-                        if times[0] > config.long_run_ms {
-                            break;
-                        }
+                    }
+                    if median(&times) > config.skip_other_filters_ms {
+                        slow.push(kernel.name());
                     }
                     report.records.push(SampleRecord {
                         kernel: kernel.name(),
@@ -613,6 +659,7 @@ pub fn run_sample_suite(
                         filter: filter.name(),
                         median_ms: median(&times),
                         runs: times.len(),
+                        warm_up_timed,
                     });
                     done += 1;
                 }
@@ -630,6 +677,40 @@ mod tests {
     use wgpu_softmax::reference;
 
     use super::*;
+
+    /// The table marks a time taken without a warm-up with `*` and a kind not run with `-`,
+    /// each explained under it.
+    #[test]
+    fn the_table_marks_single_runs_and_skipped_kinds() {
+        let record =
+            |kernel: SampleKernel, filter: SampleFilter, median_ms: f64, warm_up_timed: bool| SampleRecord {
+                kernel: kernel.name(),
+                rows: 256,
+                vocab: 262_144,
+                filter: filter.name(),
+                median_ms,
+                runs: if warm_up_timed { 1 } else { 3 },
+                warm_up_timed,
+            };
+        let (both, top_p) = (SampleFilter::TopKTopP, SampleFilter::TopP);
+        let report = SampleReport {
+            adapter: "a".to_owned(),
+            backend: "b".to_owned(),
+            clock: "c".to_owned(),
+            records: vec![
+                record(SampleKernel::Fused, both, 10.0, false),
+                record(SampleKernel::GpuSort, both, 90_000.0, true),
+                record(SampleKernel::Fused, top_p, 12.0, false),
+            ],
+            long_run_ms: 1000.0,
+            skip_other_filters_ms: 60_000.0,
+        };
+        let table = report.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[2].contains("90000.00*"), "{table}");
+        assert!(lines[3].split_whitespace().nth(3) == Some("-"), "{table}");
+        assert!(table.contains("* one run, no warm-up") && table.contains("- not run"), "{table}");
+    }
 
     /// Each baseline's draws lie in the allowed set of the f64 reference, for both
     /// filters, at a vocabulary that is not a power of two (the sort's padding) and past

@@ -465,14 +465,20 @@ pub struct DistillArgs {
 /// `sample`'s arguments.
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// The logits (N, V) (or (V,), one row), the class axis last; float16, float32 or
-    /// float64.
+    /// The logits (N, V) (or (V,), one row), the class axis last, or any shape with
+    /// --dim; float16, float32 or float64.
     #[arg(long, value_name = "L.npy")]
     pub logits: PathBuf,
-    /// Output: the token ids, int64: (N,) without --num-samples, (N, K) with it. Logits
+    /// Output: the token ids, int64: the logits' shape without the class axis ((N,) for
+    /// (N, V) logits, (1,) for (V,)), with a last axis of K with --num-samples. Logits
     /// with a row that holds a NaN or +inf, or no finite logit, are refused, naming the row.
     #[arg(long, value_name = "IDS.npy")]
     pub output: PathBuf,
+    /// The class axis, as PyTorch's `dim`: 0 is the first, negative counts from the end
+    /// (-1, the default, is the last). The rows are every position off it, in C order (N
+    /// below: their count).
+    #[arg(long, value_name = "D", default_value_t = -1, allow_negative_numbers = true)]
+    pub dim: isize,
     /// Draws per row.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub num_samples: Option<u32>,
@@ -489,11 +495,12 @@ pub struct SampleArgs {
     /// Keep the tokens of probability at least M times the largest, in [0, 1]; 0 is off.
     #[arg(long, value_name = "M", default_value_t = 0.0, allow_negative_numbers = true)]
     pub min_p: f32,
-    /// Each row's temperature, float32 or float64 of shape (N,), in place of --temperature.
+    /// Each row's temperature, float32 or float64 of shape (N,) (or the ids' shape without
+    /// K), in place of --temperature.
     #[arg(long, value_name = "T.npy")]
     pub temperature_per_row: Option<PathBuf>,
-    /// Each row's top-k, an integer array (int64, int32...) of shape (N,), in place of
-    /// --top-k; 0 is off for that row.
+    /// Each row's top-k, an integer array (int64, int32...) of shape (N,) (or the ids'
+    /// shape without K), in place of --top-k; 0 is off for that row.
     #[arg(long, value_name = "K.npy")]
     pub top_k_per_row: Option<PathBuf>,
     /// Each row's top-p, float32 or float64 of shape (N,), in place of --top-p; 1 is off.

@@ -1652,6 +1652,51 @@ fn sample_takes_per_row_settings_from_npy_files() {
     );
 }
 
+/// `sample --dim 1` of (2, V, 3) logits: ids (2, 3, K) in C order of the positions off the
+/// class axis, the library's draws for the same strided shape, each in its row's allowed
+/// set; the masks in the logits' own (2, V, 3) layout, as the reference gives them; a
+/// `--dim` past the axes refused naming it.
+#[test]
+fn sample_takes_the_class_axis_anywhere() {
+    let s = Scratch::new("sample-dim");
+    let (outer, cols, inner, draws) = (2, 33, 3, 20);
+    let logits = SeededRng::new(79).logits(outer * cols * inner, 3.0);
+    write_f32(&s, "l.npy", &[outer, cols, inner], &logits);
+    let args: Vec<&str> = "sample --logits l.npy --output ids.npy --dim 1 --num-samples 20 --top-k 9 \
+                           --top-p 0.9 --seed 11 --probs p.npy --masked-logits m.npy"
+        .split_whitespace()
+        .collect();
+    run_ok(&s, &args);
+    let sampler = wgpu_softmax::Sampler {
+        top_k: 9,
+        top_p: 0.9,
+        num_samples: draws,
+        seed: 11,
+        ..wgpu_softmax::Sampler::default()
+    };
+    let shape = Shape::with_inner(outer, cols, inner);
+    let expected = reference::sample_distribution(&logits, shape, &sampler).unwrap();
+    let (ids_shape, ids) = read_i64(&s, "ids.npy");
+    assert_eq!(ids_shape, vec![outer, inner, draws]);
+    for (at, &id) in ids.iter().enumerate() {
+        let p = expected[at / draws].as_ref().unwrap()[usize::try_from(id).unwrap()];
+        assert!(p > 0.0, "draw {at}: token {id} is filtered out");
+    }
+    let ctx = wgpu_softmax::Context::new().unwrap();
+    assert_eq!(ids, sampler.run(&ctx, &logits, shape, false).unwrap().ids);
+    let (probs, masked) =
+        reference::sample_masks(&logits, shape, &sampler, &wgpu_softmax::RowSettings::default()).unwrap();
+    let (p_shape, p) = read_f32(&s, "p.npy");
+    assert_eq!(p_shape, vec![outer, cols, inner]);
+    let c = compare(&p, &probs, Tolerance { atol: 1e-6, rtol: 1e-4 });
+    assert!(c.passed(), "probabilities: {c}");
+    let (_, m) = read_f32(&s, "m.npy");
+    for (at, (&got, &want)) in m.iter().zip(&masked).enumerate() {
+        assert_eq!(f64::from(got), want, "masked logit {at}");
+    }
+    assert_refused(&s, &["sample", "--logits", "l.npy", "--output", "x.npy", "--dim", "3"], &["--dim 3"]);
+}
+
 #[test]
 fn sample_writes_the_masks_the_reference_gives() {
     let s = Scratch::new("sample-masks");

@@ -22,8 +22,8 @@ use crate::verbose;
 /// # Errors
 ///
 /// A bad input or output file (an output that is also the input, or two outputs that are
-/// one file), logits that are not (N, V) or (V,), a per-row setting that is not (N,) of
-/// its type, a bad option, a row holding a NaN or `+inf` or no finite logit or a per-row
+/// one file), 0-d logits or a `--dim` out of range, a per-row setting without one value
+/// per row or not of its type, a bad option, a row holding a NaN or `+inf` or no finite logit or a per-row
 /// setting out of range, or a library error, each naming its file or option.
 pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
     let mut progress = Progress::start("sample", "reading the inputs");
@@ -46,16 +46,26 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
     let masked_output = create(args.masked_logits.as_deref())?;
 
     let FloatInput { shape: dims, data: logits, half } = read_float(&args.logits, "the logits")?;
-    let shape = match dims.as_slice() {
-        [rows, cols] => Shape::new(*rows, *cols),
-        [cols] => Shape::new(1, *cols),
-        _ => {
-            return Err(CliError::file(
-                &args.logits,
-                format!("the logits of {} must be (N, V) or (V,), the classes last", shape_text(&dims)),
-            ));
-        }
-    };
+    if dims.is_empty() {
+        return Err(CliError::file(
+            &args.logits,
+            "0-d logits have no classes: give (N, V), (V,), or any shape with --dim",
+        ));
+    }
+    let shape = Shape::of_dims(&dims, args.dim).map_err(|e| match e {
+        Error::AxisOutOfRange { .. } => CliError::new(format!("sample: --dim {}: {e}", args.dim)),
+        _ => CliError::file(
+            &args.logits,
+            format!("the logits of {} have more rows than fit in memory", shape_text(&dims)),
+        ),
+    })?;
+    // Each row is a position off the class axis: the ids take the other axes' shape.
+    let axis = if args.dim < 0 { dims.len() - args.dim.unsigned_abs() } else { args.dim.unsigned_abs() };
+    let mut row_dims: Vec<usize> =
+        dims.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &d)| d).collect();
+    if row_dims.is_empty() {
+        row_dims.push(1);
+    }
     let num_samples = args.num_samples.map_or(1, |k| k as usize);
     let sampler = Sampler {
         temperature: args.temperature,
@@ -67,14 +77,10 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
     };
     sampler.check_options().map_err(|e| CliError::library("sample options", &e))?;
     let settings = RowSettings {
-        temperature: args
-            .temperature_per_row
-            .as_deref()
-            .map(|p| per_row_floats(p, shape.rows))
-            .transpose()?,
-        top_k: args.top_k_per_row.as_deref().map(|p| per_row_top_k(p, shape.rows)).transpose()?,
-        top_p: args.top_p_per_row.as_deref().map(|p| per_row_floats(p, shape.rows)).transpose()?,
-        min_p: args.min_p_per_row.as_deref().map(|p| per_row_floats(p, shape.rows)).transpose()?,
+        temperature: args.temperature_per_row.as_deref().map(|p| per_row_floats(p, &row_dims)).transpose()?,
+        top_k: args.top_k_per_row.as_deref().map(|p| per_row_top_k(p, &row_dims)).transpose()?,
+        top_p: args.top_p_per_row.as_deref().map(|p| per_row_floats(p, &row_dims)).transpose()?,
+        min_p: args.min_p_per_row.as_deref().map(|p| per_row_floats(p, &row_dims)).transpose()?,
     };
     progress.stage("running on the GPU");
     let ctx = cli.context("sample")?;
@@ -111,8 +117,10 @@ pub fn run(cli: &Cli, args: &SampleArgs) -> Result<(), CliError> {
             out.status.bad_setting_rows
         )));
     }
-    let out_dims: Vec<usize> =
-        if args.num_samples.is_some() { vec![shape.rows, num_samples] } else { vec![shape.rows] };
+    let mut out_dims = row_dims.clone();
+    if args.num_samples.is_some() {
+        out_dims.push(num_samples);
+    }
     progress.stage("writing the outputs");
     ids_output.write(&out_dims, &out.ids)?;
     let mut outputs = vec![ids_output];
@@ -158,15 +166,23 @@ fn draw<T: Element>(
     sampler.run_with_outputs(ctx, logits, shape, outputs, settings)
 }
 
-/// A per-row float setting: float32 or float64 (float16 too) of shape (N,), each value
-/// as f32 (range checks are the kernel's, reported by row).
-fn per_row_floats(path: &Path, rows: usize) -> Result<Vec<f32>, CliError> {
+/// Whether a per-row setting of shape `shape` gives one value per row: (N,), or the rows'
+/// own shape `rows` (the logits' without the class axis).
+fn one_per_row(shape: &[usize], rows: &[usize]) -> bool {
+    shape == rows || shape == [rows.iter().product::<usize>()]
+}
+
+/// A per-row float setting: float32 or float64 (float16 too), one value per row (see
+/// [`one_per_row`]), each as f32 (range checks are the kernel's, reported by row).
+fn per_row_floats(path: &Path, rows: &[usize]) -> Result<Vec<f32>, CliError> {
     let FloatInput { shape, data, .. } = read_float(path, "a per-row setting")?;
-    if shape != [rows] {
+    if !one_per_row(&shape, rows) {
         return Err(CliError::file(
             path,
             format!(
-                "a per-row setting must be ({rows},), one value per row of the logits, not {}",
+                "a per-row setting must be ({},) or {}, one value per row of the logits, not {}",
+                rows.iter().product::<usize>(),
+                shape_text(rows),
                 shape_text(&shape)
             ),
         ));
@@ -174,14 +190,16 @@ fn per_row_floats(path: &Path, rows: usize) -> Result<Vec<f32>, CliError> {
     Ok(data)
 }
 
-/// Each row's top-k: integers of shape (N,), each in [0, 2^32).
-fn per_row_top_k(path: &Path, rows: usize) -> Result<Vec<u32>, CliError> {
+/// Each row's top-k: integers, one per row (see [`one_per_row`]), each in [0, 2^32).
+fn per_row_top_k(path: &Path, rows: &[usize]) -> Result<Vec<u32>, CliError> {
     let array = read_npy(path)?;
-    if array.shape != [rows] {
+    if !one_per_row(&array.shape, rows) {
         return Err(CliError::file(
             path,
             format!(
-                "--top-k-per-row must be ({rows},), one value per row of the logits, not {}",
+                "--top-k-per-row must be ({},) or {}, one value per row of the logits, not {}",
+                rows.iter().product::<usize>(),
+                shape_text(rows),
                 shape_text(&array.shape)
             ),
         ));
