@@ -67,6 +67,8 @@ struct Shared {
     tune_cache: crate::tune::TuneCache,
     /// Bytes of the largest buffer the ops have made for themselves.
     largest_scratch: std::sync::atomic::AtomicU64,
+    /// Uniforms, bind groups and scratch buffers the ops reuse from call to call.
+    reuse: crate::reuse::Reuse,
 }
 
 /// How many distinct placeholder buffers a bind group may need at once: one per binding
@@ -288,6 +290,7 @@ impl Context {
             health: Arc::default(),
             tune_cache: crate::tune::TuneCache::default(),
             largest_scratch: std::sync::atomic::AtomicU64::new(0),
+            reuse: crate::reuse::Reuse::default(),
         };
         Self { shared: Arc::new(shared), timeout, autotune: false, cached_rows: None }
     }
@@ -451,6 +454,7 @@ impl Context {
         let all = self.shared.placeholders.get_or_init(|| {
             (0..PLACEHOLDERS)
                 .map(|_| {
+                    crate::reuse::count_created();
                     self.device().create_buffer(&wgpu::BufferDescriptor {
                         label: Some("wgpu-softmax: unused binding"),
                         size: 16,
@@ -482,24 +486,92 @@ impl Context {
         DISPATCHES_RECORDED.with(|count| count.set(count.get() + 1));
     }
 
-    /// A bind group of `module`'s layout over `buffers`, binding 0 first.
+    /// A bind group of `module`'s layout over `buffers`, binding 0 first: the one made
+    /// for the same layout and bindings before, while it is cached (see
+    /// [`Context::clear_caches`]).
+    ///
+    /// # Errors
+    ///
+    /// What wgpu reports creating it ([`Error::ForeignBuffer`] for a buffer of another
+    /// device, [`Error::Validation`]); on the web that comes later, through the pending
+    /// checks.
     pub(crate) fn bind_buffers(
         &self,
         module: &Module,
         buffers: &[wgpu::BufferBinding<'_>],
-    ) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = (0u32..)
-            .zip(buffers)
-            .map(|(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: wgpu::BindingResource::Buffer(buffer.clone()),
-            })
-            .collect();
-        self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("wgpu-softmax"),
-            layout: &self.shared.kernels.layouts(self.device(), module).0,
-            entries: &entries,
+    ) -> Result<wgpu::BindGroup> {
+        let layout = self.shared.kernels.layouts(self.device(), module).0;
+        self.shared.reuse.bind_group(&layout, buffers, || {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = (0u32..)
+                .zip(buffers)
+                .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: wgpu::BindingResource::Buffer(buffer.clone()),
+                })
+                .collect();
+            // Its own scope, so that a rejected bind group is not kept for later calls.
+            let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
+            crate::reuse::count_created();
+            let group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("wgpu-softmax"),
+                layout: &layout,
+                entries: &entries,
+            });
+            match self.pending().scope(scope.pop()) {
+                Some(error) => Err(Error::from_wgpu(&error)),
+                None => Ok(group),
+            }
         })
+    }
+
+    /// A uniform buffer holding `contents` (an op's params): one made for the same bytes
+    /// before, while it is cached. Such a buffer is never written again, so commands
+    /// recorded with it read the same bytes whenever they are submitted.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::buffer_with`].
+    pub(crate) fn uniform(&self, label: &str, contents: &[u8]) -> Result<wgpu::Buffer> {
+        self.shared.reuse.uniform(contents, || self.buffer_with(label, contents, wgpu::BufferUsages::UNIFORM))
+    }
+
+    /// A scratch buffer of `bytes` (at least 16) for an op's own use while it records into
+    /// `encoder`: from the context's pool where one of that size is idle, else new; in
+    /// either case cleared to zeros by a command recorded here, before anything the op
+    /// records after. Counted in [`Context::largest_scratch_bytes`]; back to the pool when
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::storage_buffer`].
+    pub(crate) fn scratch_buffer(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        bytes: u64,
+    ) -> Result<crate::reuse::Scratch> {
+        self.note_scratch(bytes);
+        let size = crate::transfer::scratch_size(bytes);
+        let scratch = self.shared.reuse.scratch(size, || self.zeroed_buffer(bytes))?;
+        encoder.clear_buffer(&scratch, 0, None);
+        Ok(scratch)
+    }
+
+    /// A zeroed buffer of `bytes` an op keeps for itself beyond one recording (not from the
+    /// pool), counted in [`Context::largest_scratch_bytes`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::storage_buffer`].
+    pub(crate) fn owned_scratch(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        self.note_scratch(bytes);
+        self.zeroed_buffer(bytes)
+    }
+
+    /// Lets go of the objects the ops keep for reuse: cached bind groups (and so the
+    /// buffers they bind, the caller's included), params uniforms, and idle scratch
+    /// buffers. The next calls make them again. Commands already recorded are unaffected.
+    pub fn clear_caches(&self) {
+        self.shared.reuse.clear();
     }
 
     /// `Ok` on native; on the web, where nothing may wait for the GPU,
@@ -562,6 +634,13 @@ thread_local! {
 #[cfg(feature = "testing")]
 pub(crate) fn dispatches_recorded() -> u64 {
     DISPATCHES_RECORDED.with(std::cell::Cell::get)
+}
+
+/// GPU objects the calling thread has created through this crate so far, all contexts
+/// together.
+#[cfg(feature = "testing")]
+pub(crate) fn objects_created() -> u64 {
+    crate::reuse::objects_created()
 }
 
 /// The adapters of this process's one wgpu instance for `backends`, enumerated once.

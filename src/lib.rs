@@ -21,6 +21,7 @@ mod pending;
 pub mod philox;
 mod plan;
 pub mod reference;
+mod reuse;
 // The autotuner's samples always; the tests' random inputs with `testing`.
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 mod rng;

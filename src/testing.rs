@@ -124,6 +124,15 @@ pub fn dispatches_recorded() -> u64 {
     crate::context::dispatches_recorded()
 }
 
+/// GPU objects (buffers, bind groups, bind group and pipeline layouts, shader modules,
+/// pipelines, query sets) the calling thread has created through this crate so far, on
+/// every context: the difference across one op's `encode` is how many it created (0 for a
+/// repeated call in the steady state, whose objects all come from the context's caches).
+#[must_use]
+pub fn objects_created() -> u64 {
+    crate::context::objects_created()
+}
+
 /// The strategies autotuning has chosen on `ctx`'s device so far, by op family and shape
 /// bucket.
 #[must_use]

@@ -55,11 +55,13 @@ impl Timer {
     pub fn new(ctx: &Context) -> Self {
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let queries = ctx.device().features().contains(wanted).then(|| {
+            crate::reuse::count_created();
             let set = ctx.device().create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("wgpu-softmax: bench timestamps"),
                 ty: wgpu::QueryType::Timestamp,
                 count: 2,
             });
+            crate::reuse::count_created();
             let resolve = ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-softmax: bench timestamps"),
                 size: 16,

@@ -30,6 +30,7 @@ impl Context {
         let bytes = f32_bytes(len);
         self.check_buffer_size(bytes)?;
         self.catching(|| {
+            crate::reuse::count_created();
             Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-softmax: storage"),
                 size: bytes.max(4),
@@ -102,20 +103,14 @@ impl Context {
         self.zeroed_buffer(bytes)
     }
 
-    /// An op's buffer for its own use: as [`Context::zeroed_buffer`], and counted in
-    /// [`Context::largest_scratch_bytes`].
-    pub(crate) fn scratch_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
-        self.note_scratch(bytes);
-        self.zeroed_buffer(bytes)
-    }
-
     /// A zeroed storage buffer of `bytes` (at least 16).
-    fn zeroed_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+    pub(crate) fn zeroed_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
         self.check_buffer_size(bytes)?;
         self.catching(|| {
+            crate::reuse::count_created();
             Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-softmax: storage"),
-                size: bytes.next_multiple_of(4).max(16),
+                size: scratch_size(bytes),
                 usage: STORAGE_USAGE,
                 mapped_at_creation: false,
             }))
@@ -155,6 +150,7 @@ impl Context {
         usage: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer> {
         let size = u64::try_from(contents.len()).unwrap_or(u64::MAX).next_multiple_of(4).max(4);
+        crate::reuse::count_created();
         let buffer = self.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -324,6 +320,7 @@ impl Context {
             .map(|&(buffer, bytes)| {
                 let words = bytes.next_multiple_of(4).min(buffer.size() / 4 * 4);
                 (words > 0).then(|| {
+                    crate::reuse::count_created();
                     let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
                         label: Some("wgpu-softmax: readback"),
                         size: words,
@@ -531,6 +528,12 @@ impl Context {
 /// Storage buffers this crate makes: bound by the ops, copied to and from.
 const STORAGE_USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+/// The size of the buffer [`Context::zeroed_buffer`] makes for `bytes`: whole words, at
+/// least 16 bytes.
+pub(crate) fn scratch_size(bytes: u64) -> u64 {
+    bytes.next_multiple_of(4).max(16)
+}
 
 /// Bytes of `len` f32, saturating: a length that large fails the size checks anyway.
 pub(crate) fn f32_bytes(len: usize) -> u64 {

@@ -59,6 +59,7 @@ impl PipelineCache {
         )?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let label = spec.label();
+        crate::reuse::count_created();
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(composed.source.as_str().into()),
@@ -85,10 +86,12 @@ impl PipelineCache {
                 count: None,
             })
             .collect();
+        crate::reuse::count_created();
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wgpu-softmax"),
             entries: &entries,
         });
+        crate::reuse::count_created();
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("wgpu-softmax"),
             bind_group_layouts: &[Some(&bind_group_layout)],
@@ -118,6 +121,7 @@ impl PipelineCache {
             key.constants.iter().map(|&(name, value)| (name, f64::from(value))).collect();
         let layout = self.layouts(device, &module).1;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        crate::reuse::count_created();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(key.entry_point),
             layout: Some(&layout),

@@ -169,6 +169,6 @@ fn make_sample(ctx: &Context, op: OpKernel, shape: Shape, dtype: DType) -> Resul
     let tensors = (0..op.tensors().len().max(3))
         .map(|_| ctx.upload_f32_as(dtype, &rng.logits(len, 8.0)))
         .collect::<Result<Vec<_>>>()?;
-    let per_row = (0..3).map(|_| ctx.scratch_buffer(4 * shape.rows as u64)).collect::<Result<Vec<_>>>()?;
+    let per_row = (0..3).map(|_| ctx.owned_scratch(4 * shape.rows as u64)).collect::<Result<Vec<_>>>()?;
     Ok(Sample { shape, dtype, tensors, per_row })
 }

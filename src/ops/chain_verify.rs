@@ -302,9 +302,9 @@ impl ChainVerifier {
                 block_rows: block_rows as u32,
                 ..VerifyParams::default()
             };
-            let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+            let params = ctx.uniform(&label, bytemuck::bytes_of(&params))?;
             let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
-            let group = ctx.bind_buffers(&module, &bindings);
+            let group = ctx.bind_buffers(&module, &bindings)?;
             Context::dispatch(encoder, &label, &pipeline, &group, grid);
         }
         Ok(())
@@ -345,10 +345,10 @@ impl ChainVerifier {
         let masks = Sampler { num_samples: 0, ..*filters };
         masks.check_options()?;
         ctx.catching(|| {
-            let no_ids = ctx.scratch_buffer(4)?;
-            let sampler_status = ctx.scratch_buffer(4 * SAMPLE_STATUS_WORDS as u64)?;
-            let draft_probs = ctx.scratch_buffer((4 * draft_len as u64).max(4))?;
-            let target_probs = ctx.scratch_buffer(4 * target_len as u64)?;
+            let no_ids = ctx.scratch_buffer(encoder, 4)?;
+            let sampler_status = ctx.scratch_buffer(encoder, 4 * SAMPLE_STATUS_WORDS as u64)?;
+            let draft_probs = ctx.scratch_buffer(encoder, (4 * draft_len as u64).max(4))?;
+            let target_probs = ctx.scratch_buffer(encoder, 4 * target_len as u64)?;
             let positions = [
                 (draft_logits, &draft_probs, shape.drafts),
                 (target_logits, &target_probs, shape.drafts + 1),

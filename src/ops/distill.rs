@@ -399,17 +399,18 @@ impl Distill {
             let status = match buffers.status {
                 Some(region) => region,
                 None => {
-                    status_scratch = ctx.scratch_buffer(4 * STATUS_WORDS as u64)?;
+                    status_scratch = ctx.scratch_buffer(encoder, 4 * STATUS_WORDS as u64)?;
                     BufferRegion::new(&status_scratch)
                 }
             };
             encoder.clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
             let totals_bytes = totals_bytes(chunks.len());
-            let totals =
-                (divisor_pass || reduce_pass).then(|| ctx.scratch_buffer(totals_bytes)).transpose()?;
+            let totals = (divisor_pass || reduce_pass)
+                .then(|| ctx.scratch_buffer(encoder, totals_bytes))
+                .transpose()?;
             let totals = totals.as_ref().map(|t| BufferRegion::new(t).with_size(totals_bytes));
-            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(rows_bytes)).transpose()?;
-            let row_loss = row_losses.as_ref().map_or(buffers.loss, BufferRegion::new);
+            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(encoder, rows_bytes)).transpose()?;
+            let row_loss = row_losses.as_deref().map_or(buffers.loss, BufferRegion::new);
             // The reductions read class targets only with a mask.
             let reduce_targets = buffers.targets.unwrap_or(TargetBuffer::Probabilities(buffers.student));
             if divisor_pass {

@@ -169,9 +169,9 @@ fn record(
         padding: [0; 2],
     };
     let label = spec.label();
-    let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+    let params = ctx.uniform(&label, bytemuck::bytes_of(&params))?;
     let bindings = kernels::bind(&module, &params, bound, |i| ctx.placeholder(i))?;
-    let group = ctx.bind_buffers(&module, &bindings);
+    let group = ctx.bind_buffers(&module, &bindings)?;
     Context::dispatch(encoder, &label, &pipeline, &group, grid);
     Ok(())
 }

@@ -196,7 +196,7 @@ pub(crate) fn bind_rows(
     let bound: Vec<(Slot, wgpu::BufferBinding<'_>)> =
         tensors.chain(per_row).chain(whole).chain(scratch).collect();
     let bindings = kernels::bind(module, params, &bound, |i| ctx.placeholder(i))?;
-    Ok(ctx.bind_buffers(module, &bindings))
+    ctx.bind_buffers(module, &bindings)
 }
 
 /// Records `dispatch` over every chunk of `plan` into `encoder`: the row kernel (or the
@@ -239,7 +239,7 @@ pub(crate) fn encode_rows(
     let cols = shape.cols as u64;
     let label = spec.label();
     ctx.catching(|| {
-        let scratch = |bytes: u64| ctx.scratch_buffer(bytes);
+        let mut scratch = |bytes: u64| ctx.scratch_buffer(encoder, bytes);
         let segment_shares = (spec.strategy == Strategy::SplitRow)
             .then(|| scratch(largest * segments as u64 * spec.op.share_bytes()))
             .transpose()?;
@@ -267,7 +267,7 @@ pub(crate) fn encode_rows(
                 extras_rows,
                 ..dispatch.params
             };
-            let params = ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+            let params = ctx.uniform(&label, bytemuck::bytes_of(&params))?;
             let (first, rows) = (chunk.first_row as u64, chunk.rows as u64);
             let scratch: Vec<(Slot, &wgpu::Buffer)> = [
                 (Slot::SegmentShares, segment_shares.as_ref()),
@@ -275,7 +275,7 @@ pub(crate) fn encode_rows(
                 (Slot::Extras, extras.as_ref()),
             ]
             .into_iter()
-            .filter_map(|(name, buffer)| buffer.map(|b| (name, b)))
+            .filter_map(|(name, buffer)| buffer.map(|b| (name, &**b)))
             .collect();
             let bind_group = bind_rows(ctx, &module, &params, dispatch, cols, (first, rows), &scratch)?;
             for pipeline in &pipelines {

@@ -635,7 +635,7 @@ impl Sampler {
             }
             let row_words = 4 * rows as u64;
             let settings = if buffers.rows.flags() == 0 { 0 } else { 4 * row_words };
-            let state = ctx.scratch_buffer(u64::from(SAMPLE_STATE_WORDS) * row_words + settings)?;
+            let state = ctx.scratch_buffer(encoder, u64::from(SAMPLE_STATE_WORDS) * row_words + settings)?;
             for (_, at, region) in buffers.rows.given() {
                 let to = u64::from(SAMPLE_STATE_WORDS) * row_words + at * row_words;
                 encoder.copy_buffer_to_buffer(region.buffer(), region.offset(), &state, to, row_words);
@@ -767,10 +767,9 @@ impl Sampler {
                     block_rows: block_rows as u32,
                     ..*step
                 };
-                let params =
-                    ctx.buffer_with(&label, bytemuck::bytes_of(&step), wgpu::BufferUsages::UNIFORM)?;
+                let params = ctx.uniform(&label, bytemuck::bytes_of(&step))?;
                 let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
-                let group = ctx.bind_buffers(&module, &bindings);
+                let group = ctx.bind_buffers(&module, &bindings)?;
                 Context::dispatch(encoder, &label, &pipeline, &group, grid);
             }
         }

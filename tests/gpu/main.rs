@@ -19,6 +19,7 @@ mod device_limits;
 mod distill;
 mod faults;
 mod fuzz_plain_layers;
+mod host_path;
 mod limits;
 mod linear_cross_entropy;
 mod module_layers;

@@ -24,7 +24,7 @@ use wgpu_softmax::{
 
 pub use error::{BenchError, Result};
 pub use linear::{LinearConfig, LinearKernel, LinearPass, LinearRecord, LinearReport, run_linear_suite};
-pub use report::{OpSummary, Record, Report, Rooflines, StrategyChoice};
+pub use report::{HostCosts, OpSummary, Record, Report, Rooflines, StrategyChoice};
 pub use sampling::{
     SAMPLE_BATCHES, SAMPLE_VOCABS, SampleConfig, SampleFilter, SampleKernel, SampleRecord, SampleReport,
     SortSampler, run_sample_suite,
@@ -291,6 +291,10 @@ struct GpuBuffers {
     loss: wgpu::Buffer,
     next: std::cell::Cell<usize>,
 }
+
+/// Recordings timed for [`HostCosts::encode_us`]: recording is quick, and its median
+/// steadies within a few dozen.
+const HOST_RUNS: usize = 31;
 
 /// Input copies are rotated until together they exceed this (last-level caches are
 /// smaller).
@@ -596,6 +600,46 @@ impl<'a> Bench<'a> {
         (0..runs).map(|_| run()).collect()
     }
 
+    /// Milliseconds of one call of this crate's kernel on `workload`, timed as
+    /// [`Bench::time_wall`] times it: before any other run of it, the first call's cost.
+    ///
+    /// # Errors
+    ///
+    /// The op's errors, and timeouts.
+    pub fn first_call_ms(&self, workload: &mut Workload) -> Result<f64> {
+        Ok(self.time_wall(workload, 0, 1)?.first().copied().unwrap_or(f64::NAN))
+    }
+
+    /// The host's steady-state costs of this crate's kernel on `workload` (see
+    /// [`HostCosts`]; `first_call_ms` as measured before): `runs` recordings into encoders
+    /// that are dropped unsubmitted, after one of each input the workload rotates through
+    /// (so that each has been bound before), the median of their recording times and the
+    /// GPU objects the last one created.
+    ///
+    /// # Errors
+    ///
+    /// The op's errors.
+    pub fn host_costs(&self, workload: &Workload, runs: usize, first_call_ms: f64) -> Result<HostCosts> {
+        let gpu = workload.gpu.as_ref().ok_or(BenchError::NotUploaded)?;
+        let rotation = gpu.inputs.len();
+        let record = || -> Result<(f64, u64)> {
+            let mut encoder =
+                self.ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            let created = wgpu_softmax::testing::objects_created();
+            let started = std::time::Instant::now();
+            workload.record(self.ctx, &self.baseline, KernelKind::Fused, &mut encoder)?;
+            let us = started.elapsed().as_secs_f64() * 1e6;
+            Ok((us, wgpu_softmax::testing::objects_created() - created))
+        };
+        for _ in 0..rotation {
+            record()?;
+        }
+        let measured = (0..runs.max(1)).map(|_| record()).collect::<Result<Vec<_>>>()?;
+        let times: Vec<f64> = measured.iter().map(|&(us, _)| us).collect();
+        let created_per_call = measured.last().map_or(0, |&(_, created)| created);
+        Ok(HostCosts { encode_us: median(&times), created_per_call, first_call_ms })
+    }
+
     /// The bandwidth of a plain vec4 copy of `bytes` (read plus write, GB/s), the median
     /// of `runs` runs: the roofline. With `exp`, of the same copy applying `exp` to every
     /// element: where that is much slower, exponentials bound the softmax, not memory.
@@ -695,13 +739,18 @@ pub fn run_suite(
             for &kernel in config.kernels.iter().filter(|k| k.measures(op, dtype)) {
                 step(&format!("{} {} {shape} {}", op.name(), dtype.name(), kernel.name()));
                 let runs = if kernel.on_gpu() { config.gpu_runs } else { config.cpu_runs };
+                // The first call before anything else of this workload runs.
+                let first_call_ms =
+                    (kernel == KernelKind::Fused).then(|| bench.first_call_ms(&mut workload)).transpose()?;
                 let times = bench.time(&mut workload, kernel, config.warmup, runs)?;
-                let wall = if kernel == KernelKind::Fused {
-                    Some(median(&bench.time_wall(&mut workload, config.warmup, runs)?))
-                } else {
-                    None
+                let (wall, host) = match first_call_ms {
+                    Some(first_call_ms) => (
+                        Some(median(&bench.time_wall(&mut workload, config.warmup, runs)?)),
+                        Some(bench.host_costs(&workload, HOST_RUNS, first_call_ms)?),
+                    ),
+                    None => (None, None),
                 };
-                measured.push((op, kernel, dtype, shape, median(&times), wall));
+                measured.push((op, kernel, dtype, shape, median(&times), wall, host));
             }
         }
     }
@@ -710,12 +759,15 @@ pub fn run_suite(
     let after = measure_rooflines(&mut step, "after")?;
     report.copy_gbps = before.copy_gbps.max(after.copy_gbps);
     report.exp_copy_gbps = before.exp_copy_gbps.max(after.exp_copy_gbps);
-    for (op, kernel, dtype, shape, median_ms, wall) in measured {
-        let record = Record::new(op, kernel, dtype, shape, median_ms, report.rooflines());
-        report.records.push(match wall {
-            Some(ms) => record.with_wall_ms(ms),
-            None => record,
-        });
+    for (op, kernel, dtype, shape, median_ms, wall, host) in measured {
+        let mut record = Record::new(op, kernel, dtype, shape, median_ms, report.rooflines());
+        if let Some(ms) = wall {
+            record = record.with_wall_ms(ms);
+        }
+        if let Some(host) = host {
+            record = record.with_host(host);
+        }
+        report.records.push(record);
     }
     progress(total, total, "done");
     Ok(report)

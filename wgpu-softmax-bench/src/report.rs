@@ -31,6 +31,24 @@ pub struct Record {
     /// full wait for the device: how Burn and the CPU kernels are timed, and how this
     /// crate's kernels are timed beside them. `None` where not measured.
     pub wall_ms: Option<f64>,
+    /// What the host spends on this crate's kernels: `None` for the other kernels.
+    pub host: Option<HostCosts>,
+}
+
+/// The host's side of one op on one shape (this crate's kernels): what recording it
+/// costs in the steady state, and what its first call costs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostCosts {
+    /// Median microseconds the host takes to record the op into an encoder, in the steady
+    /// state (after the same call has run before: pipelines compiled, caches warm).
+    pub encode_us: f64,
+    /// GPU objects (buffers, bind groups, layouts, modules, pipelines) a steady-state
+    /// call creates: 0 when every one comes from the context's caches.
+    pub created_per_call: u64,
+    /// Milliseconds of the first call in the run on this shape and storage type, from
+    /// recording to the end of a wait for the device: with the compiling of whatever
+    /// pipelines earlier measurements on the same context had not compiled.
+    pub first_call_ms: f64,
 }
 
 /// The two copy kernels' bandwidths a run measures records against, GB/s.
@@ -66,7 +84,14 @@ impl Record {
             roofline_pct: 100.0 * gbps / rooflines.copy_gbps,
             exp_copy_pct: 100.0 * gbps / rooflines.exp_copy_gbps,
             wall_ms: (!kernel.on_gpu()).then_some(median_ms),
+            host: None,
         }
+    }
+
+    /// The same record with the host's costs (see [`HostCosts`]).
+    #[must_use]
+    pub const fn with_host(self, host: HostCosts) -> Self {
+        Self { host: Some(host), ..self }
     }
 
     /// The same record with a wall-clock median (see [`Record::wall_ms`]).
@@ -218,9 +243,9 @@ impl Report {
         }
         out.push_str(&self.summary_table());
         out.push_str(
-            "| op | dtype | shape | kernel | median ms | GB/s | % of copy | % of exp-copy | wall ms | fused is x faster |\n",
+            "| op | dtype | shape | kernel | median ms | GB/s | % of copy | % of exp-copy | wall ms | fused is x faster | encode us | created per call | first call ms |\n",
         );
-        out.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.records {
             let speedup = match r.kernel {
                 KernelKind::Fused => String::new(),
@@ -229,9 +254,13 @@ impl Report {
                 }
             };
             let wall = r.wall_ms.map_or_else(String::new, |ms| format!("{ms:.3}"));
+            let host = r.host.map_or_else(
+                || " | | ".to_owned(),
+                |h| format!("{:.1} | {} | {:.1}", h.encode_us, h.created_per_call, h.first_call_ms),
+            );
             let _ = writeln!(
                 out,
-                "| {} | {} | {}x{} | {} | {:.3} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} | {}x{} | {} | {:.3} | {:.2} | {:.1} | {:.1} | {} | {} | {} |",
                 r.op.name(),
                 r.dtype.name(),
                 r.rows,
@@ -242,7 +271,8 @@ impl Report {
                 r.roofline_pct,
                 r.exp_copy_pct,
                 wall,
-                speedup
+                speedup,
+                host
             );
         }
         out
@@ -299,6 +329,9 @@ impl Report {
                 roofline_pct: finite(r.roofline_pct),
                 exp_copy_pct: finite(r.exp_copy_pct),
                 wall_ms: r.wall_ms.and_then(finite),
+                encode_us: r.host.and_then(|h| finite(h.encode_us)),
+                created_per_call: r.host.map(|h| h.created_per_call),
+                first_call_ms: r.host.and_then(|h| finite(h.first_call_ms)),
                 adapter: self.adapter.clone(),
                 backend: self.backend.clone(),
                 driver: self.driver.clone(),
@@ -358,6 +391,12 @@ impl Report {
                     .or_else(|| Some(100.0 * r.gbps? / r.exp_copy_gbps?))
                     .unwrap_or(f64::NAN),
                 wall_ms: r.wall_ms,
+                host: match (r.encode_us, r.created_per_call, r.first_call_ms) {
+                    (Some(encode_us), Some(created_per_call), Some(first_call_ms)) => {
+                        Some(HostCosts { encode_us, created_per_call, first_call_ms })
+                    }
+                    _ => None,
+                },
             });
         }
         Ok(report)
@@ -392,6 +431,13 @@ struct JsonRecord {
     exp_copy_pct: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     wall_ms: Option<f64>,
+    // This crate's kernels only; absent in reports from before the host's costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encode_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_per_call: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_call_ms: Option<f64>,
     adapter: String,
     backend: String,
     driver: String,

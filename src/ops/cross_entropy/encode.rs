@@ -87,28 +87,27 @@ impl CrossEntropy {
             let status = match buffers.status {
                 Some(region) => region,
                 None => {
-                    status_scratch = ctx.scratch_buffer(4 * STATUS_WORDS as u64)?;
+                    status_scratch = ctx.scratch_buffer(encoder, 4 * STATUS_WORDS as u64)?;
                     BufferRegion::new(&status_scratch)
                 }
             };
             encoder.clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
             let totals_bytes = totals_bytes(chunks.len());
-            let totals =
-                (divisor_pass || reduce_pass).then(|| ctx.scratch_buffer(totals_bytes)).transpose()?;
+            let totals = (divisor_pass || reduce_pass)
+                .then(|| ctx.scratch_buffer(encoder, totals_bytes))
+                .transpose()?;
             // The z-loss on its own comes from each row's logsumexp: the caller's, or ours.
-            let lse_scratch =
-                (z_loss_pass && buffers.lse.is_none()).then(|| ctx.scratch_buffer(rows_bytes)).transpose()?;
-            let lse = buffers.lse.or(lse_scratch.as_ref().map(BufferRegion::new));
-            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(rows_bytes)).transpose()?;
+            let lse_scratch = (z_loss_pass && buffers.lse.is_none())
+                .then(|| ctx.scratch_buffer(encoder, rows_bytes))
+                .transpose()?;
+            let lse = buffers.lse.or(lse_scratch.as_deref().map(BufferRegion::new));
+            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(encoder, rows_bytes)).transpose()?;
             let argmax_scratch = (self.argmax && buffers.argmax.is_none())
-                .then(|| ctx.scratch_buffer(rows_bytes))
+                .then(|| ctx.scratch_buffer(encoder, rows_bytes))
                 .transpose()?;
             let totals = totals.as_ref().map(|t| BufferRegion::new(t).with_size(totals_bytes));
-            if let Some(t) = totals {
-                // The folded reduction's ticket starts from 0.
-                encoder.clear_buffer(t.buffer(), t.offset(), Some(totals_bytes));
-            }
-            let row_loss = row_losses.as_ref().map_or(buffers.loss, BufferRegion::new);
+            // The scratch comes cleared: the folded reduction's ticket starts from 0.
+            let row_loss = row_losses.as_deref().map_or(buffers.loss, BufferRegion::new);
 
             let scale = match (buffers.grad_output, totals) {
                 (Some(g), _) => Some(Scale::PerRow(g)),
@@ -125,7 +124,7 @@ impl CrossEntropy {
                     weight: buffers.weight,
                     scale,
                     row_loss,
-                    argmax: buffers.argmax.or(argmax_scratch.as_ref().map(BufferRegion::new)),
+                    argmax: buffers.argmax.or(argmax_scratch.as_deref().map(BufferRegion::new)),
                     lse,
                     status,
                 },
@@ -475,8 +474,7 @@ pub(crate) fn record_reductions(
         |entry_point| ctx.pipeline(&KernelKey { spec, entry_point, constants: settings.constants.clone() });
     let partial = pipeline(per_chunk)?;
     let label = spec.label();
-    let uniform =
-        |params: RowParams| ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+    let uniform = |params: RowParams| ctx.uniform(&label, bytemuck::bytes_of(&params));
     for (k, &(first_row, rows)) in (0u32..).zip(chunks) {
         let buffer = uniform(RowParams {
             rows: u32::try_from(rows).unwrap_or(u32::MAX),

@@ -206,8 +206,7 @@ impl CrossEntropy {
                     hidden: size(features),
                     ..dispatch.params
                 };
-                let params =
-                    ctx.buffer_with(&label, bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM)?;
+                let params = ctx.uniform(&label, bytemuck::bytes_of(&params))?;
                 let scratch = [(Slot::SegmentShares, shares)];
                 let bind_group = rows::bind_rows(
                     ctx,

@@ -107,7 +107,7 @@ impl LinearCrossEntropy {
         let window_rows = plan.window_rows;
 
         ctx.catching(|| {
-            let scratch = |bytes: u64| ctx.scratch_buffer(bytes);
+            let mut scratch = |bytes: u64| ctx.scratch_buffer(encoder, bytes);
             let status_scratch;
             let status = match buffers.status {
                 Some(region) => region,
@@ -141,16 +141,16 @@ impl LinearCrossEntropy {
                     (None, _) => None,
                 }
             }
-            let hidden_target = f32_target(buffers.grad_hidden, hidden_sums.as_ref());
-            let classifier_target = f32_target(buffers.grad_classifier, classifier_sums.as_ref());
-            let bias_target = f32_target(buffers.grad_bias, bias_sums.as_ref());
+            let hidden_target = f32_target(buffers.grad_hidden, hidden_sums.as_deref());
+            let classifier_target = f32_target(buffers.grad_classifier, classifier_sums.as_deref());
+            let bias_target = f32_target(buffers.grad_bias, bias_sums.as_deref());
 
             let batch = BatchBuffers {
                 targets: buffers.targets,
                 weight: buffers.weight,
                 grad_output: buffers.grad_output,
-                totals: totals.as_ref().map(BufferRegion::new),
-                row_loss: row_losses.as_ref().map_or(buffers.loss, BufferRegion::new),
+                totals: totals.as_deref().map(BufferRegion::new),
+                row_loss: row_losses.as_deref().map_or(buffers.loss, BufferRegion::new),
                 lse: buffers.lse,
                 loss: buffers.loss,
                 status,
