@@ -24,20 +24,20 @@ fn logit_element(x: f32) -> Element {
 fn linear_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let dims = Dims(params.rows, params.cols, params.hidden);
     let block = block_of(flat_group_index(group), dims);
-    let sums = tile_sums(local, block, dims, 0u, dims.k);
+    var sums = tile_sums(local, block, dims, 0u, dims.k);
     let x = local % SIDE;
     let y = local / SIDE;
-    // The invocation's logits (row y + SIDE * i, column x + SIDE * j; the lowest value
-    // past the last column) and its max of each row's, staged for the row's other
-    // invocations.
+    // The invocation's logits (its i-th row and j-th column, `tile_row` and
+    // `tile_column`; the lowest value past the last column) and its max of each row's,
+    // staged for the row's other invocations.
     var logits: array<f32, PER * PER>;
     for (var i = 0u; i < PER; i++) {
         var m = LOWEST_FINITE;
         for (var j = 0u; j < PER; j++) {
-            let column = block.column0 + x + SIDE * j;
+            let column = block.column0 + tile_column(local, j);
             var value = LOWEST_FINITE;
             if (column < dims.n) {
-                value = sums[i * PER + j];
+                value = sum_at(&sums, i, j);
                 if (HAS_BIAS) {
                     value += bias_value(column);
                 }
@@ -47,7 +47,7 @@ fn linear_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_
             }
             logits[i * PER + j] = value;
         }
-        staging[(y + SIDE * i) * SIDE + x] = m;
+        stage(tile_row(local, i) * SIDE + x, m);
     }
     workgroupBarrier();
     // Row by row: the row's max over the block (the same for its SIDE invocations), each
@@ -55,15 +55,15 @@ fn linear_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_
     for (var i = 0u; i < PER; i++) {
         var m = LOWEST_FINITE;
         for (var s = 0u; s < SIDE; s++) {
-            m = max(m, staging[(y + SIDE * i) * SIDE + s]);
+            m = max(m, staged(tile_row(local, i) * SIDE + s));
         }
-        let row = block.row0 + y + SIDE * i;
+        let row = block.row0 + tile_row(local, i);
         if (row < dims.m) {
             row_begin(row_span(row));
         }
         var lane = lane_empty();
         for (var j = 0u; j < PER; j++) {
-            let column = block.column0 + x + SIDE * j;
+            let column = block.column0 + tile_column(local, j);
             if (column < dims.n) {
                 var e = Element(logits[i * PER + j], 0.0);
                 lane = lane_scan(lane, e, column);

@@ -12,14 +12,14 @@ override ACCUMULATE: bool = false;
 fn matmul(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>) {
     let dims = Dims(params.m, params.n, params.k);
     let block = block_of(group.x + group.y * params.groups_x, dims);
-    let sums = tile_sums(local, block, dims, params.k_first, params.k_end);
+    var sums = tile_sums(local, block, dims, params.k_first, params.k_end);
     for (var i = 0u; i < PER; i++) {
-        let row = block.row0 + local / SIDE + SIDE * i;
+        let row = block.row0 + tile_row(local, i);
         for (var j = 0u; j < PER; j++) {
-            let column = block.column0 + local % SIDE + SIDE * j;
+            let column = block.column0 + tile_column(local, j);
             if (row < params.m && column < params.n) {
                 let at = row * params.n + column;
-                var value = sums[i * PER + j];
+                var value = sum_at(&sums, i, j);
                 if (HAS_BIAS) {
                     value += bias_value(column);
                 }

@@ -12,11 +12,14 @@
 // stored rows are whole groups, so that a group never straddles two rows.
 //
 // A workgroup computes a TILE x TILE block of c: invocation (x, y) of its SIDE x SIDE
-// grid owns the PER x PER outputs at rows y + SIDE * i and columns x + SIDE * j. The
-// block's k axis is walked DEPTH at a time: every invocation loads PER_LOAD elements of
-// the a and b slabs into workgroup memory, neighbours reading neighbouring words, then
-// each output gathers DEPTH products from there. The sum over k runs in the same order
-// for every output, every run.
+// grid owns PER x PER outputs, held in registers as PER rows of PER / 4 vec4s: rows
+// 4 y + 4 SIDE g + e and columns 4 x + 4 SIDE g + e, for g < PER / 4 and e < 4 (see
+// `tile_row`, `tile_column`). The block's k axis is walked DEPTH at a time: every
+// invocation loads its share of the a and b slabs into workgroup memory, neighbours
+// reading neighbouring words, then each output gathers DEPTH products from there, each
+// term's four rows and four columns read as one vec4 apiece. Each term then costs an
+// invocation PER / 2 vector reads for PER * PER multiply-adds. The sum over k runs in the
+// same order for every output, every run.
 
 // SIDE, PER and DEPTH come from the host, which sizes the grid by TILE.
 const TILE: u32 = SIDE * PER;
@@ -30,10 +33,38 @@ override A_TRANSPOSED: bool = false;
 override B_TRANSPOSED: bool = true;
 override HAS_BIAS: bool = false;
 
-// The a and b slabs, one after the other; free for a module's own use once the sums
-// are done.
-var<workgroup> staging: array<f32, 2u * TILE * DEPTH>;
+// The a and b slabs, one after the other, each DEPTH rows of TILE values along k: the
+// block's rows of op(a) (columns of op(b)) at one term are TILE / 4 vec4s. Free for a
+// module's own use once the sums are done (`staged`, `stage`).
+var<workgroup> staging: array<vec4<f32>, 2u * TILE * DEPTH / 4u>;
 const B_SLAB: u32 = TILE * DEPTH;
+// Vec4s per slab row.
+const QUADS: u32 = TILE / 4u;
+// Vec4s of an invocation's outputs.
+const PER_QUADS: u32 = PER * PER / 4u;
+
+// The value at index i of the staging, as if it were an array of f32.
+fn staged(i: u32) -> f32 {
+    return staging[i / 4u][i % 4u];
+}
+
+fn stage(i: u32, value: f32) {
+    staging[i / 4u][i % 4u] = value;
+}
+
+// Where invocation `local`'s i-th row (j-th column) of outputs lies in its block.
+fn tile_row(local: u32, i: u32) -> u32 {
+    return 4u * (local / SIDE) + 4u * SIDE * (i / 4u) + i % 4u;
+}
+
+fn tile_column(local: u32, j: u32) -> u32 {
+    return 4u * (local % SIDE) + 4u * SIDE * (j / 4u) + j % 4u;
+}
+
+// Output (i, j) of an invocation's sums.
+fn sum_at(sums: ptr<function, array<vec4<f32>, PER_QUADS>>, i: u32, j: u32) -> f32 {
+    return (*sums)[i * (PER / 4u) + j / 4u][j % 4u];
+}
 
 // The sizes of a product: op(a) is m x k, op(b) k x n.
 struct Dims {
@@ -162,7 +193,7 @@ fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
             values = array<f32, 4u * PER_WORD>();
         }
         for (var i = 0u; i < a_size; i++) {
-            staging[slab_index(place, i)] = values[i];
+            stage(slab_index(place, i), values[i]);
         }
     }
     let b_size = group_size(B_HALF);
@@ -178,7 +209,7 @@ fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
             values = array<f32, 4u * PER_WORD>();
         }
         for (var i = 0u; i < b_size; i++) {
-            staging[B_SLAB + slab_index(place, i)] = values[i];
+            stage(B_SLAB + slab_index(place, i), values[i]);
         }
     }
 }
@@ -195,7 +226,7 @@ fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
         if (row < dims.m && ka < dims.k) {
             va = a_value(select(row * dims.k + ka, ka * dims.m + row, A_TRANSPOSED));
         }
-        staging[pa.along_k * TILE + pa.across] = va;
+        stage(pa.along_k * TILE + pa.across, va);
 
         let pb = slab_place(e, B_TRANSPOSED);
         let column = column0 + pb.across;
@@ -204,38 +235,40 @@ fn load_slabs(local: u32, row0: u32, column0: u32, k0: u32, dims: Dims) {
         if (column < dims.n && kb < dims.k) {
             vb = b_value(select(kb * dims.n + column, column * dims.k + kb, B_TRANSPOSED));
         }
-        staging[B_SLAB + pb.along_k * TILE + pb.across] = vb;
+        stage(B_SLAB + pb.along_k * TILE + pb.across, vb);
     }
 }
 #endif
 
-// Where a workgroup's TILE x TILE block of c starts, blocks numbered row-major over c.
+// Where a workgroup's TILE x TILE block of c starts, blocks numbered down each column of
+// blocks first: the workgroups that run together share their slab of b (W, for the
+// logits of a window), which so stays in cache while they sweep the rows.
 struct Block {
     row0: u32,
     column0: u32,
 }
 
 fn block_of(index: u32, dims: Dims) -> Block {
-    let across = (dims.n + TILE - 1u) / TILE;
-    return Block((index / across) * TILE, (index % across) * TILE);
+    let down = (dims.m + TILE - 1u) / TILE;
+    return Block((index % down) * TILE, (index / down) * TILE);
 }
 
 // Invocation `local`'s PER x PER sums of the block over the terms k_first .. k_end (a
-// multiple of DEPTH, or dims.k): sum (i, j) is row block.row0 + y + SIDE * i and column
-// block.column0 + x + SIDE * j, for x = local % SIDE and y = local / SIDE. A product
-// over many terms (k = V for dH = G W) is summed a range of terms per dispatch, so that
-// no invocation runs more loop iterations than a driver allows (llvmpipe stops them
+// multiple of DEPTH, or dims.k): sum (i, j) (`sum_at`) is row block.row0 +
+// tile_row(local, i) and column block.column0 + tile_column(local, j). A product over
+// many terms (k = V for dH = G W) is summed a range of terms per dispatch, so that no
+// invocation runs more loop iterations than a driver allows (llvmpipe stops them
 // silently after 65535). Call in uniform control flow: every invocation takes part in
 // the barriers (those of a block past the last load zeros), and the staging is free
 // again on return.
-fn tile_sums(local: u32, block: Block, dims: Dims, k_first: u32, k_end: u32) -> array<f32, PER * PER> {
+fn tile_sums(local: u32, block: Block, dims: Dims, k_first: u32, k_end: u32) -> array<vec4<f32>, PER_QUADS> {
     let x = local % SIDE;
     let y = local / SIDE;
     // Three levels of f32 sums, so that the rounding error grows with the number of
     // partial sums (about 100 over a dispatch) rather than with k: each step's DEPTH
     // products, runs of RUN_STEPS steps, and the total.
-    var sums: array<f32, PER * PER>;
-    var run: array<f32, PER * PER>;
+    var sums: array<vec4<f32>, PER_QUADS>;
+    var run: array<vec4<f32>, PER_QUADS>;
     var steps = 0u;
     for (var k0 = k_first; k0 < k_end; k0 += DEPTH) {
         load_slabs(local, block.row0, block.column0, k0, dims);
@@ -243,35 +276,39 @@ fn tile_sums(local: u32, block: Block, dims: Dims, k_first: u32, k_end: u32) -> 
         // Zeroed explicitly at every step: Chromium (Tint, on SwiftShader) kept the last
         // step's sums in a variable declared in a loop without an initializer, where WGSL
         // (and naga) make it zero each time the declaration runs.
-        var step = array<f32, PER * PER>();
+        var step = array<vec4<f32>, PER_QUADS>();
         for (var kk = 0u; kk < DEPTH; kk++) {
-            var a_row: array<f32, PER>;
-            var b_column: array<f32, PER>;
-            for (var i = 0u; i < PER; i++) {
-                a_row[i] = staging[kk * TILE + y + SIDE * i];
-                b_column[i] = staging[B_SLAB + kk * TILE + x + SIDE * i];
+            // The term's values at the invocation's rows and columns, four to a vec4.
+            var a_rows: array<vec4<f32>, PER / 4u>;
+            var b_columns: array<vec4<f32>, PER / 4u>;
+            for (var g = 0u; g < PER / 4u; g++) {
+                a_rows[g] = staging[kk * QUADS + y + SIDE * g];
+                b_columns[g] = staging[B_SLAB / 4u + kk * QUADS + x + SIDE * g];
             }
             for (var i = 0u; i < PER; i++) {
-                for (var j = 0u; j < PER; j++) {
-                    step[i * PER + j] = fma(a_row[i], b_column[j], step[i * PER + j]);
+                let a = a_rows[i / 4u][i % 4u];
+                for (var g = 0u; g < PER / 4u; g++) {
+                    let at = i * (PER / 4u) + g;
+                    step[at] = fma(vec4(a), b_columns[g], step[at]);
                 }
             }
         }
-        workgroupBarrier();
-        for (var i = 0u; i < PER * PER; i++) {
-            run[i] += step[i];
+        for (var q = 0u; q < PER_QUADS; q++) {
+            run[q] += step[q];
         }
+        // The step's sums are in run before the barrier: fewer values live across it.
+        workgroupBarrier();
         steps += 1u;
         if (steps == RUN_STEPS) {
-            for (var i = 0u; i < PER * PER; i++) {
-                sums[i] += run[i];
-                run[i] = 0.0;
+            for (var q = 0u; q < PER_QUADS; q++) {
+                sums[q] += run[q];
+                run[q] = vec4(0.0);
             }
             steps = 0u;
         }
     }
-    for (var i = 0u; i < PER * PER; i++) {
-        sums[i] += run[i];
+    for (var q = 0u; q < PER_QUADS; q++) {
+        sums[q] += run[q];
     }
     return sums;
 }

@@ -96,13 +96,15 @@ const PHILOX: &str = include_str!("../../shaders/lib/philox.wgsl");
 const CHAIN_VERIFY: &str = include_str!("../../shaders/ops/chain_verify.wgsl");
 
 /// The matmul's workgroup is a `MATMUL_SIDE x MATMUL_SIDE` grid of invocations, each
-/// computing `MATMUL_PER x MATMUL_PER` outputs, so a workgroup computes a
-/// [`MATMUL_TILE`]-square block, walking the sum `MATMUL_DEPTH` terms at a time.
+/// computing `MATMUL_PER x MATMUL_PER` outputs (a multiple of 4: they are read and summed
+/// as vec4s), so a workgroup computes a [`MATMUL_TILE`]-square block, walking the sum
+/// `MATMUL_DEPTH` terms at a time (at least `MATMUL_SIDE / 2`: the linear op's forward
+/// stages a value per row of the block and invocation of its row in the slabs).
 pub(crate) const MATMUL_SIDE: u32 = 16;
 /// See [`MATMUL_SIDE`].
-pub(crate) const MATMUL_PER: u32 = 4;
+pub(crate) const MATMUL_PER: u32 = 8;
 /// See [`MATMUL_SIDE`].
-pub(crate) const MATMUL_DEPTH: u32 = 16;
+pub(crate) const MATMUL_DEPTH: u32 = 8;
 /// The side of the block of outputs one matmul workgroup computes.
 pub(crate) const MATMUL_TILE: u32 = MATMUL_SIDE * MATMUL_PER;
 /// The matmul module's entry points: the product, the column sums, the rounding to halves.

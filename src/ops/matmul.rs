@@ -7,7 +7,7 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::{
     self, GroupShape, KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES,
-    MATMUL_PER, MATMUL_PRODUCT, MATMUL_TILE, MatmulParams, OpKernel, Slot, VectorWidth,
+    MATMUL_PER, MATMUL_PRODUCT, MATMUL_SIDE, MATMUL_TILE, MatmulParams, OpKernel, Slot, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
@@ -125,15 +125,18 @@ impl PassSizes {
 
 /// The most terms of a product one dispatch sums on a device whose driver stops an
 /// invocation's loops after `max_loop_iterations` (llvmpipe: 65535, all loops together).
-/// Measured before this bound existed: dH = G W was right at k = 50257 and cut short
-/// from k = 65535 on, so `tile_sums` ran between 16 and 21 iterations per step of
-/// `MATMUL_DEPTH` terms (its own loop, and the depth loop; the small loops inside were
-/// unrolled). This counts every loop a step has (the step loop, the slab loads, the depth
-/// loop and the three loops over the block's sums) as if none were unrolled, and stays
-/// under half the limit. Where the driver has no limit, one dispatch sums every term.
+/// Measured with the first tile (4 x 4 outputs per invocation, 16 terms per step): dH = G W
+/// was right at k = 50257 and cut short from k = 65535 on, so `tile_sums` ran between 16
+/// and 21 iterations per step (its own loop, and the depth loop; the small loops inside
+/// were unrolled). This counts every loop a step has as if none were unrolled: the step
+/// loop, the slab loads (a loop over an invocation's loads of each operand, and one over a
+/// load's elements, at most eight halves), the depth loop, and the three loops over the
+/// invocation's vec4s of sums; and stays under half the limit. Where the driver has no
+/// limit, one dispatch sums every term.
 pub(crate) fn terms_per_dispatch(max_loop_iterations: Option<u64>) -> usize {
-    let per_thread = u64::from(MATMUL_PER * MATMUL_PER);
-    let per_step = 1 + 4 + u64::from(MATMUL_DEPTH) + 3 * per_thread;
+    let loads = u64::from(MATMUL_TILE * MATMUL_DEPTH / (MATMUL_SIDE * MATMUL_SIDE));
+    let quads = u64::from(MATMUL_PER * MATMUL_PER / 4);
+    let per_step = 1 + 2 * (loads + 8) + u64::from(MATMUL_DEPTH) + 3 * quads;
     match max_loop_iterations {
         None => usize::MAX,
         Some(limit) => {

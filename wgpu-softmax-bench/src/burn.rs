@@ -1,6 +1,6 @@
 //! Burn's wgpu backend as a baseline (behind the `burn` feature): softmax, log-softmax and
 //! cross-entropy the way a framework composes them from its generic ops, the gradient
-//! through its autodiff backend. Burn runs on its own device (its own wgpu); times are
+//! through its autodiff backend, and its matmul. Burn runs on its own device (its own wgpu); times are
 //! wall time from launching the op to the end of `sync`.
 
 use std::time::Instant;
@@ -9,6 +9,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData, activation};
 
 use crate::error::{BenchError, Result};
+use crate::matmul::{MatmulCase, Operands};
 use crate::{BenchOp, Workload};
 
 fn synced(device: &Device) -> Result<()> {
@@ -86,4 +87,39 @@ pub(crate) fn time(workload: &Workload, warmup: usize, runs: usize) -> Result<Ve
             Err(BenchError::Unsupported("Burn has softmax backward only inside autodiff; not measured"))
         }
     }
+}
+
+/// Times `runs` runs of `case`'s product in Burn (its matmul, CubeCL's kernels) after
+/// `warmup` untimed ones, the operands stored as the case stores them (a transposed one
+/// is Burn's transposed view); returns the times and the last run's result.
+///
+/// # Errors
+///
+/// Burn's execution errors.
+pub(crate) fn time_matmul(
+    case: &MatmulCase,
+    operands: &Operands,
+    warmup: usize,
+    runs: usize,
+) -> Result<(Vec<f64>, Vec<f32>)> {
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    let stored = |values: &[f32], (rows, cols): (usize, usize), transposed: bool| {
+        let dims = if transposed { [cols, rows] } else { [rows, cols] };
+        let t = Tensor::<2>::from_data(TensorData::new(values.to_vec(), dims), &device);
+        if transposed { t.transpose() } else { t }
+    };
+    let a = stored(&operands.a, (case.m, case.k), case.a_transposed);
+    let b = stored(&operands.b, (case.k, case.n), case.b_transposed);
+    let mut last = None;
+    let times = timed(warmup, runs, || {
+        let c = a.clone().matmul(b.clone());
+        synced(&device)?;
+        last = Some(c);
+        Ok(())
+    })?;
+    let values = match last {
+        Some(c) => c.into_data().try_to_vec::<f32>().map_err(|e| BenchError::Burn(format!("{e:?}")))?,
+        None => Vec::new(),
+    };
+    Ok((times, values))
 }

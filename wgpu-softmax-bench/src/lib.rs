@@ -10,6 +10,7 @@ mod chart;
 mod cpu;
 mod error;
 pub mod linear;
+pub mod matmul;
 pub mod report;
 pub mod sampling;
 mod unfused;
@@ -24,6 +25,7 @@ use wgpu_softmax::{
 
 pub use error::{BenchError, Result};
 pub use linear::{LinearConfig, LinearKernel, LinearPass, LinearRecord, LinearReport, run_linear_suite};
+pub use matmul::{MatmulCase, MatmulConfig, MatmulRecord, MatmulReport, ProductKind, run_matmul_suite};
 pub use report::{HostCosts, OpSummary, Record, Report, Rooflines, StrategyChoice};
 pub use sampling::{
     SAMPLE_BATCHES, SAMPLE_VOCABS, SampleConfig, SampleFilter, SampleKernel, SampleRecord, SampleReport,

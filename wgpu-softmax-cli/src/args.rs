@@ -273,6 +273,13 @@ pub struct BenchArgs {
     /// --quick: 1 and 8 rows of 32000), by wall clock.
     #[arg(long, conflicts_with_all = ["svg", "linear", "from_json"])]
     pub sample: bool,
+    /// Measure the linear cross-entropy's matrix products instead: this crate's product
+    /// kernel against Burn's matmul (CubeCL; built with the `burn` feature, else ours
+    /// alone) at the products the op runs per window for N x D x V = 4096 x 256 x 32768 and
+    /// 50257 and train_text's 4352 x 32 x 8192 (with --quick: train_text's and the first),
+    /// in GFLOP/s by wall clock.
+    #[arg(long, conflicts_with_all = ["svg", "linear", "sample", "from_json"])]
+    pub matmul: bool,
     /// With --linear: this many timed runs per measurement and no warm-up (default: one
     /// warm-up, then 3 runs; 1 run with --quick). A software adapter needs minutes per run
     /// at the full sizes.

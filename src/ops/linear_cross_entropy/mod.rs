@@ -655,13 +655,14 @@ mod tests {
     #[test]
     fn without_logits_a_row_takes_a_share_per_block_of_classes() {
         let op = LinearCrossEntropy::new().workspace_bytes(1 << 20);
-        // 1000 classes: 16 blocks of 64, 16 * 36 = 576 bytes a row; 1 MiB holds 1820
-        // rows, down to 1792.
+        // 1000 classes: 8 blocks of 128, 8 * 36 = 288 bytes a row; 1 MiB holds 3640
+        // rows, down to 3584.
+        assert_eq!(LINEAR_BLOCK_CLASSES, 128);
         let plan = op
             .plan_windows(LinearShape::new(4096, 64, 1000), WindowLimits::DEFAULT, F32_ROWS, false)
             .unwrap();
-        assert_eq!(plan.workspace_bytes, 1792 * 16 * LINEAR_SHARE_BYTES);
-        assert_eq!((plan.window_rows, plan.windows, plan.stores_logits), (1792, 3, false));
+        assert_eq!(plan.workspace_bytes, 3584 * 8 * LINEAR_SHARE_BYTES);
+        assert_eq!((plan.window_rows, plan.windows, plan.stores_logits), (3584, 2, false));
         assert_eq!(LINEAR_SHARE_BYTES, 36);
     }
 }

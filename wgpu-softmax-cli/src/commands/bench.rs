@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgpu_softmax_bench::{
-    BenchOp, LinearConfig, Report, SampleConfig, SuiteConfig, run_linear_suite, run_sample_suite, run_suite,
+    BenchOp, LinearConfig, MatmulConfig, Report, SampleConfig, SuiteConfig, run_linear_suite,
+    run_matmul_suite, run_sample_suite, run_suite,
 };
 
 use crate::args::{BenchArgs, Cli};
@@ -33,30 +34,24 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<(), CliError> {
     if args.sample {
         let config = if args.quick { SampleConfig::quick() } else { SampleConfig::full() };
         let bar = progress_bar(config.measurements())?;
-        let ctx = cli.context("bench")?;
-        let ctx = ctx.with_timeout(ctx.timeout().max(LINEAR_TIMEOUT));
+        let ctx = long_context(cli)?;
         let report = run_sample_suite(&ctx, &config, &mut |done, _, what| show(&bar, done, what))
             .map_err(|e| CliError::new(format!("bench: {e}")))?;
         bar.finish_and_clear();
-        println!("{}", report.table());
-        println!("suite took {:.1} s", started.elapsed().as_secs_f64());
-        if let (Some(mut file), Some(path)) = (json.take(), args.json.as_deref()) {
-            file.write_bytes(report.to_json().as_bytes())?;
-            commit_all(vec![file])?;
-            println!("bench: wrote {}", path.display());
-        }
-        return Ok(());
+        return print_and_write(&report.table(), &report.to_json(), started, json.take(), args);
+    }
+    if args.matmul {
+        let config = if args.quick { MatmulConfig::quick() } else { MatmulConfig::full() };
+        let bar = progress_bar(config.shapes.len() * wgpu_softmax_bench::ProductKind::ALL.len())?;
+        let ctx = long_context(cli)?;
+        let report = run_matmul_suite(&ctx, &config, &mut |done, _, what| show(&bar, done, what))
+            .map_err(|e| CliError::new(format!("bench: {e}")))?;
+        bar.finish_and_clear();
+        return print_and_write(&report.table(), &report.to_json(), started, json.take(), args);
     }
     if args.linear {
         let report = measure_linear(cli, args)?;
-        println!("{}", report.table());
-        println!("suite took {:.1} s", started.elapsed().as_secs_f64());
-        if let (Some(mut file), Some(path)) = (json.take(), args.json.as_deref()) {
-            file.write_bytes(report.to_json().as_bytes())?;
-            commit_all(vec![file])?;
-            println!("bench: wrote {}", path.display());
-        }
-        return Ok(());
+        return print_and_write(&report.table(), &report.to_json(), started, json.take(), args);
     }
     let report = match &args.from_json {
         Some(path) => {
@@ -94,6 +89,24 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Prints a suite's table and how long it took, and writes its JSON where `--json` asks.
+fn print_and_write(
+    table: &str,
+    json_text: &str,
+    started: Instant,
+    json: Option<PendingOutput>,
+    args: &BenchArgs,
+) -> Result<(), CliError> {
+    println!("{table}");
+    println!("suite took {:.1} s", started.elapsed().as_secs_f64());
+    if let (Some(mut file), Some(path)) = (json, args.json.as_deref()) {
+        file.write_bytes(json_text.as_bytes())?;
+        commit_all(vec![file])?;
+        println!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
 /// Runs the suite on the selected adapter, with a progress bar that says from the first
 /// second which step runs.
 fn measure(cli: &Cli, args: &BenchArgs) -> Result<Report, CliError> {
@@ -120,8 +133,7 @@ fn measure_linear(cli: &Cli, args: &BenchArgs) -> Result<wgpu_softmax_bench::Lin
     let bar = progress_bar(config.measurements())?;
     // One run of the unfused composition at the full sizes is minutes of work on a
     // software adapter, all in one submission.
-    let ctx = cli.context("bench")?;
-    let ctx = ctx.with_timeout(ctx.timeout().max(LINEAR_TIMEOUT));
+    let ctx = long_context(cli)?;
     let report = run_linear_suite(&ctx, &config, &mut |done, _, what| show(&bar, done, what))
         .map_err(|e| CliError::new(format!("bench: {e}")))?;
     bar.finish_and_clear();
@@ -146,6 +158,12 @@ fn progress_bar(steps: usize) -> Result<ProgressBar, CliError> {
 fn show(bar: &ProgressBar, done: usize, what: &str) {
     bar.set_position(done as u64);
     bar.set_message(what.to_owned());
+}
+
+/// The selected adapter's context, waiting up to [`LINEAR_TIMEOUT`] for a submission.
+fn long_context(cli: &Cli) -> Result<wgpu_softmax::Context, CliError> {
+    let ctx = cli.context("bench")?;
+    Ok(ctx.with_timeout(ctx.timeout().max(LINEAR_TIMEOUT)))
 }
 
 /// The longest wait for one run of the linear or the sampling suite.
