@@ -9,6 +9,7 @@ mod burn;
 mod chart;
 mod cpu;
 mod error;
+pub mod full;
 pub mod linear;
 pub mod report;
 pub mod sampling;
@@ -23,6 +24,7 @@ use wgpu_softmax::{
 };
 
 pub use error::{BenchError, Result};
+pub use full::{FullConfig, FullReport, RowRecord, run_full_report};
 pub use linear::{LinearConfig, LinearKernel, LinearPass, LinearRecord, LinearReport, run_linear_suite};
 pub use report::{OpSummary, Record, Report, Rooflines, StrategyChoice};
 pub use sampling::{
