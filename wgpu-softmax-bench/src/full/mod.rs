@@ -52,6 +52,8 @@ pub struct FullConfig {
     pub cases: Vec<RowCase>,
     /// Runs per row case.
     pub timing: RowTiming,
+    /// Seed of the row ops' data.
+    pub seed: u64,
     /// Bytes the copy kernel moves each way, for the roofline.
     pub copy_bytes: u64,
     /// The linear cross-entropy's section.
@@ -69,7 +71,8 @@ impl FullConfig {
             shapes: REPORT_SHAPES.iter().map(|&(r, c)| Shape::new(r, c)).collect(),
             dtypes: vec![DType::F32, DType::BF16, DType::F16],
             cases: RowCase::ALL.to_vec(),
-            timing: RowTiming { warmup: 3, runs: 20, seed: 0x00BE_4C11 },
+            timing: RowTiming { warmup: 3, runs: 20 },
+            seed: 0x00BE_4C11,
             copy_bytes: 256 << 20,
             linear: LinearConfig {
                 shapes: REPORT_LINEAR_SHAPES.iter().map(|&(n, d, v)| LinearShape::new(n, d, v)).collect(),
@@ -100,7 +103,7 @@ impl FullConfig {
             .iter()
             .map(|&(r, c)| Shape::new(r, c))
             .collect(),
-            timing: RowTiming { warmup: 1, runs: 3, ..Self::full().timing },
+            timing: RowTiming { warmup: 1, runs: 3 },
             copy_bytes: 16 << 20,
             linear: LinearConfig::quick(),
             sample: SampleConfig::quick(),
@@ -108,17 +111,18 @@ impl FullConfig {
         }
     }
 
-    /// The least that still has every section, for tests: one shape, two cases, one run.
+    /// The least that still has every section, for tests: one shape, two cases, two runs.
     #[must_use]
     pub fn tiny() -> Self {
         Self {
             shapes: vec![Shape::new(4, 100)],
             dtypes: vec![DType::F32],
             cases: vec![RowCase::ALL[0], RowCase::ALL[3]],
-            timing: RowTiming { warmup: 0, runs: 2, ..Self::full().timing },
+            timing: RowTiming { warmup: 0, runs: 2 },
             copy_bytes: 1 << 20,
             linear: LinearConfig { shapes: vec![LinearShape::new(16, 8, 64)], ..LinearConfig::quick() },
             sample: SampleConfig { batches: vec![1], vocabs: vec![1000], ..SampleConfig::quick() },
+            ..Self::full()
         }
     }
 
@@ -297,9 +301,10 @@ pub fn run_full_report(
     // kept in the report, and the rest measured.
     let mut errors = Vec::new();
     let mut rows = Vec::new();
-    for &dtype in &config.dtypes {
-        for &shape in &config.shapes {
-            match rows::measure_shape(ctx, &timer, &config.cases, shape, dtype, config.timing, progress) {
+    for &shape in &config.shapes {
+        let data = rows::RowData::new(shape, config.seed);
+        for &dtype in &config.dtypes {
+            match rows::measure_shape(ctx, &timer, &config.cases, &data, dtype, config.timing, progress) {
                 Ok(records) => rows.extend(records),
                 Err(e) => errors.push(format!("row ops, {} {shape}: {e}", dtype.name())),
             }

@@ -128,12 +128,37 @@ pub const fn reduction_name(reduction: Reduction) -> &'static str {
     }
 }
 
+/// The random data of one shape, in f32, shared by its storage types.
+pub struct RowData {
+    shape: Shape,
+    /// Logits in [-8, 8): the first input (the softmax output's place for the backward,
+    /// the student's for the distillation).
+    input: Vec<f32>,
+    /// The second input: the upstream gradient, or the teacher's logits.
+    other: Vec<f32>,
+    targets: Vec<i32>,
+}
+
+impl RowData {
+    /// Random data for `shape` from `seed`.
+    #[must_use]
+    pub fn new(shape: Shape, seed: u64) -> Self {
+        let mut rng = SeededRng::new(seed);
+        let len = shape.rows * shape.cols;
+        let input = rng.logits(len, 8.0);
+        let other = rng.logits(len, 8.0);
+        let targets =
+            (0..shape.rows).map(|_| i32::try_from(rng.below(shape.cols as u64)).unwrap_or(0)).collect();
+        Self { shape, input, other, targets }
+    }
+}
+
 /// The buffers every case of one shape and storage type shares.
 struct RowBuffers {
     /// Copies of the first input, used in turn so that no run finds the last one's in a
     /// cache.
     inputs: Vec<wgpu::Buffer>,
-    /// The second class-axis input: the upstream gradient, or the teacher's logits.
+    /// The second class-axis input.
     other: wgpu::Buffer,
     targets: wgpu::Buffer,
     output: wgpu::Buffer,
@@ -146,21 +171,18 @@ struct RowBuffers {
 const ROTATION_BYTES: u64 = 256 << 20;
 
 impl RowBuffers {
-    fn new(ctx: &Context, shape: Shape, dtype: DType, seed: u64) -> Result<Self> {
-        let mut rng = SeededRng::new(seed);
-        let len = shape.rows * shape.cols;
-        let input = dtype.round_f32(&rng.logits(len, 8.0));
-        let other = dtype.round_f32(&rng.logits(len, 8.0));
-        let targets: Vec<i32> =
-            (0..shape.rows).map(|_| i32::try_from(rng.below(shape.cols as u64)).unwrap_or(0)).collect();
+    /// Uploads `data` rounded to `dtype`.
+    fn new(ctx: &Context, data: &RowData, dtype: DType) -> Result<Self> {
+        let len = data.shape.rows * data.shape.cols;
+        let input = dtype.round_f32(&data.input);
         let copies =
             usize::try_from((ROTATION_BYTES / (len as u64 * dtype.size()).max(4)).clamp(1, 4)).unwrap_or(1);
         Ok(Self {
             inputs: (0..copies).map(|_| ctx.upload_f32_as(dtype, &input)).collect::<Result<Vec<_>, _>>()?,
-            other: ctx.upload_f32_as(dtype, &other)?,
-            targets: ctx.upload_elements(&targets)?,
+            other: ctx.upload_f32_as(dtype, &dtype.round_f32(&data.other))?,
+            targets: ctx.upload_elements(&data.targets)?,
             output: ctx.elements_buffer(dtype, len)?,
-            loss: ctx.storage_buffer(shape.rows)?,
+            loss: ctx.storage_buffer(data.shape.rows)?,
             next: std::cell::Cell::new(0),
         })
     }
@@ -217,11 +239,9 @@ pub struct RowTiming {
     pub warmup: usize,
     /// GPU-timed runs: the median and p90 are reported.
     pub runs: usize,
-    /// Seed of the data.
-    pub seed: u64,
 }
 
-/// Measures every case of `cases` on `shape` in `dtype`: the first call by wall clock
+/// Measures every case of `cases` on `data`'s shape in `dtype`: the first call by wall clock
 /// (recording, pipeline creation and the wait for the device), then `timing.warmup`
 /// untimed runs, then `timing.runs` GPU-timed ones. Records lack the rooflines' shares,
 /// which the caller fills in once the copy kernel is measured.
@@ -233,12 +253,13 @@ pub fn measure_shape(
     ctx: &Context,
     timer: &Timer,
     cases: &[RowCase],
-    shape: Shape,
+    data: &RowData,
     dtype: DType,
     timing: RowTiming,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<RowRecord>> {
-    let buffers = RowBuffers::new(ctx, shape, dtype, timing.seed)?;
+    let shape = data.shape;
+    let buffers = RowBuffers::new(ctx, data, dtype)?;
     let mut records = Vec::new();
     for &case in cases {
         progress(&format!("{} {} {} {shape}", case.op(), case.options(), dtype.name()));
