@@ -1764,3 +1764,42 @@ fn bench_report_writes_every_section_as_markdown_and_json() {
         positive(&json["seconds"], section);
     }
 }
+
+#[test]
+fn bench_report_puts_the_pytorch_side_beside_ours_through_a_stand_in_torch() {
+    // The stand-in (every op a no-op, each CUDA event 1 ms after the last) runs the real
+    // compare.py and the report's reading of its output, without CUDA. Without python3
+    // the report must say it skipped.
+    let scratch = Scratch::new("bench-report-torch");
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wgpu-softmax-bench/torch/fake");
+    let output = Command::new(env!("CARGO_BIN_EXE_wgpu-softmax"))
+        .args(["bench", "--report", "out", "--tiny"])
+        .current_dir(&scratch.dir)
+        .env("PYTHONPATH", &fake)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.path("out").join("report.json")).unwrap())
+            .unwrap();
+    let torch = &json["torch"];
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(torch["note"].as_str().unwrap().starts_with("skipped"), "{torch}");
+        return;
+    }
+    assert_eq!(torch["ran"], true, "{torch}");
+    assert_eq!(torch["versions"]["torch"], "fake", "{torch}");
+    let results = torch["results"].as_array().unwrap();
+    let ops: Vec<&str> = results.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["softmax", "cross_entropy", "linear_cross_entropy"]);
+    for result in results {
+        assert!((result["median_ms"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{result}");
+        positive(result, "ours_ms");
+    }
+    let markdown = std::fs::read_to_string(scratch.path("out").join("report.md")).unwrap();
+    assert!(
+        markdown.contains("| torch | linear_cross_entropy | mean grad | float32 | 16 x 8 x 64 | 1.0000 |"),
+        "{markdown}"
+    );
+}
