@@ -9,6 +9,7 @@ mod burn;
 mod chart;
 mod cpu;
 mod error;
+pub mod full;
 pub mod linear;
 pub mod matmul;
 pub mod report;
@@ -24,6 +25,7 @@ use wgpu_softmax::{
 };
 
 pub use error::{BenchError, Result};
+pub use full::{FullConfig, FullReport, RowRecord, run_full_report};
 pub use linear::{LinearConfig, LinearKernel, LinearPass, LinearRecord, LinearReport, run_linear_suite};
 pub use matmul::{MatmulCase, MatmulConfig, MatmulRecord, MatmulReport, ProductKind, run_matmul_suite};
 pub use report::{HostCosts, OpSummary, Record, Report, Rooflines, StrategyChoice};

@@ -52,7 +52,7 @@ pub struct HostCosts {
 }
 
 /// The two copy kernels' bandwidths a run measures records against, GB/s.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Rooflines {
     /// The plain vec4 copy (read plus write).
     pub copy_gbps: f64,

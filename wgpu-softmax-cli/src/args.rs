@@ -293,6 +293,15 @@ pub struct BenchArgs {
     /// of the suite's.
     #[arg(long, value_name = "N,D,V", requires = "linear", value_parser = parse_linear_shape)]
     pub shape: Option<(usize, usize, usize)>,
+    /// Write the GPU report to DIR (report.md and report.json): every section in one run
+    /// (the row ops in f32, bf16 and f16 from 10 to 262144 columns with their plans, the
+    /// linear cross-entropy, sampling, the copy roofline) and PyTorch's times on the same
+    /// shapes where it runs on CUDA here. With --quick: small shapes, about 30 s on lavapipe.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["json", "svg", "from_json", "linear", "sample"])]
+    pub report: Option<PathBuf>,
+    /// With --report: the smallest report that has every section (for tests).
+    #[arg(long, hide = true, requires = "report")]
+    pub tiny: bool,
 }
 
 /// Parses `N,D,V`: three positive integers.

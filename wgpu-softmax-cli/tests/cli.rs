@@ -1742,3 +1742,109 @@ fn sample_writes_the_masks_the_reference_gives() {
         &["--probs", "--output"],
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The GPU report.
+
+/// `value[key]` as a number that must be finite and positive (a measured time or rate).
+fn positive(value: &serde_json::Value, key: &str) -> f64 {
+    let number = value[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {value}"));
+    assert!(number.is_finite() && number > 0.0, "{key} = {number} in {value}");
+    number
+}
+
+#[test]
+fn bench_report_writes_every_section_as_markdown_and_json() {
+    let scratch = Scratch::new("bench-report");
+    let stdout = run_ok(&scratch, &["bench", "--report", "out", "--tiny"]);
+    assert!(stdout.contains("report.md") && stdout.contains("report.json"), "{stdout}");
+    let markdown = std::fs::read_to_string(scratch.path("out").join("report.md")).unwrap();
+    for heading in ["## Row ops", "## Linear cross-entropy", "## Sampling", "## PyTorch on the same shapes"] {
+        assert!(markdown.contains(heading), "no {heading:?} in:\n{markdown}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.path("out").join("report.json")).unwrap())
+            .unwrap();
+    positive(&json, "copy_gbps");
+    positive(&json, "exp_copy_gbps");
+    // The tiny configuration: softmax and the cross-entropy (mean, gradient) on 4 x 100.
+    let rows = json["rows"].as_array().unwrap();
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["softmax", "cross_entropy"]);
+    for record in rows {
+        for key in ["first_ms", "median_ms", "p90_ms", "gbps", "copy_pct"] {
+            positive(record, key);
+        }
+        assert!(positive(record, "p90_ms") >= positive(record, "median_ms"), "{record}");
+        assert!(!record["strategy"].as_str().unwrap().is_empty(), "{record}");
+        assert!(record["workgroup_size"].as_u64().unwrap() > 0, "{record}");
+        let dispatches = record["dispatches"].as_u64().unwrap();
+        assert!(dispatches > 0, "{record}");
+        assert_eq!(Some(dispatches), record["dispatches_planned"].as_u64(), "{record}");
+    }
+    let linear = json["linear"]["records"].as_array().unwrap();
+    let kernels: Vec<&str> = linear.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels, ["fused", "unfused"]);
+    for record in linear {
+        positive(record, "median_ms");
+        positive(record, "gflops");
+        positive(record, "loss");
+    }
+    let sampling = json["sampling"]["records"].as_array().unwrap();
+    assert!(!sampling.is_empty());
+    for record in sampling {
+        positive(record, "median_ms");
+    }
+    // PyTorch's side either ran (on a machine with CUDA) or says why not.
+    let torch = &json["torch"];
+    let note = torch["note"].as_str().unwrap();
+    if torch["ran"].as_bool().unwrap() {
+        assert!(!torch["results"].as_array().unwrap().is_empty(), "{torch}");
+    } else {
+        assert!(note.starts_with("skipped") || note.starts_with("failed"), "{note}");
+        assert!(markdown.contains(note), "the Markdown lacks {note:?}");
+    }
+    assert_eq!(json["errors"].as_array().map(Vec::len), Some(0), "{}", json["errors"]);
+    for section in ["roofline", "rows", "linear", "sampling"] {
+        positive(&json["seconds"], section);
+    }
+}
+
+#[test]
+fn bench_report_puts_the_pytorch_side_beside_ours_through_a_stand_in_torch() {
+    // The stand-in (every op a no-op, each CUDA event 1 ms after the last) runs the real
+    // compare.py and the report's reading of its output, without CUDA. Without python3
+    // the report must say it skipped.
+    let scratch = Scratch::new("bench-report-torch");
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wgpu-softmax-bench/torch/fake");
+    let output = Command::new(env!("CARGO_BIN_EXE_wgpu-softmax"))
+        .args(["bench", "--report", "out", "--tiny"])
+        .current_dir(&scratch.dir)
+        .env("PYTHONPATH", &fake)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.path("out").join("report.json")).unwrap())
+            .unwrap();
+    let torch = &json["torch"];
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(torch["note"].as_str().unwrap().starts_with("skipped"), "{torch}");
+        return;
+    }
+    assert_eq!(torch["ran"], true, "{torch}");
+    assert_eq!(torch["versions"]["torch"], "fake", "{torch}");
+    let results = torch["results"].as_array().unwrap();
+    let ops: Vec<&str> = results.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["softmax", "cross_entropy", "linear_cross_entropy"]);
+    for result in results {
+        assert!((result["median_ms"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{result}");
+        positive(result, "ours_ms");
+    }
+    let markdown = std::fs::read_to_string(scratch.path("out").join("report.md")).unwrap();
+    assert!(
+        markdown.contains("| torch | linear_cross_entropy | mean grad | float32 | 16 x 8 x 64 | 1.0000 |"),
+        "{markdown}"
+    );
+}

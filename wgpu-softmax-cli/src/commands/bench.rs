@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgpu_softmax_bench::{
-    BenchOp, LinearConfig, MatmulConfig, Report, SampleConfig, SuiteConfig, run_linear_suite,
-    run_matmul_suite, run_sample_suite, run_suite,
+    BenchOp, FullConfig, LinearConfig, MatmulConfig, Report, SampleConfig, SuiteConfig, run_full_report,
+    run_linear_suite, run_matmul_suite, run_sample_suite, run_suite,
 };
 
 use crate::args::{BenchArgs, Cli};
@@ -30,6 +30,9 @@ pub fn run(cli: &Cli, args: &BenchArgs) -> Result<(), CliError> {
     let inputs: Vec<&Path> = args.from_json.as_deref().into_iter().collect();
     let mut json = args.json.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
     let mut svg = args.svg.as_deref().map(|path| PendingOutput::create(path, &inputs)).transpose()?;
+    if let Some(dir) = &args.report {
+        return report(cli, args, dir);
+    }
     let started = Instant::now();
     if args.sample {
         let config = if args.quick { SampleConfig::quick() } else { SampleConfig::full() };
@@ -138,6 +141,57 @@ fn measure_linear(cli: &Cli, args: &BenchArgs) -> Result<wgpu_softmax_bench::Lin
         .map_err(|e| CliError::new(format!("bench: {e}")))?;
     bar.finish_and_clear();
     Ok(report)
+}
+
+/// `bench --report DIR`: every section in one run, written to DIR/report.md and
+/// DIR/report.json (PyTorch's script and its files beside them where it runs).
+fn report(cli: &Cli, args: &BenchArgs, dir: &Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).map_err(|e| CliError::file(dir, format!("cannot create: {e}")))?;
+    let (md_path, json_path) = (dir.join("report.md"), dir.join("report.json"));
+    let mut md = PendingOutput::create(&md_path, &[])?;
+    let mut json = PendingOutput::create(&json_path, &[])?;
+    let config = if args.tiny {
+        FullConfig::tiny()
+    } else if args.quick {
+        FullConfig::quick()
+    } else {
+        FullConfig::full()
+    };
+    println!(
+        "bench --report: {} row records, {} linear shapes, {} sampling measurements; the measured work alone \
+         takes about {:.0} s at 3 TB/s, 20 TFLOPS and 0.3 ms per call",
+        config.row_records(),
+        config.linear.shapes.len(),
+        config.sample.measurements(),
+        config.estimate_seconds(3.0, 20.0, 0.3)
+    );
+    let started = Instant::now();
+    // Roughly: the copy kernels, each row record, each linear and sampling measurement,
+    // and PyTorch's side.
+    let bar =
+        progress_bar(4 + config.row_records() + config.linear.measurements() + config.sample.measurements())?;
+    let ctx = cli.context("bench")?;
+    let ctx = ctx.with_timeout(ctx.timeout().max(LINEAR_TIMEOUT));
+    let report = run_full_report(&ctx, &config, dir, &mut |what| {
+        bar.inc(1);
+        bar.set_message(what.to_owned());
+    })
+    .map_err(|e| CliError::new(format!("bench: {e}")))?;
+    bar.finish_and_clear();
+    md.write_bytes(report.to_markdown().as_bytes())?;
+    json.write_bytes(report.to_json().as_bytes())?;
+    commit_all(vec![md, json])?;
+    println!("{}", report.torch.note);
+    println!("report took {:.1} s", started.elapsed().as_secs_f64());
+    println!("bench: wrote {} and {}", md_path.display(), json_path.display());
+    if !report.errors.is_empty() {
+        return Err(CliError::new(format!(
+            "bench --report: {} part(s) failed (listed in the report): {}",
+            report.errors.len(),
+            report.errors.join("; ")
+        )));
+    }
+    Ok(())
 }
 
 /// A progress bar of `steps` steps that says from the first second which step runs.
