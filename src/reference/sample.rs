@@ -16,8 +16,8 @@ use crate::shape::Shape;
 ///
 /// # Errors
 ///
-/// [`Error::ShapeMismatch`] when `logits.len()` is not `rows * cols`,
-/// [`Error::InvalidOption`] for a bad option, [`Error::InvalidLayout`] for rows that are
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `logits.len()` is not `rows * cols`,
+/// [`Error::InvalidOption`](crate::Error::InvalidOption) for a bad option, [`Error::InvalidLayout`](crate::Error::InvalidLayout) for rows that are
 /// not whole runs of `inner`.
 pub fn sample_distribution<T: Element>(
     logits: &[T],
@@ -34,7 +34,7 @@ pub fn sample_distribution<T: Element>(
 ///
 /// # Errors
 ///
-/// As [`sample_distribution`], and [`Error::ShapeMismatch`] for a setting without one
+/// As [`sample_distribution`], and [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) for a setting without one
 /// value per row.
 pub fn sample_distribution_with_settings<T: Element>(
     logits: &[T],
