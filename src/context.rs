@@ -550,7 +550,7 @@ impl Context {
         bytes: u64,
     ) -> Result<crate::reuse::Scratch> {
         self.note_scratch(bytes);
-        let size = crate::transfer::scratch_size(bytes);
+        let size = crate::reuse::scratch_size(bytes);
         let scratch = self.shared.reuse.scratch(size, || self.zeroed_buffer(bytes))?;
         encoder.clear_buffer(&scratch, 0, None);
         Ok(scratch)

@@ -11,6 +11,12 @@ use std::hash::Hash;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// The size of a scratch buffer for `bytes`: whole words, at least 16 bytes (what the
+/// pool matches sizes by, and the context's zeroed buffers are made with).
+pub(crate) fn scratch_size(bytes: u64) -> u64 {
+    bytes.next_multiple_of(4).max(16)
+}
+
 /// Bind groups kept: a few per op and shape, for a few dozen (op, shape, buffers).
 const BIND_GROUPS: usize = 512;
 /// Params uniforms kept: one per chunk of each (op, shape, options) seen lately.

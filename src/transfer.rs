@@ -110,7 +110,7 @@ impl Context {
             crate::reuse::count_created();
             Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-softmax: storage"),
-                size: scratch_size(bytes),
+                size: crate::reuse::scratch_size(bytes),
                 usage: STORAGE_USAGE,
                 mapped_at_creation: false,
             }))
@@ -528,12 +528,6 @@ impl Context {
 /// Storage buffers this crate makes: bound by the ops, copied to and from.
 const STORAGE_USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
-
-/// The size of the buffer [`Context::zeroed_buffer`] makes for `bytes`: whole words, at
-/// least 16 bytes.
-pub(crate) fn scratch_size(bytes: u64) -> u64 {
-    bytes.next_multiple_of(4).max(16)
-}
 
 /// Bytes of `len` f32, saturating: a length that large fails the size checks anyway.
 pub(crate) fn f32_bytes(len: usize) -> u64 {

@@ -85,8 +85,8 @@ fn linear_stats(@builtin(local_invocation_index) local: u32, @builtin(workgroup_
 
 // Each row's loss and logsumexp from its blocks' shares: one workgroup per row.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn linear_finish(place: Place) {
-    let row = flat_group_index(place.group);
+fn linear_finish(@builtin(workgroup_id) group: vec3<u32>, place: Place) {
+    let row = flat_group_index(group);
     if (row >= params.rows) {
         return;
     }

@@ -31,10 +31,10 @@ fn segment_walk(segment: Segment, local: u32) -> Walk {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn split_stats(place: Place) {
+fn split_stats(@builtin(workgroup_id) group: vec3<u32>, place: Place) {
     let local = place.local;
     // One (row, segment) per workgroup: uniform, so the barriers stay in uniform control.
-    let segment = segment_of(place.group);
+    let segment = segment_of(group);
     if (segment.row >= params.rows) {
         return;
     }
@@ -49,15 +49,19 @@ fn split_stats(place: Place) {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn split_write(place: Place) {
+fn split_write(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) grid: vec3<u32>,
+    place: Place,
+) {
     // One (row, segment) per workgroup: uniform, so the barriers stay in uniform control.
-    let segment = segment_of(place.group);
+    let segment = segment_of(group);
     if (segment.row < params.rows) {
         segment_write(place, segment);
     }
 #if FOLDS
     // Every workgroup of the grid, the surplus ones too, after its segment.
-    group_done(place.local, place.grid.x * place.grid.y);
+    group_done(place.local, grid.x * grid.y);
 #endif
 }
 

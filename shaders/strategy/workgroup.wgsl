@@ -19,17 +19,15 @@ fn walk_width() -> u32 {
 }
 
 #if SUBGROUPS
-// Where an invocation sits: its workgroup, and its place among the workgroup's subgroups.
+// Where an invocation sits in its workgroup, and among the workgroup's subgroups. (The
+// workgroup's own builtins are parameters of their own: a struct holding a non-uniform
+// member is non-uniform as a whole in WGSL's uniformity analysis.)
 struct Place {
-    @builtin(workgroup_id) group: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
     @builtin(subgroup_id) subgroup: u32,
     @builtin(num_subgroups) subgroups: u32,
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) lanes: u32,
-#if FOLDS
-    @builtin(num_workgroups) grid: vec3<u32>,
-#endif
 }
 
 // The whole workgroup's share from each invocation's: a butterfly within each subgroup,
@@ -56,13 +54,11 @@ fn workgroup_merge(place: Place, own: Share) -> Share {
     return total;
 }
 #else
-// Where an invocation sits: its workgroup, and its index in it.
+// Where an invocation sits in its workgroup. (The workgroup's own builtins are
+// parameters of their own: a struct holding a non-uniform member is non-uniform as a
+// whole in WGSL's uniformity analysis.)
 struct Place {
-    @builtin(workgroup_id) group: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
-#if FOLDS
-    @builtin(num_workgroups) grid: vec3<u32>,
-#endif
 }
 
 // The whole workgroup's share from each invocation's. Call in uniform control flow.
@@ -84,16 +80,20 @@ fn workgroup_merge(place: Place, own: Share) -> Share {
 #endif
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn row_kernel(place: Place) {
+fn row_kernel(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) grid: vec3<u32>,
+    place: Place,
+) {
     // The row is the same for the whole workgroup, so this branch keeps the barriers
     // inside it in uniform control flow.
-    let row = flat_group_index(place.group);
+    let row = flat_group_index(group);
     if (row < params.rows) {
         workgroup_row(place, row);
     }
 #if FOLDS
     // Every workgroup of the grid, the surplus ones too, after its row.
-    group_done(place.local, place.grid.x * place.grid.y);
+    group_done(place.local, grid.x * grid.y);
 #endif
 }
 
