@@ -248,6 +248,11 @@ struct Block {
     column0: u32,
 }
 
+// Blocks of the product: TILE x TILE blocks of c, the last of each row and column partial.
+fn block_count(dims: Dims) -> u32 {
+    return ((dims.m + TILE - 1u) / TILE) * ((dims.n + TILE - 1u) / TILE);
+}
+
 fn block_of(index: u32, dims: Dims) -> Block {
     let down = (dims.m + TILE - 1u) / TILE;
     return Block((index % down) * TILE, (index / down) * TILE);

@@ -20,7 +20,7 @@ use crate::ops::distill::{Distill, DistillReduction};
 use crate::ops::linear_cross_entropy::{
     LinearCrossEntropy, LinearGradients, LinearShape, RowArrays, WindowLimits, reduces_blocks_in_place,
 };
-use crate::ops::matmul::{spec as matmul_spec, terms_per_dispatch};
+use crate::ops::matmul::{ProductPlan, spec as matmul_spec, terms_per_dispatch};
 use crate::ops::rows::{plan_rows_on, row_passes, strategy_fits};
 use crate::ops::sample::{Sampler, draws_per_dispatch, row_block};
 use crate::plan::{DeviceCaps, DeviceProfile, Plan, reads_per_element};
@@ -555,10 +555,10 @@ fn explain_distill(
     Ok(main.finish("distill", shape, dtype, before, after))
 }
 
-/// Dispatches of one product summing `k` terms (`record_product`: one per range of at most
-/// `per_dispatch` terms, at least one).
-fn product_dispatches(k: usize, per_dispatch: usize) -> usize {
-    k.div_ceil(per_dispatch.max(1)).max(1)
+/// Dispatches of the product `m x n x k` on `caps`'s device (as `record_product` plans
+/// them).
+fn product_dispatches(caps: &DeviceCaps, (m, n, k): (usize, usize, usize)) -> usize {
+    ProductPlan::of(m, n, k, caps.max_loop_iterations).dispatches(k)
 }
 
 fn explain_linear(
@@ -624,7 +624,7 @@ fn explain_linear(
     let mut main: Option<RowPart> = None;
     for &(n, count) in &window_sizes {
         if stores_logits {
-            add("logits = H W^T (+ b)", count * product_dispatches(d, per_dispatch));
+            add("logits = H W^T (+ b)", count * product_dispatches(caps, (n, v, d)));
             // As `CrossEntropy::encode_batch_window`: the window's own plan, over f32
             // logits in the workspace (128-bit accesses: it has room past the last row).
             let window = Shape::new(n, v);
@@ -640,13 +640,13 @@ fn explain_linear(
             }
             main.get_or_insert(part);
             if gradients.hidden {
-                add("dH = G W", count * product_dispatches(v, per_dispatch));
+                add("dH = G W", count * product_dispatches(caps, (n, d, v)));
                 if half {
                     add("dH to 16 bits", count);
                 }
             }
             if gradients.classifier {
-                add("dW += G^T H", count * product_dispatches(n, per_dispatch));
+                add("dW += G^T H", count * product_dispatches(caps, (v, d, n)));
             }
             if gradients.bias {
                 add("db += column sums of G", count);
@@ -678,6 +678,17 @@ fn explain_linear(
     };
     let mut notes =
         vec!["int64 class targets assumed (PyTorch's): they set where windows may start".to_owned()];
+    let dh_window = (windows.window_rows.min(rows), d, v);
+    if let (true, true, ProductPlan::Slices { slices, slice_terms }) =
+        (stores_logits, gradients.hidden, ProductPlan::of(dh_window.0, d, v, caps.max_loop_iterations))
+    {
+        notes.push(format!(
+            "dH = G W of a window ({} x {d}) has too few {MATMUL_TILE}x{MATMUL_TILE} blocks to fill the device: \
+             its {v} terms are split into {slices} slices of {slice_terms}, each block's slices on workgroups \
+             of their own, and the partial products added in slice order",
+            dh_window.0
+        ));
+    }
     let base = match main {
         Some(part) => part.finish("linear_cross_entropy", shape.logits(), DType::F32, Vec::new(), Vec::new()),
         None => {

@@ -107,8 +107,11 @@ pub(crate) const MATMUL_PER: u32 = 8;
 pub(crate) const MATMUL_DEPTH: u32 = 8;
 /// The side of the block of outputs one matmul workgroup computes.
 pub(crate) const MATMUL_TILE: u32 = MATMUL_SIDE * MATMUL_PER;
-/// The matmul module's entry points: the product, the column sums, the rounding to halves.
+/// The matmul module's entry points: the product (whole, or a slice of its terms per
+/// workgroup), the sum of the slices, the column sums, the rounding to halves.
 pub(crate) const MATMUL_PRODUCT: &str = "matmul";
+/// See [`MATMUL_PRODUCT`].
+pub(crate) const MATMUL_SUM_SLICES: &str = "sum_slices";
 /// See [`MATMUL_PRODUCT`].
 pub(crate) const MATMUL_COLUMN_SUMS: &str = "column_sums";
 /// See [`MATMUL_PRODUCT`].
@@ -572,14 +575,15 @@ fn matmul() -> OpDecl {
     OpDecl {
         name: "matmul",
         skeleton: Skeleton::Own {
-            entry_points: &[MATMUL_PRODUCT, MATMUL_COLUMN_SUMS],
+            entry_points: &[MATMUL_PRODUCT, MATMUL_SUM_SLICES, MATMUL_COLUMN_SUMS],
             half_entry_points: &[MATMUL_PACK_HALVES],
             workgroup_size: MATMUL_SIDE * MATMUL_SIDE,
             workgroup_sum: false,
         },
         parts: &[MATMUL_TILE_PART, MATMUL],
         // Each pass binds what it reads and writes of these: the product a, b (bias) into
-        // c; the column sums a into c; the rounding c into packed.
+        // c; the sum of the slices a (bias) into c; the column sums a into c; the
+        // rounding c into packed.
         bindings: vec![
             words(Slot::A).optional(),
             words(Slot::B).optional(),

@@ -81,8 +81,12 @@ pub(crate) struct MatmulParams {
     pub(crate) k_first: u32,
     /// One past the last term this dispatch sums.
     pub(crate) k_end: u32,
-    /// Pads the struct to a multiple of 16 bytes, as uniforms want (GL's std140).
-    pub(crate) padding: [u32; 2],
+    /// Slices the terms are split into, one partial product each (`sum_slices`: how many
+    /// to add); 1 where the product is not split.
+    pub(crate) slices: u32,
+    /// Terms of each slice (a multiple of the tile's depth), the last slice's up to
+    /// `k_end`.
+    pub(crate) slice_terms: u32,
 }
 
 /// The fields of [`MatmulParams`] as WGSL declares them, in order.
@@ -93,8 +97,8 @@ pub(crate) const MATMUL_PARAMS_FIELDS: [(&str, &str); 8] = [
     ("groups_x", "u32"),
     ("k_first", "u32"),
     ("k_end", "u32"),
-    ("padding0", "u32"),
-    ("padding1", "u32"),
+    ("slices", "u32"),
+    ("slice_terms", "u32"),
 ];
 
 /// The WGSL declaration of `Params` with `fields`.

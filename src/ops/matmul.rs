@@ -7,7 +7,8 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::{
     self, GroupShape, KernelKey, KernelSpec, MATMUL_COLUMN_SUMS, MATMUL_DEPTH, MATMUL_PACK_HALVES,
-    MATMUL_PER, MATMUL_PRODUCT, MATMUL_SIDE, MATMUL_TILE, MatmulParams, OpKernel, Slot, VectorWidth,
+    MATMUL_PER, MATMUL_PRODUCT, MATMUL_SIDE, MATMUL_SUM_SLICES, MATMUL_TILE, MatmulParams, OpKernel, Slot,
+    VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
@@ -107,19 +108,79 @@ fn words(region: BufferRegion<'_>, bytes: u64) -> wgpu::BufferBinding<'_> {
     region.binding(0, bytes.next_multiple_of(4).max(4))
 }
 
-/// The sizes of one pass: `m`, `n`, `k`, and the range of terms it sums.
+/// The sizes of one pass: `m`, `n`, `k`, the range of terms it sums, and the slices that
+/// range is cut into (`(1, terms)` where it is not).
 #[derive(Clone, Copy, Debug)]
 struct PassSizes {
     m: usize,
     n: usize,
     k: usize,
     terms: (usize, usize),
+    slices: (usize, usize),
 }
 
 impl PassSizes {
     /// Sizes whose pass sums every term (or has none).
     const fn whole(m: usize, n: usize, k: usize) -> Self {
-        Self { m, n, k, terms: (0, k) }
+        Self { m, n, k, terms: (0, k), slices: (1, k) }
+    }
+}
+
+/// Split a product over its terms only where it has fewer blocks than this: enough
+/// workgroups to fill the largest GPUs' cores about twice (an H100 has 132).
+const SPLIT_BELOW_BLOCKS: usize = 256;
+/// The fewest terms a slice sums: fewer would spend more on writing and adding partial
+/// products than the slice saves.
+const MIN_SLICE_TERMS: usize = 512;
+/// The most scratch the partial products may take.
+const MAX_SLICE_BYTES: u64 = 16 << 20;
+
+/// How a product `c (m x n) = op(a) (m x k) * op(b) (k x n)` is recorded, and the
+/// dispatches that takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProductPlan {
+    /// Ranges of at most this many terms, each a dispatch of every block that adds its
+    /// sums to the last range's (one range where the driver does not limit loops).
+    Ranges(usize),
+    /// Split-K: one dispatch of every block for each of `slices` slices of `slice_terms`
+    /// terms (the last one's to `k`), each writing its partial product to scratch, and
+    /// one that adds the partial products in slice order (so that repeats are
+    /// bit-identical). For products of few blocks and many terms (`dH = G W` of a window
+    /// of rows, whose `k` is the vocabulary): their terms then run on many cores at once
+    /// instead of in one workgroup per block.
+    Slices { slices: usize, slice_terms: usize },
+}
+
+impl ProductPlan {
+    /// The plan for `m x n x k` on a device whose driver stops an invocation's loops
+    /// after `max_loop_iterations`.
+    pub(crate) fn of(m: usize, n: usize, k: usize, max_loop_iterations: Option<u64>) -> Self {
+        let per_dispatch = terms_per_dispatch(max_loop_iterations);
+        let tile = MATMUL_TILE as usize;
+        let blocks = m.div_ceil(tile) * n.div_ceil(tile);
+        let ranges = Self::Ranges(per_dispatch);
+        if blocks == 0 || blocks >= SPLIT_BELOW_BLOCKS || k < 2 * MIN_SLICE_TERMS {
+            return ranges;
+        }
+        let depth = MATMUL_DEPTH as usize;
+        let wanted = SPLIT_BELOW_BLOCKS.div_ceil(blocks).min(k / MIN_SLICE_TERMS);
+        // Each slice within the driver's loop limit, a multiple of the depth.
+        let slices = wanted.max(k.div_ceil(per_dispatch));
+        let slice_terms = k.div_ceil(slices).next_multiple_of(depth).min(per_dispatch);
+        let slices = k.div_ceil(slice_terms);
+        let bytes = (slices * m * n) as u64 * 4;
+        if slices < 2 || bytes > MAX_SLICE_BYTES {
+            return ranges;
+        }
+        Self::Slices { slices, slice_terms }
+    }
+
+    /// Dispatches the product takes (one at least).
+    pub(crate) fn dispatches(self, k: usize) -> usize {
+        match self {
+            Self::Ranges(per_dispatch) => k.div_ceil(per_dispatch.max(1)).max(1),
+            Self::Slices { .. } => 2,
+        }
     }
 }
 
@@ -169,7 +230,8 @@ fn record(
         groups_x: grid[0],
         k_first: size(sizes.terms.0),
         k_end: size(sizes.terms.1),
-        padding: [0; 2],
+        slices: size(sizes.slices.0),
+        slice_terms: size(sizes.slices.1),
     };
     let label = spec.label();
     let params = ctx.uniform(&label, bytemuck::bytes_of(&params))?;
@@ -209,25 +271,58 @@ pub(crate) fn record_product<'b>(
     }
     let tile = MATMUL_TILE as usize;
     let blocks = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
-    // Ranges of terms, each dispatch adding its sums to the last's; the bias goes in once.
-    let per_dispatch = terms_per_dispatch(ctx.caps().max_loop_iterations);
-    let mut first = 0_usize;
-    loop {
-        let end = k.min(first.saturating_add(per_dispatch));
-        let constants = vec![
+    let constants = |accumulate: bool, bias: bool| {
+        vec![
             ("A_HALF", is_half(a.tensor)),
             ("B_HALF", is_half(b.tensor)),
             ("A_TRANSPOSED", u32::from(a.transposed)),
             ("B_TRANSPOSED", u32::from(b.transposed)),
-            ("ACCUMULATE", u32::from(accumulate || first > 0)),
-            ("HAS_BIAS", u32::from(bias.is_some() && first == 0)),
-        ];
-        let sizes = PassSizes { m, n, k, terms: (first, end) };
-        record(ctx, encoder, spec(dtype, vector), MATMUL_PRODUCT, constants, sizes, blocks, &bound)?;
-        if end >= k {
-            break;
+            ("ACCUMULATE", u32::from(accumulate)),
+            ("HAS_BIAS", u32::from(bias)),
+        ]
+    };
+    match ProductPlan::of(m, n, k, ctx.caps().max_loop_iterations) {
+        ProductPlan::Slices { slices, slice_terms } => {
+            // The partial products into scratch, side by side, then their sum into c.
+            let bytes = (slices * m * n) as u64 * 4;
+            let partials = ctx.scratch_buffer(encoder, bytes)?;
+            let mut slice_bound = bound.clone();
+            slice_bound[2] = (Slot::C, words(BufferRegion::new(&partials), bytes));
+            let sizes = PassSizes { m, n, k, terms: (0, k), slices: (slices, slice_terms) };
+            let groups = blocks * slices as u64;
+            let spec = spec(dtype, vector);
+            record(ctx, encoder, spec, MATMUL_PRODUCT, constants(false, false), sizes, groups, &slice_bound)?;
+            let mut sum_bound = vec![
+                (Slot::A, words(BufferRegion::new(&partials), bytes)),
+                (Slot::C, words(c, 4 * (m * n) as u64)),
+            ];
+            if let Some(bias) = bias {
+                sum_bound.push((Slot::Bias, words(bias.region(), n as u64 * bias.dtype().size())));
+            }
+            let sum_spec = self::spec(dtype, VectorWidth::Scalar);
+            let groups = (m * n).div_ceil(sum_spec.workgroup_size() as usize) as u64;
+            let constants = vec![
+                ("B_HALF", is_half(b.tensor)),
+                ("ACCUMULATE", u32::from(accumulate)),
+                ("HAS_BIAS", u32::from(bias.is_some())),
+            ];
+            record(ctx, encoder, sum_spec, MATMUL_SUM_SLICES, constants, sizes, groups, &sum_bound)?;
         }
-        first = end;
+        ProductPlan::Ranges(per_dispatch) => {
+            // Ranges of terms, each dispatch adding its sums to the last's; the bias goes
+            // in once.
+            let mut first = 0_usize;
+            loop {
+                let end = k.min(first.saturating_add(per_dispatch));
+                let constants = constants(accumulate || first > 0, bias.is_some() && first == 0);
+                let sizes = PassSizes { m, n, k, terms: (first, end), slices: (1, end - first) };
+                record(ctx, encoder, spec(dtype, vector), MATMUL_PRODUCT, constants, sizes, blocks, &bound)?;
+                if end >= k {
+                    break;
+                }
+                first = end;
+            }
+        }
     }
     Ok(vector == VectorWidth::Vec4)
 }
@@ -281,4 +376,69 @@ pub(crate) fn record_pack_halves(
     let words = count.div_ceil(spec.dtype.per_word() as usize);
     let groups = words.div_ceil(spec.workgroup_size() as usize) as u64;
     record(ctx, encoder, spec, MATMUL_PACK_HALVES, Vec::new(), PassSizes::whole(count, 0, 0), groups, &bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llvmpipe's limit on an invocation's loop iterations.
+    const LLVMPIPE: Option<u64> = Some(65535);
+
+    /// Every split covers the terms once, in slices within the driver's loop limit, each a
+    /// multiple of the depth, with no empty slice and no more scratch than allowed; the
+    /// products that would fill a GPU anyway, and short sums, are not split.
+    #[test]
+    fn splits_cover_every_term_once_within_the_limits() {
+        let tile = MATMUL_TILE as usize;
+        for limit in [None, LLVMPIPE] {
+            let per_dispatch = terms_per_dispatch(limit);
+            for m in [1, 40, 128, 129, 1000, 4096] {
+                for n in [1, 16, 200, 2048, 4096] {
+                    for k in [0, 1, 1023, 1024, 5000, 50257, 65536, 128_256, 262_144] {
+                        let plan = ProductPlan::of(m, n, k, limit);
+                        let blocks = m.div_ceil(tile) * n.div_ceil(tile);
+                        match plan {
+                            ProductPlan::Ranges(terms) => {
+                                assert_eq!(terms, per_dispatch);
+                                assert_eq!(plan.dispatches(k), k.div_ceil(per_dispatch).max(1));
+                            }
+                            ProductPlan::Slices { slices, slice_terms } => {
+                                let what = format!("{m}x{n}x{k} {limit:?}: {slices} slices of {slice_terms}");
+                                assert!(blocks < SPLIT_BELOW_BLOCKS && slices >= 2, "{what}");
+                                assert!(slice_terms.is_multiple_of(MATMUL_DEPTH as usize), "{what}");
+                                assert!(
+                                    slice_terms <= per_dispatch && slice_terms >= MIN_SLICE_TERMS,
+                                    "{what}"
+                                );
+                                assert!(
+                                    (slices - 1) * slice_terms < k && slices * slice_terms >= k,
+                                    "{what}"
+                                );
+                                assert!((slices * m * n) as u64 * 4 <= MAX_SLICE_BYTES, "{what}");
+                                assert_eq!(plan.dispatches(k), 2);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dH = G W of the linear op's windows at real vocabularies: on llvmpipe, 40 rows of
+    /// 16 features over 256000 classes were 80 dispatches of one workgroup each; split,
+    /// they are 2, of 256 workgroups and of one per 256 outputs.
+    #[test]
+    fn a_window_s_dh_at_a_real_vocabulary_is_split() {
+        assert_eq!(
+            ProductPlan::of(40, 16, 256_000, LLVMPIPE),
+            ProductPlan::Slices { slices: 256, slice_terms: 1000 }
+        );
+        assert_eq!(
+            ProductPlan::of(40, 16, 256_000, None),
+            ProductPlan::Slices { slices: 256, slice_terms: 1000 }
+        );
+        // A window of 1024 rows of 4096 features has 256 blocks already.
+        assert_eq!(ProductPlan::of(1024, 4096, 128_256, None), ProductPlan::Ranges(usize::MAX));
+    }
 }

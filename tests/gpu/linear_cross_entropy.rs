@@ -337,12 +337,21 @@ fn bad_input_is_refused_with_a_typed_error() {
 
 /// The matmul kernel alone, in every layout of its operands, against the f64 product: on
 /// sizes whose stored rows are whole vectors (128-bit loads) and on odd ones (a word at a
-/// time), none a multiple of the tile, into a poisoned result, and adding to what it holds.
+/// time), none a multiple of the tile, into a poisoned result, and adding to what it holds;
+/// and products of one block over thousands of terms, which are split over their terms
+/// (two dispatches: the slices' partial products, then their sum), the last slice short.
 #[test]
 fn matmul_matches_the_reference_with_vector_and_word_loads() {
     let ctx = ctx();
     let mut rng = rng(1480);
-    for ((m, n, k), vectors) in [((68, 36, 20), true), ((37, 19, 23), false), ((1, 5, 3), false)] {
+    let shapes = [
+        ((68, 36, 20), true, 1),
+        ((37, 19, 23), false, 1),
+        ((1, 5, 3), false, 1),
+        ((8, 12, 2048), true, 2),
+        ((6, 10, 3001), false, 2),
+    ];
+    for ((m, n, k), vectors, dispatches) in shapes {
         for (a_transposed, b_transposed) in [(false, false), (false, true), (true, false), (true, true)] {
             let a = rng.logits(m * k, 1.0);
             let b = rng.logits(k * n, 1.0);
@@ -356,6 +365,7 @@ fn matmul_matches_the_reference_with_vector_and_word_loads() {
                 let (a_buffer, b_buffer) = (ctx.upload(&a).unwrap(), ctx.upload(&b).unwrap());
                 let c = if accumulate { ctx.upload(&before).unwrap() } else { poisoned::<f32>(ctx, m * n) };
                 let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                let recorded = wgpu_softmax::testing::dispatches_recorded();
                 let loaded_vectors = wgpu_softmax::testing::record_matmul(
                     ctx,
                     &mut encoder,
@@ -366,8 +376,10 @@ fn matmul_matches_the_reference_with_vector_and_word_loads() {
                     accumulate,
                 )
                 .unwrap();
+                let recorded = wgpu_softmax::testing::dispatches_recorded() - recorded;
                 ctx.submit_and_wait(encoder).unwrap();
                 assert_eq!(loaded_vectors, vectors, "{what}: vector loads");
+                assert_eq!(recorded, dispatches, "{what}: dispatches");
                 let got = assert_written("c", ctx.download(&c, m * n).unwrap());
                 let want: Vec<f64> = if accumulate {
                     want.iter().zip(&before).map(|(w, &b)| w + f64::from(b)).collect()
