@@ -12,6 +12,7 @@ mod error;
 pub mod full;
 pub mod linear;
 pub mod matmul;
+mod profiles;
 pub mod report;
 pub mod sampling;
 mod unfused;
