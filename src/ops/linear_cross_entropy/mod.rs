@@ -11,10 +11,14 @@
 //! `G = dloss/dlogits` in place (scaled for the whole batch's reduction), and two more
 //! matmuls add the window's `G W` to `dH` and `G^T H_window` to `dW` (and its column sums
 //! to `db`). With `N x V` logits, the largest buffer is the workspace, not `4 N V` bytes.
+//! `G W` sums over all `V` classes for a window's few rows and `D` features, too few
+//! blocks of outputs to fill a GPU: it is split over the classes, each block's slices on
+//! workgroups of their own writing partial products to a small scratch buffer, which a
+//! second pass adds in slice order (`plan` says when, and into how many slices).
 //!
 //! Without gradients (the loss and logsumexp only) no logits are stored at all: each
 //! workgroup of the tiled matmul reduces its block of logits, from its registers, to
-//! each of its rows' share of the loss over the block's 64 classes (the max, the sum of
+//! each of its rows' share of the loss over the block's 128 classes (the max, the sum of
 //! exponentials relative to it, the sums the options need, the target's logit), and a
 //! second pass merges each row's shares in the order of the classes into its loss and
 //! logsumexp: 36 bytes per row and block instead of 256 bytes of logits. (A device
