@@ -230,18 +230,20 @@ impl SampleReport {
             };
             let cells = SampleKernel::ALL.map(&mut cell);
             let [fused_cell, gpu_cell, cpu_cell, softmax_cell] = &cells;
+            // A ratio with a kind not run at this shape is "-", as its time is.
+            let ratio = |r: f64| if r.is_finite() { format!("{r:.2}x") } else { "-".to_owned() };
             let _ = writeln!(
                 out,
-                "{:<14} {:<20} {:>10} {:>10} {:>10} {:>10} {:>8.2}x {:>8.2}x {:>8.2}x",
+                "{:<14} {:<20} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
                 format!("{}x{}", fused.rows, fused.vocab),
                 fused.filter,
                 fused_cell,
                 gpu_cell,
                 cpu_cell,
                 softmax_cell,
-                gpu / fused.median_ms,
-                cpu / fused.median_ms,
-                fused.median_ms / softmax
+                ratio(gpu / fused.median_ms),
+                ratio(cpu / fused.median_ms),
+                ratio(fused.median_ms / softmax)
             );
         }
         if single {
@@ -709,6 +711,8 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[2].contains("90000.00*"), "{table}");
         assert!(lines[3].split_whitespace().nth(3) == Some("-"), "{table}");
+        // The ratio with the kind not run is "-" too, never NaN.
+        assert!(lines[3].split_whitespace().nth(7) == Some("-") && !table.contains("NaN"), "{table}");
         assert!(table.contains("* one run, no warm-up") && table.contains("- not run"), "{table}");
     }
 
