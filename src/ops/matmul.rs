@@ -290,8 +290,17 @@ pub(crate) fn record_product<'b>(
             slice_bound[2] = (Slot::C, words(BufferRegion::new(&partials), bytes));
             let sizes = PassSizes { m, n, k, terms: (0, k), slices: (slices, slice_terms) };
             let groups = blocks * slices as u64;
-            let spec = spec(dtype, vector);
-            record(ctx, encoder, spec, MATMUL_PRODUCT, constants(false, false), sizes, groups, &slice_bound)?;
+            let product_spec = spec(dtype, vector);
+            record(
+                ctx,
+                encoder,
+                product_spec,
+                MATMUL_PRODUCT,
+                constants(false, false),
+                sizes,
+                groups,
+                &slice_bound,
+            )?;
             let mut sum_bound = vec![
                 (Slot::A, words(BufferRegion::new(&partials), bytes)),
                 (Slot::C, words(c, 4 * (m * n) as u64)),
@@ -299,7 +308,7 @@ pub(crate) fn record_product<'b>(
             if let Some(bias) = bias {
                 sum_bound.push((Slot::Bias, words(bias.region(), n as u64 * bias.dtype().size())));
             }
-            let sum_spec = self::spec(dtype, VectorWidth::Scalar);
+            let sum_spec = spec(dtype, VectorWidth::Scalar);
             let groups = (m * n).div_ceil(sum_spec.workgroup_size() as usize) as u64;
             let constants = vec![
                 ("B_HALF", is_half(b.tensor)),
