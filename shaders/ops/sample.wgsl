@@ -15,7 +15,10 @@
 // Steps:
 //   STEP_STATS      the row's max m of x (through the argmax of the logits, lowest index
 //                   on ties), the finite count, whether it holds a NaN or +inf (or nothing
-//                   finite): such a row is counted in `status` and draws -1;
+//                   finite): such a row is counted in `status` and draws -1. With top-k
+//                   on, also the top-k digits fixed by the chunks' two largest keys
+//                   (top_k_first_level), which the search skips after gathering the keys
+//                   under them where they are few enough;
 //   STEP_TOP_K + l  digit l (DIGIT_BITS bits, highest first) of the top-k key K_k, the
 //                   largest K with count(key >= K) >= k: a histogram of the digit over
 //                   the keys under the digits found so far, and the largest digit whose
@@ -70,6 +73,10 @@ const STATE_TOP_K_ABOVE: u32 = 8u;
 const STATE_TOP_P_ABOVE: u32 = 9u;
 // 1 once both thresholds are final (the candidates' finish ran): later digit steps skip.
 const STATE_SETTLED: u32 = 10u;
+// The first digit the top-k search looks for: the digits above it are those that every
+// key between the statistics' lower bound on K_k and the max shares (STATE_TOP_K holds
+// them from the statistics on).
+const STATE_TOP_K_FROM: u32 = 11u;
 
 // The digits of the threshold searches. DIGIT_BITS, BINS and LEVELS come from the host.
 
@@ -282,10 +289,49 @@ fn write_masks(row: u32, chunk: vec2<u32>, threshold: u32, m: f32, total: f32, b
     }
 }
 
+// The f32 whose order-preserving key is `key` (key_of's inverse).
+fn value_of_key(key: u32) -> f32 {
+    return bitcast<f32>(select(~key, key ^ 0x80000000u, (key & 0x80000000u) != 0u));
+}
+
+// The first digit of the top-k search, from the two largest keys of each invocation's
+// chunk (`tops`, 0 where there is none; raw logits' keys) and the max m: count_j, for j
+// of 1 to LEVELS, is how many of the tops (over the temperature) share their first j
+// digits with m's key. Where count_j >= k, k of the row's keys lie between the floor of
+// those j digits and m, so K_k has them too, and no key lies above them (m is under
+// them): the search starts at the largest such j, its count above at 0. Capped at the
+// last digit, so that one step runs and its count decides the candidates' finish. Every
+// invocation returns the same level; call in uniform control flow.
+fn top_k_first_level(local: u32, row: u32, tops: vec2<u32>, m: f32, finite: u32) -> u32 {
+    let top = key_of(m);
+    var low = vec4<u32>(0u);
+    var high = vec4<u32>(0u);
+    for (var t = 0u; t < 2u; t++) {
+        if (tops[t] != 0u) {
+            let shared_digits = countLeadingZeros(key_of(scaled(row, value_of_key(tops[t]))) ^ top) / DIGIT_BITS;
+            low += select(vec4<u32>(0u), vec4<u32>(1u), vec4<u32>(shared_digits) >= vec4<u32>(1u, 2u, 3u, 4u));
+            high += select(vec4<u32>(0u), vec4<u32>(1u), vec4<u32>(shared_digits) >= vec4<u32>(5u, 6u, 7u, 8u));
+        }
+    }
+    let counts = workgroup_sum8(local, low, high, false);
+    let k = top_k_of(row);
+    var level = 0u;
+    if (k > 0u && k <= finite) {
+        for (var j = 1u; j <= LEVELS; j++) {
+            if (counts[(j - 1u) / 4u][(j - 1u) % 4u] >= k) {
+                level = j;
+            }
+        }
+    }
+    return min(level, LEVELS - 1u);
+}
+
 fn stats(local: u32, row: u32) {
     let chunk = chunk_of(local);
     var best_key = 0u;
     var best_index = NO_INDEX;
+    // The chunk's second largest key (0, below every finite key, while there is none).
+    var second_key = 0u;
     var bad = 0u;
     var finite = 0u;
     for (var i = chunk.x; i < chunk.y; i++) {
@@ -297,8 +343,11 @@ fn stats(local: u32, row: u32) {
             finite += 1u;
             let key = key_of(raw);
             if (best_index == NO_INDEX || key > best_key) {
+                second_key = best_key;
                 best_key = key;
                 best_index = i;
+            } else if (key > second_key) {
+                second_key = key;
             }
         }
     }
@@ -321,6 +370,12 @@ fn stats(local: u32, row: u32) {
             }
         }
         workgroupBarrier();
+    }
+    var first_level = 0u;
+    if (flag(FLAG_TOP_K_ON)) {
+        // The raw max's key is the tree's root.
+        let m = scaled(row, value_of_key(shared_keys[0]));
+        first_level = top_k_first_level(local, row, vec2<u32>(best_key, second_key), m, finite_total);
     }
     if (local == 0u) {
         let argmax = shared_index[0];
@@ -346,6 +401,11 @@ fn stats(local: u32, row: u32) {
         state[base + STATE_TOP_K_ABOVE] = 0u;
         state[base + STATE_TOP_P_ABOVE] = 0u;
         state[base + STATE_SETTLED] = 0u;
+        state[base + STATE_TOP_K_FROM] = 0u;
+        if (first_level > 0u && !undefined && !settings_bad && !greedy) {
+            state[base + STATE_TOP_K] = key_of(m) & ~(0xffffffffu >> (DIGIT_BITS * first_level));
+            state[base + STATE_TOP_K_FROM] = first_level;
+        }
         if (undefined) {
             atomicAdd(&status[STATUS_BAD_ROWS], 1u);
             atomicMax(&status[STATUS_FIRST_BAD_ROW], 0xffffffffu - row);
@@ -500,7 +560,6 @@ fn gather_candidates(local: u32, row: u32, lower: u32, prefix: u32, levels: u32)
     // Key 0 is a NaN's, below every finite key: the padding sorts last.
     for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
         candidate_keys[i] = 0u;
-        candidate_mass[i] = 0.0;
     }
     if (local == 0u) {
         atomicStore(&candidate_count, 0u);
@@ -511,21 +570,38 @@ fn gather_candidates(local: u32, row: u32, lower: u32, prefix: u32, levels: u32)
         let x = scaled(row, logit(i));
         if (kept(x, lower) && under_prefix(key_of(x), prefix, levels)) {
             let at = atomicAdd(&candidate_count, 1u);
-            // Always: the count was taken from the same keys.
             if (at < CANDIDATES) {
                 candidate_keys[at] = key_of(x);
-                candidate_mass[at] = exp_below(x, m);
             }
         }
     }
     workgroupBarrier();
-    sort_candidates_descending(local);
-    return min(atomicLoad(&candidate_count), CANDIDATES);
+    if (local == 0u) {
+        shared_word = atomicLoad(&candidate_count);
+    }
+    let count = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    if (count > CANDIDATES) {
+        return count;
+    }
+    // The masses from the keys (a key holds its value's bits), once per candidate rather
+    // than once per element of the row.
+    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
+        candidate_mass[i] = select(0.0, exp_below(value_of_key(candidate_keys[i]), m), i < count);
+    }
+    workgroupBarrier();
+    // The padding past the count sorts last already: only the first power of two at or
+    // above it needs sorting.
+    sort_candidates_descending(local, max(2u, 1u << (32u - countLeadingZeros(max(count, 1u) - 1u))));
+    return count;
 }
 
-fn finish_in_memory(local: u32, row: u32) {
+fn finish_in_memory(local: u32, row: u32) -> bool {
     let base = row * STATE_WORDS;
     let count = gather_candidates(local, row, state[base + STATE_TOP_K], 0u, 0u);
+    if (count > CANDIDATES) {
+        return false;
+    }
     if (local == 0u) {
         let k = top_k_of(row);
         let top_k = candidate_keys[min(k, count) - 1u];
@@ -555,13 +631,15 @@ fn finish_in_memory(local: u32, row: u32) {
     }
     storageBarrier();
     workgroupBarrier();
+    return true;
 }
 
-// A bitonic sort of the candidates, descending by key (their masses alongside).
-fn sort_candidates_descending(local: u32) {
-    for (var size = 2u; size <= CANDIDATES; size *= 2u) {
+// A bitonic sort of the first `n` candidates (a power of two, at most CANDIDATES),
+// descending by key (their masses alongside).
+fn sort_candidates_descending(local: u32, n: u32) {
+    for (var size = 2u; size <= n; size *= 2u) {
         for (var stride = size / 2u; stride > 0u; stride /= 2u) {
-            for (var pair = local; pair < CANDIDATES / 2u; pair += WORKGROUP_SIZE) {
+            for (var pair = local; pair < n / 2u; pair += WORKGROUP_SIZE) {
                 // The pair's first element has the stride's bit clear.
                 let i = 2u * pair - (pair & (stride - 1u));
                 let j = i + stride;
@@ -840,7 +918,17 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
         return;
     }
     enter_row(row);
-    for (var step = params.first_step; step < params.end_step; step++) {
+    // The top-k digits that the statistics fixed are skipped; the keys under them are
+    // often few enough to gather at once, else the digit steps go on from there.
+    if (local == 0u) {
+        shared_word = state[row * STATE_WORDS + STATE_TOP_K_FROM];
+    }
+    let first_level = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    if (params.first_step == STEP_TOP_K && first_level > 0u) {
+        finish_in_memory(local, row);
+    }
+    for (var step = max(params.first_step, STEP_TOP_K + first_level); step < params.end_step; step++) {
         if (settled(local, row)) {
             break;
         }

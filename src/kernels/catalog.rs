@@ -140,7 +140,7 @@ pub(crate) const STATUS_BAD_ROWS: u32 = 1;
 pub(crate) const STATUS_FIRST_BAD_ROW: u32 = 2;
 
 /// Words of the sampler's state per row (see `shaders/ops/sample.wgsl`).
-pub(crate) const SAMPLE_STATE_WORDS: u32 = 11;
+pub(crate) const SAMPLE_STATE_WORDS: u32 = 12;
 /// Keys the sampler's searches finish in workgroup memory: once the top-k search's
 /// candidates (the keys at or above its digits so far) are at most this many, one pass
 /// gathers and sorts them and both thresholds are read off them.

@@ -58,7 +58,14 @@
 //! driver that limits an invocation's loop iterations, llvmpipe, as many as stay under
 //! half the limit: one up to about 400000 columns), and the draws':
 //!
-//! - the row's max and argmax, and whether it is bad: one pass;
+//! - the row's max and argmax, and whether it is bad: one pass. With top-k on, the same
+//!   pass keeps the two largest keys of each invocation's chunk; where `k` of those 512
+//!   share their first digits with the max's key, so does the top-k threshold `K_k`, and
+//!   the search below starts after them. The search dispatch first gathers the keys
+//!   under those digits if they number at most 512 (one pass; the candidates' finish
+//!   below), else takes the digit steps from there. With top-k 50 over 32000 or more
+//!   logits uniform in (-4, 4) the first 4 digits are fixed and this one gather settles
+//!   both thresholds: 3 passes in all;
 //! - the top-k threshold: the largest order-preserving key `K` of `x`'s bits with
 //!   `count(key >= K) >= k`, a radix selection 4 bits at a time, highest first: per
 //!   step, a 16-bin histogram of the digit over the keys under the digits found so far,

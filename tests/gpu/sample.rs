@@ -155,15 +155,22 @@ fn every_draw_is_in_its_rows_allowed_set() {
     }
 }
 
-/// Both ways the thresholds are found with top-k on: finished from the candidates in
-/// workgroup memory (top-k 50: a few hundred keys remain after a few digits), and by the
-/// radix search alone where the candidates never shrink to 512 (top-k 600; and 700 keys
-/// tied at the row's largest, with top-k 50, where every tie is kept).
+/// Every way the thresholds are found with top-k on: gathered at once under the digits
+/// that the statistics' bound fixes (top-k 50 over random rows), finished from the
+/// candidates after more digits (the sorted rows, whose largest keys crowd into a few
+/// chunks), and by the radix search alone where the candidates never shrink to 512
+/// (top-k 600; and 700 keys tied at the row's largest, with top-k 50, where every tie is
+/// kept).
 #[test]
 fn top_k_with_few_or_many_candidates() {
     let ctx = ctx();
     let (rows, cols, num_samples) = (4, 4097, 64);
     let mut logits = masked_logits(131, rows, cols, 4.0);
+    // Rows 1 and 2 in ascending and descending order: the largest keys crowd into the
+    // last or first invocations' chunks, so the statistics' bound on the top-k key
+    // leaves thousands of keys under it and the search goes on by digits.
+    logits[cols..2 * cols].sort_by(f32::total_cmp);
+    logits[2 * cols..3 * cols].sort_by(|a, b| b.total_cmp(a));
     // Row 3: 700 keys tied at 9.0, above every other.
     for c in 0..700 {
         logits[3 * cols + c * 5] = 9.0;
