@@ -447,16 +447,18 @@ fn workgroup_sum8(local: u32, low: vec4<u32>, high: vec4<u32>, floats: bool) -> 
     return total;
 }
 
-// A histogram of the 16 digits in registers: four vec4s, a digit adding to its bin by
-// four vector compares. An array indexed by the digit would be a scatter through memory
-// on a SIMD adapter, and llvmpipe keeps even a private array of vec4s, indexed in a
-// loop of four, in memory (the top-p steps ran 30% slower with one). BINS is 16 (a host
-// test holds it there).
+// A histogram of the 16 digits in registers, a digit adding to its bin by vector
+// compares. An array indexed by the digit would be a scatter through memory on a SIMD
+// adapter, and llvmpipe keeps even a private array of vec4s, indexed in a loop of four,
+// in memory (the top-p steps ran 30% slower with one). The counts take two 16-bit bins
+// per word, since a chunk holds at most 65535 keys (the host holds a row to
+// SAMPLE_MAX_COLS = 65535 chunks' worth): with the masses' four vec4s, a top-p step
+// keeps 24 words per invocation, where 32 spilled registers and ran a third slower.
+// BINS is 16 (a host test holds it there).
 struct CountBins {
-    q0: vec4<u32>,
-    q1: vec4<u32>,
-    q2: vec4<u32>,
-    q3: vec4<u32>,
+    // Bins 2w and 2w + 1 in the low and high halves of word w: bins 0 to 7, then 8 to 15.
+    low: vec4<u32>,
+    high: vec4<u32>,
 }
 
 struct MassBins {
@@ -480,15 +482,12 @@ fn digit_lanes(d: u32) -> DigitLanes {
     return DigitLanes(lanes == digit, lanes + 4u == digit, lanes + 8u == digit, lanes + 12u == digit);
 }
 
-fn count_digit(bins: CountBins, hot: DigitLanes) -> CountBins {
+fn count_digit(bins: CountBins, d: u32) -> CountBins {
+    let word = vec4<u32>(d / 2u);
+    let one = vec4<u32>(1u << (16u * (d % 2u)));
     let zero = vec4<u32>(0u);
-    let one = vec4<u32>(1u);
-    return CountBins(
-        bins.q0 + select(zero, one, hot.q0),
-        bins.q1 + select(zero, one, hot.q1),
-        bins.q2 + select(zero, one, hot.q2),
-        bins.q3 + select(zero, one, hot.q3),
-    );
+    let lanes = vec4<u32>(0u, 1u, 2u, 3u);
+    return CountBins(bins.low + select(zero, one, lanes == word), bins.high + select(zero, one, lanes + 4u == word));
 }
 
 fn add_mass(bins: MassBins, hot: DigitLanes, w: f32) -> MassBins {
@@ -502,10 +501,20 @@ fn add_mass(bins: MassBins, hot: DigitLanes, w: f32) -> MassBins {
     );
 }
 
+// The bins of four packed words, in order.
+fn unpack_counts(words: vec4<u32>) -> array<vec4<u32>, 2> {
+    let low = words & vec4<u32>(0xffffu);
+    let high = words >> vec4<u32>(16u);
+    return array<vec4<u32>, 2>(vec4<u32>(low.x, high.x, low.y, high.y), vec4<u32>(low.z, high.z, low.w, high.w));
+}
+
 // The workgroup's count in each bin, summed in one fixed order.
 fn workgroup_count_bins(local: u32, bins: CountBins) -> array<u32, BINS> {
-    let low = workgroup_sum8(local, bins.q0, bins.q1, false);
-    let high = workgroup_sum8(local, bins.q2, bins.q3, false);
+    // Unpacked first: a bin's total may pass 16 bits.
+    let first = unpack_counts(bins.low);
+    let second = unpack_counts(bins.high);
+    let low = workgroup_sum8(local, first[0], first[1], false);
+    let high = workgroup_sum8(local, second[0], second[1], false);
     let a = low[0];
     let b = low[1];
     let c = high[0];
@@ -556,7 +565,7 @@ fn top_k_level(local: u32, row: u32, level: u32) {
         if (is_finite(x)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
-                counts = count_digit(counts, digit_lanes(digit_of(key, level)));
+                counts = count_digit(counts, digit_of(key, level));
             }
         }
     }
@@ -745,9 +754,9 @@ fn top_p_level(local: u32, row: u32, level: u32) {
         if (kept(x, top_k)) {
             let key = key_of(x);
             if (under_prefix(key, prefix, level)) {
-                let hot = digit_lanes(digit_of(key, level));
-                masses = add_mass(masses, hot, exp_below(x, m));
-                counts = count_digit(counts, hot);
+                let d = digit_of(key, level);
+                masses = add_mass(masses, digit_lanes(d), exp_below(x, m));
+                counts = count_digit(counts, d);
             }
         }
     }

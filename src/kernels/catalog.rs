@@ -735,6 +735,10 @@ fn sample() -> OpDecl {
 
 /// Invocations per workgroup of the sampler (one workgroup per row).
 pub(crate) const SAMPLE_WORKGROUP_SIZE: u32 = 256;
+/// The longest row the sampler takes: its histograms count each invocation's chunk of a
+/// row in 16-bit halves of words (`CountBins` in `shaders/ops/sample.wgsl`), so a chunk,
+/// a row over the workgroup's invocations, holds at most 65535 keys.
+pub(crate) const SAMPLE_MAX_COLS: u32 = 0xffff * SAMPLE_WORKGROUP_SIZE;
 
 /// The chain verifier's entry point.
 pub(crate) const CHAIN_VERIFY_ENTRY: &str = "verify";

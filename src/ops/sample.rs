@@ -118,10 +118,10 @@ use crate::kernels::{
     self, GroupShape, KernelKey, KernelSpec, OpKernel, SAMPLE_BINS, SAMPLE_CANDIDATES, SAMPLE_DRAW_ENTRY,
     SAMPLE_FLAG_IDS_I64, SAMPLE_FLAG_LOGPROBS, SAMPLE_FLAG_MASKED, SAMPLE_FLAG_PROBS, SAMPLE_FLAG_ROW_MIN_P,
     SAMPLE_FLAG_ROW_TEMPERATURE, SAMPLE_FLAG_ROW_TOP_K, SAMPLE_FLAG_ROW_TOP_P, SAMPLE_FLAG_TOP_K_ON,
-    SAMPLE_FLAG_TOP_P_ON, SAMPLE_LEVELS, SAMPLE_SEARCH_ENTRY, SAMPLE_STATE_WORDS, SAMPLE_STATS_ENTRY,
-    SAMPLE_STATUS_BAD_SETTINGS, SAMPLE_STATUS_FIRST_BAD_SETTINGS, SAMPLE_STEP_DRAW, SAMPLE_STEP_STATS,
-    SAMPLE_STEP_TOP_K, SAMPLE_STEP_TOP_P, SAMPLE_WORKGROUP_SIZE, STATUS_BAD_ROWS, STATUS_FIRST_BAD_ROW,
-    SampleParams, Slot, VectorWidth,
+    SAMPLE_FLAG_TOP_P_ON, SAMPLE_LEVELS, SAMPLE_MAX_COLS, SAMPLE_SEARCH_ENTRY, SAMPLE_STATE_WORDS,
+    SAMPLE_STATS_ENTRY, SAMPLE_STATUS_BAD_SETTINGS, SAMPLE_STATUS_FIRST_BAD_SETTINGS, SAMPLE_STEP_DRAW,
+    SAMPLE_STEP_STATS, SAMPLE_STEP_TOP_K, SAMPLE_STEP_TOP_P, SAMPLE_WORKGROUP_SIZE, STATUS_BAD_ROWS,
+    STATUS_FIRST_BAD_ROW, SampleParams, Slot, VectorWidth,
 };
 use crate::ops::validate;
 use crate::plan::{DeviceCaps, rows_per_chunk, spread_grid};
@@ -432,6 +432,9 @@ pub struct SampleOutput {
 }
 
 impl Sampler {
+    /// The most classes a row may have: 16776960, 64 times the largest vocabularies in use.
+    pub const MAX_COLS: usize = SAMPLE_MAX_COLS as usize;
+
     /// Checks the options.
     ///
     /// # Errors
@@ -455,9 +458,20 @@ impl Sampler {
         Ok(())
     }
 
-    /// Checks the shape: whole runs of `inner` rows, every element indexable in u32.
+    /// Checks the shape: whole runs of `inner` rows, every element indexable in u32, and
+    /// rows of at most [`Sampler::MAX_COLS`] classes.
     pub(crate) fn check_shape(shape: Shape) -> Result<()> {
         shape.check_layout()?;
+        if shape.cols > Self::MAX_COLS {
+            return Err(Error::InvalidOption {
+                option: "shape",
+                problem: format!(
+                    "rows of {} classes are longer than the sampler takes ({}); sample a row's top classes, or split it and combine the parts' draws by their masses",
+                    shape.cols,
+                    Self::MAX_COLS
+                ),
+            });
+        }
         if u32::try_from(shape.len()?).is_err() {
             return Err(Error::InvalidOption {
                 option: "shape",
@@ -561,8 +575,8 @@ impl Sampler {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] for a bad option, or more than
-    /// `u32::MAX` elements or draws in all;
+    /// [`Error::InvalidOption`] for a bad option, rows longer than [`Sampler::MAX_COLS`],
+    /// or more than `u32::MAX` elements or draws in all;
     /// [`Error::ShapeOverflow`] and [`Error::InvalidLayout`] for a bad shape;
     /// [`Error::MissingUsage`], [`Error::MisalignedOffset`], [`Error::RegionOutOfBounds`]
     /// and [`Error::BufferTooSmall`] for a buffer that cannot be bound as needed, or a
@@ -1012,6 +1026,20 @@ mod tests {
         assert!(Sampler::check_shape(Shape::with_inner(2, 5, 3)).is_ok());
         let ragged = Sampler::check_shape(Shape { rows: 5, cols: 4, inner: 3 });
         assert!(matches!(ragged, Err(Error::InvalidLayout { .. })));
+    }
+
+    #[test]
+    fn rows_past_the_longest_are_refused_with_the_limit() {
+        assert_eq!(Sampler::MAX_COLS, 16_776_960);
+        // Each invocation's chunk of the longest row fits the shader's 16-bit counts.
+        assert!(Sampler::MAX_COLS.div_ceil(GROUP as usize) <= 0xffff);
+        assert!(Sampler::check_shape(Shape::new(1, Sampler::MAX_COLS)).is_ok());
+        let Err(Error::InvalidOption { option: "shape", problem }) =
+            Sampler::check_shape(Shape::new(1, Sampler::MAX_COLS + 1))
+        else {
+            panic!("a row one class too long was not refused");
+        };
+        assert!(problem.contains("16776960"), "{problem}");
     }
 
     #[test]
