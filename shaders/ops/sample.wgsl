@@ -16,9 +16,11 @@
 //   STEP_STATS      the row's max m of x (through the argmax of the logits, lowest index
 //                   on ties), the finite count, whether it holds a NaN or +inf (or nothing
 //                   finite): such a row is counted in `status` and draws -1. With top-k
-//                   on, also the top-k digits fixed by the chunks' two largest keys
-//                   (top_k_first_level), which the search skips after gathering the keys
-//                   under them where they are few enough;
+//                   on, also the top-k digits fixed by the chunks' four largest keys
+//                   (top_k_first_level), and both thresholds where those keys are sure
+//                   to hold every key at or above K_k (gather_tops); else the search
+//                   skips the digits found, after gathering the keys under them where
+//                   they are few enough;
 //   STEP_TOP_K + l  digit l (DIGIT_BITS bits, highest first) of the top-k key K_k, the
 //                   largest K with count(key >= K) >= k: a histogram of the digit over
 //                   the keys under the digits found so far, and the largest digit whose
@@ -294,7 +296,72 @@ fn value_of_key(key: u32) -> f32 {
     return bitcast<f32>(select(~key, key ^ 0x80000000u, (key & 0x80000000u) != 0u));
 }
 
-// The first digit of the top-k search, from the two largest keys of each invocation's
+// `tops` (largest first) with `key` in its place, the smallest falling off: each place
+// keeps the larger of its own key and the smaller of `key` and the key above it.
+fn insert_top(tops: vec4<u32>, key: u32) -> vec4<u32> {
+    return max(tops, min(vec4<u32>(key), vec4<u32>(0xffffffffu, tops.xyz)));
+}
+
+// Whether some invocation's four tops may leave out keys at or above the k-th (see
+// gather_tops).
+var<workgroup> tops_overflow: atomic<u32>;
+
+// Top-k settled by the statistics: the invocations' four largest keys (`tops`, raw) at or
+// above `floor` (a key of x) are gathered as candidates, with their masses, and sorted;
+// K is the k-th. An invocation whose chunk keeps out a key at or above K has four keys
+// at or above K (its fourth top, over the temperature, is at least K); where none does,
+// the candidates hold every key at or above K, so K is the row's k-th key K_k, and they
+// settle both thresholds as the candidates' finish would. Returns their count, or
+// NO_INDEX where they do not settle the row (more than CANDIDATES, fewer than k, an
+// invocation that may keep some out, top-k off for the row). Call in uniform control
+// flow.
+fn gather_tops(local: u32, row: u32, tops: vec4<u32>, m: f32, floor: u32) -> u32 {
+    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
+        candidate_keys[i] = 0u;
+    }
+    if (local == 0u) {
+        atomicStore(&candidate_count, 0u);
+        atomicStore(&tops_overflow, 0u);
+    }
+    workgroupBarrier();
+    for (var t = 0u; t < 4u; t++) {
+        let key = key_of(scaled(row, value_of_key(tops[t])));
+        if (tops[t] != 0u && key >= floor) {
+            let at = atomicAdd(&candidate_count, 1u);
+            if (at < CANDIDATES) {
+                candidate_keys[at] = key;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (local == 0u) {
+        shared_word = atomicLoad(&candidate_count);
+    }
+    let count = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    let k = top_k_of(row);
+    if (count > CANDIDATES || count < k || k == 0u) {
+        return NO_INDEX;
+    }
+    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
+        candidate_mass[i] = select(0.0, exp_below(value_of_key(candidate_keys[i]), m), i < count);
+    }
+    workgroupBarrier();
+    sort_candidates_descending(local, max(2u, 1u << (32u - countLeadingZeros(max(count, 1u) - 1u))));
+    let kth = candidate_keys[k - 1u];
+    if (tops.w != 0u && key_of(scaled(row, value_of_key(tops.w))) >= kth) {
+        atomicStore(&tops_overflow, 1u);
+    }
+    workgroupBarrier();
+    if (local == 0u) {
+        shared_word = atomicLoad(&tops_overflow);
+    }
+    let overflow = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
+    return select(count, NO_INDEX, overflow != 0u);
+}
+
+// The first digit of the top-k search, from the four largest keys of each invocation's
 // chunk (`tops`, 0 where there is none; raw logits' keys) and the max m: count_j, for j
 // of 1 to LEVELS, is how many of the tops (over the temperature) share their first j
 // digits with m's key. Where count_j >= k, k of the row's keys lie between the floor of
@@ -302,11 +369,11 @@ fn value_of_key(key: u32) -> f32 {
 // them): the search starts at the largest such j, its count above at 0. Capped at the
 // last digit, so that one step runs and its count decides the candidates' finish. Every
 // invocation returns the same level; call in uniform control flow.
-fn top_k_first_level(local: u32, row: u32, tops: vec2<u32>, m: f32, finite: u32) -> u32 {
+fn top_k_first_level(local: u32, row: u32, tops: vec4<u32>, m: f32, finite: u32) -> u32 {
     let top = key_of(m);
     var low = vec4<u32>(0u);
     var high = vec4<u32>(0u);
-    for (var t = 0u; t < 2u; t++) {
+    for (var t = 0u; t < 4u; t++) {
         if (tops[t] != 0u) {
             let shared_digits = countLeadingZeros(key_of(scaled(row, value_of_key(tops[t]))) ^ top) / DIGIT_BITS;
             low += select(vec4<u32>(0u), vec4<u32>(1u), vec4<u32>(shared_digits) >= vec4<u32>(1u, 2u, 3u, 4u));
@@ -330,8 +397,9 @@ fn stats(local: u32, row: u32) {
     let chunk = chunk_of(local);
     var best_key = 0u;
     var best_index = NO_INDEX;
-    // The chunk's second largest key (0, below every finite key, while there is none).
-    var second_key = 0u;
+    // With top-k on, the chunk's four largest keys, largest first (0, below every finite
+    // key, while there are fewer).
+    var tops = vec4<u32>(0u);
     var bad = 0u;
     var finite = 0u;
     for (var i = chunk.x; i < chunk.y; i++) {
@@ -343,11 +411,11 @@ fn stats(local: u32, row: u32) {
             finite += 1u;
             let key = key_of(raw);
             if (best_index == NO_INDEX || key > best_key) {
-                second_key = best_key;
                 best_key = key;
                 best_index = i;
-            } else if (key > second_key) {
-                second_key = key;
+            }
+            if (flag(FLAG_TOP_K_ON)) {
+                tops = insert_top(tops, key);
             }
         }
     }
@@ -372,10 +440,13 @@ fn stats(local: u32, row: u32) {
         workgroupBarrier();
     }
     var first_level = 0u;
+    var settled_count = NO_INDEX;
     if (flag(FLAG_TOP_K_ON)) {
         // The raw max's key is the tree's root.
         let m = scaled(row, value_of_key(shared_keys[0]));
-        first_level = top_k_first_level(local, row, vec2<u32>(best_key, second_key), m, finite_total);
+        first_level = top_k_first_level(local, row, tops, m, finite_total);
+        let floor = key_of(m) & ~(0xffffffffu >> (DIGIT_BITS * first_level));
+        settled_count = gather_tops(local, row, tops, m, floor);
     }
     if (local == 0u) {
         let argmax = shared_index[0];
@@ -405,6 +476,9 @@ fn stats(local: u32, row: u32) {
         if (first_level > 0u && !undefined && !settings_bad && !greedy) {
             state[base + STATE_TOP_K] = key_of(m) & ~(0xffffffffu >> (DIGIT_BITS * first_level));
             state[base + STATE_TOP_K_FROM] = first_level;
+        }
+        if (settled_count != NO_INDEX && !undefined && !settings_bad && !greedy) {
+            settle_from_candidates(row, settled_count);
         }
         if (undefined) {
             atomicAdd(&status[STATUS_BAD_ROWS], 1u);
@@ -670,35 +744,44 @@ fn finish_in_memory(local: u32, row: u32) -> bool {
         return false;
     }
     if (local == 0u) {
-        let k = top_k_of(row);
-        let top_k = candidate_keys[min(k, count) - 1u];
-        var top_p = 0u;
-        let p = top_p_of(row);
-        if (flag(FLAG_TOP_P_ON) && p < 1.0) {
-            var kept_count = 0u;
-            var whole = 0.0;
-            while (kept_count < count && candidate_keys[kept_count] >= top_k) {
-                whole += candidate_mass[kept_count];
-                kept_count++;
-            }
-            let needed = p * whole;
-            var running = 0.0;
-            for (var i = 0u; i < kept_count; i++) {
-                running += candidate_mass[i];
-                if (running >= needed) {
-                    top_p = candidate_keys[i];
-                    break;
-                }
-            }
-            state[base + STATE_MASS_K] = bitcast<u32>(whole);
-        }
-        state[base + STATE_TOP_K] = top_k;
-        state[base + STATE_TOP_P] = top_p;
-        state[base + STATE_SETTLED] = 1u;
+        settle_from_candidates(row, count);
     }
     storageBarrier();
     workgroupBarrier();
     return true;
+}
+
+// Both thresholds from the `count` candidates sorted in descending order of key, which
+// hold every key at or above the row's k-th: K_k the k-th key, K_p the key where the
+// running mass of the keys at or above K_k, summed in that order, first reaches top_p
+// times their whole. Marks the row settled. One invocation calls it.
+fn settle_from_candidates(row: u32, count: u32) {
+    let base = row * STATE_WORDS;
+    let k = top_k_of(row);
+    let top_k = candidate_keys[min(k, count) - 1u];
+    var top_p = 0u;
+    let p = top_p_of(row);
+    if (flag(FLAG_TOP_P_ON) && p < 1.0) {
+        var kept_count = 0u;
+        var whole = 0.0;
+        while (kept_count < count && candidate_keys[kept_count] >= top_k) {
+            whole += candidate_mass[kept_count];
+            kept_count++;
+        }
+        let needed = p * whole;
+        var running = 0.0;
+        for (var i = 0u; i < kept_count; i++) {
+            running += candidate_mass[i];
+            if (running >= needed) {
+                top_p = candidate_keys[i];
+                break;
+            }
+        }
+        state[base + STATE_MASS_K] = bitcast<u32>(whole);
+    }
+    state[base + STATE_TOP_K] = top_k;
+    state[base + STATE_TOP_P] = top_p;
+    state[base + STATE_SETTLED] = 1u;
 }
 
 // A bitonic sort of the first `n` candidates (a power of two, at most CANDIDATES),
@@ -978,7 +1061,7 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
     }
     let first_level = workgroupUniformLoad(&shared_word);
     workgroupBarrier();
-    if (params.first_step == STEP_TOP_K && first_level > 0u) {
+    if (params.first_step == STEP_TOP_K && first_level > 0u && !settled(local, row)) {
         finish_in_memory(local, row);
     }
     for (var step = max(params.first_step, STEP_TOP_K + first_level); step < params.end_step; step++) {

@@ -59,13 +59,16 @@
 //! half the limit: one up to about 400000 columns), and the draws':
 //!
 //! - the row's max and argmax, and whether it is bad: one pass. With top-k on, the same
-//!   pass keeps the two largest keys of each invocation's chunk; where `k` of those 512
-//!   share their first digits with the max's key, so does the top-k threshold `K_k`, and
-//!   the search below starts after them. The search dispatch first gathers the keys
-//!   under those digits if they number at most 512 (one pass; the candidates' finish
-//!   below), else takes the digit steps from there. With top-k 50 over 32000 or more
-//!   logits uniform in (-4, 4) the first 4 digits are fixed and this one gather settles
-//!   both thresholds: 3 passes in all;
+//!   pass keeps the four largest keys of each invocation's chunk, and where `k` of those
+//!   1024 share their first digits with the max's key, so does the top-k threshold `K_k`.
+//!   The keys among them under those digits, if 512 or fewer and at least `k`, are
+//!   sorted in workgroup memory; their `k`-th is `K_k` unless some chunk's fourth largest
+//!   is at or above it (that chunk may hold more), and where none is, they hold every
+//!   key at or above `K_k` and settle both thresholds as the candidates' finish below
+//!   does. With top-k 50 over 32000 or more logits uniform in (-4, 4) that is nearly
+//!   every row: 2 passes in all, as many as plain sampling. Otherwise the search
+//!   dispatch skips the digits found, gathers the row's keys under them if they number at
+//!   most 512 (one pass), else takes the digit steps from there;
 //! - the top-k threshold: the largest order-preserving key `K` of `x`'s bits with
 //!   `count(key >= K) >= k`, a radix selection 4 bits at a time, highest first: per
 //!   step, a 16-bin histogram of the digit over the keys under the digits found so far,
@@ -82,9 +85,8 @@
 //!   thresholds are read off the sorted keys: `K_k` the `k`-th (the radix search's own
 //!   answer), `K_p` the key where the running mass of the keys at or above `K_k`, summed
 //!   in that one order, first reaches `p` times their whole. The rest of both searches is
-//!   skipped: with top-k 50 over 32000 logits uniform in (-4, 4), 4 top-k digit passes
-//!   and this one instead of 16 (a sampler with top-k up to 512 and no heavy ties always
-//!   finishes this way).
+//!   skipped (a sampler with top-k up to 512 and no heavy ties always finishes this way
+//!   where the statistics did not).
 //!   Likewise the top-p search, whose steps count the keys of each bin beside its mass:
 //!   once its bin holds at most 512 keys, one pass gathers and sorts them, and `K_p` is
 //!   the key where the mass above the bin plus their running mass first reaches `p * M_k`
