@@ -17,7 +17,7 @@
 //                   on ties), the finite count, whether it holds a NaN or +inf (or nothing
 //                   finite): such a row is counted in `status` and draws -1. With top-k
 //                   on, also the top-k digits fixed by the chunks' four largest keys
-//                   (top_k_first_level), and both thresholds where those keys are sure
+//                   (top_k_known_bits), and both thresholds where those keys are sure
 //                   to hold every key at or above K_k (gather_tops); else the search
 //                   skips the digits found, after gathering the keys under them where
 //                   they are few enough;
@@ -316,9 +316,6 @@ var<workgroup> tops_overflow: atomic<u32>;
 // invocation that may keep some out, top-k off for the row). Call in uniform control
 // flow.
 fn gather_tops(local: u32, row: u32, tops: vec4<u32>, m: f32, floor: u32) -> u32 {
-    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
-        candidate_keys[i] = 0u;
-    }
     if (local == 0u) {
         atomicStore(&candidate_count, 0u);
         atomicStore(&tops_overflow, 0u);
@@ -343,11 +340,11 @@ fn gather_tops(local: u32, row: u32, tops: vec4<u32>, m: f32, floor: u32) -> u32
     if (count > CANDIDATES || count < k || k == 0u) {
         return NO_INDEX;
     }
-    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
-        candidate_mass[i] = select(0.0, exp_below(value_of_key(candidate_keys[i]), m), i < count);
+    for (var i = local; i < count; i += WORKGROUP_SIZE) {
+        candidate_mass[i] = exp_below(value_of_key(candidate_keys[i]), m);
     }
     workgroupBarrier();
-    sort_candidates_descending(local, max(2u, 1u << (32u - countLeadingZeros(max(count, 1u) - 1u))));
+    sort_candidates_descending(local, count);
     let kth = candidate_keys[k - 1u];
     if (tops.w != 0u && key_of(scaled(row, value_of_key(tops.w))) >= kth) {
         atomicStore(&tops_overflow, 1u);
@@ -361,36 +358,61 @@ fn gather_tops(local: u32, row: u32, tops: vec4<u32>, m: f32, floor: u32) -> u32
     return select(count, NO_INDEX, overflow != 0u);
 }
 
-// The first digit of the top-k search, from the four largest keys of each invocation's
-// chunk (`tops`, 0 where there is none; raw logits' keys) and the max m: count_j, for j
-// of 1 to LEVELS, is how many of the tops (over the temperature) share their first j
-// digits with m's key. Where count_j >= k, k of the row's keys lie between the floor of
-// those j digits and m, so K_k has them too, and no key lies above them (m is under
-// them): the search starts at the largest such j, its count above at 0. Capped at the
-// last digit, so that one step runs and its count decides the candidates' finish. Every
-// invocation returns the same level; call in uniform control flow.
-fn top_k_first_level(local: u32, row: u32, tops: vec4<u32>, m: f32, finite: u32) -> u32 {
-    let top = key_of(m);
-    var low = vec4<u32>(0u);
-    var high = vec4<u32>(0u);
+// How many leading bits of the top-k key K_k are known from the four largest keys of
+// each invocation's chunk (`tops`, 0 where there is none; raw logits' keys) and the max
+// m: with count_b the tops (over the temperature) that share their first b bits with
+// m's key, where count_b >= k, k of the row's keys lie between the floor of those b bits
+// and m, so K_k has them too, and no key lies above them (m is under them). Returns the
+// largest such b (0 where none, or k is 0 or more than the finite keys), found a digit
+// at a time and then a bit at a time over the next 8 bits, so that the tops under the
+// floor of its bits number under about 2k. Every invocation returns the same; call in
+// uniform control flow.
+fn top_k_known_bits(local: u32, row: u32, tops: vec4<u32>, m: f32, finite: u32) -> u32 {
+    var shared_bits = vec4<u32>(0u);
     for (var t = 0u; t < 4u; t++) {
         if (tops[t] != 0u) {
-            let shared_digits = countLeadingZeros(key_of(scaled(row, value_of_key(tops[t]))) ^ top) / DIGIT_BITS;
-            low += select(vec4<u32>(0u), vec4<u32>(1u), vec4<u32>(shared_digits) >= vec4<u32>(1u, 2u, 3u, 4u));
-            high += select(vec4<u32>(0u), vec4<u32>(1u), vec4<u32>(shared_digits) >= vec4<u32>(5u, 6u, 7u, 8u));
+            shared_bits[t] = countLeadingZeros(key_of(scaled(row, value_of_key(tops[t]))) ^ key_of(m));
         }
     }
-    let counts = workgroup_sum8(local, low, high, false);
     let k = top_k_of(row);
-    var level = 0u;
-    if (k > 0u && k <= finite) {
-        for (var j = 1u; j <= LEVELS; j++) {
-            if (counts[(j - 1u) / 4u][(j - 1u) % 4u] >= k) {
-                level = j;
-            }
+    let usable = k > 0u && k <= finite;
+    // Digits first: the tops sharing at least 4, 8, ..., 32 bits.
+    let digits = vec4<u32>(DIGIT_BITS) * vec4<u32>(1u, 2u, 3u, 4u);
+    let by_digit = workgroup_sum8(local, count_sharing(shared_bits, digits), count_sharing(shared_bits, digits + vec4<u32>(4u * DIGIT_BITS)), false);
+    var known = 0u;
+    for (var j = 0u; j < 8u; j++) {
+        if (usable && by_digit[j / 4u][j % 4u] >= k) {
+            known = DIGIT_BITS * (j + 1u);
         }
     }
-    return min(level, LEVELS - 1u);
+    // Then bits, over the 8 after them.
+    let bits = vec4<u32>(known) + vec4<u32>(1u, 2u, 3u, 4u);
+    let by_bit = workgroup_sum8(local, count_sharing(shared_bits, bits), count_sharing(shared_bits, bits + vec4<u32>(4u)), false);
+    var more = 0u;
+    for (var j = 0u; j < 8u; j++) {
+        if (usable && by_bit[j / 4u][j % 4u] >= k) {
+            more = j + 1u;
+        }
+    }
+    return min(known + more, 32u);
+}
+
+// For each of `at_least`'s lanes, how many of the four tops share at least that many
+// leading bits with the max's key.
+fn count_sharing(shared_bits: vec4<u32>, at_least: vec4<u32>) -> vec4<u32> {
+    var count = vec4<u32>(0u);
+    for (var t = 0u; t < 4u; t++) {
+        count += select(vec4<u32>(0u), vec4<u32>(1u), vec4<u32>(shared_bits[t]) >= at_least);
+    }
+    return count;
+}
+
+// The keys from m's key down to the floor of its first `bits` bits.
+fn floor_of_bits(top: u32, bits: u32) -> u32 {
+    if (bits >= 32u) {
+        return top;
+    }
+    return top & ~(0xffffffffu >> bits);
 }
 
 fn stats(local: u32, row: u32) {
@@ -444,9 +466,11 @@ fn stats(local: u32, row: u32) {
     if (flag(FLAG_TOP_K_ON)) {
         // The raw max's key is the tree's root.
         let m = scaled(row, value_of_key(shared_keys[0]));
-        first_level = top_k_first_level(local, row, tops, m, finite_total);
-        let floor = key_of(m) & ~(0xffffffffu >> (DIGIT_BITS * first_level));
-        settled_count = gather_tops(local, row, tops, m, floor);
+        let known = top_k_known_bits(local, row, tops, m, finite_total);
+        // The search goes by digits, and takes one step at least: its count decides the
+        // candidates' finish.
+        first_level = min(known / DIGIT_BITS, LEVELS - 1u);
+        settled_count = gather_tops(local, row, tops, m, floor_of_bits(key_of(m), known));
     }
     if (local == 0u) {
         let argmax = shared_index[0];
@@ -698,10 +722,6 @@ var<workgroup> candidate_count: atomic<u32>;
 // key; returns how many there are (at most CANDIDATES: the caller counted them).
 fn gather_candidates(local: u32, row: u32, lower: u32, prefix: u32, levels: u32) -> u32 {
     let m = bitcast<f32>(state[row * STATE_WORDS + STATE_MAX]);
-    // Key 0 is a NaN's, below every finite key: the padding sorts last.
-    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
-        candidate_keys[i] = 0u;
-    }
     if (local == 0u) {
         atomicStore(&candidate_count, 0u);
     }
@@ -727,13 +747,11 @@ fn gather_candidates(local: u32, row: u32, lower: u32, prefix: u32, levels: u32)
     }
     // The masses from the keys (a key holds its value's bits), once per candidate rather
     // than once per element of the row.
-    for (var i = local; i < CANDIDATES; i += WORKGROUP_SIZE) {
-        candidate_mass[i] = select(0.0, exp_below(value_of_key(candidate_keys[i]), m), i < count);
+    for (var i = local; i < count; i += WORKGROUP_SIZE) {
+        candidate_mass[i] = exp_below(value_of_key(candidate_keys[i]), m);
     }
     workgroupBarrier();
-    // The padding past the count sorts last already: only the first power of two at or
-    // above it needs sorting.
-    sort_candidates_descending(local, max(2u, 1u << (32u - countLeadingZeros(max(count, 1u) - 1u))));
+    sort_candidates_descending(local, count);
     return count;
 }
 
@@ -784,28 +802,47 @@ fn settle_from_candidates(row: u32, count: u32) {
     state[base + STATE_SETTLED] = 1u;
 }
 
-// A bitonic sort of the first `n` candidates (a power of two, at most CANDIDATES),
-// descending by key (their masses alongside).
-fn sort_candidates_descending(local: u32, n: u32) {
-    for (var size = 2u; size <= n; size *= 2u) {
-        for (var stride = size / 2u; stride > 0u; stride /= 2u) {
-            for (var pair = local; pair < n / 2u; pair += WORKGROUP_SIZE) {
-                // The pair's first element has the stride's bit clear.
-                let i = 2u * pair - (pair & (stride - 1u));
-                let j = i + stride;
-                let a = candidate_keys[i];
-                let b = candidate_keys[j];
-                // Descending where the size's bit of i is clear, ascending where set.
-                if ((a < b) == ((i & size) == 0u)) {
-                    candidate_keys[i] = b;
-                    candidate_keys[j] = a;
-                    let w = candidate_mass[i];
-                    candidate_mass[i] = candidate_mass[j];
-                    candidate_mass[j] = w;
-                }
-            }
-            workgroupBarrier();
-        }
+// Sorts the first `count` candidates (at most CANDIDATES) in descending order of key,
+// their masses alongside, by rank: each one's place is the number of candidates before
+// it in that order (larger keys, and equal keys at lower places), counted by a look at
+// every candidate. That is `count` looks per candidate and 2 barriers, where a bitonic
+// sort takes 28 to 45 barriers for 64 to 512 candidates, and a barrier on a CPU adapter
+// costs more than the looks. Equal keys are equal values of equal mass, so their order
+// changes no sum's bits. Each invocation places at most two candidates (CANDIDATES is
+// twice WORKGROUP_SIZE; a host test holds it there).
+fn sort_candidates_descending(local: u32, count: u32) {
+    let first = rank_of(local, count);
+    let second = rank_of(local + WORKGROUP_SIZE, count);
+    workgroupBarrier();
+    place(local, first, count);
+    place(local + WORKGROUP_SIZE, second, count);
+    workgroupBarrier();
+}
+
+// A candidate's key and mass, and its place in descending order.
+struct Ranked {
+    key: u32,
+    mass: f32,
+    place: u32,
+}
+
+fn rank_of(i: u32, count: u32) -> Ranked {
+    if (i >= count) {
+        return Ranked(0u, 0.0, 0u);
+    }
+    let key = candidate_keys[i];
+    var place = 0u;
+    for (var j = 0u; j < count; j++) {
+        let other = candidate_keys[j];
+        place += select(0u, 1u, other > key || (other == key && j < i));
+    }
+    return Ranked(key, candidate_mass[i], place);
+}
+
+fn place(i: u32, ranked: Ranked, count: u32) {
+    if (i < count) {
+        candidate_keys[ranked.place] = ranked.key;
+        candidate_mass[ranked.place] = ranked.mass;
     }
 }
 

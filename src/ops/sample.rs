@@ -56,7 +56,7 @@
 //! One workgroup of 256 invocations per row, each row's state between steps in a small
 //! scratch buffer: a dispatch for the statistics, one for the threshold searches (on a
 //! driver that limits an invocation's loop iterations, llvmpipe, as many as stay under
-//! half the limit: one up to about 400000 columns), and the draws':
+//! half the limit: one up to about 380000 columns), and the draws':
 //!
 //! - the row's max and argmax, and whether it is bad: one pass. With top-k on, the same
 //!   pass keeps the four largest keys of each invocation's chunk, and where `k` of those
@@ -100,7 +100,7 @@
 //! So at most 18 passes over a row (with top-k and top-p, where the candidates never
 //! shrink to 512: top-k above 512 and more than 512 keys in every top-p bin, or more
 //! than 512 keys tied at each threshold), plus 1/256
-//! of a row per draw, in 3 dispatches (2 without top-k and top-p) up to 400000 columns on
+//! of a row per draw, in 3 dispatches (2 without top-k and top-p) up to 380000 columns on
 //! llvmpipe and on any GPU. Membership is
 //! decided everywhere by the same comparison of keys against the row's final threshold
 //! (the largest of the three), so no draw lands on a filtered token, whatever the
@@ -525,7 +525,7 @@ impl Sampler {
     /// of `cols` with the per-row settings `row_flags`: none without top-k or top-p, all
     /// in one where the driver does not limit an invocation's loop iterations
     /// (`max_loop_iterations`), else as many steps a dispatch as stay under half the limit
-    /// (llvmpipe: one dispatch up to about 400000 columns).
+    /// (llvmpipe: one dispatch up to about 380000 columns).
     pub(crate) fn search_dispatches(
         &self,
         row_flags: u32,
@@ -548,12 +548,9 @@ impl Sampler {
             if runs { chunk + trees * u64::from(SAMPLE_BINS) * (tree + 2) + 16 } else { 0 }
         };
         // The candidates' finish, at most once a row and then the dispatch's last step: a
-        // pass, the sort's stages, and the scans of the candidates.
-        let finish = if top_k || top_p {
-            chunk + u64::from(SAMPLE_CANDIDATES) * 2 + u64::from(SAMPLE_CANDIDATES.ilog2()).pow(2) + 64
-        } else {
-            0
-        };
+        // pass, the rank sort's looks (two candidates an invocation, each at every
+        // candidate), and the scans of the candidates.
+        let finish = if top_k || top_p { chunk + u64::from(SAMPLE_CANDIDATES) * 4 + 64 } else { 0 };
         let mut ranges = Vec::new();
         let (mut first, mut spent) = (SAMPLE_STEP_TOP_K, finish);
         for step in SAMPLE_STEP_TOP_K..SAMPLE_STEP_DRAW {
@@ -586,7 +583,9 @@ impl Sampler {
     /// multiple of 4, `4 * rows` bytes);
     /// [`Error::AliasedBuffers`] when an output shares the logits' buffer or another
     /// output's (each output a buffer of its own);
-    /// [`Error::LimitExceeded`] for a grid past the device's limits; the context's fault
+    /// [`Error::LimitExceeded`] for a grid past the device's limits, or rows too long for
+    /// a driver that caps an invocation's loop iterations (llvmpipe: about 5 million
+    /// classes); the context's fault
     /// if the device was lost.
     pub fn encode(
         &self,
@@ -742,6 +741,16 @@ impl Sampler {
             log_min_p,
             min_p_on: u32::from(self.min_p > 0.0 && !self.greedy(row_flags)),
         };
+        if let Some(limit) = ctx.caps().max_loop_iterations {
+            let required = unsplittable_iterations(cols);
+            if required > limit {
+                return Err(Error::LimitExceeded {
+                    limit: "loop iterations per invocation (llvmpipe)",
+                    required,
+                    available: limit,
+                });
+            }
+        }
         let mut steps = vec![(SAMPLE_STATS_ENTRY, base)];
         steps.extend(
             self.search_dispatches(row_flags, cols, ctx.caps().max_loop_iterations).into_iter().map(
@@ -968,9 +977,28 @@ pub(crate) fn draws_per_dispatch(cols: usize, max_loop_iterations: Option<u64>) 
     }
 }
 
+/// Loop iterations per invocation of the most that no split into more dispatches
+/// shortens, at most: the statistics' pass over an invocation's chunk with the rank sort
+/// of the chunks' tops and the scans of them, a digit step's pass with the candidates'
+/// finish, or a draw dispatch's pass, its masks' pass and one draw's look at the chunk
+/// sums and a chunk; with the workgroup trees. A driver that leaves loops early past a
+/// limit (llvmpipe) cannot sample rows that need more.
+pub(crate) fn unsplittable_iterations(cols: usize) -> u64 {
+    let chunk = (cols as u64).div_ceil(GROUP);
+    3 * chunk + u64::from(SAMPLE_CANDIDATES) * 4 + 2 * GROUP + 256
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llvmpipe_samples_rows_of_five_million_classes_and_refuses_wider() {
+        let limit = crate::plan::LLVMPIPE_LOOP_ITERATIONS;
+        assert!(unsplittable_iterations(262_144) < limit / 4);
+        assert!(unsplittable_iterations(5_000_000) <= limit);
+        assert!(unsplittable_iterations(Sampler::MAX_COLS) > limit);
+    }
 
     #[test]
     fn draws_per_dispatch_stay_within_llvmpipes_loop_limit() {
@@ -991,18 +1019,23 @@ mod tests {
     }
 
     #[test]
+    fn an_invocation_places_at_most_two_candidates_in_the_rank_sort() {
+        assert!(SAMPLE_CANDIDATES <= 2 * SAMPLE_WORKGROUP_SIZE);
+    }
+
+    #[test]
     fn the_histograms_have_the_sixteen_bins_the_shader_keeps_in_four_vec4s() {
         assert_eq!(SAMPLE_BINS, 16);
         assert_eq!(SAMPLE_LEVELS * SAMPLE_BINS.ilog2(), 32);
     }
 
     #[test]
-    fn search_steps_fit_llvmpipes_loop_limit_in_one_dispatch_up_to_400000_columns() {
+    fn search_steps_fit_llvmpipes_loop_limit_in_one_dispatch_up_to_380000_columns() {
         let limit = Some(crate::plan::LLVMPIPE_LOOP_ITERATIONS);
         let both = Sampler { top_k: 50, top_p: 0.9, ..Sampler::default() };
         let all = vec![(SAMPLE_STEP_TOP_K, SAMPLE_STEP_DRAW)];
         assert_eq!(both.search_dispatches(0, 262_144, None), all);
-        assert_eq!(both.search_dispatches(0, 400_000, limit), all);
+        assert_eq!(both.search_dispatches(0, 380_000, limit), all);
         assert!(Sampler::default().search_dispatches(0, 262_144, limit).is_empty());
         // Wider rows: contiguous ranges that cover every step.
         let ranges = both.search_dispatches(0, 1 << 22, limit);
