@@ -809,7 +809,7 @@ fn settle_from_candidates(row: u32, count: u32) {
 // sort takes 28 to 45 barriers for 64 to 512 candidates, and a barrier on a CPU adapter
 // costs more than the looks. Equal keys are equal values of equal mass, so their order
 // changes no sum's bits. Each invocation places at most two candidates (CANDIDATES is
-// twice WORKGROUP_SIZE; a host test holds it there).
+// twice WORKGROUP_SIZE; the host asserts it at compile time).
 fn sort_candidates_descending(local: u32, count: u32) {
     let first = rank_of(local, count);
     let second = rank_of(local + WORKGROUP_SIZE, count);

@@ -739,6 +739,9 @@ pub(crate) const SAMPLE_WORKGROUP_SIZE: u32 = 256;
 /// row in 16-bit halves of words (`CountBins` in `shaders/ops/sample.wgsl`), so a chunk,
 /// a row over the workgroup's invocations, holds at most 65535 keys.
 pub(crate) const SAMPLE_MAX_COLS: u32 = 0xffff * SAMPLE_WORKGROUP_SIZE;
+const _: () = assert!(SAMPLE_MAX_COLS.div_ceil(SAMPLE_WORKGROUP_SIZE) <= 0xffff);
+// The rank sort of the sampler's candidates places at most two per invocation.
+const _: () = assert!(SAMPLE_CANDIDATES <= 2 * SAMPLE_WORKGROUP_SIZE);
 
 /// The chain verifier's entry point.
 pub(crate) const CHAIN_VERIFY_ENTRY: &str = "verify";
