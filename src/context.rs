@@ -600,6 +600,13 @@ impl Context {
         self.check_health()
     }
 
+    /// How many pipelines this context (and its clones) has compiled so far: they compile
+    /// at an op's first use, or ahead of it through [`Context::prepare`].
+    #[must_use]
+    pub fn compiled_pipelines(&self) -> usize {
+        self.shared.kernels.compiled()
+    }
+
     /// The compiled pipeline for `key`, compiling it on first use.
     ///
     /// # Errors

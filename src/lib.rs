@@ -20,6 +20,7 @@ mod ops;
 mod pending;
 pub mod philox;
 mod plan;
+mod prepare;
 pub mod reference;
 mod reuse;
 // The autotuner's samples always; the tests' random inputs with `testing`.
@@ -59,6 +60,7 @@ pub use ops::sample::{
 pub use ops::softmax::{Softmax, log_softmax, softmax};
 pub use ops::softmax_backward::{SoftmaxBackward, log_softmax_backward, softmax_backward};
 pub use plan::{Chunk, DeviceProfile, Plan, ProfileFeatures, ProfileLimits};
+pub use prepare::Prepared;
 pub use shape::Shape;
 pub use strategy::Strategy;
 pub use tensor::{BufferRegion, TensorRef};

@@ -101,6 +101,11 @@ impl PipelineCache {
         layouts.entry(key).or_insert((bind_group_layout, pipeline_layout)).clone()
     }
 
+    /// How many pipelines are compiled.
+    pub(crate) fn compiled(&self) -> usize {
+        read_lock(&self.pipelines).len()
+    }
+
     /// The compiled pipeline for `key`.
     ///
     /// # Errors

@@ -254,3 +254,45 @@ fn a_repeated_draw_creates_nothing_and_stays_right() {
     assert_eq!(created[1], 0, "a repeated draw created {} GPU objects", created[1]);
     assert_eq!(drawn[0], drawn[1], "the same seed drew other tokens");
 }
+
+/// `Context::prepare` compiles what a first call would, on a context that has compiled
+/// nothing, and runs nothing: the outputs keep their poison. The first call after it
+/// compiles nothing, creates no GPU object and is right; preparing again compiles nothing.
+#[test]
+fn prepare_compiles_what_the_first_call_needs_and_runs_nothing() {
+    let ctx = Context::new().unwrap();
+    assert_eq!(ctx.compiled_pipelines(), 0, "a new context has compiled nothing");
+    let softmax = SoftmaxCase::new(&ctx, Softmax::log(), Shape::new(37, 1000), 93);
+    let cross_entropy = CrossEntropyCase::new(&ctx, Shape::new(19, 700), 94);
+    let record = |encoder: &mut wgpu::CommandEncoder| {
+        softmax.op.encode(&ctx, encoder, &softmax.input, &softmax.output, softmax.shape)?;
+        let [logits, targets, loss, grad] = &cross_entropy.buffers;
+        let buffers =
+            CrossEntropyBuffers::new(f32_tensor(logits), TargetBuffer::I32(BufferRegion::new(targets)), loss)
+                .with_grad(f32_tensor(grad));
+        CrossEntropy::new().gradient(Gradient::Separate).encode(
+            &ctx,
+            encoder,
+            &buffers,
+            cross_entropy.shape,
+        )?;
+        Ok(())
+    };
+    let prepared = ctx.prepare(record).unwrap();
+    assert!(prepared.pipelines >= 2, "{prepared:?}: a softmax and a cross-entropy are two kernels at least");
+    assert_eq!(ctx.compiled_pipelines(), prepared.pipelines);
+    // Nothing ran: every output still holds the poison it was made with.
+    let untouched = ctx.download_u32(&softmax.output, softmax.data.len()).unwrap();
+    assert!(untouched.iter().all(|&bits| bits == POISON_BITS), "prepare ran the softmax");
+    let grad = ctx.download_u32(&cross_entropy.buffers[3], cross_entropy.logits.len()).unwrap();
+    assert!(grad.iter().all(|&bits| bits == POISON_BITS), "prepare ran the cross-entropy");
+    let created = run(&ctx, |encoder| {
+        softmax.encode(&ctx, encoder);
+        cross_entropy.encode(&ctx, encoder);
+    });
+    assert_eq!(created, 0, "the first call after prepare created {created} GPU objects");
+    assert_eq!(ctx.compiled_pipelines(), prepared.pipelines, "the first call compiled more");
+    softmax.check(&ctx);
+    cross_entropy.check(&ctx);
+    assert_eq!(ctx.prepare(record).unwrap().pipelines, 0);
+}
