@@ -336,7 +336,13 @@ fn gather_tops(local: u32, row: u32, tops: vec4<u32>, m: f32, floor: u32) -> u32
     }
     let count = workgroupUniformLoad(&shared_word);
     workgroupBarrier();
-    let k = top_k_of(row);
+    // The row's k as a value uniform over the workgroup (a per-row setting is read from
+    // storage), since the sort below waits on barriers.
+    if (local == 0u) {
+        shared_word = top_k_of(row);
+    }
+    let k = workgroupUniformLoad(&shared_word);
+    workgroupBarrier();
     if (count > CANDIDATES || count < k || k == 0u) {
         return NO_INDEX;
     }
