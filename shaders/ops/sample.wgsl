@@ -296,6 +296,11 @@ fn value_of_key(key: u32) -> f32 {
     return bitcast<f32>(select(~key, key ^ 0x80000000u, (key & 0x80000000u) != 0u));
 }
 
+// The key of x = logit / temperature for the logit whose key is `raw_key`.
+fn scaled_key(row: u32, raw_key: u32) -> u32 {
+    return key_of(scaled(row, value_of_key(raw_key)));
+}
+
 // `tops` (largest first) with `key` in its place, the smallest falling off: each place
 // keeps the larger of its own key and the smaller of `key` and the key above it.
 fn insert_top(tops: vec4<u32>, key: u32) -> vec4<u32> {
@@ -322,7 +327,7 @@ fn gather_tops(local: u32, row: u32, tops: vec4<u32>, m: f32, floor: u32) -> u32
     }
     workgroupBarrier();
     for (var t = 0u; t < 4u; t++) {
-        let key = key_of(scaled(row, value_of_key(tops[t])));
+        let key = scaled_key(row, tops[t]);
         if (tops[t] != 0u && key >= floor) {
             let at = atomicAdd(&candidate_count, 1u);
             if (at < CANDIDATES) {
@@ -331,36 +336,19 @@ fn gather_tops(local: u32, row: u32, tops: vec4<u32>, m: f32, floor: u32) -> u32
         }
     }
     workgroupBarrier();
-    if (local == 0u) {
-        shared_word = atomicLoad(&candidate_count);
-    }
-    let count = workgroupUniformLoad(&shared_word);
-    workgroupBarrier();
+    let count = rank_gathered(local, m);
     // The row's k as a value uniform over the workgroup (a per-row setting is read from
-    // storage), since the sort below waits on barriers.
-    if (local == 0u) {
-        shared_word = top_k_of(row);
-    }
-    let k = workgroupUniformLoad(&shared_word);
-    workgroupBarrier();
+    // storage), since the check below waits on barriers.
+    let k = first_invocations_word(local, top_k_of(row));
     if (count > CANDIDATES || count < k || k == 0u) {
         return NO_INDEX;
     }
-    for (var i = local; i < count; i += WORKGROUP_SIZE) {
-        candidate_mass[i] = exp_below(value_of_key(candidate_keys[i]), m);
-    }
-    workgroupBarrier();
-    sort_candidates_descending(local, count);
     let kth = candidate_keys[k - 1u];
-    if (tops.w != 0u && key_of(scaled(row, value_of_key(tops.w))) >= kth) {
+    if (tops.w != 0u && scaled_key(row, tops.w) >= kth) {
         atomicStore(&tops_overflow, 1u);
     }
     workgroupBarrier();
-    if (local == 0u) {
-        shared_word = atomicLoad(&tops_overflow);
-    }
-    let overflow = workgroupUniformLoad(&shared_word);
-    workgroupBarrier();
+    let overflow = first_invocations_word(local, atomicLoad(&tops_overflow));
     return select(count, NO_INDEX, overflow != 0u);
 }
 
@@ -377,7 +365,7 @@ fn top_k_known_bits(local: u32, row: u32, tops: vec4<u32>, m: f32, finite: u32) 
     var shared_bits = vec4<u32>(0u);
     for (var t = 0u; t < 4u; t++) {
         if (tops[t] != 0u) {
-            shared_bits[t] = countLeadingZeros(key_of(scaled(row, value_of_key(tops[t]))) ^ key_of(m));
+            shared_bits[t] = countLeadingZeros(scaled_key(row, tops[t]) ^ key_of(m));
         }
     }
     let k = top_k_of(row);
@@ -504,7 +492,7 @@ fn stats(local: u32, row: u32) {
         state[base + STATE_SETTLED] = 0u;
         state[base + STATE_TOP_K_FROM] = 0u;
         if (first_level > 0u && !undefined && !settings_bad && !greedy) {
-            state[base + STATE_TOP_K] = key_of(m) & ~(0xffffffffu >> (DIGIT_BITS * first_level));
+            state[base + STATE_TOP_K] = floor_of_bits(key_of(m), DIGIT_BITS * first_level);
             state[base + STATE_TOP_K_FROM] = first_level;
         }
         if (settled_count != NO_INDEX && !undefined && !settings_bad && !greedy) {
@@ -743,16 +731,19 @@ fn gather_candidates(local: u32, row: u32, lower: u32, prefix: u32, levels: u32)
         }
     }
     workgroupBarrier();
-    if (local == 0u) {
-        shared_word = atomicLoad(&candidate_count);
-    }
-    let count = workgroupUniformLoad(&shared_word);
-    workgroupBarrier();
+    return rank_gathered(local, m);
+}
+
+// After a gather into the candidates: their count (as counted, past CANDIDATES where
+// some did not fit), and where they all fit, their masses exp(x - m) and their sort in
+// descending order of key. The masses come from the keys (a key holds its value's
+// bits), once per candidate rather than once per element of the row. Call in uniform
+// control flow.
+fn rank_gathered(local: u32, m: f32) -> u32 {
+    let count = first_invocations_word(local, atomicLoad(&candidate_count));
     if (count > CANDIDATES) {
         return count;
     }
-    // The masses from the keys (a key holds its value's bits), once per candidate rather
-    // than once per element of the row.
     for (var i = local; i < count; i += WORKGROUP_SIZE) {
         candidate_mass[i] = exp_below(value_of_key(candidate_keys[i]), m);
     }
@@ -856,12 +847,20 @@ fn place(i: u32, ranked: Ranked, count: u32) {
 var<workgroup> shared_word: u32;
 
 fn settled(local: u32, row: u32) -> bool {
+    return first_invocations_word(local, state[row * STATE_WORDS + STATE_SETTLED]) != 0u;
+}
+
+// The first invocation's `value`, as a value uniform over the workgroup (what branches
+// before barriers need; a word read from storage or workgroup memory is not one). Call
+// in uniform control flow.
+fn first_invocations_word(local: u32, value: u32) -> u32 {
     if (local == 0u) {
-        shared_word = state[row * STATE_WORDS + STATE_SETTLED];
+        shared_word = value;
     }
-    let done = workgroupUniformLoad(&shared_word) != 0u;
+    let word = workgroupUniformLoad(&shared_word);
+    // Nobody overwrites it before everyone has read it.
     workgroupBarrier();
-    return done;
+    return word;
 }
 
 // Digit `level` of the top-p key: the histogram of the kept mass (key >= K_k) under the
@@ -1099,11 +1098,7 @@ fn sample_search(@builtin(local_invocation_index) local: u32, @builtin(workgroup
     enter_row(row);
     // The top-k digits that the statistics fixed are skipped; the keys under them are
     // often few enough to gather at once, else the digit steps go on from there.
-    if (local == 0u) {
-        shared_word = state[row * STATE_WORDS + STATE_TOP_K_FROM];
-    }
-    let first_level = workgroupUniformLoad(&shared_word);
-    workgroupBarrier();
+    let first_level = first_invocations_word(local, state[row * STATE_WORDS + STATE_TOP_K_FROM]);
     if (params.first_step == STEP_TOP_K && first_level > 0u && !settled(local, row)) {
         finish_in_memory(local, row);
     }
