@@ -469,23 +469,6 @@ impl Context {
         &all[index % all.len()]
     }
 
-    /// Records one compute pass running `pipeline` over `grid` workgroups.
-    pub(crate) fn dispatch(
-        encoder: &mut wgpu::CommandEncoder,
-        label: &str,
-        pipeline: &wgpu::ComputePipeline,
-        bind_group: &wgpu::BindGroup,
-        grid: [u32; 2],
-    ) {
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, bind_group, &[]);
-        pass.dispatch_workgroups(grid[0], grid[1], 1);
-        #[cfg(feature = "testing")]
-        DISPATCHES_RECORDED.with(|count| count.set(count.get() + 1));
-    }
-
     /// A bind group of `module`'s layout over `buffers`, binding 0 first: the one made
     /// for the same layout and bindings before, while it is cached (see
     /// [`Context::clear_caches`]).
@@ -536,24 +519,39 @@ impl Context {
     }
 
     /// A scratch buffer of `bytes` (at least 16) for an op's own use while it records into
-    /// `encoder`: from the context's pool where one of that size is idle, else new; in
+    /// `recorder`: from the context's pool where one of that size is idle, else new; in
     /// either case cleared to zeros by a command recorded here, before anything the op
-    /// records after. Counted in [`Context::largest_scratch_bytes`]; back to the pool when
-    /// dropped.
+    /// records after. The clear ends the recorder's open pass, so ops take their scratch
+    /// before their first dispatch. Counted in [`Context::largest_scratch_bytes`]; back to
+    /// the pool when dropped.
     ///
     /// # Errors
     ///
     /// As [`Context::storage_buffer`].
     pub(crate) fn scratch_buffer(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut crate::record::Recorder<'_>,
         bytes: u64,
     ) -> Result<crate::reuse::Scratch> {
         self.note_scratch(bytes);
         let size = crate::reuse::scratch_size(bytes);
         let scratch = self.shared.reuse.scratch(size, || self.zeroed_buffer(bytes))?;
-        encoder.clear_buffer(&scratch, 0, None);
+        recorder.encoder().clear_buffer(&scratch, 0, None);
         Ok(scratch)
+    }
+
+    /// [`Context::scratch_buffer`] without the clear, for scratch whose every word the op
+    /// writes before any is read (the split's segment shares, a split product's partial
+    /// products): it records nothing, so it may be taken between dispatches without ending
+    /// the recorder's pass. What it holds at first is whatever its last user left.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::storage_buffer`].
+    pub(crate) fn scratch_written_first(&self, bytes: u64) -> Result<crate::reuse::Scratch> {
+        self.note_scratch(bytes);
+        let size = crate::reuse::scratch_size(bytes);
+        self.shared.reuse.scratch(size, || self.zeroed_buffer(bytes))
     }
 
     /// A zeroed buffer of `bytes` an op keeps for itself beyond one recording (not from the
@@ -627,20 +625,6 @@ impl Context {
         self.check_health()?;
         Ok(self.shared.kernels.module(self.device(), &self.shared.pending, spec)?.1)
     }
-}
-
-#[cfg(feature = "testing")]
-thread_local! {
-    /// Compute dispatches this thread has recorded through [`Context::dispatch`], every op's
-    /// only way to dispatch: what `testing::dispatches_recorded` reads.
-    static DISPATCHES_RECORDED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Compute dispatches the calling thread has recorded into encoders so far, all ops and
-/// contexts together.
-#[cfg(feature = "testing")]
-pub(crate) fn dispatches_recorded() -> u64 {
-    DISPATCHES_RECORDED.with(std::cell::Cell::get)
 }
 
 /// GPU objects the calling thread has created through this crate so far, all contexts

@@ -21,6 +21,7 @@ mod pending;
 pub mod philox;
 mod plan;
 mod prepare;
+mod record;
 pub mod reference;
 mod reuse;
 // The autotuner's samples always; the tests' random inputs with `testing`.

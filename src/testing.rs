@@ -113,7 +113,7 @@ pub fn record_matmul(
         k,
         accumulate,
     };
-    record_product(ctx, encoder, &product)
+    record_product(ctx, &mut crate::record::Recorder::new(encoder), &product)
 }
 
 /// Compute dispatches the calling thread has recorded into command encoders so far, by
@@ -121,7 +121,15 @@ pub fn record_matmul(
 /// dispatches it recorded (what [`crate::PlanExplanation::dispatches`] predicts).
 #[must_use]
 pub fn dispatches_recorded() -> u64 {
-    crate::context::dispatches_recorded()
+    crate::record::dispatches_recorded()
+}
+
+/// Compute passes the calling thread has begun in command encoders so far, by every op on
+/// every context: the difference across one op's `encode` is how many passes it recorded
+/// (one, where the op records no copy between its dispatches).
+#[must_use]
+pub fn passes_recorded() -> u64 {
+    crate::record::passes_recorded()
 }
 
 /// GPU objects (buffers, bind groups, bind group and pipeline layouts, shader modules,

@@ -45,6 +45,7 @@ use crate::kernels::{
 use crate::ops::sample::{SAMPLE_STATUS_WORDS, SampleBuffers, Sampler};
 use crate::ops::validate;
 use crate::plan::{rows_per_chunk, spread_grid};
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -231,8 +232,9 @@ impl ChainVerifier {
             &[Some(buffers.draft_ids), Some(buffers.draft_probs), Some(buffers.target_probs)],
             &[Some(buffers.ids), Some(buffers.accepted), Some(buffers.status)],
         )?;
+        let recorder = &mut Recorder::new(encoder);
         ctx.catching(|| {
-            encoder.clear_buffer(
+            recorder.encoder().clear_buffer(
                 buffers.status.buffer(),
                 buffers.status.offset(),
                 Some(4 * CHAIN_STATUS_WORDS as u64),
@@ -240,7 +242,7 @@ impl ChainVerifier {
             if shape.rows == 0 {
                 return Ok(());
             }
-            self.record(ctx, encoder, buffers, shape, [draft_ids, draft_probs, target_probs, out])
+            self.record(ctx, recorder, buffers, shape, [draft_ids, draft_probs, target_probs, out])
         })
     }
 
@@ -248,7 +250,7 @@ impl ChainVerifier {
     fn record(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         buffers: &ChainBuffers<'_>,
         shape: ChainShape,
         [draft_ids, _, target_probs, out]: [usize; 4],
@@ -305,7 +307,7 @@ impl ChainVerifier {
             let params = ctx.uniform(&label, bytemuck::bytes_of(&params))?;
             let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
             let group = ctx.bind_buffers(&module, &bindings)?;
-            Context::dispatch(encoder, &label, &pipeline, &group, grid);
+            recorder.dispatch(&label, &pipeline, &group, grid);
         }
         Ok(())
     }
@@ -344,11 +346,12 @@ impl ChainVerifier {
         }
         let masks = Sampler { num_samples: 0, ..*filters };
         masks.check_options()?;
+        let recorder = &mut Recorder::new(encoder);
         ctx.catching(|| {
-            let no_ids = ctx.scratch_buffer(encoder, 4)?;
-            let sampler_status = ctx.scratch_buffer(encoder, 4 * SAMPLE_STATUS_WORDS as u64)?;
-            let draft_probs = ctx.scratch_buffer(encoder, (4 * draft_len as u64).max(4))?;
-            let target_probs = ctx.scratch_buffer(encoder, 4 * target_len as u64)?;
+            let no_ids = ctx.scratch_buffer(recorder, 4)?;
+            let sampler_status = ctx.scratch_buffer(recorder, 4 * SAMPLE_STATUS_WORDS as u64)?;
+            let draft_probs = ctx.scratch_buffer(recorder, (4 * draft_len as u64).max(4))?;
+            let target_probs = ctx.scratch_buffer(recorder, 4 * target_len as u64)?;
             let positions = [
                 (draft_logits, &draft_probs, shape.drafts),
                 (target_logits, &target_probs, shape.drafts + 1),
@@ -362,7 +365,7 @@ impl ChainVerifier {
                         BufferRegion::new(&sampler_status),
                     )
                     .with_probs(BufferRegion::new(probs));
-                    masks.encode(ctx, encoder, &buffers, Shape::new(rows, shape.vocab))?;
+                    masks.encode(ctx, recorder.encoder(), &buffers, Shape::new(rows, shape.vocab))?;
                 }
             }
             let buffers = ChainBuffers {
@@ -370,7 +373,7 @@ impl ChainVerifier {
                 target_probs: BufferRegion::new(&target_probs),
                 ..*outputs
             };
-            self.encode(ctx, encoder, &buffers, shape)
+            self.encode(ctx, recorder.encoder(), &buffers, shape)
         })
     }
 

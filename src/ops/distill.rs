@@ -24,6 +24,7 @@ use crate::ops::cross_entropy::{
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -394,22 +395,23 @@ impl Distill {
         let settings = self.settings(buffers.targets, shape);
         let chunks: Vec<(usize, usize)> = plan.chunks.iter().map(|c| (c.first_row, c.rows)).collect();
         let rows_bytes = 4 * shape.rows as u64;
+        let recorder = &mut Recorder::new(encoder);
         ctx.catching(|| {
             let status_scratch;
             let status = match buffers.status {
                 Some(region) => region,
                 None => {
-                    status_scratch = ctx.scratch_buffer(encoder, 4 * STATUS_WORDS as u64)?;
+                    status_scratch = ctx.scratch_buffer(recorder, 4 * STATUS_WORDS as u64)?;
                     BufferRegion::new(&status_scratch)
                 }
             };
-            encoder.clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
+            recorder.encoder().clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
             let totals_bytes = totals_bytes(chunks.len());
             let totals = (divisor_pass || reduce_pass)
-                .then(|| ctx.scratch_buffer(encoder, totals_bytes))
+                .then(|| ctx.scratch_buffer(recorder, totals_bytes))
                 .transpose()?;
             let totals = totals.as_ref().map(|t| BufferRegion::new(t).with_size(totals_bytes));
-            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(encoder, rows_bytes)).transpose()?;
+            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(recorder, rows_bytes)).transpose()?;
             let row_loss = row_losses.as_deref().map_or(buffers.loss, BufferRegion::new);
             // The reductions read class targets only with a mask.
             let reduce_targets = buffers.targets.unwrap_or(TargetBuffer::Probabilities(buffers.student));
@@ -417,7 +419,7 @@ impl Distill {
                 let reduce = reduce_dispatch(&settings, reduce_targets, None, None, None, totals, None, None);
                 record_reductions(
                     ctx,
-                    encoder,
+                    recorder,
                     &settings,
                     &reduce,
                     &chunks,
@@ -433,7 +435,7 @@ impl Distill {
                 plan.strategy,
                 vector,
             );
-            rows::encode_rows(ctx, encoder, &main, shape, &plan)?;
+            rows::encode_rows(ctx, recorder, &main, shape, &plan)?;
             if reduce_pass {
                 let reduce = reduce_dispatch(
                     &settings,
@@ -445,7 +447,7 @@ impl Distill {
                     Some(buffers.loss),
                     None,
                 );
-                record_reductions(ctx, encoder, &settings, &reduce, &chunks, "reduce_rows", Some("finish"))?;
+                record_reductions(ctx, recorder, &settings, &reduce, &chunks, "reduce_rows", Some("finish"))?;
             }
             Ok(())
         })?;

@@ -12,6 +12,7 @@ use crate::kernels::{
 };
 use crate::ops::validate;
 use crate::plan::spread_grid;
+use crate::record::Recorder;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
 
@@ -211,7 +212,7 @@ pub(crate) fn terms_per_dispatch(max_loop_iterations: Option<u64>) -> usize {
 #[allow(clippy::too_many_arguments)] // the pass's module, entry, constants, sizes, grid and bindings
 fn record(
     ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
+    recorder: &mut Recorder<'_>,
     spec: KernelSpec,
     entry_point: &'static str,
     constants: Vec<(&'static str, u32)>,
@@ -237,7 +238,7 @@ fn record(
     let params = ctx.uniform(&label, bytemuck::bytes_of(&params))?;
     let bindings = kernels::bind(&module, &params, bound, |i| ctx.placeholder(i))?;
     let group = ctx.bind_buffers(&module, &bindings)?;
-    Context::dispatch(encoder, &label, &pipeline, &group, grid);
+    recorder.dispatch(&label, &pipeline, &group, grid);
     Ok(())
 }
 
@@ -250,7 +251,7 @@ fn record(
 /// past the device's limits.
 pub(crate) fn record_product<'b>(
     ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
+    recorder: &mut Recorder<'_>,
     product: &Product<'b>,
 ) -> Result<bool> {
     let Product { a, b, bias, c, m, n, k, accumulate } = *product;
@@ -285,7 +286,8 @@ pub(crate) fn record_product<'b>(
         ProductPlan::Slices { slices, slice_terms } => {
             // The partial products into scratch, side by side, then their sum into c.
             let bytes = (slices * m * n) as u64 * 4;
-            let partials = ctx.scratch_buffer(encoder, bytes)?;
+            // Every slice writes each of its outputs, so the scratch needs no clear.
+            let partials = ctx.scratch_written_first(bytes)?;
             let mut slice_bound = bound.clone();
             slice_bound[2] = (Slot::C, words(BufferRegion::new(&partials), bytes));
             let sizes = PassSizes { m, n, k, terms: (0, k), slices: (slices, slice_terms) };
@@ -293,7 +295,7 @@ pub(crate) fn record_product<'b>(
             let product_spec = spec(dtype, vector);
             record(
                 ctx,
-                encoder,
+                recorder,
                 product_spec,
                 MATMUL_PRODUCT,
                 constants(false, false),
@@ -315,7 +317,7 @@ pub(crate) fn record_product<'b>(
                 ("ACCUMULATE", u32::from(accumulate)),
                 ("HAS_BIAS", u32::from(bias.is_some())),
             ];
-            record(ctx, encoder, sum_spec, MATMUL_SUM_SLICES, constants, sizes, groups, &sum_bound)?;
+            record(ctx, recorder, sum_spec, MATMUL_SUM_SLICES, constants, sizes, groups, &sum_bound)?;
         }
         ProductPlan::Ranges(per_dispatch) => {
             // Ranges of terms, each dispatch adding its sums to the last's; the bias goes
@@ -325,7 +327,7 @@ pub(crate) fn record_product<'b>(
                 let end = k.min(first.saturating_add(per_dispatch));
                 let constants = constants(accumulate || first > 0, bias.is_some() && first == 0);
                 let sizes = PassSizes { m, n, k, terms: (first, end), slices: (1, end - first) };
-                record(ctx, encoder, spec(dtype, vector), MATMUL_PRODUCT, constants, sizes, blocks, &bound)?;
+                record(ctx, recorder, spec(dtype, vector), MATMUL_PRODUCT, constants, sizes, blocks, &bound)?;
                 if end >= k {
                     break;
                 }
@@ -343,7 +345,7 @@ pub(crate) fn record_product<'b>(
 /// As [`record_product`].
 pub(crate) fn record_column_sums(
     ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
+    recorder: &mut Recorder<'_>,
     a: BufferRegion<'_>,
     (rows, cols): (usize, usize),
     c: BufferRegion<'_>,
@@ -356,7 +358,16 @@ pub(crate) fn record_column_sums(
     let bound = [(Slot::A, words(a, 4 * (rows * cols) as u64)), (Slot::C, words(c, 4 * cols as u64))];
     let groups = cols.div_ceil(spec.workgroup_size() as usize) as u64;
     let constants = vec![("ACCUMULATE", u32::from(accumulate))];
-    record(ctx, encoder, spec, MATMUL_COLUMN_SUMS, constants, PassSizes::whole(rows, cols, 0), groups, &bound)
+    record(
+        ctx,
+        recorder,
+        spec,
+        MATMUL_COLUMN_SUMS,
+        constants,
+        PassSizes::whole(rows, cols, 0),
+        groups,
+        &bound,
+    )
 }
 
 /// Records the rounding of `count` f32 values of `values` into `packed`, a 16-bit tensor
@@ -367,7 +378,7 @@ pub(crate) fn record_column_sums(
 /// As [`record_product`].
 pub(crate) fn record_pack_halves(
     ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
+    recorder: &mut Recorder<'_>,
     values: BufferRegion<'_>,
     packed: TensorRef<'_>,
     count: usize,
@@ -384,7 +395,7 @@ pub(crate) fn record_pack_halves(
     // One invocation per word of the result.
     let words = count.div_ceil(spec.dtype.per_word() as usize);
     let groups = words.div_ceil(spec.workgroup_size() as usize) as u64;
-    record(ctx, encoder, spec, MATMUL_PACK_HALVES, Vec::new(), PassSizes::whole(count, 0, 0), groups, &bound)
+    record(ctx, recorder, spec, MATMUL_PACK_HALVES, Vec::new(), PassSizes::whole(count, 0, 0), groups, &bound)
 }
 
 #[cfg(test)]

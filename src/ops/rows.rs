@@ -15,6 +15,7 @@ use crate::ops::validate;
 use crate::plan::{
     DeviceCaps, Plan, group_shape, plan, prefers_split_rows, split_segments, spread_grid, walk_width,
 };
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -210,7 +211,7 @@ pub(crate) fn bind_rows(
 /// bind groups ([`Error::ForeignBuffer`] for a buffer of another device).
 pub(crate) fn encode_rows(
     ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
+    recorder: &mut Recorder<'_>,
     dispatch: &RowDispatch<'_>,
     shape: Shape,
     plan: &Plan,
@@ -239,9 +240,10 @@ pub(crate) fn encode_rows(
     let cols = shape.cols as u64;
     let label = spec.label();
     ctx.catching(|| {
-        let mut scratch = |bytes: u64| ctx.scratch_buffer(encoder, bytes);
+        let mut scratch = |bytes: u64| ctx.scratch_buffer(recorder, bytes);
+        // The statistics pass writes every segment's share before the write pass reads any.
         let segment_shares = (spec.strategy == Strategy::SplitRow)
-            .then(|| scratch(largest * segments as u64 * spec.op.share_bytes()))
+            .then(|| ctx.scratch_written_first(largest * segments as u64 * spec.op.share_bytes()))
             .transpose()?;
         let packs_extras = spec.op.decl().packs_extras;
         let edges =
@@ -279,17 +281,17 @@ pub(crate) fn encode_rows(
             .collect();
             let bind_group = bind_rows(ctx, &module, &params, dispatch, cols, (first, rows), &scratch)?;
             for pipeline in &pipelines {
-                Context::dispatch(encoder, &label, pipeline, &bind_group, chunk.grid);
+                recorder.dispatch(&label, pipeline, &bind_group, chunk.grid);
             }
             if let Some(pipeline) = &edges_pipeline {
                 let groups = rows.div_ceil(u64::from(EDGE_WORKGROUP_SIZE));
                 let grid = spread_grid(groups, ctx.caps().max_workgroups_per_dimension)?;
-                Context::dispatch(encoder, &label, pipeline, &bind_group, grid);
+                recorder.dispatch(&label, pipeline, &bind_group, grid);
             }
             if let (Some(extras), Some(outputs)) = (&extras, dispatch.extras) {
                 let parts = [(0, outputs.argmax), (4 * largest, outputs.lse)];
                 for (from, to) in parts.into_iter().filter_map(|(from, to)| to.map(|to| (from, to))) {
-                    encoder.copy_buffer_to_buffer(
+                    recorder.encoder().copy_buffer_to_buffer(
                         extras,
                         from,
                         to.buffer(),

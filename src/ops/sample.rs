@@ -127,6 +127,7 @@ use crate::kernels::{
 };
 use crate::ops::validate;
 use crate::plan::{DeviceCaps, rows_per_chunk, spread_grid};
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -646,8 +647,9 @@ impl Sampler {
             ],
         )?;
         let masks = buffers.probs.is_some() || buffers.masked_logits.is_some();
+        let recorder = &mut Recorder::new(encoder);
         ctx.catching(|| {
-            encoder.clear_buffer(
+            recorder.encoder().clear_buffer(
                 buffers.status.buffer(),
                 buffers.status.offset(),
                 Some(4 * SAMPLE_STATUS_WORDS as u64),
@@ -657,12 +659,18 @@ impl Sampler {
             }
             let row_words = 4 * rows as u64;
             let settings = if buffers.rows.flags() == 0 { 0 } else { 4 * row_words };
-            let state = ctx.scratch_buffer(encoder, u64::from(SAMPLE_STATE_WORDS) * row_words + settings)?;
+            let state = ctx.scratch_buffer(recorder, u64::from(SAMPLE_STATE_WORDS) * row_words + settings)?;
             for (_, at, region) in buffers.rows.given() {
                 let to = u64::from(SAMPLE_STATE_WORDS) * row_words + at * row_words;
-                encoder.copy_buffer_to_buffer(region.buffer(), region.offset(), &state, to, row_words);
+                recorder.encoder().copy_buffer_to_buffer(
+                    region.buffer(),
+                    region.offset(),
+                    &state,
+                    to,
+                    row_words,
+                );
             }
-            self.record(ctx, encoder, buffers, shape, &state)
+            self.record(ctx, recorder, buffers, shape, &state)
         })
     }
 
@@ -670,7 +678,7 @@ impl Sampler {
     fn record(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         buffers: &SampleBuffers<'_>,
         shape: Shape,
         state: &wgpu::Buffer,
@@ -802,7 +810,7 @@ impl Sampler {
                 let params = ctx.uniform(&label, bytemuck::bytes_of(&step))?;
                 let bindings = kernels::bind(&module, &params, &bound, |i| ctx.placeholder(i))?;
                 let group = ctx.bind_buffers(&module, &bindings)?;
-                Context::dispatch(encoder, &label, &pipeline, &group, grid);
+                recorder.dispatch(&label, &pipeline, &group, grid);
             }
         }
         Ok(())

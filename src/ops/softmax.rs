@@ -21,6 +21,7 @@ use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::TensorRef;
@@ -99,7 +100,7 @@ impl Softmax {
         autotune::plan_op(ctx, shape, planning, &|ctx, encoder, strategy, sample| {
             let dispatch = self.dispatch(ctx, strategy, sample.tensor(0), sample.tensor(1), vector);
             let plan = rows::plan_rows(ctx, (KERNEL, dtype), sample.shape, Some(strategy), &row_bytes)?;
-            rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
+            rows::encode_rows(ctx, &mut Recorder::new(encoder), &dispatch, sample.shape, &plan)
         })
     }
 
@@ -163,7 +164,7 @@ impl Softmax {
         let vector = rows::vector_width(&[input, output], elements);
         let plan = self.plan_for(ctx, shape, dtype, vector)?;
         let dispatch = self.dispatch(ctx, plan.strategy, input, output, vector);
-        rows::encode_rows(ctx, encoder, &dispatch, shape, &plan)?;
+        rows::encode_rows(ctx, &mut Recorder::new(encoder), &dispatch, shape, &plan)?;
         Ok(plan)
     }
 

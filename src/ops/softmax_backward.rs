@@ -15,6 +15,7 @@ use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::rows::{self, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::TensorRef;
@@ -79,7 +80,7 @@ impl SoftmaxBackward {
             let tensors = [sample.tensor(0), sample.tensor(1), sample.tensor(2)];
             let dispatch = self.dispatch(ctx, strategy, tensors, vector);
             let plan = rows::plan_rows(ctx, (KERNEL, dtype), sample.shape, Some(strategy), &row_bytes)?;
-            rows::encode_rows(ctx, encoder, &dispatch, sample.shape, &plan)
+            rows::encode_rows(ctx, &mut Recorder::new(encoder), &dispatch, sample.shape, &plan)
         })
     }
 
@@ -139,7 +140,13 @@ impl SoftmaxBackward {
         validate::distinct(tensors[1].buffer(), tensors[2].buffer())?;
         let vector = rows::vector_width(&tensors, elements);
         let plan = self.plan_for(ctx, shape, dtype, vector)?;
-        rows::encode_rows(ctx, encoder, &self.dispatch(ctx, plan.strategy, tensors, vector), shape, &plan)?;
+        rows::encode_rows(
+            ctx,
+            &mut Recorder::new(encoder),
+            &self.dispatch(ctx, plan.strategy, tensors, vector),
+            shape,
+            &plan,
+        )?;
         Ok(plan)
     }
 

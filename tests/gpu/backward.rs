@@ -19,7 +19,10 @@ fn run_poisoned(op: SoftmaxBackward, y: &[f32], dy: &[f32], shape: Shape) -> Vec
     let (y_buffer, dy_buffer) = (ctx.upload(y).unwrap(), ctx.upload(dy).unwrap());
     let dx = ctx.upload(&vec![f32::from_bits(POISON_BITS); y.len().max(1)]).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    op.encode(ctx, &mut encoder, &y_buffer, &dy_buffer, &dx, shape).unwrap();
+    common::in_one_pass(&format!("{op:?} on {shape}"), || {
+        op.encode(ctx, &mut encoder, &y_buffer, &dy_buffer, &dx, shape)
+    })
+    .unwrap();
     ctx.submit_and_wait(encoder).unwrap();
     let out = ctx.download(&dx, y.len()).unwrap();
     if let Some(i) = out.iter().position(|v| v.to_bits() == POISON_BITS) {

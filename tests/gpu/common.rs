@@ -53,7 +53,9 @@ pub fn run_poisoned(ctx: &Context, op: Softmax, input: &[f32], shape: Shape) -> 
     let input_buffer = ctx.upload(input)?;
     let output_buffer = ctx.upload(&vec![f32::from_bits(POISON_BITS); len.max(1)])?;
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    op.encode(ctx, &mut encoder, &input_buffer, &output_buffer, shape)?;
+    in_one_pass(&format!("{op:?} on {shape}"), || {
+        op.encode(ctx, &mut encoder, &input_buffer, &output_buffer, shape)
+    })?;
     ctx.submit_and_wait(encoder)?;
     let output = ctx.download(&output_buffer, len)?;
     if let Some(index) = output.iter().position(|x| x.to_bits() == POISON_BITS) {
@@ -125,6 +127,17 @@ pub fn is_poison<T: Element>(value: T) -> bool {
 /// A buffer of `len` poisoned elements of type `T` (padded for vector access).
 pub fn poisoned<T: Element>(ctx: &Context, len: usize) -> wgpu::Buffer {
     ctx.upload_elements(&vec![poison::<T>(); len.max(1)]).unwrap()
+}
+
+/// What `record` (one op's `encode`) returns, after checking that it began at most one
+/// compute pass: an op's dispatches share one pass wherever it records no copy between
+/// them (every op on a device that binds its wide kernel).
+pub fn in_one_pass<R>(what: &str, record: impl FnOnce() -> R) -> R {
+    let before = wgpu_softmax::testing::passes_recorded();
+    let result = record();
+    let passes = wgpu_softmax::testing::passes_recorded() - before;
+    assert!(passes <= 1, "{what}: {passes} compute passes for one op");
+    result
 }
 
 /// `values` after checking that none still holds the poison: every element was written.

@@ -76,7 +76,9 @@ fn run_resident_on<T: Element>(
         buffers = buffers.with_argmax(a);
     }
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    op.encode(ctx, &mut encoder, &buffers, shape).unwrap_or_else(|e| panic!("{op:?} on {shape}: {e}"));
+    let what = format!("{op:?} on {shape}");
+    common::in_one_pass(&what, || op.encode(ctx, &mut encoder, &buffers, shape))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     ctx.submit_and_wait(encoder).unwrap();
     let loss = assert_written(&format!("{op:?} on {shape}: loss"), ctx.download(&loss, loss_len).unwrap());
     let len = input.logits.len();

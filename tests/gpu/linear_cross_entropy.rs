@@ -147,7 +147,10 @@ fn check_resident<T: Element>(
         buffers = buffers.with_grad_output(&upstream);
     }
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    let plan = op.encode(ctx, &mut encoder, &buffers, c.shape).unwrap();
+    let plan = common::in_one_pass(&format!("{op:?} on {:?}", c.shape), || {
+        op.encode(ctx, &mut encoder, &buffers, c.shape)
+    })
+    .unwrap();
     ctx.submit_and_wait(encoder).unwrap();
 
     let want = expected(&op, c, weighted, biased);

@@ -58,7 +58,10 @@ fn draw_outputs<T: Element>(
         buffers = buffers.with_probs(probs).with_masked_logits(masked);
     }
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+    crate::common::in_one_pass(&format!("{sampler:?} on {shape}"), || {
+        sampler.encode(ctx, &mut encoder, &buffers, shape)
+    })
+    .unwrap();
     ctx.submit_and_wait(encoder).unwrap();
     let words = ctx.download_u32(&ids, draws).unwrap();
     assert!(!words.contains(&POISON_BITS), "an id was never written");
@@ -660,7 +663,10 @@ fn per_row_settings_in_one_batch() {
     .with_row_min_p(&min_p);
     assert_eq!(sampler.passes_with(&buffers.rows), 18);
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    sampler.encode(ctx, &mut encoder, &buffers, shape).unwrap();
+    crate::common::in_one_pass(&format!("{sampler:?} on {shape}"), || {
+        sampler.encode(ctx, &mut encoder, &buffers, shape)
+    })
+    .unwrap();
     ctx.submit_and_wait(encoder).unwrap();
     let words = ctx.download_u32(&ids, draws).unwrap();
     assert!(!words.contains(&POISON_BITS), "an id was never written");

@@ -11,6 +11,7 @@ use crate::kernels::{
 use crate::ops::rows::{self, PackedOutputs, RowDispatch};
 use crate::ops::validate;
 use crate::plan::Plan;
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -54,14 +55,14 @@ impl CrossEntropy {
             tensors.push(p);
         }
         let vector = rows::vector_width(&tensors, elements);
-        self.encode_unchecked(ctx, encoder, buffers, shape, vector)
+        self.encode_unchecked(ctx, &mut Recorder::new(encoder), buffers, shape, vector)
     }
 
     /// Records the passes over buffers already checked, with the given vector width.
     pub(crate) fn encode_unchecked(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         buffers: &CrossEntropyBuffers<'_>,
         shape: Shape,
         vector: VectorWidth,
@@ -87,23 +88,23 @@ impl CrossEntropy {
             let status = match buffers.status {
                 Some(region) => region,
                 None => {
-                    status_scratch = ctx.scratch_buffer(encoder, 4 * STATUS_WORDS as u64)?;
+                    status_scratch = ctx.scratch_buffer(recorder, 4 * STATUS_WORDS as u64)?;
                     BufferRegion::new(&status_scratch)
                 }
             };
-            encoder.clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
+            recorder.encoder().clear_buffer(status.buffer(), status.offset(), Some(4 * STATUS_WORDS as u64));
             let totals_bytes = totals_bytes(chunks.len());
             let totals = (divisor_pass || reduce_pass)
-                .then(|| ctx.scratch_buffer(encoder, totals_bytes))
+                .then(|| ctx.scratch_buffer(recorder, totals_bytes))
                 .transpose()?;
             // The z-loss on its own comes from each row's logsumexp: the caller's, or ours.
             let lse_scratch = (z_loss_pass && buffers.lse.is_none())
-                .then(|| ctx.scratch_buffer(encoder, rows_bytes))
+                .then(|| ctx.scratch_buffer(recorder, rows_bytes))
                 .transpose()?;
             let lse = buffers.lse.or(lse_scratch.as_deref().map(BufferRegion::new));
-            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(encoder, rows_bytes)).transpose()?;
+            let row_losses = reduce_pass.then(|| ctx.scratch_buffer(recorder, rows_bytes)).transpose()?;
             let argmax_scratch = (self.argmax && buffers.argmax.is_none())
-                .then(|| ctx.scratch_buffer(encoder, rows_bytes))
+                .then(|| ctx.scratch_buffer(recorder, rows_bytes))
                 .transpose()?;
             let totals = totals.as_ref().map(|t| BufferRegion::new(t).with_size(totals_bytes));
             // The scratch comes cleared: the folded reduction's ticket starts from 0.
@@ -151,16 +152,16 @@ impl CrossEntropy {
             if divisor_pass {
                 // One chunk's pass writes the whole divisor itself.
                 let combine = (chunks.len() > 1).then_some("combine_total_weight");
-                record_reductions(ctx, encoder, &settings, &reduce, &chunks, "total_weight", combine)?;
+                record_reductions(ctx, recorder, &settings, &reduce, &chunks, "total_weight", combine)?;
             }
-            rows::encode_rows(ctx, encoder, &main, shape, &plan)?;
+            rows::encode_rows(ctx, recorder, &main, shape, &plan)?;
             if reduce_pass && !fold {
-                record_reductions(ctx, encoder, &settings, &reduce, &chunks, "reduce_rows", Some("finish"))?;
+                record_reductions(ctx, recorder, &settings, &reduce, &chunks, "reduce_rows", Some("finish"))?;
             }
             if z_loss_pass && reduce_pass {
                 record_reductions(
                     ctx,
-                    encoder,
+                    recorder,
                     &settings,
                     &reduce,
                     &chunks,
@@ -168,7 +169,7 @@ impl CrossEntropy {
                     Some("finish_z_loss"),
                 )?;
             } else if z_loss_pass {
-                record_reductions(ctx, encoder, &settings, &reduce, &chunks, "z_loss_rows", None)?;
+                record_reductions(ctx, recorder, &settings, &reduce, &chunks, "z_loss_rows", None)?;
             }
             Ok(())
         })?;
@@ -461,7 +462,7 @@ pub(crate) const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
 /// over the chunks' results.
 pub(crate) fn record_reductions(
     ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
+    recorder: &mut Recorder<'_>,
     settings: &Settings,
     reduce: &RowDispatch<'_>,
     chunks: &[(usize, usize)],
@@ -482,13 +483,13 @@ pub(crate) fn record_reductions(
             ..settings.params
         })?;
         let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (first_row as u64, rows as u64), &[])?;
-        Context::dispatch(encoder, &label, &partial, &group, [1, 1]);
+        recorder.dispatch(&label, &partial, &group, [1, 1]);
     }
     if let Some(combine) = combine {
         let chunk_count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
         let buffer = uniform(RowParams { chunk: chunk_count, ..settings.params })?;
         let group = rows::bind_rows(ctx, &module, &buffer, reduce, 0, (0, 1), &[])?;
-        Context::dispatch(encoder, &label, &pipeline(combine)?, &group, [1, 1]);
+        recorder.dispatch(&label, &pipeline(combine)?, &group, [1, 1]);
     }
     Ok(())
 }

@@ -46,6 +46,7 @@ use crate::kernels::{
 use crate::ops::autotune::{self, RowPlanning};
 use crate::ops::rows;
 use crate::plan::{DeviceCaps, LLVMPIPE_LOOP_ITERATIONS, Plan};
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -672,7 +673,9 @@ impl CrossEntropy {
             if op.gradient == Gradient::Separate {
                 buffers = buffers.with_grad(sample.tensor(2));
             }
-            op.strategy(strategy).encode_unchecked(ctx, encoder, &buffers, sample.shape, vector).map(|_| ())
+            op.strategy(strategy)
+                .encode_unchecked(ctx, &mut Recorder::new(encoder), &buffers, sample.shape, vector)
+                .map(|_| ())
         })?;
         if let Some(limit) = ctx.caps().max_loop_iterations {
             // One invocation of the reduction kernels walks rows / 256 rows.

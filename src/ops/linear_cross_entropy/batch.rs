@@ -17,6 +17,7 @@ use crate::ops::cross_entropy::{
 use crate::ops::matmul::{Operand, operand_bytes, operand_width};
 use crate::ops::rows::{self, RowDispatch};
 use crate::plan::spread_grid;
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -33,20 +34,24 @@ impl CrossEntropy {
     pub(crate) fn encode_batch_start(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         batch: &BatchBuffers<'_>,
         rows: usize,
         cols: usize,
     ) -> Result<()> {
         let shape = Shape::new(rows, cols);
         let settings = self.settings(batch.targets, batch.weight.is_some(), shape)?;
-        encoder.clear_buffer(batch.status.buffer(), batch.status.offset(), Some(4 * STATUS_WORDS as u64));
+        recorder.encoder().clear_buffer(
+            batch.status.buffer(),
+            batch.status.offset(),
+            Some(4 * STATUS_WORDS as u64),
+        );
         if self.get_reduction() == Reduction::Mean && !shape.is_empty() {
             let reduce =
                 reduce_dispatch(&settings, batch.targets, batch.weight, None, None, batch.totals, None, None);
             record_reductions(
                 ctx,
-                encoder,
+                recorder,
                 &settings,
                 &reduce,
                 &[(0, rows)],
@@ -63,7 +68,7 @@ impl CrossEntropy {
     pub(crate) fn encode_batch_window(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         batch: &BatchBuffers<'_>,
         logits: TensorRef<'_>,
         first_row: usize,
@@ -84,7 +89,7 @@ impl CrossEntropy {
             vector,
         };
         let main = self.batch_window_dispatch(batch, Some(logits), first_row, window, spec)?;
-        rows::encode_rows(ctx, encoder, &main, window, &plan)
+        rows::encode_rows(ctx, recorder, &main, window, &plan)
     }
 
     /// The fused kernel's dispatch over the window of `window.rows` rows from `first_row`
@@ -150,7 +155,7 @@ impl CrossEntropy {
     pub(crate) fn encode_batch_window_from_hidden(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         batch: &BatchBuffers<'_>,
         source: &HiddenWindow<'_>,
         (first_row, window): (usize, Shape),
@@ -219,7 +224,7 @@ impl CrossEntropy {
                 )?;
                 let pipeline =
                     ctx.pipeline(&KernelKey { spec, entry_point, constants: dispatch.constants.clone() })?;
-                Context::dispatch(encoder, &label, &pipeline, &bind_group, grid);
+                recorder.dispatch(&label, &pipeline, &bind_group, grid);
             }
             Ok(())
         })
@@ -230,7 +235,7 @@ impl CrossEntropy {
     pub(crate) fn encode_batch_finish(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         batch: &BatchBuffers<'_>,
         rows: usize,
         cols: usize,
@@ -249,7 +254,7 @@ impl CrossEntropy {
             Some(batch.loss),
             None,
         );
-        record_reductions(ctx, encoder, &settings, &reduce, &[(0, rows)], "reduce_rows", Some("finish"))
+        record_reductions(ctx, recorder, &settings, &reduce, &[(0, rows)], "reduce_rows", Some("finish"))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::ops::matmul::{
 };
 use crate::ops::validate;
 use crate::plan::DeviceCaps;
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 use crate::tensor::{BufferRegion, TensorRef};
@@ -53,19 +54,19 @@ impl LinearCrossEntropy {
         buffers: &LinearCrossEntropyBuffers<'_>,
         shape: LinearShape,
     ) -> Result<LinearPlan> {
-        self.encode_windows(ctx, encoder, buffers, shape, &mut |_| Ok(()))
+        self.encode_windows(ctx, &mut Recorder::new(encoder), buffers, shape, &mut |_| Ok(()))
     }
 
-    /// [`LinearCrossEntropy::encode`], calling `after_window` on the encoder after each
+    /// [`LinearCrossEntropy::encode`], calling `after_window` on the recorder after each
     /// window but the last (the host API submits there, so that no one submission runs
     /// longer than a window).
     pub(crate) fn encode_windows(
         &self,
         ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
+        recorder: &mut Recorder<'_>,
         buffers: &LinearCrossEntropyBuffers<'_>,
         shape: LinearShape,
-        after_window: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+        after_window: &mut dyn FnMut(&mut Recorder<'_>) -> Result<()>,
     ) -> Result<LinearPlan> {
         self.loss.check_options()?;
         self.check_buffers(ctx, buffers, shape)?;
@@ -107,7 +108,7 @@ impl LinearCrossEntropy {
         let window_rows = plan.window_rows;
 
         ctx.catching(|| {
-            let mut scratch = |bytes: u64| ctx.scratch_buffer(encoder, bytes);
+            let mut scratch = |bytes: u64| ctx.scratch_buffer(recorder, bytes);
             let status_scratch;
             let status = match buffers.status {
                 Some(region) => region,
@@ -155,7 +156,7 @@ impl LinearCrossEntropy {
                 loss: buffers.loss,
                 status,
             };
-            loss.encode_batch_start(ctx, encoder, &batch, rows, v)?;
+            loss.encode_batch_start(ctx, recorder, &batch, rows, v)?;
             let element = dtype.size();
             for first in (0..rows).step_by(window_rows) {
                 let n = window_rows.min(rows - first);
@@ -173,7 +174,7 @@ impl LinearCrossEntropy {
                     let window = Shape::new(n, v);
                     loss.encode_batch_window_from_hidden(
                         ctx,
-                        encoder,
+                        recorder,
                         &batch,
                         &source,
                         (first, window),
@@ -184,7 +185,7 @@ impl LinearCrossEntropy {
                     let g = TensorRef::new(logits, DType::F32);
                     record_product(
                         ctx,
-                        encoder,
+                        recorder,
                         &Product {
                             a: Operand { tensor: hidden_window, transposed: false },
                             b: Operand { tensor: buffers.classifier, transposed: true },
@@ -196,7 +197,7 @@ impl LinearCrossEntropy {
                             accumulate: false,
                         },
                     )?;
-                    loss.encode_batch_window(ctx, encoder, &batch, g, first, Shape::new(n, v))?;
+                    loss.encode_batch_window(ctx, recorder, &batch, g, first, Shape::new(n, v))?;
                     if let Some(target) = hidden_target {
                         // dH of the window = G W, at the window's rows (or in the f32 sums).
                         let c = if half {
@@ -215,11 +216,11 @@ impl LinearCrossEntropy {
                             k: v,
                             accumulate: false,
                         };
-                        record_product(ctx, encoder, &product)?;
+                        record_product(ctx, recorder, &product)?;
                         if let (true, Some(grad)) = (half, buffers.grad_hidden) {
                             let part =
                                 grad.region().part((first * d) as u64 * element, (n * d) as u64 * element);
-                            record_pack_halves(ctx, encoder, target, TensorRef::new(part, dtype), n * d)?;
+                            record_pack_halves(ctx, recorder, target, TensorRef::new(part, dtype), n * d)?;
                         }
                     }
                     let accumulate = first > 0;
@@ -235,14 +236,14 @@ impl LinearCrossEntropy {
                             k: n,
                             accumulate,
                         };
-                        record_product(ctx, encoder, &product)?;
+                        record_product(ctx, recorder, &product)?;
                     }
                     if let Some(c) = bias_target {
-                        record_column_sums(ctx, encoder, logits, (n, v), c, accumulate)?;
+                        record_column_sums(ctx, recorder, logits, (n, v), c, accumulate)?;
                     }
                 }
                 if first + n < rows {
-                    after_window(encoder)?;
+                    after_window(recorder)?;
                 }
             }
             if rows == 0 {
@@ -260,19 +261,19 @@ impl LinearCrossEntropy {
                         k: 0,
                         accumulate: false,
                     };
-                    record_product(ctx, encoder, &product)?;
+                    record_product(ctx, recorder, &product)?;
                 }
                 if let Some(c) = bias_target {
-                    record_column_sums(ctx, encoder, buffers.classifier.region(), (0, v), c, false)?;
+                    record_column_sums(ctx, recorder, buffers.classifier.region(), (0, v), c, false)?;
                 }
             }
             if let (Some(sums), Some(grad)) = (&classifier_sums, buffers.grad_classifier) {
-                record_pack_halves(ctx, encoder, BufferRegion::new(sums), grad, v * d)?;
+                record_pack_halves(ctx, recorder, BufferRegion::new(sums), grad, v * d)?;
             }
             if let (Some(sums), Some(grad)) = (&bias_sums, buffers.grad_bias) {
-                record_pack_halves(ctx, encoder, BufferRegion::new(sums), grad, v)?;
+                record_pack_halves(ctx, recorder, BufferRegion::new(sums), grad, v)?;
             }
-            loss.encode_batch_finish(ctx, encoder, &batch, rows, v)
+            loss.encode_batch_finish(ctx, recorder, &batch, rows, v)
         })?;
         Ok(plan)
     }

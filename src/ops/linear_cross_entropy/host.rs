@@ -7,6 +7,7 @@ use crate::context::Context;
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::ops::cross_entropy::{Reduction, STATUS_WORDS, TargetBuffer, Targets, check_class_targets};
+use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::tensor::TensorRef;
 
@@ -76,8 +77,8 @@ impl LinearCrossEntropy {
             };
             let mut encoder = new_encoder();
             // One submission per window, each waited for within the context's timeout.
-            op.encode_windows(ctx, &mut encoder, &buffers, shape, &mut |encoder| {
-                ctx.submit_and_wait(std::mem::replace(encoder, new_encoder()))
+            op.encode_windows(ctx, &mut Recorder::new(&mut encoder), &buffers, shape, &mut |recorder| {
+                ctx.submit_and_wait(std::mem::replace(recorder.encoder(), new_encoder()))
             })?;
 
             let elements = |len: usize| len as u64 * dtype.size();
