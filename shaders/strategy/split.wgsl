@@ -1,5 +1,6 @@
-// Strategy: each row split across workgroups, one per segment of SEGMENT_PACKETS packets,
-// for a few rows so wide that one workgroup per row would leave most of a GPU idle. Two
+// Strategy: each row split across workgroups, one per segment (params.segments of them, in
+// even parts: `segment_packets`), for a few rows so wide that one workgroup per row would
+// leave most of a GPU idle. Two
 // passes, so each element is read twice: each workgroup reduces its segment to a share
 // (`split_stats`); then each workgroup takes its segment's share again, merges its row's
 // segment shares, and writes its segment (`split_write`), the row's first also what the op
@@ -13,16 +14,26 @@ struct Segment {
     end: u32,
 }
 
+// Packets per segment: as many packets as any row spans, cut into params.segments even
+// parts (the host picks the count; see `split_segments` in the planner).
+fn segment_packets() -> u32 {
+    return (row_packets_most() + params.segments - 1u) / params.segments;
+}
+
 fn segment_of(group: vec3<u32>) -> Segment {
     let index = flat_group_index(group);
     let row = index / params.segments;
-    let begin = row_span(row).first_packet + (index % params.segments) * SEGMENT_PACKETS;
-    return Segment(index, row, begin, min(begin + SEGMENT_PACKETS, row_span(row).end_packet));
+    let span = row_span(row);
+    // A row that spans fewer packets than the most may leave its last segment short, or
+    // (clamped here) empty.
+    let begin = min(span.first_packet + (index % params.segments) * segment_packets(), span.end_packet);
+    return Segment(index, row, begin, min(begin + segment_packets(), span.end_packet));
 }
 
-// Whether a segment's packets fit the cache of a workgroup's invocations.
+// Whether a segment's packets fit the cache of a workgroup's invocations: the same answer
+// for every segment of the dispatch.
 fn segment_cached() -> bool {
-    return CACHE_PACKETS != 0u && run_packets(SEGMENT_PACKETS, WORKGROUP_SIZE, walk_width()) / walk_width() <= CACHE_PACKETS;
+    return CACHE_PACKETS != 0u && run_packets(segment_packets(), WORKGROUP_SIZE, walk_width()) / walk_width() <= CACHE_PACKETS;
 }
 
 // The walk of invocation `local` over its workgroup's segment.

@@ -162,6 +162,10 @@ pub struct PlanExplanation {
     /// Neighbouring invocations that walk one contiguous run of a row (the whole
     /// workgroup on a GPU, a SIMD slice on a CPU adapter).
     pub walk_width: u32,
+    /// Workgroups that share each row: the split strategy's segments (as many as give a
+    /// batch of few rows about 512 workgroups, each segment no longer than a cached
+    /// module holds), else 1.
+    pub segments_per_row: usize,
     /// Elements one invocation loads at a time from each tensor (128-bit accesses, which
     /// the host API and buffers padded to 16 bytes get; 32-bit ones hold 1 f32 or 2
     /// halves, and the same number of cached elements).
@@ -422,6 +426,7 @@ impl RowPart {
                 Strategy::SubgroupPerRow => self.plan.lanes_per_row,
                 _ => self.plan.walk_width.min(self.spec.workgroup_size()),
             },
+            segments_per_row: self.plan.segments,
             packet_elements: self.spec.packet(),
             cached_elements_per_lane: self.spec.cache_packets() * self.spec.packet(),
             elements_per_lane: self.elements_per_lane,
@@ -715,6 +720,7 @@ fn explain_linear(
                 rows_per_group: MATMUL_TILE,
                 lanes_per_row: spec.workgroup_size() / MATMUL_TILE,
                 walk_width: spec.workgroup_size(),
+                segments_per_row: shape.classes.div_ceil(MATMUL_TILE as usize),
                 packet_elements: spec.packet(),
                 cached_elements_per_lane: 0,
                 elements_per_lane: 0,
@@ -790,6 +796,7 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         rows_per_group: 1,
         lanes_per_row: SAMPLE_WORKGROUP_SIZE,
         walk_width: SAMPLE_WORKGROUP_SIZE,
+        segments_per_row: 1,
         packet_elements: spec.packet(),
         cached_elements_per_lane: 0,
         elements_per_lane: (shape.cols as u64).div_ceil(u64::from(SAMPLE_WORKGROUP_SIZE)),

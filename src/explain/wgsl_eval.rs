@@ -13,7 +13,7 @@ use naga::{BinaryOperator, Expression, Function, Handle, Literal, MathFunction, 
 
 use crate::dtype::DType;
 use crate::kernels::{GroupShape, KernelSpec, OpKernel, VectorWidth, compose};
-use crate::plan::{DeviceCaps, Plan, SPLIT_SEGMENT_COLS};
+use crate::plan::{DeviceCaps, Plan};
 use crate::plan::{reads_per_element, run_packets, share_packets};
 use crate::strategy::Strategy;
 
@@ -306,31 +306,55 @@ fn the_hosts_cache_test_is_the_wgsls() {
 
 #[test]
 fn the_hosts_split_cache_test_is_the_wgsls() {
+    // Rows of few and many segments, a segment's packets just under, at and over what the
+    // cache holds (256 lanes of 9 or 33 packets), rows of whole packets and not.
+    let rows_and_segments = [
+        (1usize << 20, 256usize),
+        (1 << 20, 30),
+        (1 << 20, 114),
+        (1 << 20, 113),
+        (73_728, 8),
+        (73_729, 8),
+        (73_730, 9),
+        (300_007, 65),
+        (4_099, 1),
+        (9_000, 1),
+    ];
+    let mut kept = [0; 2];
     for dtype in DType::ALL {
         for vector in VectorWidth::ALL {
             for cached in [false, true] {
                 let spec = spec(Strategy::SplitRow, dtype, vector, cached);
                 let module = compose(spec).unwrap();
                 let mut eval = Evaluator::new(&module.source);
-                for walk in [256, 8, 1] {
-                    eval.overrides.insert("WALK_WIDTH", walk);
-                    let wgsl = eval.call("segment_cached", &[]).bool();
-                    let width = eval.call("walk_width", &[]).u32();
-                    assert_eq!(width, walk.min(spec.workgroup_size()));
-                    let plan = Plan {
-                        strategy: Strategy::SplitRow,
-                        group: spec.group,
-                        rows_per_group: 1,
-                        lanes_per_row: 256,
-                        walk_width: walk,
-                        chunks: Vec::new(),
-                    };
-                    let (reads, _) = reads_per_element(&spec, &plan, 1 << 20);
-                    assert_eq!(reads, if wgsl { 2 } else { 3 }, "{} walk {walk}", spec.label());
+                for (cols, segments) in rows_and_segments {
+                    eval.uniforms.insert("cols", u32::try_from(cols).unwrap());
+                    eval.uniforms.insert("segments", u32::try_from(segments).unwrap());
+                    for walk in [256, 8, 1] {
+                        eval.overrides.insert("WALK_WIDTH", walk);
+                        let wgsl = eval.call("segment_cached", &[]).bool();
+                        let width = eval.call("walk_width", &[]).u32();
+                        assert_eq!(width, walk.min(spec.workgroup_size()));
+                        let plan = Plan {
+                            strategy: Strategy::SplitRow,
+                            group: spec.group,
+                            rows_per_group: 1,
+                            lanes_per_row: 256,
+                            walk_width: walk,
+                            segments,
+                            chunks: Vec::new(),
+                        };
+                        let (reads, _) = reads_per_element(&spec, &plan, cols);
+                        let what = format!("{} walk {walk}, {cols} cols in {segments}", spec.label());
+                        assert_eq!(reads, if wgsl { 2 } else { 3 }, "{what}");
+                        kept[usize::from(wgsl)] += 1;
+                    }
                 }
             }
         }
     }
+    // Both answers came up: the cases reach past the cache and stay inside it.
+    assert!(kept[0] > 0 && kept[1] > 0, "{kept:?}");
 }
 
 #[test]
@@ -349,8 +373,6 @@ fn each_strategy_asks_the_cache_test_with_the_lanes_the_host_counts() {
     }
     let split = compose(spec(Strategy::SplitRow, DType::F32, VectorWidth::Vec4, true)).unwrap();
     assert!(split.source.contains("let cached = segment_cached();"));
-    // And the split's SEGMENT_PACKETS is the host's segment in packets.
-    assert!(split.source.contains(&format!("const SEGMENT_PACKETS: u32 = {}u;", SPLIT_SEGMENT_COLS / 4)));
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use super::params::params_wgsl;
 use super::preprocess::preprocess;
 use super::{
-    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, ROW_KERNEL,
-    SPLIT_SEGMENT_ELEMENTS, SPLIT_STATS, SPLIT_WRITE, SUBGROUP_TREE_MIN_LANES, Skeleton, Slot, VectorWidth,
+    Binding, BindingType, EDGE_WORKGROUP_SIZE, FIX_EDGES, KernelSpec, Module, ROW_KERNEL, SPLIT_STATS,
+    SPLIT_WRITE, SUBGROUP_TREE_MIN_LANES, Skeleton, Slot, VectorWidth,
 };
 use crate::dtype::DType;
 use crate::strategy::Strategy;
@@ -71,9 +71,6 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     let _ = writeln!(source, "const CACHE_PACKETS: u32 = {}u;", spec.cache_packets());
     for (name, value) in spec.dtype.format().wgsl_constants() {
         let _ = writeln!(source, "const {name}: u32 = {value};");
-    }
-    if spec.strategy == Strategy::SplitRow {
-        let _ = writeln!(source, "const SEGMENT_PACKETS: u32 = {}u;", SPLIT_SEGMENT_ELEMENTS / spec.packet());
     }
     if spec.has_edges() {
         let _ = writeln!(source, "const EDGE_GROUP_SIZE: u32 = {EDGE_WORKGROUP_SIZE}u;");

@@ -8,7 +8,7 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::{OpKernel, VectorWidth};
 use crate::ops::rows;
-use crate::plan::{Plan, choose_strategy, lanes_per_row, plan, split_segments};
+use crate::plan::{Plan, choose_strategy, lanes_per_row, plan, split_segments_most};
 use crate::rng::SeededRng;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
@@ -106,7 +106,7 @@ fn candidates(
         .strategies()
         .iter()
         .copied()
-        .filter(|&s| s != Strategy::SplitRow || split_segments(shape.cols) >= 2)
+        .filter(|&s| s != Strategy::SplitRow || split_segments_most(shape.cols) >= 2)
         .filter(|&s| plan(ctx.caps(), shape, Some(s), row_bytes).is_ok())
         .filter(|&s| rows::strategy_fits(ctx.caps(), op, s, dtype))
         .filter(|&s| {

@@ -12,9 +12,7 @@ use crate::kernels::{
     RowParams, SPLIT_STATS, SPLIT_WRITE, Slot, VectorWidth,
 };
 use crate::ops::validate;
-use crate::plan::{
-    DeviceCaps, Plan, group_shape, plan, prefers_split_rows, split_segments, spread_grid, walk_width,
-};
+use crate::plan::{DeviceCaps, Plan, group_shape, plan, prefers_split_rows, spread_grid, walk_width};
 use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
@@ -235,7 +233,7 @@ pub(crate) fn encode_rows(
     let RowPasses { entries, edges: has_edges } = row_passes(spec, shape.cols)?;
     let pipelines = entries.iter().map(|&e| pipeline(e)).collect::<Result<Vec<_>>>()?;
     let edges_pipeline = has_edges.then(|| pipeline(FIX_EDGES)).transpose()?;
-    let segments = if spec.strategy == Strategy::SplitRow { split_segments(shape.cols) } else { 1 };
+    let segments = plan.segments;
     let largest = plan.chunks.iter().map(|c| c.rows).max().unwrap_or(0) as u64;
     let cols = shape.cols as u64;
     let label = spec.label();

@@ -7,22 +7,55 @@ use crate::kernels::{CACHE_WORDS, GroupShape, SUBGROUP_TREE_MIN_LANES, VectorWid
 use crate::shape::Shape;
 use crate::strategy::Strategy;
 
-/// Columns per segment of [`Strategy::SplitRow`] (the WGSL's `SEGMENT_PACKETS` packets).
+/// The shortest segment of [`Strategy::SplitRow`], in columns: a row takes at most as
+/// many segments as segments this long hold it ([`split_segments_most`]).
 pub(crate) const SPLIT_SEGMENT_COLS: usize = crate::kernels::SPLIT_SEGMENT_ELEMENTS as usize;
 
-/// How many segments (workgroups) [`Strategy::SplitRow`] gives a row of `cols`: enough
-/// for its packets whatever the storage type and access width (see
-/// [`split_segments_for`]). The WGSL reads it from the params.
+/// Workgroups the split aims to give a batch of few rows: enough to fill the largest GPUs
+/// (an H100 has 132 multiprocessors) about four times over. Where the rows are enough
+/// for that with fewer segments, they take fewer and longer ones, so that each segment's
+/// fixed cost (two trees, and a merge of the row's segment shares) is spread over more
+/// elements.
+pub(crate) const SPLIT_TARGET_WORKGROUPS: usize = 512;
+
+/// The most segments [`Strategy::SplitRow`] gives a row of `cols`: segments of
+/// [`SPLIT_SEGMENT_COLS`], enough for its packets whatever the storage type and access
+/// width (see [`split_segments_for`]). Whether a row is wide enough to split is judged by
+/// it.
 #[must_use]
-pub(crate) const fn split_segments(cols: usize) -> usize {
+pub(crate) const fn split_segments_most(cols: usize) -> usize {
     split_segments_for(cols, crate::dtype::WIDEST_PACKET as usize)
 }
 
-/// [`split_segments`] for packets of at most `packet` elements: a row spans at most two
-/// packets more than its columns fill when it starts or ends mid-packet.
+/// [`split_segments_most`] for packets of at most `packet` elements: a row spans at most
+/// two packets more than its columns fill when it starts or ends mid-packet.
 #[must_use]
 pub(crate) const fn split_segments_for(cols: usize, packet: usize) -> usize {
     (cols + 2 * packet).div_ceil(SPLIT_SEGMENT_COLS)
+}
+
+/// The fewest segments a row of `cols` may take: each segment no longer than a cached
+/// split module keeps in its invocations' registers, so that the write pass reads it once
+/// (the WGSL's `segment_cached`). Counted in f32 packets at every access width; 16-bit
+/// elements, two to a word, take half as many packets.
+#[must_use]
+pub(crate) fn split_segments_fewest(cols: usize) -> usize {
+    let lanes = u64::from(GroupShape::DEFAULT.lanes);
+    let needed = VectorWidth::ALL.map(|width| {
+        let packets = row_packets_most(cols as u64, u64::from(width.words()));
+        packets.div_ceil(lanes * u64::from(crate::kernels::cache_packets(width)))
+    });
+    usize::try_from(needed.into_iter().max().unwrap_or(1).max(1)).unwrap_or(usize::MAX)
+}
+
+/// Segments per row of [`Strategy::SplitRow`] for `shape`: as many as give the batch
+/// [`SPLIT_TARGET_WORKGROUPS`] workgroups, within [`split_segments_fewest`] and
+/// [`split_segments_most`]. The WGSL reads the count from the params and cuts each row's
+/// packets into that many even segments (`segment_packets`).
+#[must_use]
+pub(crate) fn split_segments(shape: Shape) -> usize {
+    let wanted = SPLIT_TARGET_WORKGROUPS.div_ceil(shape.rows.max(1));
+    wanted.min(split_segments_most(shape.cols)).max(split_segments_fewest(shape.cols))
 }
 
 /// What the planner needs to know about a device: a plain-data copy of its features and
@@ -94,6 +127,8 @@ pub struct Plan {
     pub(crate) rows_per_group: u32,
     pub(crate) lanes_per_row: u32,
     pub(crate) walk_width: u32,
+    /// Workgroups per row: [`split_segments`] for [`Strategy::SplitRow`], else 1.
+    pub(crate) segments: usize,
     pub(crate) chunks: Vec<Chunk>,
 }
 
@@ -321,7 +356,9 @@ pub(crate) fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize
         Strategy::SplitRow => {
             // A segment's share and a tree; then a share of the row's segment statistics,
             // a tree, and the segment's share again.
-            let segment = (SPLIT_SEGMENT_COLS as u64).div_ceil(256) + 8;
+            // A segment is at most what a cached module holds: 256 lanes of a scalar
+            // module's cache packets each (see `split_segments_fewest`).
+            let segment = u64::from(crate::kernels::cache_packets(VectorWidth::Scalar)) + 8;
             segment + cols.div_ceil(SPLIT_SEGMENT_COLS as u64).div_ceil(256) + 8
         }
         Strategy::SubgroupPerRow => {
@@ -338,7 +375,7 @@ pub(crate) fn loop_iterations(caps: &DeviceCaps, strategy: Strategy, cols: usize
 /// the few rows already occupy its cores.)
 #[must_use]
 pub(crate) fn prefers_split_rows(caps: &DeviceCaps, shape: Shape) -> bool {
-    !caps.is_cpu && shape.rows < 256 && split_segments(shape.cols) >= 8
+    !caps.is_cpu && shape.rows < 256 && split_segments_most(shape.cols) >= 8
 }
 
 /// Why `strategy` cannot run rows of `shape` on this device, or `None` if it can.
@@ -386,7 +423,7 @@ pub(crate) fn plan(
         // A chunk is also at most one grid: max_dim x max_dim workgroups.
         let max_dim = u64::from(caps.max_workgroups_per_dimension.max(1));
         // Workgroups a row takes: a fraction of one, or a split row's segments.
-        let segments = if strategy == Strategy::SplitRow { split_segments(shape.cols) as u64 } else { 1 };
+        let segments = if strategy == Strategy::SplitRow { split_segments(shape) as u64 } else { 1 };
         let mut grid_rows = max_dim * max_dim * u64::from(rows_per_group) / segments;
         if !shape.is_row_major() {
             // A strided row's places (its classes padded to whole packets, of at most 8
@@ -408,6 +445,7 @@ pub(crate) fn plan(
         rows_per_group,
         lanes_per_row,
         walk_width: walk_width(caps, group.lanes),
+        segments: if strategy == Strategy::SplitRow { split_segments(shape) } else { 1 },
         chunks,
     })
 }
@@ -501,7 +539,7 @@ mod reads;
 pub use profile::{DeviceProfile, ProfileFeatures, ProfileLimits};
 #[cfg(test)]
 pub(crate) use reads::run_packets;
-pub(crate) use reads::{keeps_share, reads_per_element, share_packets};
+pub(crate) use reads::{keeps_share, reads_per_element, row_packets_most, share_packets};
 
 #[cfg(test)]
 mod tests;

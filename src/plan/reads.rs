@@ -4,7 +4,7 @@
 //! streaming module by, and the explanation reports. A unit test evaluates the WGSL's own
 //! functions against it.
 
-use super::{Plan, SPLIT_SEGMENT_COLS};
+use super::Plan;
 use crate::kernels::KernelSpec;
 use crate::strategy::Strategy;
 
@@ -19,8 +19,14 @@ pub(crate) const fn run_packets(count: u64, lanes: u64, width: u64) -> u64 {
 /// the WGSL's `row_cached` counts them (`row_packets_most`: a row of whole packets spans
 /// `cols / packet` packets, any other at most two more).
 pub(crate) const fn share_packets(cols: u64, packet: u64, lanes: u64, width: u64) -> u64 {
-    let most = if cols.is_multiple_of(packet) { cols / packet } else { cols / packet + 2 };
-    run_packets(most, lanes, width) / width
+    run_packets(row_packets_most(cols, packet), lanes, width) / width
+}
+
+/// The most packets of `packet` elements a row of `cols` spans: the WGSL's
+/// `row_packets_most` (a row of whole packets spans `cols / packet`, any other at most two
+/// more, as it may start and end mid-packet).
+pub(crate) const fn row_packets_most(cols: u64, packet: u64) -> u64 {
+    if cols.is_multiple_of(packet) { cols / packet } else { cols / packet + 2 }
 }
 
 /// Packets one invocation's share of a row of `cols` spans under `plan` with the
@@ -39,7 +45,8 @@ fn share_of(spec: &KernelSpec, plan: &Plan, cols: usize) -> u64 {
         }
         Strategy::WorkgroupPerRow => share_packets(cols, packet, workgroup, width),
         Strategy::SplitRow => {
-            let segment = SPLIT_SEGMENT_COLS as u64 / packet;
+            // The WGSL's `segment_packets`: the row's packets in even segments.
+            let segment = row_packets_most(cols, packet).div_ceil((plan.segments as u64).max(1));
             run_packets(segment, workgroup, width) / width
         }
     }

@@ -148,15 +148,62 @@ fn strided_rows_side_by_side_get_a_thread_each() {
 
 #[test]
 fn split_rows_take_one_workgroup_per_segment_and_only_few_wide_rows_on_a_gpu() {
-    let p = plan(&gpu_caps(), Shape::new(8, 262_144), Some(Strategy::SplitRow), &[4 * 262_144]).unwrap();
-    // 262,144 columns and up to 16 more for packets shared with the neighbours: 65 segments.
-    assert_eq!(p.chunks[0].grid, [8 * 65, 1]);
+    let split = |rows: usize, cols: usize| {
+        let p =
+            plan(&gpu_caps(), Shape::new(rows, cols), Some(Strategy::SplitRow), &[4 * cols as u64]).unwrap();
+        assert_eq!(p.segments, split_segments(Shape::new(rows, cols)), "{rows} x {cols}");
+        assert_eq!(p.chunks[0].grid, [u32::try_from(rows * p.segments).unwrap(), 1], "{rows} x {cols}");
+        p.segments
+    };
+    // One row of 262,144 columns (and up to 16 more for packets shared with the
+    // neighbours) takes the most segments, of 4096 columns: 65.
+    assert_eq!(split_segments_most(262_144), 65);
+    assert_eq!(split(1, 262_144), 65);
+    // Eight such rows fill the 512 workgroups aimed at with 64 segments.
+    assert_eq!(split(8, 262_144), 64);
+    // 64 rows would want 8, but a cached module holds at most 256 x 33 f32 of a segment
+    // in 32-bit accesses (8448): 131,072 columns take 16 at least.
+    assert_eq!(split_segments_fewest(131_072), 16);
+    assert_eq!(split(64, 131_072), 16);
+    // Segments never exceed what the row needs.
+    assert_eq!(split(1, 5000), split_segments_most(5000));
     assert!(prefers_split_rows(&gpu_caps(), Shape::new(8, 262_144)));
     assert!(!prefers_split_rows(&gpu_caps(), Shape::new(4096, 262_144)));
     assert!(!prefers_split_rows(&gpu_caps(), Shape::new(8, 1000)));
     assert!(!prefers_split_rows(&lavapipe_caps(), Shape::new(8, 262_144)));
     // A split row needs few loop iterations, whatever the width.
     assert!(loop_iterations(&lavapipe_caps(), Strategy::SplitRow, 1 << 24) < LLVMPIPE_LOOP_ITERATIONS);
+}
+
+#[test]
+fn a_cached_split_holds_every_segment_it_plans() {
+    // Whatever the rows and columns, each planned segment fits a cached split module's
+    // registers at every access width and storage type: the write pass reads it once.
+    for rows in [1, 3, 8, 64, 255] {
+        for cols in [4097, 32_768, 32_771, 65_536, 100_003, 128_256, 262_144, 1 << 20] {
+            let shape = Shape::new(rows, cols);
+            let p = plan(&gpu_caps(), shape, Some(Strategy::SplitRow), &[4 * cols as u64]).unwrap();
+            assert!(p.segments >= split_segments_fewest(cols) && p.segments <= split_segments_most(cols));
+            for dtype in crate::dtype::DType::ALL {
+                for vector in VectorWidth::ALL {
+                    let spec = crate::kernels::KernelSpec {
+                        op: crate::kernels::OpKernel::Softmax,
+                        strategy: Strategy::SplitRow,
+                        dtype,
+                        vector,
+                        cached: true,
+                        strided: false,
+                        group: GroupShape::DEFAULT,
+                    };
+                    assert!(
+                        keeps_share(&spec, &p, cols),
+                        "{shape}, {dtype} {vector:?}: {} segments",
+                        p.segments
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -319,6 +319,7 @@ pub fn explanation_json(explained: &PlanExplanation, device: &str) -> String {
     let _ = writeln!(out, "  \"rows_per_group\": {},", explained.rows_per_group);
     let _ = writeln!(out, "  \"lanes_per_row\": {},", explained.lanes_per_row);
     let _ = writeln!(out, "  \"walk_width\": {},", explained.walk_width);
+    let _ = writeln!(out, "  \"segments_per_row\": {},", explained.segments_per_row);
     let _ = writeln!(out, "  \"packet_elements\": {},", explained.packet_elements);
     let _ = writeln!(out, "  \"cached_elements_per_lane\": {},", explained.cached_elements_per_lane);
     let _ = writeln!(out, "  \"elements_per_lane\": {},", explained.elements_per_lane);
@@ -375,12 +376,13 @@ pub fn explanation_text(explained: &PlanExplanation, device: &str) -> String {
         shape.cols,
         dtype_name(explained.dtype)
     );
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("strategy", format!("{:?}", explained.strategy)),
         ("workgroup size", explained.workgroup_size.to_string()),
         ("rows per workgroup", explained.rows_per_group.to_string()),
         ("lanes per row", explained.lanes_per_row.to_string()),
         ("walk width", explained.walk_width.to_string()),
+        ("segments per row", explained.segments_per_row.to_string()),
         ("packet", format!("{} elements", explained.packet_elements)),
         ("cached per lane", format!("{} elements", explained.cached_elements_per_lane)),
         ("share per lane", format!("{} elements", explained.elements_per_lane)),
