@@ -538,3 +538,140 @@ fn exact_size_buffers_take_the_word_path_in_every_storage_type() {
     }
     pairs.assert_pairs_covered();
 }
+
+/// Runs `entry` of a module made of the special-value constants, the storage type's
+/// conversions (`shaders/elem/`) and two one-word kernels, over `words` in place.
+fn convert_words(conversions: &str, entry: &str, words: &[u32]) -> Vec<u32> {
+    let ctx = ctx();
+    let source = format!(
+        "{}\n{conversions}\n{}",
+        include_str!("../../shaders/lib/special.wgsl"),
+        "@group(0) @binding(0) var<storage, read_write> words: array<u32>;\n\
+         @compute @workgroup_size(64)\n\
+         fn widen(@builtin(global_invocation_id) id: vec3<u32>) {\n\
+             if (id.x < arrayLength(&words)) { words[id.x] = bitcast<u32>(half_to_f32(words[id.x])); }\n\
+         }\n\
+         @compute @workgroup_size(64)\n\
+         fn narrow(@builtin(global_invocation_id) id: vec3<u32>) {\n\
+             if (id.x < arrayLength(&words)) { words[id.x] = f32_to_half(bitcast<f32>(words[id.x])); }\n\
+         }\n"
+    );
+    let device = ctx.device();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("conversions"),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module: &module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions::default(),
+        cache: None,
+    });
+    let buffer = ctx.upload_elements(words).unwrap();
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(4 * words.len() as u64),
+            }),
+        }],
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups((words.len() as u32).div_ceil(64), 1, 1);
+    }
+    ctx.submit_and_wait(encoder).unwrap();
+    ctx.download_u32(&buffer, words.len()).unwrap()
+}
+
+/// f32 bit patterns that exercise rounding to a 16-bit type: every value of the type and
+/// the midpoints between neighbours (ties, and one ulp either side), both signs; and
+/// random bits of every exponent.
+fn rounding_cases(widen: impl Fn(u16) -> f32) -> Vec<u32> {
+    let mut cases = Vec::new();
+    for bits in 0..=u16::MAX {
+        let (here, next) = (widen(bits), widen(bits.wrapping_add(1)));
+        cases.push(here.to_bits());
+        if here.is_finite() && next.is_finite() && (here.to_bits() >> 31) == (next.to_bits() >> 31) {
+            let mid = ((f64::from(here) + f64::from(next)) / 2.0) as f32;
+            cases.extend([mid.to_bits(), mid.to_bits() - 1, mid.to_bits() + 1]);
+        }
+    }
+    let mut rng = rng(0xF16_0001);
+    cases.extend((0..100_000).map(|_| rng.below(1 << 32) as u32));
+    cases
+}
+
+/// Compares converted bits with the `half` crate's (an independent implementation): equal
+/// bits, or, where `want` gives a NaN, a NaN (by `is_nan`, of the output's type) of the
+/// same sign (payloads may differ in their quiet bit).
+fn assert_same_conversion(
+    what: &str,
+    (inputs, gpu): (&[u32], &[u32]),
+    want: impl Fn(u32) -> (u32, bool),
+    is_nan: impl Fn(u32) -> bool,
+    sign_bit: u32,
+) {
+    assert_eq!(inputs.len(), gpu.len());
+    for (&input, &got) in inputs.iter().zip(gpu) {
+        let (expected, nan) = want(input);
+        let ok =
+            if nan { is_nan(got) && (got >> sign_bit) == (expected >> sign_bit) } else { got == expected };
+        assert!(ok, "{what} of {input:#010x}: {got:#x}, want {expected:#x}");
+    }
+}
+
+/// The WGSL conversions between f32 and f16 (branch-free, by bit pattern) against the
+/// `half` crate's on every f16 and on the f32 values that round to each: normals,
+/// subnormals, zeros, the overflow to infinity from 65520 on, NaNs and infinities.
+#[test]
+fn f16_conversions_match_an_independent_implementation_bit_for_bit() {
+    let conversions = include_str!("../../shaders/elem/f16.wgsl");
+    let halves: Vec<u32> = (0..=u32::from(u16::MAX)).collect();
+    let widened = convert_words(conversions, "widen", &halves);
+    let f32_nan = |bits: u32| f32::from_bits(bits).is_nan();
+    let f16_nan = |bits: u32| bits <= 0xffff && f16::from_bits(bits as u16).is_nan();
+    let want = |h: u32| {
+        let v = f16::from_bits(h as u16);
+        (v.to_f32().to_bits(), v.is_nan())
+    };
+    assert_same_conversion("f16 to f32", (&halves, &widened), want, f32_nan, 31);
+    let cases = rounding_cases(|b| f16::from_bits(b).to_f32());
+    let narrowed = convert_words(conversions, "narrow", &cases);
+    let want = |x: u32| {
+        let v = f16::from_f32(f32::from_bits(x));
+        (u32::from(v.to_bits()), v.is_nan())
+    };
+    assert_same_conversion("f32 to f16", (&cases, &narrowed), want, f16_nan, 15);
+}
+
+/// As for f16: bf16 is the top half of an f32, rounded to nearest even.
+#[test]
+fn bf16_conversions_match_an_independent_implementation_bit_for_bit() {
+    let conversions = include_str!("../../shaders/elem/bf16.wgsl");
+    let halves: Vec<u32> = (0..=u32::from(u16::MAX)).collect();
+    let widened = convert_words(conversions, "widen", &halves);
+    let f32_nan = |bits: u32| f32::from_bits(bits).is_nan();
+    let bf16_nan = |bits: u32| bits <= 0xffff && bf16::from_bits(bits as u16).is_nan();
+    let want = |h: u32| {
+        let v = bf16::from_bits(h as u16);
+        (v.to_f32().to_bits(), v.is_nan())
+    };
+    assert_same_conversion("bf16 to f32", (&halves, &widened), want, f32_nan, 31);
+    let cases = rounding_cases(|b| bf16::from_bits(b).to_f32());
+    let narrowed = convert_words(conversions, "narrow", &cases);
+    let want = |x: u32| {
+        let v = bf16::from_f32(f32::from_bits(x));
+        (u32::from(v.to_bits()), v.is_nan())
+    };
+    assert_same_conversion("f32 to bf16", (&cases, &narrowed), want, bf16_nan, 15);
+}
