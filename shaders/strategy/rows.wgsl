@@ -146,33 +146,67 @@ fn share_shuffle_xor(share: Share, mask: u32) -> Share {
 
 // The first look at packet k: the op's scan of each element of the row, and the max of
 // their keys (LOWEST_FINITE for none).
+//
+// In 16-bit storage a packet wholly inside the row (all but a row's first and last where
+// rows start mid-packet) takes every element without testing each against the row's
+// bounds (f16 about 7% faster on lavapipe; f32 measured 2 to 3% slower with this second
+// copy of the loop, so it keeps the one loop).
 fn packet_scan(lane: ptr<function, Lane>, packet: Packet, span: RowSpan, k: u32) -> f32 {
     var m = LOWEST_FINITE;
+#if HALF
+    if (packet_inside(span, k)) {
+        for (var j = 0u; j < PACKET; j++) {
+            m = scan_element(lane, m, element_of(packet, j), k * PACKET + j - span.start);
+        }
+        return m;
+    }
+#endif
     for (var j = 0u; j < PACKET; j++) {
         let e = k * PACKET + j;
         if (in_row(span, e)) {
-            let element = element_of(packet, j);
-            if (USES_MAX) {
-                m = max(m, element_key(element));
-            }
-            *lane = lane_scan(*lane, element, e - span.start);
+            m = scan_element(lane, m, element_of(packet, j), e - span.start);
         }
     }
     return m;
 }
 
+// The first look at the element in column `column` of the row: the op's scan, and the
+// running max `m` of the keys with its key.
+fn scan_element(lane: ptr<function, Lane>, m: f32, element: Element, column: u32) -> f32 {
+    *lane = lane_scan(*lane, element, column);
+    if (USES_MAX) {
+        return max(m, element_key(element));
+    }
+    return m;
+}
+
 // The second look at packet k, relative to `m`: the op absorbs each element of the row
-// (and may replace it, in the packet, by what the write needs).
+// (and may replace it, in the packet, by what the write needs). 16-bit packets inside the
+// row as in `packet_scan`.
 fn packet_absorb(lane: Lane, packet: ptr<function, Packet>, span: RowSpan, k: u32, m: f32) -> Lane {
     var out = lane;
+#if HALF
+    if (packet_inside(span, k)) {
+        for (var j = 0u; j < PACKET; j++) {
+            out = absorb_element(out, packet, j, k * PACKET + j - span.start, m);
+        }
+        return out;
+    }
+#endif
     for (var j = 0u; j < PACKET; j++) {
         let e = k * PACKET + j;
         if (in_row(span, e)) {
-            var element = element_of(*packet, j);
-            out = lane_absorb(out, &element, e - span.start, m);
-            element_set(packet, j, element);
+            out = absorb_element(out, packet, j, e - span.start, m);
         }
     }
+    return out;
+}
+
+// The second look at element j of a packet, in column `column` of the row.
+fn absorb_element(lane: Lane, packet: ptr<function, Packet>, j: u32, column: u32, m: f32) -> Lane {
+    var element = element_of(*packet, j);
+    let out = lane_absorb(lane, &element, column, m);
+    element_set(packet, j, element);
     return out;
 }
 
@@ -212,8 +246,18 @@ fn write_over(span: RowSpan, walk: Walk, row: Row, own: Share, cache: ptr<functi
     }
 }
 
+// The output of packet k; 16-bit packets inside the row as in `packet_scan`.
 fn write_packet(span: RowSpan, k: u32, row: Row, own: Share, packet: Packet) {
     var out: array<f32, PACKET>;
+#if HALF
+    if (packet_inside(span, k)) {
+        for (var j = 0u; j < PACKET; j++) {
+            out[j] = element_output(row, own, element_of(packet, j), k * PACKET + j - span.start);
+        }
+        result_store(k, out);
+        return;
+    }
+#endif
     for (var j = 0u; j < PACKET; j++) {
         let e = k * PACKET + j;
         if (in_row(span, e)) {
