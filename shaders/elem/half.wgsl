@@ -5,12 +5,17 @@
 // 4 * PER_WORD elements to a 128-bit access.
 // With STRIDED a packet is PACKET places of a row along a strided class axis, gathered
 // from where they lie and scattered back (`strided_place`); an output is then an array of
-// atomic words (see `TENSOR_store_element`).
+// atomic words (see `TENSOR_store_element`), except with PAIRED, where an invocation
+// writes each word whole (`TENSOR_store_pair`).
 
 #if STRIDED
 fn TENSOR_word(w: u32) -> u32 {
 #if WRITABLE
+#if PAIRED
+    return TENSOR[w];
+#else
     return atomicLoad(&TENSOR[w]);
+#endif
 #else
     return TENSOR[w];
 #endif
@@ -68,6 +73,22 @@ fn TENSOR_element(e: u32) -> f32 {
 
 #if WRITABLE
 #if STRIDED
+#if PAIRED
+// Packet k of two rows that share every word (rows 2j and 2j + 1 along an even `inner`):
+// class c of the first is the low half of a word, the second's the high half, and this
+// invocation alone writes the word.
+fn TENSOR_store_pair(k: u32, first: array<f32, PACKET>, second: array<f32, PACKET>) {
+    var a = first;
+    var b = second;
+    for (var j = 0u; j < PACKET; j++) {
+        let place = strided_place(k * PACKET + j);
+        if (place.inside) {
+            let word = word_place(f32_to_half(a[j]), 0u) | word_place(f32_to_half(b[j]), 1u);
+            TENSOR[place.index / PER_WORD] = word;
+        }
+    }
+}
+#else
 // Along a strided class axis, the halves of a word belong to neighbouring rows, which
 // other invocations write at any moment. Each stores its own half by clearing it and
 // or-ing in its bits: two atomic operations that leave the other halves as they are,
@@ -93,6 +114,7 @@ fn TENSOR_store(k: u32, values: array<f32, PACKET>) {
 fn TENSOR_store_part(k: u32, values: array<f32, PACKET>, span: RowSpan) {
     TENSOR_store(k, values);
 }
+#endif
 #else
 #if VECTOR
 fn TENSOR_set_word(w: u32, bits: u32) {

@@ -16,8 +16,10 @@
 // `lane_scan` (first look at an element), `lane_rebase` (from one max to a larger one),
 // `lane_absorb` (second look), `lane_merge` (two shares at one max), `row_finish` (the
 // whole row's `Row`), `row_done` (once per row), `row_begin` (what an invocation reads
-// of its row before its elements), `element_output` (the value written per element). The strategy supplies who
-// walks which packets and how shares are merged.
+// of its row before its elements, for `lane_scan` and `row_finish` only: a paired
+// invocation's writes interleave two rows, so `lane_absorb` and `element_output` take the
+// row's state from `Row`), `element_output` (the value written per element). The strategy
+// supplies who walks which packets and how shares are merged.
 
 // A row of the chunk: its elements are [start, end) of every class-axis tensor, and they
 // lie in packets [first_packet, end_packet), the first and last of which may be shared
@@ -231,6 +233,7 @@ fn share_over(span: RowSpan, walk: Walk, cache: ptr<function, PacketCache>, cach
     return Share(m, lane);
 }
 
+#if !PAIRED
 // Writes the output of the same packets, from the cache or absorbed again on the way.
 fn write_over(span: RowSpan, walk: Walk, row: Row, own: Share, cache: ptr<function, PacketCache>, cached: bool) {
     if (cached) {
@@ -246,16 +249,27 @@ fn write_over(span: RowSpan, walk: Walk, row: Row, own: Share, cache: ptr<functi
     }
 }
 
-// The output of packet k; 16-bit packets inside the row as in `packet_scan`.
+// Stores the output of packet k.
 fn write_packet(span: RowSpan, k: u32, row: Row, own: Share, packet: Packet) {
+    let out = packet_output(span, k, row, own, packet);
+    if (packet_inside(span, k)) {
+        result_store(k, out);
+    } else {
+        result_store_part(k, out, span);
+    }
+}
+#endif
+
+// The output of packet k (for the row's elements; the rest is left unset); 16-bit packets
+// inside the row as in `packet_scan`.
+fn packet_output(span: RowSpan, k: u32, row: Row, own: Share, packet: Packet) -> array<f32, PACKET> {
     var out: array<f32, PACKET>;
 #if HALF
     if (packet_inside(span, k)) {
         for (var j = 0u; j < PACKET; j++) {
             out[j] = element_output(row, own, element_of(packet, j), k * PACKET + j - span.start);
         }
-        result_store(k, out);
-        return;
+        return out;
     }
 #endif
     for (var j = 0u; j < PACKET; j++) {
@@ -264,9 +278,44 @@ fn write_packet(span: RowSpan, k: u32, row: Row, own: Share, packet: Packet) {
             out[j] = element_output(row, own, element_of(packet, j), e - span.start);
         }
     }
-    if (packet_inside(span, k)) {
-        result_store(k, out);
+    return out;
+}
+
+#if PAIRED
+// Two rows that share every word of the output: positions 2j and 2j + 1 along a strided
+// class axis of even `inner`, whose class c lie side by side, the two halves of one word
+// of a 16-bit tensor. One invocation finishes both rows, then stores each word whole,
+// where an invocation with one row would have to store its half through atomics, the
+// other half being another invocation's.
+struct Finished {
+    span: RowSpan,
+    row: Row,
+    own: Share,
+}
+
+// The output of packet k of row `f`, kept absorbed in `packet`.
+fn kept_output(f: Finished, k: u32, packet: Packet) -> array<f32, PACKET> {
+    return packet_output(f.span, k, f.row, f.own, packet);
+}
+
+// The output of packet k of row `f`, read and absorbed again.
+fn streamed_output(f: Finished, k: u32) -> array<f32, PACKET> {
+    var packet = packet_load(k);
+    _ = packet_absorb(f.own.lane, &packet, f.span, k, f.own.max);
+    return packet_output(f.span, k, f.row, f.own, packet);
+}
+
+// Writes both rows' outputs, a word per class, walking the first row's packets (the
+// second's lie `offset` packets on).
+fn write_pair(a: Finished, b: Finished, walk: Walk, cache: ptr<function, PacketCache>,
+              second: ptr<function, PacketCache>, cached: bool) {
+    if (cached) {
+        cache_write_pair(cache, second, a, b, walk);
     } else {
-        result_store_part(k, out, span);
+        let offset = b.span.first_packet - a.span.first_packet;
+        for (var k = walk.begin; k < walk.end; k += walk.stride) {
+            result_store_pair(k, streamed_output(a, k), streamed_output(b, k + offset));
+        }
     }
 }
+#endif

@@ -159,6 +159,11 @@ pub struct PlanExplanation {
     pub rows_per_group: u32,
     /// Invocations that share each row.
     pub lanes_per_row: u32,
+    /// Rows each invocation takes: 2 where one invocation per row along a strided class
+    /// axis (of 16-bit storage and an even number of positions after the axis) takes two
+    /// neighbouring rows, whose classes share each word of the output, so that it stores
+    /// every word whole, with no atomics; else 1.
+    pub rows_per_invocation: u32,
     /// Neighbouring invocations that walk one contiguous run of a row (the whole
     /// workgroup on a GPU, a SIMD slice on a CPU adapter).
     pub walk_width: u32,
@@ -205,9 +210,10 @@ struct Target {
 }
 
 impl DeviceProfile {
-    /// What `request` would dispatch for `shape` (class axis last) in `dtype` on this
-    /// device, planned as a context on it plans (rows kept in registers on GPUs, not on CPU
-    /// adapters), without a GPU.
+    /// What `request` would dispatch for `shape` (the class axis anywhere; last for the
+    /// linear cross-entropy and the sampler) in `dtype` on this device, planned as a
+    /// context on it plans (rows kept in registers on GPUs, not on CPU adapters), without a
+    /// GPU.
     ///
     /// # Errors
     ///
@@ -215,7 +221,8 @@ impl DeviceProfile {
     /// [`Error::StrategyUnavailable`] for a forced strategy the op or device lacks,
     /// [`Error::LimitExceeded`] for rows, windows or grids past the device's limits or
     /// modules binding more storage buffers than it allows, [`Error::InvalidOption`] for
-    /// bad options or a class axis that is not last, [`Error::ShapeOverflow`].
+    /// bad options or a class axis that is not last where the op needs it last,
+    /// [`Error::ShapeOverflow`].
     pub fn explain(&self, request: &PlanRequest, shape: Shape, dtype: DType) -> Result<PlanExplanation> {
         self.explain_with_cached_rows(request, shape, dtype, self.keeps_rows_by_default())
     }
@@ -245,10 +252,11 @@ impl DeviceProfile {
 }
 
 impl Context {
-    /// What `request` would dispatch for `shape` (class axis last) in `dtype` on this
-    /// context's device, with its settings ([`Context::with_cached_rows`]); records
-    /// nothing. On a context that autotunes, the strategy an op runs may differ: it is
-    /// timed on the device at the first call.
+    /// What `request` would dispatch for `shape` (the class axis anywhere; last for the
+    /// linear cross-entropy and the sampler) in `dtype` on this context's device, with its
+    /// settings ([`Context::with_cached_rows`]); records nothing. On a context that
+    /// autotunes, the strategy an op runs may differ: it is timed on the device at the first
+    /// call.
     ///
     /// # Errors
     ///
@@ -269,10 +277,11 @@ impl Context {
 
 /// The explanation of `request` on `target`.
 fn explain(target: &Target, request: &PlanRequest, shape: Shape, dtype: DType) -> Result<PlanExplanation> {
-    if !shape.is_row_major() {
+    let takes_strided = !matches!(request, PlanRequest::LinearCrossEntropy { .. } | PlanRequest::Sample(_));
+    if !shape.is_row_major() && !takes_strided {
         return Err(Error::InvalidOption {
             option: "shape",
-            problem: "explanations take the class axis last (inner == 1)".into(),
+            problem: format!("{} takes the class axis last (inner == 1)", request.name()),
         });
     }
     shape.len()?;
@@ -350,6 +359,7 @@ impl RowOp {
             vector: VectorWidth::Vec4,
             cached: target.keeps_rows,
             strided: false,
+            paired: false,
             group: GroupShape::DEFAULT,
         };
         let spec = crate::ops::rows::planned_spec(requested, &plan, shape);
@@ -385,9 +395,14 @@ impl RowPart {
         let passes: Vec<Pass> =
             before.into_iter().chain(self.passes()).chain(after).filter(|p| p.dispatches > 0).collect();
         let mut notes = vec![
-            "128-bit accesses assumed (the host API's buffers, and any padded to 16 bytes); a tensor \
+            if self.spec.strided {
+                "along a strided class axis each element is gathered and scattered by itself (32-bit \
+             accesses), neighbouring invocations on neighbouring positions"
+            } else {
+                "128-bit accesses assumed (the host API's buffers, and any padded to 16 bytes); a tensor \
              without room for them takes 32-bit accesses, whose cache holds as many elements"
-                .to_owned(),
+            }
+            .to_owned(),
         ];
         if !self.spec.cached && self.plan.strategy == Strategy::WorkgroupPerRow && self.reads > 1 {
             notes.push(
@@ -402,6 +417,20 @@ impl RowPart {
             notes.push(
                 "the workgroup merges its shares through subgroup shuffles, then a tree over one \
                  share per subgroup"
+                    .to_owned(),
+            );
+        }
+        if self.spec.paired && self.spec.op.output_tensor().is_some() {
+            notes.push(
+                "each invocation takes two neighbouring rows, whose classes share every 16-bit word \
+                 of the output, and stores each word whole"
+                    .to_owned(),
+            );
+        } else if self.spec.atomic_tensor(true) && self.spec.op.output_tensor().is_some() {
+            notes.push(
+                "along this strided class axis neighbouring rows share each 16-bit word of the output, \
+                 and each element is stored by two atomic operations on its half (an even number of \
+                 positions after the axis, on one invocation per row, stores whole words instead)"
                     .to_owned(),
             );
         }
@@ -420,6 +449,7 @@ impl RowPart {
             workgroup_size: self.spec.workgroup_size(),
             rows_per_group: self.plan.rows_per_group,
             lanes_per_row: self.plan.lanes_per_row,
+            rows_per_invocation: if self.plan.paired { 2 } else { 1 },
             // What each strategy's WGSL passes `walk_of` (see `reads_per_element`).
             walk_width: match self.plan.strategy {
                 Strategy::ThreadPerRow => 1,
@@ -587,6 +617,7 @@ fn explain_linear(
         vector: VectorWidth::Scalar,
         cached: false,
         strided: false,
+        paired: false,
         group: GroupShape::DEFAULT,
     };
     for spec in [reduce_spec(TargetsKind::Classes), matmul_spec(dtype, VectorWidth::Scalar), window_loss] {
@@ -705,6 +736,7 @@ fn explain_linear(
                 vector: VectorWidth::Scalar,
                 cached: false,
                 strided: false,
+                paired: false,
                 group: GroupShape::DEFAULT,
             };
             notes.push(format!(
@@ -721,6 +753,7 @@ fn explain_linear(
                 lanes_per_row: spec.workgroup_size() / MATMUL_TILE,
                 walk_width: spec.workgroup_size(),
                 segments_per_row: shape.classes.div_ceil(MATMUL_TILE as usize),
+                rows_per_invocation: 1,
                 packet_elements: spec.packet(),
                 cached_elements_per_lane: 0,
                 elements_per_lane: 0,
@@ -784,6 +817,7 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         vector: VectorWidth::Scalar,
         cached: false,
         strided: false,
+        paired: false,
         group: GroupShape::DEFAULT,
     };
     kernels::check_storage_bindings(spec.storage_bindings(), caps.max_storage_buffers_per_stage)?;
@@ -797,6 +831,7 @@ fn explain_sample(target: &Target, sampler: &Sampler, shape: Shape, dtype: DType
         lanes_per_row: SAMPLE_WORKGROUP_SIZE,
         walk_width: SAMPLE_WORKGROUP_SIZE,
         segments_per_row: 1,
+        rows_per_invocation: 1,
         packet_elements: spec.packet(),
         cached_elements_per_lane: 0,
         elements_per_lane: (shape.cols as u64).div_ceil(u64::from(SAMPLE_WORKGROUP_SIZE)),

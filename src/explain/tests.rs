@@ -20,7 +20,16 @@ fn the_explanation_plans_as_the_planner_does() {
         assert_eq!(explained.chunks, planned.chunks().len(), "{cols}");
         assert_eq!(explained.lanes_per_row, planned.lanes_per_row(), "{cols}");
     }
-    // A class axis that is not last is refused, as the sampler and the planner's caller.
-    let strided = gpu.explain(&request, Shape::with_inner(4, 10, 3), DType::F32);
+    // A class axis that is not last: the row ops plan it (16-bit rows of an even `inner`
+    // paired on one invocation per row); the sampler refuses it, as the sampler does.
+    for (inner, dtype, pairs) in [(3, DType::F16, false), (64, DType::F32, false), (64, DType::BF16, true)] {
+        let shape = Shape::with_inner(4, 10, inner);
+        let explained = gpu.explain(&request, shape, dtype).unwrap();
+        assert_eq!(explained.strategy, crate::strategy::Strategy::ThreadPerRow);
+        assert_eq!(explained.rows_per_invocation, if pairs { 2 } else { 1 }, "{shape} {dtype}");
+        assert_eq!(explained.packet_elements, dtype.format().packet(1), "scalar accesses");
+    }
+    let sampler = PlanRequest::Sample(crate::Sampler::default());
+    let strided = gpu.explain(&sampler, Shape::with_inner(4, 10, 3), DType::F32);
     assert!(matches!(strided, Err(Error::InvalidOption { option: "shape", .. })));
 }

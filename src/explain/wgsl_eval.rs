@@ -241,6 +241,7 @@ fn spec(strategy: Strategy, dtype: DType, vector: VectorWidth, cached: bool) -> 
         vector,
         cached,
         strided: false,
+        paired: false,
         group: GroupShape::DEFAULT,
     }
 }
@@ -342,6 +343,7 @@ fn the_hosts_split_cache_test_is_the_wgsls() {
                             lanes_per_row: 256,
                             walk_width: walk,
                             segments,
+                            paired: false,
                             chunks: Vec::new(),
                         };
                         let (reads, _) = reads_per_element(&spec, &plan, cols);

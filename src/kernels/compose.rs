@@ -59,6 +59,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
     let mut flags = decl.flags.clone();
     flags.push(("SUBGROUPS", subgroups));
     flags.push(("STRIDED", spec.strided));
+    flags.push(("PAIRED", spec.paired));
     flags.push(("HALF", spec.dtype != DType::F32));
     flags.push(("VECTOR", spec.vector == VectorWidth::Vec4));
     flags.push(("FOLDS", decl.folds_reduction));
@@ -97,7 +98,7 @@ pub(crate) fn compose(spec: KernelSpec) -> Result<Module, String> {
                 source.push_str(&preprocess(part, &flags)?);
             }
             source.push_str(&preprocess(ROWS, &flags)?);
-            source.push_str(&packet_cache(spec.cache_packets()));
+            source.push_str(&packet_cache(spec.cache_packets(), spec.paired));
             let workgroup_sum = matches!(spec.strategy, Strategy::WorkgroupPerRow | Strategy::SplitRow);
             if decl.folds_reduction && !workgroup_sum {
                 source.push_str(WORKGROUP_SUM);
@@ -195,8 +196,12 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
     let template = if spec.dtype == DType::F32 { ELEM_F32 } else { ELEM_HALF };
     for tensor in spec.op.tensors() {
         let writable = tensor.ty == BindingType::Tensor { writable: true };
-        let flags =
-            [("VECTOR", spec.vector == VectorWidth::Vec4), ("WRITABLE", writable), ("STRIDED", spec.strided)];
+        let flags = [
+            ("VECTOR", spec.vector == VectorWidth::Vec4),
+            ("WRITABLE", writable),
+            ("STRIDED", spec.strided),
+            ("PAIRED", spec.paired),
+        ];
         source.push_str(&preprocess(template, &flags)?.replace(TENSOR_PLACEHOLDER, tensor.slot.name()));
     }
     if spec.has_edges() {
@@ -212,6 +217,17 @@ fn tensor_accessors(spec: KernelSpec) -> Result<String, String> {
     }
     source.push_str("// The tensor the row loops write.\n");
     match spec.op.output_tensor().map(Slot::name) {
+        // A paired invocation stores its two rows' words whole, and nothing else.
+        Some(output) if spec.paired => {
+            let _ = write!(
+                source,
+                "fn result_store_pair(k: u32, first: array<f32, PACKET>, second: array<f32, PACKET>) {{\n    \
+                 {output}_store_pair(k, first, second);\n}}\n"
+            );
+        }
+        None if spec.paired => source.push_str(
+            "fn result_store_pair(k: u32, first: array<f32, PACKET>, second: array<f32, PACKET>) {}\n",
+        ),
         Some(output) => {
             let _ = write!(
                 source,
@@ -250,7 +266,7 @@ fn half_conversions(dtype: DType) -> String {
 /// `PacketCache` and the functions that fill, absorb and write it, slot by slot: straight
 /// code with a named field per packet, so that the cache lives in registers without any
 /// compiler having to unroll a loop (or spill an array indexed at run time) to get there.
-fn packet_cache(slots: u32) -> String {
+fn packet_cache(slots: u32, paired: bool) -> String {
     let mut fields = String::new();
     let (mut fill, mut absorb, mut write) = (String::new(), String::new(), String::new());
     // A struct needs a member: an empty cache keeps one slot nobody uses.
@@ -268,11 +284,24 @@ fn packet_cache(slots: u32) -> String {
             "    if (k < walk.end) {{\n        var packet = (*cache).p{slot};\n        out = packet_absorb(out, &packet, span, k, m);\n        \
              (*cache).p{slot} = packet;\n    }}\n    k += walk.stride;\n"
         );
+        let store = if paired {
+            "result_store_pair(k, kept_output(a, k, (*cache).p{slot}), kept_output(b, k + offset, (*second).p{slot}))"
+        } else {
+            "write_packet(span, k, row, own, (*cache).p{slot})"
+        };
         let _ = write!(
             write,
-            "    if (k < walk.end) {{\n        write_packet(span, k, row, own, (*cache).p{slot});\n    }}\n    k += walk.stride;\n"
+            "    if (k < walk.end) {{\n        {};\n    }}\n    k += walk.stride;\n",
+            store.replace("{slot}", &slot.to_string())
         );
     }
+    // A paired invocation writes its two rows' packets together, each from its own cache.
+    let write_signature = if paired {
+        "cache_write_pair(cache: ptr<function, PacketCache>, second: ptr<function, PacketCache>, a: Finished, \
+         b: Finished, walk: Walk) {\n    let offset = b.span.first_packet - a.span.first_packet;\n"
+    } else {
+        "cache_write(cache: ptr<function, PacketCache>, span: RowSpan, walk: Walk, row: Row, own: Share) {\n"
+    };
     format!(
         "// An invocation's packets, kept between its looks at its share of a row ({slots} slots).\n\
          struct PacketCache {{\n{fields}}}\n\n\
@@ -280,7 +309,6 @@ fn packet_cache(slots: u32) -> String {
          \x20   var m = LOWEST_FINITE;\n    var k = walk.begin;\n{fill}    return m;\n}}\n\n\
          fn cache_absorb(lane: Lane, cache: ptr<function, PacketCache>, span: RowSpan, walk: Walk, m: f32) -> Lane {{\n\
          \x20   var out = lane;\n    var k = walk.begin;\n{absorb}    return out;\n}}\n\n\
-         fn cache_write(cache: ptr<function, PacketCache>, span: RowSpan, walk: Walk, row: Row, own: Share) {{\n\
-         \x20   var k = walk.begin;\n{write}}}\n\n"
+         fn {write_signature}\x20   var k = walk.begin;\n{write}}}\n\n"
     )
 }

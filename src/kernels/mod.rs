@@ -5,7 +5,8 @@
 //! - `elem/`: element access per storage type (f32, or 16-bit halves through bf16 or f16
 //!   conversions), scalar and vector forms, and the strided form for a class axis that is
 //!   not last (packets gathered along the axis, scattered back; 16-bit halves stored with
-//!   atomics, since neighbouring rows share each word), instantiated once per tensor;
+//!   atomics, since neighbouring rows share each word, or whole words where one invocation
+//!   takes both rows), instantiated once per tensor;
 //! - `strategy/`: the row loops (thread, subgroup, workgroup, split) and the 16-bit edge
 //!   pass;
 //! - `ops/`: each op's own steps (what a lane accumulates from an element, how two lanes
@@ -91,8 +92,13 @@ pub(crate) struct KernelSpec {
     /// row and the next, rows off the class axis neighbouring in memory): packets are
     /// gathered along the class axis and scattered back, scalar accesses only, and a 16-bit
     /// output is stored half by half through atomics, since two neighbouring rows share
-    /// each word.
+    /// each word (unless [`KernelSpec::paired`]).
     pub(crate) strided: bool,
+    /// Whether an invocation of [`Strategy::ThreadPerRow`] along a strided class axis takes
+    /// two neighbouring rows (an even `params.inner`, the first at an even position along
+    /// it), whose classes lie side by side in the words of a 16-bit tensor: it then stores
+    /// each word of the output whole, with no atomics (see [`KernelSpec::pairs_rows`]).
+    pub(crate) paired: bool,
     /// The workgroup of [`Strategy::WorkgroupPerRow`] and [`Strategy::SplitRow`]: how many
     /// invocations, and how they merge their shares.
     pub(crate) group: GroupShape,
@@ -143,8 +149,14 @@ impl KernelSpec {
     /// Packets an invocation keeps between its looks at its share of a row: [`CACHE_WORDS`]
     /// words of each tensor (32 f32 or 64 16-bit elements), and one packet more, for rows
     /// that start and end mid-packet (a row's share that fits is read once).
+    /// A paired invocation keeps two rows, each in half of that, so that it holds as many
+    /// registers as an invocation with one row.
     pub(crate) const fn cache_packets(&self) -> u32 {
-        if self.cached { cache_packets(self.vector) } else { 0 }
+        match (self.cached, self.paired) {
+            (false, _) => 0,
+            (true, false) => cache_packets(self.vector),
+            (true, true) => cache_packets(self.vector) / 2,
+        }
     }
 
     /// Bytes one access moves: what a binding's size is rounded up to.
@@ -188,16 +200,32 @@ impl KernelSpec {
     /// Whether the module declares `tensor` of the op as an array of atomic words: a 16-bit
     /// tensor the op writes along a strided class axis.
     pub(crate) fn atomic_tensor(&self, writable: bool) -> bool {
-        self.strided && writable && self.dtype != DType::F32
+        self.strided && writable && self.dtype != DType::F32 && !self.paired
+    }
+
+    /// Whether this module's rows of `inner` go two to an invocation
+    /// ([`KernelSpec::paired`]): one invocation per row along a strided class axis, 16-bit
+    /// storage, and `inner` even, so that the two rows of every pair (positions 2j and
+    /// 2j + 1 along it) share each word of the tensors and no other row does. The choice
+    /// depends on nothing else (not on whether the op writes a class-axis tensor), so that
+    /// every row kernel an op records under one plan agrees with the plan's grid.
+    pub(crate) fn pairs_rows(&self, inner: usize) -> bool {
+        self.op.is_row_op()
+            && self.strategy == Strategy::ThreadPerRow
+            && self.strided
+            && self.dtype.format().per_word() == 2
+            && inner.is_multiple_of(2)
     }
 
     /// A label for wgpu objects and messages.
     pub(crate) fn label(&self) -> String {
-        let cache = match (self.cached, self.strided) {
-            (false, false) => "",
-            (true, false) => ", cached",
-            (false, true) => ", strided",
-            (true, true) => ", cached, strided",
+        let cache = match (self.cached, self.strided, self.paired) {
+            (false, false, _) => "",
+            (true, false, _) => ", cached",
+            (false, true, false) => ", strided",
+            (true, true, false) => ", cached, strided",
+            (false, true, true) => ", strided, paired",
+            (true, true, true) => ", cached, strided, paired",
         };
         let group = match self.strategy {
             Strategy::WorkgroupPerRow | Strategy::SplitRow if self.group != GroupShape::DEFAULT => format!(
@@ -219,7 +247,7 @@ impl KernelSpec {
     /// Every module this crate can compose, in a fixed order: for each op kernel, each
     /// strategy it has (one module for a kernel with its own skeleton), and each of the
     /// storage types, access widths and variants its declaration lists (strided: scalar
-    /// accesses only).
+    /// accesses only; paired where [`KernelSpec::pairs_rows`] allows).
     pub(crate) fn all() -> Vec<Self> {
         let mut all = Vec::new();
         for op in OpKernel::ALL {
@@ -247,15 +275,21 @@ impl KernelSpec {
                             for &strided in strided {
                                 for &group in groups {
                                     if !strided || vector == VectorWidth::Scalar {
-                                        all.push(Self {
+                                        let spec = Self {
                                             op,
                                             strategy,
                                             dtype,
                                             vector,
                                             cached,
                                             strided,
+                                            paired: false,
                                             group,
-                                        });
+                                        };
+                                        all.push(spec);
+                                        // An even `inner` pairs the rows.
+                                        if spec.pairs_rows(2) {
+                                            all.push(Self { paired: true, ..spec });
+                                        }
                                     }
                                 }
                             }

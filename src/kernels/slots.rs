@@ -195,6 +195,7 @@ mod tests {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            paired: false,
             group: GroupShape::DEFAULT,
         };
         compose(spec).unwrap_or_else(|e| panic!("{e}"))

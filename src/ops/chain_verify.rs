@@ -262,6 +262,7 @@ impl ChainVerifier {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            paired: false,
             group: GroupShape::DEFAULT,
         };
         let module = ctx.module(spec)?;

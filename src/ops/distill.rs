@@ -519,6 +519,7 @@ impl Distill {
                 vector,
                 cached: rows::keeps_rows(ctx),
                 strided: false,
+                paired: false,
                 group: GroupShape::DEFAULT,
             },
             constants,

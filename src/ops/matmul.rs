@@ -57,6 +57,7 @@ pub(crate) const fn spec(dtype: DType, vector: VectorWidth) -> KernelSpec {
         vector,
         cached: false,
         strided: false,
+        paired: false,
         group: GroupShape::DEFAULT,
     }
 }

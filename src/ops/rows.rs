@@ -12,7 +12,9 @@ use crate::kernels::{
     RowParams, SPLIT_STATS, SPLIT_WRITE, Slot, VectorWidth,
 };
 use crate::ops::validate;
-use crate::plan::{DeviceCaps, Plan, group_shape, plan, prefers_split_rows, spread_grid, walk_width};
+use crate::plan::{
+    DeviceCaps, Plan, group_shape, pair_rows, plan, prefers_split_rows, spread_grid, walk_width,
+};
 use crate::record::Recorder;
 use crate::shape::Shape;
 use crate::strategy::Strategy;
@@ -38,19 +40,25 @@ pub(crate) fn plan_rows(
     plan_rows_on(ctx.caps(), kernel, shape, forced, row_bytes, keeps_rows(ctx))
 }
 
-/// The storage buffers `op`'s module for `strategy` and `dtype` binds (a 16-bit output's
-/// edge words counted, whatever the row length).
-fn storage_bindings(op: OpKernel, strategy: Strategy, dtype: DType) -> u32 {
+/// `op`'s module for `strategy` and `dtype` with scalar accesses, along a class axis
+/// strided or not, as the planner first sees it.
+fn scalar_spec(op: OpKernel, strategy: Strategy, dtype: DType, strided: bool) -> KernelSpec {
     KernelSpec {
         op,
         strategy,
         dtype,
         vector: VectorWidth::Scalar,
         cached: false,
-        strided: false,
+        strided,
+        paired: false,
         group: GroupShape::DEFAULT,
     }
-    .storage_bindings()
+}
+
+/// The storage buffers `op`'s module for `strategy` and `dtype` binds (a 16-bit output's
+/// edge words counted, whatever the row length).
+fn storage_bindings(op: OpKernel, strategy: Strategy, dtype: DType) -> u32 {
+    scalar_spec(op, strategy, dtype, false).storage_bindings()
 }
 
 /// Whether a device of `caps` can bind the storage buffers of `op`'s module for
@@ -97,6 +105,9 @@ pub(crate) fn plan_rows_on(
     planned.group =
         group_shape(caps, planned.strategy, shape.cols, elements_per_word, op.share_bytes(), keeps_rows);
     planned.walk_width = walk_width(caps, planned.group.lanes);
+    if scalar_spec(op, planned.strategy, dtype, !shape.is_row_major()).pairs_rows(shape.inner) {
+        pair_rows(&mut planned, caps)?;
+    }
     // Refused here, before the op records anything, on a device that cannot bind the
     // storage buffers of the op's module for that strategy.
     kernels::check_storage_bindings(
@@ -345,11 +356,12 @@ pub(crate) fn layout_spec(spec: KernelSpec, shape: Shape) -> KernelSpec {
 }
 
 /// The module `plan` runs for `spec` over `shape`: fitted to the layout
-/// ([`layout_spec`]), with the plan's workgroup, and the cached module only where every
-/// row fits its registers (else the streaming one, which holds no cache: each its own
-/// pipeline).
+/// ([`layout_spec`]), rows paired as the plan pairs them, with the plan's workgroup, and
+/// the cached module only where every row fits its registers (else the streaming one,
+/// which holds no cache: each its own pipeline).
 pub(crate) fn planned_spec(spec: KernelSpec, plan: &Plan, shape: Shape) -> KernelSpec {
     let mut spec = layout_spec(spec, shape);
+    spec.paired = plan.paired;
     if matches!(plan.strategy, Strategy::WorkgroupPerRow | Strategy::SplitRow) {
         spec.group = plan.group;
     }
@@ -414,4 +426,92 @@ pub(crate) fn rows_per_buffer(ctx: &Context, shape: Shape, dtype: DType) -> Resu
         });
     }
     Ok(usize::try_from(rows).unwrap_or(usize::MAX).min(shape.rows.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in a test, a failed unwrap is a failed test
+
+    use super::plan_rows_on;
+    use crate::dtype::DType;
+    use crate::error::Error;
+    use crate::kernels::OpKernel;
+    use crate::plan::{DeviceCaps, DeviceProfile};
+    use crate::shape::Shape;
+    use crate::strategy::Strategy;
+
+    #[test]
+    fn a_thread_per_row_pairs_neighbouring_16_bit_rows_of_an_even_inner() {
+        let gpu = DeviceProfile::for_tests("a GPU", wgpu::DeviceType::DiscreteGpu, 32).caps();
+        let lavapipe = DeviceProfile::for_tests("a CPU adapter", wgpu::DeviceType::Cpu, 8).caps();
+        // Small bindings and grids: batches in several chunks.
+        let small = DeviceCaps { max_storage_binding_bytes: 8192, max_workgroups_per_dimension: 3, ..gpu };
+        let mut paired_in_chunks = 0;
+        for caps in [gpu, lavapipe, small] {
+            let shapes =
+                [(3, 37, 2), (2, 9, 6), (5, 21, 64), (1, 1001, 32), (40, 5, 30), (700, 3, 8), (9, 1, 2)];
+            for (outer, cols, inner) in shapes {
+                let shape = Shape::with_inner(outer, cols, inner);
+                for dtype in DType::ALL {
+                    let row_bytes = [dtype.size() * cols as u64];
+                    let planned = |forced| {
+                        plan_rows_on(&caps, (OpKernel::Softmax, dtype), shape, forced, &row_bytes, true)
+                    };
+                    let p = match planned(Some(Strategy::ThreadPerRow)) {
+                        // A run of rows wider than the small binding.
+                        Err(Error::LimitExceeded { .. }) if caps == small => continue,
+                        other => other.unwrap(),
+                    };
+                    // f32 owns its words alone: nothing to pair.
+                    assert_eq!(p.paired, dtype != DType::F32, "{shape} {dtype}");
+                    let per_invocation: u64 = if p.paired { 2 } else { 1 };
+                    let lanes = u64::from(Strategy::ThreadPerRow.workgroup_size());
+                    assert_eq!(u64::from(p.rows_per_group), per_invocation * lanes);
+                    let mut next = 0;
+                    for chunk in &p.chunks {
+                        // Pairs never straddle chunks: each starts at an even row.
+                        assert_eq!((chunk.first_row % 2, chunk.rows % 2), (0, 0), "{shape} {dtype}");
+                        assert_eq!(chunk.first_row, next);
+                        next += chunk.rows;
+                        let groups = u64::from(chunk.grid[0]) * u64::from(chunk.grid[1]);
+                        let rows = chunk.rows as u64;
+                        // Every pair has an invocation, and in a one-dimensional grid no
+                        // workgroup is wholly surplus.
+                        assert!(groups * lanes * per_invocation >= rows);
+                        assert!(chunk.grid[1] > 1 || (groups - 1) * lanes * per_invocation < rows);
+                        assert!(chunk.grid[0] <= caps.max_workgroups_per_dimension);
+                    }
+                    assert_eq!(next, shape.rows);
+                    paired_in_chunks += usize::from(p.paired && p.chunks.len() > 1);
+                    // Lanes sharing a row never pair.
+                    if let Ok(p) = planned(Some(Strategy::WorkgroupPerRow)) {
+                        assert!(!p.paired);
+                    }
+                }
+            }
+            // An odd number of positions after the axis: row pairs would straddle words.
+            let odd = Shape::with_inner(4, 37, 5);
+            let p = plan_rows_on(
+                &caps,
+                (OpKernel::Softmax, DType::F16),
+                odd,
+                Some(Strategy::ThreadPerRow),
+                &[74],
+                true,
+            );
+            assert!(!p.unwrap().paired);
+            // A contiguous class axis: no pairing.
+            let rows = Shape::new(64, 37);
+            let p = plan_rows_on(
+                &caps,
+                (OpKernel::Softmax, DType::BF16),
+                rows,
+                Some(Strategy::ThreadPerRow),
+                &[74],
+                true,
+            );
+            assert!(!p.unwrap().paired);
+        }
+        assert!(paired_in_chunks > 0, "no batch of paired rows took several chunks");
+    }
 }

@@ -692,6 +692,7 @@ impl Sampler {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            paired: false,
             group: GroupShape::DEFAULT,
         };
         let module = ctx.module(spec)?;

@@ -120,6 +120,7 @@ impl Softmax {
                 vector,
                 cached: rows::keeps_rows(ctx),
                 strided: false,
+                paired: false,
                 group: GroupShape::DEFAULT,
             },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],

@@ -99,6 +99,7 @@ impl SoftmaxBackward {
                 vector,
                 cached: rows::keeps_rows(ctx),
                 strided: false,
+                paired: false,
                 group: GroupShape::DEFAULT,
             },
             constants: vec![("LOG_SOFTMAX", u32::from(self.log))],

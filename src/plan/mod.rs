@@ -129,6 +129,8 @@ pub struct Plan {
     pub(crate) walk_width: u32,
     /// Workgroups per row: [`split_segments`] for [`Strategy::SplitRow`], else 1.
     pub(crate) segments: usize,
+    /// Whether each invocation takes two neighbouring rows ([`pair_rows`]).
+    pub(crate) paired: bool,
     pub(crate) chunks: Vec<Chunk>,
 }
 
@@ -446,8 +448,27 @@ pub(crate) fn plan(
         lanes_per_row,
         walk_width: walk_width(caps, group.lanes),
         segments: if strategy == Strategy::SplitRow { split_segments(shape) } else { 1 },
+        paired: false,
         chunks,
     })
+}
+
+/// Gives each invocation of a thread-per-row `plan` two neighbouring rows (a 16-bit
+/// strided class axis of even `inner`: see [`crate::kernels::KernelSpec::pairs_rows`]):
+/// twice the rows per workgroup, half the workgroups. Every chunk holds whole runs of
+/// `inner` rows, so an even number, and starts at an even row.
+///
+/// # Errors
+///
+/// None in practice: a grid of half the workgroups fits wherever the whole one did.
+pub(crate) fn pair_rows(plan: &mut Plan, caps: &DeviceCaps) -> Result<()> {
+    plan.paired = true;
+    plan.rows_per_group *= 2;
+    for chunk in &mut plan.chunks {
+        let groups = u64::try_from(chunk.rows.div_ceil(plan.rows_per_group as usize)).unwrap_or(u64::MAX);
+        chunk.grid = spread_grid(groups, caps.max_workgroups_per_dimension)?;
+    }
+    Ok(())
 }
 
 /// The most rows one chunk may hold: at most `max_rows` (what one grid covers), whole runs

@@ -193,6 +193,7 @@ fn a_cached_split_holds_every_segment_it_plans() {
                         vector,
                         cached: true,
                         strided: false,
+                        paired: false,
                         group: GroupShape::DEFAULT,
                     };
                     assert!(

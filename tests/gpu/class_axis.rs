@@ -17,8 +17,8 @@ use common::{ctx, rng};
 use wgpu_softmax::check::Tolerance;
 use wgpu_softmax::testing::{compare, round_to, widen};
 use wgpu_softmax::{
-    Context, CrossEntropy, CrossEntropyInput, DType, Element, Error, Gradient, Reduction, Shape, Softmax,
-    SoftmaxBackward, Strategy, Targets, bf16, f16, reference,
+    Context, CrossEntropy, CrossEntropyInput, DType, Element, Error, Gradient, PlanRequest, Reduction, Shape,
+    Softmax, SoftmaxBackward, Strategy, Targets, bf16, f16, reference,
 };
 
 /// Tensors and the axis to normalise over: odd positions after the axis with odd classes,
@@ -318,4 +318,48 @@ fn cross_entropy_host_api_in_pytorch_layout() {
         );
         assert!(z.passed(), "{op:?} z-loss: {z}");
     }
+}
+
+/// Layouts whose rows pair in 16-bit storage on one invocation per row (an even number of
+/// positions after the class axis): two and six positions (forced: under the planner's
+/// bound for a thread per row) and 64 and 4096 (the planner's own choice), odd classes
+/// and even, rows that a register cache holds and rows it does not.
+const PAIRED_LAYOUTS: [&[usize]; 4] = [&[3, 37, 2], &[2, 9, 6], &[3, 20, 64], &[2, 21, 4096]];
+
+/// Every row op in storage type `T` over the paired layouts on both cached paths: each
+/// invocation stores whole words of its two rows (the plan says so), and every output
+/// matches the reference.
+fn paired_rows_match_the_reference<T: Element>(seed: u64) {
+    let other = ctx().with_cached_rows(!ctx().cached_rows());
+    for (l, &dims) in PAIRED_LAYOUTS.iter().enumerate() {
+        let shape = Shape::of_dims(dims, 1).unwrap();
+        let request = PlanRequest::Softmax { log: false, strategy: Some(Strategy::ThreadPerRow) };
+        let explained = ctx().explain(&request, shape, T::DTYPE).unwrap();
+        assert_eq!(explained.rows_per_invocation, 2, "{shape} {}", T::DTYPE);
+        let log = l % 2 == 1;
+        for path in [ctx(), &other] {
+            let seed = seed + 16 * l as u64 + u64::from(path.cached_rows());
+            assert!(check_softmax::<T>(seed, shape, Strategy::ThreadPerRow, path, log));
+            assert!(check_backward::<T>(seed, shape, Strategy::ThreadPerRow, path, !log));
+        }
+        // The cross-entropy's row state (its class target) is read again for each row's
+        // writes, which interleave; in place, each word is read before it is written.
+        let row = CeRow {
+            seed: seed + 16 * l as u64 + 8,
+            dims,
+            strategy: Strategy::ThreadPerRow,
+            probabilities: l == 2,
+            op: ce_ops()[l % 3],
+            in_place: l % 2 == 0,
+        };
+        assert!(check_cross_entropy::<T>(&row));
+    }
+}
+
+/// Rows side by side in 16-bit words (an even number of positions after the class axis):
+/// one invocation takes both rows of each word and stores it whole.
+#[test]
+fn paired_rows_store_whole_16_bit_words() {
+    paired_rows_match_the_reference::<f16>(0xA7_0041);
+    paired_rows_match_the_reference::<bf16>(0xA7_0051);
 }

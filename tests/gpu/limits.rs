@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 
 use common::{POISON_BITS, ctx, rng};
 use wgpu_softmax::check::Tolerance;
-use wgpu_softmax::testing::compare;
+use wgpu_softmax::testing::{compare, round_to, widen};
 use wgpu_softmax::{
-    Context, ContextOptions, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, Gradient, Reduction,
-    Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, reference,
+    Context, ContextOptions, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, DType, Gradient,
+    PlanRequest, Reduction, Shape, Softmax, SoftmaxBackward, Strategy, TargetBuffer, Targets, bf16,
+    reference,
 };
 
 /// Bindings of 16 KiB at 256-byte offsets, buffers of 64 KiB, grids of 9 x 9 (a one-word
@@ -252,4 +253,42 @@ fn sampling_splits_rows_over_bindings() {
     let whole = verifier.run(ctx(), &draft_ids, &draft, &target, chain).unwrap();
     assert_eq!(blocked, whole, "the verifier in blocks of rows");
     assert_eq!(blocked.status.bad_rows, 0);
+}
+
+/// 16-bit rows paired two to an invocation (a class axis with an even number of positions
+/// after it) over several bindings and buffers: every chunk starts at an even row, and the
+/// mean of the cross-entropy still sums every row once.
+#[test]
+fn paired_rows_split_over_bindings_and_buffers() {
+    let ctx = small();
+    let mut rng = rng(0x11_0007);
+    // 30 x 7 x 64 bf16: 26.9 KB, two bindings; 80 x 7 x 64: 71.7 KB, two buffers.
+    for outer in [30, 80] {
+        let shape = Shape::with_inner(outer, 7, 64);
+        let request = PlanRequest::Softmax { log: false, strategy: None };
+        let explained = ctx.explain(&request, shape, DType::BF16).unwrap();
+        assert_eq!(explained.rows_per_invocation, 2, "{shape}");
+        assert!(explained.chunks > 1, "{shape} should need several bindings");
+        let x: Vec<bf16> = round_to(&rng.logits(shape.len().unwrap(), 5.0));
+        let got = Softmax::log().run(ctx, &x, shape).unwrap();
+        let c = compare(
+            &widen(&got),
+            &reference::log_softmax(&x, shape).unwrap(),
+            Tolerance::LOG_SOFTMAX.for_dtype(DType::BF16),
+        );
+        assert!(c.passed(), "{shape}: {c}");
+        let targets: Vec<i64> = (0..shape.rows).map(|_| i64::try_from(rng.below(7)).unwrap()).collect();
+        let input = CrossEntropyInput::new(&x, shape, Targets::I64(&targets));
+        let op = CrossEntropy::new().reduction(Reduction::Mean);
+        let got = op.run(ctx, &input).unwrap();
+        let want = reference::cross_entropy(&op, &input).unwrap();
+        let loss = compare(&got.loss, &want.loss, Tolerance::CROSS_ENTROPY_LOSS);
+        assert!(loss.passed(), "{shape} loss: {loss}");
+        let grad = compare(
+            &widen(got.grad.as_ref().unwrap()),
+            want.grad.as_ref().unwrap(),
+            Tolerance::CROSS_ENTROPY_GRAD.for_dtype(DType::BF16),
+        );
+        assert!(grad.passed(), "{shape} grad: {grad}");
+    }
 }

@@ -24,7 +24,7 @@ use wgpu_softmax::testing::{SeededRng, compare, round_to};
 use wgpu_softmax::{
     Context, ContextOptions, CrossEntropy, CrossEntropyBuffers, CrossEntropyInput, CrossEntropyStatus, DType,
     Distill, DistillBuffers, DistillInput, DistillReduction, Error, Gradient, LinearCrossEntropy,
-    LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearGradients, LinearShape, Reduction,
+    LinearCrossEntropyBuffers, LinearCrossEntropyInput, LinearGradients, LinearShape, PlanRequest, Reduction,
     SAMPLE_STATUS_WORDS, STATUS_WORDS, SampleBuffers, SampleStatus, Sampler, Shape, Softmax, TargetBuffer,
     Targets, TensorRef, bf16, f16, reference, wgpu,
 };
@@ -172,6 +172,20 @@ async fn check_cross_entropy(ctx: &Context, case: &CrossEntropyCase) {
     let CrossEntropyCase { dtype, dims, dim, op, probabilities, weighted, seed } = *case;
     let shape = Shape::of_dims(dims, dim).unwrap();
     let (rows, cols, len) = (shape.rows, shape.cols, shape.len().unwrap());
+    // 16-bit rows of an even `inner` run paired, two to an invocation (Tint compiles that
+    // kernel too).
+    let request = PlanRequest::CrossEntropy {
+        reduction: op.get_reduction(),
+        gradient: op.get_gradient(),
+        probabilities,
+        strategy: None,
+    };
+    let paired = dtype != DType::F32 && shape.inner % 2 == 0;
+    assert_eq!(
+        ctx.explain(&request, shape, dtype).unwrap().rows_per_invocation == 2,
+        paired,
+        "{shape} {dtype}"
+    );
     let mut rng = SeededRng::new(seed);
     let logits = rng.logits(len, 6.0);
     // Class targets with an ignored row in every five; or probability rows, laid out as
@@ -286,7 +300,7 @@ fn ctx_round(dtype: DType, values: &[f32]) -> Vec<f32> {
 /// The cross-entropy's options in every storage type: reductions, label smoothing, class
 /// weights, ignored rows, int64 class targets and probability targets, the z-loss, the
 /// logit softcap, logsumexp, argmax and status outputs, the gradient separate and in place,
-/// with the class axis last and not last.
+/// with the class axis last and not last (an odd and an even number of positions after it).
 #[wasm_bindgen_test]
 async fn cross_entropy_with_its_options() {
     let ctx = ctx().await;
@@ -323,6 +337,17 @@ async fn cross_entropy_with_its_options() {
             probabilities: true,
             weighted: true,
             seed: 0x5E_C003,
+        },
+        // An even number of positions after the class axis: one invocation takes two
+        // rows and stores whole 16-bit words (the mean folded into the row kernel).
+        CrossEntropyCase {
+            dtype: DType::F16,
+            dims: &[3, 9, 4],
+            dim: 1,
+            op: CrossEntropy::new().gradient(Gradient::InPlace).argmax(true).lse(true),
+            probabilities: false,
+            weighted: true,
+            seed: 0x5E_C004,
         },
     ];
     for case in &cases {

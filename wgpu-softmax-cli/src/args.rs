@@ -103,7 +103,9 @@ pub struct PlanArgs {
     /// The op.
     #[arg(long, value_enum)]
     pub op: PlanOp,
-    /// Rows and classes, R,C; for linear_cross_entropy N,D,V (rows, hidden features, classes).
+    /// Rows and classes, R,C; or O,C,I for a class axis of C with O positions before it and
+    /// I after it (O x I rows, as `Shape::with_inner`); for linear_cross_entropy N,D,V
+    /// (rows, hidden features, classes).
     #[arg(long, value_name = "R,C", value_parser = parse_dims)]
     pub shape: Dims,
     /// The storage type of the class-axis tensors (of H and W for linear_cross_entropy).

@@ -313,11 +313,13 @@ pub fn explanation_json(explained: &PlanExplanation, device: &str) -> String {
     let _ = writeln!(out, "  \"device\": {},", quoted(device));
     let _ = writeln!(out, "  \"rows\": {},", explained.shape.rows);
     let _ = writeln!(out, "  \"cols\": {},", explained.shape.cols);
+    let _ = writeln!(out, "  \"inner\": {},", explained.shape.inner);
     let _ = writeln!(out, "  \"dtype\": {},", quoted(dtype_name(explained.dtype)));
     let _ = writeln!(out, "  \"strategy\": {},", quoted(&format!("{:?}", explained.strategy)));
     let _ = writeln!(out, "  \"workgroup_size\": {},", explained.workgroup_size);
     let _ = writeln!(out, "  \"rows_per_group\": {},", explained.rows_per_group);
     let _ = writeln!(out, "  \"lanes_per_row\": {},", explained.lanes_per_row);
+    let _ = writeln!(out, "  \"rows_per_invocation\": {},", explained.rows_per_invocation);
     let _ = writeln!(out, "  \"walk_width\": {},", explained.walk_width);
     let _ = writeln!(out, "  \"segments_per_row\": {},", explained.segments_per_row);
     let _ = writeln!(out, "  \"packet_elements\": {},", explained.packet_elements);
@@ -370,17 +372,23 @@ pub fn explanation_text(explained: &PlanExplanation, device: &str) -> String {
     let shape = explained.shape;
     let _ = writeln!(
         out,
-        "{} of {} x {} {} on {device}",
+        "{} of {} x {} {}{} on {device}",
         explained.op,
         shape.rows,
         shape.cols,
-        dtype_name(explained.dtype)
+        dtype_name(explained.dtype),
+        if shape.inner > 1 {
+            format!(" (the class axis {} elements apart)", shape.inner)
+        } else {
+            String::new()
+        }
     );
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 14] = [
         ("strategy", format!("{:?}", explained.strategy)),
         ("workgroup size", explained.workgroup_size.to_string()),
         ("rows per workgroup", explained.rows_per_group.to_string()),
         ("lanes per row", explained.lanes_per_row.to_string()),
+        ("rows per invocation", explained.rows_per_invocation.to_string()),
         ("walk width", explained.walk_width.to_string()),
         ("segments per row", explained.segments_per_row.to_string()),
         ("packet", format!("{} elements", explained.packet_elements)),

@@ -1012,6 +1012,14 @@ fn info_json_is_a_profile_that_plan_reads_back() {
     assert!(from_profile.contains("\"dispatches\": 3"), "{from_profile}");
     let text = run_ok(&s, &["plan", "--profile", "adapter.json", "--op", "softmax", "--shape", "8,4096"]);
     assert!(text.contains("reads per element:"), "{text}");
+    // O,C,I: a class axis of 21 with 16,384 positions after it; 16-bit rows run paired.
+    let strided = ["plan", "--profile", "adapter.json", "--op", "softmax", "--shape", "8,21,16384"];
+    let json = run_ok(&s, &[&strided[..], &["--dtype", "f16", "--json"][..]].concat());
+    for field in ["\"rows\": 131072", "\"inner\": 16384", "\"rows_per_invocation\": 2"] {
+        assert!(json.contains(field), "{field} missing from {json}");
+    }
+    let json = run_ok(&s, &[&strided[..], &["--json"][..]].concat());
+    assert!(json.contains("\"rows_per_invocation\": 1"), "f32 rows do not pair: {json}");
 
     std::fs::write(s.path("bad.json"), profile.replace("\"subgroups\": true", "\"subgroups\": \"yes\""))
         .unwrap();
@@ -1026,6 +1034,11 @@ fn info_json_is_a_profile_that_plan_reads_back() {
         &s,
         &["plan", "--profile", "adapter.json", "--op", "linear_cross_entropy", "--shape", "8,10"],
         &["N,D,V"],
+    );
+    assert_refused(
+        &s,
+        &["plan", "--profile", "adapter.json", "--op", "sample", "--shape", "8,21,4"],
+        &["R,C"],
     );
 }
 

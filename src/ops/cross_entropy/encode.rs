@@ -132,6 +132,7 @@ impl CrossEntropy {
                 KernelSpec {
                     cached: rows::keeps_rows(ctx),
                     strided: false,
+                    paired: false,
                     group: GroupShape::DEFAULT,
                     op: self.kernel_on(ctx, probabilities),
                     strategy: plan.strategy,
@@ -454,6 +455,7 @@ pub(crate) const fn reduce_spec(targets: TargetsKind) -> KernelSpec {
         vector: VectorWidth::Scalar,
         cached: false,
         strided: false,
+        paired: false,
         group: GroupShape::DEFAULT,
     }
 }

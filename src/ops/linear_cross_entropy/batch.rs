@@ -82,6 +82,7 @@ impl CrossEntropy {
         let spec = KernelSpec {
             cached: rows::keeps_rows(ctx),
             strided: false,
+            paired: false,
             group: GroupShape::DEFAULT,
             op: self.kernel_on(ctx, false),
             strategy: plan.strategy,
@@ -172,6 +173,7 @@ impl CrossEntropy {
         let spec = KernelSpec {
             cached: false,
             strided: false,
+            paired: false,
             group: GroupShape::DEFAULT,
             op: OpKernel::LinearCrossEntropy,
             strategy: Strategy::SplitRow,

@@ -79,6 +79,7 @@ impl LinearCrossEntropy {
             vector: VectorWidth::Scalar,
             cached: false,
             strided: false,
+            paired: false,
             group: GroupShape::DEFAULT,
         };
         for spec in [

@@ -50,7 +50,16 @@ pub fn request(args: &PlanArgs) -> Result<(PlanRequest, Shape), CliError> {
             ));
         }
         (_, &[rows, cols]) => Shape::new(rows, cols),
-        _ => return Err(bad("--shape takes R,C (rows, classes), as 4096,32768".into())),
+        // A class axis with `inner` positions after it, as `Shape::with_inner` takes it.
+        (op, &[outer, cols, inner]) if op != PlanOp::Sample => Shape::with_inner(outer, cols, inner),
+        (PlanOp::Sample, _) => return Err(bad("--shape takes R,C (rows, classes), as 64,128256".into())),
+        _ => {
+            return Err(bad(
+                "--shape takes R,C (rows, classes), as 4096,32768, or O,C,I (a class axis of C \
+                            with O positions before it and I after it), as 8,21,16384"
+                    .into(),
+            ));
+        }
     };
     let strategy = args.strategy.map(crate::args::StrategyArg::to_strategy);
     let loss_reduction = || match args.reduction {
