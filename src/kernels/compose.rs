@@ -285,15 +285,14 @@ fn packet_cache(slots: u32, paired: bool) -> String {
              (*cache).p{slot} = packet;\n    }}\n    k += walk.stride;\n"
         );
         let store = if paired {
-            "result_store_pair(k, kept_output(a, k, (*cache).p{slot}), kept_output(b, k + offset, (*second).p{slot}))"
+            format!(
+                "result_store_pair(k, kept_output(a, k, (*cache).p{slot}), \
+                 kept_output(b, k + offset, (*second).p{slot}))"
+            )
         } else {
-            "write_packet(span, k, row, own, (*cache).p{slot})"
+            format!("write_packet(span, k, row, own, (*cache).p{slot})")
         };
-        let _ = write!(
-            write,
-            "    if (k < walk.end) {{\n        {};\n    }}\n    k += walk.stride;\n",
-            store.replace("{slot}", &slot.to_string())
-        );
+        let _ = write!(write, "    if (k < walk.end) {{\n        {store};\n    }}\n    k += walk.stride;\n");
     }
     // A paired invocation writes its two rows' packets together, each from its own cache.
     let write_signature = if paired {
