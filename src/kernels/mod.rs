@@ -149,8 +149,9 @@ impl KernelSpec {
     /// Packets an invocation keeps between its looks at its share of a row: [`CACHE_WORDS`]
     /// words of each tensor (32 f32 or 64 16-bit elements), and one packet more, for rows
     /// that start and end mid-packet (a row's share that fits is read once).
-    /// A paired invocation keeps two rows, each in half of that, so that it holds as many
-    /// registers as an invocation with one row.
+    ///
+    /// A paired invocation keeps two rows, each in half of that (rounded down), so that it
+    /// holds no more registers than an invocation with one row.
     pub(crate) const fn cache_packets(&self) -> u32 {
         match (self.cached, self.paired) {
             (false, _) => 0,
@@ -198,7 +199,7 @@ impl KernelSpec {
     }
 
     /// Whether the module declares `tensor` of the op as an array of atomic words: a 16-bit
-    /// tensor the op writes along a strided class axis.
+    /// tensor the op writes along a strided class axis, where the rows are not paired.
     pub(crate) fn atomic_tensor(&self, writable: bool) -> bool {
         self.strided && writable && self.dtype != DType::F32 && !self.paired
     }
