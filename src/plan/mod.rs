@@ -209,6 +209,17 @@ const THREAD_PER_ROW_MAX_COLS_CPU: usize = 256;
 /// Rows wider than this use a whole workgroup on a GPU: a single subgroup would loop too
 /// long while most of the device idles.
 const SUBGROUP_PER_ROW_MAX_COLS_GPU: usize = 4096;
+/// The same bound on a CPU adapter, for precision. Its subgroup is one SIMD slice (8 lanes
+/// on lavapipe), so each lane sums an eighth of the row in one f32 chain, and the error
+/// grows with the chain: at 256000 columns the f32 logsumexp was 2.9e-5 off the f64
+/// reference on lavapipe (1.6e-6 relative) against 2.3e-6 for a workgroup per row. The
+/// linear cross-entropy's `dH` = sum over V of (p - y) W amplifies that where its terms
+/// cancel: with a sum reduction at 1024 x 48 x 256000, 677 of 49152 entries were past the
+/// test tolerance. Past this bound the workgroup costs 10 to 25% on lavapipe (64 x 256000
+/// softmax: 45 ms against 41; 512 x 65536: 87 against 69; a wall-clock loop of encode and
+/// submit, median of 6, not the harness); up to it the subgroup's error stays near the
+/// workgroup's (4.6e-6 against 1.4e-6 at 32000).
+const SUBGROUP_PER_ROW_MAX_COLS_CPU: usize = 32_768;
 
 /// The widest f32 row a subgroup per row keeps in its lanes' registers on a device of
 /// `caps` ([`CACHE_WORDS`] per lane): wider rows go to a workgroup per row on a GPU, whose
@@ -235,11 +246,15 @@ pub(crate) fn choose_strategy(caps: &DeviceCaps, shape: Shape) -> Strategy {
     let preferred = if shape.cols <= thread_max || side_by_side {
         Strategy::ThreadPerRow
     } else if caps.subgroups
-        && (caps.is_cpu || shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU.min(subgroup_cached_cols(caps)))
+        && if caps.is_cpu {
+            shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_CPU
+        } else {
+            shape.cols <= SUBGROUP_PER_ROW_MAX_COLS_GPU.min(subgroup_cached_cols(caps))
+        }
     {
-        // On a CPU adapter the subgroup path beat the shared-memory tree at every width it
-        // can run on lavapipe (1,024 to 32,768 columns; wider rows loop past llvmpipe's
-        // limit and fall back below).
+        // On a CPU adapter the subgroup path beat the shared-memory tree at every width
+        // measured on lavapipe (1,024 to 256,000 columns, by 10 to 30%); past
+        // SUBGROUP_PER_ROW_MAX_COLS_CPU the workgroup takes over for precision.
         Strategy::SubgroupPerRow
     } else {
         Strategy::WorkgroupPerRow

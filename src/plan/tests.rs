@@ -41,8 +41,19 @@ fn the_loop_limit_refuses_long_thread_rows_and_the_choice_avoids_them() {
     assert_eq!(choose_strategy(&caps, Shape::new(2, 50_000)), Strategy::WorkgroupPerRow);
     // 8 lanes need 2 * 32768 + 8 iterations at 262144 columns: too many.
     let sg = lavapipe_caps();
-    assert_eq!(choose_strategy(&sg, Shape::new(8, 131_072)), Strategy::SubgroupPerRow);
+    assert!(plan(&sg, Shape::new(8, 262_144), Some(Strategy::SubgroupPerRow), &[4 * 262_144]).is_err());
     assert_eq!(choose_strategy(&sg, Shape::new(8, 262_144)), Strategy::WorkgroupPerRow);
+}
+
+#[test]
+fn a_cpu_adapter_keeps_a_subgroup_per_row_to_rows_whose_lanes_sum_precisely() {
+    // Each of a subgroup's 8 lanes sums an eighth of the row in one f32 chain: past
+    // 32768 columns a workgroup per row takes over, though the subgroup could run them.
+    let sg = lavapipe_caps();
+    assert_eq!(choose_strategy(&sg, Shape::new(1024, 32_768)), Strategy::SubgroupPerRow);
+    assert_eq!(choose_strategy(&sg, Shape::new(1024, 32_769)), Strategy::WorkgroupPerRow);
+    assert_eq!(choose_strategy(&sg, Shape::new(64, 256_000)), Strategy::WorkgroupPerRow);
+    assert!(plan(&sg, Shape::new(64, 256_000), Some(Strategy::SubgroupPerRow), &[4 * 256_000]).is_ok());
 }
 
 #[test]

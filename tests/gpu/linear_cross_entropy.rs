@@ -536,3 +536,23 @@ fn the_default_workspace_takes_a_real_vocabulary_in_windows() {
         assert_close(what, &got.unwrap(), &want, GRAD.normwise(Tolerance::LINEAR_GRAD_NORMWISE, &want));
     }
 }
+
+/// `dH` with a sum reduction at 256000 classes: unscaled, it sums 256000 terms of
+/// `(p - y) W` that cancel, so a relative error of `p` (from the row's f32 sum of
+/// exponentials) shows in it where a mean hides it. On a CPU adapter a subgroup per row
+/// gave each of 8 lanes a 32000-term chain and failed this (12 of 1024 entries past the
+/// tolerance); the planner gives such rows a workgroup.
+#[test]
+fn a_summed_dh_at_256000_classes_matches_the_reference() {
+    let ctx = ctx();
+    let shape = LinearShape::new(64, 16, 256_000);
+    let c = case::<f32>(1570, shape);
+    let op = LinearCrossEntropy::new().reduction(Reduction::Sum).lse(true);
+    let input = LinearCrossEntropyInput::new(&c.hidden, &c.classifier, shape, Targets::I64(&c.targets));
+    let got = op.run(ctx, &input).unwrap();
+    let want = reference::linear_cross_entropy(&op, &input).unwrap();
+    assert_close("loss", &got.loss, &want.loss, LOSS);
+    assert_close("lse", &got.lse.unwrap(), &want.lse.unwrap(), LOSS);
+    assert_close("dH", &got.grad_hidden.unwrap(), &want.grad_hidden.unwrap(), GRAD);
+    assert_close("dW", &got.grad_classifier.unwrap(), &want.grad_classifier.unwrap(), GRAD);
+}

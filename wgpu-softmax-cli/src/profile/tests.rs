@@ -373,10 +373,10 @@ h100                 softmax        f32       1T     1S     1W     1W     1W    
 h100                 softmax        bf16      1T     1S     1W     1W     1W     1W     1W     1W     2W     2W\n\
 h100                 cross_entropy  f32       1T     1S     1W     1W     1W     1W     1W     2W     2W     2W\n\
 h100                 cross_entropy  bf16      1T     1S     1W     1W     1W     1W     1W     1W     2W     2W\n\
-lavapipe             softmax        f32       2T     2S     2S     2S     2S     2S     2S     2S     2S     2W\n\
-lavapipe             softmax        bf16      2T     2S     2S     2S     2S     2S     2S     2S     2S     2W\n\
-lavapipe             cross_entropy  f32       2T     2S     2S     2S     2S     2S     2S     2S     2S     2W\n\
-lavapipe             cross_entropy  bf16      2T     2S     2S     2S     2S     2S     2S     2S     2S     2W\n\
+lavapipe             softmax        f32       2T     2S     2S     2S     2S     2S     2S     2W     2W     2W\n\
+lavapipe             softmax        bf16      2T     2S     2S     2S     2S     2S     2S     2W     2W     2W\n\
+lavapipe             cross_entropy  f32       2T     2S     2S     2S     2S     2S     2S     2W     2W     2W\n\
+lavapipe             cross_entropy  bf16      2T     2S     2S     2S     2S     2S     2S     2W     2W     2W\n\
 radeon_rx_7900_xtx   softmax        f32       1T     1S     1W     1W     1W     1W     1W     2W     2W     2W\n\
 radeon_rx_7900_xtx   softmax        bf16      1T     1S     1W     1W     1W     1W     1W     1W     2W     2W\n\
 radeon_rx_7900_xtx   cross_entropy  f32       1T     1S     1W     1W     1W     1W     1W     2W     2W     2W\n\
