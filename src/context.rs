@@ -533,9 +533,7 @@ impl Context {
         recorder: &mut crate::record::Recorder<'_>,
         bytes: u64,
     ) -> Result<crate::reuse::Scratch> {
-        self.note_scratch(bytes);
-        let size = crate::reuse::scratch_size(bytes);
-        let scratch = self.shared.reuse.scratch(size, || self.zeroed_buffer(bytes))?;
+        let scratch = self.scratch_written_first(bytes)?;
         recorder.encoder().clear_buffer(&scratch, 0, None);
         Ok(scratch)
     }

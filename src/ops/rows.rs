@@ -489,28 +489,20 @@ mod tests {
                     }
                 }
             }
+            let thread_plan = |shape, dtype| {
+                plan_rows_on(
+                    &caps,
+                    (OpKernel::Softmax, dtype),
+                    shape,
+                    Some(Strategy::ThreadPerRow),
+                    &[74],
+                    true,
+                )
+            };
             // An odd number of positions after the axis: row pairs would straddle words.
-            let odd = Shape::with_inner(4, 37, 5);
-            let p = plan_rows_on(
-                &caps,
-                (OpKernel::Softmax, DType::F16),
-                odd,
-                Some(Strategy::ThreadPerRow),
-                &[74],
-                true,
-            );
-            assert!(!p.unwrap().paired);
+            assert!(!thread_plan(Shape::with_inner(4, 37, 5), DType::F16).unwrap().paired);
             // A contiguous class axis: no pairing.
-            let rows = Shape::new(64, 37);
-            let p = plan_rows_on(
-                &caps,
-                (OpKernel::Softmax, DType::BF16),
-                rows,
-                Some(Strategy::ThreadPerRow),
-                &[74],
-                true,
-            );
-            assert!(!p.unwrap().paired);
+            assert!(!thread_plan(Shape::new(64, 37), DType::BF16).unwrap().paired);
         }
         assert!(paired_in_chunks > 0, "no batch of paired rows took several chunks");
     }

@@ -630,48 +630,64 @@ fn assert_same_conversion(
     }
 }
 
+/// One 16-bit type's WGSL conversions (`conversions`, called `name`) against an
+/// independent implementation, bit for bit: `widen` (a 16-bit value's bits to its f32's
+/// bits) on every 16-bit value, and `narrow` (an f32 to the 16-bit bits) on the f32 values
+/// that round to each (`rounding_cases`). Each also says whether its result is a NaN, whose
+/// payload may differ.
+fn check_conversions(
+    name: &str,
+    conversions: &str,
+    widen: impl Fn(u16) -> (u32, bool),
+    narrow: impl Fn(f32) -> (u16, bool),
+) {
+    let halves: Vec<u32> = (0..=u32::from(u16::MAX)).collect();
+    let widened = convert_words(conversions, "widen", &halves);
+    let f32_nan = |bits: u32| f32::from_bits(bits).is_nan();
+    let half_nan = |bits: u32| u16::try_from(bits).is_ok_and(|b| widen(b).1);
+    let want = |h: u32| widen(h as u16);
+    assert_same_conversion(&format!("{name} to f32"), (&halves, &widened), want, f32_nan, 31);
+    let cases = rounding_cases(|b| f32::from_bits(widen(b).0));
+    let narrowed = convert_words(conversions, "narrow", &cases);
+    let want = |x: u32| {
+        let (bits, nan) = narrow(f32::from_bits(x));
+        (u32::from(bits), nan)
+    };
+    assert_same_conversion(&format!("f32 to {name}"), (&cases, &narrowed), want, half_nan, 15);
+}
+
 /// The WGSL conversions between f32 and f16 (branch-free, by bit pattern) against the
 /// `half` crate's on every f16 and on the f32 values that round to each: normals,
 /// subnormals, zeros, the overflow to infinity from 65520 on, NaNs and infinities.
 #[test]
 fn f16_conversions_match_an_independent_implementation_bit_for_bit() {
-    let conversions = include_str!("../../shaders/elem/f16.wgsl");
-    let halves: Vec<u32> = (0..=u32::from(u16::MAX)).collect();
-    let widened = convert_words(conversions, "widen", &halves);
-    let f32_nan = |bits: u32| f32::from_bits(bits).is_nan();
-    let f16_nan = |bits: u32| bits <= 0xffff && f16::from_bits(bits as u16).is_nan();
-    let want = |h: u32| {
-        let v = f16::from_bits(h as u16);
-        (v.to_f32().to_bits(), v.is_nan())
-    };
-    assert_same_conversion("f16 to f32", (&halves, &widened), want, f32_nan, 31);
-    let cases = rounding_cases(|b| f16::from_bits(b).to_f32());
-    let narrowed = convert_words(conversions, "narrow", &cases);
-    let want = |x: u32| {
-        let v = f16::from_f32(f32::from_bits(x));
-        (u32::from(v.to_bits()), v.is_nan())
-    };
-    assert_same_conversion("f32 to f16", (&cases, &narrowed), want, f16_nan, 15);
+    check_conversions(
+        "f16",
+        include_str!("../../shaders/elem/f16.wgsl"),
+        |h| {
+            let v = f16::from_bits(h);
+            (v.to_f32().to_bits(), v.is_nan())
+        },
+        |x| {
+            let v = f16::from_f32(x);
+            (v.to_bits(), v.is_nan())
+        },
+    );
 }
 
 /// As for f16: bf16 is the top half of an f32, rounded to nearest even.
 #[test]
 fn bf16_conversions_match_an_independent_implementation_bit_for_bit() {
-    let conversions = include_str!("../../shaders/elem/bf16.wgsl");
-    let halves: Vec<u32> = (0..=u32::from(u16::MAX)).collect();
-    let widened = convert_words(conversions, "widen", &halves);
-    let f32_nan = |bits: u32| f32::from_bits(bits).is_nan();
-    let bf16_nan = |bits: u32| bits <= 0xffff && bf16::from_bits(bits as u16).is_nan();
-    let want = |h: u32| {
-        let v = bf16::from_bits(h as u16);
-        (v.to_f32().to_bits(), v.is_nan())
-    };
-    assert_same_conversion("bf16 to f32", (&halves, &widened), want, f32_nan, 31);
-    let cases = rounding_cases(|b| bf16::from_bits(b).to_f32());
-    let narrowed = convert_words(conversions, "narrow", &cases);
-    let want = |x: u32| {
-        let v = bf16::from_f32(f32::from_bits(x));
-        (u32::from(v.to_bits()), v.is_nan())
-    };
-    assert_same_conversion("f32 to bf16", (&cases, &narrowed), want, bf16_nan, 15);
+    check_conversions(
+        "bf16",
+        include_str!("../../shaders/elem/bf16.wgsl"),
+        |h| {
+            let v = bf16::from_bits(h);
+            (v.to_f32().to_bits(), v.is_nan())
+        },
+        |x| {
+            let v = bf16::from_f32(x);
+            (v.to_bits(), v.is_nan())
+        },
+    );
 }
